@@ -1,0 +1,1 @@
+"""The example application whose handlers the pipelines in this directory run."""

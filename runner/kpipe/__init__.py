@@ -1,0 +1,30 @@
+"""kpipe: declarative YAML pipelines for Apache Kafka.
+
+    import kpipe
+    project = kpipe.load("pipelines/")
+    with project.producer("order-api") as producer:
+        producer.send({"event_type": "order.created", ...})
+
+Heavy modules (confluent_kafka, the schema compiler) are imported lazily so `kpipe --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from kpipe.project import Project
+
+
+def load(
+    *paths: Any, variables: dict[str, str] | None = None, values_files: list[Any] | None = None
+) -> Project:
+    """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong."""
+    from kpipe.project import load_project
+
+    return load_project(list(paths) or ["pipelines"], variables=variables, values_files=values_files)
+
+
+__all__ = ["load", "__version__"]

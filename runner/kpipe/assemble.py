@@ -1,0 +1,161 @@
+"""Validate each parsed file against the spec models and merge them into one ProjectSpec.
+
+Names are global across a project's files: a topic, schema, producer or consumer group declared twice is an
+error that names both places. Pure: takes SourceDocuments, returns data and diagnostics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import ValidationError
+
+from kpipe import spec
+from kpipe.diagnostics import Diagnostic, Position, error
+from kpipe.loader import SourceDocument
+from kpipe.spec_errors import translate
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Declared(Generic[T]):
+    """One named object as declared, with where it was declared."""
+
+    name: str
+    spec: T
+    document: SourceDocument
+    section: str
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return (self.section,) if self.section == "cluster" else (self.section, self.name)
+
+    @property
+    def position(self) -> Position:
+        return self.document.positions.locate(self.path, prefer="key")
+
+    def locate(self, *subpath: Any, prefer: str = "value") -> Position:
+        return self.document.positions.locate(self.path + subpath, prefer=prefer)
+
+    @property
+    def directory(self) -> Path:
+        return self.document.path.parent
+
+
+@dataclass
+class ProjectSpec:
+    documents: list[SourceDocument] = field(default_factory=list)
+    cluster: Declared[spec.ClusterSpec] | None = None
+    schemas: dict[str, Declared[spec.SchemaFile | spec.SchemaModel]] = field(default_factory=dict)
+    topics: dict[str, Declared[spec.TopicSpecModel]] = field(default_factory=dict)
+    producers: dict[str, Declared[spec.ProducerSpec]] = field(default_factory=dict)
+    consumers: dict[str, Declared[spec.ConsumerGroupSpec]] = field(default_factory=dict)
+    # Names whose declaration was invalid (already reported): they exist for reference checks.
+    broken: dict[str, dict[str, Position]] = field(default_factory=lambda: {s: {} for s in NOUN})
+
+    def names(self, section: str) -> set[str]:
+        return set(getattr(self, section)) | set(self.broken[section])
+
+    @property
+    def cluster_spec(self) -> spec.ClusterSpec:
+        return self.cluster.spec if self.cluster else spec.ClusterSpec()
+
+
+NOUN = {"schemas": "schema", "topics": "topic", "producers": "producer", "consumers": "consumer group"}
+
+
+SECTIONS = ("schemas", "topics", "producers", "consumers")
+
+
+def assemble(documents: list[SourceDocument]) -> tuple[ProjectSpec, list[Diagnostic]]:
+    project = ProjectSpec(documents=list(documents))
+    diagnostics: list[Diagnostic] = []
+    for document in documents:
+        if not isinstance(document.data, dict):
+            diagnostics.append(
+                error(
+                    "a pipeline file must be a mapping with sections "
+                    "(cluster, schemas, topics, producers, consumers)",
+                    Position(document.display, 1, 1),
+                    code="file-not-mapping",
+                )
+            )
+            continue
+        try:
+            parsed = spec.PipelineFile.model_validate(document.data)
+            cluster = parsed.cluster
+            sections = {s: dict(getattr(parsed, s)) for s in SECTIONS}
+        except ValidationError as exc:
+            diagnostics.extend(translate(exc, document.data, document.positions))
+            cluster, sections = _salvage(document.data)
+        _merge(project, cluster, sections, document, diagnostics)
+    return project, diagnostics
+
+
+def _salvage(data: dict) -> tuple[spec.ClusterSpec | None, dict[str, dict[str, Any]]]:
+    """Keep the entries that are valid on their own so cross-reference checks still run on them.
+
+    An invalid entry is kept as None: its name exists (references to it are not also reported), its
+    contents were already reported.
+    """
+    cluster = None
+    if isinstance(data.get("cluster"), dict):
+        with contextlib.suppress(ValidationError):
+            cluster = spec.PipelineFile.model_validate({"cluster": data["cluster"]}).cluster
+    sections: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        entries = data.get(section)
+        if not isinstance(entries, dict):
+            continue
+        kept: dict[str, Any] = {}
+        for name, value in entries.items():
+            try:
+                kept[name] = getattr(spec.PipelineFile.model_validate({section: {name: value}}), section)[
+                    name
+                ]
+            except ValidationError:
+                kept[name] = None
+        sections[section] = kept
+    return cluster, sections
+
+
+def _merge(
+    project: ProjectSpec,
+    cluster: spec.ClusterSpec | None,
+    sections: dict[str, dict[str, Any]],
+    document: SourceDocument,
+    diagnostics: list[Diagnostic],
+) -> None:
+    if cluster is not None:
+        if project.cluster is not None:
+            diagnostics.append(
+                error(
+                    f"'cluster' is declared twice (first at {project.cluster.document.positions.locate(('cluster',), prefer='key')})",
+                    document.positions.locate(("cluster",), prefer="key"),
+                    code="duplicate-name",
+                )
+            )
+        else:
+            project.cluster = Declared("cluster", cluster, document, "cluster")
+    for section, entries in sections.items():
+        target: dict[str, Declared] = getattr(project, section)
+        for name, value in entries.items():
+            declared = Declared(str(name), value, document, section)
+            if name in target or name in project.broken[section]:
+                first = target[name].position if name in target else project.broken[section][name]
+                diagnostics.append(
+                    error(
+                        f"{NOUN[section]} '{name}' is declared twice (first at {first})",
+                        declared.position,
+                        code="duplicate-name",
+                    )
+                )
+                continue
+            if value is None:
+                project.broken[section][name] = declared.position
+            else:
+                target[name] = declared

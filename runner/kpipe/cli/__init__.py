@@ -1,0 +1,86 @@
+"""The `kpipe` command line: a thin layer that parses options, calls one function, prints, and exits.
+
+Commands live in their own modules and are imported only when invoked, so `kpipe --help` does not import
+confluent_kafka or build schema models. Exceptions become exit codes in one place: `main()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from kpipe import __version__
+
+# command name -> "module:attribute"; the module is imported only when the command runs or shows its help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": (
+        "kpipe.cli.validate_cmd:validate",
+        "Check pipeline files offline: YAML, templates, fields, references.",
+    ),
+    "render": ("kpipe.cli.validate_cmd:render", "Print the project after Jinja2 rendering."),
+    "schema": (
+        "kpipe.cli.validate_cmd:schema",
+        "Print the JSON Schema of the pipeline file format (for editors).",
+    ),
+    "explain": (
+        "kpipe.cli.validate_cmd:explain",
+        "Show the final librdkafka settings of a producer or group, and their origin.",
+    ),
+    "plan": ("kpipe.cli.plan_cmd:plan", "Compare declared topics with the cluster; show the changes."),
+    "apply": ("kpipe.cli.plan_cmd:apply", "Create or update topics so the cluster matches the files."),
+    "run": ("kpipe.cli.run_cmd:run", "Run consumer groups as supervised worker processes."),
+    "produce": ("kpipe.cli.run_cmd:produce", "Send JSON-lines events through a declared producer."),
+    "broker": ("kpipe.cli.dev_cmd:broker", "Run the embedded local Kafka-protocol broker in the foreground."),
+    "dev": ("kpipe.cli.dev_cmd:dev", "Local loop: broker, apply, run the groups, live table."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n in COMMANDS if _module_exists(COMMANDS[n][0]))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target[0].split(":")
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table, so listing commands imports none of them.
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _module_exists(target: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
+@click.version_option(__version__, prog_name="kpipe")
+@click.option("--debug", is_flag=True, envvar="KPIPE_DEBUG", help="Show tracebacks for kpipe errors too.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """kpipe: declarative YAML pipelines for Apache Kafka.
+
+    Describe topics, event schemas, producers and consumer groups in YAML; validate them offline,
+    apply the topics to a cluster, and run the consumer groups.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn kpipe errors into one-line messages and exit codes."""
+    from kpipe.cli.common import run_cli
+
+    sys.exit(run_cli(cli, argv))

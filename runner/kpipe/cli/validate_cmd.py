@@ -1,0 +1,159 @@
+"""Offline commands: validate, render, schema, explain. None of them connects to a cluster."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from kpipe.cli.common import default_paths, parse_vars, print_diagnostics, project_options
+from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
+
+
+@click.command()
+@project_options
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools, github for GitHub Actions annotations.",
+)
+@click.option(
+    "--check-handlers", is_flag=True, help="Also import every handler (needs the application's packages)."
+)
+@click.option(
+    "--against",
+    metavar="REF",
+    help="Check schema changes for compatibility against a git ref (e.g. origin/main) or a directory.",
+)
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def validate(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    output_format: str,
+    check_handlers: bool,
+    against: str | None,
+    strict: bool,
+) -> None:
+    """Check pipeline files offline: YAML, templates, every field and every reference.
+
+    Reports every problem at once as FILE:LINE:COL: error: MESSAGE. Exits 0 when the project is valid, 1 when
+    it is not.
+
+    \b
+    Examples:
+      kpipe validate pipelines/
+      kpipe validate pipelines/ --values pipelines/values/prod.yaml
+      kpipe validate pipelines/ --format github --against origin/main
+    """
+    from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
+    from kpipe.project import inspect_project
+
+    inspection = inspect_project(
+        default_paths(paths), variables=parse_vars(variables), values_files=values_files
+    )
+    diagnostics = list(inspection.diagnostics)
+    if check_handlers and inspection.valid:
+        from kpipe.handler_check import check_handlers as run_handler_checks
+
+        diagnostics += run_handler_checks(inspection)
+    if against and inspection.valid:
+        from kpipe.evolution import check_evolution
+
+        diagnostics += check_evolution(inspection, against)
+    diagnostics = sort_diagnostics(diagnostics)
+    files = len(inspection.files) + len(set(inspection.schema_sources.values()))
+    if output_format == "json":
+        click.echo(render_json(diagnostics, files))
+    elif output_format == "github":
+        if diagnostics:
+            click.echo(render_github(diagnostics))
+        click.echo(summary_line(diagnostics, files), err=True)
+    else:
+        print_diagnostics(diagnostics, files)
+    failed = any(d.is_error for d in diagnostics) or (strict and diagnostics)
+    sys.exit(EXIT_INVALID if failed else EXIT_OK)
+
+
+@click.command()
+@project_options
+def render(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> None:
+    """Print each pipeline file after Jinja2 rendering (what kpipe parses).
+
+    \b
+    Example:
+      kpipe render pipelines/ --values pipelines/values/prod.yaml
+    """
+    from kpipe.loader import load_documents
+
+    loaded = load_documents(default_paths(paths), variables=parse_vars(variables), values_files=values_files)
+    if any(d.is_error for d in loaded.diagnostics):
+        raise PipelineInvalid(loaded.diagnostics)
+    for i, document in enumerate(loaded.documents):
+        if i:
+            click.echo("---")
+        click.echo(f"# {document.display}")
+        click.echo(document.rendered_text.rstrip("\n"))
+
+
+@click.command()
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of the pipeline file format.
+
+    Point your editor at it for completion and checks while you type, e.g. in VS Code's YAML extension:
+
+    \b
+      kpipe schema -o .kpipe.schema.json
+      # .vscode/settings.json: {"yaml.schemas": {".kpipe.schema.json": "pipelines/*.yaml"}}
+    """
+    from kpipe.spec import PipelineFile
+
+    document = PipelineFile.model_json_schema(by_alias=True)
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    text = json.dumps(document, indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+@click.command()
+@click.argument("name")
+@project_options
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--bootstrap-servers", help="Override the cluster's bootstrap servers.")
+def explain(
+    name: str,
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    output_format: str,
+    bootstrap_servers: str | None,
+) -> None:
+    """Show the final librdkafka settings of producer or consumer group NAME, and where each came from.
+
+    Secrets (sasl.password, ssl.key.password, ...) are redacted.
+
+    \b
+    Example:
+      kpipe explain order-processors pipelines/
+    """
+    from kpipe.explain import explain_client
+    from kpipe.project import load_project
+
+    project = load_project(
+        default_paths(paths),
+        variables=parse_vars(variables),
+        values_files=values_files,
+        bootstrap_override=bootstrap_servers,
+    )
+    click.echo(explain_client(project, name, output_format))

@@ -1,0 +1,246 @@
+"""Compile an assembled, checked ProjectSpec into plain client configs and topic specs. Pure.
+
+Every librdkafka setting is built from layers, lowest first, and each remembers where it came from so
+`kpipe explain` can show it:
+
+    kpipe default  →  cluster.config  →  declared field  →  the client's own config (passthrough)
+
+Settings a commit policy depends on (enable.auto.commit, enable.auto.offset.store) are "derived": they are
+applied last, because the check step has already refused a passthrough that contradicts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from kpipe import librdkafka_properties as props
+from kpipe.assemble import Declared, ProjectSpec
+from kpipe.check import dead_letter_topic
+from kpipe.compiled import (
+    ClientConfig,
+    CommitPolicy,
+    ConsumerGroupSettings,
+    ErrorPolicy,
+    ProducerSettings,
+    Setting,
+    TopicSpec,
+)
+from kpipe.spec import ConsumerGroupSpec, ProducerSpec
+
+# librdkafka's own default fetch.queue.backoff.ms is 1000 ms: when the local queue fills, the consumer stops
+# fetching for a whole second. Measured on the local broker, that one stall cut a 200k-event run from ~426k to
+# ~149k events/s. 10 ms costs nothing noticeable on Apache Kafka and removes the stall.
+CONSUMER_DEFAULTS: dict[str, str] = {
+    "enable.partition.eof": "false",
+    "fetch.queue.backoff.ms": "10",
+}
+PRODUCER_DEFAULTS: dict[str, str] = {}
+
+# kpipe's declared producer fields and the librdkafka key each becomes.
+PRODUCER_FIELDS: dict[str, str] = {
+    "acks": "acks",
+    "retries": "retries",
+    "linger_ms": "linger.ms",
+    "batch_size": "batch.size",
+    "compression": "compression.type",
+    "idempotent": "enable.idempotence",
+    "delivery_timeout_ms": "delivery.timeout.ms",
+    "client_id": "client.id",
+}
+
+
+def config_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _applies_to(key: str, kind: str) -> bool:
+    """Whether a cluster-wide setting is meant for this kind of client (a producer-only key skips consumers)."""
+    info = props.lookup(key)
+    if info is None or info.scope == "*":
+        return True
+    return {"P": "producer", "C": "consumer"}[info.scope] == kind
+
+
+class _Layers:
+    """An ordered dict of settings where a later layer replaces an earlier value and its provenance."""
+
+    def __init__(self) -> None:
+        self._settings: dict[str, Setting] = {}
+
+    def set(self, key: str, value: object, source: str, origin: str | None = None, position=None) -> None:
+        self._settings[key] = Setting(
+            key, config_value(value), source, origin, position, props.is_secret(key)
+        )
+
+    def update(
+        self, items: Mapping[str, object], source: str, owner: Declared | None, origin_prefix: str, kind: str
+    ) -> None:
+        for key, value in items.items():
+            if not _applies_to(key, kind):
+                continue  # a cluster-wide setting meant for another kind of client
+            position = owner.locate("config", key) if owner else None
+            self.set(key, value, source, f"{origin_prefix}.config.{key}", position)
+
+    def freeze(self) -> ClientConfig:
+        return ClientConfig(tuple(self._settings.values()))
+
+
+def _base(project: ProjectSpec, kind: str, bootstrap_override: str | None) -> _Layers:
+    layers = _Layers()
+    cluster = project.cluster_spec
+    if bootstrap_override:
+        layers.set("bootstrap.servers", bootstrap_override, "override", "--bootstrap-servers")
+    else:
+        position = project.cluster.locate("bootstrap_servers") if project.cluster else None
+        source = "declared" if project.cluster else "kpipe default"
+        layers.set(
+            "bootstrap.servers", cluster.bootstrap_servers, source, "cluster.bootstrap_servers", position
+        )
+    defaults = CONSUMER_DEFAULTS if kind == "consumer" else PRODUCER_DEFAULTS
+    for key, value in defaults.items():
+        layers.set(key, value, "kpipe default")
+    if project.cluster:
+        layers.update(cluster.config, "cluster.config", project.cluster, "cluster", kind)
+    return layers
+
+
+def compile_producer(
+    project: ProjectSpec, name: str, bootstrap_override: str | None = None
+) -> ProducerSettings:
+    declared = project.producers[name]
+    spec: ProducerSpec = declared.spec
+    layers = _base(project, "producer", bootstrap_override)
+    layers.set("client.id", f"kpipe-{name}", "kpipe default")
+    written = declared.document.data.get("producers", {}).get(name, {}) or {}
+    for field_name, key in PRODUCER_FIELDS.items():
+        value = getattr(spec, field_name)
+        if value is None:
+            continue
+        explicit = field_name in written
+        layers.set(
+            key,
+            value,
+            "declared" if explicit else "kpipe default",
+            f"producers.{name}.{field_name}" if explicit else None,
+            declared.locate(field_name) if explicit else None,
+        )
+    layers.update(spec.config, "passthrough", declared, f"producers.{name}", "producer")
+    topic = project.topics.get(spec.topic)
+    return ProducerSettings(
+        name=name,
+        topic=spec.topic,
+        key_field=topic.spec.key if topic else None,
+        schema_name=topic.spec.schema_ if topic else None,
+        client=layers.freeze(),
+        position=declared.position,
+    )
+
+
+def compile_consumer_group(
+    project: ProjectSpec, name: str, bootstrap_override: str | None = None
+) -> ConsumerGroupSettings:
+    declared = project.consumers[name]
+    spec: ConsumerGroupSpec = declared.spec
+    layers = _base(project, "consumer", bootstrap_override)
+    layers.set("group.id", name, "declared", f"consumers.{name}", declared.position)
+    layers.set(
+        "client.id", spec.client_id or f"kpipe-{name}", "declared" if spec.client_id else "kpipe default"
+    )
+    written = declared.document.data.get("consumers", {}).get(name, {}) or {}
+    explicit_reset = "auto_offset_reset" in written
+    layers.set(
+        "auto.offset.reset",
+        spec.auto_offset_reset,
+        "declared" if explicit_reset else "kpipe default",
+        f"consumers.{name}.auto_offset_reset" if explicit_reset else None,
+        declared.locate("auto_offset_reset") if explicit_reset else None,
+    )
+    layers.update(spec.config, "passthrough", declared, f"consumers.{name}", "consumer")
+    commit = spec.commit
+    origin = f"consumers.{name}.commit"
+    position = declared.locate("commit")
+    # At-least-once in every policy: an offset is stored only after its handler succeeded.
+    layers.set("enable.auto.offset.store", "false", "derived", origin, position)
+    if commit.strategy == "auto":
+        layers.set("enable.auto.commit", "true", "derived", origin, position)
+        layers.set(
+            "auto.commit.interval.ms", commit.interval_ms, "declared", f"{origin}.interval_ms", position
+        )
+        policy = CommitPolicy("auto", interval_ms=commit.interval_ms)
+    elif commit.strategy == "per_message":
+        layers.set("enable.auto.commit", "false", "derived", origin, position)
+        policy = CommitPolicy("per_message")
+    else:
+        layers.set("enable.auto.commit", "false", "derived", origin, position)
+        policy = CommitPolicy("batch", batch_size=commit.batch_size, interval_ms=commit.interval_ms)
+    on_error = spec.on_error
+    error_policy = ErrorPolicy(
+        action=on_error.action,
+        retries=on_error.retries,
+        backoff_ms=on_error.backoff_ms,
+        max_backoff_ms=on_error.max_backoff_ms,
+        dead_letter_topic=dead_letter_topic(name, spec),
+    )
+    producer = _base(project, "producer", bootstrap_override)
+    producer.set("client.id", f"kpipe-{name}-dlq", "kpipe default")
+    producer.set("acks", "all", "kpipe default")
+    producer.set("enable.idempotence", "true", "kpipe default")
+    producer.set("linger.ms", "5", "kpipe default")
+    return ConsumerGroupSettings(
+        group_id=name,
+        topics=tuple(spec.topics),
+        handler=spec.handler,
+        instances=spec.instances,
+        commit=policy,
+        on_error=error_policy,
+        client=layers.freeze(),
+        topic_schemas={
+            t: (project.topics[t].spec.schema_ if t in project.topics else None) for t in spec.topics
+        },
+        producer_client=producer.freeze(),
+        import_paths=tuple(_import_paths(project)),
+        max_poll_records=spec.max_poll_records,
+        position=declared.position,
+    )
+
+
+def _import_paths(project: ProjectSpec) -> Iterable[str]:
+    return dict.fromkeys(str(d.path.parent) for d in project.documents)
+
+
+def compile_topics(project: ProjectSpec) -> list[TopicSpec]:
+    """Declared topics plus the dead-letter topics consumer groups need, sorted by name."""
+    topics: dict[str, TopicSpec] = {}
+    for name, declared in project.topics.items():
+        spec = declared.spec
+        topics[name] = TopicSpec(
+            name=name,
+            partitions=spec.partitions,
+            replication_factor=spec.replication_factor if spec.replication_factor is not None else -1,
+            config={k: config_value(v) for k, v in spec.config.items()},
+            key_field=spec.key,
+            schema_name=spec.schema_,
+            position=declared.position,
+        )
+    for name, declared in sorted(project.consumers.items()):
+        dlq = dead_letter_topic(name, declared.spec)
+        if dlq is None or dlq in topics:
+            continue
+        sources = [topics[t] for t in declared.spec.topics if t in topics]
+        topics[dlq] = TopicSpec(
+            name=dlq,
+            # Dead letters keep the source partitioning's parallelism; they hold no schema (they carry
+            # whatever failed, byte for byte).
+            partitions=max((t.partitions for t in sources), default=1),
+            replication_factor=max((t.replication_factor for t in sources), default=-1),
+            config={},
+            position=declared.locate("on_error"),
+            implicit=True,
+        )
+    return [topics[n] for n in sorted(topics)]
+
+
+def compile_cluster_client(project: ProjectSpec, bootstrap_override: str | None = None) -> ClientConfig:
+    return _base(project, "admin", bootstrap_override).freeze()

@@ -1,0 +1,107 @@
+"""Compiled objects: what the spec becomes once every default, template and reference is resolved.
+
+These are frozen, plain data (no pydantic, no I/O, no confluent_kafka). The execute layers take only these:
+`plan`/`apply` take TopicSpec, the producer takes ProducerSettings, the worker takes ConsumerGroupSettings.
+Tests compare them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kpipe.diagnostics import Position
+
+CommitStrategy = Literal["auto", "per_message", "batch"]
+ErrorAction = Literal["dead_letter", "stop", "skip"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One final librdkafka setting and where its value came from (for `kpipe explain`)."""
+
+    key: str
+    value: str
+    # "kpipe default" | "declared" | "cluster.config" | "passthrough" | "derived"
+    source: str
+    # Where in the user's files, e.g. "producers.order-api.acks" at pipelines/orders.yaml:20:5.
+    origin: str | None = None
+    position: Position | None = None
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """A librdkafka configuration with the provenance of every key."""
+
+    settings: tuple[Setting, ...]
+
+    def as_dict(self) -> dict[str, str]:
+        return {s.key: s.value for s in self.settings}
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        for s in self.settings:
+            if s.key == key:
+                return s.value
+        return default
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    # Only the keys the user declared: plan compares these and never broker defaults.
+    config: Mapping[str, str] = field(default_factory=dict)
+    key_field: str | None = None
+    schema_name: str | None = None
+    position: Position | None = None
+    # True for a dead-letter topic kpipe derived for a consumer group rather than one the user declared.
+    implicit: bool = False
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    name: str
+    topic: str
+    key_field: str | None
+    schema_name: str | None
+    client: ClientConfig
+    position: Position | None = None
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    strategy: CommitStrategy
+    batch_size: int = 100
+    interval_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class ErrorPolicy:
+    action: ErrorAction
+    retries: int = 0
+    backoff_ms: int = 200
+    max_backoff_ms: int = 30_000
+    dead_letter_topic: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsumerGroupSettings:
+    group_id: str
+    topics: tuple[str, ...]
+    handler: str  # "module.path:function"
+    instances: int
+    commit: CommitPolicy
+    on_error: ErrorPolicy
+    client: ClientConfig
+    # Schema name per subscribed topic (None: the handler gets raw bytes).
+    topic_schemas: Mapping[str, str | None] = field(default_factory=dict)
+    # librdkafka config for the producer that writes dead letters and handler-emitted events.
+    producer_client: ClientConfig | None = None
+    # Directories added to sys.path before importing the handler (the pipeline files' directories).
+    import_paths: tuple[str, ...] = ()
+    # Consumer batch size handed to Consumer.consume(n).
+    max_poll_records: int = 500
+    position: Position | None = None

@@ -1,0 +1,83 @@
+"""The kpipe exception tree and the exit code each kind of failure maps to.
+
+    KpipeError                      exit 1 unless a subclass says otherwise
+    ├── PipelineInvalid             exit 1  the files are wrong; carries every Diagnostic
+    ├── UsageError                  exit 2  the command line is wrong
+    ├── ClusterError                exit 3  the broker said no, or could not be reached
+    │   └── BrokerUnreachable       exit 3
+    ├── UnsafePlanRefused           exit 4  the plan holds changes kpipe will not make unasked
+    └── LocalBrokerError            exit 3  the embedded broker could not be started
+
+Library errors (confluent_kafka.KafkaException, pydantic.ValidationError, yaml errors) are translated into
+this tree where they enter kpipe: the cluster boundary, the loader, the spec layer. Anything else that escapes is
+an internal error and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kpipe.diagnostics import Diagnostic
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_CLUSTER = 3
+EXIT_UNSAFE = 4
+# `plan --detailed-exitcode` borrows Terraform's convention: 2 means "changes pending".
+EXIT_CHANGES_PENDING = 2
+
+
+class KpipeError(Exception):
+    """Base of every error kpipe reports to a user as one line, without a traceback."""
+
+    exit_code: int = EXIT_INVALID
+
+
+class PipelineInvalid(KpipeError):
+    """The pipeline files do not load, parse or validate. Holds every diagnostic found, not just the first."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        errors = [d for d in diagnostics if d.is_error]
+        first = errors[0].format() if errors else "invalid pipeline"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first + more)
+
+
+class UsageError(KpipeError):
+    exit_code = EXIT_USAGE
+
+
+class ClusterError(KpipeError):
+    """The cluster refused or failed a request. `code` is the librdkafka/Kafka error code name when known."""
+
+    exit_code = EXIT_CLUSTER
+
+    def __init__(self, message: str, *, code: str | None = None, retriable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.retriable = retriable
+
+
+class BrokerUnreachable(ClusterError):
+    """No broker answered within the connect timeout."""
+
+
+class UnsafePlanRefused(KpipeError):
+    exit_code = EXIT_UNSAFE
+
+
+class LocalBrokerError(KpipeError):
+    """The embedded local broker is missing, could not start, or its port is taken."""
+
+    exit_code = EXIT_CLUSTER
+
+
+class HandlerError(KpipeError):
+    """A consumer group's handler could not be imported or is not callable."""
+
+    exit_code = EXIT_INVALID

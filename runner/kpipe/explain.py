@@ -1,0 +1,66 @@
+"""`kpipe explain`: the final settings of one producer or consumer group, with the origin of each value."""
+
+from __future__ import annotations
+
+import json
+
+from kpipe.compiled import ClientConfig
+from kpipe.diagnostics import did_you_mean
+from kpipe.errors import UsageError
+from kpipe.project import Project
+
+REDACTED = "*****"
+
+
+def _rows(config: ClientConfig) -> list[dict]:
+    rows = []
+    for s in sorted(config.settings, key=lambda s: s.key):
+        rows.append(
+            {
+                "key": s.key,
+                "value": REDACTED if s.secret else s.value,
+                "source": s.source,
+                "origin": s.origin,
+                "position": str(s.position) if s.position else None,
+            }
+        )
+    return rows
+
+
+def explain_client(project: Project, name: str, output_format: str = "text") -> str:
+    if name in project.spec.producers:
+        settings = project.producer_settings(name)
+        kind, rows, extra = (
+            "producer",
+            _rows(settings.client),
+            {"topic": settings.topic, "key_field": settings.key_field},
+        )
+    elif name in project.spec.consumers:
+        group = project.consumer_group(name)
+        kind, rows = "consumer group", _rows(group.client)
+        extra = {
+            "topics": list(group.topics),
+            "handler": group.handler,
+            "instances": group.instances,
+            "commit": group.commit.strategy,
+            "dead_letter_topic": group.on_error.dead_letter_topic,
+        }
+    else:
+        names = list(project.spec.producers) + list(project.spec.consumers)
+        hint = did_you_mean(name, names)
+        raise UsageError(f"no producer or consumer group named '{name}'" + (f"; {hint}" if hint else ""))
+    if output_format == "json":
+        return json.dumps({"name": name, "kind": kind, **extra, "settings": rows}, indent=2)
+    width = max(len(r["key"]) for r in rows)
+    vwidth = min(40, max(len(r["value"]) for r in rows))
+    lines = [f"{kind} '{name}'"]
+    lines += [f"  {k}: {v}" for k, v in extra.items() if v is not None]
+    lines.append("")
+    for r in rows:
+        where = r["origin"] or ""
+        if r["position"]:
+            where = f"{where} ({r['position']})" if where else r["position"]
+        lines.append(
+            f"  {r['key']:<{width}}  {r['value']:<{vwidth}}  {r['source']}" + (f": {where}" if where else "")
+        )
+    return "\n".join(lines)

@@ -1,0 +1,234 @@
+"""A loaded project: the one entry point from files on disk to compiled, ready-to-run objects.
+
+    load (loader) → assemble (spec) → resolve schemas → check → compile
+
+`load_project` raises PipelineInvalid with every diagnostic when anything is wrong; `inspect_project` returns
+the diagnostics instead (for `kpipe validate`, which reports warnings too).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kpipe import compile as compiler
+from kpipe.assemble import ProjectSpec, assemble
+from kpipe.check import SchemaFields, check_project
+from kpipe.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
+from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
+from kpipe.errors import PipelineInvalid, UsageError
+from kpipe.loader import load_documents, load_yaml_file
+from kpipe.spec import SchemaFile, SchemaModel
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from kpipe.producer import Producer
+
+
+@dataclass
+class Inspection:
+    """Everything `validate` learns about a project, valid or not."""
+
+    spec: ProjectSpec
+    diagnostics: list[Diagnostic]
+    files: list[Path]
+    schema_models: dict[str, type[BaseModel] | None] = field(default_factory=dict)
+    schema_sources: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+@contextmanager
+def import_paths(paths: Iterable[str]) -> Iterator[None]:
+    """Make the project's own directories importable while its models/handlers are imported."""
+    added = [p for p in paths if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for p in added:
+            if p in sys.path:
+                sys.path.remove(p)
+
+
+def _schema_fields(model: type[BaseModel]) -> SchemaFields:
+    fields = {}
+    for name, info in model.model_fields.items():
+        fields[info.alias or name] = info.is_required()
+    return SchemaFields(frozenset(fields), frozenset(k for k, req in fields.items() if req))
+
+
+def resolve_schemas(
+    spec: ProjectSpec,
+) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
+    """Read and compile each schema (JSON Schema file or pydantic model by import path)."""
+    from kpipe.schema_compiler import SchemaModelImportError, compile_schema, import_model
+
+    models: dict[str, type[BaseModel] | None] = {}
+    sources: dict[str, Path] = {}
+    diagnostics: list[Diagnostic] = []
+    with import_paths(compiler._import_paths(spec)):
+        for name, declared in sorted(spec.schemas.items()):
+            schema = declared.spec
+            models[name] = None
+            if isinstance(schema, SchemaModel):
+                try:
+                    models[name] = import_model(schema.model)
+                except SchemaModelImportError as exc:
+                    diagnostics.append(
+                        error(
+                            str(exc),
+                            declared.locate("model")
+                            if isinstance(declared.document.data["schemas"][name], dict)
+                            else declared.locate(),
+                            code="schema-import",
+                        )
+                    )
+                continue
+            assert isinstance(schema, SchemaFile)
+            path = (declared.directory / schema.file).resolve()
+            sources[name] = path
+            where = (
+                declared.locate("file")
+                if isinstance(declared.document.data["schemas"][name], dict)
+                else declared.locate()
+            )
+            if not path.is_file():
+                diagnostics.append(
+                    error(
+                        f"schema '{name}': file '{schema.file}' not found (looked in {path.parent})",
+                        where,
+                        code="schema-missing",
+                    )
+                )
+                continue
+            document, problems = load_yaml_file(path)
+            diagnostics.extend(problems)
+            if document is None or document.data is None:
+                if document is not None:
+                    diagnostics.append(
+                        error(f"schema file for '{name}' is empty", where, code="schema-invalid")
+                    )
+                continue
+            model, problems = compile_schema(
+                document.data, name=name, file=document.display, locate=document.positions.locate
+            )
+            diagnostics.extend(problems)
+            models[name] = model
+    return models, sources, diagnostics
+
+
+def inspect_project(
+    paths: Iterable[Path | str],
+    *,
+    variables: Mapping[str, str] | None = None,
+    values_files: Iterable[Path | str] = (),
+) -> Inspection:
+    loaded = load_documents(paths, variables=variables, values_files=values_files)
+    spec, diagnostics = assemble(loaded.documents)
+    diagnostics = loaded.diagnostics + diagnostics
+    models, sources, problems = resolve_schemas(spec)
+    diagnostics += problems
+    fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
+    diagnostics += check_project(spec, fields)
+    return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources)
+
+
+class Project:
+    """A valid project, compiled on demand. Build one with `kpipe.load(...)`."""
+
+    def __init__(self, inspection: Inspection, *, bootstrap_override: str | None = None):
+        self.inspection = inspection
+        self.spec = inspection.spec
+        self.warnings = [d for d in inspection.diagnostics if not d.is_error]
+        self.bootstrap_override = bootstrap_override
+
+    # --- names -------------------------------------------------------------------------------------------
+    @property
+    def files(self) -> list[Path]:
+        return self.inspection.files
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.bootstrap_override or self.spec.cluster_spec.bootstrap_servers
+
+    def with_bootstrap(self, bootstrap: str | None) -> Project:
+        return self if not bootstrap else Project(self.inspection, bootstrap_override=bootstrap)
+
+    def _lookup(self, section: str, name: str, noun: str) -> None:
+        names = getattr(self.spec, section)
+        if name not in names:
+            hint = did_you_mean(name, names)
+            known = ", ".join(sorted(names)) or "none"
+            raise UsageError(f"no {noun} named '{name}'" + (f"; {hint}" if hint else f" (declared: {known})"))
+
+    # --- compiled objects ---------------------------------------------------------------------------------
+    def topic_specs(self) -> list[TopicSpec]:
+        return compiler.compile_topics(self.spec)
+
+    def topic(self, name: str) -> TopicSpec:
+        for topic in self.topic_specs():
+            if topic.name == name:
+                return topic
+        self._lookup("topics", name, "topic")
+        raise AssertionError("unreachable")
+
+    def cluster_client_config(self) -> ClientConfig:
+        return compiler.compile_cluster_client(self.spec, self.bootstrap_override)
+
+    def producer_names(self) -> list[str]:
+        return sorted(self.spec.producers)
+
+    def producer_settings(self, name: str) -> ProducerSettings:
+        self._lookup("producers", name, "producer")
+        return compiler.compile_producer(self.spec, name, self.bootstrap_override)
+
+    def consumer_group_names(self) -> list[str]:
+        return sorted(self.spec.consumers)
+
+    def consumer_group(self, name: str) -> ConsumerGroupSettings:
+        self._lookup("consumers", name, "consumer group")
+        return compiler.compile_consumer_group(self.spec, name, self.bootstrap_override)
+
+    def consumer_groups(self) -> list[ConsumerGroupSettings]:
+        return [self.consumer_group(n) for n in self.consumer_group_names()]
+
+    def schema_model(self, name: str) -> type[BaseModel]:
+        model = self.inspection.schema_models.get(name)
+        if model is None:
+            self._lookup("schemas", name, "schema")
+            raise UsageError(f"schema '{name}' did not compile")
+        return model
+
+    def topic_model(self, topic: str) -> type[BaseModel] | None:
+        declared = self.spec.topics.get(topic)
+        if declared is None or declared.spec.schema_ is None:
+            return None
+        return self.schema_model(declared.spec.schema_)
+
+    def producer(self, name: str, **kwargs: Any) -> Producer:
+        from kpipe.producer import Producer
+
+        settings = self.producer_settings(name)
+        model = self.schema_model(settings.schema_name) if settings.schema_name else None
+        return Producer(settings, model, **kwargs)
+
+
+def load_project(
+    paths: Iterable[Path | str],
+    *,
+    variables: Mapping[str, str] | None = None,
+    values_files: Iterable[Path | str] | None = None,
+    bootstrap_override: str | None = None,
+) -> Project:
+    inspection = inspect_project(paths, variables=variables, values_files=values_files or ())
+    if not inspection.valid:
+        raise PipelineInvalid(inspection.diagnostics)
+    return Project(inspection, bootstrap_override=bootstrap_override)

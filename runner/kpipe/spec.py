@@ -1,0 +1,201 @@
+"""The pipeline file format: pydantic models of exactly what users write. Pure: no I/O, no Kafka.
+
+One file may hold any of the sections; a project is the union of its files. Every model forbids unknown keys so
+a typo is an error (with a did-you-mean), and variants (commit strategies) are a discriminated union so an error
+speaks only of the variant chosen. Rules that span objects or files live in `kpipe.check`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+)
+
+# A librdkafka / Kafka config value as YAML gives it; compile turns it into the string librdkafka wants.
+ConfigValue = str | bool | int | float
+ConfigMap = dict[str, ConfigValue]
+
+IMPORT_PATH = (
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+)
+ImportPath = Annotated[str, StringConstraints(pattern=IMPORT_PATH)]
+FieldName = Annotated[str, StringConstraints(min_length=1)]
+TopicRef = Annotated[str, StringConstraints(min_length=1)]
+
+Compatibility = Literal[
+    "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE"
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class ClusterSpec(Strict):
+    """How every client reaches the cluster. `bootstrap_servers: local` means kpipe's embedded broker."""
+
+    bootstrap_servers: str = "localhost:9092"
+    config: ConfigMap = Field(
+        default_factory=dict, description="librdkafka settings applied to every client."
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        if value != "local":
+            for server in value.split(","):
+                host, sep, port = server.strip().rpartition(":")
+                if not sep or not host or not port.isdigit():
+                    raise ValueError(f"'{server.strip()}' is not host:port")
+        return value
+
+
+class SchemaFile(Strict):
+    file: str = Field(description="Path of a JSON Schema document (YAML or JSON), relative to this file.")
+    compatibility: Compatibility = "BACKWARD"
+
+
+class SchemaModel(Strict):
+    model: ImportPath = Field(description="A pydantic model by import path, 'package.module:ClassName'.")
+    compatibility: Compatibility = "BACKWARD"
+
+
+def _schema_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "model" if "model" in value else "file"
+    return "model" if isinstance(value, SchemaModel) else "file"
+
+
+def _schema_shorthand(value: Any) -> Any:
+    # A bare string is shorthand for {file: ...}.
+    return {"file": value} if isinstance(value, str) else value
+
+
+SchemaSpec = Annotated[
+    Annotated[SchemaFile, Tag("file")] | Annotated[SchemaModel, Tag("model")],
+    Discriminator(_schema_kind),
+    BeforeValidator(_schema_shorthand),
+]
+
+
+class TopicSpecModel(Strict):
+    partitions: int = Field(ge=1, le=100_000)
+    replication_factor: int | None = Field(
+        default=None, ge=1, le=32, description="Omit to use the broker's default.replication.factor."
+    )
+    key: FieldName | None = Field(default=None, description="Event field whose value is the message key.")
+    schema_: str | None = Field(default=None, alias="schema", description="Name of an entry under `schemas`.")
+    config: ConfigMap = Field(default_factory=dict, description="Kafka topic configs (retention.ms, ...).")
+    description: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class ProducerSpec(Strict):
+    topic: TopicRef
+    acks: Literal["all", "0", "1", "-1"] = "all"
+    retries: int = Field(default=2147483647, ge=0)
+    linger_ms: int = Field(default=5, ge=0, le=900_000)
+    batch_size: int | None = Field(default=None, ge=1, description="Maximum batch size in bytes.")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    idempotent: bool = True
+    delivery_timeout_ms: int | None = Field(default=None, ge=1)
+    client_id: str | None = None
+    config: ConfigMap = Field(default_factory=dict)
+    description: str | None = None
+
+    @field_validator("acks", mode="before")
+    @classmethod
+    def _acks(cls, value: Any) -> Any:
+        # YAML reads `acks: 1` as an int and `acks: all` as a string; accept both spellings.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class AutoCommit(Strict):
+    strategy: Literal["auto"]
+    interval_ms: int = Field(default=5000, ge=1)
+
+
+class PerMessageCommit(Strict):
+    strategy: Literal["per_message"]
+
+
+class BatchCommit(Strict):
+    strategy: Literal["batch"]
+    batch_size: int = Field(default=100, ge=1)
+    interval_ms: int = Field(default=5000, ge=1)
+
+
+CommitSpec = Annotated[AutoCommit | PerMessageCommit | BatchCommit, Field(discriminator="strategy")]
+
+
+class OnErrorSpec(Strict):
+    action: Literal["dead_letter", "stop", "skip"] = "dead_letter"
+    retries: int = Field(default=3, ge=0, le=1000)
+    backoff_ms: int = Field(default=200, ge=0)
+    max_backoff_ms: int = Field(default=30_000, ge=0)
+    dead_letter_topic: TopicRef | None = None
+
+
+class ConsumerGroupSpec(Strict):
+    topics: list[TopicRef] = Field(min_length=1)
+    handler: ImportPath
+    instances: int = Field(default=1, ge=1, le=1000)
+    auto_offset_reset: Literal["earliest", "latest", "error"] = "earliest"
+    commit: CommitSpec = Field(default_factory=lambda: BatchCommit(strategy="batch"))
+    on_error: OnErrorSpec = Field(default_factory=OnErrorSpec)
+    max_poll_records: int = Field(
+        default=500, ge=1, le=100_000, description="Messages fetched per consume() call."
+    )
+    client_id: str | None = None
+    config: ConfigMap = Field(default_factory=dict)
+    description: str | None = None
+
+    @field_validator("topics")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"topic '{name}' is listed twice")
+            seen.add(name)
+        return value
+
+
+class PipelineFile(Strict):
+    """One pipeline file. Every section is optional; names are global across the project's files."""
+
+    cluster: ClusterSpec | None = None
+    schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
+    topics: dict[str, TopicSpecModel] = Field(default_factory=dict)
+    producers: dict[str, ProducerSpec] = Field(default_factory=dict)
+    consumers: dict[str, ConsumerGroupSpec] = Field(default_factory=dict)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"title": "kpipe pipeline file", "$id": "https://kpipe.dev/schema/pipeline.json"},
+    )
+
+    @field_validator("schemas", "topics", "producers", "consumers", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        # `topics:` with nothing under it parses as None; treat it as an empty section.
+        return {} if value is None else value
+
+
+SECTION_NAMES = ("cluster", "schemas", "topics", "producers", "consumers")
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")

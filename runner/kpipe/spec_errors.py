@@ -1,0 +1,189 @@
+"""Turn pydantic ValidationErrors on a pipeline file into one-line diagnostics at the right file:line:col.
+
+pydantic reports a `loc` such as ('consumers', 'billing', 'commit', 'batch', 'batch_siz'). The 'batch' there is
+a union tag, not a key in the file, so locations are resolved by walking the parsed data alongside the loc and
+skipping elements that are not in it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kpipe import spec
+from kpipe.diagnostics import Diagnostic, did_you_mean, error
+from kpipe.yaml_source import PositionMap
+
+SECTION_NOUN = {
+    "topics": "topic",
+    "producers": "producer",
+    "consumers": "consumer group",
+    "schemas": "schema",
+}
+
+
+def data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The part of `loc` that names real keys/indices in `data` (union tags and type names dropped)."""
+    path: list[Any] = []
+    current = data
+    for element in loc:
+        if isinstance(current, dict) and element in current:
+            current = current[element]
+            path.append(element)
+        elif isinstance(current, list) and isinstance(element, int) and 0 <= element < len(current):
+            current = current[element]
+            path.append(element)
+    return tuple(path)
+
+
+def model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Which spec model describes the mapping at `path` (for listing its valid keys)."""
+    if path == ():
+        return spec.PipelineFile
+    head, rest = path[0], path[1:]
+    if head == "cluster" and rest == ():
+        return spec.ClusterSpec
+    if len(rest) == 1:
+        if head == "topics":
+            return spec.TopicSpecModel
+        if head == "producers":
+            return spec.ProducerSpec
+        if head == "consumers":
+            return spec.ConsumerGroupSpec
+        if head == "schemas":
+            value = _get(data, path)
+            return spec.SchemaModel if isinstance(value, dict) and "model" in value else spec.SchemaFile
+    if head == "consumers" and len(rest) == 2:
+        if rest[1] == "on_error":
+            return spec.OnErrorSpec
+        if rest[1] == "commit":
+            strategy = (
+                (_get(data, path) or {}).get("strategy") if isinstance(_get(data, path), dict) else None
+            )
+            return {"auto": spec.AutoCommit, "per_message": spec.PerMessageCommit}.get(
+                strategy, spec.BatchCommit
+            )
+    return None
+
+
+def _get(data: Any, path: tuple[Any, ...]) -> Any:
+    for element in path:
+        try:
+            data = data[element]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def subject(path: tuple[Any, ...]) -> str:
+    """Who the error is about: "topic 'orders'", "consumer group 'billing'", "the file"."""
+    if len(path) >= 2 and path[0] in SECTION_NOUN:
+        return f"{SECTION_NOUN[path[0]]} '{path[1]}'"
+    if path and path[0] == "cluster":
+        return "cluster"
+    return "file"
+
+
+def _field_label(path: tuple[Any, ...]) -> str:
+    rest = (
+        path[2:]
+        if len(path) >= 2 and path[0] in SECTION_NOUN
+        else path[1:]
+        if path and path[0] == "cluster"
+        else path
+    )
+    return ".".join(str(p) for p in rest)
+
+
+def _describe_input(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[Diagnostic]:
+    diagnostics: list[Diagnostic] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        path = data_path(data, loc)
+        who = subject(path)
+        label = _field_label(path)
+        hint = None
+        if kind == "extra_forbidden":
+            key = loc[-1]
+            parent = path[:-1] if path and path[-1] == key else path
+            model = model_at(data, parent)
+            allowed = field_names(model) if model else []
+            hint = did_you_mean(str(key), allowed)
+            if hint is None and allowed:
+                hint = "valid keys: " + ", ".join(allowed)
+            where = f"in {who}" if who != "file" else "at the top level"
+            message = f"unknown key '{key}' {where}"
+            if parent == ():
+                hint = hint or "valid sections: " + ", ".join(spec.SECTION_NAMES)
+            position = positions.locate(path, prefer="key")
+            diagnostics.append(error(message, position, hint=hint, code="unknown-key"))
+            continue
+        if kind == "missing":
+            missing = loc[-1]
+            message = f"{who} is missing required key '{missing}'"
+            position = positions.locate(path, prefer="key")
+            diagnostics.append(error(message, position, code="missing-key"))
+            continue
+        message = _message(kind, err, label)
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            position = positions.locate(path + ("strategy",), prefer="value")
+        else:
+            position = positions.locate(path, prefer="value")
+        lead = f"{who}: " if who != "file" else ""
+        diagnostics.append(error(f"{lead}{message}", position, code="invalid-value"))
+    return diagnostics
+
+
+def _message(kind: str, err: dict, label: str) -> str:
+    ctx = err.get("ctx") or {}
+    got = _describe_input(err.get("input"))
+    name = f"'{label}'" if label else "value"
+    if kind == "greater_than_equal":
+        return f"{name} must be at least {ctx.get('ge')} (got {got})"
+    if kind == "less_than_equal":
+        return f"{name} must be at most {ctx.get('le')} (got {got})"
+    if kind in ("greater_than", "less_than"):
+        bound = ctx.get("gt", ctx.get("lt"))
+        return f"{name} must be {'greater' if kind == 'greater_than' else 'less'} than {bound} (got {got})"
+    if kind == "string_pattern_mismatch" and label.endswith(("handler", "model")):
+        return f"{name} must be an import path 'package.module:function' (got {got})"
+    if kind == "union_tag_invalid":
+        return f"unknown commit strategy '{ctx.get('tag')}'; expected one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"{name} needs a 'strategy' (auto, per_message or batch)"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"{name} must be a whole number (got {got})"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"{name} must be true or false (got {got})"
+    if kind in ("string_type",):
+        return f"{name} must be a string (got {got})"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{name} must be a mapping (got {got})"
+    if kind == "list_type":
+        return f"{name} must be a list (got {got})"
+    if kind == "too_short":
+        return f"{name} must not be empty"
+    if kind == "literal_error":
+        return f"{name} must be {ctx.get('expected')} (got {got})"
+    text = err["msg"]
+    if text.startswith("Value error, "):
+        text = text[len("Value error, ") :]
+    text = text.replace("Input should be", "must be")
+    return f"{name}: {text}" if label else text

@@ -1,0 +1,48 @@
+"""What passes between the supervisor and its worker processes: small, picklable, import-light.
+
+The supervisor spawns one process per consumer-group instance with a WorkerSpec; the worker loads the project
+itself (so nothing heavy is pickled), runs the group, reports WorkerStatus snapshots on a queue, and ends with
+one of the exit codes below, which tell the supervisor whether a restart can help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Worker process exit codes.
+WORKER_EXIT_OK = 0  # stopped on request (SIGTERM/SIGINT), offsets committed
+WORKER_EXIT_CRASH = 1  # unexpected error: restart with backoff
+WORKER_EXIT_CLUSTER = (
+    3  # broker unreachable for longer than the worker's bounded retries: restart with backoff
+)
+WORKER_EXIT_HALT = 78  # do not restart: invalid project, handler import failed, or on_error: stop was hit
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    project_paths: tuple[str, ...]
+    group: str
+    instance: int
+    variables: tuple[tuple[str, str], ...] = ()
+    values_files: tuple[str, ...] = ()
+    bootstrap_override: str | None = None
+    log_format: str = "text"  # "text" | "json"
+    # Extra librdkafka consumer settings layered last (tests use it for fast group joins).
+    extra_consumer_config: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A snapshot a worker sends about once a second (and on assignment, commit and exit)."""
+
+    group: str
+    instance: int
+    pid: int
+    handled: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    committed: int = 0  # number of commits done
+    last_commit_at: float | None = None  # time.time()
+    assigned: tuple[tuple[str, int], ...] = field(default=())
+    state: str = "starting"  # starting | running | stopping | stopped | failed
+    error: str | None = None

@@ -1,0 +1,247 @@
+"""Safe YAML parsing that remembers where every key and value came from.
+
+PyYAML's safe loader forgets positions and silently keeps the last of two duplicate keys. This module composes
+the node tree with the safe loader and builds plain Python data from it itself, so that:
+
+- every mapping key and value has a 1-based (line, column), kept in a PositionMap keyed by path
+  (e.g. ("topics", "orders", "partitions"));
+- duplicate keys are reported (both places), not silently overwritten;
+- only the standard YAML tags are accepted (no python/object tags: safe by construction);
+- alias expansion is bounded, so a "billion laughs" document fails fast instead of eating memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from kpipe.diagnostics import Diagnostic, Position, error
+
+PathKey = tuple[Any, ...]
+
+# How many nodes one document may expand to once aliases are followed. Real pipeline files have a few
+# thousand; a billion-laughs document has 10^9.
+MAX_EXPANDED_NODES = 200_000
+MAP_TAG = "tag:yaml.org,2002:map"
+SEQ_TAG = "tag:yaml.org,2002:seq"
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class PositionMap:
+    """Where each path of a parsed document sits in its file."""
+
+    file: str
+    keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: PathKey, *, prefer: str = "value") -> Position:
+        """The position of `path`, falling back to its nearest ancestor, then to the file itself."""
+        path = tuple(path)
+        first, second = (self.values, self.keys) if prefer == "value" else (self.keys, self.values)
+        while True:
+            hit = first.get(path) or second.get(path)
+            if hit:
+                return Position(self.file, hit[0], hit[1])
+            if not path:
+                return Position(self.file)
+            path = path[:-1]
+
+    def exact(self, path: PathKey) -> bool:
+        return tuple(path) in self.keys or tuple(path) in self.values
+
+    def shifted(self, prefix: PathKey) -> PositionMap:
+        """A view of this map with every path prefixed (used when a document is nested in a larger one)."""
+        return PositionMap(
+            self.file,
+            {prefix + k: v for k, v in self.keys.items()},
+            {prefix + k: v for k, v in self.values.items()},
+        )
+
+
+class YamlProblem(Exception):
+    def __init__(self, diagnostics: list[Diagnostic]):
+        super().__init__(diagnostics[0].format() if diagnostics else "invalid YAML")
+        self.diagnostics = diagnostics
+
+
+def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]]:
+    """Parse one YAML document. Returns (data, positions, diagnostics); data is None when parsing failed."""
+    positions = PositionMap(file)
+    tab = _leading_tab(text)
+    if tab is not None:
+        line, col = tab
+        return (
+            None,
+            positions,
+            [
+                error(
+                    "tab character used for indentation; YAML allows only spaces",
+                    Position(file, line, col),
+                    code="yaml-tab",
+                    hint="replace the tab with spaces",
+                )
+            ],
+        )
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if "expected a single document" in (exc.context or ""):
+            problem = "a file holds one YAML document, found a second one (a '---' separator)"
+        if exc.context and exc.problem and "expected a single document" not in exc.context:
+            problem = f"{problem} ({exc.context})"
+        return None, positions, [error(f"invalid YAML: {problem}", pos, code="yaml-syntax")]
+    except yaml.YAMLError as exc:
+        return None, positions, [error(f"invalid YAML: {exc}", Position(file), code="yaml-syntax")]
+    finally:
+        loader.dispose()
+    if node is None:
+        return None, positions, []
+    builder = _Builder(file, positions, loader)
+    try:
+        data = builder.build(node, ())
+    except YamlProblem as exc:
+        return None, positions, exc.diagnostics
+    return data, positions, builder.diagnostics
+
+
+def _leading_tab(text: str) -> tuple[int, int] | None:
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.lstrip(" ")
+        if stripped.startswith("\t") and stripped.strip():
+            return lineno, len(line) - len(stripped) + 1
+    return None
+
+
+def _pos(node: Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Builder:
+    def __init__(self, file: str, positions: PositionMap, loader: yaml.SafeLoader):
+        self.file = file
+        self.positions = positions
+        self.loader = loader
+        self.expanded = 0
+        self.diagnostics: list[Diagnostic] = []
+
+    def build(self, node: Node, path: PathKey) -> Any:
+        self.expanded += 1
+        if self.expanded > MAX_EXPANDED_NODES:
+            line, col = _pos(node)
+            raise YamlProblem(
+                [
+                    error(
+                        f"document expands to more than {MAX_EXPANDED_NODES:,} nodes through aliases "
+                        "(a 'billion laughs' alias bomb?)",
+                        Position(self.file, line, col),
+                        code="yaml-alias-bomb",
+                    )
+                ]
+            )
+        self.positions.values.setdefault(path, _pos(node))
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, SequenceNode):
+            self._check_tag(node, SEQ_TAG)
+            return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            self._check_tag(node, MAP_TAG)
+            return self._mapping(node, path)
+        raise YamlProblem([error("unsupported YAML node", Position(self.file, *_pos(node)))])
+
+    def _check_tag(self, node: Node, expected: str) -> None:
+        if node.tag != expected:
+            raise YamlProblem(
+                [
+                    error(
+                        f"YAML tag '{node.tag}' is not allowed",
+                        Position(self.file, *_pos(node)),
+                        code="yaml-tag",
+                    )
+                ]
+            )
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark or node.start_mark
+            raise YamlProblem(
+                [
+                    error(
+                        f"YAML tag '{node.tag}' is not allowed"
+                        if "tag" in str(exc.problem)
+                        else f"{exc.problem}",
+                        Position(self.file, mark.line + 1, mark.column + 1),
+                        code="yaml-tag",
+                    )
+                ]
+            ) from None
+
+    def _merge_sources(self, node: Node) -> Iterator[MappingNode]:
+        if isinstance(node, MappingNode):
+            yield node
+        elif isinstance(node, SequenceNode):
+            for child in node.value:
+                yield from self._merge_sources(child)
+        else:
+            raise YamlProblem(
+                [
+                    error(
+                        "a '<<' merge key needs a mapping or a list of mappings",
+                        Position(self.file, *_pos(node)),
+                    )
+                ]
+            )
+
+    def _mapping(self, node: MappingNode, path: PathKey) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        seen: dict[Any, tuple[int, int]] = {}
+        merged: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                for source in self._merge_sources(value_node):
+                    for k, v in self._mapping(source, path).items():
+                        merged.setdefault(k, v)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                raise YamlProblem(
+                    [
+                        error(
+                            "mapping keys must be plain scalars",
+                            Position(self.file, *_pos(key_node)),
+                            code="yaml-key",
+                        )
+                    ]
+                )
+            key = self._scalar(key_node)
+            here = _pos(key_node)
+            try:
+                hash(key)
+            except TypeError:
+                raise YamlProblem([error("unhashable mapping key", Position(self.file, *here))]) from None
+            if key in seen:
+                first = seen[key]
+                self.diagnostics.append(
+                    error(
+                        f"duplicate key '{key}' (first defined at line {first[0]}); YAML would silently keep the last",
+                        Position(self.file, *here),
+                        code="yaml-duplicate-key",
+                    )
+                )
+                continue
+            seen[key] = here
+            self.positions.keys[path + (key,)] = here
+            result[key] = self.build(value_node, path + (key,))
+        for k, v in merged.items():
+            result.setdefault(k, v)
+        return result

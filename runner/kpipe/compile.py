@@ -52,6 +52,8 @@ PRODUCER_FIELDS: dict[str, str] = {
 def config_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(config_value(v) for v in value)
     return str(value)
 
 

@@ -22,7 +22,8 @@ from pydantic import (
 )
 
 # A librdkafka / Kafka config value as YAML gives it; compile turns it into the string librdkafka wants.
-ConfigValue = str | bool | int | float
+# A list is joined with commas (cleanup.policy: [compact, delete]).
+ConfigValue = str | bool | int | float | list[str]
 ConfigMap = dict[str, ConfigValue]
 
 IMPORT_PATH = (

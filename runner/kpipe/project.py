@@ -8,6 +8,7 @@ the diagnostics instead (for `kpipe validate`, which reports warnings too).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -144,11 +145,27 @@ def inspect_project(
 class Project:
     """A valid project, compiled on demand. Build one with `kpipe.load(...)`."""
 
-    def __init__(self, inspection: Inspection, *, bootstrap_override: str | None = None):
+    def __init__(
+        self, inspection: Inspection, *, bootstrap_override: str | None = None, resolve_local: bool = True
+    ):
         self.inspection = inspection
         self.spec = inspection.spec
         self.warnings = [d for d in inspection.diagnostics if not d.is_error]
-        self.bootstrap_override = bootstrap_override
+        self._bootstrap_override = bootstrap_override
+        self._resolve_local = resolve_local
+
+    @property
+    def bootstrap_override(self) -> str | None:
+        """The address clients connect to when it is not the file's own: a CLI/env override, or the
+        running local broker when the file says `local`."""
+        if self._bootstrap_override:
+            return self._bootstrap_override
+        if self._resolve_local and self.spec.cluster_spec.bootstrap_servers == "local":
+            from kpipe.local_cluster import resolve_local
+
+            self._bootstrap_override = resolve_local()
+            return self._bootstrap_override
+        return None
 
     # --- names -------------------------------------------------------------------------------------------
     @property
@@ -161,6 +178,10 @@ class Project:
 
     def with_bootstrap(self, bootstrap: str | None) -> Project:
         return self if not bootstrap else Project(self.inspection, bootstrap_override=bootstrap)
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return not self._bootstrap_override and self.spec.cluster_spec.bootstrap_servers == "local"
 
     def _lookup(self, section: str, name: str, noun: str) -> None:
         names = getattr(self.spec, section)
@@ -227,8 +248,12 @@ def load_project(
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] | None = None,
     bootstrap_override: str | None = None,
+    resolve_local: bool = True,
 ) -> Project:
+    """Load a valid project. The bootstrap servers come from `bootstrap_override`, else KPIPE_BOOTSTRAP_SERVERS,
+    else the files (where `local` means the running local broker, found when first needed)."""
     inspection = inspect_project(paths, variables=variables, values_files=values_files or ())
     if not inspection.valid:
         raise PipelineInvalid(inspection.diagnostics)
-    return Project(inspection, bootstrap_override=bootstrap_override)
+    override = bootstrap_override or os.environ.get("KPIPE_BOOTSTRAP_SERVERS") or None
+    return Project(inspection, bootstrap_override=override, resolve_local=resolve_local)

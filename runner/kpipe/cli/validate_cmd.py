@@ -65,7 +65,13 @@ def validate(
     if against and inspection.valid:
         from kpipe.evolution import check_evolution
 
-        diagnostics += check_evolution(inspection, against)
+        diagnostics += check_evolution(
+            inspection,
+            against,
+            paths=default_paths(paths),
+            variables=parse_vars(variables),
+            values_files=list(values_files),
+        )
     diagnostics = sort_diagnostics(diagnostics)
     files = len(inspection.files) + len(set(inspection.schema_sources.values()))
     if output_format == "json":
@@ -155,5 +161,6 @@ def explain(
         variables=parse_vars(variables),
         values_files=values_files,
         bootstrap_override=bootstrap_servers,
+        resolve_local=False,
     )
     click.echo(explain_client(project, name, output_format))

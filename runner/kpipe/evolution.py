@@ -1,0 +1,250 @@
+"""`kpipe validate --against REF`: is every schema change safe for the consumers and producers already running?
+
+The previous project is loaded from REF (a git ref, materialised with `git archive`, or a directory holding the
+previous files) with the same paths and template values, and compared with the current one:
+
+- each schema against its previous version(s) under its compatibility mode (Schema Registry's rules, in
+  `kpipe.schema_compat`); a pydantic-model schema is compared through the JSON Schema pydantic produces;
+- each topic's key field (removed, changed, or retyped) and schema (swapped for another).
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from kpipe.diagnostics import Diagnostic, Position, error, warning
+from kpipe.errors import UsageError
+from kpipe.project import Inspection, inspect_project
+from kpipe.schema_compat import Violation, check_compatibility
+
+
+def _git(args: list[str], cwd: Path) -> bytes:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise UsageError(
+            f"--against: git {' '.join(args[:2])} failed: {result.stderr.decode().strip().splitlines()[-1:]}"
+        )
+    return result.stdout
+
+
+def materialise(against: str, root: Path, stack: ExitStack) -> Path:
+    """A directory holding the previous version of `root` (the working directory)."""
+    candidate = Path(against)
+    if candidate.is_dir():
+        return candidate.resolve()
+    try:
+        top = Path(_git(["rev-parse", "--show-toplevel"], root).decode().strip())
+    except (UsageError, FileNotFoundError):
+        raise UsageError(
+            f"--against {against}: not a directory, and {root} is not in a git repository"
+        ) from None
+    check = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{against}^{{commit}}"], cwd=root, capture_output=True
+    )
+    if check.returncode != 0:
+        raise UsageError(f"--against {against}: unknown git ref (nor is it a directory)")
+    archive = _git(["archive", "--format=tar", against], top)
+    target = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kpipe-against-")))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target / root.resolve().relative_to(top.resolve())
+
+
+def _schema_document(inspection: Inspection, name: str) -> Mapping[str, Any] | None:
+    model = inspection.schema_models.get(name)
+    if model is None:
+        return None
+    document = getattr(model, "__kpipe_json_schema__", None)
+    return document if document is not None else model.model_json_schema()
+
+
+def _locate(inspection: Inspection, name: str, v: Violation) -> Position:
+    declared = inspection.spec.schemas[name]
+    source = inspection.schema_sources.get(name)
+    if source is None or v.schema_path_in == "old":
+        # A pydantic model, or something only the old version had: point at the schema's declaration, or the
+        # closest surviving parent in the new file.
+        if source is not None:
+            from kpipe.loader import load_yaml_file
+
+            document, _ = load_yaml_file(source)
+            if document is not None:
+                return document.positions.locate(v.schema_path)
+        return declared.position
+    from kpipe.loader import load_yaml_file
+
+    document, _ = load_yaml_file(source)
+    return document.positions.locate(v.schema_path) if document is not None else Position(str(source))
+
+
+def _violation_diagnostic(inspection: Inspection, name: str, mode: str, v: Violation) -> Diagnostic:
+    field = v.path or "(root)"
+    order = {
+        "producers": "deploy the producers first",
+        "consumers": "deploy the consumers first",
+        None: "no deployment order is safe",
+    }[v.deploy_first]
+    message = f"schema '{name}' is not {mode} compatible: {field}: {v.message} [{v.rule}]; {order}"
+    return error(message, _locate(inspection, name, v), hint=v.fix, code="schema-incompatible")
+
+
+def _history(
+    inspection: Inspection, name: str, against: str, previous: Mapping[str, Any]
+) -> list[Mapping[str, Any]]:
+    """All earlier versions of a file schema for transitive modes (just the previous one otherwise)."""
+    source = inspection.schema_sources.get(name)
+    if source is None or Path(against).is_dir():
+        return [previous]
+    from kpipe.schema_history import history_documents
+
+    versions = list(history_documents(source, against, Path.cwd()))
+    return versions or [previous]
+
+
+def check_evolution(
+    inspection: Inspection,
+    against: str,
+    *,
+    paths: list[Path] | None = None,
+    variables: Mapping[str, str] | None = None,
+    values_files: list[Path] | None = None,
+) -> list[Diagnostic]:
+    root = Path.cwd()
+    out: list[Diagnostic] = []
+    with ExitStack() as stack:
+        base = materialise(against, root, stack)
+        old_paths = []
+        for p in paths or [Path("pipelines")]:
+            absolute = Path(p).resolve()
+            try:
+                old_paths.append(base / absolute.relative_to(root.resolve()))
+            except ValueError:
+                raise UsageError(f"--against: {p} is outside the working directory {root}") from None
+        existing = [p for p in old_paths if p.exists()]
+        if not existing:
+            return []  # a new project: nothing to be compatible with
+        old = inspect_project(existing, variables=variables, values_files=values_files or ())
+        if not old.valid:
+            first = next(d for d in old.diagnostics if d.is_error)
+            return [
+                warning(
+                    f"the previous version at {against} does not validate, so compatibility was not checked ({first.message})",
+                    None,
+                    code="against-invalid",
+                )
+            ]
+        for name, declared in sorted(inspection.spec.schemas.items()):
+            new_document = _schema_document(inspection, name)
+            old_document = _schema_document(old, name) if name in old.spec.schemas else None
+            if new_document is None or old_document is None:
+                continue
+            mode = declared.spec.compatibility
+            previous = (
+                _history(inspection, name, against, old_document)
+                if mode.endswith("_TRANSITIVE")
+                else [old_document]
+            )
+            for v in check_compatibility(new_document, previous, mode):
+                out.append(_violation_diagnostic(inspection, name, mode, v))
+        out += _check_topics(inspection, old)
+    return out
+
+
+def _field_type(inspection: Inspection, schema: str | None, field: str | None) -> Any:
+    if schema is None or field is None:
+        return None
+    document = _schema_document(inspection, schema) or {}
+    prop = (document.get("properties") or {}).get(field)
+    if not isinstance(prop, Mapping):
+        return None
+    return prop.get("type", prop.get("$ref", prop.get("format")))
+
+
+def _check_topics(new: Inspection, old: Inspection) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for name, topic in sorted(new.spec.topics.items()):
+        before = old.spec.topics.get(name)
+        if before is None:
+            continue
+        was, now = before.spec, topic.spec
+        if was.key and not now.key:
+            out.append(
+                error(
+                    f"topic '{name}': key field '{was.key}' was removed; events will be produced without a key, "
+                    "so events of one key no longer stay on one partition, in order",
+                    topic.position,
+                    hint=f"keep key: {was.key}",
+                    code="key-removed",
+                )
+            )
+        elif was.key and now.key and was.key != now.key:
+            out.append(
+                error(
+                    f"topic '{name}': key field changed from '{was.key}' to '{now.key}'; existing keys map to "
+                    "other partitions, so per-key ordering breaks across the change",
+                    topic.locate("key"),
+                    code="key-changed",
+                )
+            )
+        elif was.key and now.key:
+            old_type = _field_type(old, was.schema_, was.key)
+            new_type = _field_type(new, now.schema_, now.key)
+            if old_type is not None and new_type is not None and old_type != new_type:
+                out.append(
+                    error(
+                        f"topic '{name}': key field '{now.key}' changed type from {old_type} to {new_type}; the same "
+                        "entity now serialises to a different key and lands on another partition",
+                        topic.locate("key"),
+                        code="key-retyped",
+                    )
+                )
+        if was.schema_ and now.schema_ and was.schema_ != now.schema_:
+            old_document = _schema_document(old, was.schema_)
+            new_document = _schema_document(new, now.schema_)
+            mode = (
+                new.spec.schemas[now.schema_].spec.compatibility
+                if now.schema_ in new.spec.schemas
+                else "BACKWARD"
+            )
+            problems = (
+                check_compatibility(new_document, [old_document], mode)
+                if old_document and new_document
+                else []
+            )
+            if problems:
+                first = problems[0]
+                out.append(
+                    error(
+                        f"topic '{name}': schema swapped from '{was.schema_}' to '{now.schema_}', which is not {mode} "
+                        f"compatible with it: {first.path or '(root)'}: {first.message} [{first.rule}]"
+                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                        topic.locate("schema"),
+                        hint=first.fix,
+                        code="schema-swapped",
+                    )
+                )
+            else:
+                out.append(
+                    warning(
+                        f"topic '{name}': schema swapped from '{was.schema_}' to '{now.schema_}' (compatible under {mode})",
+                        topic.locate("schema"),
+                        code="schema-swapped",
+                    )
+                )
+        elif was.schema_ and not now.schema_:
+            out.append(
+                error(
+                    f"topic '{name}': schema '{was.schema_}' was removed; consumers relying on validated events will "
+                    "receive raw bytes",
+                    topic.position,
+                    code="schema-removed",
+                )
+            )
+    return out

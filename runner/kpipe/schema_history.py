@@ -1,0 +1,121 @@
+"""Earlier versions of schema files, from a git ref or from a directory, for `kpipe validate --against REF`.
+
+The only I/O around schema_compat: read files, run `git show` / `git log` (no shell), parse YAML (JSON is YAML).
+Failures the user can fix — not a git repository, an unknown ref, an unparsable old file — raise UsageError.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from kpipe.errors import UsageError
+
+
+def previous_documents(paths: list[Path], against: str, repo_root: Path) -> dict[Path, Mapping | None]:
+    """For each schema file (relative to repo_root), its parsed document at `against`; None where it is absent.
+
+    `against` is a directory holding the same relative paths, or else a git ref (HEAD~1, main, a tag, a commit).
+    """
+    relative = [_relative(p, repo_root) for p in paths]
+    base = Path(against)
+    if base.is_dir():
+        return {p: _read_dir(base, p) for p in relative}
+    ref = _verify_ref(against, repo_root)
+    return {p: _show(ref, p, repo_root, label=against) for p in relative}
+
+
+def history_documents(path: Path, against: str, repo_root: Path) -> list[Mapping]:
+    """Every committed version of one schema file up to `against`, oldest → newest (for *_TRANSITIVE modes).
+
+    A directory `against` holds only one version. Commits where the file was deleted are skipped, and consecutive
+    commits that left the document unchanged count once.
+    """
+    rel = _relative(path, repo_root)
+    base = Path(against)
+    if base.is_dir():
+        doc = _read_dir(base, rel)
+        return [doc] if doc is not None else []
+    ref = _verify_ref(against, repo_root)
+    commits = _git(["log", "--format=%H", ref, "--", rel.as_posix()], repo_root).split()
+    versions: list[Mapping] = []
+    for commit in reversed(commits):
+        doc = _show(commit, rel, repo_root, label=f"{against} ({commit[:12]})")
+        if doc is not None and (not versions or versions[-1] != doc):
+            versions.append(doc)
+    return versions
+
+
+def _relative(path: Path, repo_root: Path) -> Path:
+    if not path.is_absolute():
+        return path
+    try:
+        return path.relative_to(repo_root)
+    except ValueError:
+        raise UsageError(f"{path} is not inside {repo_root}") from None
+
+
+def _read_dir(base: Path, rel: Path) -> Mapping | None:
+    file = base / rel
+    if not file.is_file():
+        return None
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read {file}: {e.strerror}") from None
+    return _parse(text, str(file))
+
+
+def _verify_ref(ref: str, repo_root: Path) -> str:
+    """The commit id `ref` names; UsageError when repo_root is not in a git repository or the ref is unknown."""
+    try:
+        _git(["rev-parse", "--show-toplevel"], repo_root)
+    except _GitFailed:
+        raise UsageError(
+            f"--against {ref}: {repo_root} is not in a git repository (nor is '{ref}' a directory)"
+        ) from None
+    try:
+        return _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo_root).strip()
+    except _GitFailed:
+        raise UsageError(f"--against {ref}: unknown git ref '{ref}' (nor is it a directory)") from None
+
+
+def _show(commit: str, rel: Path, repo_root: Path, *, label: str) -> Mapping | None:
+    # "./" makes the path relative to repo_root rather than to the top of the git work tree.
+    spec = f"{commit}:./{rel.as_posix()}"
+    try:
+        _git(["cat-file", "-e", spec], repo_root)
+    except _GitFailed:
+        return None  # not in that commit: a new schema, nothing to compare against
+    return _parse(_git(["show", spec], repo_root), f"{rel.as_posix()} at {label}")
+
+
+def _parse(text: str, where: str) -> Mapping:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise UsageError(f"cannot parse {where}{at}: {getattr(e, 'problem', None) or e}") from None
+    if not isinstance(doc, Mapping):
+        raise UsageError(f"{where} is not a JSON Schema object")
+    return doc
+
+
+class _GitFailed(Exception):
+    pass
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise UsageError("--against needs git, which is not installed (or pass a directory)") from None
+    except NotADirectoryError:
+        raise UsageError(f"{cwd} is not a directory") from None
+    if done.returncode != 0:
+        raise _GitFailed(done.stderr.strip())
+    return done.stdout

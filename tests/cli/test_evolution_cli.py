@@ -1,0 +1,108 @@
+"""`kpipe validate --against`: a real git repository with two commits, checked through the CLI."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.email=ci@kpipe.test", "-c", "user.name=kpipe", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _kpipe(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kpipe", *args], cwd=repo, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "v1")
+    return tmp_path
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def test_compatible_change_passes(repo: Path) -> None:
+    # Relaxing a bound is backward compatible: new consumers read every old event.
+    _edit(repo / "schemas/user_created.schema.yaml", "title: UserCreated", "title: UserCreated (v2)")
+    _git(repo, "commit", "-qam", "v2")
+    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD~1")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().endswith("0 errors, 0 warnings in 5 files")
+
+
+def test_removed_enum_value_is_reported_with_position_rule_and_fix(repo: Path) -> None:
+    _edit(repo / "schemas/order_event.schema.yaml", "enum: [created, paid, shipped, delivered]", "enum: [created, paid, shipped]")
+    _git(repo, "commit", "-qam", "v2")
+    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD~1")
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        "schemas/order_event.schema.yaml:23:11: error: schema 'OrderEvent' is not BACKWARD compatible: status: "
+        "old events may carry \"delivered\" in 'status', which the new schema does not allow "
+        "[ENUM_ARRAY_NARROWED]; deploy the producers first"
+    )
+    assert lines[1] == '  hint: keep "delivered" in the enum'
+    assert lines[-1] == "1 error, 0 warnings in 5 files"
+
+
+def test_uncommitted_change_against_head_and_key_removal(repo: Path) -> None:
+    _edit(repo / "pipelines/users.yaml", "    key: user_id\n", "")
+    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD", "--format", "json")
+    assert result.returncode == 1
+    import json
+
+    report = json.loads(result.stdout)
+    assert [d["code"] for d in report["diagnostics"]] == ["key-removed"]
+    assert report["diagnostics"][0]["file"] == "pipelines/users.yaml"
+
+
+def test_none_mode_allows_anything(repo: Path) -> None:
+    _edit(
+        repo / "pipelines/cluster.yaml",
+        "OrderEvent: ../schemas/order_event.schema.yaml",
+        "OrderEvent: {file: ../schemas/order_event.schema.yaml, compatibility: NONE}",
+    )
+    _git(repo, "commit", "-qam", "mode NONE")
+    _edit(repo / "schemas/order_event.schema.yaml", "enum: [created, paid, shipped, delivered]", "enum: [created]")
+    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD")
+    assert result.returncode == 0, result.stderr
+
+
+def test_against_a_directory(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    previous = tmp_path_factory.mktemp("previous")
+    shutil.copytree(repo / "pipelines", previous / "pipelines")
+    shutil.copytree(repo / "schemas", previous / "schemas")
+    _edit(repo / "schemas/order_event.schema.yaml", "    type: number\n    exclusiveMinimum: 0", "    type: integer\n    exclusiveMinimum: 0")
+    result = _kpipe(repo, "validate", "pipelines/", "--against", str(previous))
+    assert result.returncode == 1
+    assert "TYPE_NARROWED" in result.stderr
+
+
+def test_unknown_ref_is_a_usage_error(repo: Path) -> None:
+    result = _kpipe(repo, "validate", "pipelines/", "--against", "no-such-branch")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --against no-such-branch: unknown git ref (nor is it a directory)"

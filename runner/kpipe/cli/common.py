@@ -11,13 +11,12 @@ import click
 
 from kpipe.errors import EXIT_USAGE, KpipeError, PipelineInvalid
 
-stderr = click.get_text_stream("stderr")
-
 
 def run_cli(cli: click.Group, argv: list[str] | None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, standalone_mode=False, prog_name="kpipe")
+        # In non-standalone mode click returns a command's ctx.exit(n) code instead of raising it.
+        rc = cli.main(args=argv, standalone_mode=False, prog_name="kpipe")
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
@@ -39,7 +38,7 @@ def run_cli(cli: click.Group, argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 def print_diagnostics(diagnostics: list, files_checked: int | None = None) -> None:

@@ -1,0 +1,181 @@
+"""`kpipe plan` and `kpipe apply`: compare declared topics with the cluster, then make it match."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from kpipe.cli.common import default_paths, parse_vars, project_options
+from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_INVALID, UsageError
+
+if TYPE_CHECKING:
+    from kpipe.cluster import KafkaCluster
+    from kpipe.compiled import TopicSpec
+
+
+def cluster_options(func):  # type: ignore[no-untyped-def]
+    func = click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=10.0,
+        show_default=True,
+        help="Seconds to wait for the cluster to answer before giving up (exit 3).",
+    )(func)
+    func = click.option(
+        "--bootstrap-servers",
+        "-b",
+        metavar="HOST:PORT[,…]",
+        help="Cluster to compare with (default: KPIPE_BOOTSTRAP_SERVERS, then the files' cluster section).",
+    )(func)
+    func = click.option(
+        "--force", is_flag=True, help="With --prune: also delete topics that consumer groups have offsets on."
+    )(func)
+    func = click.option(
+        "--prune", is_flag=True, help="Also list (plan) or delete (apply) topics that no file declares."
+    )(func)
+    return func
+
+
+def _connect(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    bootstrap_servers: str | None,
+    timeout: float,
+) -> tuple[list[TopicSpec], KafkaCluster]:
+    from kpipe.cluster import connect
+    from kpipe.project import load_project
+
+    project = load_project(
+        default_paths(paths),
+        variables=parse_vars(variables),
+        values_files=values_files,
+        bootstrap_override=bootstrap_servers,
+    )
+    if project.warnings:
+        from kpipe.diagnostics import render_text, sort_diagnostics
+
+        click.echo(render_text(sort_diagnostics(project.warnings)), err=True)
+    desired = project.topic_specs()
+    # The client config may hold secrets (sasl.password, …): it goes to the AdminClient, never to output.
+    cluster = connect(project.cluster_client_config().as_dict(), timeout=timeout)
+    return desired, cluster
+
+
+@click.command()
+@project_options
+@cluster_options
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to change, 2 when changes are pending (1 invalid files, 3 cluster error).",
+)
+def plan(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    prune: bool,
+    force: bool,
+    bootstrap_servers: str | None,
+    timeout: float,
+    output_format: str,
+    detailed_exitcode: bool,
+) -> None:
+    """Compare the topics the files declare with the cluster and print the changes apply would make.
+
+    Only the config keys a topic declares are compared, so broker defaults never show as drift. Changes kpipe
+    refuses (fewer partitions, another replication factor, deleting topics in use without --force) are listed
+    and make the command exit 4.
+
+    \b
+    Examples:
+      kpipe plan pipelines/
+      kpipe plan pipelines/ --format json --detailed-exitcode
+      kpipe plan pipelines/ --prune -b broker:9092
+    """
+    from kpipe.apply import read_plan
+
+    desired, cluster = _connect(paths, variables, values_files, bootstrap_servers, timeout)
+    try:
+        the_plan = read_plan(cluster, desired, prune=prune, force=force)
+    finally:
+        cluster.close()
+    click.echo(the_plan.render_json() if output_format == "json" else the_plan.render_text())
+    the_plan.raise_if_unsafe()
+    if detailed_exitcode and the_plan.has_changes:
+        # sys.exit, like validate: click's non-standalone main swallows click.exceptions.Exit codes.
+        sys.exit(EXIT_CHANGES_PENDING)
+
+
+@click.command()
+@project_options
+@cluster_options
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking (needed when not on a terminal).")
+def apply(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    prune: bool,
+    force: bool,
+    bootstrap_servers: str | None,
+    timeout: float,
+    yes: bool,
+) -> None:
+    """Create and update topics so the cluster matches the files.
+
+    Shows the plan, asks for confirmation (unless --yes), then creates all missing topics in one request,
+    updates configs incrementally and adds partitions. Deletes undeclared topics only with --prune, and topics
+    that consumer groups have committed offsets on only with --force as well. Exits 3 if any change failed,
+    naming each one.
+
+    \b
+    Examples:
+      kpipe apply pipelines/
+      kpipe apply pipelines/ --yes --values pipelines/values/prod.yaml
+    """
+    from kpipe.apply import apply_plan, read_plan
+    from kpipe.plan import DeleteTopic
+
+    desired, cluster = _connect(paths, variables, values_files, bootstrap_servers, timeout)
+    try:
+        the_plan = read_plan(cluster, desired, prune=prune, force=force)
+        click.echo(the_plan.render_text())
+        the_plan.raise_if_unsafe()
+        if not the_plan.has_changes:
+            return
+        if not yes:
+            _confirm("Apply these changes?")
+            deletions = the_plan.of_kind(DeleteTopic)
+            if deletions:
+                names = ", ".join(d.topic for d in deletions)
+                _confirm(f"Delete {len(deletions)} topic(s) and all their data ({names})?")
+        report = apply_plan(the_plan, cluster, desired, force=force)
+    finally:
+        cluster.close()
+    click.echo(report.render_text())
+    report.raise_if_failed()
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirm(question: str) -> None:
+    if not _interactive():
+        raise UsageError(
+            "not on a terminal and no --yes: refusing to change the cluster without confirmation"
+        )
+    if not click.confirm(question, default=False):
+        click.echo("Apply cancelled; nothing changed.", err=True)
+        sys.exit(EXIT_INVALID)

@@ -1,0 +1,370 @@
+"""The cluster boundary: the only module that talks to Kafka's admin API.
+
+`ClusterAPI` is the protocol plan/apply work against; `KafkaCluster` implements it with confluent_kafka's
+AdminClient, and tests use a fake with the same protocol (Tansu lacks CreatePartitions, for one).
+Every KafkaError is translated here, by `KafkaError.code()`, into kpipe.errors.ClusterError or
+BrokerUnreachable; nothing above this module sees a confluent_kafka type.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
+
+from kpipe.errors import BrokerUnreachable, ClusterError
+from kpipe.plan import ClusterState, ConfigDiff, CreateTopic, LiveTopic
+
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+
+_UNREACHABLE = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+    KafkaError._DESTROY,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+_ALREADY_EXISTS = {KafkaError.TOPIC_ALREADY_EXISTS}
+
+# librdkafka prints connection failures to stderr unless given a logger; kpipe reports one line of its own.
+_librdkafka_log = logging.getLogger("kpipe.librdkafka")
+_librdkafka_log.addHandler(logging.NullHandler())
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    """The outcome of one topic's part of a batched admin request."""
+
+    topic: str
+    ok: bool
+    # True when the topic was already there (created meanwhile by someone else): treated as done.
+    already_existed: bool = False
+    error: ClusterError | None = None
+
+
+ResultCallback = Callable[[TopicResult], None]
+
+
+@runtime_checkable
+class ClusterAPI(Protocol):
+    """What plan and apply need from a cluster. Real: KafkaCluster. Tests: a fake with the same methods."""
+
+    bootstrap: str
+
+    def describe(self, config_for: Collection[str] = ()) -> ClusterState:
+        """All topics with partitions and replication; configs only for the topics in `config_for`."""
+        ...
+
+    def committed_groups(self, topics: Collection[str]) -> dict[str, tuple[str, ...]]:
+        """topic -> the consumer groups that have committed offsets on it (only topics that have some)."""
+        ...
+
+    def create_topics(
+        self, topics: Sequence[CreateTopic], on_result: ResultCallback | None = None
+    ) -> list[TopicResult]: ...
+
+    def alter_configs(
+        self, updates: Mapping[str, Sequence[ConfigDiff]], on_result: ResultCallback | None = None
+    ) -> list[TopicResult]: ...
+
+    def create_partitions(
+        self, totals: Mapping[str, int], on_result: ResultCallback | None = None
+    ) -> list[TopicResult]: ...
+
+    def delete_topics(
+        self, names: Sequence[str], on_result: ResultCallback | None = None
+    ) -> list[TopicResult]: ...
+
+    def close(self) -> None: ...
+
+
+def translate(
+    error: KafkaError, context: str, bootstrap: str = "", timeout: float | None = None
+) -> ClusterError:
+    """A KafkaError as kpipe's exception, chosen by its code."""
+    code = error.code()
+    name = error.name()
+    if code in _UNREACHABLE:
+        within = f" within {timeout:g} s" if timeout is not None else ""
+        return BrokerUnreachable(
+            f"cannot reach Kafka at {bootstrap}{within} ({context}: {name})", code=name, retriable=True
+        )
+    return ClusterError(f"{context}: {error.str()} ({name})", code=name, retriable=error.retriable())
+
+
+def _error_of(exc: BaseException) -> KafkaError | None:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+class KafkaCluster:
+    """ClusterAPI over confluent_kafka's AdminClient; creating one checks a broker answers in `timeout`."""
+
+    def __init__(
+        self,
+        client_config: Mapping[str, str],
+        *,
+        timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+    ):
+        config: dict[str, Any] = dict(client_config)
+        self.bootstrap = str(config.get("bootstrap.servers", ""))
+        if not self.bootstrap:
+            raise ClusterError(
+                "no bootstrap servers: pass --bootstrap-servers or set cluster.bootstrap_servers"
+            )
+        config.setdefault("client.id", "kpipe-admin")
+        config["logger"] = _librdkafka_log
+        config.setdefault("log.connection.close", False)
+        self.timeout = timeout
+        self.request_timeout = max(request_timeout, timeout)
+        try:
+            self._admin = AdminClient(config)
+        except KafkaException as exc:
+            error = _error_of(exc)
+            if error is None:
+                raise
+            raise ClusterError(f"invalid client configuration: {error.str()}", code=error.name()) from None
+        self._metadata()  # fail fast, within `timeout`, when no broker answers
+
+    # --- reading ---
+    def _metadata(self) -> dict[str, Any]:
+        try:
+            metadata = self._admin.list_topics(timeout=self.timeout)
+        except KafkaException as exc:
+            error = _error_of(exc)
+            if error is None:
+                raise
+            raise translate(error, "listing topics", self.bootstrap, self.timeout) from None
+        return dict(metadata.topics)
+
+    def describe(self, config_for: Collection[str] = ()) -> ClusterState:
+        topics_md = self._metadata()
+        topics: dict[str, LiveTopic] = {}
+        for name, md in topics_md.items():
+            if md.error is not None and md.error.code() != KafkaError.NO_ERROR:
+                continue
+            partitions = md.partitions.values()
+            replication = max((len(p.replicas) for p in partitions), default=0)
+            topics[name] = LiveTopic(name, len(md.partitions), replication)
+        wanted = [n for n in config_for if n in topics]
+        for name, config in self._describe_configs(wanted).items():
+            t = topics[name]
+            topics[name] = LiveTopic(name, t.partitions, t.replication_factor, config)
+        return ClusterState(topics)
+
+    def _describe_configs(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]:
+        if not names:
+            return {}
+        futures = self._call(
+            "describing topic configs",
+            lambda: self._admin.describe_configs(
+                [ConfigResource(ResourceType.TOPIC, n) for n in names], request_timeout=self.request_timeout
+            ),
+        )
+        out: dict[str, dict[str, str | None]] = {}
+        for resource, future in futures.items():
+            entries = self._result(future, f"describing the config of topic {resource.name}")
+            out[resource.name] = {e.name: e.value for e in entries.values()}
+        return out
+
+    def committed_groups(self, topics: Collection[str]) -> dict[str, tuple[str, ...]]:
+        wanted = set(topics)
+        if not wanted:
+            return {}
+        listing = self._result(
+            self._call(
+                "listing consumer groups",
+                lambda: self._admin.list_consumer_groups(request_timeout=self.request_timeout),
+            ),
+            "listing consumer groups",
+        )
+        group_ids = sorted(g.group_id for g in listing.valid)
+        # librdkafka takes one group per ListConsumerGroupOffsets request; send them all, then wait.
+        futures = {
+            g: next(
+                iter(
+                    self._call(
+                        "listing committed offsets",
+                        lambda g=g: self._admin.list_consumer_group_offsets(
+                            [ConsumerGroupTopicPartitions(g)], request_timeout=self.request_timeout
+                        ),
+                    ).values()
+                )
+            )
+            for g in group_ids
+        }
+        found: dict[str, set[str]] = {}
+        for group, future in futures.items():
+            result = self._result(future, f"listing the committed offsets of group {group}")
+            for tp in result.topic_partitions or ():
+                if tp.topic in wanted and tp.offset >= 0:
+                    found.setdefault(tp.topic, set()).add(group)
+        return {t: tuple(sorted(gs)) for t, gs in sorted(found.items())}
+
+    # --- writing ---
+    def create_topics(
+        self, topics: Sequence[CreateTopic], on_result: ResultCallback | None = None
+    ) -> list[TopicResult]:
+        if not topics:
+            return []
+        new = [
+            NewTopic(
+                t.topic,
+                num_partitions=t.partitions,
+                replication_factor=t.replication_factor if t.replication_factor > 0 else -1,
+                config={k: str(v) for k, v in t.config.items()},
+            )
+            for t in topics
+        ]
+        # One CreateTopics request for all of them.
+        futures = self._call(
+            "creating topics",
+            lambda: self._admin.create_topics(
+                new, operation_timeout=self.request_timeout, request_timeout=self.request_timeout
+            ),
+        )
+        return self._collect(futures, "creating topic", on_result, lambda key: key)
+
+    def alter_configs(
+        self, updates: Mapping[str, Sequence[ConfigDiff]], on_result: ResultCallback | None = None
+    ) -> list[TopicResult]:
+        if not updates:
+            return []
+        resources = [
+            ConfigResource(
+                ResourceType.TOPIC,
+                topic,
+                incremental_configs=[
+                    ConfigEntry(d.key, d.new, incremental_operation=AlterConfigOpType.SET) for d in diffs
+                ],
+            )
+            for topic, diffs in updates.items()
+        ]
+        futures = self._call(
+            "altering topic configs",
+            lambda: self._admin.incremental_alter_configs(resources, request_timeout=self.request_timeout),
+        )
+        return self._collect(futures, "updating the config of topic", on_result, lambda key: key.name)
+
+    def create_partitions(
+        self, totals: Mapping[str, int], on_result: ResultCallback | None = None
+    ) -> list[TopicResult]:
+        if not totals:
+            return []
+        futures = self._call(
+            "adding partitions",
+            lambda: self._admin.create_partitions(
+                [NewPartitions(topic, total) for topic, total in totals.items()],
+                operation_timeout=self.request_timeout,
+                request_timeout=self.request_timeout,
+            ),
+        )
+        return self._collect(futures, "adding partitions to topic", on_result, lambda key: key)
+
+    def delete_topics(
+        self, names: Sequence[str], on_result: ResultCallback | None = None
+    ) -> list[TopicResult]:
+        if not names:
+            return []
+        futures = self._call(
+            "deleting topics",
+            lambda: self._admin.delete_topics(
+                list(names), operation_timeout=self.request_timeout, request_timeout=self.request_timeout
+            ),
+        )
+        return self._collect(futures, "deleting topic", on_result, lambda key: key)
+
+    def close(self) -> None:
+        # AdminClient has no close(); dropping the reference destroys the handle.
+        self._admin = None  # type: ignore[assignment]
+
+    # --- plumbing ---
+    def _call(self, context: str, request: Callable[[], Any]) -> Any:
+        try:
+            return request()
+        except KafkaException as exc:
+            error = _error_of(exc)
+            if error is None:
+                raise
+            raise translate(error, context, self.bootstrap) from None
+
+    def _result(self, future: concurrent.futures.Future, context: str) -> Any:
+        try:
+            return future.result(timeout=self.request_timeout + 5)
+        except concurrent.futures.TimeoutError:
+            raise ClusterError(
+                f"{context}: no answer within {self.request_timeout:g} s", code="_TIMED_OUT", retriable=True
+            ) from None
+        except KafkaException as exc:
+            error = _error_of(exc)
+            if error is None:
+                raise
+            raise translate(error, context, self.bootstrap) from None
+
+    def _collect(
+        self,
+        futures: Mapping[Any, concurrent.futures.Future],
+        context: str,
+        on_result: ResultCallback | None,
+        topic_of: Callable[[Any], str],
+    ) -> list[TopicResult]:
+        topic_by_future = {future: topic_of(key) for key, future in futures.items()}
+        results: list[TopicResult] = []
+        done = concurrent.futures.as_completed(topic_by_future, timeout=self.request_timeout + 5)
+        try:
+            for future in done:
+                results.append(self._topic_result(topic_by_future[future], future, context))
+                if on_result is not None:
+                    on_result(results[-1])
+        except concurrent.futures.TimeoutError:
+            seen = {r.topic for r in results}
+            for topic in topic_by_future.values():
+                if topic in seen:
+                    continue
+                error = ClusterError(
+                    f"{context} {topic}: no answer within {self.request_timeout:g} s; its state is unknown",
+                    code="_TIMED_OUT",
+                    retriable=True,
+                )
+                results.append(TopicResult(topic, ok=False, error=error))
+                if on_result is not None:
+                    on_result(results[-1])
+        return results
+
+    def _topic_result(self, topic: str, future: concurrent.futures.Future, context: str) -> TopicResult:
+        try:
+            future.result()
+        except KafkaException as exc:
+            error = _error_of(exc)
+            if error is None:
+                raise
+            if error.code() in _ALREADY_EXISTS:
+                return TopicResult(topic, ok=True, already_existed=True)
+            return TopicResult(topic, ok=False, error=translate(error, f"{context} {topic}", self.bootstrap))
+        return TopicResult(topic, ok=True)
+
+
+def connect(
+    client_config: Mapping[str, str],
+    *,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+) -> KafkaCluster:
+    return KafkaCluster(client_config, timeout=timeout, request_timeout=request_timeout)

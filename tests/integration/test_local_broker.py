@@ -1,0 +1,81 @@
+"""The embedded broker: starts on a free port, answers Kafka requests, and stops without leaving a process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from kpipe.errors import LocalBrokerError
+from kpipe.local_broker import api_versions_ok, start_local_broker
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A zombie still answers kill(0); the parent reaped it if stop() waited, so this means it is alive.
+    return False
+
+
+def test_start_answers_metadata_and_stop_leaves_no_process() -> None:
+    started = time.monotonic()
+    broker = start_local_broker()
+    startup_s = time.monotonic() - started
+    try:
+        assert broker.bootstrap == f"127.0.0.1:{broker.port}"
+        assert broker.is_running()
+        assert api_versions_ok("127.0.0.1", broker.port)
+        metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=5)
+        assert [b.port for b in metadata.brokers.values()] == [broker.port]
+        assert startup_s < 5, f"startup took {startup_s:.2f} s"
+    finally:
+        broker.stop()
+    assert not broker.is_running()
+    assert _process_gone(broker.pid)
+    assert not api_versions_ok("127.0.0.1", broker.port, timeout=0.2)
+    broker.stop()  # a second stop is harmless
+
+
+def test_context_manager_stops_the_broker() -> None:
+    with start_local_broker() as broker:
+        pid = broker.pid
+        assert api_versions_ok("127.0.0.1", broker.port)
+    assert _process_gone(pid)
+
+
+def test_port_taken_by_a_listener_is_refused_before_starting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(LocalBrokerError, match=f"port {port} on 127.0.0.1 is already in use"):
+            start_local_broker(port=port)
+
+
+def test_broker_dying_at_startup_is_reported_quickly() -> None:
+    # Bound but not listening: the pre-check cannot see it, so the broker itself fails to bind and exits.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(LocalBrokerError, match="exited with code .* before it was ready"):
+            start_local_broker(port=port, ready_timeout=10)
+        assert time.monotonic() - started < 5
+
+
+def test_explicit_port_is_used() -> None:
+    from kpipe.local_broker import free_port
+
+    port = free_port()
+    with start_local_broker(port=port) as broker:
+        assert broker.bootstrap == f"127.0.0.1:{port}"
+
+
+def test_session_broker_fixture_answers(kafka_bootstrap: str) -> None:
+    metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=5)
+    assert metadata.brokers

@@ -183,6 +183,11 @@ def _truthy(value: object) -> bool | None:
     return None
 
 
+def _show(value: object) -> str:
+    """A config value as YAML spells it (true, not Python's True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
     for name, producer in project.producers.items():
         spec: ProducerSpec = producer.spec
@@ -196,20 +201,31 @@ def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
             if declared is not None and declared != spec.idempotent:
                 out.append(
                     error(
-                        f"{label}: config enable.idempotence={config['enable.idempotence']} contradicts idempotent: {str(spec.idempotent).lower()}",
+                        f"{label}: config enable.idempotence={_show(config['enable.idempotence'])} contradicts idempotent: {_show(spec.idempotent)}",
                         producer.locate("config", "enable.idempotence", prefer="key"),
                         hint="set it once, with the 'idempotent' field",
                         code="contradiction",
                     )
                 )
             idempotent = bool(declared)
-        acks = str(config.get("request.required.acks", spec.acks))
+        # acks as compiled: the producer's config, else its field when written, else cluster.config.
+        written = producer.document.data.get("producers", {}).get(name, {}) or {}
+        acks_keys = [k for k in spec.config if props.canonical_name(k) == "request.required.acks"]
+        cluster_acks = [
+            k
+            for k in (project.cluster.spec.config if project.cluster else {})
+            if props.canonical_name(k) == "request.required.acks"
+        ]
+        acks_owner, acks_where = producer, (("config", acks_keys[0]) if acks_keys else ("acks",))
+        acks = str(spec.config[acks_keys[0]]) if acks_keys else str(spec.acks)
+        if not acks_keys and "acks" not in written and cluster_acks and project.cluster:
+            acks_owner, acks_where = project.cluster, ("config", cluster_acks[0])
+            acks = str(project.cluster.spec.config[cluster_acks[0]])
         if idempotent and acks not in ("all", "-1"):
-            where = ("config", "acks") if "acks" in spec.config else ("acks",)
             out.append(
                 error(
                     f"{label}: an idempotent producer needs acks=all (got acks={acks})",
-                    producer.locate(*where),
+                    acks_owner.locate(*acks_where),
                     hint="set acks: all, or idempotent: false",
                     code="contradiction",
                 )
@@ -327,7 +343,7 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
             where = ("on_error", "dead_letter_topic") if spec.on_error.dead_letter_topic else ("on_error",)
             if problem:
                 out.append(error(f"{label}: dead-letter {problem}", group.locate(*where), code="topic-name"))
-            if dlq in spec.topics:
+            elif dlq in spec.topics:
                 out.append(
                     error(
                         f"{label}: dead-letter topic '{dlq}' is also one of the group's input topics; failures would loop",
@@ -393,10 +409,12 @@ def _check_cluster(project: ProjectSpec, out: list[Diagnostic]) -> None:
                     code="client-config",
                 )
             )
-        elif props.canonical_name(key) in ("group.id", "bootstrap.servers"):
+        elif props.canonical_name(key) in ("group.id", "metadata.broker.list"):
+            # bootstrap.servers is librdkafka's alias of metadata.broker.list: match either spelling.
+            instead = "the group name" if key == "group.id" else "bootstrap_servers"
             out.append(
                 error(
-                    f"cluster: config sets {key}; use {'bootstrap_servers' if key == 'bootstrap.servers' else 'the group name'} instead",
+                    f"cluster: config sets {key}; use {instead} instead",
                     project.cluster.locate("config", key, prefer="key"),
                     code="contradiction",
                 )

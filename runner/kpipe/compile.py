@@ -85,6 +85,14 @@ class _Layers:
             position = owner.locate("config", key) if owner else None
             self.set(key, value, source, f"{origin_prefix}.config.{key}", position)
 
+    def source_of(self, key: str) -> str | None:
+        """Where the current value of `key` (under any of its names) came from, or None when unset."""
+        canonical = props.canonical_name(key)
+        for setting in self._settings.values():
+            if props.canonical_name(setting.key) == canonical:
+                return setting.source
+        return None
+
     def freeze(self) -> ClientConfig:
         return ClientConfig(tuple(self._settings.values()))
 
@@ -121,6 +129,8 @@ def compile_producer(
         if value is None:
             continue
         explicit = field_name in written
+        if not explicit and layers.source_of(key) == "cluster.config":
+            continue  # a field's default is a kpipe default: cluster.config comes after it
         layers.set(
             key,
             value,

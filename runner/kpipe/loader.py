@@ -151,7 +151,8 @@ def load_values(
     for raw in values_files:
         path = Path(raw)
         if not path.is_file():
-            diagnostics.append(error("values file not found", Position(str(raw)), code="path-missing"))
+            problem = "is a directory, expected a values file" if path.is_dir() else "values file not found"
+            diagnostics.append(error(problem, Position(str(raw)), code="path-missing"))
             continue
         document, problems = load_yaml_file(path)
         diagnostics.extend(problems)

@@ -7,6 +7,7 @@ skipping elements that are not in it.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -20,6 +21,13 @@ SECTION_NOUN = {
     "producers": "producer",
     "consumers": "consumer group",
     "schemas": "schema",
+}
+
+
+COMMIT_VARIANTS: dict[str, type[BaseModel]] = {
+    "auto": spec.AutoCommit,
+    "per_message": spec.PerMessageCommit,
+    "batch": spec.BatchCommit,
 }
 
 
@@ -61,9 +69,7 @@ def model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
             strategy = (
                 (_get(data, path) or {}).get("strategy") if isinstance(_get(data, path), dict) else None
             )
-            return {"auto": spec.AutoCommit, "per_message": spec.PerMessageCommit}.get(
-                strategy, spec.BatchCommit
-            )
+            return COMMIT_VARIANTS.get(strategy, spec.BatchCommit)
     return None
 
 
@@ -111,9 +117,42 @@ def _describe_input(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _misspelt(errors: list[dict], data: Any) -> set[tuple[Any, ...]]:
+    """Paths of required keys that are missing only because an unknown key beside them misspells them."""
+    out = set()
+    for err in errors:
+        if err["type"] != "extra_forbidden":
+            continue
+        loc = tuple(err["loc"])
+        path = data_path(data, loc)
+        parent = path[:-1] if path and path[-1] == loc[-1] else path
+        model = model_at(data, parent)
+        if model is not None:
+            close = difflib.get_close_matches(str(loc[-1]), field_names(model), n=1, cutoff=0.6)
+            out.update(parent + (c,) for c in close)
+    return out
+
+
+def _variant_hint(key: str, data: Any, parent: tuple[Any, ...]) -> str | None:
+    """For a key of another commit strategy: which strategy it belongs to."""
+    if not (len(parent) == 3 and parent[0] == "consumers" and parent[2] == "commit"):
+        return None
+    owners = [m for m in COMMIT_VARIANTS if key in field_names(COMMIT_VARIANTS[m])]
+    if not owners:
+        return None
+    chosen = (_get(data, parent) or {}).get("strategy")
+    return (
+        f"'{key}' applies only to commit strategy "
+        + " or ".join(f"'{o}'" for o in owners)
+        + (f", not '{chosen}'" if chosen else "")
+    )
+
+
 def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    misspelt = _misspelt(errors, data)
+    for err in errors:
         loc = tuple(err["loc"])
         kind = err["type"]
         path = data_path(data, loc)
@@ -125,11 +164,13 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
             parent = path[:-1] if path and path[-1] == key else path
             model = model_at(data, parent)
             allowed = field_names(model) if model else []
-            hint = did_you_mean(str(key), allowed)
+            hint = did_you_mean(str(key), allowed) or _variant_hint(str(key), data, parent)
             if hint is None and allowed:
                 hint = "valid keys: " + ", ".join(allowed)
             where = f"in {who}" if who != "file" else "at the top level"
-            message = f"unknown key '{key}' {where}"
+            # Below the object itself (commit, on_error), name the key by its dotted path, like other errors.
+            shown = label if label and path and path[-1] == key else str(key)
+            message = f"unknown key '{shown}' {where}"
             if parent == ():
                 hint = hint or "valid sections: " + ", ".join(spec.SECTION_NAMES)
             position = positions.locate(path, prefer="key")
@@ -137,6 +178,8 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
             continue
         if kind == "missing":
             missing = loc[-1]
+            if path + (missing,) in misspelt:
+                continue  # the unknown key beside it is reported with a did-you-mean
             message = f"{who} is missing required key '{missing}'"
             position = positions.locate(path, prefer="key")
             diagnostics.append(error(message, position, code="missing-key"))
@@ -163,7 +206,8 @@ def _message(kind: str, err: dict, label: str) -> str:
         bound = ctx.get("gt", ctx.get("lt"))
         return f"{name} must be {'greater' if kind == 'greater_than' else 'less'} than {bound} (got {got})"
     if kind == "string_pattern_mismatch" and label.endswith(("handler", "model")):
-        return f"{name} must be an import path 'package.module:function' (got {got})"
+        target = "function" if label.endswith("handler") else "ClassName"
+        return f"{name} must be an import path 'package.module:{target}' (got {got})"
     if kind == "union_tag_invalid":
         return f"unknown commit strategy '{ctx.get('tag')}'; expected one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":

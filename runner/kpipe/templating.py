@@ -14,6 +14,7 @@ makes a misspelt variable an error at its line instead of an empty string.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,10 +72,12 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
         template.name = template.filename = file
         return template.render(context), []
     except jinja2.TemplateSyntaxError as exc:
+        # At the end of the template Jinja's line is wherever the text stopped, not the unclosed tag.
+        at_end = (exc.message or "").startswith("Unexpected end of template")
         return None, [
             error(
                 f"template syntax error: {exc.message}",
-                Position(file, exc.lineno or 0, 1),
+                Position(file, exc.lineno or 0, 1) if at_end else _where(text, file, exc.lineno or 0, None),
                 code="template-syntax",
             )
         ]
@@ -101,10 +104,11 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
             )
         ]
     except SecurityError as exc:
+        attribute = re.search(r"attribute '([^']+)'", str(exc))
         return None, [
             error(
-                f"template error: not allowed in the sandbox: {exc}",
-                Position(file, _template_line(exc, file), 1),
+                f"template error: not allowed in the sandbox: {str(exc).rstrip('.')}",
+                _where(text, file, _template_line(exc, file), attribute.group(1) if attribute else None),
                 code="template-sandbox",
             )
         ]
@@ -112,7 +116,7 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
         return None, [
             error(
                 f"template error: {type(exc).__name__}: {exc}",
-                Position(file, _template_line(exc, file), 1),
+                _where(text, file, _template_line(exc, file), None),
                 code="template-error",
             )
         ]

@@ -23,12 +23,15 @@ from kpipe.diagnostics import Diagnostic, Position, error
 
 PathKey = tuple[Any, ...]
 
-# How many nodes one document may expand to once aliases are followed. Real pipeline files have a few
-# thousand; a billion-laughs document has 10^9.
+# How many nodes one document may build a second time by following aliases. Real pipeline files reuse a
+# few hundred at most; a billion-laughs document has 10^9.
 MAX_EXPANDED_NODES = 200_000
+# Pipeline and schema files nest a handful of levels; past this the document is not one of them.
+MAX_DEPTH = 100
 MAP_TAG = "tag:yaml.org,2002:map"
 SEQ_TAG = "tag:yaml.org,2002:seq"
 MERGE_TAG = "tag:yaml.org,2002:merge"
+STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
 
 
 @dataclass
@@ -87,30 +90,63 @@ def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]
                 )
             ],
         )
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
-        problem = exc.problem or exc.context or "invalid YAML"
-        if "expected a single document" in (exc.context or ""):
-            problem = "a file holds one YAML document, found a second one (a '---' separator)"
-        if exc.context and exc.problem and "expected a single document" not in exc.context:
-            problem = f"{problem} ({exc.context})"
-        return None, positions, [error(f"invalid YAML: {problem}", pos, code="yaml-syntax")]
-    except yaml.YAMLError as exc:
-        return None, positions, [error(f"invalid YAML: {exc}", Position(file), code="yaml-syntax")]
-    finally:
-        loader.dispose()
+    # libyaml composes the node tree (with the same marks) several times faster than pure Python; the pure
+    # parser runs only when the text is invalid, for its more precise error messages.
+    fast = getattr(yaml, "CSafeLoader", None)
+    loader = None
+    if fast is not None:
+        loader = fast(text)
+        try:
+            node = loader.get_single_node()
+        except (yaml.YAMLError, RecursionError):
+            loader.dispose()
+            loader = None
+    if loader is None:
+        loader, node, problem = _compose_pure(text, file)
+        if problem is not None:
+            return None, positions, [problem]
     if node is None:
+        loader.dispose()
         return None, positions, []
     builder = _Builder(file, positions, loader)
     try:
         data = builder.build(node, ())
     except YamlProblem as exc:
         return None, positions, exc.diagnostics
+    except RecursionError:
+        return None, positions, [_too_deep(Position(file))]
+    finally:
+        loader.dispose()
     return data, positions, builder.diagnostics
+
+
+def _compose_pure(text: str, file: str) -> tuple[Any, Node | None, Diagnostic | None]:
+    loader = yaml.SafeLoader(text)
+    try:
+        return loader, loader.get_single_node(), None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if "expected a single document" in (exc.context or ""):
+            problem = "a file holds one YAML document, found a second one (a '---' separator)"
+        elif exc.context and exc.problem:
+            context = exc.context
+            # "while parsing a flow mapping" alone does not say which one: name the line it started on.
+            started = exc.context_mark
+            if started is not None and mark is not None and started.line != mark.line:
+                context = f"{context} that starts at line {started.line + 1}"
+            problem = f"{problem} ({context})"
+        return loader, None, error(f"invalid YAML: {problem}", pos, code="yaml-syntax")
+    except yaml.YAMLError as exc:
+        return loader, None, error(f"invalid YAML: {exc}", Position(file), code="yaml-syntax")
+    except RecursionError:
+        # PyYAML composes nested collections recursively; thousands of levels exhaust Python's stack.
+        return loader, None, _too_deep(Position(file))
+
+
+def _too_deep(position: Position) -> Diagnostic:
+    return error(f"document is nested more than {MAX_DEPTH} levels deep", position, code="yaml-too-deep")
 
 
 def _leading_tab(text: str) -> tuple[int, int] | None:
@@ -119,6 +155,11 @@ def _leading_tab(text: str) -> tuple[int, int] | None:
         if stripped.startswith("\t") and stripped.strip():
             return lineno, len(line) - len(stripped) + 1
     return None
+
+
+def _show_tag(tag: str) -> str:
+    """A tag as the user wrote it: 'tag:yaml.org,2002:python/object' is written '!!python/object'."""
+    return "!!" + tag[len(STANDARD_TAG_PREFIX) :] if tag.startswith(STANDARD_TAG_PREFIX) else tag
 
 
 def _pos(node: Node) -> tuple[int, int]:
@@ -131,16 +172,24 @@ class _Builder:
         self.positions = positions
         self.loader = loader
         self.expanded = 0
+        self.visited: set[int] = set()
+        # The collections being built right now: meeting one again means an alias points into itself.
+        self.building: set[int] = set()
         self.diagnostics: list[Diagnostic] = []
 
     def build(self, node: Node, path: PathKey) -> Any:
-        self.expanded += 1
+        # Count only the nodes built a second time (reached through an alias): a long file without aliases
+        # is bounded by the loader's size limit, not by this one.
+        if id(node) in self.visited:
+            self.expanded += 1
+        else:
+            self.visited.add(id(node))
         if self.expanded > MAX_EXPANDED_NODES:
             line, col = _pos(node)
             raise YamlProblem(
                 [
                     error(
-                        f"document expands to more than {MAX_EXPANDED_NODES:,} nodes through aliases "
+                        f"aliases expand the document by more than {MAX_EXPANDED_NODES:,} nodes "
                         "(a 'billion laughs' alias bomb?)",
                         Position(self.file, line, col),
                         code="yaml-alias-bomb",
@@ -150,12 +199,28 @@ class _Builder:
         self.positions.values.setdefault(path, _pos(node))
         if isinstance(node, ScalarNode):
             return self._scalar(node)
-        if isinstance(node, SequenceNode):
-            self._check_tag(node, SEQ_TAG)
-            return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            self._check_tag(node, MAP_TAG)
-            return self._mapping(node, path)
+        if len(path) >= MAX_DEPTH:
+            raise YamlProblem([_too_deep(Position(self.file, *_pos(node)))])
+        if id(node) in self.building:
+            raise YamlProblem(
+                [
+                    error(
+                        "an alias refers to a collection that contains it (a recursive anchor)",
+                        Position(self.file, *_pos(node)),
+                        code="yaml-recursive-alias",
+                    )
+                ]
+            )
+        self.building.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                self._check_tag(node, SEQ_TAG)
+                return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                self._check_tag(node, MAP_TAG)
+                return self._mapping(node, path)
+        finally:
+            self.building.discard(id(node))
         raise YamlProblem([error("unsupported YAML node", Position(self.file, *_pos(node)))])
 
     def _check_tag(self, node: Node, expected: str) -> None:
@@ -163,7 +228,7 @@ class _Builder:
             raise YamlProblem(
                 [
                     error(
-                        f"YAML tag '{node.tag}' is not allowed",
+                        f"YAML tag '{_show_tag(node.tag)}' is not allowed",
                         Position(self.file, *_pos(node)),
                         code="yaml-tag",
                     )
@@ -178,7 +243,7 @@ class _Builder:
             raise YamlProblem(
                 [
                     error(
-                        f"YAML tag '{node.tag}' is not allowed"
+                        f"YAML tag '{_show_tag(node.tag)}' is not allowed"
                         if "tag" in str(exc.problem)
                         else f"{exc.problem}",
                         Position(self.file, mark.line + 1, mark.column + 1),

@@ -1,0 +1,183 @@
+"""check: rules across objects, tested on assembled specs built in memory (no files, no schema compiler)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kpipe.assemble import ProjectSpec, assemble
+from kpipe.check import SchemaFields, check_project, dead_letter_topic, topic_name_problem
+from kpipe.diagnostics import Diagnostic
+from kpipe.loader import SourceDocument
+from kpipe.yaml_source import parse_yaml
+
+TOPIC = "topics:\n  orders:\n    partitions: 3\n"
+GROUP = "consumers:\n  billing:\n    topics: [orders]\n    handler: app.billing:handle\n"
+
+
+def _spec(*texts: str) -> tuple[ProjectSpec, list[Diagnostic]]:
+    documents = []
+    for i, text in enumerate(texts):
+        name = f"p{i}.yaml"
+        data, positions, problems = parse_yaml(text, name)
+        assert problems == []
+        documents.append(SourceDocument(Path("/project") / name, name, data, positions, text))
+    return assemble(documents)
+
+
+def _check(*texts: str, schemas: dict[str, SchemaFields | None] | None = None) -> list[str]:
+    spec, problems = _spec(*texts)
+    assert problems == []
+    return [d.format() for d in check_project(spec, schemas or {})]
+
+
+def test_a_clean_project_has_no_diagnostics() -> None:
+    assert _check(TOPIC + GROUP + "producers:\n  api:\n    topic: orders\n") == []
+
+
+def test_references_across_files() -> None:
+    assert _check(TOPIC, GROUP) == []
+    assert _check(GROUP) == ["p0.yaml:3:14: error: consumer group 'billing' refers to unknown topic 'orders'"]
+
+
+def test_every_broken_reference_is_reported() -> None:
+    text = TOPIC + "producers:\n  a:\n    topic: order\n  b:\n    topic: ordrs\n"
+    assert _check(text) == [
+        "p0.yaml:6:12: error: producer 'a' refers to unknown topic 'order'",
+        "p0.yaml:8:12: error: producer 'b' refers to unknown topic 'ordrs'",
+    ]
+
+
+def test_reference_to_an_invalid_declaration_is_not_reported_twice() -> None:
+    spec, problems = _spec("topics:\n  orders:\n    partitions: 0\nproducers:\n  a:\n    topic: orders\n")
+    assert [d.code for d in problems] == ["invalid-value"]
+    assert check_project(spec, {}) == []
+
+
+def test_key_field_against_schema_fields() -> None:
+    text = (
+        "schemas:\n  E: {model: app:E}\ntopics:\n  orders:\n    partitions: 3\n    key: id\n    schema: E\n"
+    )
+    assert _check(text, schemas={"E": SchemaFields(frozenset({"id"}), frozenset({"id"}))}) == []
+    assert _check(text, schemas={"E": None}) == []  # the schema failed to compile: already reported
+    [found] = _check(text, schemas={"E": SchemaFields(frozenset({"order_id", "x"}), frozenset())})
+    assert found == "p0.yaml:6:10: error: topic 'orders': key field 'id' is not a field of schema 'E'"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("orders", None),
+        ("a.b_c-D9", None),
+        (".", "topic name '.' is not allowed"),
+        ("..", "topic name '..' is not allowed"),
+        ("o" * 249, None),
+        ("o" * 250, "topic name is 250 characters long; Kafka allows at most 249"),
+        (
+            "ordérs",
+            "topic name 'ordérs' has characters Kafka does not allow: 'é' (use letters, digits, '.', '_' and '-')",
+        ),
+    ],
+)
+def test_topic_name_rules(name: str, problem: str | None) -> None:
+    assert topic_name_problem(name) == problem
+
+
+def test_dot_underscore_collision_is_a_warning_once() -> None:
+    text = "topics:\n  a.b:\n    partitions: 1\n  a_b:\n    partitions: 1\n  a-b:\n    partitions: 1\n"
+    spec, _ = _spec(text)
+    [found] = check_project(spec, {})
+    assert not found.is_error
+    assert found.code == "topic-name-collision"
+    assert "topic 'a_b' collides with 'a.b'" in found.message
+
+
+def test_dead_letter_topic_derivation() -> None:
+    spec, _ = _spec(TOPIC + GROUP)
+    group = spec.consumers["billing"].spec
+    assert dead_letter_topic("billing", group) == "billing.dlq"
+    spec, _ = _spec(TOPIC + GROUP + "    on_error: {action: skip}\n")
+    assert dead_letter_topic("billing", spec.consumers["billing"].spec) is None
+
+
+def test_dead_letter_topic_ignored_when_not_dead_lettering() -> None:
+    found = _check(TOPIC + GROUP + "    on_error: {action: stop, dead_letter_topic: orders.dlq}\n")
+    assert found == [
+        "p0.yaml:8:30: warning: consumer group 'billing': dead_letter_topic is ignored with on_error.action 'stop'"
+    ]
+
+
+def test_idle_instances_counts_the_largest_topic() -> None:
+    text = (
+        "topics:\n  a:\n    partitions: 2\n  b:\n    partitions: 4\n"
+        "consumers:\n  g:\n    topics: [a, b]\n    handler: m:f\n    instances: 4\n"
+    )
+    assert _check(text) == []
+    assert _check(text.replace("instances: 4", "instances: 5")) == [
+        "p0.yaml:10:16: warning: consumer group 'g': 5 instances but at most 4 partitions to share; 1 will sit idle"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("enable.auto.commit: true", "enable.auto.commit=true contradicts commit strategy 'per_message'"),
+        ("enable.auto.offset.store: true", "enable.auto.offset.store=true would commit events"),
+        ("auto.offset.reset: latest", "config sets auto.offset.reset; use the 'auto_offset_reset' field"),
+        ("group.id: other", "config sets group.id, but a group's id is its name"),
+    ],
+)
+def test_consumer_config_contradicting_the_policy(config: str, expected: str) -> None:
+    [found] = _check(TOPIC + GROUP + f"    commit: {{strategy: per_message}}\n    config:\n      {config}\n")
+    assert expected in found
+
+
+def test_auto_commit_false_under_auto() -> None:
+    [found] = _check(
+        TOPIC + GROUP + "    commit: {strategy: auto}\n    config: {enable.auto.commit: false}\n"
+    )
+    assert "enable.auto.commit=false contradicts commit strategy 'auto'" in found
+
+
+def test_non_idempotent_producer_may_use_acks_1() -> None:
+    assert _check(TOPIC + "producers:\n  a:\n    topic: orders\n    acks: 1\n    idempotent: false\n") == []
+
+
+def test_idempotent_producer_in_flight_limit() -> None:
+    [found] = _check(
+        TOPIC
+        + "producers:\n  a:\n    topic: orders\n    config:\n      max.in.flight.requests.per.connection: 6\n"
+    )
+    assert "at most 5 in-flight requests per connection (got 6)" in found
+
+
+def test_cluster_config_checked_per_client_kind() -> None:
+    assert _check("cluster:\n  config:\n    session.timeout.ms: 6000\n    linger.ms: 5\n") == []
+
+
+@pytest.mark.parametrize(
+    ("key", "instead"),
+    [
+        ("bootstrap.servers", "bootstrap_servers"),
+        ("metadata.broker.list", "bootstrap_servers"),
+        ("group.id", "the group name"),
+    ],
+)
+def test_cluster_config_must_not_name_the_cluster_or_a_group(key: str, instead: str) -> None:
+    [found] = _check(f"cluster:\n  config:\n    {key}: b:9092\n")
+    assert found == f"p0.yaml:3:5: error: cluster: config sets {key}; use {instead} instead"
+
+
+def test_secrets_are_never_in_messages() -> None:
+    [found] = _check("cluster:\n  config:\n    sasl.passwrd: hunter2\n")
+    assert "hunter2" not in found
+    assert found == "p0.yaml:3:5: error: cluster: unknown librdkafka property 'sasl.passwrd'"
+
+
+def test_cluster_wide_acks_reach_idempotent_producers() -> None:
+    cluster = "cluster:\n  config:\n    acks: 1\n"
+    producers = "producers:\n  a:\n    topic: orders\n  b:\n    topic: orders\n    acks: all\n"
+    assert _check(cluster + TOPIC + producers) == [
+        "p0.yaml:3:11: error: producer 'a': an idempotent producer needs acks=all (got acks=1)"
+    ]

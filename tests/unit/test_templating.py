@@ -1,0 +1,110 @@
+"""templating: sandboxed Jinja2 with strict undefined names, env(), and errors at the template's line."""
+
+from __future__ import annotations
+
+import pytest
+
+from kpipe.diagnostics import Position
+from kpipe.templating import needs_rendering, render
+
+
+def test_plain_text_is_returned_untouched() -> None:
+    assert not needs_rendering("topics: {}\n")
+    assert render("topics: {}\n", "p.yaml", {}) == ("topics: {}\n", [])
+
+
+def test_variables_are_top_level_names_and_under_vars() -> None:
+    text, diagnostics = render("a: {{ n }}\nb: {{ vars.n * 2 }}\n", "p.yaml", {"n": 3})
+    assert diagnostics == []
+    assert text == "a: 3\nb: 6\n"
+
+
+def test_default_filter_and_loops() -> None:
+    text, _ = render("{% for t in ['a', 'b'] %}{{ t }}: {{ p | default(1) }}\n{% endfor %}", "p.yaml", {})
+    assert text == "a: 1\nb: 1\n"
+
+
+def test_trailing_newline_is_kept() -> None:
+    assert render("a: {{ 1 }}\n", "p.yaml", {})[0] == "a: 1\n"
+
+
+def test_env_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KPIPE_TEST_BROKER", "b1:9092")
+    monkeypatch.delenv("KPIPE_TEST_NOT_SET", raising=False)
+    text, diagnostics = render(
+        "a: {{ env('KPIPE_TEST_BROKER') }}\nb: {{ env('KPIPE_TEST_NOT_SET', 'local') }}\n", "p.yaml", {}
+    )
+    assert diagnostics == []
+    assert text == "a: b1:9092\nb: local\n"
+
+
+def test_missing_env_without_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KPIPE_TEST_NOT_SET", raising=False)
+    text, diagnostics = render("a: 1\nb: {{ env('KPIPE_TEST_NOT_SET') }}\n", "p.yaml", {})
+    assert text is None
+    [found] = diagnostics
+    assert found.format() == "p.yaml:2:12: error: environment variable 'KPIPE_TEST_NOT_SET' is not set"
+    assert found.hint == "set KPIPE_TEST_NOT_SET, or give a default: env('KPIPE_TEST_NOT_SET', '...')"
+
+
+def test_undefined_variable_with_did_you_mean() -> None:
+    _, diagnostics = render("a: 1\nb: {{ partition }}\n", "p.yaml", {"partitions": 3})
+    [found] = diagnostics
+    assert found.format() == "p.yaml:2:7: error: template error: 'partition' is undefined"
+    assert found.hint == "did you mean 'partitions'?"
+
+
+def test_undefined_variable_without_close_name() -> None:
+    _, diagnostics = render("a: {{ replicas }}\n", "p.yaml", {})
+    assert diagnostics[0].hint == "pass it with --var replicas=... or in a --values file"
+
+
+def test_undefined_attribute_is_an_error_too() -> None:
+    _, diagnostics = render("a: {{ vars.nope }}\n", "p.yaml", {})
+    assert diagnostics[0].code == "template-undefined"
+    assert diagnostics[0].position == Position("p.yaml", 1, 4)
+
+
+def test_syntax_error_points_at_the_line() -> None:
+    _, diagnostics = render("a: 1\nb: {{ 1 + }}\n", "p.yaml", {})
+    assert diagnostics[0].code == "template-syntax"
+    assert diagnostics[0].position == Position("p.yaml", 2, 4)
+
+
+def test_unclosed_block() -> None:
+    _, diagnostics = render("{% if true %}\na: 1\n", "p.yaml", {})
+    assert diagnostics[0].message.startswith("template syntax error: Unexpected end of template.")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "''.__class__.__mro__",
+        "env.__globals__",
+        "cycler.__init__.__globals__",
+        "().__class__.__base__.__subclasses__()",
+        "lipsum.__globals__['os']",
+    ],
+)
+def test_sandbox_blocks_python_internals(expression: str) -> None:
+    text, diagnostics = render(f"a: 1\nb: {{{{ {expression} }}}}\n", "p.yaml", {})
+    assert text is None
+    [found] = diagnostics
+    assert found.code in ("template-sandbox", "template-undefined")
+    assert found.position is not None and found.position.line == 2
+    assert "error" in found.format()
+
+
+def test_sandbox_message_names_the_attribute() -> None:
+    _, diagnostics = render("a: {{ ''.__class__ }}\n", "p.yaml", {})
+    assert diagnostics[0].format() == (
+        "p.yaml:1:10: error: template error: not allowed in the sandbox: "
+        "access to attribute '__class__' of 'str' object is unsafe"
+    )
+
+
+def test_an_exception_inside_the_template_is_one_diagnostic() -> None:
+    _, diagnostics = render("a: 1\nb: {{ 1 // 0 }}\n", "p.yaml", {})
+    assert diagnostics[0].format() == (
+        "p.yaml:2:4: error: template error: ZeroDivisionError: integer division or modulo by zero"
+    )

@@ -19,12 +19,24 @@ if TYPE_CHECKING:
 
 
 def load(
-    *paths: Any, variables: dict[str, str] | None = None, values_files: list[Any] | None = None
+    *paths: Any,
+    variables: dict[str, str] | None = None,
+    values_files: list[Any] | None = None,
+    bootstrap_override: str | None = None,
 ) -> Project:
-    """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong."""
+    """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
+
+    `bootstrap_override` (or the KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files'
+    bootstrap servers.
+    """
     from kpipe.project import load_project
 
-    return load_project(list(paths) or ["pipelines"], variables=variables, values_files=values_files)
+    return load_project(
+        list(paths) or ["pipelines"],
+        variables=variables,
+        values_files=values_files,
+        bootstrap_override=bootstrap_override,
+    )
 
 
 __all__ = ["load", "__version__"]

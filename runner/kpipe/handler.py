@@ -1,0 +1,184 @@
+"""Consumer-group handlers: importing `module:function`, and the context each call receives.
+
+A handler is `def handle(event, ctx) -> None`. `event` is the validated pydantic model instance (or the raw
+value bytes when the topic has no schema); `ctx` is a HandlerContext. Returning means the event is processed and
+its offset may be committed; raising means it failed (retried, then dead-lettered, skipped or the worker stops,
+per the group's on_error policy).
+
+The worker reuses one HandlerContext for every message: read what you need from it during the call, do not
+keep the object (call `ctx.snapshot()` for a detached copy).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kpipe.errors import HandlerError
+from kpipe.serde import key_of, key_text, to_json_bytes
+
+Handler = Callable[[Any, "HandlerContext"], Any]
+
+
+def load_handler(target: str, import_paths: Sequence[str] = ()) -> Handler:
+    """Import the handler named "package.module:function"; HandlerError with one clear line otherwise."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise HandlerError(f"handler '{target}' must be written as 'module.path:function'")
+    for path in reversed(import_paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        where = f" (searched {', '.join(import_paths)} and sys.path)" if import_paths else ""
+        raise HandlerError(f"handler '{target}': cannot import module '{exc.name}'{where}") from None
+    except Exception as exc:  # a handler module that fails while importing: name the error, not a traceback
+        raise HandlerError(
+            f"handler '{target}': importing '{module_name}' failed: {type(exc).__name__}: {exc}"
+        ) from None
+    func: Any = module
+    for part in attr.split("."):
+        try:
+            func = getattr(func, part)
+        except AttributeError:
+            raise HandlerError(
+                f"handler '{target}': module '{module_name}' has no attribute '{attr}'"
+            ) from None
+    if not callable(func):
+        raise HandlerError(f"handler '{target}' is a {type(func).__name__}, not a function")
+    _check_arity(target, func)
+    return func
+
+
+def _check_arity(target: str, func: Callable[..., Any]) -> None:
+    try:
+        inspect.signature(func).bind(None, None)
+    except TypeError:
+        raise HandlerError(f"handler '{target}' must accept two arguments: (event, ctx)") from None
+    except ValueError:  # builtins without a signature: let the call decide
+        pass
+
+
+class HandlerContext:
+    """Where the current event came from, and `emit()` to send new events on. Reused across messages."""
+
+    __slots__ = ("_msg", "group", "_emitter")
+
+    def __init__(self, group: str, emitter: Emitter | None = None):
+        self._msg: Any = None
+        self.group = group
+        self._emitter = emitter
+
+    @property
+    def topic(self) -> str:
+        return self._msg.topic()
+
+    @property
+    def partition(self) -> int:
+        return self._msg.partition()
+
+    @property
+    def offset(self) -> int:
+        return self._msg.offset()
+
+    @property
+    def key(self) -> str | None:
+        """The message key as text (UTF-8, undecodable bytes replaced); `raw_key` has the bytes."""
+        raw = self._msg.key()
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+    @property
+    def raw_key(self) -> bytes | None:
+        return self._msg.key()
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._msg.headers() or []
+
+    @property
+    def timestamp(self) -> int | None:
+        """Milliseconds since the epoch as the broker or producer stamped it, or None."""
+        kind, value = self._msg.timestamp()
+        return value if kind else None
+
+    @property
+    def value(self) -> bytes | None:
+        """The raw message value as received."""
+        return self._msg.value()
+
+    def emit(self, target: Any, event: Any, key: Any = None, headers: Any = None) -> None:
+        """Send `event` to a topic (by name) or through a kpipe Producer.
+
+        Events emitted while handling a message are delivered before that message's offset is committed.
+        """
+        if self._emitter is None:
+            raise RuntimeError("this consumer group has no producer configured for emit()")
+        self._emitter.emit(target, event, key, headers)
+
+    def snapshot(self) -> ContextSnapshot:
+        return ContextSnapshot(
+            self.topic, self.partition, self.offset, self.key, self.headers, self.timestamp, self.group
+        )
+
+    def __repr__(self) -> str:
+        if self._msg is None:
+            return f"HandlerContext(group={self.group!r})"
+        return f"HandlerContext({self.topic}[{self.partition}]@{self.offset}, group={self.group!r})"
+
+
+@dataclass(frozen=True)
+class ContextSnapshot:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: list[tuple[str, bytes]]
+    timestamp: int | None
+    group: str
+
+
+class Emitter:
+    """Handler emits through one shared librdkafka producer. Keys come from the target topic's key field.
+
+    `kafka_producer` is a confluent_kafka.Producer built by the worker (this module does not import the
+    client). Deliveries are tracked: `unsettled` says events were emitted since the worker last flushed the
+    producer, and `failures` lists deliveries that failed; the worker flushes before committing the offsets of
+    messages whose handlers emitted, and stops without committing if an emitted event was not delivered.
+    """
+
+    def __init__(self, kafka_producer: Any, key_fields: Mapping[str, str | None] | None = None):
+        self._producer = kafka_producer
+        self._key_fields = dict(key_fields or {})
+        self.unsettled = False
+        self.emitted = 0
+        self.failures: list[str] = []
+
+    def emit(self, target: Any, event: Any, key: Any, headers: Any) -> None:
+        if not isinstance(target, str):
+            # A kpipe Producer: it validates against its own schema and reports its own deliveries.
+            target.send(event, key=key, headers=headers)
+            return
+        if key is None:
+            key_field = self._key_fields.get(target)
+            if key_field is not None:
+                key = key_of(event, key_field)
+        elif type(key) is not str:
+            key = key_text(key)
+        value = to_json_bytes(event)
+        while True:
+            try:
+                self._producer.produce(target, value, key, headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self.unsettled = True
+        self.emitted += 1
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failures.append(f"emit to '{msg.topic()}' failed: {err.name()}: {err.str()}")

@@ -1,0 +1,25 @@
+"""`kpipe validate --check-handlers`: import every consumer group's handler and report what fails.
+
+Behind a flag because CI that validates pipeline files may not have the application's packages installed.
+"""
+
+from __future__ import annotations
+
+from kpipe.diagnostics import Diagnostic, error
+from kpipe.errors import HandlerError
+from kpipe.handler import load_handler
+from kpipe.project import Inspection, import_paths
+
+
+def check_handlers(inspection: Inspection) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    paths = list(dict.fromkeys(str(d.path.parent) for d in inspection.spec.documents))
+    with import_paths(paths):
+        for name, group in sorted(inspection.spec.consumers.items()):
+            try:
+                load_handler(group.spec.handler, paths)
+            except HandlerError as exc:
+                out.append(
+                    error(f"consumer group '{name}': {exc}", group.locate("handler"), code="handler-import")
+                )
+    return out

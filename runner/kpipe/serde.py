@@ -1,0 +1,89 @@
+"""Event encoding shared by the producer API, handler emits and the worker: JSON bytes, keys, error summaries.
+
+Models are serialised with pydantic's own serializer straight to bytes (datetimes as ISO-8601), dicts with the
+standard json module. Keys are read from the declared key field and sent as UTF-8 text.
+No confluent_kafka here: this is pure data handling and is unit-tested without a broker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kpipe.errors import KpipeError
+
+# Dead-letter headers name the failure in one line; long messages are cut so a header stays small.
+MAX_ERROR_TEXT = 500
+
+
+class EventInvalid(KpipeError):
+    """An event handed to a producer does not match its schema, has no key, or cannot be serialised."""
+
+
+def to_json_bytes(event: Any) -> bytes:
+    """Encode an event for the wire: a model via its JSON serializer, bytes/str as given, anything else as JSON."""
+    if isinstance(event, BaseModel):
+        # Only what was set: an optional field the producer left out must stay absent, because a JSON Schema
+        # property that is not nullable rejects an explicit null (the consumer fills in the same defaults).
+        return event.__pydantic_serializer__.to_json(event, exclude_unset=True)
+    if isinstance(event, bytes | bytearray):
+        return bytes(event)
+    if isinstance(event, str):
+        return event.encode()
+    try:
+        return json.dumps(
+            event, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise EventInvalid(f"event cannot be serialised to JSON: {exc}") from None
+
+
+def _json_default(value: Any) -> Any:
+    # datetimes, dates, UUIDs, Decimals: the same text pydantic would write for them.
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def key_of(event: Any, key_field: str) -> str:
+    """The message key taken from `key_field` of a model or mapping; EventInvalid when absent or None."""
+    if isinstance(event, Mapping):
+        value = event.get(key_field)
+    else:
+        value = getattr(event, key_field, None)
+    if value is None:
+        raise EventInvalid(f"event has no value for key field '{key_field}' (pass key=... to send it anyway)")
+    return key_text(value)
+
+
+def key_text(value: Any) -> str | bytes:
+    """A key as the producer sends it: str and bytes unchanged, enums by value, anything else by str()."""
+    if type(value) is str or type(value) is bytes:
+        return value
+    # Enums (StrEnum included, whose str() is "Class.MEMBER" before Python 3.11's StrEnum) go by value.
+    enum_value = getattr(value, "value", None)
+    if enum_value is not None and isinstance(enum_value, str | int):
+        return str(enum_value)
+    return str(value)
+
+
+def describe_validation_error(exc: ValidationError, *, limit: int = 3) -> str:
+    """One line naming the fields that failed: "field 'total_amount': Input should be greater than 0; ..."."""
+    parts = []
+    errors = exc.errors(include_url=False, include_input=False)
+    for err in errors[:limit]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        where = f"field '{loc}'" if loc else "event"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return "; ".join(parts) + more
+
+
+def truncate(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

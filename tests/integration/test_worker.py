@@ -1,0 +1,326 @@
+"""The consumer worker against a real broker: commit policies, dead letters, stop, crash and restart."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from handlers_for_tests import Event, group_settings, read_records, run_worker_main
+
+from helpers import wait_for
+from kpipe.handler import HandlerContext
+from kpipe.worker import GroupWorker
+from kpipe.worker_protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerSpec
+
+# One consumer per group in these tests: the faster join settings from TEST-BROKER.md.
+SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
+
+
+@pytest.fixture
+def admin(kafka_bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture
+def make_topics(admin: AdminClient) -> Iterator[Callable[..., None]]:
+    created: list[str] = []
+
+    def make(*names: str, partitions: int = 1) -> None:
+        for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+            future.result(10)
+        created.extend(names)
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created).values():
+            future.exception(10)
+
+
+def produce(bootstrap: str, topic: str, events: list[Any], partition: int | None = None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for event in events:
+        value = event if isinstance(event, bytes) else json.dumps(event).encode()
+        key = None if isinstance(event, bytes) else event["key"]
+        if partition is None:
+            producer.produce(topic, value, key)
+        else:
+            producer.produce(topic, value, key, partition=partition)
+    assert producer.flush(10) == 0
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset for tp in tps]
+    finally:
+        consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[Any]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    got: list[Any] = []
+    try:
+        wait_for(lambda: got.extend(m for m in consumer.consume(100, 0.2) if not m.error()) or len(got) >= count,
+                 timeout, message=lambda: f"{len(got)} of {count} messages in '{topic}'")  # fmt: skip
+    finally:
+        consumer.close()
+    return got
+
+
+class Running:
+    """A GroupWorker in a thread."""
+
+    def __init__(self, worker: GroupWorker):
+        self.worker = worker
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.code = self.worker.run()
+
+    def stop(self, timeout: float = 20) -> int | None:
+        self.worker.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not stop"
+        return self.code
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected_while_blocked"),
+    [("per_message", 12), ("batch", 10), ("auto", 12)],
+)
+def test_commit_policy_commits_exactly_what_the_handler_finished(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None],
+    fast_group_config: dict, strategy: str, expected_while_blocked: int,
+) -> None:  # fmt: skip
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic)
+    produce(kafka_bootstrap, topic, [{"key": f"k{i}", "n": i} for i in range(20)])
+    release = threading.Event()
+    done: list[int] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 12:
+            release.wait(30)  # offset 12 is in flight; 0..11 are finished
+        done.append(event.n)
+
+    settings = group_settings(
+        # batch: only batch_size triggers commits here (a long interval); auto commits every 100 ms.
+        kafka_bootstrap, group, (topic,), strategy=strategy, batch_size=5,
+        interval_ms=100 if strategy == "auto" else 60_000,
+        client={**fast_group_config, **SINGLE_MEMBER},
+    )  # fmt: skip
+    run = Running(GroupWorker(settings, {topic: Event}, handler))
+    try:
+        wait_for(lambda: len(done) == 12, 15, message=lambda: f"handled {done}")
+        # batch: 10 is committed at once; auto commits within an interval; neither ever passes the in-flight 12.
+        wait_for(lambda: committed(kafka_bootstrap, group, topic) == [expected_while_blocked], 10,
+                 message=lambda: f"committed {committed(kafka_bootstrap, group, topic)}")  # fmt: skip
+        release.set()
+        wait_for(lambda: len(done) == 20, 10)
+    finally:
+        release.set()
+        assert run.stop() == WORKER_EXIT_OK
+    assert committed(kafka_bootstrap, group, topic) == [20]
+    assert done == list(range(20))
+
+
+def test_poison_event_and_failing_handler_are_dead_lettered_with_headers(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None],
+    fast_group_config: dict,
+) -> None:  # fmt: skip
+    topic, group = unique_name("orders"), unique_name("g")
+    dlq = topic + ".dlq"
+    make_topics(topic, partitions=2)
+    make_topics(dlq)
+    events: list[Any] = [{"key": f"k{i % 4}", "n": i} for i in range(30)]
+    events.insert(10, b'{"key": "k1", "n": "not a number"}')
+    events.append({"key": "bad", "n": 99})
+    produce(kafka_bootstrap, topic, events)
+    attempts: Counter[str] = Counter()
+    handled: list[int] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        attempts[event.key] += 1
+        if event.key == "bad":
+            raise ValueError(f"cannot process {event.key}")
+        handled.append(event.n)
+
+    settings = group_settings(
+        kafka_bootstrap, group, (topic,), strategy="batch", batch_size=10, retries=2, backoff_ms=5,
+        dead_letter_topic=dlq, client={**fast_group_config, **SINGLE_MEMBER},
+    )  # fmt: skip
+    run = Running(GroupWorker(settings, {topic: Event}, handler))
+    try:
+        wait_for(lambda: len(handled) == 30 and run.worker.dead_lettered == 2, 20,
+                 message=lambda: f"handled {len(handled)}, dead-lettered {run.worker.dead_lettered}")  # fmt: skip
+    finally:
+        assert run.stop() == WORKER_EXIT_OK
+    assert sorted(handled) == list(range(30))
+    assert attempts["bad"] == 3  # first try + 2 retries
+    letters = read_all(kafka_bootstrap, dlq, 2)
+    by_type = {dict(m.headers())["kpipe.error.type"]: m for m in letters}
+    schema, failed = by_type[b"schema"], by_type[b"handler"]
+    assert schema.value() == b'{"key": "k1", "n": "not a number"}'
+    schema_headers = dict(schema.headers())
+    assert schema_headers["kpipe.source.topic"] == topic.encode()
+    assert schema_headers["kpipe.group"] == group.encode()
+    assert b"'n'" in schema_headers["kpipe.error.message"]
+    failed_headers = dict(failed.headers())
+    assert failed.key() == b"bad"
+    assert failed_headers["kpipe.error.message"] == b"ValueError: cannot process bad"
+    assert int(failed_headers["kpipe.source.offset"]) >= 0
+    # Every message is committed, the dead letters included (a partition that got none has no commit: -1001).
+    assert sum(max(o, 0) for o in committed(kafka_bootstrap, group, topic, 2)) == 32
+
+
+def test_on_error_stop_halts_without_committing_the_failed_offset(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None],
+    fast_group_config: dict,
+) -> None:  # fmt: skip
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic)
+    produce(kafka_bootstrap, topic, [{"key": "k", "n": i} for i in range(10)])
+    handled: list[int] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 5:
+            raise RuntimeError("downstream refused")
+        handled.append(event.n)
+
+    settings = group_settings(
+        kafka_bootstrap, group, (topic,), strategy="batch", batch_size=100, action="stop", retries=1,
+        client={**fast_group_config, **SINGLE_MEMBER},
+    )  # fmt: skip
+    worker = GroupWorker(settings, {topic: Event}, handler)
+    run = Running(worker)
+    run.thread.join(30)
+    assert run.code == WORKER_EXIT_HALT
+    assert "t" in (worker.error or "") and "downstream refused" in (worker.error or "")
+    assert handled == [0, 1, 2, 3, 4]
+    assert committed(kafka_bootstrap, group, topic) == [5]
+
+
+def test_worker_exits_with_cluster_code_when_no_broker_answers_for_too_long() -> None:
+    settings = group_settings("127.0.0.1:1", "g", ("orders",))
+    worker = GroupWorker(settings, {"orders": Event}, lambda e, ctx: None, cluster_timeout=2)
+    started = time.monotonic()
+    assert worker.run() == WORKER_EXIT_CLUSTER
+    assert time.monotonic() - started < 10
+    assert worker.error == "no broker reachable at 127.0.0.1:1 for 2 s"
+    assert worker.handled == 0 and worker.commits == 0
+
+
+# --- worker processes: crash and graceful stop ------------------------------------------------------------------
+
+
+def write_project(root: Path, bootstrap: str, topic: str, group: str, batch_size: int) -> Path:
+    (root / "schemas").mkdir()
+    (root / "schemas" / "event.schema.yaml").write_text(
+        "type: object\nrequired: [key, n]\nproperties:\n  key: {type: string}\n  n: {type: integer}\n"
+    )
+    pipelines = root / "pipelines"
+    pipelines.mkdir()
+    (pipelines / "project.yaml").write_text(
+        f"""cluster:
+  bootstrap_servers: "{bootstrap}"
+schemas:
+  Event: ../schemas/event.schema.yaml
+topics:
+  {topic}:
+    partitions: 2
+    replication_factor: 1
+    key: key
+    schema: Event
+consumers:
+  {group}:
+    topics: [{topic}]
+    handler: handlers_for_tests:record
+    commit: {{strategy: batch, batch_size: {batch_size}, interval_ms: 60000}}
+    on_error: {{action: stop}}
+"""
+    )
+    return pipelines
+
+
+def spawn(spec: WorkerSpec) -> Any:
+    process = multiprocessing.get_context("spawn").Process(target=run_worker_main, args=(spec,))
+    process.start()
+    return process
+
+
+@pytest.fixture
+def record_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    path = str(tmp_path / "handled.txt")
+    monkeypatch.setenv("KPIPE_TEST_RECORD", path)
+    monkeypatch.setenv("KPIPE_TEST_DELAY_S", "0.004")
+    return path
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_worker_process_restart_loses_nothing(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None],
+    fast_group_config: dict, tmp_path: Path, record_file: str, how: str,
+) -> None:  # fmt: skip
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic, partitions=2)
+    total = 600
+    produce(kafka_bootstrap, topic, [{"key": f"k{i % 7}", "n": i} for i in range(total)])
+    pipelines = write_project(tmp_path, kafka_bootstrap, topic, group, batch_size=50)
+    extra = tuple((k, str(v)) for k, v in {**fast_group_config, **SINGLE_MEMBER}.items())
+    spec = WorkerSpec(project_paths=(str(pipelines),), group=group, instance=0, extra_consumer_config=extra)
+
+    first = spawn(spec)
+    try:
+        wait_for(
+            lambda: len(read_records(record_file)) >= 200, 30, message="first worker handled < 200 events"
+        )
+        os.kill(first.pid, getattr(signal, how))
+        first.join(20)
+    finally:
+        if first.is_alive():
+            first.kill()
+    assert first.exitcode == (-signal.SIGKILL if how == "SIGKILL" else WORKER_EXIT_OK)
+    before = read_records(record_file)
+    offsets_at_stop = committed(kafka_bootstrap, group, topic, 2)
+    handled_at_stop = {(p, o) for _, _, p, o in before}
+    for partition, next_offset in enumerate(offsets_at_stop):
+        # Never a committed offset beyond what was handled.
+        assert next_offset <= 0 or (partition, next_offset - 1) in handled_at_stop
+
+    second = spawn(spec)
+    try:
+        wait_for(lambda: {r[1] for r in read_records(record_file)} == set(range(total)), 60,
+                 message=lambda: f"{len({r[1] for r in read_records(record_file)})} of {total} handled")  # fmt: skip
+        os.kill(second.pid, signal.SIGTERM)
+        second.join(20)
+    finally:
+        if second.is_alive():
+            second.kill()
+    assert second.exitcode == WORKER_EXIT_OK
+    records = read_records(record_file)
+    counts = Counter((p, o) for _, _, p, o in records)
+    duplicates = {po for po, c in counts.items() if c > 1}
+    if how == "SIGTERM":
+        assert not duplicates, f"graceful stop must not redeliver: {sorted(duplicates)[:10]}"
+    else:
+        # Duplicates only from the tail the killed worker had handled but not committed.
+        assert all(o >= offsets_at_stop[p] for p, o in duplicates), (offsets_at_stop, sorted(duplicates)[:10])
+        assert max(counts.values()) <= 2
+    assert committed(kafka_bootstrap, group, topic, 2) == [
+        max(o for _, _, p, o in records if p == part) + 1 for part in range(2)
+    ]

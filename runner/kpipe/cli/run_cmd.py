@@ -1,0 +1,247 @@
+"""`kpipe run` (consumer groups as supervised worker processes) and `kpipe produce` (JSON lines → a producer)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kpipe.cli.common import default_paths, parse_vars, project_options
+from kpipe.errors import ClusterError, KpipeError, UsageError
+
+log = logging.getLogger("kpipe.run")
+
+bootstrap_option = click.option(
+    "--bootstrap-servers",
+    "-b",
+    metavar="HOST:PORT[,…]",
+    envvar="KPIPE_BOOTSTRAP_SERVERS",
+    help="Use these brokers instead of the cluster's bootstrap_servers.",
+)
+
+
+def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> Any:
+    import kpipe
+
+    return kpipe.load(*default_paths(paths), variables=parse_vars(variables), values_files=list(values_files))
+
+
+# -- run ---------------------------------------------------------------------------------------------------------
+
+
+@click.command()
+@project_options
+@click.option(
+    "--group", "groups", multiple=True, metavar="NAME", help="Run only this consumer group (repeatable)."
+)
+@bootstrap_option
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log line format.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    envvar="KPIPE_LOG_LEVEL",
+)
+@click.option(
+    "-X",
+    "--consumer-config",
+    "consumer_config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra librdkafka consumer setting, applied last (repeatable).",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long workers get to commit and exit after SIGTERM before they are killed.",
+)
+def run(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    groups: tuple[str, ...],
+    bootstrap_servers: str | None,
+    log_format: str,
+    log_level: str,
+    consumer_config: tuple[str, ...],
+    shutdown_timeout: float,
+) -> None:
+    """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
+
+    The first SIGTERM or Ctrl-C lets every worker commit and exit (up to --shutdown-timeout); a second one
+    kills them at once.
+    """
+    from kpipe.logs import LOG_LEVEL_ENV, configure_logging
+    from kpipe.supervisor import Supervisor
+    from kpipe.worker_protocol import WorkerSpec
+
+    project = _load(paths, variables, values_files)
+    extra_config = tuple(_parse_pairs(consumer_config, "--consumer-config").items())
+    selected = _select_groups(project, groups)
+    specs = [
+        WorkerSpec(
+            project_paths=tuple(str(p) for p in default_paths(paths)),
+            group=settings.group_id,
+            instance=instance,
+            variables=tuple(parse_vars(variables).items()),
+            values_files=tuple(str(v) for v in values_files),
+            bootstrap_override=bootstrap_servers or None,
+            log_format=log_format,
+            extra_consumer_config=extra_config,
+        )
+        for settings in selected
+        for instance in range(settings.instances)
+    ]
+    os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
+    configure_logging(log_format, log_level)
+    log.info(
+        "running %s: %s",
+        "1 worker" if len(specs) == 1 else f"{len(specs)} workers",
+        ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
+    )
+    supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
+    if supervisor.run() != 0:
+        unclean = [
+            f"{group}[{instance}] {view.state}"
+            for (group, instance), view in sorted(supervisor.snapshot().items())
+            if view.state != "stopped"
+        ]
+        raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
+
+
+def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
+    """The groups to run: those named (an unknown name is a usage error with a did-you-mean), else all."""
+    wanted = list(dict.fromkeys(names))
+    if wanted:
+        return [project.consumer_group(name) for name in wanted]
+    groups = project.consumer_groups()
+    if not groups:
+        files = ", ".join(str(f) for f in project.files) or "the project"
+        raise UsageError(f"nothing to run: {files} declares no consumer groups")
+    return groups
+
+
+def _parse_pairs(pairs: Iterable[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
+        out[key.strip()] = value
+    return out
+
+
+# -- produce -----------------------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("producer_name", metavar="PRODUCER")
+@project_options
+@click.option(
+    "-f",
+    "--file",
+    "events_file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=str),
+    default="-",
+    show_default="stdin",
+    help="JSON lines to send, one event per line ('-' for stdin).",
+)
+@bootstrap_option
+@click.option(
+    "--key-field", metavar="FIELD", help="Take each event's key from this field (default: the topic's key)."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long to wait for deliveries at the end (default: the producer's message.timeout.ms + 5 s).",
+)
+def produce(
+    producer_name: str,
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    events_file: str,
+    bootstrap_servers: str | None,
+    key_field: str | None,
+    timeout: float | None,
+) -> None:
+    """Send JSON-lines events through PRODUCER: each line is checked against the producer's schema.
+
+    A line that is not JSON or not a valid event is reported as FILE:LINE and not sent. Prints
+    `delivered N, failed M, invalid K`; exits 0 only if every line was delivered (1: invalid lines,
+    3: failed deliveries).
+    """
+    project = _load(paths, variables, values_files).with_bootstrap(bootstrap_servers)
+    producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
+    display = "<stdin>" if events_file == "-" else events_file
+    invalid = 0
+    stopped: BaseException | None = None
+    try:
+        with click.open_file(events_file, "r", encoding="utf-8") as stream:
+            for number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                problem = _send_line(producer, line, key_field)
+                if problem is not None:
+                    invalid += 1
+                    click.echo(f"{display}:{number}: error: {problem}", err=True)
+    except (ClusterError, KeyboardInterrupt) as exc:
+        stopped = exc  # report what was delivered before giving up
+    except OSError as exc:
+        raise UsageError(f"cannot read {display}: {exc.strerror or exc}") from None
+
+    delivery_error: ClusterError | None = None
+    try:
+        producer.close(timeout)
+    except ClusterError as exc:
+        delivery_error = exc
+    click.echo(f"delivered {producer.delivered}, failed {producer.failed}, invalid {invalid}")
+    if stopped is not None:
+        raise stopped
+    if delivery_error is not None:
+        raise delivery_error
+    if invalid:
+        raise KpipeError(f"{invalid} invalid line{'s' if invalid != 1 else ''} not sent")
+
+
+def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
+    """Send one JSON line; return why it is invalid, or None once it is queued."""
+    from kpipe.serde import EventInvalid
+
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON: {exc.msg} (column {exc.colno})"
+    if not isinstance(event, dict):
+        return f"expected a JSON object, got {_json_type(event)}"
+    key = None
+    if key_field is not None:
+        key = event.get(key_field)
+        if key is None:
+            return f"event has no value for key field '{key_field}'"
+    try:
+        producer.send(event, key=key)
+    except EventInvalid as exc:
+        return str(exc)
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

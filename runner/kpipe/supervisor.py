@@ -1,0 +1,533 @@
+"""The supervisor behind `kpipe run`: one spawned process per consumer-group instance, kept alive.
+
+It starts every worker, waits on the process sentinels (no polling), and when a worker dies says why (its exit
+code's meaning, or the signal that killed it) and decides what to do from the code (kpipe.worker_protocol):
+
+    0   stopped on request        not restarted
+    78  HALT                      not restarted; a group whose workers all halted has failed
+    any other code, or a signal   restarted after an exponential backoff, unless it is crash-looping
+
+Shutdown: the first SIGTERM/SIGINT (or `stop()`) sends SIGTERM to every worker and waits up to
+`shutdown_timeout` for them to commit and exit, then SIGKILLs the rest; a second signal (`stop(force=True)`)
+SIGKILLs them at once. Ctrl-C also reaches the workers directly (same process group), so workers exiting on
+their own during shutdown is normal.
+
+Workers report WorkerStatus snapshots through one pipe each rather than a shared multiprocessing.Queue: a
+worker SIGKILLed while holding a shared queue's write lock would block every other worker's reports, and their
+exit. `snapshot()` gives the latest view of every worker and is safe to call from any thread, so `kpipe dev`
+can run the supervisor in a background thread (`run(install_signals=False)`) and draw a table from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from kpipe.worker_protocol import (
+    WORKER_EXIT_CLUSTER,
+    WORKER_EXIT_CRASH,
+    WORKER_EXIT_HALT,
+    WORKER_EXIT_OK,
+    WorkerSpec,
+    WorkerStatus,
+)
+
+log = logging.getLogger("kpipe.supervisor")
+
+DEFAULT_TARGET = "kpipe.worker:worker_main"
+WorkerTarget = Callable[[WorkerSpec, Any], int | None]
+
+_EXIT_MEANINGS = {
+    WORKER_EXIT_OK: "stopped",
+    WORKER_EXIT_CRASH: "crashed",
+    WORKER_EXIT_CLUSTER: "cluster unreachable",
+    WORKER_EXIT_HALT: "halted",
+}
+# How often shutdown says which workers it is still waiting for.
+_PROGRESS_EVERY = 5.0
+
+
+def describe_exit(exitcode: int, *, killed_by_us: bool = False) -> str:
+    """Why a worker ended: 'exited with code 78 (halted)', 'was killed by SIGKILL (out of memory?)'."""
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (out of memory?)" if exitcode == -signal.SIGKILL and not killed_by_us else ""
+        return f"was killed by {name}{hint}"
+    meaning = _EXIT_MEANINGS.get(exitcode)
+    return f"exited with code {exitcode}" + (f" ({meaning})" if meaning else "")
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """What the supervisor knows about one worker slot (a group instance), for `kpipe dev`'s table."""
+
+    group: str
+    instance: int
+    pid: int | None
+    # starting | running | stopping (as the worker reports) | restarting | stopped | halted | gave_up | killed
+    state: str
+    restarts: int
+    last_exit: str | None  # describe_exit() of the previous process, if one ended
+    status: WorkerStatus | None  # the latest snapshot the current (or last) process sent
+
+
+class StatusChannel:
+    """The worker's end of its status pipe, with a queue's `put()`; a vanished reader is not an error."""
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+
+    def put(self, status: Any, block: bool = True, timeout: float | None = None) -> None:
+        # The supervisor gone or no longer listening: the worker's own signal handling deals with shutdown.
+        with contextlib.suppress(OSError, EOFError, ValueError):
+            self._conn.send(status)
+
+    def put_nowait(self, status: Any) -> None:
+        self.put(status)
+
+
+@dataclass(eq=False)
+class _Slot:
+    spec: WorkerSpec
+    process: Any = None  # multiprocessing SpawnProcess while one is running
+    status_conn: Connection | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    consecutive_failures: int = 0
+    restart_times: deque[float] = field(default_factory=deque)
+    restart_at: float | None = None
+    # Set when the slot is finished for good: stopped | halted | gave_up | killed | failed
+    outcome: str | None = None
+    killed_by_us: bool = False
+    last_exit: str | None = None
+    status: WorkerStatus | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.group}[{self.spec.instance}]"
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None
+
+
+class Supervisor:
+    """Run one process per WorkerSpec until stopped; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        specs: Sequence[WorkerSpec],
+        target: WorkerTarget | str | None = None,
+        *,
+        restart_backoff: tuple[float, float, float] = (1.0, 2.0, 30.0),
+        crash_loop: tuple[int, float] = (5, 60.0),
+        shutdown_timeout: float = 30.0,
+    ):
+        """target: called in each worker process as target(spec, status_channel) and returning its exit code;
+        a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
+        in the worker. Default: kpipe.worker:worker_main (so the supervisor never imports confluent_kafka).
+        restart_backoff: (initial delay, factor, maximum) in seconds.
+        crash_loop: (restarts, window in seconds): a worker that dies again after that many restarts within
+        the window is given up on.
+        """
+        self._slots = [_Slot(spec) for spec in specs]
+        self._target = target if target is not None else DEFAULT_TARGET
+        self._backoff_initial, self._backoff_factor, self._backoff_max = restart_backoff
+        self._crash_loop_restarts, self._crash_loop_window = crash_loop
+        self._shutdown_timeout = shutdown_timeout
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        # One entry per stop request: the signal's name or "stop()".
+        self._stop_requests: list[str] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._shutdown_deadline: float | None = None
+        self._forced = False
+        self._killed_all = False
+        self._wake_closed = False
+
+    # -- public API ---------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[tuple[str, int], WorkerView]:
+        """The latest view of every worker, keyed by (group, instance). Safe from any thread."""
+        with self._lock:
+            return {(s.spec.group, s.spec.instance): self._view(s) for s in self._slots}
+
+    def stop(self, force: bool = False) -> None:
+        """Ask run() to shut down gracefully; with force, or asked a second time, SIGKILL every worker."""
+        self._request_stop("stop(force=True)" if force else "stop()", force=force)
+
+    def run(self, install_signals: bool = True) -> int:
+        """Start the workers and supervise them until they have all ended. 0 if every worker stopped cleanly.
+
+        A Supervisor runs once. install_signals: handle SIGTERM/SIGINT (possible only on the main thread;
+        skipped elsewhere, where the caller stops it with stop()).
+        """
+        if self._wake_closed:
+            raise RuntimeError("a Supervisor runs only once")
+        previous = self._install_signals() if install_signals else {}
+        try:
+            for slot in self._slots:
+                self._start(slot)
+            self._loop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._kill_all(reap=False)  # only does anything if the loop ended on an exception
+            self._wake_closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        return self._exit_code()
+
+    # -- the loop -------------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        last_progress = time.monotonic()
+        while True:
+            self._handle_stop_requests()
+            alive = [s for s in self._slots if s.alive]
+            pending = [s for s in self._slots if s.restart_at is not None]
+            if not alive and not pending:
+                break
+            now = time.monotonic()
+            deadlines = [s.restart_at for s in pending]
+            if self._shutdown_deadline is not None:
+                deadlines += [self._shutdown_deadline, last_progress + _PROGRESS_EVERY]
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+
+            waitables: list[Any] = [self._wake_r]
+            for s in alive:
+                waitables.append(s.process.sentinel)
+                if s.status_conn is not None:
+                    waitables.append(s.status_conn)
+            ready = set(wait(waitables, timeout))
+
+            if self._wake_r in ready:
+                self._drain_wake_pipe()
+                # Before reaping: Ctrl-C reaches the workers too, and their exits belong to the shutdown.
+                self._handle_stop_requests()
+            for s in alive:
+                if s.status_conn is not None and s.status_conn in ready:
+                    self._read_statuses(s)
+                if s.process is not None and s.process.sentinel in ready:
+                    self._reap(s)
+
+            now = time.monotonic()
+            if self._shutdown_deadline is None:
+                for s in self._slots:
+                    if s.restart_at is not None and s.restart_at <= now:
+                        self._start(s)
+            else:
+                remaining = [s for s in self._slots if s.alive]
+                if remaining and now >= self._shutdown_deadline:
+                    log.warning(
+                        "killing %s that did not stop within %g s: %s",
+                        _plural(len(remaining), "worker"),
+                        self._shutdown_timeout,
+                        _names(remaining),
+                    )
+                    self._kill_all(reap=True)
+                elif remaining and now - last_progress >= _PROGRESS_EVERY:
+                    last_progress = now
+                    log.info(
+                        "still waiting for %s to stop (%.0f s left): %s",
+                        _plural(len(remaining), "worker"),
+                        self._shutdown_deadline - now,
+                        _names(remaining),
+                    )
+        if self._stop_requests:
+            log.info("all workers stopped")
+
+    def _handle_stop_requests(self) -> None:
+        requests = list(self._stop_requests)
+        if not requests:
+            return
+        if self._shutdown_deadline is None:
+            self._shutdown_deadline = time.monotonic() + self._shutdown_timeout
+            for s in self._slots:
+                if s.restart_at is not None:
+                    with self._lock:
+                        s.restart_at = None
+                    self._finish(s, "stopped")  # it was waiting to be restarted: nothing left to stop
+            alive = [s for s in self._slots if s.alive]
+            if not self._forced and alive:
+                log.info(
+                    "%s received: stopping %s (waiting up to %g s; a second signal kills them)",
+                    requests[0],
+                    _plural(len(alive), "worker"),
+                    self._shutdown_timeout,
+                )
+                for s in alive:
+                    self._signal(s, signal.SIGTERM)
+        if (self._forced or len(requests) > 1) and not self._killed_all:
+            self._killed_all = True
+            alive = [s for s in self._slots if s.alive]
+            if alive:
+                log.warning("%s received: killing %s now", requests[-1], _plural(len(alive), "worker"))
+            self._kill_all(reap=True)
+
+    # -- starting and reaping -------------------------------------------------------------------------------
+
+    def _start(self, slot: _Slot) -> None:
+        with self._lock:
+            slot.restart_at = None
+        reader, writer = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(
+            target=_worker_entry,
+            args=(self._target, slot.spec, StatusChannel(writer), os.getpid()),
+            name=f"kpipe-worker-{slot.label}",
+            daemon=False,
+        )
+        try:
+            process.start()
+        except OSError as exc:
+            reader.close()
+            writer.close()
+            log.error("could not start %s: %s", slot.label, exc, extra=_extra(slot))
+            self._after_failure(slot)
+            return
+        writer.close()  # the worker holds its own copy; ours would hide the worker's end of the pipe closing
+        with self._lock:
+            slot.process = process
+            slot.status_conn = reader
+            slot.started_at = time.monotonic()
+            slot.killed_by_us = False
+            slot.status = None
+        log.info("started %s (pid %s)", slot.label, process.pid, extra=_extra(slot))
+
+    def _reap(self, slot: _Slot) -> None:
+        process = slot.process
+        process.join()
+        if slot.status_conn is not None:
+            self._read_statuses(slot, until_eof=True)
+        code, pid = process.exitcode, process.pid
+        reason = describe_exit(code, killed_by_us=slot.killed_by_us)
+        with self._lock:
+            slot.process = None
+            slot.last_exit = reason
+        process.close()
+        message = "%s (pid %s) %s"
+        args = (slot.label, pid, reason)
+
+        if self._shutdown_deadline is not None:
+            # Killed by the stop signal itself: it had not installed its handlers yet, so had nothing to commit.
+            clean = code in (WORKER_EXIT_OK, -signal.SIGTERM, -signal.SIGINT) and not slot.killed_by_us
+            still = sum(1 for s in self._slots if s.alive)
+            level = logging.INFO if clean else logging.WARNING
+            log.log(level, message + "; %s still running", *args, still, extra=_extra(slot, code))
+            self._finish(slot, "stopped" if clean else "killed" if code < 0 else "failed")
+            return
+        if code == WORKER_EXIT_OK:
+            log.info(message + "; not restarting (it was asked to stop)", *args, extra=_extra(slot, code))
+            self._finish(slot, "stopped")
+        elif code == WORKER_EXIT_HALT:
+            log.error(message + "; not restarting", *args, extra=_extra(slot, code))
+            self._finish(slot, "halted")
+        else:
+            log.error(message, *args, extra=_extra(slot, code))
+            self._after_failure(slot)
+
+    def _after_failure(self, slot: _Slot) -> None:
+        now = time.monotonic()
+        if slot.started_at and now - slot.started_at >= self._crash_loop_window:
+            slot.consecutive_failures = 0  # it ran stably for a while: this is a fresh failure, not a loop
+        while slot.restart_times and now - slot.restart_times[0] > self._crash_loop_window:
+            slot.restart_times.popleft()
+        if len(slot.restart_times) >= self._crash_loop_restarts:
+            log.error(
+                "giving up on %s: it died again after %s within %g s (crash loop)",
+                slot.label,
+                _plural(len(slot.restart_times), "restart"),
+                self._crash_loop_window,
+                extra=_extra(slot),
+            )
+            self._finish(slot, "gave_up")
+            return
+        delay = self._backoff_initial * self._backoff_factor**slot.consecutive_failures
+        delay = min(delay, self._backoff_max)
+        slot.consecutive_failures += 1
+        slot.restart_times.append(now)
+        with self._lock:
+            slot.restarts += 1
+            slot.restart_at = now + delay
+        log.warning("restarting %s in %g s (restart %d)", slot.label, round(delay, 3), slot.restarts)
+
+    def _finish(self, slot: _Slot, outcome: str) -> None:
+        with self._lock:
+            slot.outcome = outcome
+        if outcome not in ("halted", "gave_up"):
+            return
+        group = [s for s in self._slots if s.spec.group == slot.spec.group]
+        outcomes = {s.outcome for s in group}
+        if outcomes <= {"halted", "gave_up"}:
+            verb = " or ".join(
+                v for o, v in (("halted", "halted"), ("gave_up", "crash-looped")) if o in outcomes
+            )
+            log.error(
+                "consumer group '%s' failed: %s %s",
+                slot.spec.group,
+                "its only worker" if len(group) == 1 else f"all {len(group)} workers",
+                verb,
+                extra={"group": slot.spec.group},
+            )
+
+    def _read_statuses(self, slot: _Slot, until_eof: bool = False) -> None:
+        conn = slot.status_conn
+        assert conn is not None
+        try:
+            while conn.poll(0):
+                item = conn.recv()
+                if isinstance(item, WorkerStatus):
+                    with self._lock:
+                        slot.status = item
+        except (EOFError, OSError):
+            until_eof = True
+        except Exception as exc:  # an unpicklable report must not take the supervisor down
+            log.debug("dropped an unreadable status from %s: %s", slot.label, exc)
+        if until_eof:
+            conn.close()
+            slot.status_conn = None
+
+    # -- signals and stopping -------------------------------------------------------------------------------
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("not installing signal handlers: not on the main thread")
+            return {}
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Runs between bytecodes of the main thread: record and wake the loop, log nothing here.
+        self._request_stop(signal.Signals(signum).name, force=False)
+
+    def _request_stop(self, why: str, *, force: bool) -> None:
+        # No lock: this runs inside a signal handler, possibly while the interrupted main thread holds one.
+        # list.append and a bool store are atomic under the GIL.
+        if force:
+            self._forced = True
+        self._stop_requests.append(why)
+        if self._wake_closed:
+            return
+        with contextlib.suppress(OSError):  # a full pipe: the loop is being woken already
+            os.write(self._wake_w, b"\0")
+
+    def _drain_wake_pipe(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def _signal(self, slot: _Slot, signum: int) -> None:
+        if slot.process is None:
+            return
+        if signum == signal.SIGKILL:
+            slot.killed_by_us = True
+        # ProcessLookupError: it exited on its own a moment ago; its sentinel will say so.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(slot.process.pid, signum)
+
+    def _kill_all(self, *, reap: bool) -> None:
+        alive = [s for s in self._slots if s.alive]
+        for s in alive:
+            self._signal(s, signal.SIGKILL)
+        for s in alive:
+            if reap:
+                self._reap(s)
+            else:
+                s.process.join()
+                with self._lock:
+                    s.process = None
+                    s.outcome = s.outcome or "killed"
+
+    # -- results --------------------------------------------------------------------------------------------
+
+    def _exit_code(self) -> int:
+        return 0 if all(s.outcome == "stopped" for s in self._slots) else 1
+
+    def _view(self, slot: _Slot) -> WorkerView:
+        if slot.outcome is not None:
+            state = slot.outcome
+        elif slot.restart_at is not None:
+            state = "restarting"
+        elif slot.status is not None:
+            state = slot.status.state
+        else:
+            state = "starting"
+        pid = slot.process.pid if slot.process is not None else (slot.status.pid if slot.status else None)
+        return WorkerView(
+            group=slot.spec.group,
+            instance=slot.spec.instance,
+            pid=pid,
+            state=state,
+            restarts=slot.restarts,
+            last_exit=slot.last_exit,
+            status=slot.status,
+        )
+
+
+def _worker_entry(target: WorkerTarget | str, spec: WorkerSpec, channel: StatusChannel, parent: int) -> None:
+    """A worker process's first code: tie its life to the supervisor's, run the target, exit with its code."""
+    _exit_with_parent(parent)
+    if isinstance(target, str):
+        module_name, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(module_name), attr)
+    try:
+        code = target(spec, channel)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches every process in the terminal's group; a worker that let it escape was asked to stop.
+        code = WORKER_EXIT_OK
+    # The work is done. Interpreter shutdown resets Python-handled signals to their default action, so a stop
+    # signal arriving now (the supervisor's SIGTERM after a Ctrl-C) would turn a clean exit into a killed one.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(code if isinstance(code, int) else WORKER_EXIT_OK)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """On Linux, have the kernel SIGTERM this worker when the supervisor dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
+        sys.exit(WORKER_EXIT_OK)
+
+
+def _extra(slot: _Slot, exitcode: int | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"group": slot.spec.group, "instance": slot.spec.instance}
+    if exitcode is not None:
+        extra["exitcode"] = exitcode
+    return extra
+
+
+def _names(slots: Sequence[_Slot]) -> str:
+    return ", ".join(f"{s.label} (pid {s.process.pid})" for s in slots if s.process is not None)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

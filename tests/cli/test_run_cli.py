@@ -1,0 +1,263 @@
+"""`kpipe produce` and `kpipe run` by their output and exit codes.
+
+Lines are checked exactly. Tests that need a broker take `kafka_bootstrap` (and are marked integration);
+the rest point the project at a port where nothing listens.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from kpipe.cli import cli
+from kpipe.cli.common import run_cli
+
+NOWHERE = "127.0.0.1:1"  # nothing listens on port 1
+
+SCHEMA = """\
+type: object
+required: [id, amount]
+properties:
+  id: {type: string}
+  amount: {type: integer, minimum: 0}
+"""
+
+
+def write_project(directory: Path, topic: str, bootstrap: str, consumers: str = "") -> Path:
+    """The project file (passed as a file: a directory would also load the schema as a pipeline file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "payment.schema.yaml").write_text(SCHEMA)
+    project = directory / "project.yaml"
+    project.write_text(
+        f"""\
+cluster:
+  bootstrap_servers: "{bootstrap}"
+schemas:
+  Payment: payment.schema.yaml
+topics:
+  {topic}:
+    partitions: 2
+    replication_factor: 1
+    key: id
+    schema: Payment
+producers:
+  payments-api:
+    topic: {topic}
+    linger_ms: 1
+{consumers}"""
+    )
+    return project
+
+
+def kpipe(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run the CLI in-process through its real error → exit-code mapping; return (code, stdout, stderr)."""
+    with CliRunner().isolation(input=stdin) as (out, err, _):
+        code = run_cli(cli, list(args))
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def kpipe_process(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`kpipe run` as its own process: it spawns workers and installs signal handlers."""
+    return subprocess.run(
+        [sys.executable, "-c", "from kpipe.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=10)
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list[dict]:
+    """Every event on the topic, read by assignment (no group join, which is slow on Tansu)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "kpipe-test-reader", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    events: list[dict] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(events) < expected and time.monotonic() < deadline:
+            events += [json.loads(m.value()) for m in consumer.consume(100, 0.2) if m.error() is None]
+    finally:
+        consumer.close()
+    return events
+
+
+# -- produce ------------------------------------------------------------------------------------------------
+
+
+def test_produce_reports_invalid_lines_and_sends_the_rest(
+    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str]
+) -> None:
+    topic = unique_name("payments")
+    create_topic(kafka_bootstrap, topic)
+    project = write_project(tmp_path / "p", topic, kafka_bootstrap)
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"id": "a", "amount": 1}\n'
+        "not json\n"
+        "\n"
+        '{"id": "b", "amount": -5}\n'
+        '["a", "list"]\n'
+        '{"id": "c", "amount": 3}\n'
+    )
+    code, out, err = kpipe("produce", "payments-api", str(project), "--file", str(events))
+    assert code == 1
+    assert out == "delivered 2, failed 0, invalid 3\n"
+    lines = err.splitlines()
+    assert lines[0] == f"{events}:2: error: invalid JSON: Expecting value (column 1)"
+    assert lines[1].startswith(
+        f"{events}:4: error: invalid event for producer 'payments-api' (topic '{topic}'): "
+    )
+    assert "amount" in lines[1]
+    assert lines[2] == f"{events}:5: error: expected a JSON object, got an array"
+    assert lines[3] == "error: 3 invalid lines not sent"
+    assert len(lines) == 4
+    received = read_all(kafka_bootstrap, topic, 2, expected=2)
+    assert sorted(e["id"] for e in received) == ["a", "c"]
+
+
+def test_produce_from_stdin_exits_zero_when_everything_is_delivered(
+    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str]
+) -> None:
+    topic = unique_name("payments")
+    create_topic(kafka_bootstrap, topic)
+    project = write_project(tmp_path / "p", topic, kafka_bootstrap)
+    stdin = "".join(json.dumps({"id": f"k{i}", "amount": i}) + "\n" for i in range(50))
+    code, out, err = kpipe("produce", "payments-api", str(project), stdin=stdin)
+    assert (code, out, err) == (0, "delivered 50, failed 0, invalid 0\n", "")
+
+
+def test_produce_invalid_line_on_stdin_names_stdin(tmp_path: Path) -> None:
+    # Nothing valid is sent, so no broker is needed.
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin='{"id": "a"}\n')
+    assert code == 1
+    assert out == "delivered 0, failed 0, invalid 1\n"
+    assert err.startswith("<stdin>:1: error: invalid event for producer 'payments-api' (topic 'payments'): ")
+    assert err.endswith("error: 1 invalid line not sent\n")
+
+
+def test_produce_key_field_must_be_present(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    code, out, err = kpipe(
+        "produce",
+        "payments-api",
+        str(project),
+        "--key-field",
+        "ref",
+        "--timeout",
+        "1",
+        stdin='{"id": "a", "amount": 1}\n',
+    )
+    assert code == 1
+    assert err.splitlines()[0] == "<stdin>:1: error: event has no value for key field 'ref'"
+
+
+def test_produce_delivery_failure_exits_3(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    stdin = '{"id": "a", "amount": 1}\n{"id": "b", "amount": 2}\n'
+    code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=stdin)
+    assert code == 3
+    assert out == "delivered 0, failed 2, invalid 0\n"
+    assert err.startswith("error: producer 'payments-api': ")
+    assert len(err.splitlines()) == 1
+
+
+def test_produce_unknown_producer_suggests_the_closest(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    code, out, err = kpipe("produce", "payment-api", str(project), stdin="")
+    assert (code, out) == (2, "")
+    assert err == "error: no producer named 'payment-api'; did you mean 'payments-api'?\n"
+
+
+def test_produce_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    code, out, err = kpipe("produce", "payments-api", str(project), "--file", str(tmp_path / "nope.jsonl"))
+    assert code == 2
+    assert err == f"error: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory\n"
+
+
+# -- run ----------------------------------------------------------------------------------------------------
+
+CONSUMERS = """\
+consumers:
+  billing:
+    topics: [payments]
+    handler: no_such_module:handle
+    instances: 2
+  audit:
+    topics: [payments]
+    handler: no_such_module:handle
+"""
+
+
+def test_run_unknown_group_suggests_the_closest(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+    code, out, err = kpipe("run", str(project), "--group", "biling")
+    assert (code, out) == (2, "")
+    assert err == "error: no consumer group named 'biling'; did you mean 'billing'?\n"
+
+
+def test_run_without_consumer_groups_is_a_usage_error(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    code, _, err = kpipe("run", str(project))
+    assert code == 2
+    assert err == f"error: nothing to run: {project} declares no consumer groups\n"
+
+
+def test_run_invalid_project_prints_diagnostics(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS.replace("[payments]", "[paymnts]"))
+    code, _, err = kpipe("run", str(project))
+    assert code == 1
+    assert err.startswith(f"{project}:")
+    assert "unknown topic 'paymnts'" in err
+    assert "did you mean 'payments'?" in err
+    assert err.endswith("2 errors, 0 warnings\n")
+
+
+def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> None:
+    # The handler cannot be imported: each worker halts (exit 78) before touching the cluster.
+    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+    result = kpipe_process("run", str(project), "--group", "billing", "--log-format", "json")
+    assert result.returncode == 1, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    supervisor = [r for r in records if r["logger"] == "kpipe.supervisor"]
+    halted = [r for r in supervisor if r.get("exitcode") == 78]
+    assert sorted(r["instance"] for r in halted) == [0, 1]
+    assert all(r["msg"].endswith("exited with code 78 (halted); not restarting") for r in halted)
+    assert not any(r["msg"].startswith("restarting") for r in supervisor)
+    assert any(r["msg"] == "consumer group 'billing' failed: all 2 workers halted" for r in supervisor)
+    assert (
+        result.stderr.splitlines()[-1]
+        == "error: workers did not all stop cleanly: billing[0] halted, billing[1] halted"
+    )
+    worker_errors = [r for r in records if r.get("group") == "billing" and r["logger"] != "kpipe.supervisor"]
+    assert worker_errors and all(r["level"] == "error" for r in worker_errors if "cannot start" in r["msg"])
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_run_log_format(tmp_path: Path, fmt: str) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+    result = kpipe_process("run", str(project), "--group", "audit", "--log-format", fmt)
+    first = result.stderr.splitlines()[0]
+    if fmt == "json":
+        record = json.loads(first)
+        assert record["level"] == "info" and record["logger"] == "kpipe.run"
+        assert record["msg"] == "running 1 worker: audit ×1"
+    else:
+        assert first.endswith("kpipe.run: running 1 worker: audit ×1")
+        assert " INFO " in first

@@ -1,0 +1,352 @@
+"""The supervisor against scripted worker functions (no broker): restarts, HALT, crash loops, signals.
+
+The worker functions are module-level so spawn can pickle them by reference. Each appends "pid time" to
+`<scratch>/<group>-<instance>.starts` once its signal handlers are in place, so a test knows how often it was
+started and when it is safe to signal it. Tests that signal the supervisor itself run it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_for
+from kpipe.supervisor import Supervisor, describe_exit
+from kpipe.worker_protocol import WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
+
+FAST_BACKOFF = (0.05, 2.0, 0.4)
+
+
+# -- scripted workers (run in spawned processes) ------------------------------------------------------------
+
+
+def scripted_worker(spec: WorkerSpec, status_queue: object) -> int:
+    """Behave as spec.variables say: run until SIGTERM/SIGINT, exit with a code, crash, fail first, ignore SIGTERM."""
+    opts = dict(spec.variables)
+    behaviour = opts.get("behaviour", "run")
+    stop = threading.Event()
+    scratch = Path(spec.project_paths[0])
+    if behaviour == "ignore_term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+
+        def on_stop(signum: int, frame: object) -> None:
+            (scratch / f"{spec.group}-{spec.instance}.{signal.Signals(signum).name}").touch()
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+    starts = scratch / f"{spec.group}-{spec.instance}.starts"
+    with starts.open("a") as f:
+        f.write(f"{os.getpid()} {time.time()}\n")
+    started = len(starts.read_text().splitlines())
+    status_queue.put(WorkerStatus(spec.group, spec.instance, os.getpid(), handled=started, state="running"))
+
+    if behaviour == "exit":
+        return int(opts["code"])
+    if behaviour == "crash":
+        raise RuntimeError("scripted crash")
+    if behaviour == "fail_first" and started <= int(opts["failures"]):
+        return 1
+    stop.wait(120)
+    return 0
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+
+def specs(scratch: Path, group: str, instances: int, **behaviour: str) -> list[WorkerSpec]:
+    return [
+        WorkerSpec(project_paths=(str(scratch),), group=group, instance=i, variables=tuple(behaviour.items()))
+        for i in range(instances)
+    ]
+
+
+def starts(scratch: Path, group: str, instance: int = 0) -> list[tuple[int, float]]:
+    path = scratch / f"{group}-{instance}.starts"
+    if not path.exists():
+        return []
+    return [(int(pid), float(at)) for pid, at in (line.split() for line in path.read_text().splitlines())]
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class Running:
+    """A supervisor running in a background thread, as `kpipe dev` runs it."""
+
+    def __init__(self, supervisor: Supervisor):
+        self.supervisor = supervisor
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.exit_code = self.supervisor.run(install_signals=False)
+
+    def wait(self, timeout: float = 20.0) -> int:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "supervisor did not finish"
+        assert self.exit_code is not None
+        return self.exit_code
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="kpipe.supervisor")
+    return caplog
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records)
+
+
+# -- in-process tests ---------------------------------------------------------------------------------------
+
+
+def test_describe_exit() -> None:
+    assert describe_exit(0) == "exited with code 0 (stopped)"
+    assert describe_exit(3) == "exited with code 3 (cluster unreachable)"
+    assert describe_exit(WORKER_EXIT_HALT) == "exited with code 78 (halted)"
+    assert describe_exit(7) == "exited with code 7"
+    assert describe_exit(-9) == "was killed by SIGKILL (out of memory?)"
+    assert describe_exit(-9, killed_by_us=True) == "was killed by SIGKILL"
+    assert describe_exit(-15) == "was killed by SIGTERM"
+
+
+def test_crashed_worker_is_restarted_with_exponential_backoff(
+    tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    workers = specs(tmp_path, "g", 1, behaviour="fail_first", failures="2")
+    sup = Supervisor(workers, scripted_worker, restart_backoff=(0.2, 2.0, 5.0))
+    running = Running(sup)
+    wait_for(lambda: len(starts(tmp_path, "g")) == 3, timeout=15, message=lambda: messages(logs))
+    wait_for(lambda: sup.snapshot()[("g", 0)].state == "running", timeout=10)
+    view = sup.snapshot()[("g", 0)]
+    assert view.restarts == 2
+    assert view.last_exit == "exited with code 1 (crashed)"
+    assert view.status is not None and view.status.handled == 3
+    sup.stop()
+    assert running.wait() == 0  # recovered, then stopped on request
+
+    times = [at for _, at in starts(tmp_path, "g")]
+    assert times[1] - times[0] >= 0.2
+    assert times[2] - times[1] >= 0.4
+    text = messages(logs)
+    assert "restarting g[0] in 0.2 s (restart 1)" in text
+    assert "restarting g[0] in 0.4 s (restart 2)" in text
+    assert f"g[0] (pid {starts(tmp_path, 'g')[0][0]}) exited with code 1 (crashed)" in text
+
+
+def test_halted_workers_are_not_restarted_and_the_group_fails(
+    tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    sup = Supervisor(
+        specs(tmp_path, "halts", 2, behaviour="exit", code=str(WORKER_EXIT_HALT))
+        + specs(tmp_path, "fine", 1, behaviour="run"),
+        scripted_worker,
+        restart_backoff=FAST_BACKOFF,
+    )
+    running = Running(sup)
+    wait_for(lambda: all(sup.snapshot()[("halts", i)].state == "halted" for i in (0, 1)), timeout=15)
+    wait_for(lambda: sup.snapshot()[("fine", 0)].state == "running", timeout=10)
+    sup.stop()
+    assert running.wait() == 1
+    assert len(starts(tmp_path, "halts", 0)) == len(starts(tmp_path, "halts", 1)) == 1
+    text = messages(logs)
+    assert "exited with code 78 (halted); not restarting" in text
+    assert "consumer group 'halts' failed: all 2 workers halted" in text
+    assert "consumer group 'fine' failed" not in text
+
+
+def test_crash_loop_gives_up(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+    workers = specs(tmp_path, "loop", 1, behaviour="crash")
+    sup = Supervisor(workers, scripted_worker, restart_backoff=FAST_BACKOFF, crash_loop=(3, 60.0))
+    assert Running(sup).wait(30) == 1
+    assert len(starts(tmp_path, "loop")) == 4  # the first start and 3 restarts
+    assert sup.snapshot()[("loop", 0)].state == "gave_up"
+    text = messages(logs)
+    assert "giving up on loop[0]: it died again after 3 restarts within 60 s (crash loop)" in text
+    assert "consumer group 'loop' failed: its only worker crash-looped" in text
+
+
+def test_worker_exiting_zero_is_not_restarted(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+    sup = Supervisor(specs(tmp_path, "done", 1, behaviour="exit", code="0"), scripted_worker)
+    assert Running(sup).wait() == 0
+    assert len(starts(tmp_path, "done")) == 1
+    assert "not restarting (it was asked to stop)" in messages(logs)
+
+
+def test_worker_killed_by_a_signal_is_named_and_restarted(
+    tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    sup = Supervisor(specs(tmp_path, "oom", 1), scripted_worker, restart_backoff=FAST_BACKOFF)
+    running = Running(sup)
+    wait_for(lambda: starts(tmp_path, "oom"), timeout=10)
+    first_pid = starts(tmp_path, "oom")[0][0]
+    os.kill(first_pid, signal.SIGKILL)
+    wait_for(lambda: len(starts(tmp_path, "oom")) == 2, timeout=10, message=lambda: messages(logs))
+    sup.stop()
+    assert running.wait() == 0
+    assert f"oom[0] (pid {first_pid}) was killed by SIGKILL (out of memory?)" in messages(logs)
+    assert sup.snapshot()[("oom", 0)].last_exit == "exited with code 0 (stopped)"
+
+
+def test_snapshot_holds_the_latest_status_per_worker(tmp_path: Path) -> None:
+    sup = Supervisor(specs(tmp_path, "a", 2) + specs(tmp_path, "b", 1), scripted_worker)
+    before = sup.snapshot()
+    assert set(before) == {("a", 0), ("a", 1), ("b", 0)}
+    assert all(v.state == "starting" and v.pid is None for v in before.values())
+    running = Running(sup)
+    wait_for(lambda: all(v.status is not None for v in sup.snapshot().values()), timeout=15)
+    views = sup.snapshot()
+    for (group, instance), view in views.items():
+        assert view.status is not None
+        assert (view.status.group, view.status.instance) == (group, instance)
+        assert view.pid == view.status.pid == starts(tmp_path, group, instance)[0][0]
+        assert view.state == "running"
+    sup.stop()
+    assert running.wait() == 0
+    assert all(v.state == "stopped" for v in sup.snapshot().values())
+
+
+def test_stop_twice_kills_at_once(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+    sup = Supervisor(
+        specs(tmp_path, "deaf", 1, behaviour="ignore_term"), scripted_worker, shutdown_timeout=60
+    )
+    running = Running(sup)
+    wait_for(lambda: starts(tmp_path, "deaf"), timeout=10)
+    sup.stop()
+    wait_for(lambda: "stopping 1 worker" in messages(logs), timeout=5)
+    sup.stop()
+    assert running.wait(10) == 1
+    assert sup.snapshot()[("deaf", 0)].state == "killed"
+    assert "stop() received: killing 1 worker now" in messages(logs)
+
+
+# -- the supervisor as a process, signalled like `kpipe run` ------------------------------------------------
+
+DRIVER = """
+import json, sys
+config = json.loads(sys.argv[1])
+sys.path[:0] = config["sys_path"]
+from test_supervisor import scripted_worker, specs
+from pathlib import Path
+from kpipe.logs import configure_logging
+from kpipe.supervisor import Supervisor
+configure_logging("text", "info")
+workers = []
+for group, instances, behaviour in config["groups"]:
+    workers += specs(Path(config["scratch"]), group, instances, **behaviour)
+sys.exit(Supervisor(workers, scripted_worker, shutdown_timeout=config["timeout"]).run())
+"""
+
+
+class SupervisorProcess:
+    def __init__(self, scratch: Path, groups: list[tuple[str, int, dict[str, str]]], timeout: float = 10.0):
+        self.scratch = scratch
+        self.log_path = scratch / "supervisor.log"
+        config = {
+            "sys_path": [str(Path(__file__).parent), str(Path(__file__).parent.parent)],
+            "scratch": str(scratch),
+            "groups": groups,
+            "timeout": timeout,
+        }
+        with self.log_path.open("w") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", DRIVER, json.dumps(config)],
+                stderr=log_file,
+                start_new_session=True,  # its own process group, like a terminal job
+            )
+        self.workers = [(g, i) for g, n, _ in groups for i in range(n)]
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_ready(self) -> list[int]:
+        wait_for(
+            lambda: all(starts(self.scratch, g, i) for g, i in self.workers), timeout=20, message=self.log
+        )
+        return [starts(self.scratch, g, i)[-1][0] for g, i in self.workers]
+
+    def wait(self, timeout: float = 20.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"supervisor still running after {timeout} s:\n{self.log()}") from None
+
+
+def test_sigterm_stops_workers_gracefully(tmp_path: Path) -> None:
+    sup = SupervisorProcess(tmp_path, [("g", 2, {}), ("h", 1, {})])
+    pids = sup.wait_ready()
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait() == 0, sup.log()
+    for group, instance in sup.workers:
+        assert (tmp_path / f"{group}-{instance}.SIGTERM").exists()
+    assert not any(pid_alive(pid) for pid in pids)
+    log = sup.log()
+    assert "SIGTERM received: stopping 3 workers (waiting up to 10 s; a second signal kills them)" in log
+    assert "all workers stopped" in log
+    assert "exited with code 0 (stopped); 0 still running" in log
+
+
+def test_worker_ignoring_sigterm_is_killed_after_the_timeout(tmp_path: Path) -> None:
+    sup = SupervisorProcess(tmp_path, [("ok", 1, {}), ("deaf", 1, {"behaviour": "ignore_term"})], timeout=1.0)
+    deaf_pid = sup.wait_ready()[1]
+    signalled = time.monotonic()
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait() == 1, sup.log()
+    assert time.monotonic() - signalled >= 1.0
+    log = sup.log()
+    assert f"killing 1 worker that did not stop within 1 s: deaf[0] (pid {deaf_pid})" in log
+    assert (
+        f"deaf[0] (pid {deaf_pid}) was killed by SIGKILL; 0 still running" in log
+    )  # no OOM guess: we killed it
+    assert (tmp_path / "ok-0.SIGTERM").exists()
+
+
+def test_second_signal_kills_every_worker_at_once(tmp_path: Path) -> None:
+    sup = SupervisorProcess(tmp_path, [("deaf", 2, {"behaviour": "ignore_term"})], timeout=60.0)
+    sup.wait_ready()
+    sup.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "SIGTERM received: stopping 2 workers" in sup.log(), timeout=10, message=sup.log)
+    sup.proc.send_signal(signal.SIGINT)
+    assert sup.wait(timeout=10) == 1, sup.log()
+    assert "SIGINT received: killing 2 workers now" in sup.log()
+
+
+def test_ctrl_c_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C signals the supervisor and its workers at once; workers exiting on their own is fine.
+    sup = SupervisorProcess(tmp_path, [("g", 2, {})])
+    sup.wait_ready()
+    os.killpg(sup.proc.pid, signal.SIGINT)
+    assert sup.wait() == 0, sup.log()
+    assert (tmp_path / "g-0.SIGINT").exists()
+    assert "SIGINT received" in sup.log()
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    sup = SupervisorProcess(tmp_path, [("orphan", 2, {})])
+    pids = sup.wait_ready()
+    sup.proc.kill()
+    sup.wait()
+    wait_for(
+        lambda: not any(pid_alive(pid) for pid in pids), timeout=10, message="workers outlived the supervisor"
+    )
+    assert (tmp_path / "orphan-0.SIGTERM").exists()  # stopped gracefully, not killed

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+from pathlib import Path
 
 import click
 
@@ -57,3 +59,145 @@ def broker(port: int, host: str, logs: bool) -> None:
         local_cluster.forget(local.pid)
         local.stop()
         click.echo("local broker stopped", err=True)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE", help="Set a template variable.")
+@click.option(
+    "--values", "values_files", multiple=True, type=click.Path(path_type=Path), help="A values file."
+)
+@click.option("--demo", is_flag=True, help="Send the sample events in <pipelines>/demo/ once the groups run.")
+@click.option(
+    "--demo-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the sample events are (default: demo/ beside the first pipeline path).",
+)
+@click.option(
+    "--port", type=int, default=0, help="Port for the local broker kpipe starts (default: any free port)."
+)
+@click.option(
+    "--bootstrap-servers",
+    "-b",
+    envvar="KPIPE_BOOTSTRAP_SERVERS",
+    help="Use this cluster, not a local broker.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Apply topic changes to a non-local cluster without asking.")
+@click.option(
+    "--no-live", is_flag=True, help="Print status lines instead of a live table (the default off a terminal)."
+)
+def dev(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    demo: bool,
+    demo_dir: Path | None,
+    port: int,
+    bootstrap_servers: str | None,
+    yes: bool,
+    no_live: bool,
+) -> None:
+    """The whole local loop: broker, topics, consumer groups and a live table, in one command.
+
+    Starts the embedded broker when the project says `bootstrap_servers: local` and none is running, applies
+    the topics, runs every consumer group, and refreshes a table of events handled, rate, dead letters and
+    commits. Ctrl-C stops the consumers (they commit), then the broker.
+
+    \b
+    Example:
+      kpipe dev pipelines/ --demo
+    """
+    import sys
+
+    from kpipe import devloop, local_cluster
+    from kpipe.apply import apply_plan, read_plan
+    from kpipe.cli.common import default_paths, parse_vars
+    from kpipe.cluster import connect
+    from kpipe.errors import UsageError
+    from kpipe.project import load_project
+    from kpipe.supervisor import Supervisor
+
+    echo = lambda text: click.echo(text, err=True)  # noqa: E731 - progress goes to stderr
+    project_paths = default_paths(paths)
+    vars_ = parse_vars(variables)
+    project = load_project(
+        project_paths,
+        variables=vars_,
+        values_files=list(values_files),
+        bootstrap_override=bootstrap_servers,
+        resolve_local=False,
+    )
+    stop = devloop.StopFlag()
+    previous_handlers = stop.install()
+    broker = None
+    try:
+        local = project.uses_local_broker
+        if local:
+            running = local_cluster.running_bootstrap()
+            if running:
+                echo(f"using the running local broker on {running}")
+                project = project.with_bootstrap(running)
+            else:
+                from kpipe.local_broker import start_local_broker
+
+                broker = start_local_broker(port or None)
+                local_cluster.record(broker.bootstrap, broker.pid)
+                echo(
+                    f"started the local broker on {broker.bootstrap} (pid {broker.pid}); data is kept in memory only"
+                )
+                project = project.with_bootstrap(broker.bootstrap)
+        bootstrap = project.bootstrap_servers
+        cluster = connect(project.cluster_client_config().as_dict(), timeout=10.0)
+        try:
+            desired = project.topic_specs()
+            plan = read_plan(cluster, desired)
+            plan.raise_if_unsafe()
+            if plan.has_changes:
+                echo(plan.render_text())
+                if not local and not yes:
+                    raise UsageError(
+                        "topic changes pending on a non-local cluster: review them with `kpipe plan`, then pass --yes"
+                    )
+                apply_plan(plan, cluster, desired).raise_if_failed()
+            else:
+                echo(plan.summary_line())
+        finally:
+            cluster.close()
+        specs = devloop.worker_specs(project, project_paths, vars_, list(values_files), local)
+        if not specs:
+            raise UsageError("the project declares no consumer groups to run")
+        supervisor = Supervisor(specs, shutdown_timeout=30.0)
+        stop.supervisor = supervisor
+        if demo:
+            directory = (
+                demo_dir
+                or (project_paths[0] if project_paths[0].is_dir() else project_paths[0].parent) / "demo"
+            )
+            if not directory.is_dir():
+                raise UsageError(f"--demo: no directory {directory} with sample events")
+            threading.Thread(
+                target=_demo, args=(project, directory, echo), daemon=True, name="kpipe-demo"
+            ).start()
+        live = sys.stderr.isatty() and not no_live
+        if live:
+            # Workers share this terminal: keep their logs to errors so the live table stays readable.
+            os.environ.setdefault("KPIPE_LOG_LEVEL", "error")
+        code = devloop.supervise(supervisor, stop, bootstrap, live=live, echo=echo)
+    finally:
+        if broker is not None:
+            local_cluster.forget(broker.pid)
+            broker.stop()
+            echo("local broker stopped")
+        for s, handler in previous_handlers.items():
+            signal.signal(s, handler)
+    if code != 0:
+        raise click.exceptions.Exit(1)
+
+
+def _demo(project, directory, echo) -> None:  # type: ignore[no-untyped-def]
+    from kpipe import devloop
+
+    try:
+        devloop.send_demo_events(project, directory, echo)
+    except Exception as exc:  # the demo feeding failing must not take the loop down
+        echo(f"demo: failed: {type(exc).__name__}: {exc}")

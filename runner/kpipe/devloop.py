@@ -1,0 +1,234 @@
+"""`kpipe dev`: the whole local loop in one process tree.
+
+    local broker (started if needed) → plan + apply → supervisor running every group → demo events → live table
+
+Ctrl-C (or SIGTERM) stops the consumers first (they commit), then the broker kpipe started. Nothing here is
+new machinery: it strings together local_broker, apply, supervisor and producer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kpipe.project import Project
+from kpipe.supervisor import Supervisor, WorkerView
+from kpipe.worker_protocol import WorkerSpec
+
+log = logging.getLogger("kpipe.dev")
+
+# Group joins on the embedded broker take half the session timeout (TEST-BROKER.md): keep it short locally.
+LOCAL_CONSUMER_CONFIG = (
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "1000"),
+    ("fetch.wait.max.ms", "100"),
+)
+
+
+@dataclass
+class GroupRow:
+    group: str
+    instances: int = 0
+    running: int = 0
+    handled: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    restarts: int = 0
+    last_commit_at: float | None = None
+    partitions: list[str] = field(default_factory=list)
+    rate: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.handled + self.dead_lettered + self.skipped
+
+
+def group_rows(
+    snapshot: dict[tuple[str, int], WorkerView], previous: dict[str, GroupRow], elapsed: float
+) -> dict[str, GroupRow]:
+    rows: dict[str, GroupRow] = {}
+    for (group, _instance), view in sorted(snapshot.items()):
+        row = rows.setdefault(group, GroupRow(group))
+        row.instances += 1
+        row.restarts += view.restarts
+        status = view.status
+        if view.state == "running":
+            row.running += 1
+        if status is not None:
+            row.handled += status.handled
+            row.dead_lettered += status.dead_lettered
+            row.skipped += status.skipped
+            row.partitions += [f"{t}[{p}]" for t, p in status.assigned]
+            if status.last_commit_at and (
+                row.last_commit_at is None or status.last_commit_at > row.last_commit_at
+            ):
+                row.last_commit_at = status.last_commit_at
+    for group, row in rows.items():
+        before = previous.get(group)
+        if before is not None and elapsed > 0:
+            row.rate = max(0.0, (row.done - before.done) / elapsed)
+    return rows
+
+
+def render_table(rows: dict[str, GroupRow], bootstrap: str, now: float) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"kpipe dev — {bootstrap} — Ctrl-C to stop", title_justify="left")
+    for name, justify in (
+        ("group", "left"),
+        ("instances", "right"),
+        ("handled", "right"),
+        ("rate/s", "right"),
+        ("dead-lettered", "right"),
+        ("skipped", "right"),
+        ("last commit", "right"),
+        ("restarts", "right"),
+        ("partitions", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows.values():
+        ago = f"{now - row.last_commit_at:.0f}s ago" if row.last_commit_at else "-"
+        table.add_row(
+            row.group,
+            f"{row.running}/{row.instances}",
+            str(row.handled),
+            f"{row.rate:.0f}",
+            str(row.dead_lettered),
+            str(row.skipped),
+            ago,
+            str(row.restarts),
+            " ".join(sorted(row.partitions)) or "-",
+        )
+    return table
+
+
+def status_line(rows: dict[str, GroupRow]) -> str:
+    return "status: " + "; ".join(
+        f"{r.group} handled={r.handled} dead_lettered={r.dead_lettered} skipped={r.skipped} running={r.running}/{r.instances}"
+        for r in rows.values()
+    )
+
+
+def send_demo_events(project: Project, demo_dir: Path, echo: Callable[[str], None]) -> int:
+    """Send `<producer>.jsonl` through that producer, and `<topic>.poison.jsonl` raw (bypassing validation)."""
+    sent = 0
+    for path in sorted(demo_dir.glob("*.jsonl")):
+        name = path.name.removesuffix(".jsonl")
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if name.endswith(".poison"):
+            sent += _send_raw(project, name.removesuffix(".poison"), lines)
+            echo(f"demo: wrote {len(lines)} poison events straight to topic '{name.removesuffix('.poison')}'")
+            continue
+        if name not in project.spec.producers:
+            echo(f"demo: skipping {path.name}: no producer named '{name}'")
+            continue
+        with project.producer(name) as producer:
+            for line in lines:
+                producer.send(json.loads(line))
+        sent += len(lines)
+        echo(f"demo: sent {len(lines)} events through producer '{name}'")
+    return sent
+
+
+def _send_raw(project: Project, topic: str, lines: list[str]) -> int:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": project.bootstrap_servers})
+    for line in lines:
+        record = json.loads(line)
+        value = record["value"]
+        payload = value if isinstance(value, str) else json.dumps(value)
+        producer.produce(topic, payload.encode(), key=str(record.get("key", "")).encode() or None)
+    remaining = producer.flush(10)
+    if remaining:
+        raise RuntimeError(f"{remaining} demo events to {topic} were not delivered")
+    return len(lines)
+
+
+def worker_specs(
+    project: Project, paths: list[Path], variables: dict[str, str], values_files: list[Path], local: bool
+) -> list[WorkerSpec]:
+    return [
+        WorkerSpec(
+            project_paths=tuple(str(p) for p in paths),
+            group=group.group_id,
+            instance=instance,
+            variables=tuple(variables.items()),
+            values_files=tuple(str(v) for v in values_files),
+            bootstrap_override=project.bootstrap_servers,
+            extra_consumer_config=LOCAL_CONSUMER_CONFIG if local else (),
+        )
+        for group in project.consumer_groups()
+        for instance in range(group.instances)
+    ]
+
+
+class StopFlag:
+    """Set by the first SIGINT/SIGTERM; a second one forces the supervisor to kill its workers."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.supervisor: Supervisor | None = None
+
+    def install(self) -> dict[int, Any]:
+        return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.event.is_set() and self.supervisor is not None:
+            self.supervisor.stop(force=True)
+        self.event.set()
+
+
+def supervise(
+    supervisor: Supervisor,
+    stop: StopFlag,
+    bootstrap: str,
+    *,
+    live: bool,
+    echo: Callable[[str], None],
+    refresh: float = 1.0,
+) -> int:
+    """Run the supervisor in a thread and show its progress until a stop is asked for or it ends."""
+    result: dict[str, int] = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault("code", supervisor.run(install_signals=False)), daemon=True
+    )
+    thread.start()
+    previous: dict[str, GroupRow] = {}
+    last = time.monotonic()
+
+    def rows_now() -> dict[str, GroupRow]:
+        nonlocal previous, last
+        now = time.monotonic()
+        rows = group_rows(supervisor.snapshot(), previous, now - last)
+        previous, last = rows, now
+        return rows
+
+    if live:
+        from rich.live import Live
+
+        with Live(
+            render_table(rows_now(), bootstrap, time.time()), refresh_per_second=4, transient=False
+        ) as view:
+            while thread.is_alive() and not stop.event.wait(refresh):
+                view.update(render_table(rows_now(), bootstrap, time.time()))
+    else:
+        printed = ""
+        while thread.is_alive() and not stop.event.wait(refresh):
+            line = status_line(rows_now())
+            if line != printed:
+                echo(line)
+                printed = line
+    if thread.is_alive():
+        echo("stopping consumers (they commit what they processed)...")
+        supervisor.stop()
+        thread.join()
+    echo(status_line(rows_now()).replace("status:", "final:"))
+    return result.get("code", 1)

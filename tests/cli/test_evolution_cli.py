@@ -55,7 +55,11 @@ def test_compatible_change_passes(repo: Path) -> None:
 
 
 def test_removed_enum_value_is_reported_with_position_rule_and_fix(repo: Path) -> None:
-    _edit(repo / "schemas/order_event.schema.yaml", "enum: [created, paid, shipped, delivered]", "enum: [created, paid, shipped]")
+    _edit(
+        repo / "schemas/order_event.schema.yaml",
+        "enum: [created, paid, shipped, delivered]",
+        "enum: [created, paid, shipped]",
+    )
     _git(repo, "commit", "-qam", "v2")
     result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD~1")
     assert result.returncode == 1
@@ -87,7 +91,11 @@ def test_none_mode_allows_anything(repo: Path) -> None:
         "OrderEvent: {file: ../schemas/order_event.schema.yaml, compatibility: NONE}",
     )
     _git(repo, "commit", "-qam", "mode NONE")
-    _edit(repo / "schemas/order_event.schema.yaml", "enum: [created, paid, shipped, delivered]", "enum: [created]")
+    _edit(
+        repo / "schemas/order_event.schema.yaml",
+        "enum: [created, paid, shipped, delivered]",
+        "enum: [created]",
+    )
     result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD")
     assert result.returncode == 0, result.stderr
 
@@ -96,7 +104,11 @@ def test_against_a_directory(repo: Path, tmp_path_factory: pytest.TempPathFactor
     previous = tmp_path_factory.mktemp("previous")
     shutil.copytree(repo / "pipelines", previous / "pipelines")
     shutil.copytree(repo / "schemas", previous / "schemas")
-    _edit(repo / "schemas/order_event.schema.yaml", "    type: number\n    exclusiveMinimum: 0", "    type: integer\n    exclusiveMinimum: 0")
+    _edit(
+        repo / "schemas/order_event.schema.yaml",
+        "    type: number\n    exclusiveMinimum: 0",
+        "    type: integer\n    exclusiveMinimum: 0",
+    )
     result = _kpipe(repo, "validate", "pipelines/", "--against", str(previous))
     assert result.returncode == 1
     assert "TYPE_NARROWED" in result.stderr

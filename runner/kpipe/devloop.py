@@ -77,7 +77,9 @@ def group_rows(
     return rows
 
 
-def render_table(rows: dict[str, GroupRow], bootstrap: str, now: float) -> Any:
+def render_table(
+    rows: dict[str, GroupRow], bootstrap: str, now: float, auto_commit: frozenset[str] = frozenset()
+) -> Any:
     from rich.table import Table
 
     table = Table(title=f"kpipe dev — {bootstrap} — Ctrl-C to stop", title_justify="left")
@@ -94,7 +96,12 @@ def render_table(rows: dict[str, GroupRow], bootstrap: str, now: float) -> Any:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in rows.values():
-        ago = f"{now - row.last_commit_at:.0f}s ago" if row.last_commit_at else "-"
+        # librdkafka's auto-commit happens in the background, so the worker has no commit time to report.
+        ago = (
+            f"{now - row.last_commit_at:.0f}s ago"
+            if row.last_commit_at
+            else ("auto" if row.group in auto_commit else "-")
+        )
         table.add_row(
             row.group,
             f"{row.running}/{row.instances}",
@@ -170,6 +177,23 @@ def worker_specs(
     ]
 
 
+class Echo:
+    """Progress lines to stderr, or into the live display while one is showing."""
+
+    def __init__(self, write: Callable[[str], None]):
+        self._write = write
+        self._target: Callable[[str], None] | None = None
+
+    def redirect(self, target: Callable[[str], None] | None) -> None:
+        self._target = target
+
+    def __call__(self, text: str) -> None:
+        try:
+            (self._target or self._write)(text)
+        except OSError:  # the terminal is gone (SIGHUP): progress has nowhere to go, the work goes on
+            pass
+
+
 class StopFlag:
     """Set by the first SIGINT/SIGTERM; a second one forces the supervisor to kill its workers."""
 
@@ -178,7 +202,8 @@ class StopFlag:
         self.supervisor: Supervisor | None = None
 
     def install(self) -> dict[int, Any]:
-        return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # SIGHUP too: closing the terminal must stop the consumers and the broker, not orphan them.
+        return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self.event.is_set() and self.supervisor is not None:
@@ -194,6 +219,7 @@ def supervise(
     live: bool,
     echo: Callable[[str], None],
     refresh: float = 1.0,
+    auto_commit: frozenset[str] = frozenset(),
 ) -> int:
     """Run the supervisor in a thread and show its progress until a stop is asked for or it ends."""
     result: dict[str, int] = {}
@@ -211,24 +237,44 @@ def supervise(
         previous, last = rows, now
         return rows
 
-    if live:
-        from rich.live import Live
+    try:
+        if live:
+            from collections import deque
 
-        with Live(
-            render_table(rows_now(), bootstrap, time.time()), refresh_per_second=4, transient=False
-        ) as view:
+            from rich.console import Console, Group
+            from rich.live import Live
+            from rich.text import Text
+
+            # Messages from other threads (the demo feeder) are shown under the table instead of being written to
+            # the terminal, where they would tear the live display.
+            messages: deque[str] = deque(maxlen=6)
+            if hasattr(echo, "redirect"):
+                echo.redirect(messages.append)  # type: ignore[attr-defined]
+
+            def view() -> Group:
+                table = render_table(rows_now(), bootstrap, time.time(), auto_commit)
+                return Group(table, Text("\n".join(messages), style="dim"))
+
+            console = Console(stderr=True)
+            with Live(
+                view(), console=console, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False
+            ) as display:
+                while thread.is_alive() and not stop.event.wait(refresh):
+                    display.update(view())
+        else:
+            printed = ""
             while thread.is_alive() and not stop.event.wait(refresh):
-                view.update(render_table(rows_now(), bootstrap, time.time()))
-    else:
-        printed = ""
-        while thread.is_alive() and not stop.event.wait(refresh):
-            line = status_line(rows_now())
-            if line != printed:
-                echo(line)
-                printed = line
-    if thread.is_alive():
-        echo("stopping consumers (they commit what they processed)...")
-        supervisor.stop()
-        thread.join()
+                line = status_line(rows_now())
+                if line != printed:
+                    echo(line)
+                    printed = line
+    finally:
+        if hasattr(echo, "redirect"):
+            echo.redirect(None)  # type: ignore[attr-defined]
+        # Also when the display fails (a hung-up terminal): never leave the workers running.
+        if thread.is_alive():
+            echo("stopping consumers (they commit what they processed)...")
+            supervisor.stop()
+            thread.join()
     echo(status_line(rows_now()).replace("status:", "final:"))
     return result.get("code", 1)

@@ -890,6 +890,8 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # A closed terminal (kpipe dev, kpipe run in a shell) hangs up the whole process group: stop the same way.
+    signal.signal(signal.SIGHUP, on_signal)
     return worker.run()
 
 

@@ -15,7 +15,8 @@ from kpipe.local_cluster import DEFAULT_PORT
 def _wait_for_signal() -> None:
     """Block until SIGINT or SIGTERM."""
     stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a closed terminal stops the broker too
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in signals}
     try:
         while not stop.wait(1.0):
             pass
@@ -117,7 +118,7 @@ def dev(
     from kpipe.project import load_project
     from kpipe.supervisor import Supervisor
 
-    echo = lambda text: click.echo(text, err=True)  # noqa: E731 - progress goes to stderr
+    echo = devloop.Echo(lambda text: click.echo(text, err=True))
     project_paths = default_paths(paths)
     vars_ = parse_vars(variables)
     project = load_project(
@@ -182,7 +183,8 @@ def dev(
         if live:
             # Workers share this terminal: keep their logs to errors so the live table stays readable.
             os.environ.setdefault("KPIPE_LOG_LEVEL", "error")
-        code = devloop.supervise(supervisor, stop, bootstrap, live=live, echo=echo)
+        auto_commit = frozenset(g.group_id for g in project.consumer_groups() if g.commit.strategy == "auto")
+        code = devloop.supervise(supervisor, stop, bootstrap, live=live, echo=echo, auto_commit=auto_commit)
     finally:
         if broker is not None:
             local_cluster.forget(broker.pid)

@@ -8,6 +8,7 @@ new machinery: it strings together local_broker, apply, supervisor and producer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 from kpipe.project import Project
 from kpipe.supervisor import Supervisor, WorkerView
 from kpipe.worker_protocol import WorkerSpec
+from kpipe.worker_protocol import worker_specs as make_worker_specs
 
 log = logging.getLogger("kpipe.dev")
 
@@ -162,19 +164,14 @@ def _send_raw(project: Project, topic: str, lines: list[str]) -> int:
 def worker_specs(
     project: Project, paths: list[Path], variables: dict[str, str], values_files: list[Path], local: bool
 ) -> list[WorkerSpec]:
-    return [
-        WorkerSpec(
-            project_paths=tuple(str(p) for p in paths),
-            group=group.group_id,
-            instance=instance,
-            variables=tuple(variables.items()),
-            values_files=tuple(str(v) for v in values_files),
-            bootstrap_override=project.bootstrap_servers,
-            extra_consumer_config=LOCAL_CONSUMER_CONFIG if local else (),
-        )
-        for group in project.consumer_groups()
-        for instance in range(group.instances)
-    ]
+    return make_worker_specs(
+        ((g.group_id, g.instances) for g in project.consumer_groups()),
+        project_paths=(str(p) for p in paths),
+        variables=variables,
+        values_files=(str(v) for v in values_files),
+        bootstrap_override=project.bootstrap_servers,
+        extra_consumer_config=LOCAL_CONSUMER_CONFIG if local else (),
+    )
 
 
 class Echo:
@@ -188,10 +185,9 @@ class Echo:
         self._target = target
 
     def __call__(self, text: str) -> None:
-        try:
+        # OSError: the terminal is gone (SIGHUP); progress has nowhere to go, the work goes on.
+        with contextlib.suppress(OSError):
             (self._target or self._write)(text)
-        except OSError:  # the terminal is gone (SIGHUP): progress has nowhere to go, the work goes on
-            pass
 
 
 class StopFlag:

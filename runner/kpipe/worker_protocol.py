@@ -7,6 +7,7 @@ one of the exit codes below, which tell the supervisor whether a restart can hel
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 # Worker process exit codes.
@@ -46,3 +47,27 @@ class WorkerStatus:
     assigned: tuple[tuple[str, int], ...] = field(default=())
     state: str = "starting"  # starting | running | stopping | stopped | failed
     error: str | None = None
+
+
+def worker_specs(
+    groups: Iterable[tuple[str, int]],
+    *,
+    project_paths: Iterable[str],
+    variables: Mapping[str, str] | None = None,
+    values_files: Iterable[str] = (),
+    bootstrap_override: str | None = None,
+    log_format: str = "text",
+    extra_consumer_config: Iterable[tuple[str, str]] = (),
+) -> list[WorkerSpec]:
+    """One WorkerSpec per instance of each (group id, instances) pair, all loading the same project."""
+    common = {
+        "project_paths": tuple(str(p) for p in project_paths),
+        "variables": tuple((variables or {}).items()),
+        "values_files": tuple(str(v) for v in values_files),
+        "bootstrap_override": bootstrap_override,
+        "log_format": log_format,
+        "extra_consumer_config": tuple(extra_consumer_config),
+    }
+    return [
+        WorkerSpec(group=group, instance=i, **common) for group, instances in groups for i in range(instances)
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,24 @@ def project_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+def parse_vars(pairs: Iterable[str], option: str = "--var") -> dict[str, str]:
+    """KEY=VALUE pairs from a repeatable option, as a dict (a malformed pair is a usage error)."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--var")
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
         out[key.strip()] = value
     return out
+
+
+bootstrap_option = click.option(
+    "--bootstrap-servers",
+    "-b",
+    metavar="HOST:PORT[,…]",
+    envvar="KPIPE_BOOTSTRAP_SERVERS",
+    help="Use these brokers instead of the files' cluster.bootstrap_servers (env: KPIPE_BOOTSTRAP_SERVERS).",
+)
 
 
 def default_paths(paths: tuple[Path, ...]) -> list[Path]:

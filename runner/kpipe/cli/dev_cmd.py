@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from kpipe.cli.common import bootstrap_option, project_options
 from kpipe.local_cluster import DEFAULT_PORT
 
 
@@ -63,11 +64,7 @@ def broker(port: int, host: str, logs: bool) -> None:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--var", "variables", multiple=True, metavar="KEY=VALUE", help="Set a template variable.")
-@click.option(
-    "--values", "values_files", multiple=True, type=click.Path(path_type=Path), help="A values file."
-)
+@project_options
 @click.option("--demo", is_flag=True, help="Send the sample events in <pipelines>/demo/ once the groups run.")
 @click.option(
     "--demo-dir",
@@ -77,12 +74,7 @@ def broker(port: int, host: str, logs: bool) -> None:
 @click.option(
     "--port", type=int, default=0, help="Port for the local broker kpipe starts (default: any free port)."
 )
-@click.option(
-    "--bootstrap-servers",
-    "-b",
-    envvar="KPIPE_BOOTSTRAP_SERVERS",
-    help="Use this cluster, not a local broker.",
-)
+@bootstrap_option
 @click.option("--yes", "-y", is_flag=True, help="Apply topic changes to a non-local cluster without asking.")
 @click.option(
     "--no-live", is_flag=True, help="Print status lines instead of a live table (the default off a terminal)."

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kpipe.cli.common import default_paths, parse_vars, project_options
+from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
 from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_INVALID, UsageError
 
 if TYPE_CHECKING:
@@ -24,12 +24,7 @@ def cluster_options(func):  # type: ignore[no-untyped-def]
         show_default=True,
         help="Seconds to wait for the cluster to answer before giving up (exit 3).",
     )(func)
-    func = click.option(
-        "--bootstrap-servers",
-        "-b",
-        metavar="HOST:PORT[,…]",
-        help="Cluster to compare with (default: KPIPE_BOOTSTRAP_SERVERS, then the files' cluster section).",
-    )(func)
+    func = bootstrap_option(func)
     func = click.option(
         "--force", is_flag=True, help="With --prune: also delete topics that consumer groups have offsets on."
     )(func)

@@ -11,18 +11,10 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import default_paths, parse_vars, project_options
+from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
 from kpipe.errors import ClusterError, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
-
-bootstrap_option = click.option(
-    "--bootstrap-servers",
-    "-b",
-    metavar="HOST:PORT[,…]",
-    envvar="KPIPE_BOOTSTRAP_SERVERS",
-    help="Use these brokers instead of the cluster's bootstrap_servers.",
-)
 
 
 def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> Any:
@@ -88,25 +80,20 @@ def run(
     """
     from kpipe.logs import LOG_LEVEL_ENV, configure_logging
     from kpipe.supervisor import Supervisor
-    from kpipe.worker_protocol import WorkerSpec
+    from kpipe.worker_protocol import worker_specs
 
     project = _load(paths, variables, values_files)
-    extra_config = tuple(_parse_pairs(consumer_config, "--consumer-config").items())
+    extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
-    specs = [
-        WorkerSpec(
-            project_paths=tuple(str(p) for p in default_paths(paths)),
-            group=settings.group_id,
-            instance=instance,
-            variables=tuple(parse_vars(variables).items()),
-            values_files=tuple(str(v) for v in values_files),
-            bootstrap_override=bootstrap_servers or None,
-            log_format=log_format,
-            extra_consumer_config=extra_config,
-        )
-        for settings in selected
-        for instance in range(settings.instances)
-    ]
+    specs = worker_specs(
+        ((g.group_id, g.instances) for g in selected),
+        project_paths=(str(p) for p in default_paths(paths)),
+        variables=parse_vars(variables),
+        values_files=(str(v) for v in values_files),
+        bootstrap_override=bootstrap_servers or None,
+        log_format=log_format,
+        extra_consumer_config=extra_config,
+    )
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
     log.info(
@@ -134,16 +121,6 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
         files = ", ".join(str(f) for f in project.files) or "the project"
         raise UsageError(f"nothing to run: {files} declares no consumer groups")
     return groups
-
-
-def _parse_pairs(pairs: Iterable[str], option: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
-        out[key.strip()] = value
-    return out
 
 
 # -- produce -----------------------------------------------------------------------------------------------------

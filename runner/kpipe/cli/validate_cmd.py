@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from kpipe.cli.common import default_paths, parse_vars, print_diagnostics, project_options
+from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, print_diagnostics, project_options
 from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 
 
@@ -136,7 +136,7 @@ def schema(output: Path | None) -> None:
 @click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@click.option("--bootstrap-servers", help="Override the cluster's bootstrap servers.")
+@bootstrap_option
 def explain(
     name: str,
     paths: tuple[Path, ...],

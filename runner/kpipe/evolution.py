@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import io
 import subprocess
+import sys
 import tarfile
 import tempfile
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from kpipe.diagnostics import Diagnostic, Position, error, warning
 from kpipe.errors import UsageError
 from kpipe.project import Inspection, inspect_project
 from kpipe.schema_compat import Violation, check_compatibility
+from kpipe.spec import SchemaModel
 
 
 def _git(args: list[str], cwd: Path) -> bytes:
@@ -55,6 +57,29 @@ def materialise(against: str, root: Path, stack: ExitStack) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
     return target / root.resolve().relative_to(top.resolve())
+
+
+@contextmanager
+def _fresh_model_modules(inspection: Inspection) -> Iterator[None]:
+    """Import the previous version's pydantic-model schemas from the previous files, not from the module cache.
+
+    The old and new model live in modules of the same name; without this the old project would get the
+    already-imported new module and every model change would look compatible.
+    """
+    packages = {
+        declared.spec.model.partition(":")[0].split(".")[0]
+        for declared in inspection.spec.schemas.values()
+        if isinstance(declared.spec, SchemaModel)
+    }
+    saved = dict(sys.modules)
+    for name in list(sys.modules):
+        if name.split(".")[0] in packages:
+            del sys.modules[name]
+    try:
+        yield
+    finally:
+        sys.modules.clear()
+        sys.modules.update(saved)
 
 
 def _schema_document(inspection: Inspection, name: str) -> Mapping[str, Any] | None:
@@ -130,7 +155,8 @@ def check_evolution(
         existing = [p for p in old_paths if p.exists()]
         if not existing:
             return []  # a new project: nothing to be compatible with
-        old = inspect_project(existing, variables=variables, values_files=values_files or ())
+        with _fresh_model_modules(inspection):
+            old = inspect_project(existing, variables=variables, values_files=values_files or ())
         if not old.valid:
             first = next(d for d in old.diagnostics if d.is_error)
             return [

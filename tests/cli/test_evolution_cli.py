@@ -118,3 +118,23 @@ def test_unknown_ref_is_a_usage_error(repo: Path) -> None:
     result = _kpipe(repo, "validate", "pipelines/", "--against", "no-such-branch")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --against no-such-branch: unknown git ref (nor is it a directory)"
+
+
+def test_pydantic_model_schema_change_is_checked_through_its_json_schema(repo: Path) -> None:
+    # A schema given as a pydantic model: the previous version must be imported from the previous files,
+    # not from the module the current run already imported.
+    (repo / "pipelines" / "example_app" / "events.py").write_text(
+        "from pydantic import BaseModel\n\n\nclass Refund(BaseModel):\n    order_id: str\n    amount: float\n"
+    )
+    (repo / "pipelines" / "refunds.yaml").write_text(
+        "schemas:\n  Refund: {model: 'example_app.events:Refund'}\n"
+        "topics:\n  refunds: {partitions: 1, key: order_id, schema: Refund}\n"
+    )
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "refunds")
+    # Narrowing amount from float to int: new consumers would reject old events such as 9.99.
+    _edit(repo / "pipelines/example_app/events.py", "amount: float", "amount: int")
+    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD")
+    assert result.returncode == 1, result.stderr
+    assert "schema 'Refund' is not BACKWARD compatible: amount:" in result.stderr
+    assert "[TYPE_NARROWED]" in result.stderr

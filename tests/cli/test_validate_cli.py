@@ -315,3 +315,24 @@ def test_python_dash_m_kpipe() -> None:
         f"{FIXTURES}/topic_name_dotdot.yaml:3:3: error: topic name '..' is not allowed",
         "1 error, 0 warnings in 1 file",
     ]
+
+
+def test_check_handlers_imports_every_handler(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert kpipe(capsys, "validate", "pipelines/", "--check-handlers")[0] == 0
+    project = _write(
+        tmp_path / "p.yaml",
+        "topics:\n  orders: {partitions: 1}\n"
+        "consumers:\n"
+        "  billing: {topics: [orders], handler: 'no_such_app.handlers:bill'}\n"
+        "  audit: {topics: [orders], handler: 'json:not_there'}\n",
+    )
+    # Without the flag the import paths are only checked for their form (CI may lack the app's packages).
+    assert kpipe(capsys, "validate", str(project))[0] == 0
+    code, _, err = kpipe(capsys, "validate", str(project), "--check-handlers")
+    assert code == 1
+    assert err.splitlines()[:2] == [
+        f"{project}:4:40: error: consumer group 'billing': handler 'no_such_app.handlers:bill': cannot import module "
+        f"'no_such_app' (searched {tmp_path} and sys.path)",
+        f"{project}:5:38: error: consumer group 'audit': handler 'json:not_there': module 'json' has no attribute "
+        "'not_there'",
+    ]

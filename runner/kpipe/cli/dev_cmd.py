@@ -48,7 +48,9 @@ def broker(port: int, host: str, logs: bool) -> None:
 
     running = local_cluster.running_bootstrap()
     if running:
-        raise click.ClickException(f"a local broker is already running on {running}")
+        from kpipe.errors import LocalBrokerError
+
+        raise LocalBrokerError(f"a local broker is already running on {running}; stop it first, or use it")
     local = start_local_broker(port or None, host, logs=logs)
     local_cluster.record(local.bootstrap, local.pid)
     try:

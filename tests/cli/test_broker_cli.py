@@ -1,0 +1,103 @@
+"""`kpipe broker` and `bootstrap_servers: local`: the embedded broker as a user runs it from a shell."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    # A private state directory, so a broker the developer runs by hand is neither found nor disturbed.
+    environment = dict(os.environ, KPIPE_STATE_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KPIPE_BOOTSTRAP_SERVERS"):
+        environment.pop(name, None)
+    return environment
+
+
+def kpipe(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kpipe", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_local_project_without_a_running_broker_says_how_to_start_one(env: dict[str, str]) -> None:
+    result = kpipe(env, "plan", "pipelines/")
+    assert result.returncode == 3
+    assert result.stderr.startswith(
+        "error: the project uses the local broker (bootstrap_servers: local), but none is running; "
+        "start one with `kpipe broker`"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_port_taken_is_a_clear_error(env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = kpipe(env, "broker", "--port", str(port))
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"error: cannot start the local broker: port {port} on 127.0.0.1 is already in use\n"
+    )
+
+
+def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], tmp_path: Path) -> None:
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "kpipe", "broker", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = broker.stdout.readline()
+        assert first.startswith("local broker listening on 127.0.0.1:"), first + broker.stderr.read()
+        assert first.rstrip().endswith("data is kept in memory only")
+        pid = int(first.split("(pid ")[1].split(")")[0])
+        state = tmp_path / "kpipe" / "local-broker.json"
+        assert state.exists()
+
+        # A project that says `local` now reaches it, with no address anywhere.
+        plan = kpipe(env, "plan", "pipelines/", "--detailed-exitcode")
+        assert plan.returncode == 2, plan.stderr
+        assert "+ create topic orders (partitions 3, replication 1)" in plan.stdout
+        # A second broker is refused rather than silently shadowing the first.
+        second = kpipe(env, "broker", "--port", "0")
+        assert second.returncode == 3 and "a local broker is already running" in second.stderr
+
+        broker.send_signal(signal.SIGINT)
+        assert broker.wait(timeout=30) == 0
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+            broker.wait()
+    assert "local broker stopped" in broker.stderr.read()
+    assert not state.exists()
+    wait_for(lambda: not _alive(pid), timeout=10, message=f"broker pid {pid} left behind")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"

@@ -128,7 +128,6 @@ class Producer:
         self._errors: deque[DeliveryError] = deque(maxlen=KEEP_ERRORS)
         self._broker_error: KafkaError | None = None
         self._closed = False
-        self._since_poll = 0
 
         config: dict[str, Any] = dict(settings.client.as_dict())
         config.update(config_overrides or {})
@@ -170,7 +169,13 @@ class Producer:
             raise RuntimeError(f"producer '{self.settings.name}' is closed")
         model = self._model
         if model is not None:
-            if type(event) is not model:
+            if type(event) is dict:
+                # The common case, kept free of isinstance checks (pydantic's metaclass makes them slow).
+                try:
+                    event = model.model_validate(event)
+                except ValidationError as exc:
+                    raise EventInvalid(self._invalid(exc)) from None
+            elif type(event) is not model:
                 event = self._coerce(model, event)
             if key is None and self._key_field is not None:
                 key = getattr(event, self._key_field)
@@ -200,10 +205,8 @@ class Producer:
                 f"producer '{self.settings.name}': cannot send to '{self.topic}': {err.str()}",
                 code=err.name(),
             ) from None
-        self.sent += 1
-        self._since_poll += 1
-        if self._since_poll >= POLL_EVERY:
-            self._since_poll = 0
+        sent = self.sent = self.sent + 1
+        if not sent % POLL_EVERY:
             self._poll(0)
 
     def _coerce(self, model: type[BaseModel], event: Any) -> BaseModel:

@@ -57,7 +57,12 @@ def test_producers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_consumer_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec(monkeypatch)
-    consumer_defaults = {**COMMON, "enable.partition.eof": "false", "fetch.queue.backoff.ms": "10"}
+    consumer_defaults = {
+        **COMMON,
+        "enable.partition.eof": "false",
+        "fetch.queue.backoff.ms": "10",
+        "queued.max.messages.kbytes": "8192",
+    }
     processors = compiler.compile_consumer_group(spec, "order-processors")
     assert processors.client.as_dict() == {
         **consumer_defaults,

@@ -1,0 +1,606 @@
+"""kpipe against raw confluent-kafka / PyYAML / AdminClient, measured side by side in the same run.
+
+    python benchmarks/run.py                      # everything, 3 runs each (several minutes), writes RESULTS.md
+    python benchmarks/run.py --quick              # smoke run: small counts, 1 run, writes nothing
+    python benchmarks/run.py --runs 5 --cases consumer,producer
+    python benchmarks/run.py --bootstrap host:9092   # an external cluster instead of the embedded broker
+
+Cases: consumer, producer, validate, apply, startup, memory (memory reads the consumer runs' peak RSS, so it
+needs `consumer`). Every figure is the median of --runs runs with [min-max]; kpipe and its baseline alternate
+(ABAB...) so drift on a shared machine hits both. Consumer and producer runs each start a fresh process
+(benchmarks/child.py) for kpipe and for the baseline alike, with identical librdkafka settings; a consume run
+is timed from the first message handled to the N-th (group-join time excluded on both sides) with a fresh
+consumer group on the same pre-produced topic. Ratios are the median of the per-pair ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import projects  # noqa: E402
+
+PY = sys.executable
+KPIPE = str(Path(sys.executable).with_name("kpipe"))
+CHILD = str(HERE / "child.py")
+ALL_CASES = ("consumer", "producer", "validate", "apply", "startup", "memory")
+# Keys the harness sets differently on purpose (callbacks are not config); anything else must match.
+IGNORED_CONFIG_KEYS = {"client.id", "group.id", "bootstrap.servers"}
+
+
+# --- results ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    case: str
+    unit: str  # "ev/s", "s", "MB"
+    kpipe: list[float]
+    baseline: list[float] = field(default_factory=list)
+    baseline_name: str = ""
+    ratio: float | None = None
+    ratio_text: str = ""
+    target: str = ""
+    passed: bool | None = None
+    note: str = ""
+
+
+def fmt_value(v: float, unit: str) -> str:
+    if unit == "ev/s":
+        return f"{v / 1000:.0f}k/s" if v >= 10_000 else f"{v:,.0f}/s"
+    if unit == "s":
+        return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
+    if unit == "MB":
+        return f"{v:.0f} MB"
+    return f"{v:g}"
+
+
+def fmt_stats(values: list[float], unit: str) -> str:
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return fmt_value(med, unit)
+    return f"{fmt_value(med, unit)} [{fmt_value(min(values), unit)}–{fmt_value(max(values), unit)}]"
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def run_child(job: dict, timeout: float = 600) -> dict:
+    proc = subprocess.run(
+        [PY, CHILD, json.dumps(job)], capture_output=True, text=True, timeout=timeout, cwd=str(REPO)
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{job['kind']} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(lines[-1])
+    if result["code"] != 0 or result["handled"] < job["events"]:
+        raise RuntimeError(f"{job['kind']}: exit code {result['code']}, handled {result['handled']}")
+    return result
+
+
+def wall(cmd: list[str], **kwargs) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO), **kwargs)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return elapsed
+
+
+def abab(runs: int, a: Callable[[], float], b: Callable[[], float]) -> tuple[list[float], list[float]]:
+    """Alternate A and B (A B, B A, A B, ...): pairs keep their order balanced against drift."""
+    xs, ys = [], []
+    for r in range(runs):
+        if r % 2 == 0:
+            xs.append(a())
+            ys.append(b())
+        else:
+            ys.append(b())
+            xs.append(a())
+    return xs, ys
+
+
+def config_diff(a: dict, b: dict) -> list[str]:
+    keys = (set(a) | set(b)) - IGNORED_CONFIG_KEYS
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(keys) if str(a.get(k)) != str(b.get(k))]
+
+
+class Admin:
+    def __init__(self, bootstrap: str):
+        from confluent_kafka.admin import AdminClient
+
+        self.client = AdminClient({"bootstrap.servers": bootstrap})
+
+    def create(self, names: list[str], partitions: int = 3) -> None:
+        from confluent_kafka.admin import NewTopic
+
+        for f in self.client.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+            f.result(60)
+
+    def delete(self, names: list[str]) -> None:
+        for i in range(0, len(names), 500):
+            for f in self.client.delete_topics(names[i : i + 500], operation_timeout=60).values():
+                f.exception(60)
+
+
+# --- cases ------------------------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, bootstrap: str, workdir: Path):
+        self.args = args
+        self.bootstrap = bootstrap
+        self.workdir = workdir
+        self.runs = args.runs
+        quick = args.quick
+        self.events = 20_000 if quick else 200_000
+        self.per_message_events = 2_000 if quick else 20_000
+        self.validate_size = (20, 200, 50) if quick else (200, 2000, 500)
+        self.apply_topics = 100 if quick else 1000
+        self.max_poll_records = 1000
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.consumer_rss: dict[str, list[float]] = {}
+        self.admin = Admin(bootstrap)
+
+    # -- consumer ----------------------------------------------------------------------------------------
+    def consumer(self) -> None:
+        from confluent_kafka import Producer
+
+        topic = f"bench-events-{uuid.uuid4().hex[:6]}"
+        self.admin.create([topic], 3)
+        log(f"pre-producing {self.events} x {projects.EVENT_BYTES}-byte events to {topic}")
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
+        for i in range(self.events):
+            ev = projects.event(i)
+            while True:
+                try:
+                    producer.produce(topic, projects.encode(ev), ev["customer_id"])
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            if i % 1000 == 0:
+                producer.poll(0)
+        assert producer.flush(60) == 0
+        del producer
+        dirs = {
+            typed: str(projects.runtime_project(self.workdir / f"rt-{typed}", self.bootstrap, topic,
+                                                typed=typed, max_poll_records=self.max_poll_records))
+            for typed in (False, True)
+        }  # fmt: skip
+        configs_checked = False
+        for strategy in ("batch", "auto", "per_message"):
+            n = self.per_message_events if strategy == "per_message" else self.events
+            for typed in (False, True):
+                rss: list[float] = []
+                configs: dict[str, dict] = {}
+
+                def one(kind: str, strategy=strategy, typed=typed, n=n, rss=rss, configs=configs) -> float:
+                    job = {"kind": kind, "bootstrap": self.bootstrap, "project": dirs[typed], "topic": topic,
+                           "strategy": strategy, "typed": typed, "events": n,
+                           "group": f"bench-{kind}-{uuid.uuid4().hex[:8]}",
+                           "max_poll_records": self.max_poll_records}  # fmt: skip
+                    result = run_child(job)
+                    configs[kind] = result["config"]
+                    if kind == "consume-kpipe":
+                        rss.append(result["peak_rss_mb"])
+                    return n / result["seconds"]
+
+                label = f"consume {strategy} ({'schema' if typed else 'no schema'}), {n // 1000}k"
+                log(label)
+                k, b = abab(self.runs, lambda: one("consume-kpipe"), lambda: one("consume-raw"))
+                diff = config_diff(configs["consume-kpipe"], configs["consume-raw"])
+                if diff:
+                    self.notes.append(f"{label}: librdkafka settings differ: {'; '.join(diff)}")
+                elif not configs_checked:
+                    configs_checked = True
+                    self.notes.append(
+                        "Consumer settings, identical on both sides (checked per case): "
+                        + ", ".join(
+                            f"`{k}={v}`"
+                            for k, v in sorted(configs["consume-raw"].items())
+                            if k not in IGNORED_CONFIG_KEYS
+                        )  # fmt: skip
+                        + f"; `consume({self.max_poll_records}, {0.1})`."
+                    )
+                target = 0.85 if typed else 0.90
+                ratio = paired_ratio(k, b)
+                baseline = "raw loop + same pydantic model" if typed else "raw confluent-kafka loop"
+                self.rows.append(Row(label, "ev/s", k, b, baseline, ratio, f"{ratio:.2f}×", f"≥ {target:.2f}×",
+                                     ratio >= target))  # fmt: skip
+                if n == self.events:
+                    self.consumer_rss[label] = rss
+        self.admin.delete([topic])
+
+    # -- memory ---------------------------------------------------------------------------------------------
+    def memory(self) -> None:
+        if not self.consumer_rss:
+            self.notes.append("memory: skipped (needs the consumer case)")
+            return
+        values = [v for vs in self.consumer_rss.values() for v in vs]
+        worst = max(self.consumer_rss.items(), key=lambda kv: max(kv[1]))
+        self.rows.append(Row(f"worker peak RSS, {self.events // 1000}k run", "MB", values, target="< 100 MB",
+                             ratio_text="–", passed=max(values) < 100,
+                             note=f"all {len(values)} kpipe consumer runs of {self.events // 1000}k; "
+                                  f"highest in '{worst[0]}'"))  # fmt: skip
+
+    # -- producer ---------------------------------------------------------------------------------------------
+    def producer(self) -> None:
+        n = self.events
+        send_only: dict[str, list[float]] = {"produce-kpipe": [], "produce-raw": []}
+        configs: dict[str, dict] = {}
+
+        def one(kind: str) -> float:
+            topic = f"bench-produce-{uuid.uuid4().hex[:8]}"
+            self.admin.create([topic], 3)
+            project = projects.runtime_project(self.workdir / f"prod-{topic}", self.bootstrap, topic,
+                                               typed=True, max_poll_records=self.max_poll_records)  # fmt: skip
+            try:
+                job = {"kind": kind, "bootstrap": self.bootstrap, "project": str(project), "events": n}
+                result = run_child(job)
+            finally:
+                self.admin.delete([topic])
+            configs[kind] = result["config"]
+            send_only[kind].append(n / result["send_seconds"])
+            return n / result["seconds"]
+
+        log(f"produce {n // 1000}k")
+        k, b = abab(self.runs, lambda: one("produce-kpipe"), lambda: one("produce-raw"))
+        diff = config_diff(configs["produce-kpipe"], configs["produce-raw"])
+        if diff:
+            self.notes.append(f"producer: librdkafka settings differ: {'; '.join(diff)}")
+        ratio = paired_ratio(k, b)
+        self.rows.append(Row(f"producer send+flush, {n // 1000}k (schema, key, JSON)", "ev/s", k, b,
+                             "raw produce + same validation/JSON", ratio, f"{ratio:.2f}×", "≥ 0.90×",
+                             ratio >= 0.90))  # fmt: skip
+        ks, bs = send_only["produce-kpipe"], send_only["produce-raw"]
+        r2 = paired_ratio(ks, bs)
+        self.rows.append(Row("  of which the send() loop alone", "ev/s", ks, bs, "", r2, f"{r2:.2f}×", "–"))
+
+    # -- validate -----------------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        import yaml
+
+        from kpipe.project import inspect_project
+
+        nfiles, ntopics, ngroups = self.validate_size
+        root = self.workdir / "validate"
+        files = projects.validate_project(root, nfiles, ntopics, ngroups)
+        pipelines = root / "pipelines"
+        first = inspect_project([pipelines])
+        if not first.valid:
+            raise RuntimeError(f"generated validate project is invalid: {first.diagnostics[:3]}")
+
+        def kpipe_run() -> float:
+            t0 = time.perf_counter()
+            inspection = inspect_project([pipelines])
+            elapsed = time.perf_counter() - t0
+            assert inspection.valid
+            return elapsed
+
+        def load_all(loader: Callable[[str], object]) -> Callable[[], float]:
+            def run() -> float:
+                t0 = time.perf_counter()
+                for path in files:
+                    loader(path.read_text())
+                return time.perf_counter() - t0
+
+            return run
+
+        safe = load_all(yaml.safe_load)
+        csafe = load_all(lambda text: yaml.load(text, Loader=yaml.CSafeLoader))  # noqa: S506
+        safe(), csafe()  # warm both
+        log(f"validate: {len(files)} files, {ntopics} topics, {ngroups} groups")
+        k, b = abab(self.runs, kpipe_run, safe)
+        _, c = abab(self.runs, kpipe_run, csafe)
+        size = f"{nfiles} files/{ntopics} topics/{ngroups} groups"
+        r = paired_ratio(k, b)
+        self.rows.append(Row(f"validate in-process ({size})", "s", k, b, "yaml.safe_load (pure Python)", r,
+                             f"{r:.2f}×", "≤ 3×", r <= 3.0))  # fmt: skip
+        rc = paired_ratio(k, c)
+        self.rows.append(Row("validate in-process vs libyaml", "s", k, c, "yaml.load(CSafeLoader)", rc,
+                             f"{rc:.2f}×", "reference"))  # fmt: skip
+        # The CLI as users run it, against a fresh interpreter doing only the safe_load of the same files.
+        listing = self.workdir / "validate-files.json"
+        listing.write_text(json.dumps([str(p) for p in files]))
+        script = ("import json,sys,yaml\nfor p in json.load(open(sys.argv[1])):\n"
+                  "    yaml.safe_load(open(p).read())\n")  # fmt: skip
+        cli_k, cli_b = abab(
+            self.runs,
+            lambda: wall([KPIPE, "validate", str(pipelines)]),
+            lambda: wall([PY, "-c", script, str(listing)]),
+        )
+        rcli = paired_ratio(cli_k, cli_b)
+        self.rows.append(Row("kpipe validate CLI (process wall time)", "s", cli_k, cli_b,
+                             "python: import yaml + safe_load", rcli, f"{rcli:.2f}×", "≤ 3×",
+                             rcli <= 3.0))  # fmt: skip
+
+    # -- apply -----------------------------------------------------------------------------------------------
+    def apply(self) -> None:
+        from confluent_kafka.admin import NewTopic
+
+        from kpipe.apply import apply_plan, read_plan
+        from kpipe.cluster import connect
+        from kpipe.project import load_project
+
+        n = self.apply_topics
+
+        def kpipe_run() -> float:
+            prefix = f"bench-apply-{uuid.uuid4().hex[:6]}"
+            root = projects.apply_project(self.workdir / prefix, self.bootstrap, prefix, n)
+            project = load_project([root])
+            desired = project.topic_specs()
+            t0 = time.perf_counter()
+            cluster = connect(project.cluster_client_config().as_dict())
+            report = apply_plan(read_plan(cluster, desired), cluster, desired, console=_quiet_console())
+            cluster.close()
+            elapsed = time.perf_counter() - t0
+            report.raise_if_failed()
+            assert len(report.results) == n
+            self.admin.delete([s.name for s in desired])
+            return elapsed
+
+        def cli_run() -> float:
+            prefix = f"bench-apply-cli-{uuid.uuid4().hex[:6]}"
+            root = projects.apply_project(self.workdir / prefix, self.bootstrap, prefix, n)
+            elapsed = wall([KPIPE, "apply", str(root), "--yes"])
+            self.admin.delete([f"{prefix}-{i}" for i in range(n)])
+            return elapsed
+
+        def raw_run() -> float:
+            from confluent_kafka.admin import AdminClient
+
+            prefix = f"bench-apply-raw-{uuid.uuid4().hex[:6]}"
+            names = [f"{prefix}-{i}" for i in range(n)]
+            t0 = time.perf_counter()
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            for name in names:
+                for f in admin.create_topics([NewTopic(name, 1, 1)]).values():
+                    f.result(60)
+            elapsed = time.perf_counter() - t0
+            self.admin.delete(names)
+            return elapsed
+
+        def raw_batched_run() -> float:
+            from confluent_kafka.admin import AdminClient
+
+            prefix = f"bench-apply-batch-{uuid.uuid4().hex[:6]}"
+            names = [f"{prefix}-{i}" for i in range(n)]
+            t0 = time.perf_counter()
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            for f in admin.create_topics([NewTopic(name, 1, 1) for name in names]).values():
+                f.result(60)
+            elapsed = time.perf_counter() - t0
+            self.admin.delete(names)
+            return elapsed
+
+        log(f"apply {n} topics")
+        k, b = abab(self.runs, kpipe_run, raw_run)
+        speedup = paired_ratio(b, k)
+        self.rows.append(Row(f"apply {n} new topics (plan + one CreateTopics)", "s", k, b,
+                             f"{n} × create_topics([one]), each awaited", speedup, f"{speedup:.1f}× faster",
+                             "≥ 5× faster", speedup >= 5))  # fmt: skip
+        k2, floor = abab(self.runs, kpipe_run, raw_batched_run)
+        r = paired_ratio(k2, floor)
+        self.rows.append(Row("  same, against one raw batched create_topics", "s", k2, floor,
+                             f"create_topics([{n} topics]) once: the broker's floor", r, f"{r:.2f}×",
+                             "reference"))  # fmt: skip
+        c, b2 = abab(self.runs, cli_run, raw_run)
+        s2 = paired_ratio(b2, c)
+        self.rows.append(Row(f"kpipe apply --yes CLI, {n} topics (process wall time)", "s", c, b2,
+                             f"{n} × create_topics([one]), each awaited", s2, f"{s2:.1f}× faster",
+                             "≥ 5× faster", s2 >= 5))  # fmt: skip
+
+    # -- startup ------------------------------------------------------------------------------------------------
+    def startup(self) -> None:
+        runs = max(self.runs, 5)
+        example = str(REPO / "pipelines")
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "localhost:9092"}
+        cmds = {
+            "python -c pass": [PY, "-c", "pass"],
+            "kpipe --help": [KPIPE, "--help"],
+            "kpipe validate pipelines/": [KPIPE, "validate", example],
+        }
+        for cmd in cmds.values():
+            wall(cmd, env=env)  # warm the page cache
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        log("start-up")
+        for r in range(runs):
+            order = list(cmds) if r % 2 == 0 else list(reversed(cmds))
+            for name in order:
+                times[name].append(wall(cmds[name], env=env))
+        base = times["python -c pass"]
+        heavy = _heavy_imports_of_help()
+        for name in ("kpipe --help", "kpipe validate pipelines/"):
+            r = paired_ratio(times[name], base)
+            row = Row(name, "s", times[name], base, "python -c pass", r, f"{r:.1f}×", "report")
+            if name == "kpipe --help":
+                row.target = "no confluent_kafka/pydantic"
+                row.passed = not heavy
+                row.note = "imports: " + (", ".join(heavy) if heavy else "none of confluent_kafka, pydantic")
+            self.rows.append(row)
+
+
+def _quiet_console():
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO())
+
+
+def _heavy_imports_of_help() -> list[str]:
+    """Top-level packages `kpipe --help` imports that it must not (it should only parse options)."""
+    proc = subprocess.run(
+        [PY, "-X", "importtime", "-c", "from kpipe.cli import main; main(['--help'])"],
+        capture_output=True, text=True, cwd=str(REPO),
+    )  # fmt: skip
+    heavy = {"confluent_kafka", "pydantic", "kpipe.spec", "kpipe.schema_compiler", "jinja2", "yaml"}
+    found = set()
+    for line in proc.stderr.splitlines():
+        if "|" not in line:
+            continue
+        module = line.rsplit("|", 1)[1].strip()
+        for h in heavy:
+            if module == h or module.startswith(h + "."):
+                found.add(h)
+    return sorted(found)
+
+
+# --- output --------------------------------------------------------------------------------------------------
+
+
+def machine_info(bootstrap: str, external: bool) -> dict[str, str]:
+    import confluent_kafka
+    import pydantic
+    import yaml
+
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    lib, _ = confluent_kafka.libversion()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "CPUs": f"{os.cpu_count()} × {model}",
+        "Python": platform.python_version(),
+        "confluent-kafka": _version_text(confluent_kafka.version()),
+        "librdkafka": lib,
+        "pydantic": pydantic.VERSION,
+        "PyYAML": f"{yaml.__version__} (libyaml {'available' if yaml.__with_libyaml__ else 'absent'})",
+        "broker": f"external cluster at {bootstrap}" if external else "embedded Tansu (kpipe.local_broker)",
+    }
+
+
+def _version_text(value: object) -> str:
+    return str(value[0]) if isinstance(value, tuple) else str(value)
+
+
+def render(rows: list[Row], runs: int) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(f"kpipe benchmarks (median [min–max] of {runs} runs)"))
+    for col in ("case", "kpipe", "baseline", "ratio", "target", "result"):
+        table.add_column(col)
+    for r in rows:
+        result = "–" if r.passed is None else ("[green]pass[/]" if r.passed else "[red]MISS[/]")
+        base = escape(fmt_stats(r.baseline, r.unit))
+        if r.baseline_name:
+            base += f"\n[dim]{escape(r.baseline_name)}[/]"
+        table.add_row(
+            escape(r.case), escape(fmt_stats(r.kpipe, r.unit)), base, r.ratio_text, r.target, result
+        )
+    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
+
+
+def markdown(rows: list[Row], info: dict[str, str], notes: list[str], args: argparse.Namespace) -> str:
+    out = ["# kpipe benchmark results", "",
+           f"Produced by `python benchmarks/run.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`. "
+           f"Every figure is the median of {args.runs} runs, with [min–max]; kpipe and baseline runs alternate "
+           "(ABAB) and ratios are the median of the per-pair ratios.", ""]  # fmt: skip
+    out += [f"- **{k}**: {v}" for k, v in info.items()]
+    out += [
+        "",
+        "| case | kpipe | baseline | ratio | target | result |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        result = "–" if r.passed is None else ("pass" if r.passed else "**MISS**")
+        base = fmt_stats(r.baseline, r.unit) + (f" ({r.baseline_name})" if r.baseline_name else "")
+        case = r.case.strip() if not r.case.startswith("  ") else "↳ " + r.case.strip()
+        out.append(
+            f"| {case} | {fmt_stats(r.kpipe, r.unit)} | {base} | {r.ratio_text} | {r.target} | {result} |"
+        )
+    row_notes = [f"- {r.case.strip()}: {r.note}" for r in rows if r.note]
+    if notes or row_notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in notes] + row_notes
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts and 1 run: a smoke test")
+    parser.add_argument("--runs", type=int, help="runs per figure (default 3; 1 with --quick)")
+    parser.add_argument(
+        "--cases", default=",".join(ALL_CASES), help=f"comma-separated: {','.join(ALL_CASES)}"
+    )
+    parser.add_argument(
+        "--bootstrap", help="HOST:PORT of an external cluster (default: start the local broker)"
+    )
+    parser.add_argument(
+        "--output", help="markdown file to write (default: benchmarks/RESULTS.md unless --quick)"
+    )
+    args = parser.parse_args(argv)
+    args.runs = args.runs or (1 if args.quick else 3)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = set(cases) - set(ALL_CASES)
+    if unknown:
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+    if "memory" in cases and "consumer" not in cases:
+        cases.insert(0, "consumer")
+    output = args.output or (None if args.quick else str(HERE / "RESULTS.md"))
+
+    broker = None
+    bootstrap = args.bootstrap
+    needs_broker = any(c in cases for c in ("consumer", "producer", "apply", "memory"))
+    if not bootstrap and needs_broker:
+        from kpipe.local_broker import start_local_broker
+
+        broker = start_local_broker()
+        bootstrap = broker.bootstrap
+        log(f"local broker on {bootstrap}")
+    workdir = Path(tempfile.mkdtemp(prefix="kpipe-bench-"))
+    bench = Bench(args, bootstrap or "localhost:9092", workdir)
+    try:
+        for case in ALL_CASES:  # a fixed order: memory comes after consumer
+            if case in cases:
+                getattr(bench, case)()
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    render(bench.rows, args.runs)
+    for note in bench.notes:
+        print(f"- {note}")
+    if output:
+        info = machine_info(bootstrap or "", external=bool(args.bootstrap))
+        Path(output).write_text(markdown(bench.rows, info, bench.notes, args))
+        log(f"wrote {output}")
+    return 0 if all(r.passed is not False for r in bench.rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -151,7 +151,12 @@ class Producer:
     @property
     def pending(self) -> int:
         """Events handed to librdkafka whose delivery is not yet known."""
-        return len(self._producer) if not self._closed else 0
+        if self._closed:
+            return 0
+        # len() also counts client events waiting to be served (errors and log lines, many a second while no
+        # broker answers): serve them first, so that what remains are messages.
+        self._poll(0)
+        return len(self._producer)
 
     @property
     def delivered(self) -> int:

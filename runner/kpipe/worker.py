@@ -223,6 +223,7 @@ class GroupWorker:
         poll_timeout: float = DEFAULT_POLL_TIMEOUT,
         cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
         rng: Callable[[], float] = random.random,
+        on_stuck: Callable[[str], None] | None = None,
     ):
         self.settings = settings
         self.group = settings.group_id
@@ -283,6 +284,13 @@ class GroupWorker:
         self._all_down_since: float | None = None
         self._next_probe = 0.0
         self._limited = _RateLimitedLog()
+        # A synchronous commit blocks inside librdkafka, out of reach of stop() and signal handlers, and with
+        # the broker gone it can block for minutes. A watchdog thread notices a call blocked for longer than
+        # the cluster timeout and calls on_stuck (worker_main: exit for a restart, committing nothing more).
+        self._on_stuck = on_stuck
+        self._blocked_since: float | None = None
+        self._blocked_what = ""
+        self._watchdog_done = threading.Event()
 
     # -- control --------------------------------------------------------------------------------------------
 
@@ -321,17 +329,38 @@ class GroupWorker:
             return WORKER_EXIT_HALT
         self.state = "running"
         self._report(force=True)
+        watchdog = threading.Thread(target=self._watch_blocked_calls, name="kpipe-watchdog", daemon=True)
+        watchdog.start()
         try:
             self._loop()
         except Exception as exc:  # a bug or an unexpected client failure: say so, keep what was processed
             log.exception("consumer group '%s': worker failed", self.group)
             self._halt(WORKER_EXIT_CRASH, f"{type(exc).__name__}: {exc}")
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            finally:
+                self._watchdog_done.set()
         code = self.exit_code = self.exit_code if self.exit_code is not None else WORKER_EXIT_OK
         self.state = "stopped" if code == WORKER_EXIT_OK else "failed"
         self._report(force=True)
         return code
+
+    def _watch_blocked_calls(self) -> None:
+        limit = self._cluster_timeout
+        reported = None
+        while not self._watchdog_done.wait(0.5):
+            since = self._blocked_since
+            if since is None or time.monotonic() - since < limit or since == reported:
+                continue
+            reported = since
+            reason = (
+                f"a {self._blocked_what} has been blocked for over {limit:g} s: the cluster is unreachable; "
+                "nothing more is committed (unprocessed and uncommitted events will be delivered again)"
+            )
+            log.error("consumer group '%s': %s", self.group, reason)
+            if self._on_stuck is not None:
+                self._on_stuck(reason)
 
     def _open(self) -> None:
         conf = dict(self._consumer_conf)
@@ -660,6 +689,7 @@ class GroupWorker:
         if not offsets:
             return True
         try:
+            self._blocked_what, self._blocked_since = "commit", time.monotonic()
             results = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = exc.args[0]
@@ -667,6 +697,8 @@ class GroupWorker:
                 logging.WARNING, ("commit", err.code()), "commit of %s failed: %s", _tps(offsets), err.str()
             )
             return False
+        finally:
+            self._blocked_since = None
         failed = [tp for tp in results or () if tp.error is not None]
         for tp in offsets:
             key = (tp.topic, tp.partition)
@@ -688,11 +720,14 @@ class GroupWorker:
     def _commit_auto(self, reason: str) -> None:
         """auto: commit the offset store now (revocation, shutdown) rather than at the next interval."""
         try:
+            self._blocked_what, self._blocked_since = "commit", time.monotonic()
             results = self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("commit on %s failed: %s", reason, exc.args[0].str())
             return
+        finally:
+            self._blocked_since = None
         self.commits += 1
         self.last_commit_at = time.time()
         log.info("committed %s (%s)", _tps(results or ()), reason)
@@ -893,6 +928,7 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
         config_overrides=overrides,
         producer_overrides=producer_overrides,
         emit_key_fields=key_fields,
+        on_stuck=_exit_stuck,
     )
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -908,6 +944,17 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     signal.signal(signal.SIGHUP, on_signal)
     settle_heap()
     return worker.run()
+
+
+def _exit_stuck(reason: str) -> None:
+    """The worker process is wedged in a librdkafka call: leave now so the supervisor restarts it (backoff).
+
+    Exiting without closing the consumer commits nothing more, which keeps delivery at-least-once.
+    """
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(WORKER_EXIT_CLUSTER)
 
 
 def settle_heap() -> None:

@@ -80,20 +80,29 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=10)
 
 
-def read_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list[dict]:
-    """Every event on the topic, read by assignment (no group join, which is slow on Tansu)."""
+def read_placed(bootstrap: str, topic: str, partitions: int, expected: int) -> list[tuple[int, str, dict]]:
+    """(partition, key, event) for every event on the topic, in partition order, read by assignment (no group
+    join, which is slow on Tansu)."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "kpipe-test-reader", "enable.auto.commit": False}
     )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
-    events: list[dict] = []
+    events: list[tuple[int, str, dict]] = []
     deadline = time.monotonic() + 20
     try:
         while len(events) < expected and time.monotonic() < deadline:
-            events += [json.loads(m.value()) for m in consumer.consume(100, 0.2) if m.error() is None]
+            events += [
+                (m.partition(), (m.key() or b"").decode(), json.loads(m.value()))
+                for m in consumer.consume(100, 0.2)
+                if m.error() is None
+            ]
     finally:
         consumer.close()
     return events
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list[dict]:
+    return [event for _, _, event in read_placed(bootstrap, topic, partitions, expected)]
 
 
 # -- produce ------------------------------------------------------------------------------------------------
@@ -136,9 +145,20 @@ def test_produce_from_stdin_exits_zero_when_everything_is_delivered(
     topic = unique_name("payments")
     create_topic(kafka_bootstrap, topic)
     project = write_project(tmp_path / "p", topic, kafka_bootstrap)
-    stdin = "".join(json.dumps({"id": f"k{i}", "amount": i}) + "\n" for i in range(50))
+    stdin = "".join(json.dumps({"id": f"k{i % 10}", "amount": i}) + "\n" for i in range(50))
     code, out, err = kpipe("produce", "payments-api", str(project), stdin=stdin)
     assert (code, out, err) == (0, "delivered 50, failed 0, invalid 0\n", "")
+    # Keyed by the topic's key field: each id on one partition, its events in the order of the lines.
+    partitions: dict[str, set[int]] = {}
+    amounts: dict[str, list[int]] = {}
+    received = read_placed(kafka_bootstrap, topic, 2, expected=50)
+    for partition, key, event in received:
+        assert key == event["id"]
+        partitions.setdefault(event["id"], set()).add(partition)
+        amounts.setdefault(event["id"], []).append(event["amount"])
+    assert len(received) == 50
+    assert all(len(p) == 1 for p in partitions.values()), partitions
+    assert amounts == {f"k{k}": list(range(k, 50, 10)) for k in range(10)}
 
 
 def test_produce_invalid_line_on_stdin_names_stdin(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,9 +24,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from helpers import wait_for
 
 RECORDER = """\
-import json, os
+import json, os, time
 
 def record(event, ctx):
+    delay = float(os.environ.get("KPIPE_TEST_DELAY_S") or 0)
+    if delay:
+        time.sleep(delay)  # a slow handler, so a worker can be killed with work left on its partitions
     line = {"group": ctx.group, "pid": os.getpid(), "partition": ctx.partition, "offset": ctx.offset,
             "value": event.decode()}
     with open(os.path.join(os.environ["KPIPE_TEST_OUT"], f"{os.getpid()}.jsonl"), "a") as f:
@@ -67,11 +71,16 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=10)
 
 
-def produce(bootstrap: str, topic: str, count: int, partitions: int) -> list[str]:
+def produce(bootstrap: str, topic: str, count: int, partitions: int, keys: int = 0) -> list[str]:
+    """Send values "event-<i>" round-robin over the partitions; with `keys`, keyed "k<i % keys>" and placed by
+    the default partitioner instead (so each key's events are on one partition, in order)."""
     producer = Producer({"bootstrap.servers": bootstrap})
     values = [f"event-{i}" for i in range(count)]
     for i, value in enumerate(values):
-        producer.produce(topic, value.encode(), partition=i % partitions)
+        if keys:
+            producer.produce(topic, value.encode(), key=f"k{i % keys}".encode())
+        else:
+            producer.produce(topic, value.encode(), partition=i % partitions)
     assert producer.flush(10) == 0
     return values
 
@@ -79,7 +88,14 @@ def produce(bootstrap: str, topic: str, count: int, partitions: int) -> list[str
 class KpipeRun:
     """`kpipe run` as a process, with its JSON log and what its handlers recorded."""
 
-    def __init__(self, tmp_path: Path, project: Path, fast_config: dict[str, str | int], *args: str):
+    def __init__(
+        self,
+        tmp_path: Path,
+        project: Path,
+        fast_config: dict[str, str | int],
+        *args: str,
+        env: dict[str, str] | None = None,
+    ):
         self.out = tmp_path / "handled"
         self.out.mkdir()
         self.log_path = tmp_path / "kpipe-run.log"
@@ -89,7 +105,7 @@ class KpipeRun:
                 [sys.executable, "-c", "from kpipe.cli import main; main()", "run", str(project)]
                 + ["--log-format", "json", "--shutdown-timeout", "20", *options, *args],
                 stderr=log_file,
-                env={**os.environ, "KPIPE_TEST_OUT": str(self.out)},
+                env={**os.environ, "KPIPE_TEST_OUT": str(self.out), **(env or {})},
                 start_new_session=True,  # its own process group, like a job in a terminal
             )
 
@@ -140,6 +156,19 @@ class KpipeRun:
             self.proc.wait()
 
 
+def wait_split(run: KpipeRun, partitions: int) -> dict[int, set[int]]:
+    """Wait until two workers own disjoint sets of partitions that cover the topic; return pid -> partitions."""
+
+    def settled() -> dict[int, set[int]] | None:
+        current = run.assignments()
+        parts = list(current.values())
+        if len(parts) == 2 and not (parts[0] & parts[1]) and parts[0] | parts[1] == set(range(partitions)):
+            return current
+        return None
+
+    return wait_for(settled, timeout=60, message=run.log)
+
+
 @pytest.fixture
 def kpipe_runs() -> Iterator[list[KpipeRun]]:
     runs: list[KpipeRun] = []
@@ -161,14 +190,7 @@ def test_two_instances_split_the_partitions_and_sigterm_stops_cleanly(
     run = KpipeRun(tmp_path, project, fast_group_config)
     kpipe_runs.append(run)
 
-    def settled() -> dict[int, set[int]] | None:
-        current = run.assignments()
-        parts = list(current.values())
-        if len(parts) == 2 and not (parts[0] & parts[1]) and parts[0] | parts[1] == {0, 1, 2, 3}:
-            return current
-        return None
-
-    assignment = wait_for(settled, timeout=60, message=run.log)
+    assignment = wait_split(run, 4)
     values = produce(kafka_bootstrap, topic, 40, 4)
     wait_for(lambda: len(run.handled()) >= 40, timeout=30, message=run.log)
 
@@ -183,6 +205,58 @@ def test_two_instances_split_the_partitions_and_sigterm_stops_cleanly(
     messages = [r["msg"] for r in run.records() if r["logger"] == "kpipe.supervisor"]
     assert "SIGTERM received: stopping 2 workers (waiting up to 20 s; a second signal kills them)" in messages
     assert messages[-1] == "all workers stopped"
+
+
+def test_killed_instance_partitions_are_taken_over_and_the_topic_finished(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    fast_group_config: dict[str, str | int],
+    kpipe_runs: list[KpipeRun],
+) -> None:
+    topic, group = unique_name("takeover"), unique_name("takers")
+    create_topic(kafka_bootstrap, topic, 4)
+    project = write_project(tmp_path / "project", kafka_bootstrap, topic, 4, {group: 2})
+    # 20 ms per event: the killed worker still has most of its partitions' events ahead of it.
+    run = KpipeRun(tmp_path, project, fast_group_config, env={"KPIPE_TEST_DELAY_S": "0.02"})
+    kpipe_runs.append(run)
+    assignment = wait_split(run, 4)
+    values = produce(kafka_bootstrap, topic, 200, 4)
+    victim = min(assignment)
+    wait_for(lambda: sum(h["pid"] == victim for h in run.handled()) >= 10, timeout=30, message=run.log)
+    os.kill(victim, signal.SIGKILL)
+    # The group (the survivor, and the instance the supervisor restarts) finishes the topic; a killed member's
+    # partitions move once its session times out (~10 s on Tansu with session.timeout.ms=6000).
+    wait_for(lambda: {h["value"] for h in run.handled()} == set(values), timeout=45,
+             message=lambda: f"{len({h['value'] for h in run.handled()})} of 200 handled\n{run.log()}")  # fmt: skip
+
+    handled = run.handled()
+    victim_partitions = assignment[victim]
+    victim_last: dict[int, int] = {}  # the last offset the killed worker handled, per partition
+    for h in handled:
+        if h["pid"] == victim:
+            victim_last[h["partition"]] = max(victim_last.get(h["partition"], -1), h["offset"])
+    # What the killed worker left behind was handled by other processes.
+    for partition in victim_partitions:
+        rest = [
+            h for h in handled if h["partition"] == partition and h["offset"] > victim_last.get(partition, -1)
+        ]
+        assert rest and all(h["pid"] != victim for h in rest), partition
+    counts = Counter(h["value"] for h in handled)
+    duplicated = {h["partition"] for h in handled if counts[h["value"]] > 1}
+    # At least once; repeats only of the killed worker's uncommitted tail, and only once more.
+    assert max(counts.values()) <= 2
+    assert duplicated <= victim_partitions, (duplicated, assignment)
+    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.supervisor"]
+    assert any(m.endswith(f"(pid {victim}) was killed by SIGKILL (out of memory?)") for m in supervisor)
+
+    assert run.stop() == 0, run.log()
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    try:
+        committed = reader.committed([TopicPartition(topic, p) for p in range(4)], timeout=10)
+    finally:
+        reader.close()
+    assert [tp.offset for tp in committed] == [50, 50, 50, 50]  # the group finished every partition
 
 
 def test_sigterm_commits_what_was_handled(
@@ -218,15 +292,26 @@ def test_two_groups_on_one_topic_each_receive_every_event(
 ) -> None:
     topic, billing, audit = unique_name("shared"), unique_name("billing"), unique_name("audit")
     create_topic(kafka_bootstrap, topic, 2)
-    values = produce(kafka_bootstrap, topic, 20, 2)
+    keys = 5
+    values = produce(kafka_bootstrap, topic, 40, 2, keys=keys)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {billing: 1, audit: 1})
     run = KpipeRun(tmp_path, project, fast_group_config)
     kpipe_runs.append(run)
-    wait_for(lambda: len(run.handled()) >= 40, timeout=60, message=run.log)
+    wait_for(lambda: len(run.handled()) >= 80, timeout=60, message=run.log)
 
     for group in (billing, audit):
-        got = sorted(h["value"] for h in run.handled() if h["group"] == group)
-        assert got == sorted(values), group
+        handled = [h for h in run.handled() if h["group"] == group]  # one worker, never restarted: its order
+        assert sorted(h["value"] for h in handled) == sorted(values), group
+        assert len({h["pid"] for h in handled}) == 1
+        per_key: dict[int, list[int]] = {}
+        partitions: dict[int, set[int]] = {}
+        for h in handled:
+            n = int(h["value"].removeprefix("event-"))
+            per_key.setdefault(n % keys, []).append(n)
+            partitions.setdefault(n % keys, set()).add(h["partition"])
+        # Order per key: each key's sequence numbers were handled in the order they were produced.
+        assert all(ns == sorted(ns) for ns in per_key.values()), (group, per_key)
+        assert all(len(p) == 1 for p in partitions.values()), (group, partitions)
     # Ctrl-C reaches the workers as well as the supervisor: still a clean stop.
     assert run.stop(ctrl_c=True) == 0, run.log()
     assert "SIGINT received" in run.log()

@@ -68,6 +68,17 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> li
         consumer.close()
 
 
+def read_at(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
+    """The one message at topic[partition]@offset."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, partition, offset)])
+    try:
+        return wait_for(lambda: next((m for m in consumer.consume(1, 0.2) if not m.error()), None), 10,
+                        message=f"no message at {topic}[{partition}]@{offset}")  # fmt: skip
+    finally:
+        consumer.close()
+
+
 def read_all(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[Any]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, 0, 0)])
@@ -183,7 +194,13 @@ def test_poison_event_and_failing_handler_are_dead_lettered_with_headers(
     failed_headers = dict(failed.headers())
     assert failed.key() == b"bad"
     assert failed_headers["kpipe.error.message"] == b"ValueError: cannot process bad"
-    assert int(failed_headers["kpipe.source.offset"]) >= 0
+    assert failed_headers["kpipe.group"] == group.encode()
+    # The source headers point at the original message.
+    for letter, headers in ((schema, schema_headers), (failed, failed_headers)):
+        assert headers["kpipe.source.topic"] == topic.encode()
+        source = read_at(kafka_bootstrap, topic, int(headers["kpipe.source.partition"]),
+                         int(headers["kpipe.source.offset"]))  # fmt: skip
+        assert (source.key(), source.value()) == (letter.key(), letter.value())
     # Every message is committed, the dead letters included (a partition that got none has no commit: -1001).
     assert sum(max(o, 0) for o in committed(kafka_bootstrap, group, topic, 2)) == 32
 

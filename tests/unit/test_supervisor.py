@@ -21,7 +21,7 @@ import pytest
 
 from helpers import wait_for
 from kpipe.supervisor import Supervisor, describe_exit
-from kpipe.worker_protocol import WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
+from kpipe.worker_protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
 
 FAST_BACKOFF = (0.05, 2.0, 0.4)
 
@@ -57,7 +57,7 @@ def scripted_worker(spec: WorkerSpec, status_queue: object) -> int:
     if behaviour == "crash":
         raise RuntimeError("scripted crash")
     if behaviour == "fail_first" and started <= int(opts["failures"]):
-        return 1
+        return int(opts.get("code", "1"))
     stop.wait(120)
     return 0
 
@@ -129,17 +129,19 @@ def test_describe_exit() -> None:
     assert describe_exit(-15) == "was killed by SIGTERM"
 
 
+@pytest.mark.parametrize(("code", "meaning"), [(1, "crashed"), (WORKER_EXIT_CLUSTER, "cluster unreachable")])
 def test_crashed_worker_is_restarted_with_exponential_backoff(
-    tmp_path: Path, logs: pytest.LogCaptureFixture
+    tmp_path: Path, logs: pytest.LogCaptureFixture, code: int, meaning: str
 ) -> None:
-    workers = specs(tmp_path, "g", 1, behaviour="fail_first", failures="2")
+    # A worker that gave up on an unreachable cluster is restarted like a crashed one: after a growing delay.
+    workers = specs(tmp_path, "g", 1, behaviour="fail_first", failures="2", code=str(code))
     sup = Supervisor(workers, scripted_worker, restart_backoff=(0.2, 2.0, 5.0))
     running = Running(sup)
     wait_for(lambda: len(starts(tmp_path, "g")) == 3, timeout=15, message=lambda: messages(logs))
     wait_for(lambda: sup.snapshot()[("g", 0)].state == "running", timeout=10)
     view = sup.snapshot()[("g", 0)]
     assert view.restarts == 2
-    assert view.last_exit == "exited with code 1 (crashed)"
+    assert view.last_exit == f"exited with code {code} ({meaning})"
     assert view.status is not None and view.status.handled == 3
     sup.stop()
     assert running.wait() == 0  # recovered, then stopped on request
@@ -150,7 +152,7 @@ def test_crashed_worker_is_restarted_with_exponential_backoff(
     text = messages(logs)
     assert "restarting g[0] in 0.2 s (restart 1)" in text
     assert "restarting g[0] in 0.4 s (restart 2)" in text
-    assert f"g[0] (pid {starts(tmp_path, 'g')[0][0]}) exited with code 1 (crashed)" in text
+    assert f"g[0] (pid {starts(tmp_path, 'g')[0][0]}) exited with code {code} ({meaning})" in text
 
 
 def test_halted_workers_are_not_restarted_and_the_group_fails(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message, TopicPartition
 from pydantic import BaseModel
 
+from helpers import wait_for
 from kpipe.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.handler import Emitter, HandlerContext
 from kpipe.worker import GroupWorker
@@ -283,3 +285,38 @@ def test_tombstone_on_schema_topic_is_a_schema_error(strategy: str) -> None:
     worker = make_worker(lambda e, ctx: None, strategy, action="skip")
     worker._process([Message(topic="t", partition=0, offset=0, value=None)])
     assert worker.skipped == 1
+
+
+def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> None:
+    # librdkafka's synchronous commit can block for minutes once the broker is gone, out of reach of stop()
+    # and of signal handlers; the watchdog must notice (worker_main's on_stuck then exits for a restart).
+    release = threading.Event()
+    stuck: list[str] = []
+
+    class BlockingConsumer(FakeConsumer):
+        def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+            release.wait(10)
+            return super().commit(message, offsets, asynchronous)
+
+    worker = make_worker(lambda e, ctx: None, "per_message")
+    consumer = worker._consumer = BlockingConsumer()
+    worker._cluster_timeout = 0.3
+    worker._on_stuck = stuck.append
+    watchdog = threading.Thread(target=worker._watch_blocked_calls, daemon=True)
+    processing = threading.Thread(target=worker._process, args=(messages(1),), daemon=True)
+    watchdog.start()
+    processing.start()
+    try:
+        wait_for(lambda: stuck, timeout=10, message="the blocked commit was not reported")
+        assert stuck == [
+            "a commit has been blocked for over 0.3 s: the cluster is unreachable; nothing more is committed "
+            "(unprocessed and uncommitted events will be delivered again)"
+        ]
+        assert consumer.commits == []
+    finally:
+        release.set()
+        processing.join(5)
+        worker._watchdog_done.set()
+        watchdog.join(5)
+    assert consumer.commits == [[("t", 0, 1)]]  # reported once; the commit itself went through when unblocked
+    assert len(stuck) == 1

@@ -122,6 +122,9 @@ class Producer:
         self.topic = settings.topic
         self._model = model
         self._key_field = settings.key_field
+        # The key field is named as it appears in JSON; a model may hold it under another attribute name
+        # (a property such as "customer-id" becomes the field customer_id with that alias).
+        self._key_attr = _attribute_of(model, settings.key_field) if model is not None else settings.key_field
         self._user_on_delivery = on_delivery
         self.sent = 0
         self.failed = 0
@@ -183,7 +186,7 @@ class Producer:
             elif type(event) is not model:
                 event = self._coerce(model, event)
             if key is None and self._key_field is not None:
-                key = getattr(event, self._key_field)
+                key = getattr(event, self._key_attr)
                 if key is None:
                     raise EventInvalid(self._no_key())
             value = event.__pydantic_serializer__.to_json(
@@ -353,3 +356,12 @@ def _close_timeout(settings: ProducerSettings) -> float:
         return int(raw) / 1000.0 + 5.0 if raw else DEFAULT_CLOSE_TIMEOUT
     except ValueError:
         return DEFAULT_CLOSE_TIMEOUT
+
+
+def _attribute_of(model: type[BaseModel], json_name: str | None) -> str | None:
+    if json_name is None:
+        return None
+    for name, info in model.model_fields.items():
+        if (info.alias or name) == json_name:
+            return name
+    return json_name

@@ -56,6 +56,10 @@ def key_of(event: Any, key_field: str) -> str:
         value = event.get(key_field)
     else:
         value = getattr(event, key_field, None)
+        if value is None and isinstance(event, BaseModel):
+            # Named as in JSON: the model may hold it under another attribute (an alias).
+            attr = next((n for n, f in type(event).model_fields.items() if f.alias == key_field), None)
+            value = getattr(event, attr) if attr else None
     if value is None:
         raise EventInvalid(f"event has no value for key field '{key_field}' (pass key=... to send it anyway)")
     return key_text(value)

@@ -155,3 +155,21 @@ def test_validation_error_summary_is_one_line_and_bounded() -> None:
         text = describe_validation_error(exc)  # type: ignore[arg-type]
     assert text.startswith("field 'a': Field required; field 'b'")
     assert text.endswith("(and 1 more)")
+
+
+def test_key_field_named_as_in_json_is_found_on_an_aliased_attribute(sent: list[dict[str, Any]]) -> None:
+    # A JSON Schema property such as "customer-id" compiles to the attribute customer_id with that alias.
+    from kpipe.schema_compiler import compile_schema
+    from kpipe.serde import key_of
+
+    model, problems = compile_schema(
+        {"type": "object", "required": ["customer-id"], "properties": {"customer-id": {"type": "string"}}},
+        name="Aliased",
+        file="aliased.yaml",
+    )
+    assert model is not None, problems
+    producer = recording(Producer(settings(key_field="customer-id"), model), sent)
+    producer.send({"customer-id": "c-42"})
+    assert sent[0]["key"] == "c-42"
+    assert json.loads(sent[0]["value"]) == {"customer-id": "c-42"}
+    assert key_of(model.model_validate({"customer-id": "c-7"}), "customer-id") == "c-7"

@@ -140,6 +140,9 @@ class Producer:
         if on_delivery is None:
             # Only failures need Python: successful deliveries are counted as sent - failed - in flight.
             config["delivery.report.only.error"] = True
+        elif isinstance(config.get("delivery.report.only.error"), str):
+            # confluent-kafka handles this key in Python and wants a bool; from YAML it arrives as "true".
+            config["delivery.report.only.error"] = config["delivery.report.only.error"].lower() == "true"
         try:
             self._producer = _KafkaProducer(config)
         except KafkaException as exc:

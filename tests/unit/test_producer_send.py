@@ -173,3 +173,16 @@ def test_key_field_named_as_in_json_is_found_on_an_aliased_attribute(sent: list[
     assert sent[0]["key"] == "c-42"
     assert json.loads(sent[0]["value"]) == {"customer-id": "c-42"}
     assert key_of(model.model_validate({"customer-id": "c-7"}), "customer-id") == "c-7"
+
+
+def test_delivery_report_only_error_from_yaml_is_accepted() -> None:
+    # confluent-kafka rejects the string "true" for this one key; compiled configs hold strings.
+    conf = {"bootstrap.servers": "127.0.0.1:1", "delivery.report.only.error": "true"}
+    quiet = ProducerSettings(
+        name="p",
+        topic="orders",
+        key_field=None,
+        schema_name=None,
+        client=ClientConfig(tuple(Setting(k, v, "passthrough") for k, v in conf.items())),
+    )
+    Producer(quiet, None, on_delivery=lambda err, msg: None).close(timeout=0.1)

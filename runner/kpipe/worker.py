@@ -413,13 +413,15 @@ class GroupWorker:
                 finally:
                     self._in_batch = False
                     self._revoked_in_batch.clear()
-                    if self._paused:
-                        self._resume()
             now = monotonic()
             if batch and self._processed and now >= self._commit_deadline:
                 self._commit_processed()
             if now >= self._next_status:
                 self._housekeeping(now)
+            # Whatever paused the partitions to keep the group membership during a long wait (a retry's
+            # backoff, emitted events settling before a commit, between batches too) is over: read again.
+            if self._paused:
+                self._resume()
 
     def _process(self, msgs: list[Any]) -> None:
         """The hot path: keep per-message work to a few attribute reads and one call into the handler."""

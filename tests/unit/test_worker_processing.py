@@ -320,3 +320,43 @@ def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> 
         watchdog.join(5)
     assert consumer.commits == [[("t", 0, 1)]]  # reported once; the commit itself went through when unblocked
     assert len(stuck) == 1
+
+
+def test_partitions_paused_while_a_commit_waits_between_batches_are_resumed() -> None:
+    # Regression: the interval commit outside a batch waited for emitted events long enough to pause the
+    # partitions (to keep the group membership), and only the end of a non-empty batch resumed them; paused
+    # partitions return no messages, so the worker went on "running" and never read again.
+    class SlowProducer(FakeProducer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rounds = 0
+
+        def flush(self, timeout: float = 0) -> int:
+            self.rounds += 1
+            if self.rounds >= 3:
+                self.poll()
+            return len(self._waiting)
+
+    worker = make_worker(lambda e, ctx: ctx.emit("out", {"key": "k", "n": e.n}), producer=SlowProducer())
+    worker._max_poll_interval = 0.0  # every wait is "long": the membership poll pauses the partitions
+    worker._process(messages(3))
+    worker._commit_deadline = 0.0  # the batch interval has passed: _loop commits between batches
+    consumer = worker._consumer
+    calls = 0
+
+    def consume(n: int, timeout: float) -> list:
+        nonlocal calls
+        calls += 1
+        if calls >= 3:
+            worker.stop()
+        return []
+
+    consumer.consume = consume  # type: ignore[method-assign]
+    worker._loop()
+    assert consumer.commits == [[("t", 0, 3)]]
+    assert consumer.paused  # the commit's wait did pause them...
+    assert sorted((tp.topic, tp.partition) for tp in consumer.resumed) == [
+        ("t", 0),
+        ("t", 1),
+    ]  # ...and resumed
+    assert worker._paused == []

@@ -157,11 +157,17 @@ class Emitter:
         self.unsettled = False
         self.emitted = 0
         self.failures: list[str] = []
+        # kpipe Producers handlers emitted through, with their failure count before: settled before commits.
+        self._external: dict[int, tuple[Any, int]] = {}
 
     def emit(self, target: Any, event: Any, key: Any, headers: Any) -> None:
         if not isinstance(target, str):
-            # A kpipe Producer: it validates against its own schema and reports its own deliveries.
+            # A kpipe Producer: it validates against its own schema and counts its own deliveries; the worker
+            # waits for them (settle_external) before committing, as for events emitted by topic name.
+            self._external.setdefault(id(target), (target, target.failed))
             target.send(event, key=key, headers=headers)
+            self.unsettled = True
+            self.emitted += 1
             return
         if key is None:
             key_field = self._key_fields.get(target)
@@ -178,6 +184,18 @@ class Emitter:
                 self._producer.poll(0.1)
         self.unsettled = True
         self.emitted += 1
+
+    def settle_external(self, timeout: float) -> None:
+        """Wait for the events sent through kpipe Producers; record a failure for each one not delivered."""
+        external, self._external = self._external, {}
+        for producer, failed_before in external.values():
+            summary = producer.flush(timeout)
+            if summary.failed > failed_before or summary.pending:
+                lost = summary.failed - failed_before + summary.pending
+                last = f": {summary.errors[-1].reason}" if summary.errors else ""
+                self.failures.append(
+                    f"emit through producer '{producer.settings.name}': {lost} not delivered{last}"
+                )
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:

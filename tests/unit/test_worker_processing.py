@@ -360,3 +360,64 @@ def test_partitions_paused_while_a_commit_waits_between_batches_are_resumed() ->
         ("t", 1),
     ]  # ...and resumed
     assert worker._paused == []
+
+
+class FakeKpipeProducer:
+    """Stands in for kpipe.producer.Producer as a handler's emit target: sends are delivered on flush."""
+
+    def __init__(self, fail: bool = False) -> None:
+        from types import SimpleNamespace
+
+        self.settings = SimpleNamespace(name="audit")
+        self.fail = fail
+        self.failed = 0
+        self.queued: list[Any] = []
+        self.delivered: list[Any] = []
+
+    def send(self, event: Any, key: Any = None, headers: Any = None) -> None:
+        self.queued.append(event)
+
+    def flush(self, timeout: float) -> Any:
+        from kpipe.producer import DeliveryError, DeliverySummary
+
+        events, self.queued = self.queued, []
+        errors: tuple[DeliveryError, ...] = ()
+        if self.fail:
+            self.failed += len(events)
+            errors = (DeliveryError("k", "_MSG_TIMED_OUT", "Local: Message timed out"),)
+        else:
+            self.delivered += events
+        return DeliverySummary("audit", "audit", len(events), len(self.delivered), self.failed, 0, errors)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_events_emitted_through_a_kpipe_producer_are_delivered_before_the_offset_is_stored(
+    fail: bool,
+) -> None:
+    audit = FakeKpipeProducer(fail=fail)
+    stored_when_delivered: list[int] = []
+
+    def handler(event: Any, ctx: HandlerContext) -> None:
+        ctx.emit(audit, {"n": event.n})
+
+    worker = make_worker(handler, "auto", producer=FakeProducer())
+    consumer = worker._consumer
+    original_store = consumer.store_offsets
+
+    def store(message: Any = None, offsets: Any = None) -> None:
+        stored_when_delivered.append(len(audit.delivered))
+        original_store(message, offsets)
+
+    consumer.store_offsets = store  # type: ignore[method-assign]
+    worker._process(messages(2))
+    if fail:
+        assert consumer.stored == []  # the emitted events were lost: nothing after them may be committed
+        assert worker.exit_code == WORKER_EXIT_CLUSTER
+        assert "emit through producer 'audit': 2 not delivered: Local: Message timed out" in (
+            worker.error or ""
+        )
+    else:
+        assert consumer.stored == [("t", 0, 1), ("t", 0, 2)]
+        assert all(
+            n >= 1 for n in stored_when_delivered
+        )  # each store came after the flush delivered the emit

@@ -38,6 +38,8 @@ CONSUMER_DEFAULTS: dict[str, str] = {
     "queued.max.messages.kbytes": "8192",
 }
 PRODUCER_DEFAULTS: dict[str, str] = {}
+# The producer a consumer group writes dead letters and emitted events with.
+GROUP_PRODUCER_DEFAULTS: dict[str, str] = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5"}
 
 # kpipe's declared producer fields and the librdkafka key each becomes.
 PRODUCER_FIELDS: dict[str, str] = {
@@ -100,7 +102,9 @@ class _Layers:
         return ClientConfig(tuple(self._settings.values()))
 
 
-def _base(project: ProjectSpec, kind: str, bootstrap_override: str | None) -> _Layers:
+def _base(
+    project: ProjectSpec, kind: str, bootstrap_override: str | None, defaults: Mapping[str, str] | None = None
+) -> _Layers:
     layers = _Layers()
     cluster = project.cluster_spec
     if bootstrap_override:
@@ -111,7 +115,8 @@ def _base(project: ProjectSpec, kind: str, bootstrap_override: str | None) -> _L
         layers.set(
             "bootstrap.servers", cluster.bootstrap_servers, source, "cluster.bootstrap_servers", position
         )
-    defaults = CONSUMER_DEFAULTS if kind == "consumer" else PRODUCER_DEFAULTS
+    if defaults is None:
+        defaults = CONSUMER_DEFAULTS if kind == "consumer" else PRODUCER_DEFAULTS
     for key, value in defaults.items():
         layers.set(key, value, "kpipe default")
     if project.cluster:
@@ -198,11 +203,10 @@ def compile_consumer_group(
         max_backoff_ms=on_error.max_backoff_ms,
         dead_letter_topic=dead_letter_topic(name, spec),
     )
-    producer = _base(project, "producer", bootstrap_override)
+    # The producer for dead letters and emitted events: kpipe's durable defaults, which cluster.config may
+    # override (e.g. idempotence off where the cluster grants no IdempotentWrite).
+    producer = _base(project, "producer", bootstrap_override, defaults=GROUP_PRODUCER_DEFAULTS)
     producer.set("client.id", f"kpipe-{name}-dlq", "kpipe default")
-    producer.set("acks", "all", "kpipe default")
-    producer.set("enable.idempotence", "true", "kpipe default")
-    producer.set("linger.ms", "5", "kpipe default")
     return ConsumerGroupSettings(
         group_id=name,
         topics=tuple(spec.topics),

@@ -233,3 +233,19 @@ def test_passthrough_wins_over_cluster_config(tmp_path: Path) -> None:
     group = compiler.compile_consumer_group(inspection.spec, "g").client.as_dict()
     assert group["socket.timeout.ms"] == "1000"
     assert "linger.ms" not in group  # a producer setting does not reach consumers
+
+
+def test_cluster_config_overrides_the_group_producer_defaults(tmp_path: Path) -> None:
+    # Where the cluster grants no IdempotentWrite, cluster.config must be able to turn idempotence off for
+    # the producer that writes a group's dead letters too, or every dead-letter write fails.
+    (tmp_path / "p.yaml").write_text(
+        "cluster: {bootstrap_servers: 'k:9092', config: {enable.idempotence: false, acks: 1}}\n"
+        "topics: {orders: {partitions: 1}}\n"
+        "consumers: {billing: {topics: [orders], handler: 'app:bill'}}\n"
+    )
+    from kpipe.project import load_project
+
+    group = load_project([tmp_path]).consumer_group("billing")
+    producer = group.producer_client.as_dict()
+    assert producer["enable.idempotence"] == "false" and producer["acks"] == "1"
+    assert producer["linger.ms"] == "5"  # kpipe's default where the cluster says nothing

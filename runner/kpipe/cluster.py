@@ -212,7 +212,12 @@ class KafkaCluster:
         }
         found: dict[str, set[str]] = {}
         for group, future in futures.items():
-            result = self._result(future, f"listing the committed offsets of group {group}")
+            try:
+                result = self._result(future, f"listing the committed offsets of group {group}")
+            except ClusterError as exc:
+                if exc.code == "GROUP_ID_NOT_FOUND":
+                    continue  # deleted between the listing and this request: it holds no offsets now
+                raise  # anything else: the offsets are unknown, so a deletion must not go ahead
             for tp in result.topic_partitions or ():
                 if tp.topic in wanted and tp.offset >= 0:
                     found.setdefault(tp.topic, set()).add(group)

@@ -106,6 +106,21 @@ def _field_label(path: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in rest)
 
 
+def _config_entry(path: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The path of the `config:` entry an error is in or below, or None when it is not in a config map."""
+    if len(path) >= 3 and path[0] == "cluster" and path[1] == "config":
+        return path[:3]
+    if len(path) >= 4 and path[0] in SECTION_NOUN and path[2] == "config":
+        return path[:4]
+    return None
+
+
+def _value_at(data: Any, path: tuple[Any, ...]) -> Any:
+    for element in path:
+        data = data[element]
+    return data
+
+
 def _describe_input(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
@@ -152,6 +167,7 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
     diagnostics: list[Diagnostic] = []
     errors = exc.errors(include_url=False)
     misspelt = _misspelt(errors, data)
+    union_reported: set[tuple[Any, ...]] = set()
     for err in errors:
         loc = tuple(err["loc"])
         kind = err["type"]
@@ -159,6 +175,23 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
         who = subject(path)
         label = _field_label(path)
         hint = None
+        config_at = _config_entry(path)
+        if config_at is not None and kind not in ("extra_forbidden", "missing"):
+            # A config value matches none of the union's types: pydantic reports each branch; say it once.
+            path = config_at
+            label = _field_label(path)
+            if path not in union_reported:
+                union_reported.add(path)
+                lead = f"{who}: " if who != "file" else ""
+                got = _describe_input(_value_at(data, path))
+                diagnostics.append(
+                    error(
+                        f"{lead}'{label}' must be a string, number, boolean or list of strings (got {got})",
+                        positions.locate(path, prefer="value"),
+                        code="invalid-value",
+                    )
+                )
+            continue
         if kind == "extra_forbidden":
             key = loc[-1]
             parent = path[:-1] if path and path[-1] == key else path

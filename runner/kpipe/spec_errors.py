@@ -106,6 +106,16 @@ def _field_label(path: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in rest)
 
 
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
 def _config_entry(path: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """The path of the `config:` entry an error is in or below, or None when it is not in a config map."""
     if len(path) >= 3 and path[0] == "cluster" and path[1] == "config":
@@ -175,6 +185,25 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
         who = subject(path)
         label = _field_label(path)
         hint = None
+        if "[key]" in loc:
+            # A name YAML did not read as a string: `yes:`, `null:`, `123:`.
+            section = loc[0]
+            key = err.get("input")
+            noun = SECTION_NOUN.get(str(section), "name")
+            shown = (
+                {True: "yes/true", False: "no/false", None: "null/~"}.get(key, repr(key))
+                if not isinstance(key, int) or isinstance(key, bool)
+                else str(key)
+            )
+            diagnostics.append(
+                error(
+                    f"{noun} name {shown} is read by YAML as {_yaml_kind(key)}, not a name",
+                    positions.locate((section, key), prefer="key"),
+                    hint="quote it, e.g. 'yes': or '123':",
+                    code="invalid-name",
+                )
+            )
+            continue
         config_at = _config_entry(path)
         if config_at is not None and kind not in ("extra_forbidden", "missing"):
             # A config value matches none of the union's types: pydantic reports each branch; say it once.

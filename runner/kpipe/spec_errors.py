@@ -190,11 +190,10 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
             section = loc[0]
             key = err.get("input")
             noun = SECTION_NOUN.get(str(section), "name")
-            shown = (
-                {True: "yes/true", False: "no/false", None: "null/~"}.get(key, repr(key))
-                if not isinstance(key, int) or isinstance(key, bool)
-                else str(key)
-            )
+            if isinstance(key, bool) or key is None:  # (1 == True: look bools up only as bools)
+                shown = {True: "yes/true", False: "no/false", None: "null"}[key]
+            else:
+                shown = str(key)
             diagnostics.append(
                 error(
                     f"{noun} name {shown} is read by YAML as {_yaml_kind(key)}, not a name",

@@ -77,3 +77,17 @@ def fast_group_config() -> dict[str, str | int]:
         "fetch.wait.max.ms": 50,
         "fetch.queue.backoff.ms": 10,
     }
+
+
+@pytest.fixture
+def prefix(unique_name: Callable[..., str], kafka_bootstrap: str) -> Iterator[str]:
+    """A topic-name prefix for this test; every topic under it is deleted afterwards (Tansu keeps all in memory)."""
+    from confluent_kafka.admin import AdminClient
+
+    name = unique_name("kpipe-topics")
+    yield name
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(name)]
+    if mine:
+        for future in admin.delete_topics(mine, operation_timeout=30).values():
+            future.result()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,17 +50,6 @@ consumers:
 {extra}"""
     )
     return path
-
-
-@pytest.fixture
-def prefix(unique_name: Callable[..., str], kafka_bootstrap: str) -> Iterator[str]:
-    name = unique_name("kpipe-cli")
-    yield name
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(name)]
-    if mine:
-        for future in admin.delete_topics(mine, operation_timeout=30).values():
-            future.result()
 
 
 def topics_on(bootstrap: str, prefix: str) -> dict[str, int]:

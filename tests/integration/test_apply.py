@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -30,18 +30,6 @@ def cluster(kafka_bootstrap: str) -> Iterator[KafkaCluster]:
     c = connect({"bootstrap.servers": kafka_bootstrap}, timeout=10)
     yield c
     c.close()
-
-
-@pytest.fixture
-def prefix(unique_name: Callable[..., str], kafka_bootstrap: str) -> Iterator[str]:
-    """A topic-name prefix for this test; every topic under it is deleted afterwards."""
-    name = unique_name("kpipe-apply")
-    yield name
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(name)]
-    if mine:
-        for future in admin.delete_topics(mine, operation_timeout=30).values():
-            future.result()
 
 
 def only(plan: Plan, prefix: str) -> Plan:

@@ -109,7 +109,6 @@ def plan(
     click.echo(the_plan.render_json() if output_format == "json" else the_plan.render_text())
     the_plan.raise_if_unsafe()
     if detailed_exitcode and the_plan.has_changes:
-        # sys.exit, like validate: click's non-standalone main swallows click.exceptions.Exit codes.
         sys.exit(EXIT_CHANGES_PENDING)
 
 

@@ -158,14 +158,15 @@ class Project:
     def bootstrap_override(self) -> str | None:
         """The address clients connect to when it is not the file's own: a CLI/env override, or the
         running local broker when the file says `local`."""
-        if self._bootstrap_override:
-            return self._bootstrap_override
-        if self._resolve_local and self.spec.cluster_spec.bootstrap_servers == "local":
+        wanted = self._bootstrap_override or self.spec.cluster_spec.bootstrap_servers
+        if wanted == "local":  # in the files, or `-b local` for any project
+            if not self._resolve_local:
+                return self._bootstrap_override
             from kpipe.local_cluster import resolve_local
 
             self._bootstrap_override = resolve_local()
             return self._bootstrap_override
-        return None
+        return self._bootstrap_override or None
 
     # --- names -------------------------------------------------------------------------------------------
     @property
@@ -181,7 +182,7 @@ class Project:
 
     @property
     def uses_local_broker(self) -> bool:
-        return not self._bootstrap_override and self.spec.cluster_spec.bootstrap_servers == "local"
+        return (self._bootstrap_override or self.spec.cluster_spec.bootstrap_servers) == "local"
 
     def _lookup(self, section: str, name: str, noun: str) -> None:
         names = getattr(self.spec, section)

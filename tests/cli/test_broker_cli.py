@@ -79,6 +79,12 @@ def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], t
         plan = kpipe(env, "plan", "pipelines/", "--detailed-exitcode")
         assert plan.returncode == 2, plan.stderr
         assert "+ create topic orders (partitions 3, replication 1)" in plan.stdout
+        # `-b local` points any project at it.
+        other = tmp_path / "other.yaml"
+        other.write_text("cluster: {bootstrap_servers: 'kafka.example:9092'}\ntopics: {audit: {partitions: 2}}\n")
+        elsewhere = kpipe(env, "plan", str(other), "-b", "local", "--detailed-exitcode")
+        assert elsewhere.returncode == 2, elsewhere.stderr
+        assert "+ create topic audit (partitions 2, replication broker default)" in elsewhere.stdout
         # A second broker is refused rather than silently shadowing the first.
         second = kpipe(env, "broker", "--port", "0")
         assert second.returncode == 3 and "a local broker is already running" in second.stderr

@@ -86,7 +86,8 @@ bootstrap_option = click.option(
     "-b",
     metavar="HOST:PORT[,…]",
     envvar="KPIPE_BOOTSTRAP_SERVERS",
-    help="Use these brokers instead of the files' cluster.bootstrap_servers (env: KPIPE_BOOTSTRAP_SERVERS).",
+    help="Use these brokers instead of the files' cluster.bootstrap_servers; `local` means the embedded broker "
+    "(env: KPIPE_BOOTSTRAP_SERVERS).",
 )
 
 

@@ -81,7 +81,9 @@ def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], t
         assert "+ create topic orders (partitions 3, replication 1)" in plan.stdout
         # `-b local` points any project at it.
         other = tmp_path / "other.yaml"
-        other.write_text("cluster: {bootstrap_servers: 'kafka.example:9092'}\ntopics: {audit: {partitions: 2}}\n")
+        other.write_text(
+            "cluster: {bootstrap_servers: 'kafka.example:9092'}\ntopics: {audit: {partitions: 2}}\n"
+        )
         elsewhere = kpipe(env, "plan", str(other), "-b", "local", "--detailed-exitcode")
         assert elsewhere.returncode == 2, elsewhere.stderr
         assert "+ create topic audit (partitions 2, replication broker default)" in elsewhere.stdout

@@ -11,7 +11,6 @@ previous files) with the same paths and template values, and compared with the c
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -24,16 +23,8 @@ from kpipe.diagnostics import Diagnostic, Position, error, warning
 from kpipe.errors import UsageError
 from kpipe.project import Inspection, inspect_project
 from kpipe.schema_compat import Violation, check_compatibility
+from kpipe.schema_history import GitFailed, git
 from kpipe.spec import SchemaModel
-
-
-def _git(args: list[str], cwd: Path) -> bytes:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
-    if result.returncode != 0:
-        raise UsageError(
-            f"--against: git {' '.join(args[:2])} failed: {result.stderr.decode().strip().splitlines()[-1:]}"
-        )
-    return result.stdout
 
 
 def materialise(against: str, root: Path, stack: ExitStack) -> Path:
@@ -42,17 +33,16 @@ def materialise(against: str, root: Path, stack: ExitStack) -> Path:
     if candidate.is_dir():
         return candidate.resolve()
     try:
-        top = Path(_git(["rev-parse", "--show-toplevel"], root).decode().strip())
-    except (UsageError, FileNotFoundError):
+        top = Path(git(["rev-parse", "--show-toplevel"], root).strip())
+    except GitFailed:
         raise UsageError(
             f"--against {against}: not a directory, and {root} is not in a git repository"
         ) from None
-    check = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{against}^{{commit}}"], cwd=root, capture_output=True
-    )
-    if check.returncode != 0:
-        raise UsageError(f"--against {against}: unknown git ref (nor is it a directory)")
-    archive = _git(["archive", "--format=tar", against], top)
+    try:
+        git(["rev-parse", "--verify", "--quiet", f"{against}^{{commit}}"], root)
+        archive = git(["archive", "--format=tar", against], top, binary=True)
+    except GitFailed:
+        raise UsageError(f"--against {against}: unknown git ref (nor is it a directory)") from None
     target = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kpipe-against-")))
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -40,7 +41,7 @@ def history_documents(path: Path, against: str, repo_root: Path) -> list[Mapping
         doc = _read_dir(base, rel)
         return [doc] if doc is not None else []
     ref = _verify_ref(against, repo_root)
-    commits = _git(["log", "--format=%H", ref, "--", rel.as_posix()], repo_root).split()
+    commits = git(["log", "--format=%H", ref, "--", rel.as_posix()], repo_root).split()
     versions: list[Mapping] = []
     for commit in reversed(commits):
         doc = _show(commit, rel, repo_root, label=f"{against} ({commit[:12]})")
@@ -72,14 +73,14 @@ def _read_dir(base: Path, rel: Path) -> Mapping | None:
 def _verify_ref(ref: str, repo_root: Path) -> str:
     """The commit id `ref` names; UsageError when repo_root is not in a git repository or the ref is unknown."""
     try:
-        _git(["rev-parse", "--show-toplevel"], repo_root)
-    except _GitFailed:
+        git(["rev-parse", "--show-toplevel"], repo_root)
+    except GitFailed:
         raise UsageError(
             f"--against {ref}: {repo_root} is not in a git repository (nor is '{ref}' a directory)"
         ) from None
     try:
-        return _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo_root).strip()
-    except _GitFailed:
+        return git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo_root).strip()
+    except GitFailed:
         raise UsageError(f"--against {ref}: unknown git ref '{ref}' (nor is it a directory)") from None
 
 
@@ -87,10 +88,10 @@ def _show(commit: str, rel: Path, repo_root: Path, *, label: str) -> Mapping | N
     # "./" makes the path relative to repo_root rather than to the top of the git work tree.
     spec = f"{commit}:./{rel.as_posix()}"
     try:
-        _git(["cat-file", "-e", spec], repo_root)
-    except _GitFailed:
+        git(["cat-file", "-e", spec], repo_root)
+    except GitFailed:
         return None  # not in that commit: a new schema, nothing to compare against
-    return _parse(_git(["show", spec], repo_root), f"{rel.as_posix()} at {label}")
+    return _parse(git(["show", spec], repo_root), f"{rel.as_posix()} at {label}")
 
 
 def _parse(text: str, where: str) -> Mapping:
@@ -105,17 +106,19 @@ def _parse(text: str, where: str) -> Mapping:
     return doc
 
 
-class _GitFailed(Exception):
+class GitFailed(Exception):
     pass
 
 
-def _git(args: list[str], cwd: Path) -> str:
+def git(args: list[str], cwd: Path, *, binary: bool = False) -> Any:
+    """Run git without a shell; its stdout (bytes when `binary`). GitFailed when git says no, UsageError when
+    there is no git at all."""
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=not binary, check=False)
     except FileNotFoundError:
         raise UsageError("--against needs git, which is not installed (or pass a directory)") from None
     except NotADirectoryError:
         raise UsageError(f"{cwd} is not a directory") from None
     if done.returncode != 0:
-        raise _GitFailed(done.stderr.strip())
+        raise GitFailed(done.stderr.strip() if not binary else done.stderr.decode(errors="replace").strip())
     return done.stdout

@@ -14,13 +14,14 @@ import io
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from kpipe.diagnostics import Diagnostic, Position, error, warning
 from kpipe.errors import UsageError
+from kpipe.loader import load_yaml_file
 from kpipe.project import Inspection, inspect_project
 from kpipe.schema_compat import Violation, check_compatibility
 from kpipe.schema_history import GitFailed, git
@@ -80,26 +81,18 @@ def _schema_document(inspection: Inspection, name: str) -> Mapping[str, Any] | N
     return document if document is not None else model.model_json_schema()
 
 
-def _locate(inspection: Inspection, name: str, v: Violation) -> Position:
-    declared = inspection.spec.schemas[name]
+def _schema_locator(inspection: Inspection, name: str) -> Callable[[tuple], Position]:
+    """Where a key path of schema `name` sits in its file, read once per schema; a path only the old version
+    had resolves to its closest surviving parent. A pydantic-model schema points at its declaration."""
     source = inspection.schema_sources.get(name)
-    if source is None or v.schema_path_in == "old":
-        # A pydantic model, or something only the old version had: point at the schema's declaration, or the
-        # closest surviving parent in the new file.
-        if source is not None:
-            from kpipe.loader import load_yaml_file
-
-            document, _ = load_yaml_file(source)
-            if document is not None:
-                return document.positions.locate(v.schema_path)
-        return declared.position
-    from kpipe.loader import load_yaml_file
-
-    document, _ = load_yaml_file(source)
-    return document.positions.locate(v.schema_path) if document is not None else Position(str(source))
+    document = load_yaml_file(source)[0] if source is not None else None
+    if document is None:
+        declared = inspection.spec.schemas[name].position
+        return lambda path: declared
+    return document.positions.locate
 
 
-def _violation_diagnostic(inspection: Inspection, name: str, mode: str, v: Violation) -> Diagnostic:
+def _violation_diagnostic(name: str, mode: str, v: Violation, where: Position) -> Diagnostic:
     field = v.path or "(root)"
     order = {
         "producers": "deploy the producers first",
@@ -107,7 +100,7 @@ def _violation_diagnostic(inspection: Inspection, name: str, mode: str, v: Viola
         None: "no deployment order is safe",
     }[v.deploy_first]
     message = f"schema '{name}' is not {mode} compatible: {field}: {v.message} [{v.rule}]; {order}"
-    return error(message, _locate(inspection, name, v), hint=v.fix, code="schema-incompatible")
+    return error(message, where, hint=v.fix, code="schema-incompatible")
 
 
 def _history(
@@ -167,8 +160,10 @@ def check_evolution(
                 if mode.endswith("_TRANSITIVE")
                 else [old_document]
             )
-            for v in check_compatibility(new_document, previous, mode):
-                out.append(_violation_diagnostic(inspection, name, mode, v))
+            violations = check_compatibility(new_document, previous, mode)
+            if violations:
+                locate = _schema_locator(inspection, name)
+                out += [_violation_diagnostic(name, mode, v, locate(v.schema_path)) for v in violations]
         out += _check_topics(inspection, old)
     return out
 

@@ -57,6 +57,11 @@ class ProjectSpec:
     # Names whose declaration was invalid (already reported): they exist for reference checks.
     broken: dict[str, dict[str, Position]] = field(default_factory=lambda: {s: {} for s in NOUN})
 
+    @property
+    def directories(self) -> list[str]:
+        """The pipeline files' directories, in order: where their handlers and schema models are imported from."""
+        return list(dict.fromkeys(str(d.path.parent) for d in self.documents))
+
     def names(self, section: str) -> set[str]:
         return set(getattr(self, section)) | set(self.broken[section])
 

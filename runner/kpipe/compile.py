@@ -11,7 +11,7 @@ applied last, because the check step has already refused a passthrough that cont
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from kpipe import librdkafka_properties as props
 from kpipe.assemble import Declared, ProjectSpec
@@ -219,14 +219,10 @@ def compile_consumer_group(
             t: (project.topics[t].spec.schema_ if t in project.topics else None) for t in spec.topics
         },
         producer_client=producer.freeze(),
-        import_paths=tuple(_import_paths(project)),
+        import_paths=tuple(project.directories),
         max_poll_records=spec.max_poll_records,
         position=declared.position,
     )
-
-
-def _import_paths(project: ProjectSpec) -> Iterable[str]:
-    return dict.fromkeys(str(d.path.parent) for d in project.documents)
 
 
 def compile_topics(project: ProjectSpec) -> list[TopicSpec]:

@@ -13,7 +13,7 @@ from kpipe.project import Inspection, import_paths
 
 def check_handlers(inspection: Inspection) -> list[Diagnostic]:
     out: list[Diagnostic] = []
-    paths = list(dict.fromkeys(str(d.path.parent) for d in inspection.spec.documents))
+    paths = inspection.spec.directories
     with import_paths(paths):
         for name, group in sorted(inspection.spec.consumers.items()):
             try:

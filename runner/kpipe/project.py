@@ -75,7 +75,7 @@ def resolve_schemas(
     models: dict[str, type[BaseModel] | None] = {}
     sources: dict[str, Path] = {}
     diagnostics: list[Diagnostic] = []
-    with import_paths(compiler._import_paths(spec)):
+    with import_paths(spec.directories):
         for name, declared in sorted(spec.schemas.items()):
             schema = declared.spec
             models[name] = None

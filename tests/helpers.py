@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -29,3 +30,16 @@ def wait_for(
             text = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:g} s: {text}")
         time.sleep(interval)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

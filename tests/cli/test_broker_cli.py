@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_for
+from helpers import process_alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,13 +99,4 @@ def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], t
             broker.wait()
     assert "local broker stopped" in broker.stderr.read()
     assert not state.exists()
-    wait_for(lambda: not _alive(pid), timeout=10, message=f"broker pid {pid} left behind")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split()[2] != "Z"
+    wait_for(lambda: not process_alive(pid), timeout=10, message=f"broker pid {pid} left behind")

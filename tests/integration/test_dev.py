@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from helpers import wait_for
+from helpers import process_alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "pipelines" / "demo"
@@ -88,18 +88,5 @@ def test_dev_demo_handles_every_sample_event_then_stops_cleanly(tmp_path: Path) 
     started = re.search(r"started the local broker on \S+ \(pid (\d+)\)", text)
     assert started, text
     pid = int(started.group(1))
-    wait_for(lambda: not _alive(pid), timeout=10, message=f"broker pid {pid} left behind")
+    wait_for(lambda: not process_alive(pid), timeout=10, message=f"broker pid {pid} left behind")
     assert not (tmp_path / "kpipe" / "local-broker.json").exists()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead but not yet reaped by its parent (gone with it here).
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

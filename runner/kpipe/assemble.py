@@ -41,6 +41,10 @@ class Declared(Generic[T]):
     def locate(self, *subpath: Any, prefer: str = "value") -> Position:
         return self.document.positions.locate(self.path + subpath, prefer=prefer)
 
+    def written(self, field: str) -> bool:
+        """Whether the user wrote `field` (rather than leaving it to its default)."""
+        return field in self.spec.model_fields_set
+
     @property
     def directory(self) -> Path:
         return self.document.path.parent

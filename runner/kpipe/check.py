@@ -209,7 +209,6 @@ def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
                 )
             idempotent = bool(declared)
         # acks as compiled: the producer's config, else its field when written, else cluster.config.
-        written = producer.document.data.get("producers", {}).get(name, {}) or {}
         acks_keys = [k for k in spec.config if props.canonical_name(k) == "request.required.acks"]
         cluster_acks = [
             k
@@ -218,7 +217,7 @@ def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
         ]
         acks_owner, acks_where = producer, (("config", acks_keys[0]) if acks_keys else ("acks",))
         acks = str(spec.config[acks_keys[0]]) if acks_keys else str(spec.acks)
-        if not acks_keys and "acks" not in written and cluster_acks and project.cluster:
+        if not acks_keys and not producer.written("acks") and cluster_acks and project.cluster:
             acks_owner, acks_where = project.cluster, ("config", cluster_acks[0])
             acks = str(project.cluster.spec.config[cluster_acks[0]])
         if idempotent and acks not in ("all", "-1"):
@@ -254,9 +253,7 @@ def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
             ("compression", "compression.type"),
         ):
             canonical = props.canonical_name(key)
-            if canonical in config and field_name in producer.document.data.get("producers", {}).get(
-                name, {}
-            ):
+            if canonical in config and producer.written(field_name):
                 out.append(
                     error(
                         f"{label}: '{field_name}' is set both as a field and in config",

@@ -131,12 +131,11 @@ def compile_producer(
     spec: ProducerSpec = declared.spec
     layers = _base(project, "producer", bootstrap_override)
     layers.set("client.id", f"kpipe-{name}", "kpipe default")
-    written = declared.document.data.get("producers", {}).get(name, {}) or {}
     for field_name, key in PRODUCER_FIELDS.items():
         value = getattr(spec, field_name)
         if value is None:
             continue
-        explicit = field_name in written
+        explicit = declared.written(field_name)
         if not explicit and layers.source_of(key) == "cluster.config":
             continue  # a field's default is a kpipe default: cluster.config comes after it
         layers.set(
@@ -168,8 +167,7 @@ def compile_consumer_group(
     layers.set(
         "client.id", spec.client_id or f"kpipe-{name}", "declared" if spec.client_id else "kpipe default"
     )
-    written = declared.document.data.get("consumers", {}).get(name, {}) or {}
-    explicit_reset = "auto_offset_reset" in written
+    explicit_reset = declared.written("auto_offset_reset")
     layers.set(
         "auto.offset.reset",
         spec.auto_offset_reset,

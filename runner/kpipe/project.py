@@ -83,24 +83,13 @@ def resolve_schemas(
                 try:
                     models[name] = import_model(schema.model)
                 except SchemaModelImportError as exc:
-                    diagnostics.append(
-                        error(
-                            str(exc),
-                            declared.locate("model")
-                            if isinstance(declared.document.data["schemas"][name], dict)
-                            else declared.locate(),
-                            code="schema-import",
-                        )
-                    )
+                    diagnostics.append(error(str(exc), declared.locate("model"), code="schema-import"))
                 continue
             assert isinstance(schema, SchemaFile)
             path = (declared.directory / schema.file).resolve()
             sources[name] = path
-            where = (
-                declared.locate("file")
-                if isinstance(declared.document.data["schemas"][name], dict)
-                else declared.locate()
-            )
+            # The `file:` value, or the shorthand string itself (locate falls back to the nearest parent).
+            where = declared.locate("file")
             if not path.is_file():
                 diagnostics.append(
                     error(

@@ -33,7 +33,7 @@ COMMON_CONSUMER = {
     "auto.offset.reset": "earliest",
     "enable.partition.eof": "false",
 }
-# kpipe's worker sets this itself (kpipe.worker.QUEUED_MAX_MESSAGES_KBYTES); the baseline is given the same
+# kpipe's worker sets this itself (kpipe.runtime.worker.QUEUED_MAX_MESSAGES_KBYTES); the baseline is given the same
 # value, and run.py checks that both final configs match.
 RAW_ONLY_CONSUMER = {"queued.max.messages.kbytes": "8192"}
 POLL_TIMEOUT = 0.1  # the worker's consume() timeout; the raw loop uses the same
@@ -45,7 +45,7 @@ def peak_rss_mb() -> float:
 
 
 def _project(job: dict) -> Any:
-    from kpipe.project import load_project
+    from kpipe.compilation.project import load_project
 
     return load_project([job["project"]], bootstrap_override=job["bootstrap"])
 
@@ -71,7 +71,7 @@ class Counter:
 
 
 def consume_kpipe(job: dict) -> dict:
-    from kpipe.worker import GroupWorker, settle_heap
+    from kpipe.runtime.worker import GroupWorker, settle_heap
 
     project = _project(job)
     settings = project.consumer_group(f"bench-{job['strategy']}")  # the real compile path
@@ -165,7 +165,7 @@ def produce_kpipe(job: dict) -> dict:
     producer = project.producer("bench-api", config_overrides={"client.id": "bench-producer"})
     conf = {k: str(v) for k, v in producer.settings.client.as_dict().items()}
     conf["client.id"] = "bench-producer"
-    conf["delivery.report.only.error"] = "True"  # kpipe.producer sets it when no on_delivery is given
+    conf["delivery.report.only.error"] = "True"  # kpipe.runtime.producer sets it when no on_delivery is given
     send = producer.send
     t0 = time.perf_counter()
     for i in range(n):

@@ -288,7 +288,7 @@ class Bench:
     def validate(self) -> None:
         import yaml
 
-        from kpipe.project import inspect_project
+        from kpipe.compilation.project import inspect_project
 
         nfiles, ntopics, ngroups = self.validate_size
         root = self.workdir / "validate"
@@ -346,9 +346,9 @@ class Bench:
     def apply(self) -> None:
         from confluent_kafka.admin import NewTopic
 
-        from kpipe.apply import apply_plan, read_plan
-        from kpipe.cluster import connect
-        from kpipe.project import load_project
+        from kpipe.compilation.project import load_project
+        from kpipe.topics.apply import apply_plan, read_plan
+        from kpipe.topics.cluster import connect
 
         n = self.apply_topics
 
@@ -462,7 +462,14 @@ def _heavy_imports_of_help() -> list[str]:
         [PY, "-X", "importtime", "-c", "from kpipe.cli import main; main(['--help'])"],
         capture_output=True, text=True, cwd=str(REPO),
     )  # fmt: skip
-    heavy = {"confluent_kafka", "pydantic", "kpipe.spec", "kpipe.schema_compiler", "jinja2", "yaml"}
+    heavy = {
+        "confluent_kafka",
+        "pydantic",
+        "kpipe.model.pipeline",
+        "kpipe.schemas.compiler",
+        "jinja2",
+        "yaml",
+    }
     found = set()
     for line in proc.stderr.splitlines():
         if "|" not in line:
@@ -499,7 +506,7 @@ def machine_info(bootstrap: str, external: bool) -> dict[str, str]:
         "librdkafka": lib,
         "pydantic": pydantic.VERSION,
         "PyYAML": f"{yaml.__version__} (libyaml {'available' if yaml.__with_libyaml__ else 'absent'})",
-        "broker": f"external cluster at {bootstrap}" if external else "embedded Tansu (kpipe.local_broker)",
+        "broker": f"external cluster at {bootstrap}" if external else "embedded Tansu (kpipe.local.broker)",
     }
 
 
@@ -577,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = args.bootstrap
     needs_broker = any(c in cases for c in ("consumer", "producer", "apply", "memory"))
     if not bootstrap and needs_broker:
-        from kpipe.local_broker import start_local_broker
+        from kpipe.local.broker import start_local_broker
 
         broker = start_local_broker()
         bootstrap = broker.bootstrap

@@ -49,7 +49,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    from kpipe.local_broker import start_local_broker
+    from kpipe.local.broker import start_local_broker
 
     broker = start_local_broker()
     try:

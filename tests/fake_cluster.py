@@ -1,4 +1,4 @@
-"""FakeCluster: an in-memory stand-in for kpipe.cluster.KafkaCluster, implementing the same ClusterAPI protocol.
+"""FakeCluster: an in-memory stand-in for kpipe.topics.cluster.KafkaCluster, implementing the same ClusterAPI protocol.
 
 It exists for behaviour the embedded Tansu broker lacks (CreatePartitions) and for failures that are hard to
 provoke on a real broker (one topic of a batch failing, a topic created by someone else mid-apply). It records
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
-from kpipe.cluster import ResultCallback, TopicResult
 from kpipe.errors import ClusterError
-from kpipe.plan import ClusterState, ConfigDiff, CreateTopic, LiveTopic
+from kpipe.topics.cluster import ResultCallback, TopicResult
+from kpipe.topics.plan import ClusterState, ConfigDiff, CreateTopic, LiveTopic
 
 
 class FakeCluster:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from kpipe.project import Project
+    from kpipe.compilation.project import Project
 
 
 def load(
@@ -29,7 +29,7 @@ def load(
     `bootstrap_override` (or the KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files'
     bootstrap servers.
     """
-    from kpipe.project import load_project
+    from kpipe.compilation.project import load_project
 
     return load_project(
         list(paths) or ["pipelines"],

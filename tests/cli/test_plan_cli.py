@@ -218,7 +218,7 @@ def test_prune_lists_and_deletes_with_guards(
     # Its own broker: pruning deletes every undeclared topic, and the session broker has other tests' topics.
     from confluent_kafka import Consumer, TopicPartition
 
-    from kpipe.local_broker import start_local_broker
+    from kpipe.local.broker import start_local_broker
 
     prefix = unique_name("prune")
     with start_local_broker() as broker:

@@ -255,7 +255,7 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
     result = kpipe_process("run", str(project), "--group", "billing", "--log-format", "json")
     assert result.returncode == 1, result.stderr
     records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    supervisor = [r for r in records if r["logger"] == "kpipe.supervisor"]
+    supervisor = [r for r in records if r["logger"] == "kpipe.runtime.supervisor"]
     halted = [r for r in supervisor if r.get("exitcode") == 78]
     assert sorted(r["instance"] for r in halted) == [0, 1]
     assert all(r["msg"].endswith("exited with code 78 (halted); not restarting") for r in halted)
@@ -265,7 +265,9 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
         result.stderr.splitlines()[-1]
         == "error: workers did not all stop cleanly: billing[0] halted, billing[1] halted"
     )
-    worker_errors = [r for r in records if r.get("group") == "billing" and r["logger"] != "kpipe.supervisor"]
+    worker_errors = [
+        r for r in records if r.get("group") == "billing" and r["logger"] != "kpipe.runtime.supervisor"
+    ]
     assert worker_errors and all(r["level"] == "error" for r in worker_errors if "cannot start" in r["msg"])
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kpipe.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
+from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 
 
 class Event(BaseModel):
@@ -55,7 +55,7 @@ def read_records(path: str) -> list[tuple[str, int, int, int]]:
 
 def run_worker_main(spec: Any) -> None:
     """A spawn target: worker_main's return value becomes the process exit code."""
-    from kpipe.worker import worker_main
+    from kpipe.runtime.worker import worker_main
 
     sys.exit(worker_main(spec))
 

@@ -10,11 +10,11 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from kpipe.apply import apply_plan, read_plan
-from kpipe.cluster import ClusterAPI, KafkaCluster, connect
-from kpipe.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSpec
 from kpipe.errors import BrokerUnreachable, UnsafePlanRefused
-from kpipe.plan import (
+from kpipe.topics.apply import apply_plan, read_plan
+from kpipe.topics.cluster import ClusterAPI, KafkaCluster, connect
+from kpipe.topics.plan import (
     ConfigDiff,
     CreateTopic,
     DecreasePartitions,

@@ -24,7 +24,7 @@ def test_events_with_optional_fields_left_out_round_trip(
     topic = unique_name("user-events")
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
-    from kpipe.producer import Producer
+    from kpipe.runtime.producer import Producer
 
     model = project.schema_model("UserCreated")
     event = {

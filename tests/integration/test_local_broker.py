@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from kpipe.errors import LocalBrokerError
-from kpipe.local_broker import api_versions_ok, start_local_broker
+from kpipe.local.broker import api_versions_ok, start_local_broker
 
 
 def _process_gone(pid: int) -> bool:
@@ -69,7 +69,7 @@ def test_broker_dying_at_startup_is_reported_quickly() -> None:
 
 
 def test_explicit_port_is_used() -> None:
-    from kpipe.local_broker import free_port
+    from kpipe.local.broker import free_port
 
     port = free_port()
     with start_local_broker(port=port) as broker:

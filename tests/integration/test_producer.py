@@ -14,10 +14,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import BaseModel
 
 from helpers import wait_for
-from kpipe.compiled import ClientConfig, ProducerSettings, Setting
+from kpipe.compilation.compiled import ClientConfig, ProducerSettings, Setting
 from kpipe.errors import BrokerUnreachable, ClusterError
-from kpipe.producer import Producer
-from kpipe.serde import EventInvalid
+from kpipe.runtime.producer import Producer
+from kpipe.runtime.serde import EventInvalid
 
 
 class Order(BaseModel):

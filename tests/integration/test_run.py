@@ -123,7 +123,7 @@ class KpipeRun:
         """Each worker pid's current partitions, from its latest 'assigned'/'revoked' log lines."""
         current: dict[int, set[int]] = {}
         for r in self.records():
-            if r["logger"] == "kpipe.supervisor":
+            if r["logger"] == "kpipe.runtime.supervisor":
                 continue
             partitions = {int(p) for p in re.findall(r"\[(\d+)\]", r["msg"])}
             if r["msg"].startswith("assigned "):
@@ -202,7 +202,7 @@ def test_two_instances_split_the_partitions_and_sigterm_stops_cleanly(
     assert by_pid == assignment  # each worker handled exactly its own partitions
 
     assert run.stop() == 0, run.log()
-    messages = [r["msg"] for r in run.records() if r["logger"] == "kpipe.supervisor"]
+    messages = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
     assert "SIGTERM received: stopping 2 workers (waiting up to 20 s; a second signal kills them)" in messages
     assert messages[-1] == "all workers stopped"
 
@@ -247,7 +247,7 @@ def test_killed_instance_partitions_are_taken_over_and_the_topic_finished(
     # At least once; repeats only of the killed worker's uncommitted tail, and only once more.
     assert max(counts.values()) <= 2
     assert duplicated <= victim_partitions, (duplicated, assignment)
-    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.supervisor"]
+    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
     assert any(m.endswith(f"(pid {victim}) was killed by SIGKILL (out of memory?)") for m in supervisor)
 
     assert run.stop() == 0, run.log()
@@ -334,6 +334,8 @@ def test_group_option_runs_only_the_named_groups(
     assert run.stop() == 0, run.log()
     assert {h["group"] for h in run.handled()} == {chosen}
     started = [
-        r for r in run.records() if r["logger"] == "kpipe.supervisor" and r["msg"].startswith("started ")
+        r
+        for r in run.records()
+        if r["logger"] == "kpipe.runtime.supervisor" and r["msg"].startswith("started ")
     ]
     assert [r["group"] for r in started] == [chosen]

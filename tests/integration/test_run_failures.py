@@ -26,10 +26,10 @@ from handlers_for_tests import Event, group_settings
 from test_run import KpipeRun, kpipe_runs, write_project  # noqa: F401  (kpipe_runs is a fixture)
 
 from helpers import wait_for
-from kpipe.handler import HandlerContext
-from kpipe.local_broker import LocalBroker, free_port, start_local_broker
-from kpipe.worker import GroupWorker
-from kpipe.worker_protocol import WORKER_EXIT_CLUSTER
+from kpipe.local.broker import LocalBroker, free_port, start_local_broker
+from kpipe.runtime.handler import HandlerContext
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
+from kpipe.runtime.worker import GroupWorker
 
 # A worker waiting for a broker must stay far below this share of one core (measured: ~2 %).
 MAX_IDLE_CPU_SHARE = 0.2
@@ -61,7 +61,9 @@ def test_run_without_a_broker_logs_it_waits_quietly_and_stops_on_sigterm(
     kpipe_runs.append(run)
 
     def worker_says(text: str) -> dict | None:
-        return next((r for r in run.records() if r["logger"] == "kpipe.worker" and r["msg"] == text), None)
+        return next(
+            (r for r in run.records() if r["logger"] == "kpipe.runtime.worker" and r["msg"] == text), None
+        )
 
     waiting = (
         f"no broker reachable at {bootstrap}; retrying, and exiting for a restart if none answers within 60 s"
@@ -83,7 +85,7 @@ def test_run_without_a_broker_logs_it_waits_quietly_and_stops_on_sigterm(
     # librdkafka retries the connection many times a second; the log says so once per 10 s, not per attempt.
     assert len(run.records()) - lines_before <= 6, run.log()
 
-    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.supervisor"]
+    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
     assert [m for m in supervisor if m.startswith("started ")] == [f"started {group}[0] (pid {worker_pid})"]
     assert not [m for m in supervisor if m.startswith("restarting ")]  # the worker waits; it is not restarted
 
@@ -126,7 +128,7 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
             release.wait(30)  # the broker dies while this message is in the handler
         handled.append(ctx.offset)
 
-    caplog.set_level(logging.DEBUG, logger="kpipe.worker")
+    caplog.set_level(logging.DEBUG, logger="kpipe.runtime.worker")
     settings = group_settings(
         bootstrap, "g", (topic,), strategy="batch", batch_size=5, interval_ms=60_000,
         client={"session.timeout.ms": 2000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 50},
@@ -186,7 +188,7 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
     committed = [
         int(offset)
         for r in caplog.records
-        if r.name == "kpipe.worker" and r.getMessage().startswith("committed ")
+        if r.name == "kpipe.runtime.worker" and r.getMessage().startswith("committed ")
         for offset in re.findall(rf"{topic}\[0\]@(\d+)", r.getMessage())
     ]
     assert committed == [5, 10, 15, 20]

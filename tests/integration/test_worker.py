@@ -19,9 +19,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from handlers_for_tests import Event, group_settings, read_records, run_worker_main
 
 from helpers import wait_for
-from kpipe.handler import HandlerContext
-from kpipe.worker import GroupWorker
-from kpipe.worker_protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerSpec
+from kpipe.runtime.handler import HandlerContext
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerSpec
+from kpipe.runtime.worker import GroupWorker
 
 # One consumer per group in these tests: the faster join settings from TEST-BROKER.md.
 SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}

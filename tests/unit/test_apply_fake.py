@@ -1,4 +1,4 @@
-"""kpipe.apply against FakeCluster: behaviour Tansu lacks (CreatePartitions) and failures hard to provoke."""
+"""kpipe.topics.apply against FakeCluster: behaviour Tansu lacks (CreatePartitions) and failures hard to provoke."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 from rich.console import Console
 
 from fake_cluster import FakeCluster
-from kpipe.apply import PROGRESS_THRESHOLD, apply_plan, read_plan
-from kpipe.cluster import ClusterAPI
-from kpipe.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSpec
 from kpipe.errors import ClusterError, UnsafePlanRefused
-from kpipe.plan import LiveTopic
+from kpipe.topics.apply import PROGRESS_THRESHOLD, apply_plan, read_plan
+from kpipe.topics.cluster import ClusterAPI
+from kpipe.topics.plan import LiveTopic
 
 
 def quiet() -> Console:

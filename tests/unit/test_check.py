@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from kpipe.assemble import ProjectSpec, assemble
-from kpipe.check import SchemaFields, check_project, dead_letter_topic, topic_name_problem
+from kpipe.check.rules import SchemaFields, check_project, dead_letter_topic, topic_name_problem
 from kpipe.diagnostics import Diagnostic
-from kpipe.loader import SourceDocument
-from kpipe.yaml_source import parse_yaml
+from kpipe.loading.loader import SourceDocument
+from kpipe.loading.yaml_source import parse_yaml
+from kpipe.model.assemble import ProjectSpec, assemble
 
 TOPIC = "topics:\n  orders:\n    partitions: 3\n"
 GROUP = "consumers:\n  billing:\n    topics: [orders]\n    handler: app.billing:handle\n"

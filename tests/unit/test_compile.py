@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from kpipe import compile as compiler
-from kpipe.assemble import ProjectSpec
-from kpipe.compiled import CommitPolicy, ErrorPolicy, TopicSpec
+from kpipe.compilation import compiler
+from kpipe.compilation.compiled import CommitPolicy, ErrorPolicy, TopicSpec
+from kpipe.compilation.project import inspect_project
 from kpipe.diagnostics import Position
-from kpipe.project import inspect_project
+from kpipe.model.assemble import ProjectSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "pipelines"
@@ -243,7 +243,7 @@ def test_cluster_config_overrides_the_group_producer_defaults(tmp_path: Path) ->
         "topics: {orders: {partitions: 1}}\n"
         "consumers: {billing: {topics: [orders], handler: 'app:bill'}}\n"
     )
-    from kpipe.project import load_project
+    from kpipe.compilation.project import load_project
 
     group = load_project([tmp_path]).consumer_group("billing")
     producer = group.producer_client.as_dict()

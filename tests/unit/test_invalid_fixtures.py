@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from kpipe.compilation.project import inspect_project
 from kpipe.diagnostics import Diagnostic
-from kpipe.loader import MAX_FILE_BYTES, display_path
-from kpipe.project import inspect_project
+from kpipe.loading.loader import MAX_FILE_BYTES, display_path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "invalid"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import confluent_kafka
 import pytest
 
-from kpipe import librdkafka_properties as props
-from kpipe.librdkafka_properties import (
+from kpipe.model import librdkafka as props
+from kpipe.model.librdkafka import (
     canonical_name,
     check_client_property,
     check_topic_config,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kpipe.loader import discover, display_path, load_documents, load_values, read_text
+from kpipe.loading.loader import discover, display_path, load_documents, load_values, read_text
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "pipelines"

@@ -1,4 +1,4 @@
-"""kpipe.plan: desired topics vs live state, without a broker."""
+"""kpipe.topics.plan: desired topics vs live state, without a broker."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from fractions import Fraction
 
 import pytest
 
-from kpipe.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSpec
 from kpipe.errors import EXIT_UNSAFE, UnsafePlanRefused
-from kpipe.plan import (
+from kpipe.topics.plan import (
     ChangeReplicationFactor,
     ClusterState,
     ConfigDiff,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from kpipe.compiled import ClientConfig, ProducerSettings, Setting
-from kpipe.producer import Producer
-from kpipe.serde import EventInvalid, describe_validation_error, key_of, to_json_bytes
+from kpipe.compilation.compiled import ClientConfig, ProducerSettings, Setting
+from kpipe.runtime.producer import Producer
+from kpipe.runtime.serde import EventInvalid, describe_validation_error, key_of, to_json_bytes
 
 
 class Status(str, Enum):  # noqa: UP042 - the (str, Enum) form users still write
@@ -159,8 +159,8 @@ def test_validation_error_summary_is_one_line_and_bounded() -> None:
 
 def test_key_field_named_as_in_json_is_found_on_an_aliased_attribute(sent: list[dict[str, Any]]) -> None:
     # A JSON Schema property such as "customer-id" compiles to the attribute customer_id with that alias.
-    from kpipe.schema_compiler import compile_schema
-    from kpipe.serde import key_of
+    from kpipe.runtime.serde import key_of
+    from kpipe.schemas.compiler import compile_schema
 
     model, problems = compile_schema(
         {"type": "object", "required": ["customer-id"], "properties": {"customer-id": {"type": "string"}}},

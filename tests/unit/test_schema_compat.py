@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kpipe.schema_compat import MODES, Violation, check_compatibility, describe, diff_schemas
+from kpipe.schemas.compat import MODES, Violation, check_compatibility, describe, diff_schemas
 
 
 def obj(props: dict[str, Any], required: tuple[str, ...] = (), closed: bool = False, **extra: Any) -> dict:

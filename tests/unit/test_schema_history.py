@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kpipe.errors import UsageError
-from kpipe.schema_history import history_documents, previous_documents
+from kpipe.schemas.history import history_documents, previous_documents
 
 SCHEMA = Path("schemas/order.schema.yaml")
 NEW_SCHEMA = Path("schemas/refund.schema.json")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from kpipe.schema_compiler import compile_schema
+from kpipe.schemas.compiler import compile_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "order_event.schema.yaml"
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_for
-from kpipe.supervisor import Supervisor, describe_exit
-from kpipe.worker_protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
+from kpipe.runtime.supervisor import Supervisor, describe_exit
 
 FAST_BACKOFF = (0.05, 2.0, 0.4)
 
@@ -108,7 +108,7 @@ class Running:
 
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger="kpipe.supervisor")
+    caplog.set_level(logging.INFO, logger="kpipe.runtime.supervisor")
     return caplog
 
 
@@ -250,7 +250,7 @@ sys.path[:0] = config["sys_path"]
 from test_supervisor import scripted_worker, specs
 from pathlib import Path
 from kpipe.logs import configure_logging
-from kpipe.supervisor import Supervisor
+from kpipe.runtime.supervisor import Supervisor
 configure_logging("text", "info")
 workers = []
 for group, instances, behaviour in config["groups"]:

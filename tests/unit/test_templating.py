@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kpipe.diagnostics import Position
-from kpipe.templating import needs_rendering, render
+from kpipe.loading.templating import needs_rendering, render
 
 
 def test_plain_text_is_returned_untouched() -> None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from kpipe.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
-from kpipe.worker import backoff_delays, commit_list, consumer_config, dead_letter_headers, producer_config
+from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
+from kpipe.runtime.worker import (
+    backoff_delays,
+    commit_list,
+    consumer_config,
+    dead_letter_headers,
+    producer_config,
+)
 
 
 def settings(strategy: str = "batch", client: dict[str, str] | None = None, **kw) -> ConsumerGroupSettings:

@@ -11,10 +11,10 @@ from confluent_kafka import KafkaError, Message, TopicPartition
 from pydantic import BaseModel
 
 from helpers import wait_for
-from kpipe.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
-from kpipe.handler import Emitter, HandlerContext
-from kpipe.worker import GroupWorker
-from kpipe.worker_protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT
+from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
+from kpipe.runtime.handler import Emitter, HandlerContext
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT
+from kpipe.runtime.worker import GroupWorker
 
 
 class Event(BaseModel):
@@ -363,7 +363,7 @@ def test_partitions_paused_while_a_commit_waits_between_batches_are_resumed() ->
 
 
 class FakeKpipeProducer:
-    """Stands in for kpipe.producer.Producer as a handler's emit target: sends are delivered on flush."""
+    """Stands in for kpipe.runtime.producer.Producer as a handler's emit target: sends are delivered on flush."""
 
     def __init__(self, fail: bool = False) -> None:
         from types import SimpleNamespace
@@ -378,7 +378,7 @@ class FakeKpipeProducer:
         self.queued.append(event)
 
     def flush(self, timeout: float) -> Any:
-        from kpipe.producer import DeliveryError, DeliverySummary
+        from kpipe.runtime.producer import DeliveryError, DeliverySummary
 
         events, self.queued = self.queued, []
         errors: tuple[DeliveryError, ...] = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kpipe.diagnostics import Position
-from kpipe.yaml_source import MAX_DEPTH, MAX_EXPANDED_NODES, parse_yaml
+from kpipe.loading.yaml_source import MAX_DEPTH, MAX_EXPANDED_NODES, parse_yaml
 
 
 def test_positions_of_keys_and_values() -> None:
@@ -129,7 +129,7 @@ def test_alias_bomb_fails_fast() -> None:
 
 
 def test_many_nodes_without_aliases_are_not_a_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("kpipe.yaml_source.MAX_EXPANDED_NODES", 100)
+    monkeypatch.setattr("kpipe.loading.yaml_source.MAX_EXPANDED_NODES", 100)
     text = "topics:\n" + "".join(f"  t{i}: {{partitions: 3, key: id}}\n" for i in range(200))
     data, _, diagnostics = parse_yaml(text, "p.yaml")
     assert diagnostics == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from kpipe.cli.common import bootstrap_option, project_options
-from kpipe.local_cluster import DEFAULT_PORT
+from kpipe.local.state import DEFAULT_PORT
 
 
 def _wait_for_signal() -> None:
@@ -43,8 +43,8 @@ def broker(port: int, host: str, logs: bool) -> None:
       kpipe broker &
       kpipe apply pipelines/ --yes
     """
-    from kpipe import local_cluster
-    from kpipe.local_broker import start_local_broker
+    from kpipe.local import state as local_cluster
+    from kpipe.local.broker import start_local_broker
 
     running = local_cluster.running_bootstrap()
     if running:
@@ -104,13 +104,14 @@ def dev(
     """
     import sys
 
-    from kpipe import devloop, local_cluster
-    from kpipe.apply import apply_plan, read_plan
     from kpipe.cli.common import default_paths, parse_vars
-    from kpipe.cluster import connect
+    from kpipe.compilation.project import load_project
     from kpipe.errors import UsageError
-    from kpipe.project import load_project
-    from kpipe.supervisor import Supervisor
+    from kpipe.local import devloop
+    from kpipe.local import state as local_cluster
+    from kpipe.runtime.supervisor import Supervisor
+    from kpipe.topics.apply import apply_plan, read_plan
+    from kpipe.topics.cluster import connect
 
     echo = devloop.Echo(lambda text: click.echo(text, err=True))
     project_paths = default_paths(paths)
@@ -133,7 +134,7 @@ def dev(
                 echo(f"using the running local broker on {running}")
                 project = project.with_bootstrap(running)
             else:
-                from kpipe.local_broker import start_local_broker
+                from kpipe.local.broker import start_local_broker
 
                 broker = start_local_broker(port or None)
                 local_cluster.record(broker.bootstrap, broker.pid)
@@ -191,7 +192,7 @@ def dev(
 
 
 def _demo(project, directory, echo) -> None:  # type: ignore[no-untyped-def]
-    from kpipe import devloop
+    from kpipe.local import devloop
 
     try:
         devloop.send_demo_events(project, directory, echo)

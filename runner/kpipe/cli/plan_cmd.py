@@ -12,8 +12,8 @@ from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, projec
 from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_INVALID, UsageError
 
 if TYPE_CHECKING:
-    from kpipe.cluster import KafkaCluster
-    from kpipe.compiled import TopicSpec
+    from kpipe.compilation.compiled import TopicSpec
+    from kpipe.topics.cluster import KafkaCluster
 
 
 def cluster_options(func):  # type: ignore[no-untyped-def]
@@ -41,8 +41,8 @@ def _connect(
     bootstrap_servers: str | None,
     timeout: float,
 ) -> tuple[list[TopicSpec], KafkaCluster]:
-    from kpipe.cluster import connect
-    from kpipe.project import load_project
+    from kpipe.compilation.project import load_project
+    from kpipe.topics.cluster import connect
 
     project = load_project(
         default_paths(paths),
@@ -99,7 +99,7 @@ def plan(
       kpipe plan pipelines/ --format json --detailed-exitcode
       kpipe plan pipelines/ --prune -b broker:9092
     """
-    from kpipe.apply import read_plan
+    from kpipe.topics.apply import read_plan
 
     desired, cluster = _connect(paths, variables, values_files, bootstrap_servers, timeout)
     try:
@@ -138,8 +138,8 @@ def apply(
       kpipe apply pipelines/
       kpipe apply pipelines/ --yes --values pipelines/values/prod.yaml
     """
-    from kpipe.apply import apply_plan, read_plan
-    from kpipe.plan import DeleteTopic
+    from kpipe.topics.apply import apply_plan, read_plan
+    from kpipe.topics.plan import DeleteTopic
 
     desired, cluster = _connect(paths, variables, values_files, bootstrap_servers, timeout)
     try:

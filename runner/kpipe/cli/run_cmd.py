@@ -79,8 +79,8 @@ def run(
     kills them at once.
     """
     from kpipe.logs import LOG_LEVEL_ENV, configure_logging
-    from kpipe.supervisor import Supervisor
-    from kpipe.worker_protocol import worker_specs
+    from kpipe.runtime.protocol import worker_specs
+    from kpipe.runtime.supervisor import Supervisor
 
     project = _load(paths, variables, values_files)
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
@@ -199,7 +199,7 @@ def produce(
 
 def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
-    from kpipe.serde import EventInvalid
+    from kpipe.runtime.serde import EventInvalid
 
     try:
         event = json.loads(line)

@@ -51,19 +51,19 @@ def validate(
       kpipe validate pipelines/ --values pipelines/values/prod.yaml
       kpipe validate pipelines/ --format github --against origin/main
     """
+    from kpipe.compilation.project import inspect_project
     from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
-    from kpipe.project import inspect_project
 
     inspection = inspect_project(
         default_paths(paths), variables=parse_vars(variables), values_files=values_files
     )
     diagnostics = list(inspection.diagnostics)
     if check_handlers and inspection.valid:
-        from kpipe.handler_check import check_handlers as run_handler_checks
+        from kpipe.check.handlers import check_handlers as run_handler_checks
 
         diagnostics += run_handler_checks(inspection)
     if against and inspection.valid:
-        from kpipe.evolution import check_evolution
+        from kpipe.schemas.evolution import check_evolution
 
         diagnostics += check_evolution(
             inspection,
@@ -95,7 +95,7 @@ def render(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tu
     Example:
       kpipe render pipelines/ --values pipelines/values/prod.yaml
     """
-    from kpipe.loader import load_documents
+    from kpipe.loading.loader import load_documents
 
     loaded = load_documents(default_paths(paths), variables=parse_vars(variables), values_files=values_files)
     if any(d.is_error for d in loaded.diagnostics):
@@ -118,7 +118,7 @@ def schema(output: Path | None) -> None:
       kpipe schema -o .kpipe.schema.json
       # .vscode/settings.json: {"yaml.schemas": {".kpipe.schema.json": "pipelines/*.yaml"}}
     """
-    from kpipe.spec import PipelineFile
+    from kpipe.model.pipeline import PipelineFile
 
     document = PipelineFile.model_json_schema(by_alias=True)
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -153,8 +153,8 @@ def explain(
     Example:
       kpipe explain order-processors pipelines/
     """
-    from kpipe.explain import explain_client
-    from kpipe.project import load_project
+    from kpipe.compilation.explain import explain_client
+    from kpipe.compilation.project import load_project
 
     project = load_project(
         default_paths(paths),

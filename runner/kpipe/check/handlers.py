@@ -5,10 +5,10 @@ Behind a flag because CI that validates pipeline files may not have the applicat
 
 from __future__ import annotations
 
+from kpipe.compilation.project import Inspection, import_paths
 from kpipe.diagnostics import Diagnostic, error
 from kpipe.errors import HandlerError
-from kpipe.handler import load_handler
-from kpipe.project import Inspection, import_paths
+from kpipe.runtime.handler import load_handler
 
 
 def check_handlers(inspection: Inspection) -> list[Diagnostic]:

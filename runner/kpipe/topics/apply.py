@@ -18,10 +18,10 @@ from typing import Any
 
 from rich.console import Console
 
-from kpipe.cluster import ClusterAPI, TopicResult
-from kpipe.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSpec
 from kpipe.errors import ClusterError
-from kpipe.plan import (
+from kpipe.topics.cluster import ClusterAPI, TopicResult
+from kpipe.topics.plan import (
     Change,
     ClusterState,
     CreateTopic,

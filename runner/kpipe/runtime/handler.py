@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kpipe.errors import HandlerError
-from kpipe.serde import key_of, key_text, to_json_bytes
+from kpipe.runtime.serde import key_of, key_text, to_json_bytes
 
 Handler = Callable[[Any, "HandlerContext"], Any]
 

@@ -50,11 +50,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as KafkaProducer
 from pydantic import BaseModel, ValidationError
 
-from kpipe.compiled import ConsumerGroupSettings, ErrorPolicy
-from kpipe.handler import Emitter, Handler, HandlerContext
-from kpipe.producer import LibrdkafkaLog
-from kpipe.serde import describe_validation_error, truncate
-from kpipe.worker_protocol import (
+from kpipe.compilation.compiled import ConsumerGroupSettings, ErrorPolicy
+from kpipe.runtime.handler import Emitter, Handler, HandlerContext
+from kpipe.runtime.producer import LibrdkafkaLog
+from kpipe.runtime.protocol import (
     WORKER_EXIT_CLUSTER,
     WORKER_EXIT_CRASH,
     WORKER_EXIT_HALT,
@@ -62,8 +61,9 @@ from kpipe.worker_protocol import (
     WorkerSpec,
     WorkerStatus,
 )
+from kpipe.runtime.serde import describe_validation_error, truncate
 
-log = logging.getLogger("kpipe.worker")
+log = logging.getLogger("kpipe.runtime.worker")
 
 DEFAULT_POLL_TIMEOUT = 0.1
 DEFAULT_CLUSTER_TIMEOUT = 60.0
@@ -319,7 +319,7 @@ class GroupWorker:
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Consume until stopped; returns a worker exit code (kpipe.worker_protocol)."""
+        """Consume until stopped; returns a worker exit code (kpipe.runtime.protocol)."""
         try:
             self._open()
         except KafkaException as exc:
@@ -887,10 +887,10 @@ def _tps(partitions: Iterable[Any]) -> str:
 
 def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     """Run one consumer-group instance in this (spawned) process until SIGTERM/SIGINT; return its exit code."""
+    from kpipe.compilation.project import load_project
     from kpipe.errors import KpipeError
-    from kpipe.handler import load_handler
     from kpipe.logs import configure_logging
-    from kpipe.project import load_project
+    from kpipe.runtime.handler import load_handler
 
     configure_logging(spec.log_format, context={"group": spec.group, "instance": spec.instance})
     status_put = _status_sender(status_queue)

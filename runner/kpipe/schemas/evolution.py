@@ -4,7 +4,7 @@ The previous project is loaded from REF (a git ref, materialised with `git archi
 previous files) with the same paths and template values, and compared with the current one:
 
 - each schema against its previous version(s) under its compatibility mode (Schema Registry's rules, in
-  `kpipe.schema_compat`); a pydantic-model schema is compared through the JSON Schema pydantic produces;
+  `kpipe.schemas.compat`); a pydantic-model schema is compared through the JSON Schema pydantic produces;
 - each topic's key field (removed, changed, or retyped) and schema (swapped for another).
 """
 
@@ -19,13 +19,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from kpipe.compilation.project import Inspection, inspect_project
 from kpipe.diagnostics import Diagnostic, Position, error, warning
 from kpipe.errors import UsageError
-from kpipe.loader import load_yaml_file
-from kpipe.project import Inspection, inspect_project
-from kpipe.schema_compat import Violation, check_compatibility
-from kpipe.schema_history import GitFailed, git
-from kpipe.spec import SchemaModel
+from kpipe.loading.loader import load_yaml_file
+from kpipe.model.pipeline import SchemaModel
+from kpipe.schemas.compat import Violation, check_compatibility
+from kpipe.schemas.history import GitFailed, git
 
 
 def materialise(against: str, root: Path, stack: ExitStack) -> Path:
@@ -110,7 +110,7 @@ def _history(
     source = inspection.schema_sources.get(name)
     if source is None or Path(against).is_dir():
         return [previous]
-    from kpipe.schema_history import history_documents
+    from kpipe.schemas.history import history_documents
 
     versions = list(history_documents(source, against, Path.cwd()))
     return versions or [previous]

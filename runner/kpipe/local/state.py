@@ -40,7 +40,7 @@ def forget(pid: int) -> None:
 
 def running_bootstrap() -> str | None:
     """The bootstrap address of a running local broker started by kpipe, or None."""
-    from kpipe.local_broker import api_versions_ok
+    from kpipe.local.broker import api_versions_ok
 
     try:
         state = json.loads(state_file().read_text(encoding="utf-8"))

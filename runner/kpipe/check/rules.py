@@ -9,10 +9,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kpipe import librdkafka_properties as props
-from kpipe.assemble import Declared, ProjectSpec
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, warning
-from kpipe.spec import ConsumerGroupSpec, ProducerSpec
+from kpipe.model import librdkafka as props
+from kpipe.model.assemble import Declared, ProjectSpec
+from kpipe.model.pipeline import ConsumerGroupSpec, ProducerSpec
 
 TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_TOPIC_NAME = 249

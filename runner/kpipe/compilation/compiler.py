@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kpipe import librdkafka_properties as props
-from kpipe.assemble import Declared, ProjectSpec
-from kpipe.check import dead_letter_topic
-from kpipe.compiled import (
+from kpipe.check.rules import dead_letter_topic
+from kpipe.compilation.compiled import (
     ClientConfig,
     CommitPolicy,
     ConsumerGroupSettings,
@@ -25,7 +23,9 @@ from kpipe.compiled import (
     Setting,
     TopicSpec,
 )
-from kpipe.spec import ConsumerGroupSpec, ProducerSpec
+from kpipe.model import librdkafka as props
+from kpipe.model.assemble import Declared, ProjectSpec
+from kpipe.model.pipeline import ConsumerGroupSpec, ProducerSpec
 
 # librdkafka's own default fetch.queue.backoff.ms is 1000 ms: when the local queue fills, the consumer stops
 # fetching for a whole second. Measured on the local broker, that one stall cut a 200k-event run from ~426k to

@@ -26,7 +26,7 @@ from confluent_kafka.admin import (
 )
 
 from kpipe.errors import BrokerUnreachable, ClusterError
-from kpipe.plan import ClusterState, ConfigDiff, CreateTopic, LiveTopic
+from kpipe.topics.plan import ClusterState, ConfigDiff, CreateTopic, LiveTopic
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_REQUEST_TIMEOUT_S = 60.0

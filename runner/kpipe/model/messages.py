@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from kpipe import spec
 from kpipe.diagnostics import Diagnostic, did_you_mean, error
-from kpipe.yaml_source import PositionMap
+from kpipe.loading.yaml_source import PositionMap
+from kpipe.model import pipeline as spec
 
 SECTION_NOUN = {
     "topics": "topic",

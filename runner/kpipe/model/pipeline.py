@@ -2,7 +2,7 @@
 
 One file may hold any of the sections; a project is the union of its files. Every model forbids unknown keys so
 a typo is an error (with a did-you-mean), and variants (commit strategies) are a discriminated union so an error
-speaks only of the variant chosen. Rules that span objects or files live in `kpipe.check`.
+speaks only of the variant chosen. Rules that span objects or files live in `kpipe.check.rules`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class ClusterSpec(Strict):
     bootstrap_servers: str = "localhost:9092"
     config: ConfigMap = Field(
         default_factory=dict, description="librdkafka settings applied to every client."
+    )
+    create_missing_topics: bool = Field(
+        default=True,
+        description="`kpipe run` and `kpipe produce` create the declared topics they use if missing.",
     )
 
     @field_validator("bootstrap_servers")
@@ -149,6 +153,11 @@ class OnErrorSpec(Strict):
     backoff_ms: int = Field(default=200, ge=0)
     max_backoff_ms: int = Field(default=30_000, ge=0)
     dead_letter_topic: TopicRef | None = None
+    timeout_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description="A handler call running longer than this is reported as hung (off when unset).",
+    )
 
 
 class ConsumerGroupSpec(Strict):
@@ -160,6 +169,17 @@ class ConsumerGroupSpec(Strict):
     on_error: OnErrorSpec = Field(default_factory=OnErrorSpec)
     max_poll_records: int = Field(
         default=500, ge=1, le=100_000, description="Messages fetched per consume() call."
+    )
+    concurrency: int = Field(
+        default=1, ge=1, le=10_000, description="Events handled at once per instance (1: one at a time)."
+    )
+    ordering: Literal["key", "partition", "none"] = Field(
+        default="key",
+        description="What stays in order when concurrency > 1: per key, per partition, or nothing.",
+    )
+    emits: list[TopicRef] = Field(
+        default_factory=list,
+        description="Topics the handler may send to with ctx.emit (validated by their schema).",
     )
     client_id: str | None = None
     config: ConfigMap = Field(default_factory=dict)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from kpipe.compiled import ClientConfig
+from kpipe.compilation.compiled import ClientConfig
+from kpipe.compilation.project import Project
 from kpipe.diagnostics import did_you_mean
 from kpipe.errors import UsageError
-from kpipe.project import Project
 
 REDACTED = "*****"
 

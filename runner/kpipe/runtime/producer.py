@@ -25,13 +25,13 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _KafkaProducer
 from pydantic import BaseModel, ValidationError
 
-from kpipe.compiled import ProducerSettings
+from kpipe.compilation.compiled import ProducerSettings
 from kpipe.errors import BrokerUnreachable, ClusterError
-from kpipe.serde import EventInvalid, describe_validation_error, key_of, key_text, to_json_bytes
+from kpipe.runtime.serde import EventInvalid, describe_validation_error, key_of, key_text, to_json_bytes
 
 __all__ = ["DeliveryError", "DeliverySummary", "EventInvalid", "Producer"]
 
-log = logging.getLogger("kpipe.producer")
+log = logging.getLogger("kpipe.runtime.producer")
 
 # Serve delivery callbacks every this many sends (librdkafka queues reports until poll()).
 POLL_EVERY = 1000

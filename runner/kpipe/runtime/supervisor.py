@@ -1,7 +1,7 @@
 """The supervisor behind `kpipe run`: one spawned process per consumer-group instance, kept alive.
 
 It starts every worker, waits on the process sentinels (no polling), and when a worker dies says why (its exit
-code's meaning, or the signal that killed it) and decides what to do from the code (kpipe.worker_protocol):
+code's meaning, or the signal that killed it) and decides what to do from the code (kpipe.runtime.protocol):
 
     0   stopped on request        not restarted
     78  HALT                      not restarted; a group whose workers all halted has failed
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from kpipe.worker_protocol import (
+from kpipe.runtime.protocol import (
     WORKER_EXIT_CLUSTER,
     WORKER_EXIT_CRASH,
     WORKER_EXIT_HALT,
@@ -44,9 +44,9 @@ from kpipe.worker_protocol import (
     WorkerStatus,
 )
 
-log = logging.getLogger("kpipe.supervisor")
+log = logging.getLogger("kpipe.runtime.supervisor")
 
-DEFAULT_TARGET = "kpipe.worker:worker_main"
+DEFAULT_TARGET = "kpipe.runtime.worker:worker_main"
 WorkerTarget = Callable[[WorkerSpec, Any], int | None]
 
 _EXIT_MEANINGS = {
@@ -140,7 +140,7 @@ class Supervisor:
     ):
         """target: called in each worker process as target(spec, status_channel) and returning its exit code;
         a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
-        in the worker. Default: kpipe.worker:worker_main (so the supervisor never imports confluent_kafka).
+        in the worker. Default: kpipe.runtime.worker:worker_main (so the supervisor never imports confluent_kafka).
         restart_backoff: (initial delay, factor, maximum) in seconds.
         crash_loop: (restarts, window in seconds): a worker that dies again after that many restarts within
         the window is given up on.

@@ -13,10 +13,10 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from kpipe import spec
 from kpipe.diagnostics import Diagnostic, Position, error
-from kpipe.loader import SourceDocument
-from kpipe.spec_errors import translate
+from kpipe.loading.loader import SourceDocument
+from kpipe.model import pipeline as spec
+from kpipe.model.messages import translate
 
 T = TypeVar("T")
 

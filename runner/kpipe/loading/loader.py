@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from kpipe.diagnostics import Diagnostic, Position, error
-from kpipe.templating import render
-from kpipe.yaml_source import PositionMap, parse_yaml
+from kpipe.loading.templating import render
+from kpipe.loading.yaml_source import PositionMap, parse_yaml
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
 # A pipeline file bigger than this is almost certainly a mistake (a data dump passed by accident).

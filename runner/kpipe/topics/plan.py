@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kpipe.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSpec
 from kpipe.errors import UnsafePlanRefused
 
 

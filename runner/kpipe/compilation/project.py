@@ -16,19 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kpipe import compile as compiler
-from kpipe.assemble import ProjectSpec, assemble
-from kpipe.check import SchemaFields, check_project
-from kpipe.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
+from kpipe.check.rules import SchemaFields, check_project
+from kpipe.compilation import compiler
+from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, UsageError
-from kpipe.loader import load_documents, load_yaml_file
-from kpipe.spec import SchemaFile, SchemaModel
+from kpipe.loading.loader import load_documents, load_yaml_file
+from kpipe.model.assemble import ProjectSpec, assemble
+from kpipe.model.pipeline import SchemaFile, SchemaModel
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from kpipe.producer import Producer
+    from kpipe.runtime.producer import Producer
 
 
 @dataclass
@@ -70,7 +70,7 @@ def resolve_schemas(
     spec: ProjectSpec,
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
     """Read and compile each schema (JSON Schema file or pydantic model by import path)."""
-    from kpipe.schema_compiler import SchemaModelImportError, compile_schema, import_model
+    from kpipe.schemas.compiler import SchemaModelImportError, compile_schema, import_model
 
     models: dict[str, type[BaseModel] | None] = {}
     sources: dict[str, Path] = {}
@@ -151,7 +151,7 @@ class Project:
         if wanted == "local":  # in the files, or `-b local` for any project
             if not self._resolve_local:
                 return self._bootstrap_override
-            from kpipe.local_cluster import resolve_local
+            from kpipe.local.state import resolve_local
 
             self._bootstrap_override = resolve_local()
             return self._bootstrap_override
@@ -225,7 +225,7 @@ class Project:
         return self.schema_model(declared.spec.schema_)
 
     def producer(self, name: str, **kwargs: Any) -> Producer:
-        from kpipe.producer import Producer
+        from kpipe.runtime.producer import Producer
 
         settings = self.producer_settings(name)
         model = self.schema_model(settings.schema_name) if settings.schema_name else None

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kpipe.project import Project
-from kpipe.supervisor import Supervisor, WorkerView
-from kpipe.worker_protocol import WorkerSpec
-from kpipe.worker_protocol import worker_specs as make_worker_specs
+from kpipe.compilation.project import Project
+from kpipe.runtime.protocol import WorkerSpec
+from kpipe.runtime.protocol import worker_specs as make_worker_specs
+from kpipe.runtime.supervisor import Supervisor, WorkerView
 
 log = logging.getLogger("kpipe.dev")
 

@@ -160,7 +160,9 @@ class Emitter:
         # kpipe Producers handlers emitted through, with their failure count before: settled before commits.
         self._external: dict[int, tuple[Any, int]] = {}
 
-    def emit(self, target: Any, event: Any, key: Any, headers: Any) -> None:
+    def emit(self, target: Any, event: Any, key: Any, headers: Any, on_delivery: Any = None) -> None:
+        """Send an event. With `on_delivery(err, msg)` the caller tracks this delivery itself (concurrent
+        workers track each event's emits); otherwise it counts towards `unsettled`/`failures`."""
         if not isinstance(target, str):
             # A kpipe Producer: it validates against its own schema and counts its own deliveries; the worker
             # waits for them (settle_external) before committing, as for events emitted by topic name.
@@ -178,11 +180,14 @@ class Emitter:
         value = to_json_bytes(event)
         while True:
             try:
-                self._producer.produce(target, value, key, headers=headers, on_delivery=self._on_delivery)
+                self._producer.produce(
+                    target, value, key, headers=headers, on_delivery=on_delivery or self._on_delivery
+                )
                 break
             except BufferError:
                 self._producer.poll(0.1)
-        self.unsettled = True
+        if on_delivery is None:
+            self.unsettled = True
         self.emitted += 1
 
     def settle_external(self, timeout: float) -> None:

@@ -15,6 +15,7 @@ from kpipe.diagnostics import Position
 
 CommitStrategy = Literal["auto", "per_message", "batch"]
 ErrorAction = Literal["dead_letter", "stop", "skip"]
+Ordering = Literal["key", "partition", "none"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,6 @@ class ConsumerGroupSettings:
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500
     position: Position | None = None
+    # Events handled at once per instance (1: the sequential worker) and what stays in order among them.
+    concurrency: int = 1
+    ordering: Ordering = "key"

@@ -47,6 +47,11 @@ class WorkerStatus:
     assigned: tuple[tuple[str, int], ...] = field(default=())
     state: str = "starting"  # starting | running | stopping | stopped | failed
     error: str | None = None
+    # Concurrent workers (concurrency > 1): events being handled, events buffered and not started yet, and
+    # per partition the lowest offset not finished yet, as (topic, partition, offset).
+    in_flight: int = 0
+    queued: int = 0
+    oldest_unfinished: tuple[tuple[str, int, int], ...] = field(default=())
 
 
 def worker_specs(

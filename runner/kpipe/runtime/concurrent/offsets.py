@@ -65,6 +65,11 @@ class PartitionOffsets:
         return self._next
 
     @property
+    def next_offset(self) -> int | None:
+        """The highest tracked offset + 1 (None: nothing tracked yet)."""
+        return self._next
+
+    @property
     def oldest_unfinished(self) -> int | None:
         return self._pending[0] if self._pending else None
 
@@ -110,6 +115,11 @@ class OffsetTracker:
             part = self._partitions[tp]
         part.track(offset)
         return part.epoch
+
+    def seen(self, tp: TP, offset: int) -> bool:
+        """True when this partition already tracked `offset` or a later one in this epoch (a redelivery)."""
+        part = self._partitions.get(tp)
+        return part is not None and part.next_offset is not None and offset < part.next_offset
 
     def finish(self, tp: TP, offset: int, epoch: int) -> bool:
         """Mark an event finished; False (and nothing changes) when its partition was revoked since."""

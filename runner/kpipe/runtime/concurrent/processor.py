@@ -38,7 +38,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from pydantic import BaseModel, ValidationError
 
 from kpipe.compilation.compiled import ConsumerGroupSettings
-from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, make_executor
+from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, is_async_handler, make_executor
 from kpipe.runtime.concurrent.offsets import OffsetTracker
 from kpipe.runtime.concurrent.scheduler import PAUSE, RESUME, KeyScheduler, Work
 from kpipe.runtime.handler import Handler
@@ -537,3 +537,11 @@ class ConcurrentGroupWorker(GroupWorker):
             queued=self._scheduler.queued,
             oldest_unfinished=tuple(sorted((t, p, o) for (t, p), o in oldest.items())),
         )
+
+
+def worker_class(settings: ConsumerGroupSettings, handler: Any) -> type[GroupWorker]:
+    """The sequential worker for `concurrency: 1` and a plain function (today's exact path and speed); the
+    concurrent one otherwise. An `async def` handler needs the event loop, so it is concurrent even at 1."""
+    if settings.concurrency > 1 or is_async_handler(handler):
+        return ConcurrentGroupWorker
+    return GroupWorker

@@ -86,6 +86,8 @@ class ErrorPolicy:
     backoff_ms: int = 200
     max_backoff_ms: int = 30_000
     dead_letter_topic: str | None = None
+    # A handler call running longer is a failure (async handlers are cancelled); None: no limit.
+    timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ class ConcurrentGroupWorker(GroupWorker):
             settings.concurrency, buffer_capacity(settings.concurrency, settings.max_poll_records),
             settings.ordering,
         )  # fmt: skip
-        timeout_ms = getattr(settings.on_error, "timeout_ms", None)
+        timeout_ms = settings.on_error.timeout_ms
         self._handler_timeout = timeout_ms / 1000.0 if timeout_ms else None
         self._executor: Any = None
         # (due, seq, work) of failed events waiting for their retry.

@@ -664,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
+    if args.cases.strip() == "concurrency":
+        args.runs = args.concurrency_runs  # the only figures: say their run count in the results' header
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(cases) - set(ALL_CASES)
     if unknown:

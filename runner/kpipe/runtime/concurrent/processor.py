@@ -105,6 +105,9 @@ class ConcurrentGroupWorker(GroupWorker):
         self._finished_since_commit = 0
         self._flow_paused: list[TopicPartition] = []
         self._drained = False
+        # Sync handlers cannot be cancelled: with a timeout, the calls running over it are reported.
+        self._slow: dict[int, tuple[float, Work]] = {}
+        self._watch_slow = False
 
     # -- set-up -------------------------------------------------------------------------------------------------
 
@@ -121,6 +124,7 @@ class ConcurrentGroupWorker(GroupWorker):
             "async handler on one event loop" if isinstance(self._executor, EventLoop)
             else f"sync handler on up to {self.concurrency} threads",
         )  # fmt: skip
+        self._watch_slow = self._handler_timeout is not None and not isinstance(self._executor, EventLoop)
 
     # -- the loop -------------------------------------------------------------------------------------------------
 
@@ -207,6 +211,9 @@ class ConcurrentGroupWorker(GroupWorker):
                     continue
             work.state = _RUNNING
             ready.append(work)
+        if self._watch_slow:
+            now = time.monotonic()
+            self._slow.update((w.seq, (now, w)) for w in ready)
         self._executor.submit(ready)
 
     # -- completions ------------------------------------------------------------------------------------------------
@@ -227,6 +234,8 @@ class ConcurrentGroupWorker(GroupWorker):
 
     def _complete(self, kind: int, work: Work, error: Any) -> None:
         if kind == DONE:
+            if self._watch_slow:
+                self._slow.pop(work.seq, None)
             if work.state is _GIVEN_UP:
                 return
             if error is None:
@@ -240,8 +249,9 @@ class ConcurrentGroupWorker(GroupWorker):
             work.acks += 1
             if error is not None:
                 reason = f"events emitted by the handler were not delivered: {error.name()}: {error.str()}"
-                self._halt(WORKER_EXIT_CLUSTER, reason)
                 log.error("%s; %s stays uncommitted", reason, work)
+                self._give_up(work)
+                self._halt(WORKER_EXIT_CLUSTER, reason)
                 return
             if work.state is _HANDLED and work.acks >= work.emits:
                 self._finish(work)
@@ -314,6 +324,8 @@ class ConcurrentGroupWorker(GroupWorker):
                 continue
             work.state = _RUNNING
             again.append(work)
+            if self._watch_slow:
+                self._slow[work.seq] = (now, work)
         if again:
             self._executor.submit(again)
 
@@ -526,6 +538,19 @@ class ConcurrentGroupWorker(GroupWorker):
         finally:
             if self._executor is not None:
                 self._executor.close(1.0)
+
+    def _housekeeping(self, now: float) -> None:
+        super()._housekeeping(now)
+        if self._slow:
+            limit = self._handler_timeout or 0.0
+            for seq, (started, work) in list(self._slow.items()):
+                if now - started > limit:
+                    del self._slow[seq]  # reported once per call
+                    log.warning(
+                        "handler for %s has run for over %g ms (on_error.timeout_ms); a sync handler cannot "
+                        "be cancelled: the events of its key wait, and it is not committed until it returns",
+                        work, limit * 1000,
+                    )  # fmt: skip
 
     # -- status -------------------------------------------------------------------------------------------------
 

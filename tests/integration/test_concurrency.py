@@ -1,0 +1,385 @@
+"""Concurrent consumer groups (concurrency > 1) on a real broker: per-key order, at-least-once through
+out-of-order completions, failures of one key, rebalances, SIGKILL, sync and async handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from handlers_for_tests import Event, group_settings, read_records, run_concurrent_worker
+
+from helpers import wait_for
+from kpipe.runtime.concurrent.processor import ConcurrentGroupWorker, worker_class
+from kpipe.runtime.protocol import WORKER_EXIT_OK
+from kpipe.runtime.worker import GroupWorker
+
+SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
+
+
+@pytest.fixture
+def admin(kafka_bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture
+def make_topics(admin: AdminClient) -> Iterator[Callable[..., None]]:
+    created: list[str] = []
+
+    def make(*names: str, partitions: int = 1) -> None:
+        for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+            future.result(10)
+        created.extend(names)
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created).values():
+            future.exception(10)
+
+
+def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for event in events:
+        producer.produce(topic, json.dumps(event).encode(), event["key"])
+    assert producer.flush(10) == 0
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset for tp in tps]
+    finally:
+        consumer.close()
+
+
+class Running:
+    """A worker in a thread."""
+
+    def __init__(self, worker: GroupWorker):
+        self.worker = worker
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.code = self.worker.run()
+
+    def stop(self, timeout: float = 30) -> int | None:
+        self.worker.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not stop"
+        return self.code
+
+
+class Journal:
+    """Start and end of every handler call, from many threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, int, int, float, float]] = []  # key, partition, offset, start, end
+
+    def add(self, key: str, partition: int, offset: int, start: float, end: float) -> None:
+        with self.lock:
+            self.calls.append((key, partition, offset, start, end))
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def handled(self) -> set[tuple[int, int]]:
+        with self.lock:
+            return {(p, o) for _k, p, o, _s, _e in self.calls}
+
+
+def concurrent_settings(bootstrap: str, group: str, topic: str, concurrency: int, **kwargs: Any) -> Any:
+    client = kwargs.pop("client", None) or SINGLE_MEMBER
+    settings = group_settings(bootstrap, group, (topic,), client={"fetch.wait.max.ms": 50,
+                              "fetch.queue.backoff.ms": 10, **client}, **kwargs)  # fmt: skip
+    return dataclasses.replace(settings, concurrency=concurrency, ordering=kwargs.get("ordering", "key"))
+
+
+def test_worker_class_keeps_the_sequential_path_for_concurrency_1() -> None:
+    settings = group_settings("localhost:1", "g", ("t",))
+
+    def sync(event: Any, ctx: Any) -> None: ...
+
+    async def coro(event: Any, ctx: Any) -> None: ...
+
+    assert worker_class(settings, sync) is GroupWorker
+    assert worker_class(settings, coro) is ConcurrentGroupWorker  # async needs the event loop
+    assert worker_class(dataclasses.replace(settings, concurrency=4), sync) is ConcurrentGroupWorker
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_per_key_order_holds_under_concurrency_64_with_random_latency(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None], mode: str
+) -> None:
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic, partitions=3)
+    n, keys = 1500, 40
+    produce(kafka_bootstrap, topic, [{"key": f"k{i % keys}", "n": i} for i in range(n)])
+    journal = Journal()
+    active: dict[str, int] = defaultdict(int)
+    overlaps: list[str] = []
+    rng = random.Random(7)
+
+    def enter(ctx: Any) -> float:
+        with journal.lock:
+            active[ctx.key] += 1
+            if active[ctx.key] > 1:
+                overlaps.append(ctx.key)
+        return time.monotonic()
+
+    def leave(ctx: Any, start: float) -> None:
+        end = time.monotonic()
+        with journal.lock:
+            active[ctx.key] -= 1
+        journal.add(ctx.key, ctx.partition, ctx.offset, start, end)
+
+    def handle(event: Event, ctx: Any) -> None:
+        start = enter(ctx)
+        time.sleep(rng.random() * 0.01)
+        leave(ctx, start)
+
+    async def handle_async(event: Event, ctx: Any) -> None:
+        start = enter(ctx)
+        await asyncio.sleep(rng.random() * 0.01)
+        leave(ctx, start)
+
+    settings = concurrent_settings(kafka_bootstrap, group, topic, 64, strategy="batch", batch_size=50)
+    peak = [0]
+    run = Running(
+        ConcurrentGroupWorker(settings, {topic: Event}, handle_async if mode == "async" else handle)
+    )
+    try:
+
+        def progress() -> bool:
+            peak[0] = max(peak[0], run.worker.status().in_flight)
+            return len(journal) >= n
+
+        wait_for(progress, 60, interval=0.01, message=lambda: f"handled {len(journal)} of {n}")
+    finally:
+        assert run.stop() == WORKER_EXIT_OK
+    assert overlaps == []
+    by_key: dict[tuple[int, str], list[tuple[int, float, float]]] = defaultdict(list)
+    for key, partition, offset, start, end in journal.calls:
+        by_key[(partition, key)].append((offset, start, end))
+    for calls in by_key.values():
+        calls.sort()
+        for (_o1, s1, e1), (_o2, s2, _e2) in zip(calls, calls[1:], strict=False):
+            assert s1 < s2 and e1 <= s2, "a key's events overlapped or ran out of offset order"
+    assert len(journal.handled()) == n
+    assert peak[0] > 8, f"at most {peak[0]} events ran at once: not concurrent"
+    assert sum(committed(kafka_bootstrap, group, topic, 3)) == n
+
+
+@pytest.mark.parametrize("strategy", ["per_message", "batch", "auto"])
+def test_committed_offsets_never_pass_an_unfinished_event(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None], strategy: str
+) -> None:
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic)
+    produce(kafka_bootstrap, topic, [{"key": f"k{i}", "n": i} for i in range(60)])
+    release = threading.Event()
+    done: list[int] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        if event.n == 7:
+            release.wait(30)
+        done.append(ctx.offset)
+
+    settings = concurrent_settings(kafka_bootstrap, group, topic, 16, strategy=strategy, batch_size=5,
+                                   interval_ms=100 if strategy == "auto" else 60_000)  # fmt: skip
+    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    try:
+        wait_for(lambda: len(done) == 59, 20, message=lambda: f"handled {len(done)}")
+        # Everything but offset 7 finished; the commit stops right at it, whatever the strategy.
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [7], 10,
+                 message=lambda: f"committed {committed(kafka_bootstrap, group, topic, 1)}")  # fmt: skip
+        assert run.worker.status().oldest_unfinished == ((topic, 0, 7),)
+        release.set()
+        wait_for(lambda: len(done) == 60, 10)
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [60], 10)
+    finally:
+        release.set()
+        assert run.stop() == WORKER_EXIT_OK
+
+
+def test_a_poison_event_of_one_key_does_not_slow_other_keys(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None]
+) -> None:
+    topic, group = unique_name("orders"), unique_name("g")
+    dlq = topic + ".dlq"
+    make_topics(topic)
+    make_topics(dlq)
+    events = [{"key": f"k{i % 20}", "n": i} for i in range(400)]
+    events.insert(5, {"key": "poison", "n": -1})
+    events.insert(6, {"key": "poison", "n": -2})  # same key, after the poison: must wait for it
+    produce(kafka_bootstrap, topic, events)
+    finished: dict[int, float] = {}
+    attempts: list[float] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        if event.n == -1:
+            attempts.append(time.monotonic())
+            raise ValueError("poison")
+        time.sleep(0.002)
+        finished[event.n] = time.monotonic()
+
+    # 4 retries with 400 ms backoff: the poison key is blocked for about 1.6 s.
+    settings = concurrent_settings(kafka_bootstrap, group, topic, 8, retries=4, backoff_ms=400,
+                                   max_backoff_ms=400, dead_letter_topic=dlq)  # fmt: skip
+    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    try:
+        wait_for(lambda: len(finished) == 401 and run.worker.dead_lettered == 1, 30,
+                 message=lambda: f"finished {len(finished)}, dead-lettered {run.worker.dead_lettered}")  # fmt: skip
+    finally:
+        assert run.stop() == WORKER_EXIT_OK
+    assert len(attempts) == 5
+    others = [t for n, t in finished.items() if n >= 0]
+    # Every other key finished while the poison event was still being retried.
+    assert max(others) < attempts[-1], "other keys waited for the poison event"
+    # The poison key's next event ran only after the poison event was disposed of.
+    assert finished[-2] > attempts[-1]
+    assert committed(kafka_bootstrap, group, topic, 1) == [402]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_emit_from_sync_and_async_handlers_is_delivered_before_the_commit(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None], mode: str
+) -> None:
+    topic, out, group = unique_name("orders"), unique_name("out"), unique_name("g")
+    make_topics(topic, out)
+    produce(kafka_bootstrap, topic, [{"key": f"k{i % 7}", "n": i} for i in range(200)])
+    handled: list[int] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        ctx.emit(out, {"key": event.key, "n": event.n * 10})
+        handled.append(event.n)
+
+    async def handle_async(event: Event, ctx: Any) -> None:
+        await asyncio.sleep(0.001)
+        handle(event, ctx)
+
+    settings = concurrent_settings(kafka_bootstrap, group, topic, 16, strategy="per_message")
+    run = Running(
+        ConcurrentGroupWorker(settings, {topic: Event}, handle_async if mode == "async" else handle)
+    )
+    try:
+        wait_for(lambda: len(handled) == 200, 20)
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [200], 10)
+    finally:
+        assert run.stop() == WORKER_EXIT_OK
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name("r"),
+                       "auto.offset.reset": "earliest"})  # fmt: skip
+    reader.subscribe([out])
+    got: list[int] = []
+    try:
+        wait_for(lambda: got.extend(json.loads(m.value())["n"] for m in reader.consume(500, 0.2)
+                                    if not m.error()) or len(got) >= 200, 20)  # fmt: skip
+    finally:
+        reader.close()
+    assert sorted(got) == [n * 10 for n in range(200)]
+
+
+def test_async_handler_over_its_timeout_is_cancelled_and_dead_lettered(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None]
+) -> None:
+    topic, group = unique_name("orders"), unique_name("g")
+    dlq = topic + ".dlq"
+    make_topics(topic, dlq)
+    produce(kafka_bootstrap, topic, [{"key": f"k{i}", "n": i} for i in range(10)])
+    handled: list[int] = []
+
+    async def handle(event: Event, ctx: Any) -> None:
+        if event.n == 3:
+            await asyncio.sleep(30)
+        handled.append(event.n)
+
+    settings = concurrent_settings(kafka_bootstrap, group, topic, 4, retries=0, dead_letter_topic=dlq)
+    settings = dataclasses.replace(settings, on_error=dataclasses.replace(settings.on_error, timeout_ms=200))
+    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    try:
+        wait_for(lambda: len(handled) == 9 and run.worker.dead_lettered == 1, 15)
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [10], 10)
+    finally:
+        assert run.stop() == WORKER_EXIT_OK
+
+
+def test_a_rebalance_during_a_full_in_flight_window_loses_nothing(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None],
+    fast_group_config: dict,
+) -> None:  # fmt: skip
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic, partitions=4)
+    n = 1200
+    produce(kafka_bootstrap, topic, [{"key": f"k{i % 100}", "n": i} for i in range(n)])
+    journal = Journal()
+
+    def handle(event: Event, ctx: Any) -> None:
+        start = time.monotonic()
+        time.sleep(0.05)
+        journal.add(ctx.key, ctx.partition, ctx.offset, start, time.monotonic())
+
+    def settings() -> Any:
+        return concurrent_settings(kafka_bootstrap, group, topic, 32, strategy="batch", batch_size=20,
+                                   client=fast_group_config)  # fmt: skip
+
+    first = Running(ConcurrentGroupWorker(settings(), {topic: Event}, handle))
+    second = None
+    try:
+        # The first member has a full window in flight (32 events of 50 ms) when the second joins.
+        wait_for(lambda: first.worker.status().in_flight == 32 and len(journal) > 50, 30)
+        second = Running(ConcurrentGroupWorker(settings(), {topic: Event}, handle))
+        wait_for(lambda: len(second.worker.assigned) > 0, 30, message="the second member got no partitions")
+        wait_for(lambda: len(journal.handled()) == n, 60,
+                 message=lambda: f"handled {len(journal.handled())} of {n}")  # fmt: skip
+    finally:
+        assert first.stop() == WORKER_EXIT_OK
+        if second is not None:
+            assert second.stop() == WORKER_EXIT_OK
+    assert sum(committed(kafka_bootstrap, group, topic, 4)) == n
+
+
+def test_sigkill_mid_run_loses_nothing_and_sigterm_finishes_in_flight(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None], tmp_path: Any
+) -> None:
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic, partitions=3)
+    n = 900
+    produce(kafka_bootstrap, topic, [{"key": f"k{i % 50}", "n": i} for i in range(n)])
+    record = str(tmp_path / "handled.txt")
+    ctx = multiprocessing.get_context("spawn")
+    args = (kafka_bootstrap, group, topic, record, "0.05")
+    victim = ctx.Process(target=run_concurrent_worker, args=args)
+    victim.start()
+    try:
+        wait_for(lambda: len(read_records(record)) > 200, 60, message="the worker handled nothing")
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(10)
+    before = len(read_records(record))
+    assert before < n
+    survivor = ctx.Process(target=run_concurrent_worker, args=args)
+    survivor.start()
+    try:
+        wait_for(lambda: len({n_ for _k, n_, _p, _o in read_records(record)}) == n, 90,
+                 message=lambda: f"{len({x[1] for x in read_records(record)})} of {n} handled")  # fmt: skip
+    finally:
+        os.kill(survivor.pid, signal.SIGTERM)
+        survivor.join(30)
+    assert survivor.exitcode == WORKER_EXIT_OK
+    assert {n_ for _k, n_, _p, _o in read_records(record)} == set(range(n))
+    assert sum(committed(kafka_bootstrap, group, topic, 3)) == n

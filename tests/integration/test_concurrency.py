@@ -65,6 +65,19 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[i
         consumer.close()
 
 
+def read_all(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> list[Any]:
+    """`count` messages of partition 0, read by assignment (no group join)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    got: list[Any] = []
+    try:
+        wait_for(lambda: got.extend(m for m in consumer.consume(500, 0.2) if not m.error()) or len(got) >= count,
+                 timeout, message=lambda: f"{len(got)} of {count} messages in '{topic}'")  # fmt: skip
+    finally:
+        consumer.close()
+    return got
+
+
 class Running:
     """A worker in a thread."""
 
@@ -282,15 +295,7 @@ def test_emit_from_sync_and_async_handlers_is_delivered_before_the_commit(
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [200], 10)
     finally:
         assert run.stop() == WORKER_EXIT_OK
-    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": unique_name("r"),
-                       "auto.offset.reset": "earliest"})  # fmt: skip
-    reader.subscribe([out])
-    got: list[int] = []
-    try:
-        wait_for(lambda: got.extend(json.loads(m.value())["n"] for m in reader.consume(500, 0.2)
-                                    if not m.error()) or len(got) >= 200, 20)  # fmt: skip
-    finally:
-        reader.close()
+    got = [json.loads(m.value())["n"] for m in read_all(kafka_bootstrap, out, 200)]
     assert sorted(got) == [n * 10 for n in range(200)]
 
 
@@ -320,7 +325,7 @@ def test_async_handler_over_its_timeout_is_cancelled_and_dead_lettered(
 
 def test_a_rebalance_during_a_full_in_flight_window_loses_nothing(
     kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None],
-    fast_group_config: dict,
+    fast_group_config: dict, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     topic, group = unique_name("orders"), unique_name("g")
     make_topics(topic, partitions=4)
@@ -330,17 +335,19 @@ def test_a_rebalance_during_a_full_in_flight_window_loses_nothing(
 
     def handle(event: Event, ctx: Any) -> None:
         start = time.monotonic()
-        time.sleep(0.05)
+        time.sleep(0.15)
         journal.add(ctx.key, ctx.partition, ctx.offset, start, time.monotonic())
 
     def settings() -> Any:
         return concurrent_settings(kafka_bootstrap, group, topic, 32, strategy="batch", batch_size=20,
                                    client=fast_group_config)  # fmt: skip
 
+    caplog.set_level("INFO", logger="kpipe.runtime.worker")
     first = Running(ConcurrentGroupWorker(settings(), {topic: Event}, handle))
     second = None
     try:
-        # The first member has a full window in flight (32 events of 50 ms) when the second joins.
+        # The first member has a full window in flight (32 events of 150 ms; ~210/s, so ~6 s of work) when
+        # the second one joins.
         wait_for(lambda: first.worker.status().in_flight == 32 and len(journal) > 50, 30)
         second = Running(ConcurrentGroupWorker(settings(), {topic: Event}, handle))
         wait_for(lambda: len(second.worker.assigned) > 0, 30, message="the second member got no partitions")
@@ -350,6 +357,9 @@ def test_a_rebalance_during_a_full_in_flight_window_loses_nothing(
         assert first.stop() == WORKER_EXIT_OK
         if second is not None:
             assert second.stop() == WORKER_EXIT_OK
+    waited = [r.getMessage() for r in caplog.records if r.getMessage().startswith("revoking ")]
+    assert waited, "the revocation found no events in flight: the test did not test a full window"
+    assert second.worker.handled > 0
     assert sum(committed(kafka_bootstrap, group, topic, 4)) == n
 
 

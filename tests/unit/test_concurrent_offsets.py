@@ -41,9 +41,9 @@ def test_in_order_completion_commits_past_the_last_finished() -> None:
 def test_finished_events_above_an_unfinished_one_wait() -> None:
     tracker, epoch = tracked(10, 11, 12, 13)
     for offset in (13, 11, 12):
-        tracker.finish(TP, offset, epoch)
+        assert tracker.finish(TP, offset, epoch) == 0  # nothing became committable
         assert tracker.committable(TP) == 10  # 10 is still running
-    tracker.finish(TP, 10, epoch)
+    assert tracker.finish(TP, 10, epoch) == 4  # 10..13 at once
     assert tracker.committable(TP) == 14
 
 
@@ -99,14 +99,14 @@ def test_revocation_drops_the_partition_and_stale_completions_change_nothing() -
     tracker, old = tracked(0, 1)
     tracker.revoke([TP])
     assert TP not in tracker
-    assert tracker.finish(TP, 0, old) is False
+    assert tracker.finish(TP, 0, old) is None
     # Assigned again: a new epoch; the old event's completion must not count in it.
     tracker.assign([TP])
     new = tracker.track(TP, 0)
     assert new != old
-    assert tracker.finish(TP, 0, old) is False
+    assert tracker.finish(TP, 0, old) is None
     assert tracker.committable(TP) == 0
-    assert tracker.finish(TP, 0, new) is True
+    assert tracker.finish(TP, 0, new) == 1
     assert tracker.committable(TP) == 1
 
 
@@ -152,7 +152,7 @@ def test_random_completion_order_never_commits_past_an_unfinished_event(seed: in
             pending.append(offset)
         else:
             offset = pending.pop(rng.randrange(len(pending)))
-            assert tracker.finish(TP, offset, epoch)
+            assert tracker.finish(TP, offset, epoch) is not None
             unfinished.discard(offset)
         commit = tracker.committable(TP)
         assert commit is not None

@@ -48,14 +48,18 @@ class PartitionOffsets:
         self._unfinished.add(offset)
         self._next = offset + 1
 
-    def finish(self, offset: int) -> None:
+    def finish(self, offset: int) -> int:
+        """Mark an offset finished; returns how many events this moved below the committable offset."""
         unfinished = self._unfinished
         if offset not in unfinished:
             raise ValueError(f"offset {offset} is not in flight")
         unfinished.remove(offset)
         pending = self._pending
+        moved = 0
         while pending and pending[0] not in unfinished:
             pending.popleft()
+            moved += 1
+        return moved
 
     @property
     def committable(self) -> int | None:
@@ -121,13 +125,13 @@ class OffsetTracker:
         part = self._partitions.get(tp)
         return part is not None and part.next_offset is not None and offset < part.next_offset
 
-    def finish(self, tp: TP, offset: int, epoch: int) -> bool:
-        """Mark an event finished; False (and nothing changes) when its partition was revoked since."""
+    def finish(self, tp: TP, offset: int, epoch: int) -> int | None:
+        """Mark an event finished; returns how many events became committable by it (0: it finished above an
+        unfinished one), or None (and nothing changes) when its partition was revoked since."""
         part = self._partitions.get(tp)
         if part is None or part.epoch != epoch:
-            return False
-        part.finish(offset)
-        return True
+            return None
+        return part.finish(offset)
 
     def is_current(self, tp: TP, epoch: int) -> bool:
         part = self._partitions.get(tp)

@@ -15,7 +15,8 @@ set-up, status, the watchdog, cluster loss, shutdown) is shared. One loop on the
     commit    the contiguous finished prefix per partition (OffsetTracker), under the group's strategy:
                 auto         store the prefix offsets; librdkafka commits them every interval_ms
                 per_message  a synchronous commit whenever the prefix moved (coalesced per loop turn)
-                batch        a synchronous commit after batch_size finished events or interval_ms
+                batch        a synchronous commit once batch_size more events became committable, or
+                             after interval_ms
 
 Revocation waits (bounded) for the revoked partitions' events in flight, commits their prefix and forgets
 them; their queued events are dropped (the new owner reads them from the committed offset). Lost partitions
@@ -102,7 +103,7 @@ class ConcurrentGroupWorker(GroupWorker):
         self._timers: list[tuple[float, int, Work]] = []
         # Events started and not yet finished or given up, per partition.
         self._running: dict[tuple[str, int], int] = {}
-        self._finished_since_commit = 0
+        self._committable_since_commit = 0
         self._flow_paused: list[TopicPartition] = []
         self._drained = False
         # Sync handlers cannot be cancelled: with a timeout, the calls running over it are reported.
@@ -274,8 +275,8 @@ class ConcurrentGroupWorker(GroupWorker):
         """The event is processed: its offset may become committable."""
         work.state = _GIVEN_UP  # any later report about it is ignored
         self._release(work)
-        if self._tracker.finish(work.tp, work.offset, work.epoch):
-            self._finished_since_commit += 1
+        # Progress for the commit strategies is what became committable, not what finished above a gap.
+        self._committable_since_commit += self._tracker.finish(work.tp, work.offset, work.epoch) or 0
 
     def _give_up(self, work: Work) -> None:
         """Stop caring about an event without finishing it (revoked, stopping): it stays uncommitted."""
@@ -395,12 +396,12 @@ class ConcurrentGroupWorker(GroupWorker):
     # -- committing ---------------------------------------------------------------------------------------------
 
     def _commit_progress(self) -> None:
-        if not self._finished_since_commit:
+        if not self._committable_since_commit:
             return
         strategy = self._strategy
         if strategy == "batch":
             if (
-                self._finished_since_commit < self.settings.commit.batch_size
+                self._committable_since_commit < self.settings.commit.batch_size
                 and time.monotonic() < self._commit_deadline
             ):
                 return
@@ -412,7 +413,7 @@ class ConcurrentGroupWorker(GroupWorker):
 
     def _store_prefix(self, only: Iterable[tuple[str, int]] | None = None) -> None:
         """auto: store the finished prefix; librdkafka commits the store every interval_ms."""
-        self._finished_since_commit = 0
+        self._committable_since_commit = 0
         offsets = self._tracker.to_commit(only)
         if not offsets or not self._settle_emits():
             return
@@ -427,7 +428,7 @@ class ConcurrentGroupWorker(GroupWorker):
     def _commit_prefix(self, only: Iterable[tuple[str, int]] | None = None, *, reason: str = "") -> bool:
         """Synchronously commit the finished prefix of every partition (or those of `only`)."""
         self._commit_deadline = time.monotonic() + self.settings.commit.interval_ms / 1000.0
-        self._finished_since_commit = 0
+        self._committable_since_commit = 0
         offsets = self._tracker.to_commit(only)
         if not offsets:
             return True

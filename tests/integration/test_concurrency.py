@@ -393,3 +393,41 @@ def test_sigkill_mid_run_loses_nothing_and_sigterm_finishes_in_flight(
     assert survivor.exitcode == WORKER_EXIT_OK
     assert {n_ for _k, n_, _p, _o in read_records(record)} == set(range(n))
     assert sum(committed(kafka_bootstrap, group, topic, 3)) == n
+
+
+def test_a_full_buffer_pauses_the_partitions_and_resumes_them_when_drained(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic, partitions=2)
+    n = 60
+    produce(kafka_bootstrap, topic, [{"key": f"k{i % 30}", "n": i} for i in range(n)])
+    handled: list[int] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        time.sleep(0.3)
+        handled.append(event.n)
+
+    # concurrency 2, max_poll_records 10: the buffer holds max(10, 2 × 10) = 20 events; the next fetch waits
+    # for 5 free places, 0.75 s of work: longer than the worker waits before it pauses the partitions.
+    settings = concurrent_settings(kafka_bootstrap, group, topic, 2, max_poll_records=10)
+    caplog.set_level("DEBUG", logger="kpipe.runtime.worker")
+    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    buffered: list[int] = []
+    try:
+
+        def progress() -> bool:
+            status = run.worker.status()
+            buffered.append(status.in_flight + status.queued)
+            return len(handled) == n
+
+        wait_for(progress, 60, interval=0.01, message=lambda: f"handled {len(handled)} of {n}")
+    finally:
+        assert run.stop() == WORKER_EXIT_OK
+    assert max(buffered) <= 21  # the bound, plus at most one event a paused poll may hand over
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("buffer full") for m in messages)
+    assert any(m.startswith("buffer drained: resumed") for m in messages)
+    assert sorted(handled) == list(range(n))
+    assert sum(committed(kafka_bootstrap, group, topic, 2)) == n

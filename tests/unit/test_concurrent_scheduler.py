@@ -94,14 +94,28 @@ def test_take_respects_an_extra_limit() -> None:
     assert len(s.take()) == 2
 
 
-def test_buffer_bound_pauses_when_full_and_resumes_when_half_drained() -> None:
+def test_fetching_waits_for_a_quarter_of_the_buffer_while_events_are_queued() -> None:
+    s = KeyScheduler(max_in_flight=2, capacity=8)
+    assert s.fetch_room() == 8
+    for offset in range(7):
+        s.offer(TP0, offset, "a")  # one key: one in flight, six queued
+    running = s.take()
+    assert (s.room(), s.fetch_room()) == (1, 0)  # 1 free place: not worth a fetch yet
+    s.done(running[0])
+    s.done(s.take()[0])
+    assert s.fetch_room() == 3  # a quarter (2) or more is free
+    s.drain()
+    assert s.fetch_room() == 8  # nothing queued: fetch whatever fits
+
+
+def test_pause_when_stalled_and_resume_when_half_drained() -> None:
     s = KeyScheduler(max_in_flight=2, capacity=4)
-    assert s.room() == 4
     for offset, key in enumerate("abcd"):
         s.offer(TP0, offset, key)
-    assert s.room() == 0
-    assert s.flow() == PAUSE
-    assert s.flow() is None  # already paused
+    assert s.room() == 0 and s.fetch_room() == 0
+    assert s.flow() is None  # not stalled yet
+    assert s.flow(stalled=True) == PAUSE
+    assert s.flow(stalled=True) is None  # already paused
     running = s.take()
     s.done(running[0])
     assert s.flow() is None  # 3 buffered: above half
@@ -170,7 +184,7 @@ def test_random_run_keeps_key_order_and_the_limit(seed: int) -> None:
     busy: set = set()
     for _ in range(3000):
         r = rng.random()
-        if r < 0.45 and s.room() > 0:
+        if r < 0.45 and s.fetch_room() > 0:
             tp = rng.choice([TP0, TP1])
             s.offer(tp, next_offset[tp], f"k{rng.randrange(6)}")
             next_offset[tp] += rng.choice([1, 1, 2])  # gaps

@@ -10,8 +10,9 @@ set-up, status, the watchdog, cluster loss, shutdown) is shared. One loop on the
               come back on one queue; an event is finished when its handler returned and every event it
               emitted by topic name was acknowledged, or when the error policy disposed of it
     retry     a failed event waits for its backoff on a timer, its key blocked, its slot held; other keys run
-    flow      the buffer full: stop fetching; full for FULL_POLL_INTERVAL: pause the assigned partitions (and
-              poll, for rebalances and the membership); drained to half: resume them
+    flow      the buffer bounds what is fetched: with events queued, the next fetch waits until a quarter of
+              it is free; no fetch for FULL_POLL_INTERVAL: pause the assigned partitions (and poll, for
+              rebalances and the membership); drained to half: resume them
     commit    the contiguous finished prefix per partition (OffsetTracker), under the group's strategy:
                 auto         store the prefix offsets; librdkafka commits them every interval_ms
                 per_message  a synchronous commit whenever the prefix moved (coalesced per loop turn)
@@ -140,14 +141,14 @@ class ConcurrentGroupWorker(GroupWorker):
             if self._carry:
                 msgs, self._carry = self._carry, []
             else:
-                room = sched.room()
-                if room > 0:
+                room = sched.fetch_room()
+                if room:
                     msgs = consume(min(max_records, room), 0 if sched.in_flight else timeout)
                     self._last_poll = monotonic()
                 elif monotonic() - self._last_poll >= FULL_POLL_INTERVAL:
                     # Full for a while (slow handlers): pause fetching, and poll to serve rebalances and keep
                     # the membership (paused partitions deliver nothing).
-                    self._flow()
+                    self._flow(stalled=True)
                     msgs = consume(1, 0)
                     self._last_poll = monotonic()
                 else:
@@ -370,8 +371,8 @@ class ConcurrentGroupWorker(GroupWorker):
 
     # -- back-pressure ----------------------------------------------------------------------------------------------
 
-    def _flow(self) -> None:
-        change = self._scheduler.flow()
+    def _flow(self, stalled: bool = False) -> None:
+        change = self._scheduler.flow(stalled)
         if change is None:
             return
         consumer = self._consumer

@@ -11,8 +11,9 @@ within a partition):
 At most `max_in_flight` events run at once. Among the lanes that could start, the one whose next event arrived
 first starts first, which keeps the oldest unfinished offset (the committable point) moving.
 
-The buffer (events queued + in flight) is bounded by `capacity`: `room()` says how many more may be offered,
-and `flow()` says when the consumer should pause fetching (buffer full) and resume it (drained to half).
+The buffer (events queued + in flight) is bounded by `capacity`: `fetch_room()` says how many events to fetch
+now (in batches of at least a quarter of the buffer while events are queued), and `flow()` says when the
+consumer should pause its partitions (it could not fetch for a while) and resume them (drained to half).
 
 Pure and single-threaded: the worker's consumer thread owns it.
 """
@@ -164,13 +165,21 @@ class KeyScheduler:
 
     # -- back-pressure --------------------------------------------------------------------------------------------
 
-    def flow(self) -> str | None:
-        """PAUSE when the buffer is full, RESUME once paused and drained to half; None: no change."""
-        buffered = self.queued + self.in_flight
-        if not self.paused and buffered >= self.capacity:
+    def fetch_room(self) -> int:
+        """How many events to fetch now: the room left, once a quarter of the buffer is free (or nothing is
+        queued), so a busy consumer fetches in batches rather than one event per finished one."""
+        room = self.capacity - self.queued - self.in_flight
+        if room <= 0 or (self.queued and room < max(1, self.capacity // 4)):
+            return 0
+        return room
+
+    def flow(self, stalled: bool = False) -> str | None:
+        """PAUSE when the caller could not fetch for a while (`stalled`: the buffer stayed full); RESUME once
+        paused and drained to half; None: no change."""
+        if not self.paused and stalled:
             self.paused = True
             return PAUSE
-        if self.paused and buffered <= self.capacity // 2:
+        if self.paused and self.queued + self.in_flight <= self.capacity // 2:
             self.paused = False
             return RESUME
         return None

@@ -431,3 +431,32 @@ def test_a_full_buffer_pauses_the_partitions_and_resumes_them_when_drained(
     assert any(m.startswith("buffer drained: resumed") for m in messages)
     assert sorted(handled) == list(range(n))
     assert sum(committed(kafka_bootstrap, group, topic, 2)) == n
+
+
+def test_stop_finishes_the_events_in_flight_commits_them_and_drops_the_queue(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None]
+) -> None:
+    topic, group = unique_name("orders"), unique_name("g")
+    make_topics(topic)
+    produce(kafka_bootstrap, topic, [{"key": f"k{i}", "n": i} for i in range(100)])
+    started: list[int] = []
+    finished: list[int] = []
+    go = threading.Event()
+
+    def handle(event: Event, ctx: Any) -> None:
+        started.append(ctx.offset)
+        go.wait(30)
+        time.sleep(0.2)
+        finished.append(ctx.offset)
+
+    settings = concurrent_settings(kafka_bootstrap, group, topic, 8, strategy="batch", batch_size=1000,
+                                   interval_ms=60_000)  # fmt: skip
+    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    try:
+        wait_for(lambda: len(started) == 8 and run.worker.status().queued > 0, 20)
+    finally:
+        run.worker.stop()  # what SIGTERM does
+        go.set()
+        assert run.stop() == WORKER_EXIT_OK
+    assert sorted(finished) == sorted(started) == list(range(8))  # in flight: finished; queued: never started
+    assert committed(kafka_bootstrap, group, topic, 1) == [8]

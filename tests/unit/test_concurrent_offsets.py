@@ -39,11 +39,16 @@ def test_in_order_completion_commits_past_the_last_finished() -> None:
 
 
 def test_finished_events_above_an_unfinished_one_wait() -> None:
-    tracker, epoch = tracked(10, 11, 12, 13)
+    tracker = OffsetTracker()
+    tracker.assign([TP])
+    epoch = 0
+    for offset in (10, 11, 12, 13):
+        epoch = tracker.track(TP, offset, f"msg{offset}")
     for offset in (13, 11, 12):
-        assert tracker.finish(TP, offset, epoch) == 0  # nothing became committable
+        assert tracker.finish(TP, offset, epoch) == []  # nothing became committable
         assert tracker.committable(TP) == 10  # 10 is still running
-    assert tracker.finish(TP, 10, epoch) == 4  # 10..13 at once
+    # 10..13 at once, handed back in offset order (the worker feeds them to the commit strategy).
+    assert tracker.finish(TP, 10, epoch) == ["msg10", "msg11", "msg12", "msg13"]
     assert tracker.committable(TP) == 14
 
 
@@ -106,7 +111,7 @@ def test_revocation_drops_the_partition_and_stale_completions_change_nothing() -
     assert new != old
     assert tracker.finish(TP, 0, old) is None
     assert tracker.committable(TP) == 0
-    assert tracker.finish(TP, 0, new) == 1
+    assert tracker.finish(TP, 0, new) == [None]
     assert tracker.committable(TP) == 1
 
 

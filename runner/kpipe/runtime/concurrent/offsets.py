@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 TP = tuple[str, int]  # (topic, partition)
 
@@ -28,7 +29,7 @@ TP = tuple[str, int]  # (topic, partition)
 class PartitionOffsets:
     """The tracked offsets of one partition in one assignment epoch."""
 
-    __slots__ = ("epoch", "_pending", "_unfinished", "_next", "committed")
+    __slots__ = ("epoch", "_pending", "_unfinished", "_payloads", "_next", "committed")
 
     def __init__(self, epoch: int):
         self.epoch = epoch
@@ -36,29 +37,33 @@ class PartitionOffsets:
         self._pending: deque[int] = deque()
         # The tracked offsets that have not finished.
         self._unfinished: set[int] = set()
+        # What the caller tracked with each offset in _pending (the message), handed back once committable.
+        self._payloads: dict[int, Any] = {}
         # The committable offset once everything tracked finished: highest tracked + 1 (None: nothing seen).
         self._next: int | None = None
         # The last offset committed (or stored) for this partition in this epoch.
         self.committed: int | None = None
 
-    def track(self, offset: int) -> None:
+    def track(self, offset: int, payload: Any = None) -> None:
         if self._next is not None and offset < self._next:
             raise ValueError(f"offset {offset} tracked after {self._next - 1}: offsets must increase")
         self._pending.append(offset)
         self._unfinished.add(offset)
+        self._payloads[offset] = payload
         self._next = offset + 1
 
-    def finish(self, offset: int) -> int:
-        """Mark an offset finished; returns how many events this moved below the committable offset."""
+    def finish(self, offset: int) -> list[Any]:
+        """Mark an offset finished; returns the payloads of the events this moved below the committable
+        offset, in offset order (none when it finished above an unfinished one)."""
         unfinished = self._unfinished
         if offset not in unfinished:
             raise ValueError(f"offset {offset} is not in flight")
         unfinished.remove(offset)
         pending = self._pending
-        moved = 0
+        moved = []
+        payloads = self._payloads
         while pending and pending[0] not in unfinished:
-            pending.popleft()
-            moved += 1
+            moved.append(payloads.pop(pending.popleft()))
         return moved
 
     @property
@@ -110,14 +115,15 @@ class OffsetTracker:
 
     # -- events ---------------------------------------------------------------------------------------------------
 
-    def track(self, tp: TP, offset: int) -> int:
-        """Record a delivered event; returns the epoch its completion must quote. A partition the tracker does
-        not know (delivered before its assignment callback ran, which librdkafka does not do) is assigned."""
+    def track(self, tp: TP, offset: int, payload: Any = None) -> int:
+        """Record a delivered event (with whatever `finish` should hand back once it is committable); returns
+        the epoch its completion must quote. A partition the tracker does not know (delivered before its
+        assignment callback ran, which librdkafka does not do) is assigned."""
         part = self._partitions.get(tp)
         if part is None:
             self.assign([tp])
             part = self._partitions[tp]
-        part.track(offset)
+        part.track(offset, payload)
         return part.epoch
 
     def seen(self, tp: TP, offset: int) -> bool:
@@ -125,9 +131,10 @@ class OffsetTracker:
         part = self._partitions.get(tp)
         return part is not None and part.next_offset is not None and offset < part.next_offset
 
-    def finish(self, tp: TP, offset: int, epoch: int) -> int | None:
-        """Mark an event finished; returns how many events became committable by it (0: it finished above an
-        unfinished one), or None (and nothing changes) when its partition was revoked since."""
+    def finish(self, tp: TP, offset: int, epoch: int) -> list[Any] | None:
+        """Mark an event finished; returns the payloads of the events that became committable by it, in offset
+        order (empty: it finished above an unfinished one), or None (and nothing changes) when its partition
+        was revoked since."""
         part = self._partitions.get(tp)
         if part is None or part.epoch != epoch:
             return None

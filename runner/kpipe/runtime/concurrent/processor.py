@@ -277,7 +277,7 @@ class ConcurrentGroupWorker(GroupWorker):
         work.state = _GIVEN_UP  # any later report about it is ignored
         self._release(work)
         # Progress for the commit strategies is what became committable, not what finished above a gap.
-        self._committable_since_commit += self._tracker.finish(work.tp, work.offset, work.epoch) or 0
+        self._committable_since_commit += len(self._tracker.finish(work.tp, work.offset, work.epoch) or ())
 
     def _give_up(self, work: Work) -> None:
         """Stop caring about an event without finishing it (revoked, stopping): it stays uncommitted."""

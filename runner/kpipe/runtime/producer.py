@@ -114,7 +114,9 @@ class Producer:
         *,
         on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
         config_overrides: Mapping[str, Any] | None = None,
+        client_factory: Callable[[dict[str, Any]], Any] = _KafkaProducer,
     ):
+        """client_factory builds the librdkafka producer from its final config (tests pass a fake)."""
         self.settings = settings
         self.topic = settings.topic
         self._model = model
@@ -141,7 +143,7 @@ class Producer:
             # confluent-kafka handles this key in Python and wants a bool; from YAML it arrives as "true".
             config["delivery.report.only.error"] = config["delivery.report.only.error"].lower() == "true"
         try:
-            self._producer = _KafkaProducer(config)
+            self._producer = client_factory(config)
         except KafkaException as exc:
             raise ClusterError(
                 f"producer '{settings.name}': {exc.args[0].str()}", code=exc.args[0].name()

@@ -72,21 +72,27 @@ class Counter:
             self.on_done()
 
 
-def consume_kpipe(job: dict) -> dict:
+def _group_settings(job: dict, name: str) -> tuple[Any, Any]:
+    """The project and its group `name` compiled with the benchmark's consumer settings (as `kpipe run -X`
+    compiles them), renamed to the job's fresh group: the group id, and the group.id compiled from it."""
     from kpipe.compilation.compiled import ClientConfig
-    from kpipe.runtime.worker import GroupWorker, settle_heap
 
     overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}
-    project = _project(job, overrides)  # as `kpipe run -X` compiles them
-    settings = project.consumer_group(f"bench-{job['strategy']}")  # the real compile path
-    # A fresh group per run: the group id, and the group.id compiled from it.
+    project = _project(job, overrides)
+    settings = project.consumer_group(name)  # the real compile path
     client = ClientConfig(
         tuple(
             dataclasses.replace(s, value=job["group"]) if s.key == "group.id" else s
             for s in settings.client.settings
         )
     )
-    settings = dataclasses.replace(settings, group_id=job["group"], client=client)
+    return project, dataclasses.replace(settings, group_id=job["group"], client=client)
+
+
+def consume_kpipe(job: dict) -> dict:
+    from kpipe.runtime.worker import GroupWorker, settle_heap
+
+    project, settings = _group_settings(job, f"bench-{job['strategy']}")
     models = {t: (project.schema_model(s) if s else None) for t, s in settings.topic_schemas.items()}
     holder: list[Any] = []
     counter = Counter(job["events"], lambda: holder[0].stop())
@@ -269,12 +275,10 @@ def wait_kpipe(job: dict) -> dict:
     """kpipe with `concurrency` and ordering key; the handler waits `wait_ms` (time.sleep or asyncio.sleep)."""
     import asyncio
 
-    from kpipe.runtime.concurrent.processor import worker_class
-    from kpipe.runtime.worker import settle_heap
+    from kpipe.runtime.worker import GroupWorker, settle_heap
 
-    project = _project(job)
-    settings = project.consumer_group("bench-wait")  # the real compile path
-    settings = dataclasses.replace(settings, group_id=job["group"], concurrency=job["concurrency"])
+    _, settings = _group_settings(job, "bench-wait")
+    settings = dataclasses.replace(settings, concurrency=job["concurrency"])
     holder: list[Any] = []
     counter = WaitCounter(job["events"], lambda: holder[0].stop())
     wait = job["wait_ms"] / 1000.0
@@ -288,14 +292,12 @@ def wait_kpipe(job: dict) -> dict:
         counter()
 
     handler = handle_async if job["mode"] == "async" else handle
-    overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}
-    cls = worker_class(settings, handler)
-    worker = cls(settings, {}, handler, config_overrides=overrides, poll_timeout=POLL_TIMEOUT)
+    worker = GroupWorker(settings, {}, handler, poll_timeout=POLL_TIMEOUT)
     holder.append(worker)
     settle_heap()
     code = worker.run()
     return {"code": code, "handled": counter.n, "seconds": counter.t1 - counter.t0, "commits": worker.commits,
-            "worker": cls.__name__, "config": {k: str(v) for k, v in worker._consumer_conf.items()}}  # fmt: skip
+            "config": dict(worker.consumer_config)}  # fmt: skip
 
 
 def wait_raw(job: dict) -> dict:

@@ -67,14 +67,14 @@ def run_concurrent_worker(bootstrap: str, group: str, topic: str, record_path: s
     import dataclasses
     import signal
 
-    from kpipe.runtime.concurrent.processor import ConcurrentGroupWorker
+    from kpipe.runtime.worker import GroupWorker
 
     os.environ["KPIPE_TEST_RECORD"] = record_path
     os.environ["KPIPE_TEST_DELAY_S"] = delay
     client = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 50}
     settings = group_settings(bootstrap, group, (topic,), batch_size=20, client=client)
     settings = dataclasses.replace(settings, concurrency=32)
-    worker = ConcurrentGroupWorker(settings, {topic: Event}, record)
+    worker = GroupWorker(settings, {topic: Event}, record)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     sys.exit(worker.run())
 

@@ -22,9 +22,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from handlers_for_tests import Event, group_settings, read_records, run_concurrent_worker
 
 from helpers import wait_for
-from kpipe.runtime.concurrent.processor import ConcurrentGroupWorker, worker_class
 from kpipe.runtime.protocol import WORKER_EXIT_OK
-from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.worker import GroupWorker, is_concurrent
 
 SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 
@@ -123,16 +122,16 @@ def concurrent_settings(bootstrap: str, group: str, topic: str, concurrency: int
     return dataclasses.replace(settings, concurrency=concurrency, ordering=kwargs.get("ordering", "key"))
 
 
-def test_worker_class_keeps_the_sequential_path_for_concurrency_1() -> None:
+def test_concurrency_1_with_a_plain_function_keeps_the_sequential_loop() -> None:
     settings = group_settings("localhost:1", "g", ("t",))
 
     def sync(event: Any, ctx: Any) -> None: ...
 
     async def coro(event: Any, ctx: Any) -> None: ...
 
-    assert worker_class(settings, sync) is GroupWorker
-    assert worker_class(settings, coro) is ConcurrentGroupWorker  # async needs the event loop
-    assert worker_class(dataclasses.replace(settings, concurrency=4), sync) is ConcurrentGroupWorker
+    assert not is_concurrent(settings, sync)
+    assert is_concurrent(settings, coro)  # async needs the event loop
+    assert is_concurrent(dataclasses.replace(settings, concurrency=4), sync)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -173,9 +172,7 @@ def test_per_key_order_holds_under_concurrency_64_with_random_latency(
 
     settings = concurrent_settings(kafka_bootstrap, group, topic, 64, strategy="batch", batch_size=50)
     peak = [0]
-    run = Running(
-        ConcurrentGroupWorker(settings, {topic: Event}, handle_async if mode == "async" else handle)
-    )
+    run = Running(GroupWorker(settings, {topic: Event}, handle_async if mode == "async" else handle))
     try:
 
         def progress() -> bool:
@@ -198,10 +195,13 @@ def test_per_key_order_holds_under_concurrency_64_with_random_latency(
     assert sum(committed(kafka_bootstrap, group, topic, 3)) == n
 
 
-@pytest.mark.parametrize("strategy", ["per_message", "batch", "auto"])
+@pytest.mark.parametrize(
+    ("strategy", "expected_while_blocked"), [("per_message", 7), ("batch", 5), ("auto", 7)]
+)
 def test_committed_offsets_never_pass_an_unfinished_event(
-    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None], strategy: str
-) -> None:
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None], strategy: str,
+    expected_while_blocked: int,
+) -> None:  # fmt: skip
     topic, group = unique_name("orders"), unique_name("g")
     make_topics(topic)
     produce(kafka_bootstrap, topic, [{"key": f"k{i}", "n": i} for i in range(60)])
@@ -215,11 +215,12 @@ def test_committed_offsets_never_pass_an_unfinished_event(
 
     settings = concurrent_settings(kafka_bootstrap, group, topic, 16, strategy=strategy, batch_size=5,
                                    interval_ms=100 if strategy == "auto" else 60_000)  # fmt: skip
-    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    run = Running(GroupWorker(settings, {topic: Event}, handle))
     try:
         wait_for(lambda: len(done) == 59, 20, message=lambda: f"handled {len(done)}")
-        # Everything but offset 7 finished; the commit stops right at it, whatever the strategy.
-        wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [7], 10,
+        # Everything but offset 7 finished; the commit never passes it. per_message and auto commit right up
+        # to it; batch (batch_size 5, a long interval) commits 0..4 and holds 5 and 6 for its next batch.
+        wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [expected_while_blocked], 10,
                  message=lambda: f"committed {committed(kafka_bootstrap, group, topic, 1)}")  # fmt: skip
         assert run.worker.status().oldest_unfinished == ((topic, 0, 7),)
         release.set()
@@ -254,7 +255,7 @@ def test_a_poison_event_of_one_key_does_not_slow_other_keys(
     # 4 retries with 400 ms backoff: the poison key is blocked for about 1.6 s.
     settings = concurrent_settings(kafka_bootstrap, group, topic, 8, retries=4, backoff_ms=400,
                                    max_backoff_ms=400, dead_letter_topic=dlq)  # fmt: skip
-    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    run = Running(GroupWorker(settings, {topic: Event}, handle))
     try:
         wait_for(lambda: len(finished) == 401 and run.worker.dead_lettered == 1, 30,
                  message=lambda: f"finished {len(finished)}, dead-lettered {run.worker.dead_lettered}")  # fmt: skip
@@ -287,9 +288,7 @@ def test_emit_from_sync_and_async_handlers_is_delivered_before_the_commit(
         handle(event, ctx)
 
     settings = concurrent_settings(kafka_bootstrap, group, topic, 16, strategy="per_message")
-    run = Running(
-        ConcurrentGroupWorker(settings, {topic: Event}, handle_async if mode == "async" else handle)
-    )
+    run = Running(GroupWorker(settings, {topic: Event}, handle_async if mode == "async" else handle))
     try:
         wait_for(lambda: len(handled) == 200, 20)
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [200], 10)
@@ -315,7 +314,7 @@ def test_async_handler_over_its_timeout_is_cancelled_and_dead_lettered(
 
     settings = concurrent_settings(kafka_bootstrap, group, topic, 4, retries=0, dead_letter_topic=dlq)
     settings = dataclasses.replace(settings, on_error=dataclasses.replace(settings.on_error, timeout_ms=200))
-    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    run = Running(GroupWorker(settings, {topic: Event}, handle))
     try:
         wait_for(lambda: len(handled) == 9 and run.worker.dead_lettered == 1, 15)
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [10], 10)
@@ -343,16 +342,17 @@ def test_a_rebalance_during_a_full_in_flight_window_loses_nothing(
                                    client=fast_group_config)  # fmt: skip
 
     caplog.set_level("INFO", logger="kpipe.runtime.worker")
-    first = Running(ConcurrentGroupWorker(settings(), {topic: Event}, handle))
+    first = Running(GroupWorker(settings(), {topic: Event}, handle))
     second = None
     try:
         # The first member has a full window in flight (32 events of 150 ms; ~210/s, so ~6 s of work) when
         # the second one joins.
         wait_for(lambda: first.worker.status().in_flight == 32 and len(journal) > 50, 30)
-        second = Running(ConcurrentGroupWorker(settings(), {topic: Event}, handle))
+        second = Running(GroupWorker(settings(), {topic: Event}, handle))
         wait_for(lambda: len(second.worker.assigned) > 0, 30, message="the second member got no partitions")
         wait_for(lambda: len(journal.handled()) == n, 60,
-                 message=lambda: f"handled {len(journal.handled())} of {n}")  # fmt: skip
+                 message=lambda: f"handled {len(journal.handled())} of {n}; first {first.worker.status()}; "
+                                 f"second {second.worker.status()}")  # fmt: skip
     finally:
         assert first.stop() == WORKER_EXIT_OK
         if second is not None:
@@ -413,7 +413,7 @@ def test_a_full_buffer_pauses_the_partitions_and_resumes_them_when_drained(
     # for 5 free places, 0.75 s of work: longer than the worker waits before it pauses the partitions.
     settings = concurrent_settings(kafka_bootstrap, group, topic, 2, max_poll_records=10)
     caplog.set_level("DEBUG", logger="kpipe.runtime.worker")
-    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    run = Running(GroupWorker(settings, {topic: Event}, handle))
     buffered: list[int] = []
     try:
 
@@ -451,7 +451,7 @@ def test_stop_finishes_the_events_in_flight_commits_them_and_drops_the_queue(
 
     settings = concurrent_settings(kafka_bootstrap, group, topic, 8, strategy="batch", batch_size=1000,
                                    interval_ms=60_000)  # fmt: skip
-    run = Running(ConcurrentGroupWorker(settings, {topic: Event}, handle))
+    run = Running(GroupWorker(settings, {topic: Event}, handle))
     try:
         wait_for(lambda: len(started) == 8 and run.worker.status().queued > 0, 20)
     finally:

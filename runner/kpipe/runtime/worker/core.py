@@ -15,10 +15,12 @@ from pydantic import BaseModel
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.compilation.compiler import commit_settings
 from kpipe.logs import RateLimitedLog
+from kpipe.runtime.concurrent.executor import is_async_handler
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
 from kpipe.runtime.producer import LibrdkafkaLog
 from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
 from kpipe.runtime.worker.commit import STRATEGIES, CommitStrategy
+from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
 from kpipe.runtime.worker.health import ClusterHealth
@@ -89,7 +91,9 @@ class GroupWorker:
         self._consumer: Any = None
         self._producer: Any = None
         self._strategy: CommitStrategy | None = None
-        self._loop: ConsumeLoop | None = None
+        self._loop: ConsumeLoop | ConcurrentLoop | None = None
+        # concurrency > 1 or an async handler: the concurrent loop (None: the sequential one).
+        self._concurrent: ConcurrentLoop | None = None
 
     # -- control and state ------------------------------------------------------------------------------------
 
@@ -131,6 +135,7 @@ class GroupWorker:
 
     def status(self) -> WorkerStatus:
         c = self.counters
+        extra = self._concurrent.metrics() if self._concurrent is not None else {}
         return WorkerStatus(
             group=self.group,
             instance=self.instance,
@@ -143,6 +148,7 @@ class GroupWorker:
             assigned=tuple(sorted(self.assigned)),
             state=self.state,
             error=self.error,
+            **extra,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -204,18 +210,28 @@ class GroupWorker:
         consumer.subscribe(
             list(settings.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
-        log.info(
-            "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s)",
-            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action,
-        )  # fmt: skip
-        self._loop = ConsumeLoop(
-            consumer=consumer, handler=self._handler, ctx=ctx,
-            validators=Validators(settings.topics, self._models), strategy=strategy, failures=failures,
-            membership=membership, health=health, control=control, counters=counters,
-            max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
+        parts: dict[str, Any] = dict(
+            consumer=consumer, handler=self._handler, validators=Validators(settings.topics, self._models),
+            strategy=strategy, failures=failures, membership=membership, health=health, control=control,
+            counters=counters, max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
             housekeeping=self._housekeeping,
         )  # fmt: skip
-        return self._loop
+        if is_concurrent(settings, self._handler):
+            loop: ConsumeLoop | ConcurrentLoop = ConcurrentLoop(
+                **parts, settings=settings, producer=self._producer,
+                emitter=emitter if self._producer is not None else None, rng=self._rng,
+            )  # fmt: skip
+            self._concurrent = loop
+            how = f", {loop.describe()}"
+        else:
+            loop = ConsumeLoop(**parts, ctx=ctx)
+            how = ""
+        log.info(
+            "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s%s)",
+            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action, how,
+        )  # fmt: skip
+        self._loop = loop
+        return loop
 
     def _close(self) -> None:
         """Commit what was processed, close the consumer, and let the producer deliver what it holds."""
@@ -244,12 +260,17 @@ class GroupWorker:
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._health.down_since = None
         self._membership.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        if self._concurrent is not None:
+            self._concurrent.on_assign((tp.topic, tp.partition) for tp in partitions)
         log.info("assigned %s", describe(partitions) or "no partitions")
         self._report()
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         try:
+            if self._concurrent is not None:
+                # Wait (bounded) for the revoked partitions' events in flight; what they finish is committed.
+                self._concurrent.before_revoke(keys)
             if self._strategy is not None:
                 self._strategy.commit_all("partitions revoked", keys)
         except Exception:  # an exception here would escape from consume(); log it and carry on
@@ -260,6 +281,8 @@ class GroupWorker:
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Lost (not revoked): another member may own them already, so committing would be wrong.
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        if self._concurrent is not None:
+            self._concurrent.on_lost(keys)
         self._forget(keys)
         log.warning(
             "lost %s (session timed out?); their uncommitted offsets will be re-read", describe(partitions)
@@ -284,6 +307,13 @@ class GroupWorker:
             self._status_callback(self.status())
         except Exception:  # a status reader's problem must never stop consumption
             log.debug("status callback failed", exc_info=True)
+
+
+def is_concurrent(settings: ConsumerGroupSettings, handler: Any) -> bool:
+    """Whether a group runs the concurrent loop: `concurrency` above 1, or an `async def` handler (it needs the
+    event loop, even one event at a time). `concurrency: 1` with a plain function keeps the sequential loop,
+    today's exact path and speed."""
+    return settings.concurrency > 1 or is_async_handler(handler)
 
 
 def _require_compiled(settings: ConsumerGroupSettings, config: Mapping[str, str]) -> None:

@@ -61,24 +61,6 @@ def run_worker_main(spec: Any) -> None:
     sys.exit(worker_main(spec))
 
 
-def run_concurrent_worker(bootstrap: str, group: str, topic: str, record_path: str, delay: str) -> None:
-    """A spawn target: a concurrent worker (concurrency 32, 3-partition topic) recording every event it
-    handles, until SIGTERM; its exit code becomes the process's."""
-    import dataclasses
-    import signal
-
-    from kpipe.runtime.worker import GroupWorker
-
-    os.environ["KPIPE_TEST_RECORD"] = record_path
-    os.environ["KPIPE_TEST_DELAY_S"] = delay
-    client = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 50}
-    settings = group_settings(bootstrap, group, (topic,), batch_size=20, client=client)
-    settings = dataclasses.replace(settings, concurrency=32)
-    worker = GroupWorker(settings, {topic: Event}, record)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    sys.exit(worker.run())
-
-
 def group_settings(
     bootstrap: str,
     group: str,

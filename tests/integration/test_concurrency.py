@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from handlers_for_tests import Event, group_settings, read_records, run_concurrent_worker
+from handlers_for_tests import Event, group_settings, read_records, run_worker_main
 
 from helpers import wait_for
-from kpipe.runtime.protocol import WORKER_EXIT_OK
+from kpipe.runtime.protocol import WORKER_EXIT_OK, WorkerSpec
 from kpipe.runtime.worker import GroupWorker, is_concurrent
 
 SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
@@ -363,26 +363,52 @@ def test_a_rebalance_during_a_full_in_flight_window_loses_nothing(
     assert sum(committed(kafka_bootstrap, group, topic, 4)) == n
 
 
+def write_project(root: Any, bootstrap: str, topic: str, group: str) -> str:
+    """A project whose group runs the record handler at concurrency 32 on a 3-partition topic."""
+    (root / "pipelines").mkdir()
+    (root / "schemas").mkdir()
+    (root / "schemas" / "event.schema.yaml").write_text(
+        "type: object\nrequired: [key, n]\nproperties:\n  key: {type: string}\n  n: {type: integer}\n"
+    )
+    (root / "pipelines" / "project.yaml").write_text(
+        f'cluster:\n  bootstrap_servers: "{bootstrap}"\nschemas:\n  Event: ../schemas/event.schema.yaml\n'
+        f"topics:\n  {topic}:\n    partitions: 3\n    key: key\n    schema: Event\n"
+        f"consumers:\n  {group}:\n    topics: [{topic}]\n    handler: handlers_for_tests:record\n"
+        f"    concurrency: 32\n    commit: {{strategy: batch, batch_size: 20}}\n    on_error: {{action: stop}}\n"
+    )
+    return str(root / "pipelines")
+
+
 def test_sigkill_mid_run_loses_nothing_and_sigterm_finishes_in_flight(
-    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None], tmp_path: Any
-) -> None:
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None], tmp_path: Any,
+    fast_group_config: dict, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Through worker_main, as `kpipe run` starts a worker: the compiled `concurrency: 32` picks the
+    concurrent loop."""
     topic, group = unique_name("orders"), unique_name("g")
     make_topics(topic, partitions=3)
     n = 900
     produce(kafka_bootstrap, topic, [{"key": f"k{i % 50}", "n": i} for i in range(n)])
     record = str(tmp_path / "handled.txt")
+    monkeypatch.setenv("KPIPE_TEST_RECORD", record)  # spawned workers inherit the environment
+    monkeypatch.setenv("KPIPE_TEST_DELAY_S", "0.05")
+    extra = tuple((k, str(v)) for k, v in fast_group_config.items())
+    spec = WorkerSpec(project_paths=(write_project(tmp_path, kafka_bootstrap, topic, group),), group=group,
+                      instance=0, extra_consumer_config=extra)  # fmt: skip
     ctx = multiprocessing.get_context("spawn")
-    args = (kafka_bootstrap, group, topic, record, "0.05")
-    victim = ctx.Process(target=run_concurrent_worker, args=args)
+    victim = ctx.Process(target=run_worker_main, args=(spec,))
     victim.start()
     try:
         wait_for(lambda: len(read_records(record)) > 200, 60, message="the worker handled nothing")
     finally:
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(10)
-    before = len(read_records(record))
-    assert before < n
-    survivor = ctx.Process(target=run_concurrent_worker, args=args)
+    handled_at_kill = {(p, o) for _k, _n, p, o in read_records(record)}
+    assert len(handled_at_kill) < n
+    for partition, next_offset in enumerate(committed(kafka_bootstrap, group, topic, 3)):
+        # Nothing committed past an event that was not handled.
+        assert all((partition, o) in handled_at_kill for o in range(max(next_offset, 0)))
+    survivor = ctx.Process(target=run_worker_main, args=(spec,))
     survivor.start()
     try:
         wait_for(lambda: len({n_ for _k, n_, _p, _o in read_records(record)}) == n, 90,

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
-from kpipe.errors import ClusterError, KpipeError, UsageError
+from kpipe.errors import ClusterError, EventInvalid, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
 
@@ -199,8 +199,6 @@ def produce(
 
 def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
-    from kpipe.runtime.serde import EventInvalid
-
     try:
         event = json.loads(line)
     except json.JSONDecodeError as exc:

@@ -20,7 +20,7 @@ from kpipe.check.rules import SchemaFields, check_project
 from kpipe.compilation import compiler
 from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
-from kpipe.errors import PipelineInvalid, UsageError
+from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
 from kpipe.loading.loader import load_documents, load_yaml_file
 from kpipe.model.assemble import ProjectSpec, assemble
 from kpipe.model.pipeline import SchemaFile, SchemaModel
@@ -70,7 +70,7 @@ def resolve_schemas(
     spec: ProjectSpec,
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
     """Read and compile each schema (JSON Schema file or pydantic model by import path)."""
-    from kpipe.schemas.compiler import SchemaModelImportError, compile_schema, import_model
+    from kpipe.schemas.compiler import compile_schema, import_model
 
     models: dict[str, type[BaseModel] | None] = {}
     sources: dict[str, Path] = {}

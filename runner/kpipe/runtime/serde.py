@@ -13,14 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from kpipe.errors import KpipeError
+from kpipe.errors import EventInvalid
 
 # Dead-letter headers name the failure in one line; long messages are cut so a header stays small.
 MAX_ERROR_TEXT = 500
-
-
-class EventInvalid(KpipeError):
-    """An event handed to a producer does not match its schema, has no key, or cannot be serialised."""
 
 
 def to_json_bytes(event: Any) -> bytes:

@@ -21,11 +21,11 @@ from typing import Any
 
 from kpipe.compilation.project import Inspection, inspect_project
 from kpipe.diagnostics import Diagnostic, Position, error, warning
-from kpipe.errors import UsageError
+from kpipe.errors import GitFailed, UsageError
 from kpipe.loading.loader import load_yaml_file
 from kpipe.model.pipeline import SchemaModel
 from kpipe.schemas.compat import Violation, check_compatibility
-from kpipe.schemas.history import GitFailed, git
+from kpipe.schemas.history import git
 
 
 def materialise(against: str, root: Path, stack: ExitStack) -> Path:

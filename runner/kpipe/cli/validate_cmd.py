@@ -61,7 +61,7 @@ def validate(
     if check_handlers and inspection.valid:
         from kpipe.check.handlers import check_handlers as run_handler_checks
 
-        diagnostics += run_handler_checks(inspection)
+        diagnostics += run_handler_checks(inspection.spec)
     if against and inspection.valid:
         from kpipe.schemas.evolution import check_evolution
 
@@ -69,8 +69,9 @@ def validate(
             inspection,
             against,
             paths=default_paths(paths),
-            variables=parse_vars(variables),
-            values_files=list(values_files),
+            inspect=lambda previous: inspect_project(
+                previous, variables=parse_vars(variables), values_files=values_files
+            ),
         )
     diagnostics = sort_diagnostics(diagnostics)
     files = len(inspection.files) + len(set(inspection.schema_sources.values()))

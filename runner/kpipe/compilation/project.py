@@ -9,9 +9,7 @@ the diagnostics instead (for `kpipe validate`, which reports warnings too).
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +19,7 @@ from kpipe.compilation import compiler
 from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
+from kpipe.loading.code import import_paths
 from kpipe.loading.loader import load_documents, load_yaml_file
 from kpipe.model.assemble import ProjectSpec, assemble
 from kpipe.model.pipeline import SchemaFile, SchemaModel
@@ -44,19 +43,6 @@ class Inspection:
     @property
     def valid(self) -> bool:
         return not any(d.is_error for d in self.diagnostics)
-
-
-@contextmanager
-def import_paths(paths: Iterable[str]) -> Iterator[None]:
-    """Make the project's own directories importable while its models/handlers are imported."""
-    added = [p for p in paths if p not in sys.path]
-    sys.path[:0] = added
-    try:
-        yield
-    finally:
-        for p in added:
-            if p in sys.path:
-                sys.path.remove(p)
 
 
 def _schema_fields(model: type[BaseModel]) -> SchemaFields:

@@ -48,6 +48,7 @@ def test_port_taken_is_a_clear_error(env: dict[str, str]) -> None:
     )
 
 
+@pytest.mark.integration  # starts the embedded broker
 def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], tmp_path: Path) -> None:
     broker = subprocess.Popen(
         [sys.executable, "-m", "kpipe", "broker", "--port", "0"],

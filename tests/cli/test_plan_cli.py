@@ -200,6 +200,7 @@ def test_unreachable_broker_is_one_line_exit_3_within_the_timeout(tmp_path: Path
     assert "hunter2" not in out + err
 
 
+@pytest.mark.integration  # starts a broker of its own
 def test_prune_lists_and_deletes_with_guards(
     tmp_path: Path, unique_name: Callable[..., str], fast_group_config: dict
 ) -> None:

@@ -9,7 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from helpers import environment, process_alive, wait_for
+
+pytestmark = pytest.mark.integration  # `kpipe dev` starts its own embedded broker
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "pipelines" / "demo"

@@ -12,6 +12,8 @@ from confluent_kafka.admin import AdminClient
 from kpipe.errors import LocalBrokerError
 from kpipe.local.broker import api_versions_ok, start_local_broker
 
+pytestmark = pytest.mark.integration  # starts and stops embedded brokers
+
 
 def _process_gone(pid: int) -> bool:
     try:

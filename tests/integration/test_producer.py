@@ -18,6 +18,8 @@ from kpipe.compilation.compiled import ClientConfig, ProducerSettings, Setting
 from kpipe.errors import BrokerUnreachable, ClusterError, EventInvalid
 from kpipe.runtime.producer import Producer
 
+pytestmark = pytest.mark.integration  # produces to the session broker
+
 
 class Order(BaseModel):
     order_id: str

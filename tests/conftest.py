@@ -74,7 +74,7 @@ def unique_name() -> Callable[..., str]:
 
 @pytest.fixture
 def fast_group_config() -> dict[str, str | int]:
-    """Consumer settings that make group joins and fetches fast on Tansu (see TEST-BROKER.md)."""
+    """Consumer settings that make group joins and fetches fast on Tansu (see docs/broker.md)."""
     return {
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,

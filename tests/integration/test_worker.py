@@ -25,7 +25,7 @@ from kpipe.runtime.worker import GroupWorker
 
 pytestmark = pytest.mark.integration  # workers on the session broker
 
-# One consumer per group in these tests: the faster join settings from TEST-BROKER.md.
+# One consumer per group in these tests: the faster join settings (docs/broker.md).
 SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 
 

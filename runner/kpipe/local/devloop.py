@@ -22,7 +22,7 @@ from kpipe.runtime.supervisor import Supervisor, WorkerView
 
 log = logging.getLogger("kpipe.dev")
 
-# Group joins on the embedded broker take half the session timeout (TEST-BROKER.md): keep it short locally.
+# Group joins on the embedded broker take half the session timeout (docs/broker.md): keep it short locally.
 LOCAL_CONSUMER_CONFIG = (
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "1000"),

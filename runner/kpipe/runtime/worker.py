@@ -28,7 +28,7 @@ paused and the consumer is polled, so the member keeps its place in the group.
 
 Consumer defaults the worker enforces itself (whatever the compiled config says): the commit-policy keys above
 and `group.id`. It also sets `fetch.queue.backoff.ms=10` unless configured: librdkafka's default of 1000 ms
-stalls a consumer for a second whenever its local queue fills (see TEST-BROKER.md; the compile step sets the
+stalls a consumer for a second whenever its local queue fills (see docs/broker.md; the compile step sets the
 same default, so `kpipe explain` shows it); and `queued.max.messages.kbytes=8192` unless configured, which
 bounds the prefetch queue (librdkafka's 64 MB default keeps a worker's peak RSS above 100 MB on a backlog).
 """

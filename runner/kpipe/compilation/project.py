@@ -21,6 +21,7 @@ from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
 from kpipe.loading.code import import_paths
 from kpipe.loading.loader import load_documents, load_yaml_file
+from kpipe.model.aliases import json_names
 from kpipe.model.assemble import ProjectSpec, assemble
 from kpipe.model.pipeline import SchemaFile, SchemaModel
 
@@ -46,10 +47,9 @@ class Inspection:
 
 
 def _schema_fields(model: type[BaseModel]) -> SchemaFields:
-    fields = {}
-    for name, info in model.model_fields.items():
-        fields[info.alias or name] = info.is_required()
-    return SchemaFields(frozenset(fields), frozenset(k for k, req in fields.items() if req))
+    names = json_names(model)
+    required = frozenset(k for k, attr in names.items() if model.model_fields[attr].is_required())
+    return SchemaFields(frozenset(names), required)
 
 
 def resolve_schemas(

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from kpipe.errors import LocalBrokerError
 
-LOCAL = "local"
 DEFAULT_PORT = 19092
 
 

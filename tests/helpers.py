@@ -36,11 +36,18 @@ def wait_for(
         time.sleep(interval)
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` still runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+def process_exists(pid: int) -> bool:
+    """Whether `pid` names a process at all: running, or exited and not yet reaped by its parent (a zombie)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
+        return False
+    return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    if not process_exists(pid):
         return False
     try:
         with open(f"/proc/{pid}/stat") as f:

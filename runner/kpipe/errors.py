@@ -14,7 +14,8 @@
 
 Library errors (confluent_kafka.KafkaException, pydantic.ValidationError, yaml errors) are translated into
 this tree where they enter kpipe: the cluster boundary, the loader, the spec layer. Anything else that escapes is
-an internal error and keeps its traceback.
+an internal error and keeps its traceback. Every error type lives here; the one exception is a private signal
+that never leaves its module (templating's `_EnvMissing`, turned into a diagnostic where it is raised).
 """
 
 from __future__ import annotations

@@ -82,3 +82,34 @@ def test_commands_return_exit_codes_instead_of_exiting() -> None:
                 if called in {"sys.exit", "exit", "ctx.exit", "click.exceptions.Exit", "SystemExit"}:
                     exits.append(f"{path.name}: {called}")
     assert exits == ["__init__.py: sys.exit"]  # in main()
+
+
+def test_project_options_hand_a_command_one_options_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kpipe.cli.common import ProjectOptions, project_options, run_cli
+
+    monkeypatch.delenv("KPIPE_BOOTSTRAP_SERVERS", raising=False)
+    seen: list[ProjectOptions] = []
+
+    @click.command()
+    @project_options(bootstrap=True)
+    @click.option("--flag", is_flag=True)
+    def probe(options: ProjectOptions, flag: bool) -> int:
+        seen.append(options)
+        return 7 if flag else 0
+
+    group = click.Group(commands={"probe": probe})
+    assert run_cli(group, ["probe"]) == 0
+    assert (
+        run_cli(group, ["probe", "a.yaml", "b/", "--var", "x=1", "--values", "v.yaml", "-b", "h:1", "--flag"])
+        == 7
+    )
+    assert seen == [
+        ProjectOptions(paths=(Path("pipelines"),)),
+        ProjectOptions(
+            paths=(Path("a.yaml"), Path("b")),
+            variables={"x": "1"},
+            values_files=(Path("v.yaml"),),
+            bootstrap_servers="h:1",
+        ),
+    ]
+    assert run_cli(group, ["probe", "--var", "novalue"]) == EXIT_USAGE

@@ -5,12 +5,12 @@
     ├── UsageError                  exit 2  the command line is wrong
     ├── ClusterError                exit 3  the broker said no, or could not be reached
     │   └── BrokerUnreachable       exit 3
-    ├── UnsafePlanRefused           exit 4  the plan holds changes kpipe will not make unasked
-    ├── LocalBrokerError            exit 3  the embedded broker could not be started
     ├── EventInvalid                exit 1  an event does not match its schema, has no key, or cannot be encoded
     ├── HandlerError                exit 1  a consumer group's handler cannot be imported or called
     ├── SchemaModelImportError      exit 1  a schema named as `module:Class` cannot be imported
-    └── GitFailed                   exit 2  git refused a command (`validate --against`); callers reword it
+    ├── GitFailed                   exit 2  git refused a command (`validate --against`); callers reword it
+    ├── UnsafePlanRefused           exit 4  the plan holds changes kpipe will not make unasked
+    └── LocalBrokerError            exit 3  the embedded broker could not be started
 
 Library errors (confluent_kafka.KafkaException, pydantic.ValidationError, yaml errors) are translated into
 this tree where they enter kpipe: the cluster boundary, the loader, the spec layer. Anything else that escapes is
@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kpipe.diagnostics import Diagnostic
 
-# What each exit code means (README "Commands" lists them for users). Two names may share a number: a code means
-# one thing per command, and the names say which one a command means.
-EXIT_OK = 0
-EXIT_INVALID = 1  # the files (or events) are invalid, or the command did not do all it was asked
-EXIT_USAGE = 2  # the command line is wrong: unknown option, missing confirmation, unknown name
-EXIT_CHANGES_PENDING = 2  # `plan --detailed-exitcode`: the plan has changes (Terraform's convention)
-EXIT_LAG_EXCEEDED = 2  # `status --max-lag`: a group lags more than allowed
-EXIT_CLUSTER = 3  # the cluster refused, failed or could not be reached; the local broker could not start
-EXIT_UNSAFE = 4  # the plan holds changes kpipe will not make unasked
+# Exit codes: README "Commands" says what each means. Two names may share a number (2): a code means one thing
+# per command, and the name says which: EXIT_USAGE from any command, EXIT_CHANGES_PENDING only from
+# `plan --detailed-exitcode`.
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_CLUSTER = 3
+EXIT_UNSAFE = 4
+# `plan --detailed-exitcode` borrows Terraform's convention: 2 means "changes pending".
+EXIT_CHANGES_PENDING = 2
 
 
 class KpipeError(Exception):
@@ -85,12 +86,6 @@ class LocalBrokerError(KpipeError):
     exit_code = EXIT_CLUSTER
 
 
-class HandlerError(KpipeError):
-    """A consumer group's handler could not be imported or is not callable."""
-
-    exit_code = EXIT_INVALID
-
-
 class EventInvalid(KpipeError):
     """An event handed to a producer does not match its schema, has no key, or cannot be serialised."""
 
@@ -105,3 +100,9 @@ class GitFailed(KpipeError):
     """git exited non-zero; the message is its stderr. Callers turn it into a UsageError that says what was meant."""
 
     exit_code = EXIT_USAGE
+
+
+class HandlerError(KpipeError):
+    """A consumer group's handler could not be imported or is not callable."""
+
+    exit_code = EXIT_INVALID

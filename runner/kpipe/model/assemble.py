@@ -1,4 +1,4 @@
-"""Validate each parsed file against the format's models (model.pipeline) and merge them into one ProjectSpec.
+"""Validate each parsed file against the spec models and merge them into one ProjectSpec.
 
 Names are global across a project's files: a topic, schema, producer or consumer group declared twice is an
 error that names both places. Pure: takes SourceDocuments, returns data and diagnostics.
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from kpipe.diagnostics import Diagnostic, Position, error
 from kpipe.loading.loader import SourceDocument
-from kpipe.model import pipeline
+from kpipe.model import pipeline as spec
 from kpipe.model.messages import translate
 
 T = TypeVar("T")
@@ -53,11 +53,11 @@ class Declared(Generic[T]):
 @dataclass
 class ProjectSpec:
     documents: list[SourceDocument] = field(default_factory=list)
-    cluster: Declared[pipeline.ClusterSpec] | None = None
-    schemas: dict[str, Declared[pipeline.SchemaFile | pipeline.SchemaModel]] = field(default_factory=dict)
-    topics: dict[str, Declared[pipeline.TopicSpecModel]] = field(default_factory=dict)
-    producers: dict[str, Declared[pipeline.ProducerSpec]] = field(default_factory=dict)
-    consumers: dict[str, Declared[pipeline.ConsumerGroupSpec]] = field(default_factory=dict)
+    cluster: Declared[spec.ClusterSpec] | None = None
+    schemas: dict[str, Declared[spec.SchemaFile | spec.SchemaModel]] = field(default_factory=dict)
+    topics: dict[str, Declared[spec.TopicSpecModel]] = field(default_factory=dict)
+    producers: dict[str, Declared[spec.ProducerSpec]] = field(default_factory=dict)
+    consumers: dict[str, Declared[spec.ConsumerGroupSpec]] = field(default_factory=dict)
     # Names whose declaration was invalid (already reported): they exist for reference checks.
     broken: dict[str, dict[str, Position]] = field(default_factory=lambda: {s: {} for s in NOUN})
 
@@ -70,8 +70,8 @@ class ProjectSpec:
         return set(getattr(self, section)) | set(self.broken[section])
 
     @property
-    def cluster_spec(self) -> pipeline.ClusterSpec:
-        return self.cluster.spec if self.cluster else pipeline.ClusterSpec()
+    def cluster_spec(self) -> spec.ClusterSpec:
+        return self.cluster.spec if self.cluster else spec.ClusterSpec()
 
 
 NOUN = {"schemas": "schema", "topics": "topic", "producers": "producer", "consumers": "consumer group"}
@@ -95,7 +95,7 @@ def assemble(documents: list[SourceDocument]) -> tuple[ProjectSpec, list[Diagnos
             )
             continue
         try:
-            parsed = pipeline.PipelineFile.model_validate(document.data)
+            parsed = spec.PipelineFile.model_validate(document.data)
             cluster = parsed.cluster
             sections = {s: dict(getattr(parsed, s)) for s in SECTIONS}
         except ValidationError as exc:
@@ -105,7 +105,7 @@ def assemble(documents: list[SourceDocument]) -> tuple[ProjectSpec, list[Diagnos
     return project, diagnostics
 
 
-def _salvage(data: dict) -> tuple[pipeline.ClusterSpec | None, dict[str, dict[str, Any]]]:
+def _salvage(data: dict) -> tuple[spec.ClusterSpec | None, dict[str, dict[str, Any]]]:
     """Keep the entries that are valid on their own so cross-reference checks still run on them.
 
     An invalid entry is kept as None: its name exists (references to it are not also reported), its
@@ -114,7 +114,7 @@ def _salvage(data: dict) -> tuple[pipeline.ClusterSpec | None, dict[str, dict[st
     cluster = None
     if isinstance(data.get("cluster"), dict):
         with contextlib.suppress(ValidationError):
-            cluster = pipeline.PipelineFile.model_validate({"cluster": data["cluster"]}).cluster
+            cluster = spec.PipelineFile.model_validate({"cluster": data["cluster"]}).cluster
     sections: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:
         entries = data.get(section)
@@ -123,7 +123,7 @@ def _salvage(data: dict) -> tuple[pipeline.ClusterSpec | None, dict[str, dict[st
         kept: dict[str, Any] = {}
         for name, value in entries.items():
             try:
-                kept[name] = getattr(pipeline.PipelineFile.model_validate({section: {name: value}}), section)[
+                kept[name] = getattr(spec.PipelineFile.model_validate({section: {name: value}}), section)[
                     name
                 ]
             except ValidationError:
@@ -134,7 +134,7 @@ def _salvage(data: dict) -> tuple[pipeline.ClusterSpec | None, dict[str, dict[st
 
 def _merge(
     project: ProjectSpec,
-    cluster: pipeline.ClusterSpec | None,
+    cluster: spec.ClusterSpec | None,
     sections: dict[str, dict[str, Any]],
     document: SourceDocument,
     diagnostics: list[Diagnostic],

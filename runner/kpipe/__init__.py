@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it, imported on first use.
 _LAZY = {
-    "Project": "kpipe.compilation.project",
+    "Project": "kpipe.api",
     "Producer": "kpipe.runtime.producer",
     "DeliverySummary": "kpipe.runtime.producer",
     "HandlerContext": "kpipe.runtime.handler",
@@ -40,7 +40,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from os import PathLike
 
-    from kpipe.compilation.project import Project
+    from kpipe.api import Project
     from kpipe.diagnostics import Diagnostic
     from kpipe.runtime.handler import HandlerContext
     from kpipe.runtime.producer import DeliverySummary, Producer
@@ -78,15 +78,13 @@ def load(
     """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
 
     `paths` are pipeline files or directories (default: pipelines/). `bootstrap_override` (or the
-    KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files' bootstrap servers.
+    KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files' bootstrap servers; `local` means the
+    running local broker (LocalBrokerError when none is running).
     """
-    from kpipe.compilation.project import load_project
+    from kpipe.api import load as load_api
 
-    return load_project(
-        list(paths) or ["pipelines"],
-        variables=variables,
-        values_files=values_files,
-        bootstrap_override=bootstrap_override,
+    return load_api(
+        *paths, variables=variables, values_files=values_files, bootstrap_override=bootstrap_override
     )
 
 

@@ -15,7 +15,7 @@ def test_dir_is_the_public_api() -> None:
 
 
 def test_every_public_name_resolves() -> None:
-    from kpipe.compilation.project import Project
+    from kpipe.api import Project
     from kpipe.runtime.producer import Producer
 
     for name in kpipe.__all__:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,7 +20,8 @@ import click
 from kpipe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KpipeError, PipelineInvalid
 
 if TYPE_CHECKING:
-    from kpipe.compilation.project import Inspection, Project
+    from kpipe.api import Project
+    from kpipe.compilation.project import Inspection
     from kpipe.loading.loader import LoadResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,20 +110,28 @@ class ProjectOptions:
             values_files=self.values_files,
         )
 
-    def load(self, *, resolve_local: bool = True) -> Project:
+    def load(
+        self, *, resolve_local: bool = True, consumer_overrides: Mapping[str, str] | None = None
+    ) -> Project:
         """The valid, compiled project; PipelineInvalid with every diagnostic when it is not.
 
-        -b wins over KPIPE_BOOTSTRAP_SERVERS, which wins over the files. `resolve_local=False` keeps
-        `bootstrap_servers: local` unresolved (for commands that start or explain the local broker)."""
+        -b wins over KPIPE_BOOTSTRAP_SERVERS, which wins over the files. `bootstrap_servers: local` is resolved
+        to the running local broker here, at the edge (LocalBrokerError when none runs), unless
+        `resolve_local=False` (for commands that start or explain the local broker). `consumer_overrides` are
+        `-X` settings every consumer group's config gets last."""
+        from kpipe.api import Project
         from kpipe.compilation.project import load_project
+        from kpipe.local.state import resolve
 
-        return load_project(
+        project = load_project(
             self.paths,
             variables=self.variables,
             values_files=self.values_files,
             bootstrap_override=self.bootstrap_servers,
-            resolve_local=resolve_local,
+            consumer_overrides=consumer_overrides,
+            project_type=Project,
         )
+        return resolve(project) if resolve_local else project
 
 
 def project_options(*, bootstrap: bool = False) -> Callable[[F], F]:
@@ -188,4 +197,13 @@ bootstrap_option = click.option(
     envvar="KPIPE_BOOTSTRAP_SERVERS",
     help="Use these brokers instead of the files' cluster.bootstrap_servers; `local` means the embedded broker "
     "(env: KPIPE_BOOTSTRAP_SERVERS).",
+)
+
+consumer_config_option = click.option(
+    "-X",
+    "--consumer-config",
+    "consumer_config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra librdkafka consumer setting, applied last (repeatable); `kpipe explain` takes the same.",
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import ProjectOptions, parse_vars, project_options
+from kpipe.cli.common import ProjectOptions, consumer_config_option, parse_vars, project_options
 from kpipe.errors import ClusterError, EventInvalid, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
@@ -37,14 +37,7 @@ log = logging.getLogger("kpipe.run")
     show_default=True,
     envvar="KPIPE_LOG_LEVEL",
 )
-@click.option(
-    "-X",
-    "--consumer-config",
-    "consumer_config",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Extra librdkafka consumer setting, applied last (repeatable).",
-)
+@consumer_config_option
 @click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
@@ -78,7 +71,8 @@ def run(
         project_paths=(str(p) for p in options.paths),
         variables=options.variables,
         values_files=(str(v) for v in options.values_files),
-        bootstrap_override=options.bootstrap_servers,
+        # Resolved here, once: the workers connect where this process found the brokers (`local` included).
+        bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
     )

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from kpipe.cli.common import ProjectOptions, print_diagnostics, project_options
+from kpipe.cli.common import (
+    ProjectOptions,
+    consumer_config_option,
+    parse_vars,
+    print_diagnostics,
+    project_options,
+)
 from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 
 
@@ -120,7 +126,17 @@ def schema(output: Path | None) -> None:
 @click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-def explain(name: str, options: ProjectOptions, output_format: str) -> None:
+@consumer_config_option
+@click.option(
+    "--instance",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which instance of a consumer group (each has a client.id of its own).",
+)
+def explain(
+    name: str, options: ProjectOptions, output_format: str, consumer_config: tuple[str, ...], instance: int
+) -> None:
     """Show the final librdkafka settings of producer or consumer group NAME, and where each came from.
 
     Secrets (sasl.password, ssl.key.password, ...) are redacted.
@@ -131,4 +147,7 @@ def explain(name: str, options: ProjectOptions, output_format: str) -> None:
     """
     from kpipe.compilation.explain import explain_client
 
-    click.echo(explain_client(options.load(resolve_local=False), name, output_format))
+    project = options.load(
+        resolve_local=False, consumer_overrides=parse_vars(consumer_config, "--consumer-config")
+    )
+    click.echo(explain_client(project, name, output_format, instance=instance))

@@ -13,12 +13,11 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from broker_helpers import Running, committed, produce, read_all
 from handlers_for_tests import Event, group_settings, read_records, run_worker_main
 
 from helpers import wait_for
@@ -26,74 +25,6 @@ from kpipe.runtime.protocol import WORKER_EXIT_OK, WorkerSpec
 from kpipe.runtime.worker import GroupWorker, is_concurrent
 
 SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
-
-
-@pytest.fixture
-def admin(kafka_bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": kafka_bootstrap})
-
-
-@pytest.fixture
-def make_topics(admin: AdminClient) -> Iterator[Callable[..., None]]:
-    created: list[str] = []
-
-    def make(*names: str, partitions: int = 1) -> None:
-        for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
-            future.result(10)
-        created.extend(names)
-
-    yield make
-    if created:
-        for future in admin.delete_topics(created).values():
-            future.exception(10)
-
-
-def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for event in events:
-        producer.produce(topic, json.dumps(event).encode(), event["key"])
-    assert producer.flush(10) == 0
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return [tp.offset for tp in tps]
-    finally:
-        consumer.close()
-
-
-def read_all(bootstrap: str, topic: str, count: int, timeout: float = 20.0) -> list[Any]:
-    """`count` messages of partition 0, read by assignment (no group join)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    got: list[Any] = []
-    try:
-        wait_for(lambda: got.extend(m for m in consumer.consume(500, 0.2) if not m.error()) or len(got) >= count,
-                 timeout, message=lambda: f"{len(got)} of {count} messages in '{topic}'")  # fmt: skip
-    finally:
-        consumer.close()
-    return got
-
-
-class Running:
-    """A worker in a thread."""
-
-    def __init__(self, worker: GroupWorker):
-        self.worker = worker
-        self.code: int | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.code = self.worker.run()
-
-    def stop(self, timeout: float = 30) -> int | None:
-        self.worker.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "worker did not stop"
-        return self.code
 
 
 class Journal:
@@ -294,7 +225,7 @@ def test_emit_from_sync_and_async_handlers_is_delivered_before_the_commit(
         wait_for(lambda: committed(kafka_bootstrap, group, topic, 1) == [200], 10)
     finally:
         assert run.stop() == WORKER_EXIT_OK
-    got = [json.loads(m.value())["n"] for m in read_all(kafka_bootstrap, out, 200)]
+    got = [json.loads(m.value())["n"] for m in read_all(kafka_bootstrap, out, 200, timeout=20)]
     assert sorted(got) == [n * 10 for n in range(200)]
 
 

@@ -41,15 +41,13 @@ from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, make_executor
 from kpipe.runtime.concurrent.offsets import OffsetTracker
 from kpipe.runtime.concurrent.scheduler import PAUSE, RESUME, KeyScheduler, Work
-from kpipe.runtime.handler import Emitter, Handler
+from kpipe.runtime.handler import Emitter
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
 from kpipe.runtime.serde import describe_validation_error
-from kpipe.runtime.worker.commit import CommitStrategy
-from kpipe.runtime.worker.failures import Failures, Outcome, backoff_delays, dead_letter_headers
-from kpipe.runtime.worker.health import ClusterHealth
-from kpipe.runtime.worker.loop import STATUS_INTERVAL, Validators
-from kpipe.runtime.worker.membership import Membership, Partition, describe
-from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT, Control, Counters
+from kpipe.runtime.worker.failures import Outcome, backoff_delays, dead_letter_headers
+from kpipe.runtime.worker.loop import STATUS_INTERVAL, LoopParts
+from kpipe.runtime.worker.membership import Partition, describe
+from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -74,38 +72,19 @@ def buffer_capacity(concurrency: int, max_poll_records: int) -> int:
     return max(max_poll_records, concurrency * BUFFER_PER_SLOT)
 
 
-class ConcurrentLoop:
+class ConcurrentLoop(LoopParts):
     def __init__(
         self,
         *,
-        consumer: Any,
-        handler: Handler,
-        validators: Validators,
-        strategy: CommitStrategy,
-        failures: Failures,
-        membership: Membership,
-        health: ClusterHealth,
-        control: Control,
-        counters: Counters,
-        max_records: int,
-        poll_timeout: float,
-        housekeeping: Callable[[float], None],
         settings: ConsumerGroupSettings,
         producer: Any,
         emitter: Emitter | None,
         rng: Callable[[], float],
+        **parts: Any,
     ):
-        self._consumer = consumer
-        self._validators = validators
-        self._strategy = strategy
-        self._failures = failures
-        self._membership = membership
-        self._health = health
-        self._control = control
-        self._counters = counters
-        self._max_records = max_records
-        self._poll_timeout = poll_timeout
-        self._housekeeping = housekeeping
+        super().__init__(**parts)
+        handler = self._handler
+        max_records = self._max_records
         self._group = settings.group_id
         self._policy = settings.on_error
         self._producer = producer
@@ -131,7 +110,7 @@ class ConcurrentLoop:
         # Messages that became committable, not yet handed to the commit strategy.
         self._committable: list[Any] = []
         self._hook: Callable[[Any], None] | None = None
-        self._coalesce = strategy.name == "per_message"
+        self._coalesce = self._strategy.name == "per_message"
         self._flow_paused: list[TopicPartition] = []
         self._stopping = False
         # Sync handlers cannot be cancelled: with a timeout, calls running over it are reported (seq -> start).

@@ -144,16 +144,22 @@ class Harness:
 
     def __init__(self, handler: Any, messages: dict[int, list[Message]], *, concurrency: int = 8,
                  strategy: str = "batch", action: str = "dead_letter", retries: int = 0, backoff_ms: int = 1,
-                 batch_size: int = 1000, producer: FakeProducer | None = None):  # fmt: skip
+                 batch_size: int = 1000, producer: FakeProducer | None = None, ordering: str = "key",
+                 client: dict[str, str] | None = None):  # fmt: skip
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=60_000)  # type: ignore[arg-type]
-        conf = {"bootstrap.servers": "unused:9092", "group.id": "g", **commit_settings(commit)}
+        conf = {
+            "bootstrap.servers": "unused:9092",
+            "group.id": "g",
+            **(client or {}),
+            **commit_settings(commit),
+        }
         settings = ConsumerGroupSettings(
             group_id="g", topics=("t",), handler="m:f", instances=1, commit=commit,
             on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms),  # type: ignore[arg-type]
                                  "t.dlq" if action == "dead_letter" else None),
             client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
             producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
-            concurrency=concurrency,
+            concurrency=concurrency, ordering=ordering,  # type: ignore[arg-type]
         )  # fmt: skip
         self.consumer = FakeConsumer(messages)
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
@@ -317,3 +323,53 @@ def test_a_full_buffer_pauses_new_partitions_too() -> None:
     finally:
         release.set()
         h.stop()
+
+
+@pytest.mark.parametrize(("ordering", "expected_peak"), [("key", 1), ("partition", 2), ("none", 6)])
+def test_ordering_decides_what_runs_at_once(ordering: str, expected_peak: int) -> None:
+    """Six events of one key, concurrency 6: per key, one at a time; per partition (three in each of two),
+    one per partition; none, all at once."""
+    lock = threading.Lock()
+    active = 0
+    peak = 0
+    gate = threading.Barrier(expected_peak, timeout=5)
+
+    def handle(event: Event, ctx: Any) -> None:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        if ctx.offset < 3:
+            gate.wait()  # the first events wait until `expected_peak` run together (a timeout fails it)
+        with lock:
+            active -= 1
+
+    if ordering == "key":
+        messages = {0: [msg(0, i, "same") for i in range(6)]}
+    else:
+        messages = {p: [msg(p, i, "same") for i in range(3)] for p in (0, 1)}
+    h = Harness(handle, messages, concurrency=6, ordering=ordering)
+    try:
+        wait_for(lambda: h.worker.handled == 6, 10)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    assert peak == expected_peak
+
+
+def test_a_keep_alive_pause_does_not_outlive_a_revocation() -> None:
+    """The sequential loop pauses its partitions while a retry waits (to keep the membership); librdkafka keeps
+    a pause through a rebalance, so revoked partitions are resumed before they go."""
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.partition == 0:
+            raise ValueError("again")
+
+    h = Harness(handle, {0: [msg(0, 0, "a")], 1: [msg(1, 0, "b")]}, concurrency=1, retries=1, backoff_ms=3000,
+                client={"max.poll.interval.ms": "300"})  # fmt: skip
+    try:
+        wait_for(lambda: h.consumer.paused == {0, 1}, 5)  # the retry's backoff keeps the membership
+        h.consumer.revoke([0])
+        wait_for(lambda: ("t", 0) not in h.worker.assigned, 5)
+        assert 0 not in h.consumer.paused
+    finally:
+        assert h.stop() == WORKER_EXIT_OK

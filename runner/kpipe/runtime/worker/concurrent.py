@@ -494,15 +494,11 @@ class ConcurrentLoop(LoopParts):
         # Events of these partitions still running keep their slot (and key) until they return; their
         # completion no longer counts (the tracker's epoch moved on).
         self._tracker.revoke(keys)
-        paused = self._flow_paused + self._membership.paused
-        mine = [tp for tp in paused if (tp.topic, tp.partition) in keys]
+        mine = [tp for tp in self._flow_paused if (tp.topic, tp.partition) in keys]
         if mine:
             # librdkafka keeps a partition paused through a rebalance: resume it while it is still ours, or
-            # it would stay paused if it came back to this member.
+            # it would stay paused if it came back to this member (Membership.forget does the same for its own).
             self._flow_paused = [tp for tp in self._flow_paused if (tp.topic, tp.partition) not in keys]
-            self._membership.paused = [
-                tp for tp in self._membership.paused if (tp.topic, tp.partition) not in keys
-            ]
             try:
                 self._consumer.resume(mine)
             except KafkaException as exc:

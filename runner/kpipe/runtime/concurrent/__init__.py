@@ -7,7 +7,8 @@
                               asyncio event loop thread
 
 offsets and scheduler are pure (no clients, no threads) and are driven from the worker's consumer thread only;
-executor threads report back through one thread-safe queue.
+executor threads report back through one thread-safe queue. The loop that drives them is a part of the worker:
+kpipe.runtime.worker.concurrent.
 
 May import: kpipe.runtime.handler and everything below kpipe.runtime (no confluent_kafka here).
 """

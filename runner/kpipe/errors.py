@@ -81,3 +81,7 @@ class HandlerError(KpipeError):
     """A consumer group's handler could not be imported or is not callable."""
 
     exit_code = EXIT_INVALID
+
+
+class UndeclaredEmit(KpipeError):
+    """A handler called ctx.emit with a topic its consumer group does not declare under `emits`."""

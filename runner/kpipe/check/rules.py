@@ -278,6 +278,7 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
             if _ref(out, group, ("topics", i), t, "topics", project, label)
         ]
         _client_config(out, group, spec.config, "consumer", label)
+        _check_emits(project, name, group, out)
         config = {props.canonical_name(k): v for k, v in spec.config.items()}
         strategy = spec.commit.strategy
         if "group.id" in config:
@@ -385,6 +386,27 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
                     group.locate("instances"),
                     hint="add partitions or lower instances",
                     code="idle-instances",
+                )
+            )
+
+
+def _check_emits(
+    project: ProjectSpec, name: str, group: Declared[ConsumerGroupSpec], out: list[Diagnostic]
+) -> None:
+    """Declared emits name declared topics; emitting into the group's own input loops every event."""
+    spec = group.spec
+    label = f"consumer group '{name}'"
+    for i, topic in enumerate(spec.emits):
+        if not _ref(out, group, ("emits", i), topic, "topics", project, f"{label}: emits"):
+            continue
+        if topic in spec.topics:
+            out.append(
+                warning(
+                    f"{label} emits to '{topic}', one of its own input topics; every emitted event "
+                    "comes back to the handler",
+                    group.locate("emits", i),
+                    hint="make sure the handler does not emit for the events it emitted",
+                    code="emit-loop",
                 )
             )
 

@@ -185,7 +185,7 @@ class ConsumerGroupSpec(Strict):
     config: ConfigMap = Field(default_factory=dict)
     description: str | None = None
 
-    @field_validator("topics")
+    @field_validator("topics", "emits")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         seen = set()

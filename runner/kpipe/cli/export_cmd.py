@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +97,9 @@ def asyncapi(
     if output_format == "json":
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     else:
-        import yaml
+        from kpipe.export.text import dump_yaml
 
-        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110)
+        text = dump_yaml(doc)
     _write(text, output)
 
 
@@ -129,3 +132,181 @@ def graph(
 
     project = _load(paths, variables, values_files, import_code=False)
     _write(FORMATS[output_format](topology(project)), output)
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Render the files as the pods will: with the --set-env values in the environment."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+@export.command()
+@project_options
+@click.option("--image", required=True, help="The image to run (see `kpipe export dockerfile`).")
+@click.option("--namespace", "-n", help="Put every object in this namespace (default: none, kubectl's).")
+@click.option("--name-prefix", default="", help="Prefix every object's name (e.g. the release name).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per object into this directory instead of one stream on stdout.",
+)
+@click.option(
+    "--files-in-image",
+    is_flag=True,
+    help="The image already holds the pipeline and schema files: no ConfigMap, no mounts.",
+)
+@click.option(
+    "--set-env",
+    "set_env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Value of a non-secret variable the files read with env() (repeatable; goes into a ConfigMap).",
+)
+@click.option(
+    "--secret-name",
+    help="The Secret holding the secret variables (default: [PREFIX-]kpipe-secrets; not generated).",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Passed to `kpipe run`; the pod's grace period is this plus 15 s.",
+)
+@click.option(
+    "--keda", is_flag=True, help="A KEDA ScaledObject for every group (else only for deploy.autoscale)."
+)
+@click.option(
+    "--hook",
+    type=click.Choice(["helm", "argo"]),
+    help="Annotate the apply Job as a Helm pre-install/pre-upgrade or an Argo CD PreSync hook.",
+)
+def kubernetes(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    image: str,
+    namespace: str | None,
+    name_prefix: str,
+    output: Path | None,
+    files_in_image: bool,
+    set_env: tuple[str, ...],
+    secret_name: str | None,
+    shutdown_timeout: float,
+    keda: bool,
+    hook: str | None,
+) -> None:
+    """Write Kubernetes manifests: a Deployment per consumer group (one worker per pod), a
+    PodDisruptionBudget per group, a Job running `kpipe apply --yes`, ConfigMaps for the files and the
+    environment, and optional KEDA ScaledObjects.
+
+    Variables the files read with env() are found in the templates: secret ones (behind sasl.password and
+    the like) come from the Secret named by --secret-name, which you create; the others from --set-env.
+
+    \b
+    Examples:
+      kpipe export kubernetes pipelines/ --image registry/orders:1.4 --set-env KAFKA_BOOTSTRAP_SERVERS=kafka:9092
+      kpipe export kubernetes pipelines/ --image registry/orders:1.4 -n orders --keda -o deploy/
+    """
+    from kpipe.export.environment import env_vars
+    from kpipe.export.kubernetes import Options, manifests, project_root
+    from kpipe.export.topology import topology
+    from kpipe.loading.loader import display_path
+
+    project_paths = default_paths(paths)
+    env_values = parse_vars(set_env, "--set-env")
+    with _environment(env_values):
+        project = _load(paths, variables, values_files, import_code=False)
+    env = env_vars((f, display_path(f)) for f in project.files)
+    options = Options(
+        image=image,
+        namespace=namespace,
+        name_prefix=name_prefix,
+        files_in_image=files_in_image,
+        set_env=env_values,
+        secret_name=secret_name,
+        shutdown_timeout=shutdown_timeout,
+        keda=keda,
+        hook=hook,
+    )
+    objects = manifests(
+        project,
+        topology(project),
+        env,
+        project_paths,
+        list(values_files),
+        parse_vars(variables),
+        options,
+        root=project_root(project_paths[0]),
+    )
+    _write_manifests(objects, output)
+
+
+def _write_manifests(objects: list[dict[str, Any]], output: Path | None) -> None:
+    from kpipe.export.text import dump_yaml, dump_yaml_stream
+
+    if output is None:
+        click.echo(dump_yaml_stream(objects), nl=False)
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for i, obj in enumerate(objects):
+        path = output / f"{i:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        path.write_text(dump_yaml(obj))
+    click.echo(f"wrote {len(objects)} manifests to {output}", err=True)
+
+
+@export.command()
+@project_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
+@click.option(
+    "--python", "python_version", default="3.12", show_default=True, help="The python base image tag."
+)
+@click.option("--kpipe", "kpipe_requirement", help="pip requirement for kpipe (default: this version).")
+@click.option(
+    "--copy", "extra_dirs", multiple=True, metavar="DIR", help="Another directory to copy (handlers)."
+)
+def dockerfile(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    output: Path | None,
+    python_version: str,
+    kpipe_requirement: str | None,
+    extra_dirs: tuple[str, ...],
+) -> None:
+    """Write a Dockerfile for the project's image: python slim, kpipe, the project's directories, a
+    non-root user, and `kpipe` as the entrypoint.
+
+    \b
+    Example:
+      kpipe export dockerfile pipelines/ -o Dockerfile && docker build -t registry/orders:1.4 .
+    """
+    from kpipe.export.dockerfile import dockerfile as build
+    from kpipe.export.kubernetes import project_files, project_root
+
+    project_paths = default_paths(paths)
+    project = _load(paths, variables, values_files, import_code=False)
+    root = project_root(project_paths[0])
+    files = project_files([*project.files, *project.inspection.schema_sources.values(), *values_files], root)
+    directories = sorted({f.relative.split("/")[0] for f in files if "/" in f.relative} | set(extra_dirs))
+    requirements = "requirements.txt" if (root / "requirements.txt").is_file() else None
+    args = ["run", *(p.resolve().relative_to(root).as_posix() for p in project_paths)]
+    text = build(
+        directories,
+        python=python_version,
+        kpipe_requirement=kpipe_requirement,
+        requirements=requirements,
+        default_args=args,
+    )
+    _write(text, output)

@@ -62,6 +62,13 @@ def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tup
     metavar="SECONDS",
     help="How long workers get to commit and exit after SIGTERM before they are killed.",
 )
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run N workers per group instead of the files' instances (a Kubernetes pod runs 1; its "
+    "Deployment's replicas make the group's size).",
+)
 def run(
     paths: tuple[Path, ...],
     variables: tuple[str, ...],
@@ -72,6 +79,7 @@ def run(
     log_level: str,
     consumer_config: tuple[str, ...],
     shutdown_timeout: float,
+    instances: int | None,
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
 
@@ -86,7 +94,7 @@ def run(
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
     specs = worker_specs(
-        ((g.group_id, g.instances) for g in selected),
+        ((g.group_id, instances or g.instances) for g in selected),
         project_paths=(str(p) for p in default_paths(paths)),
         variables=parse_vars(variables),
         values_files=(str(v) for v in values_files),
@@ -99,7 +107,7 @@ def run(
     log.info(
         "running %s: %s",
         "1 worker" if len(specs) == 1 else f"{len(specs)} workers",
-        ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
+        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
     )
     supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
     if supervisor.run() != 0:

@@ -272,7 +272,12 @@ def _write_manifests(objects: list[dict[str, Any]], output: Path | None) -> None
 @click.option(
     "--python", "python_version", default="3.12", show_default=True, help="The python base image tag."
 )
-@click.option("--kpipe", "kpipe_requirement", help="pip requirement for kpipe (default: this version).")
+@click.option(
+    "--kpipe",
+    "kpipe_requirement",
+    help="pip requirement for kpipe (default: its source when the project is kpipe's repository, else a "
+    "wheel in wheels/; not the bare name, which PyPI gives to an unrelated project).",
+)
 @click.option(
     "--copy", "extra_dirs", multiple=True, metavar="DIR", help="Another directory to copy (handlers)."
 )
@@ -302,10 +307,13 @@ def dockerfile(
     directories = sorted({f.relative.split("/")[0] for f in files if "/" in f.relative} | set(extra_dirs))
     requirements = "requirements.txt" if (root / "requirements.txt").is_file() else None
     args = ["run", *(p.resolve().relative_to(root).as_posix() for p in project_paths)]
+    pyproject = root / "pyproject.toml"
+    from_source = pyproject.is_file() and 'name = "kpipe"' in pyproject.read_text(errors="replace")
     text = build(
         directories,
         python=python_version,
         kpipe_requirement=kpipe_requirement,
+        kpipe_from_source=from_source,
         requirements=requirements,
         default_args=args,
     )

@@ -20,8 +20,9 @@ from kpipe.diagnostics import Position
 from kpipe.errors import UsageError
 from kpipe.model import librdkafka as props
 
-# `  sasl.password: "{{ env('KAFKA_PASSWORD') }}"` → sasl.password (quotes and a list dash allowed).
-_KEY_ON_LINE = re.compile(r"""^\s*(?:-\s+)?["']?([A-Za-z0-9_.\-]+)["']?\s*:""")
+# `  sasl.password: "{{ env('KAFKA_PASSWORD') }}"` → sasl.password (quotes, a list dash and a comment mark
+# allowed: a commented-out secret key still makes its variable a secret).
+_KEY_ON_LINE = re.compile(r"""^\s*(?:#\s*)?(?:-\s+)?["']?([A-Za-z0-9_.\-]+)["']?\s*:""")
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _calls(text: str, display: str) -> list[_Call]:
             or not isinstance(call.args[0].value, str)
         ):
             raise UsageError(
-                f"{where.format()}: env() with a computed name: the export cannot tell which variable it "
+                f"{where}: env() with a computed name: the export cannot tell which variable it "
                 "reads; write the name as a quoted string"
             )
         key = _KEY_ON_LINE.match(line)

@@ -117,7 +117,7 @@ class Manifests:
                 )
         for var in self.env:
             if not var.secret and not var.has_default and var.name not in self.options.set_env:
-                where = var.positions[0].format()
+                where = var.positions[0]
                 raise UsageError(
                     f"{where}: env('{var.name}') has no default and no value: pass --set-env {var.name}=VALUE "
                     f"(or give it a default in the template)"

@@ -587,3 +587,20 @@ def test_dockerfile_never_installs_kpipe_by_its_bare_name(
         "kpipe @ git+https://git.example/kpipe@v0.1.0",
     )
     assert 'RUN pip install "kpipe @ git+https://git.example/kpipe@v0.1.0"' in pinned
+
+
+def test_a_secret_written_into_a_file_is_not_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    project = tmp_path / "p.yaml"
+    project.write_text(
+        "cluster:\n  bootstrap_servers: k:9092\n  config:\n    security.protocol: SASL_SSL\n"
+        "    sasl.mechanism: PLAIN\n    sasl.username: svc\n    sasl.password: literal-pa55\n"
+        "topics:\n  t: {partitions: 1}\nconsumers:\n  g: {topics: [t], handler: m:f}\n"
+    )
+    code, out, err = kpipe(capsys, "export", "kubernetes", str(project), "--image", IMAGE)
+    assert (code, out) == (2, "")
+    assert "p.yaml:6: sasl.username is written into the file; the files ConfigMap would publish it" in err
+    text = ok(capsys, "export", "kubernetes", str(project), "--image", IMAGE, "--files-in-image")
+    assert "literal-pa55" not in text and "svc" not in text.replace("kpipe", "")

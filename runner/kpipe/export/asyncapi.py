@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import PydanticUserError
+
 from kpipe import __version__
 from kpipe.compilation.compiled import ConsumerGroupSettings, TopicSpec
 from kpipe.export.topology import Topology, commit_label, topology
@@ -153,7 +155,10 @@ def _schemas(project: Any) -> dict[str, dict[str, Any] | None]:
         if isinstance(declared.spec, SchemaModel):
             model = inspection.schema_models.get(name)
             if model is not None:
-                out[name] = model.model_json_schema(ref_template=base + "/$defs/{model}")
+                try:
+                    out[name] = model.model_json_schema(ref_template=base + "/$defs/{model}")
+                except PydanticUserError:  # a field type with no JSON Schema (arbitrary types)
+                    out[name] = None
             continue
         source = inspection.schema_sources.get(name)
         if source is None:
@@ -293,7 +298,11 @@ def _operations(project: Any, topo: Topology, schemas: Mapping[str, Any]) -> dic
             "messages": _message_refs(topo, topic, schemas, project),
             "bindings": {"kafka": {**binding, "bindingVersion": KAFKA_BINDING}},
         }
-        operations[_id(op_id)] = operation
+        unique, n = _id(op_id), 1
+        while unique in operations:  # two names that differ only in characters an id cannot hold
+            n += 1
+            unique = f"{_id(op_id)}-{n}"
+        operations[unique] = operation
 
     for producer in topo.producers:
         client_id = producer.client.get("client.id") or f"kpipe-{producer.name}"

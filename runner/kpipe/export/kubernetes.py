@@ -28,6 +28,7 @@ from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.errors import UsageError
 from kpipe.export.environment import EnvVar
 from kpipe.export.topology import Topology, partitions_read
+from kpipe.model import librdkafka as props
 
 # The observability issue's default port (kpipe.observe.DEFAULT_METRICS_PORT once that lands).
 METRICS_PORT = 9464
@@ -472,6 +473,8 @@ def manifests(
             "give the real brokers, e.g. --set-env KAFKA_BOOTSTRAP_SERVERS=kafka:9092 where the files read "
             "env('KAFKA_BOOTSTRAP_SERVERS')"
         )
+    if not options.files_in_image:
+        _refuse_literal_secrets(project.spec)
     files = project_files([*project.files, *project.inspection.schema_sources.values(), *values_files], root)
     args = [p.resolve().relative_to(root).as_posix() or "." for p in paths if _below(p, root)]
     if len(args) != len(paths):
@@ -482,6 +485,26 @@ def manifests(
         args += ["--var", f"{name}={value}"]
     options.project_args = tuple(args)
     return Manifests(topology, project.spec, env, files, options).objects()
+
+
+def _refuse_literal_secrets(spec: Any) -> None:
+    """A secret librdkafka value written into a file (not read with env()) would be published by the files
+    ConfigMap: refuse, naming the line."""
+    owners = [spec.cluster] if spec.cluster else []
+    owners += [*spec.producers.values(), *spec.consumers.values()]
+    for owner in owners:
+        for key, value in owner.spec.config.items():
+            text = str(value)
+            if not props.is_secret(key) or not text:
+                continue
+            raw = owner.document.path.read_text(encoding="utf-8", errors="replace").splitlines()
+            for number, line in enumerate(raw, 1):
+                if key in line and text in line and "{{" not in line and not line.lstrip().startswith("#"):
+                    raise UsageError(
+                        f"{owner.document.display}:{number}: {key} is written into the file; the files "
+                        f"ConfigMap would publish it: read it with env('...') from a Secret, or use "
+                        "--files-in-image"
+                    )
 
 
 def _below(path: Path, root: Path) -> bool:

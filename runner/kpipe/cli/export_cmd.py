@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,8 +137,10 @@ def graph(
 
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Render the files as the pods will: with the --set-env values in the environment."""
-    saved = {name: os.environ.get(name) for name in values}
+    """Render the files as the pods will: with the --set-env values in the environment, and without this
+    shell's KPIPE_BOOTSTRAP_SERVERS, which the pods do not get."""
+    saved = {name: os.environ.get(name) for name in [*values, "KPIPE_BOOTSTRAP_SERVERS"]}
+    os.environ.pop("KPIPE_BOOTSTRAP_SERVERS", None)
     os.environ.update(values)
     try:
         yield
@@ -226,6 +229,11 @@ def kubernetes(
 
     project_paths = default_paths(paths)
     env_values = parse_vars(set_env, "--set-env")
+    for label, value in (("--namespace", namespace), ("--secret-name", secret_name)):
+        if value is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+            raise click.BadParameter(
+                f"'{value}' is not a Kubernetes name (lowercase letters, digits and '-')", param_hint=label
+            )
     with _environment(env_values):
         project = _load(paths, variables, values_files, import_code=False)
     env = env_vars((f, display_path(f)) for f in project.files)

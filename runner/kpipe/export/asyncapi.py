@@ -81,10 +81,9 @@ def document(
     doc["channels"] = {_id(t.name): _channel(project, topo, t, schemas) for t in topo.topics}
     doc["operations"] = _operations(project, topo, schemas)
     components: dict[str, Any] = {}
-    if schemas:
-        components["schemas"] = {k: v for k, v in schemas.items() if v is not None}
-        if not components["schemas"]:
-            del components["schemas"]
+    available = {_id(name): schema for name, schema in schemas.items() if schema is not None}
+    if available:
+        components["schemas"] = available
     if schemes:
         components["securitySchemes"] = schemes
     if components:

@@ -36,7 +36,6 @@ def _load(
         variables=parse_vars(variables),
         values_files=list(values_files),
         bootstrap_override=bootstrap_servers,
-        resolve_local=False,
         import_code=import_code,
     )
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from kpipe.diagnostics import did_you_mean
 from kpipe.errors import HandlerError, UndeclaredEmit
+from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.serde import key_of, key_text, to_json_bytes, validated
 
 Handler = Callable[[Any, "HandlerContext"], Any]
@@ -196,12 +197,12 @@ class Emitter:
         elif type(key) is not str:
             key = key_text(key)
         value = to_json_bytes(event)
-        while True:
-            try:
-                self._producer.produce(target, value, key, headers=headers, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
+        try:
+            self._producer.produce(target, value, key, headers=headers, on_delivery=self._on_delivery)
+        except BufferError:
+            produce_when_room(
+                self._producer, target, value, key, headers=headers, on_delivery=self._on_delivery
+            )
         self.unsettled = True
         self.emitted += 1
 

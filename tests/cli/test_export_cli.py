@@ -478,6 +478,8 @@ def test_keda_scaled_object(
         "allowIdleConsumers": "false",
     }
     assert trigger["authenticationRef"] == {"name": "kpipe-keda-auth"}
+    # KEDA owns the replica count: re-applying the Deployment must not reset it.
+    assert "replicas" not in _by_kind(objects, "Deployment")["g"]["spec"]
 
 
 # KEDA's ScaledObject (keda.sh/v1alpha1) as its CRD defines the fields kpipe writes. No package registry here

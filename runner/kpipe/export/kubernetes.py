@@ -326,7 +326,7 @@ class Manifests:
             "kind": "Deployment",
             "metadata": self._metadata(name, "consumer-group", group.group_id),
             "spec": {
-                "replicas": group.instances,
+                **({} if self._autoscaled(group) else {"replicas": group.instances}),
                 "selector": {"matchLabels": selector},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
                 "template": {
@@ -383,10 +383,15 @@ class Manifests:
         config = {k.lower(): str(v).upper() for k, v in self.spec.cluster_spec.config.items()}
         return config.get("security.protocol", "PLAINTEXT") in SECURE_PROTOCOLS
 
+    def _autoscaled(self, group: ConsumerGroupSettings) -> bool:
+        return self.options.keda or self.spec.consumers[group.group_id].spec.deploy.autoscale is not None
+
     def scaled_object(self, group: ConsumerGroupSettings) -> dict[str, Any] | None:
-        autoscale = self.spec.consumers[group.group_id].spec.deploy.autoscale
-        if autoscale is None and not self.options.keda:
+        """KEDA's ScaledObject for the group, or None. When there is one, the Deployment names no replicas:
+        KEDA owns the count, and re-applying the manifests must not reset it to `instances`."""
+        if not self._autoscaled(group):
             return None
+        autoscale = self.spec.consumers[group.group_id].spec.deploy.autoscale
         partitions = partitions_read(self.topology, group)
         min_replicas = autoscale.min_replicas if autoscale else 1
         max_replicas = autoscale.max_replicas if autoscale and autoscale.max_replicas else partitions

@@ -23,7 +23,8 @@ from kpipe.cli.common import run_cli
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "export"
 ASYNCAPI_SCHEMA = ROOT / "tests" / "fixtures" / "asyncapi" / "asyncapi-3.0.0.schema.json"
-K8S_VERSION = "1.30.0"
+# The oldest Kubernetes still commonly run and the newest kubernetes-validate knows.
+K8S_VERSIONS = ("1.28.0", kubernetes_validate.utils.latest_version())
 IMAGE = "registry.example/orders:1.4.0"
 BOOTSTRAP = "KAFKA_BOOTSTRAP_SERVERS=kafka-0.kafka:9092,kafka-1.kafka:9092"
 
@@ -69,7 +70,8 @@ def k8s_validate(objects: list[dict[str, Any]]) -> None:
         if obj["apiVersion"].startswith("keda.sh/"):
             keda_validate(obj)
         else:
-            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            for version in K8S_VERSIONS:
+                kubernetes_validate.validate(obj, version, strict=True)
 
 
 # -- graph -----------------------------------------------------------------------------------------------------
@@ -606,3 +608,17 @@ def test_a_secret_written_into_a_file_is_not_published(
     assert "p.yaml:6: sasl.username is written into the file; the files ConfigMap would publish it" in err
     text = ok(capsys, "export", "kubernetes", str(project), "--image", IMAGE, "--files-in-image")
     assert "literal-pa55" not in text and "svc" not in text.replace("kpipe", "")
+
+
+def test_the_strict_kubernetes_check_can_fail(capsys: pytest.CaptureFixture[str]) -> None:
+    objects = k8s_objects(
+        ok(capsys, "export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP)
+    )
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}  # misspelt
+    with pytest.raises(kubernetes_validate.ValidationError):
+        k8s_validate([deployment])
+    scaled = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "g"},
+              "spec": {"scaleTargetRef": {"name": "g"}, "triggers": [{"type": "kafka", "metadata": {"lagThreshold": 5}}]}}  # fmt: skip
+    with pytest.raises(jsonschema.ValidationError):
+        keda_validate(scaled)

@@ -439,6 +439,11 @@ def test_a_secret_cannot_be_given_on_the_command_line(
                            "--set-env", "BROKERS=k:9092", "--set-env", "KAFKA_SECRET_VALUE=x")  # fmt: skip
     assert (code, out) == (2, "")
     assert "KAFKA_SECRET_VALUE is a secret (it feeds sasl.password)" in err
+    # A variable no template reads, but whose name says it is a secret, is refused too.
+    monkeypatch.setenv("KAFKA_SECRET_VALUE", "s")
+    code, out, err = kpipe(capsys, "export", "kubernetes", str(project), "--image", IMAGE,
+                           "--set-env", "BROKERS=k:9092", "--set-env", "WEBHOOK_PASSWORD=x")  # fmt: skip
+    assert (code, out) == (2, "") and "WEBHOOK_PASSWORD is a secret (its name says so)" in err
 
 
 def test_a_variable_without_default_or_value_is_named(

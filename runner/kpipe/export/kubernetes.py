@@ -111,10 +111,13 @@ class Manifests:
         by_name = {v.name: v for v in self.env}
         for name in self.options.set_env:
             var = by_name.get(name)
-            if var is not None and var.secret:
+            if (var is not None and var.secret) or props.is_secret(name):
+                why = (
+                    f"it feeds {', '.join(var.keys)}" if var is not None and var.keys else "its name says so"
+                )
                 raise UsageError(
-                    f"--set-env {name}: {name} is a secret (it feeds {', '.join(var.keys) or 'a secret'}); "
-                    f"it comes from Secret '{self.secret_name}', never from a manifest"
+                    f"--set-env {name}: {name} is a secret ({why}); it comes from Secret "
+                    f"'{self.secret_name}', never from a manifest"
                 )
         for var in self.env:
             if not var.secret and not var.has_default and var.name not in self.options.set_env:

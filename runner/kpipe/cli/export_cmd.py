@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
+from kpipe.cli.common import ProjectOptions, parse_vars, project_options
 
 import_code_option = click.option(
     "--import-code",
@@ -22,22 +22,10 @@ import_code_option = click.option(
 )
 
 
-def _load(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    import_code: bool,
-    bootstrap_servers: str | None = None,
-) -> Any:
-    from kpipe.compilation.project import load_project
-
-    return load_project(
-        default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=list(values_files),
-        bootstrap_override=bootstrap_servers,
-        import_code=import_code,
-    )
+def _load(options: ProjectOptions, import_code: bool) -> Any:
+    """The project as an export sees it: `local` left unresolved (nothing connects), project code imported
+    only with --import-code."""
+    return options.load(resolve_local=False, import_code=import_code)
 
 
 def _write(text: str, output: Path | None) -> None:
@@ -58,7 +46,7 @@ def export() -> None:
 
 
 @export.command()
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "--format",
     "output_format",
@@ -69,17 +57,13 @@ def export() -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
 @click.option("--title", help="info.title (default: 'kpipe pipelines').")
 @click.option("--version", "doc_version", help="info.version, the document's version (default: 0.0.0).")
-@bootstrap_option
 @import_code_option
 def asyncapi(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     output_format: str,
     output: Path | None,
     title: str | None,
     doc_version: str | None,
-    bootstrap_servers: str | None,
     import_code: bool,
 ) -> None:
     """Write an AsyncAPI 3.0 document: servers, a channel per topic, producers and consumer groups as
@@ -92,8 +76,8 @@ def asyncapi(
     """
     from kpipe.export.asyncapi import document
 
-    project = _load(paths, variables, values_files, import_code, bootstrap_servers)
-    doc = document(project, title=title, version=doc_version, bootstrap_servers=bootstrap_servers)
+    project = _load(options, import_code)
+    doc = document(project, title=title, version=doc_version, bootstrap_servers=options.bootstrap_servers)
     if output_format == "json":
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     else:
@@ -104,7 +88,7 @@ def asyncapi(
 
 
 @export.command()
-@project_options
+@project_options()
 @click.option(
     "--format",
     "output_format",
@@ -113,13 +97,7 @@ def asyncapi(
     show_default=True,
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
-def graph(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    output_format: str,
-    output: Path | None,
-) -> None:
+def graph(options: ProjectOptions, output_format: str, output: Path | None) -> None:
     """Draw the topology: producers → topics → consumer groups, with dead-letter routes and emits.
 
     \b
@@ -130,7 +108,7 @@ def graph(
     from kpipe.export.graph import FORMATS
     from kpipe.export.topology import topology
 
-    project = _load(paths, variables, values_files, import_code=False)
+    project = _load(options, import_code=False)
     _write(FORMATS[output_format](topology(project)), output)
 
 
@@ -152,7 +130,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 @export.command()
-@project_options
+@project_options()
 @click.option("--image", required=True, help="The image to run (see `kpipe export dockerfile`).")
 @click.option("--namespace", "-n", help="Put every object in this namespace (default: none, kubectl's).")
 @click.option("--name-prefix", default="", help="Prefix every object's name (e.g. the release name).")
@@ -195,9 +173,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
     help="Annotate the apply Job as a Helm pre-install/pre-upgrade or an Argo CD PreSync hook.",
 )
 def kubernetes(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     image: str,
     namespace: str | None,
     name_prefix: str,
@@ -226,7 +202,6 @@ def kubernetes(
     from kpipe.export.topology import topology
     from kpipe.loading.loader import display_path
 
-    project_paths = default_paths(paths)
     env_values = parse_vars(set_env, "--set-env")
     for label, value in (("--namespace", namespace), ("--secret-name", secret_name)):
         if value is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
@@ -234,9 +209,9 @@ def kubernetes(
                 f"'{value}' is not a Kubernetes name (lowercase letters, digits and '-')", param_hint=label
             )
     with _environment(env_values):
-        project = _load(paths, variables, values_files, import_code=False)
+        project = _load(options, import_code=False)
     env = env_vars((f, display_path(f)) for f in project.files)
-    options = Options(
+    settings = Options(
         image=image,
         namespace=namespace,
         name_prefix=name_prefix,
@@ -251,11 +226,11 @@ def kubernetes(
         project,
         topology(project),
         env,
-        project_paths,
-        list(values_files),
-        parse_vars(variables),
-        options,
-        root=project_root(project_paths[0]),
+        list(options.paths),
+        list(options.values_files),
+        options.variables,
+        settings,
+        root=project_root(options.paths[0]),
     )
     _write_manifests(objects, output)
 
@@ -274,7 +249,7 @@ def _write_manifests(objects: list[dict[str, Any]], output: Path | None) -> None
 
 
 @export.command()
-@project_options
+@project_options()
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
 @click.option(
     "--python", "python_version", default="3.12", show_default=True, help="The python base image tag."
@@ -289,9 +264,7 @@ def _write_manifests(objects: list[dict[str, Any]], output: Path | None) -> None
     "--copy", "extra_dirs", multiple=True, metavar="DIR", help="Another directory to copy (handlers)."
 )
 def dockerfile(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     output: Path | None,
     python_version: str,
     kpipe_requirement: str | None,
@@ -307,13 +280,14 @@ def dockerfile(
     from kpipe.export.dockerfile import dockerfile as build
     from kpipe.export.kubernetes import project_files, project_root
 
-    project_paths = default_paths(paths)
-    project = _load(paths, variables, values_files, import_code=False)
-    root = project_root(project_paths[0])
-    files = project_files([*project.files, *project.inspection.schema_sources.values(), *values_files], root)
+    project = _load(options, import_code=False)
+    root = project_root(options.paths[0])
+    files = project_files(
+        [*project.files, *project.inspection.schema_sources.values(), *options.values_files], root
+    )
     directories = sorted({f.relative.split("/")[0] for f in files if "/" in f.relative} | set(extra_dirs))
     requirements = "requirements.txt" if (root / "requirements.txt").is_file() else None
-    args = ["run", *(p.resolve().relative_to(root).as_posix() for p in project_paths)]
+    args = ["run", *(p.resolve().relative_to(root).as_posix() for p in options.paths)]
     pyproject = root / "pyproject.toml"
     from_source = pyproject.is_file() and 'name = "kpipe"' in pyproject.read_text(errors="replace")
     text = build(

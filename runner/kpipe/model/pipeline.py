@@ -267,4 +267,3 @@ class PipelineFile(Strict):
 
 
 SECTION_NAMES = ("cluster", "schemas", "topics", "producers", "consumers")
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")

@@ -17,8 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kpipe.cli import cli
-from kpipe.cli.common import run_cli
+from helpers import kpipe
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "export"
@@ -36,14 +35,8 @@ def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def kpipe(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run_cli(cli, list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def ok(capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    code, out, err = kpipe(capsys, *args)
+def ok(*args: str) -> str:
+    code, out, err = kpipe(*args)
     assert code == 0, err
     return out
 
@@ -77,38 +70,38 @@ def k8s_validate(objects: list[dict[str, Any]]) -> None:
 # -- graph -----------------------------------------------------------------------------------------------------
 
 
-def test_graph_of_the_example_project(capsys: pytest.CaptureFixture[str]) -> None:
-    mermaid = ok(capsys, "export", "graph", "pipelines")
+def test_graph_of_the_example_project() -> None:
+    mermaid = ok("export", "graph", "pipelines")
     golden("graph.mmd", mermaid)
-    golden("graph.dot", ok(capsys, "export", "graph", "pipelines", "--format", "dot"))
+    golden("graph.dot", ok("export", "graph", "pipelines", "--format", "dot"))
     assert mermaid.startswith("flowchart LR\n")
     assert '    topic_orders[("orders<br/>3 partitions, key customer_id")]:::topic' in mermaid
     assert "    group_order_processors -. dead letters .-> topic_orders_dlq" in mermaid
 
 
-def test_the_readme_shows_the_example_graph(capsys: pytest.CaptureFixture[str]) -> None:
-    mermaid = ok(capsys, "export", "graph", "pipelines")
+def test_the_readme_shows_the_example_graph() -> None:
+    mermaid = ok("export", "graph", "pipelines")
     assert f"```mermaid\n{mermaid}```" in (ROOT / "README.md").read_text()
 
 
-def test_graph_labels_escape_hostile_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_graph_labels_escape_hostile_names(tmp_path: Path) -> None:
     project = tmp_path / "p.yaml"
     project.write_text(
         "topics:\n  t: {partitions: 1}\n  out: {partitions: 1}\nconsumers:\n"
         '  \'a"]-->x; click x "javascript:alert(1)"\':\n    topics: [t]\n    handler: m:f\n    emits: [out]\n'
         "    on_error: {action: skip}\n"
     )
-    mermaid = ok(capsys, "export", "graph", str(project))
+    mermaid = ok("export", "graph", str(project))
     assert '"]-->x' not in mermaid and "#quot;]--#gt;x" in mermaid
     assert "-- emits --> topic_out" in mermaid
-    dot = ok(capsys, "export", "graph", str(project), "--format", "dot")
+    dot = ok("export", "graph", str(project), "--format", "dot")
     assert '\\"]-->x' in dot and '[label="emits"]' in dot
 
 
 # -- AsyncAPI --------------------------------------------------------------------------------------------------
 
 
-def test_asyncapi_of_the_example_project(capsys: pytest.CaptureFixture[str]) -> None:
+def test_asyncapi_of_the_example_project() -> None:
     args = (
         "export",
         "asyncapi",
@@ -120,9 +113,9 @@ def test_asyncapi_of_the_example_project(capsys: pytest.CaptureFixture[str]) -> 
         "--version",
         "1.2.0",
     )
-    text = ok(capsys, *args)
+    text = ok(*args)
     golden("asyncapi.yaml", text)
-    as_json = ok(capsys, *args, "--format", "json")
+    as_json = ok(*args, "--format", "json")
     golden("asyncapi.json", as_json)
     document = yaml.safe_load(text)
     assert document == json.loads(as_json)
@@ -152,9 +145,9 @@ def test_asyncapi_of_the_example_project(capsys: pytest.CaptureFixture[str]) -> 
     assert (dead["action"], dead["channel"]) == ("send", {"$ref": "#/channels/orders.dlq"})
 
 
-def test_the_official_schema_rejects_a_broken_document(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_official_schema_rejects_a_broken_document() -> None:
     # The fixture must be able to fail: a channel binding with a field Kafka bindings do not have.
-    document = yaml.safe_load(ok(capsys, "export", "asyncapi", "pipelines"))
+    document = yaml.safe_load(ok("export", "asyncapi", "pipelines"))
     document["channels"]["orders"]["bindings"]["kafka"]["partitionz"] = 3
     document["operations"]["order-api.send"]["action"] = "publish"  # AsyncAPI 2's word
     assert len(asyncapi_errors(document)) >= 2
@@ -206,12 +199,10 @@ def _larger_project(root: Path, topics: int = 30) -> Path:
     return path
 
 
-def test_asyncapi_of_a_larger_generated_project(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_asyncapi_of_a_larger_generated_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_PASSWORD", "pa55-never-in-output")
     project = _larger_project(tmp_path)
-    text = ok(capsys, "export", "asyncapi", str(project), "--import-code", "--format", "json")
+    text = ok("export", "asyncapi", str(project), "--import-code", "--format", "json")
     assert "pa55-never-in-output" not in text and "svc" not in text
     document = json.loads(text)
     assert asyncapi_errors(document) == []
@@ -260,9 +251,7 @@ def _marker_project(root: Path) -> tuple[Path, Path]:
     return project, marker
 
 
-def test_export_imports_no_project_code_without_the_flag(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_export_imports_no_project_code_without_the_flag(tmp_path: Path) -> None:
     project, marker = _marker_project(tmp_path)
     for args in (
         ("asyncapi",),
@@ -271,14 +260,14 @@ def test_export_imports_no_project_code_without_the_flag(
         ("kubernetes", "--image", IMAGE),
         ("dockerfile",),
     ):
-        ok(capsys, "export", *args, str(project))
+        ok("export", *args, str(project))
         assert not marker.exists(), f"kpipe export {args[0]} imported project code"
-    document = yaml.safe_load(ok(capsys, "export", "asyncapi", str(project)))
+    document = yaml.safe_load(ok("export", "asyncapi", str(project)))
     message = document["channels"]["orders"]["messages"]["Order"]
     assert "payload" not in message and "--import-code" in message["description"]
     assert asyncapi_errors(document) == []
     # With the flag the model is imported, and its JSON Schema is the payload.
-    document = yaml.safe_load(ok(capsys, "export", "asyncapi", str(project), "--import-code"))
+    document = yaml.safe_load(ok("export", "asyncapi", str(project), "--import-code"))
     assert marker.exists()
     assert document["components"]["schemas"]["Order"]["required"] == ["order_id"]
     assert asyncapi_errors(document) == []
@@ -287,8 +276,8 @@ def test_export_imports_no_project_code_without_the_flag(
 # -- Kubernetes ------------------------------------------------------------------------------------------------
 
 
-def test_kubernetes_manifests_of_the_example_project(capsys: pytest.CaptureFixture[str]) -> None:
-    text = ok(capsys, "export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP, "--keda")
+def test_kubernetes_manifests_of_the_example_project() -> None:
+    text = ok("export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP, "--keda")
     golden("kubernetes.yaml", text)
     objects = k8s_objects(text)
     k8s_validate(objects)
@@ -309,9 +298,9 @@ def _by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, An
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
-def test_each_deployment_runs_its_group(capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_deployment_runs_its_group() -> None:
     objects = k8s_objects(
-        ok(capsys, "export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP, "-n", "shop",
+        ok("export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP, "-n", "shop",
            "--shutdown-timeout", "50", "--values", "pipelines/values/prod.yaml", "--name-prefix", "prod")
     )  # fmt: skip
     k8s_validate(objects)
@@ -351,9 +340,9 @@ def test_each_deployment_runs_its_group(capsys: pytest.CaptureFixture[str]) -> N
     ]  # fmt: skip
 
 
-def test_files_in_image_leaves_out_the_files(capsys: pytest.CaptureFixture[str]) -> None:
+def test_files_in_image_leaves_out_the_files() -> None:
     objects = k8s_objects(
-        ok(capsys, "export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP,
+        ok("export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP,
            "--files-in-image", "--hook", "helm")
     )  # fmt: skip
     k8s_validate(objects)
@@ -365,8 +354,8 @@ def test_files_in_image_leaves_out_the_files(capsys: pytest.CaptureFixture[str])
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
 
 
-def test_the_embedded_broker_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = kpipe(capsys, "export", "kubernetes", "pipelines", "--image", IMAGE)
+def test_the_embedded_broker_is_refused() -> None:
+    code, out, err = kpipe("export", "kubernetes", "pipelines", "--image", IMAGE)
     assert (code, out) == (2, "")
     assert "bootstrap_servers is 'local'" in err and "--set-env KAFKA_BOOTSTRAP_SERVERS=" in err
 
@@ -392,9 +381,7 @@ def _secret_project(root: Path) -> Path:
     return project
 
 
-def test_secret_values_never_reach_a_manifest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_secret_values_never_reach_a_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = _secret_project(tmp_path)
     secrets = {
         "KAFKA_USER": "alice-the-user",
@@ -403,7 +390,7 @@ def test_secret_values_never_reach_a_manifest(
     }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
-    text = ok(capsys, "export", "kubernetes", str(project), "--image", IMAGE, "--set-env", "BROKERS=k:9092",
+    text = ok("export", "kubernetes", str(project), "--image", IMAGE, "--set-env", "BROKERS=k:9092",
               "--secret-name", "kafka-credentials")  # fmt: skip
     for value in secrets.values():
         assert value not in text
@@ -427,49 +414,47 @@ def test_secret_values_never_reach_a_manifest(
     }
     # The AsyncAPI document of the same project holds no secret either.
     monkeypatch.setenv("BROKERS", "k:9092")
-    assert not any(v in ok(capsys, "export", "asyncapi", str(project)) for v in secrets.values())
+    assert not any(v in ok("export", "asyncapi", str(project)) for v in secrets.values())
 
 
 def test_a_secret_cannot_be_given_on_the_command_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = _secret_project(tmp_path)
     monkeypatch.setenv("KAFKA_USER", "u")
-    code, out, err = kpipe(capsys, "export", "kubernetes", str(project), "--image", IMAGE,
+    code, out, err = kpipe("export", "kubernetes", str(project), "--image", IMAGE,
                            "--set-env", "BROKERS=k:9092", "--set-env", "KAFKA_SECRET_VALUE=x")  # fmt: skip
     assert (code, out) == (2, "")
     assert "KAFKA_SECRET_VALUE is a secret (it feeds sasl.password)" in err
     # A variable no template reads, but whose name says it is a secret, is refused too.
     monkeypatch.setenv("KAFKA_SECRET_VALUE", "s")
-    code, out, err = kpipe(capsys, "export", "kubernetes", str(project), "--image", IMAGE,
+    code, out, err = kpipe("export", "kubernetes", str(project), "--image", IMAGE,
                            "--set-env", "BROKERS=k:9092", "--set-env", "WEBHOOK_PASSWORD=x")  # fmt: skip
     assert (code, out) == (2, "") and "WEBHOOK_PASSWORD is a secret (its name says so)" in err
 
 
 def test_a_variable_without_default_or_value_is_named(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = _secret_project(tmp_path)
-    code, _, err = kpipe(capsys, "export", "kubernetes", str(project), "--image", IMAGE)
+    code, _, err = kpipe("export", "kubernetes", str(project), "--image", IMAGE)
     # BROKERS is not set for the render either, so validation stops first and names it.
     assert code == 1 and "environment variable 'BROKERS' is not set" in err
     # Set in the exporting shell only, it would still be missing in the pods.
     monkeypatch.setenv("BROKERS", "k:9092")
     monkeypatch.setenv("KAFKA_USER", "u")
     monkeypatch.setenv("KAFKA_SECRET_VALUE", "s")
-    code, _, err = kpipe(capsys, "export", "kubernetes", str(project), "--image", IMAGE)
+    code, _, err = kpipe("export", "kubernetes", str(project), "--image", IMAGE)
     assert code == 2
     assert f"{project}:2:26: env('BROKERS') has no default and no value: pass --set-env BROKERS=VALUE" in err
 
 
-def test_keda_scaled_object(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_keda_scaled_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = _secret_project(tmp_path)
     monkeypatch.setenv("KAFKA_SECRET_VALUE", "x")
     monkeypatch.setenv("KAFKA_USER", "x")
     objects = k8s_objects(
-        ok(capsys, "export", "kubernetes", str(project), "--image", IMAGE, "--set-env", "BROKERS=k:9092")
+        ok("export", "kubernetes", str(project), "--image", IMAGE, "--set-env", "BROKERS=k:9092")
     )
     [scaled] = _by_kind(objects, "ScaledObject").values()
     keda_validate(scaled)
@@ -565,9 +550,9 @@ def keda_validate(obj: dict[str, Any]) -> None:
 # -- Dockerfile ------------------------------------------------------------------------------------------------
 
 
-def test_dockerfile_of_the_example_project(capsys: pytest.CaptureFixture[str]) -> None:
+def test_dockerfile_of_the_example_project() -> None:
     # The repository's own Dockerfile is this command's output for the example project.
-    text = ok(capsys, "export", "dockerfile", "pipelines")
+    text = ok("export", "dockerfile", "pipelines")
     if os.environ.get("KPIPE_UPDATE_GOLDEN"):
         (ROOT / "Dockerfile").write_text(text)
     assert text == (ROOT / "Dockerfile").read_text()
@@ -579,16 +564,13 @@ def test_dockerfile_of_the_example_project(capsys: pytest.CaptureFixture[str]) -
     assert "COPY --chown=root:root schemas/ /app/schemas/" in lines
 
 
-def test_dockerfile_never_installs_kpipe_by_its_bare_name(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_dockerfile_never_installs_kpipe_by_its_bare_name(tmp_path: Path) -> None:
     # PyPI's `kpipe` is an unrelated project: outside kpipe's own repository the image installs a wheel.
     project, _ = _marker_project(tmp_path)
-    text = ok(capsys, "export", "dockerfile", str(project))
+    text = ok("export", "dockerfile", str(project))
     assert "COPY wheels/ /tmp/wheels/" in text
     assert not any(line.startswith("RUN pip install") and "kpipe==" in line for line in text.splitlines())
     pinned = ok(
-        capsys,
         "export",
         "dockerfile",
         str(project),
@@ -598,9 +580,7 @@ def test_dockerfile_never_installs_kpipe_by_its_bare_name(
     assert 'RUN pip install "kpipe @ git+https://git.example/kpipe@v0.1.0"' in pinned
 
 
-def test_a_secret_written_into_a_file_is_not_published(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_secret_written_into_a_file_is_not_published(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
     project = tmp_path / "p.yaml"
     project.write_text(
@@ -608,17 +588,15 @@ def test_a_secret_written_into_a_file_is_not_published(
         "    sasl.mechanism: PLAIN\n    sasl.username: svc\n    sasl.password: literal-pa55\n"
         "topics:\n  t: {partitions: 1}\nconsumers:\n  g: {topics: [t], handler: m:f}\n"
     )
-    code, out, err = kpipe(capsys, "export", "kubernetes", str(project), "--image", IMAGE)
+    code, out, err = kpipe("export", "kubernetes", str(project), "--image", IMAGE)
     assert (code, out) == (2, "")
     assert "p.yaml:6: sasl.username is written into the file; the files ConfigMap would publish it" in err
-    text = ok(capsys, "export", "kubernetes", str(project), "--image", IMAGE, "--files-in-image")
+    text = ok("export", "kubernetes", str(project), "--image", IMAGE, "--files-in-image")
     assert "literal-pa55" not in text and "svc" not in text.replace("kpipe", "")
 
 
-def test_the_strict_kubernetes_check_can_fail(capsys: pytest.CaptureFixture[str]) -> None:
-    objects = k8s_objects(
-        ok(capsys, "export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP)
-    )
+def test_the_strict_kubernetes_check_can_fail() -> None:
+    objects = k8s_objects(ok("export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP))
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}  # misspelt
     with pytest.raises(kubernetes_validate.ValidationError):

@@ -605,3 +605,18 @@ def test_the_strict_kubernetes_check_can_fail() -> None:
               "spec": {"scaleTargetRef": {"name": "g"}, "triggers": [{"type": "kafka", "metadata": {"lagThreshold": 5}}]}}  # fmt: skip
     with pytest.raises(jsonschema.ValidationError):
         keda_validate(scaled)
+
+
+def test_one_file_per_object_in_apply_order(tmp_path: Path) -> None:
+    args = ("export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP, "--keda")
+    stream = k8s_objects(ok(*args))
+    code, out, err = kpipe(*args, "-o", str(tmp_path / "deploy"))
+    assert (code, out, err) == (0, "", f"wrote {len(stream)} manifests to {tmp_path / 'deploy'}\n")
+    files = sorted((tmp_path / "deploy").iterdir())
+    assert [f.name for f in files][:4] == [
+        "00-configmap-kpipe-files.yaml",
+        "01-configmap-kpipe-env.yaml",
+        "02-job-kpipe-apply.yaml",
+        "03-deployment-analytics.yaml",
+    ]
+    assert [yaml.safe_load(f.read_text()) for f in files] == stream

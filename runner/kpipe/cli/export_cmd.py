@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import ProjectOptions, parse_vars, project_options
+from kpipe.cli.common import ProjectOptions, parse_vars, project_options, shutdown_timeout_option
 
 import_code_option = click.option(
     "--import-code",
@@ -156,14 +156,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
     "--secret-name",
     help="The Secret holding the secret variables (default: [PREFIX-]kpipe-secrets; not generated).",
 )
-@click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Passed to `kpipe run`; the pod's grace period is this plus 15 s.",
-)
+@shutdown_timeout_option
 @click.option(
     "--keda", is_flag=True, help="A KEDA ScaledObject for every group (else only for deploy.autoscale)."
 )
@@ -189,6 +182,7 @@ def kubernetes(
     PodDisruptionBudget per group, a Job running `kpipe apply --yes`, ConfigMaps for the files and the
     environment, and optional KEDA ScaledObjects.
 
+    Each pod runs `kpipe run --group G --instances 1 --shutdown-timeout S`; its grace period is S + 15 s.
     Variables the files read with env() are found in the templates: secret ones (behind sasl.password and
     the like) come from the Secret named by --secret-name, which you create; the others from --set-env.
 

@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import ProjectOptions, consumer_config_option, parse_vars, project_options
+from kpipe.cli.common import (
+    ProjectOptions,
+    consumer_config_option,
+    parse_vars,
+    project_options,
+    shutdown_timeout_option,
+)
 from kpipe.errors import ClusterError, EventInvalid, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
@@ -38,14 +44,7 @@ log = logging.getLogger("kpipe.run")
     envvar="KPIPE_LOG_LEVEL",
 )
 @consumer_config_option
-@click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long workers get to commit and exit after SIGTERM before they are killed.",
-)
+@shutdown_timeout_option
 @click.option(
     "--instances",
     type=click.IntRange(min=1),

@@ -620,3 +620,24 @@ def test_one_file_per_object_in_apply_order(tmp_path: Path) -> None:
         "03-deployment-analytics.yaml",
     ]
     assert [yaml.safe_load(f.read_text()) for f in files] == stream
+
+
+def test_as_a_hook_the_config_maps_the_job_mounts_come_first() -> None:
+    objects = k8s_objects(ok("export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP,
+                             "--hook", "helm"))  # fmt: skip
+    k8s_validate(objects)
+    maps = _by_kind(objects, "ConfigMap")
+    job = _by_kind(objects, "Job")["kpipe-apply"]["metadata"]["annotations"]
+    for config_map in maps.values():
+        annotations = config_map["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == job["helm.sh/hook"]
+        assert int(annotations["helm.sh/hook-weight"]) < int(job["helm.sh/hook-weight"])
+        assert "hook-succeeded" not in annotations["helm.sh/hook-delete-policy"]  # the Deployments need them
+    argo = k8s_objects(ok("export", "kubernetes", "pipelines", "--image", IMAGE, "--set-env", BOOTSTRAP,
+                          "--hook", "argo"))  # fmt: skip
+    assert (
+        _by_kind(argo, "Job")["kpipe-apply"]["metadata"]["annotations"]["argocd.argoproj.io/hook"]
+        == "PreSync"
+    )
+    for config_map in _by_kind(argo, "ConfigMap").values():
+        assert config_map["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"

@@ -50,6 +50,20 @@ HOOK_ANNOTATIONS = {
         "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
     },
 }
+# A hook Job runs before the release's ordinary objects exist, so the ConfigMaps it mounts are hooks too, made
+# first (lower weight / wave) and kept afterwards for the Deployments (replaced only by the next run's).
+CONFIG_HOOK_ANNOTATIONS = {
+    "helm": {
+        "helm.sh/hook": "pre-install,pre-upgrade",
+        "helm.sh/hook-weight": "-10",
+        "helm.sh/hook-delete-policy": "before-hook-creation",
+    },
+    "argo": {
+        "argocd.argoproj.io/hook": "PreSync",
+        "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
+        "argocd.argoproj.io/sync-wave": "-1",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,11 @@ class Manifests:
             labels["kpipe.dev/group"] = dns_name(group)
         return labels
 
+    def _hooked(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        if self.options.hook:
+            metadata["annotations"] = dict(CONFIG_HOOK_ANNOTATIONS[self.options.hook])
+        return metadata
+
     def _config_key(self, relative: str) -> str:
         key = re.sub(r"[^A-Za-z0-9._-]", "_", relative.replace("/", "__"))
         return key[-253:]
@@ -171,7 +190,7 @@ class Manifests:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": self._metadata(self.files_config_map, "files"),
+            "metadata": self._hooked(self._metadata(self.files_config_map, "files")),
             "data": dict(sorted(data.items())),
         }
 
@@ -179,7 +198,7 @@ class Manifests:
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": self._metadata(self.env_config_map, "environment"),
+            "metadata": self._hooked(self._metadata(self.env_config_map, "environment")),
             "data": dict(sorted(self.options.set_env.items())),
         }
 

@@ -474,77 +474,19 @@ def test_keda_scaled_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "replicas" not in _by_kind(objects, "Deployment")["g"]["spec"]
 
 
-# KEDA's ScaledObject (keda.sh/v1alpha1) as its CRD defines the fields kpipe writes. No package registry here
-# ships the CRD's OpenAPI schema, so this is the structural check: required fields, types, no unknown keys,
-# and trigger metadata as strings (the CRD's `additionalProperties: {type: string}`).
-_NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 253}
-KEDA_SCALED_OBJECT = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"},
-        "kind": {"const": "ScaledObject"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": _NAME,
-                "namespace": _NAME,
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-            "additionalProperties": False,
-        },
-        "spec": {
-            "type": "object",
-            "required": ["scaleTargetRef", "triggers"],
-            "additionalProperties": False,
-            "properties": {
-                "scaleTargetRef": {
-                    "type": "object",
-                    "required": ["name"],
-                    "additionalProperties": False,
-                    "properties": {"name": {"type": "string"}, "kind": {"type": "string"}},
-                },
-                "minReplicaCount": {"type": "integer", "minimum": 0},
-                "maxReplicaCount": {"type": "integer", "minimum": 1},
-                "pollingInterval": {"type": "integer"},
-                "cooldownPeriod": {"type": "integer"},
-                "triggers": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "metadata"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"const": "kafka"},
-                            "name": {"type": "string"},
-                            "metadata": {
-                                "type": "object",
-                                "required": ["bootstrapServers", "consumerGroup", "lagThreshold"],
-                                "additionalProperties": {"type": "string"},
-                            },
-                            "authenticationRef": {
-                                "type": "object",
-                                "required": ["name"],
-                                "additionalProperties": False,
-                                "properties": {"name": {"type": "string"}, "kind": {"type": "string"}},
-                            },
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
+# KEDA's ScaledObject as its CRD defines it, strict about unknown fields (see tests/fixtures/keda/README.md).
+KEDA_SCALED_OBJECT = json.loads(
+    (ROOT / "tests" / "fixtures" / "keda" / "scaledobject-v1alpha1.schema.json").read_text()
+)
 
 
 def keda_validate(obj: dict[str, Any]) -> None:
     jsonschema.validate(obj, KEDA_SCALED_OBJECT)
     spec = obj["spec"]
     assert spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100)
+    for trigger in spec["triggers"]:
+        assert trigger["type"] == "kafka"
+        assert {"bootstrapServers", "consumerGroup", "topic", "lagThreshold"} <= set(trigger["metadata"])
 
 
 # -- Dockerfile ------------------------------------------------------------------------------------------------
@@ -603,7 +545,11 @@ def test_the_strict_kubernetes_check_can_fail() -> None:
         k8s_validate([deployment])
     scaled = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "g"},
               "spec": {"scaleTargetRef": {"name": "g"}, "triggers": [{"type": "kafka", "metadata": {"lagThreshold": 5}}]}}  # fmt: skip
-    with pytest.raises(jsonschema.ValidationError):
+    with pytest.raises(jsonschema.ValidationError, match="is not of type 'string'"):
+        keda_validate(scaled)  # trigger metadata values are strings in the CRD
+    scaled["spec"]["triggers"][0]["metadata"]["lagThreshold"] = "5"
+    scaled["spec"]["maxReplicas"] = 3  # misspelt maxReplicaCount
+    with pytest.raises(jsonschema.ValidationError, match="'maxReplicas' was unexpected"):
         keda_validate(scaled)
 
 

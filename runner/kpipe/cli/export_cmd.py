@@ -192,7 +192,8 @@ def kubernetes(
       kpipe export kubernetes pipelines/ --image registry/orders:1.4 -n orders --keda -o deploy/
     """
     from kpipe.export.environment import env_vars
-    from kpipe.export.kubernetes import Options, manifests, project_root
+    from kpipe.export.kubernetes import Options, manifests
+    from kpipe.export.sources import project_root
     from kpipe.export.topology import topology
     from kpipe.loading.loader import display_path
 
@@ -272,7 +273,7 @@ def dockerfile(
       kpipe export dockerfile pipelines/ -o Dockerfile && docker build -t registry/orders:1.4 .
     """
     from kpipe.export.dockerfile import dockerfile as build
-    from kpipe.export.kubernetes import project_files, project_root
+    from kpipe.export.sources import project_files, project_root
 
     project = _load(options, import_code=False)
     root = project_root(options.paths[0])

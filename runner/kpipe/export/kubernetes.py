@@ -17,7 +17,6 @@ plain data; the caller writes it.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.errors import UsageError
 from kpipe.export.environment import EnvVar
+from kpipe.export.sources import ProjectFile, below, project_files, project_root, refuse_literal_secrets
 from kpipe.export.topology import Topology, partitions_read
 from kpipe.model import librdkafka as props
 
@@ -64,14 +64,6 @@ CONFIG_HOOK_ANNOTATIONS = {
         "argocd.argoproj.io/sync-wave": "-1",
     },
 }
-
-
-@dataclass(frozen=True)
-class ProjectFile:
-    """A file the pods need: where it is, and its path below the project root (inside the image too)."""
-
-    path: Path
-    relative: str
 
 
 @dataclass
@@ -453,33 +445,6 @@ class Manifests:
         }
 
 
-def project_files(files: Sequence[Path], root: Path) -> list[ProjectFile]:
-    out = []
-    for path in files:
-        resolved = path.resolve()
-        try:
-            relative = resolved.relative_to(root)
-        except ValueError:
-            raise UsageError(f"{path} is outside the project root {root}") from None
-        out.append(ProjectFile(resolved, relative.as_posix()))
-    return sorted(out, key=lambda f: f.relative)
-
-
-def common_root(paths: Sequence[Path]) -> Path:
-    resolved = [str(p.resolve().parent) for p in paths]
-    return Path(os.path.commonpath(resolved)) if resolved else Path.cwd()
-
-
-def project_root(first: Path) -> Path:
-    """The nearest ancestor of `first` holding .git or pyproject.toml, else the working directory (the
-    project-root contract; kpipe.loading.files.project_root replaces this once it lands)."""
-    start = first.resolve()
-    for candidate in [start, *start.parents] if start.is_dir() else list(start.parents):
-        if (candidate / ".git").exists() or (candidate / "pyproject.toml").exists():
-            return candidate
-    return Path.cwd().resolve()
-
-
 def manifests(
     project: Any,
     topology: Topology,
@@ -501,9 +466,9 @@ def manifests(
             "env('KAFKA_BOOTSTRAP_SERVERS')"
         )
     if not options.files_in_image:
-        _refuse_literal_secrets(project.spec)
+        refuse_literal_secrets(project.spec)
     files = project_files([*project.files, *project.inspection.schema_sources.values(), *values_files], root)
-    args = [p.resolve().relative_to(root).as_posix() or "." for p in paths if _below(p, root)]
+    args = [p.resolve().relative_to(root).as_posix() or "." for p in paths if below(p, root)]
     if len(args) != len(paths):
         raise UsageError(f"every project path must lie below the project root {root}")
     for value_file in values_files:
@@ -512,27 +477,3 @@ def manifests(
         args += ["--var", f"{name}={value}"]
     options.project_args = tuple(args)
     return Manifests(topology, project.spec, env, files, options).objects()
-
-
-def _refuse_literal_secrets(spec: Any) -> None:
-    """A secret librdkafka value written into a file (not read with env()) would be published by the files
-    ConfigMap: refuse, naming the line."""
-    owners = [spec.cluster] if spec.cluster else []
-    owners += [*spec.producers.values(), *spec.consumers.values()]
-    for owner in owners:
-        for key, value in owner.spec.config.items():
-            text = str(value)
-            if not props.is_secret(key) or not text:
-                continue
-            raw = owner.document.path.read_text(encoding="utf-8", errors="replace").splitlines()
-            for number, line in enumerate(raw, 1):
-                if key in line and text in line and "{{" not in line and not line.lstrip().startswith("#"):
-                    raise UsageError(
-                        f"{owner.document.display}:{number}: {key} is written into the file; the files "
-                        f"ConfigMap would publish it: read it with env('...') from a Secret, or use "
-                        "--files-in-image"
-                    )
-
-
-def _below(path: Path, root: Path) -> bool:
-    return path.resolve() == root or root in path.resolve().parents

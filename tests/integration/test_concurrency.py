@@ -219,6 +219,7 @@ def test_emit_from_sync_and_async_handlers_is_delivered_before_the_commit(
         handle(event, ctx)
 
     settings = concurrent_settings(kafka_bootstrap, group, topic, 16, strategy="per_message")
+    settings = dataclasses.replace(settings, emits=(out,))
     run = Running(GroupWorker(settings, {topic: Event}, handle_async if mode == "async" else handle))
     try:
         wait_for(lambda: len(handled) == 200, 20)

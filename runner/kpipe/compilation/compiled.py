@@ -111,6 +111,8 @@ class ConsumerGroupSettings:
     # Events handled at once per instance (1: the sequential worker) and what stays in order among them.
     concurrency: int = 1
     ordering: Ordering = "key"
+    # Topics the handler may send to with ctx.emit (declared `emits`); anything else is refused at emit time.
+    emits: tuple[str, ...] = ()
 
     def client_for(self, instance: int) -> ClientConfig:
         """The final consumer config of one instance of the group: `client` with a client.id of its own

@@ -239,6 +239,7 @@ def compile_consumer_group(
         position=declared.position,
         concurrency=spec.concurrency,
         ordering=spec.ordering,
+        emits=tuple(spec.emits),
     )
 
 

@@ -49,6 +49,7 @@ def explain_client(project: Project, name: str, output_format: str = "text", *, 
             "dead_letter_topic": group.on_error.dead_letter_topic,
             "concurrency": group.concurrency,
             "ordering": group.ordering,
+            "emits": list(group.emits) or None,
         }
     else:
         names = list(project.spec.producers) + list(project.spec.consumers)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
-from kpipe.errors import ClusterError, KpipeError, UsageError
+from kpipe.errors import BrokerUnreachable, ClusterError, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
 
@@ -55,6 +55,12 @@ def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tup
     help="Extra librdkafka consumer setting, applied last (repeatable).",
 )
 @click.option(
+    "--create-topics/--no-create-topics",
+    default=None,
+    help="Create the missing declared topics it uses before starting (default: cluster.create_missing_topics, "
+    "true); with --no-create-topics a missing topic is exit 3.",
+)
+@click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -71,6 +77,7 @@ def run(
     log_format: str,
     log_level: str,
     consumer_config: tuple[str, ...],
+    create_topics: bool | None,
     shutdown_timeout: float,
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
@@ -82,24 +89,34 @@ def run(
     from kpipe.runtime.protocol import worker_specs
     from kpipe.runtime.supervisor import Supervisor
 
-    project = _load(paths, variables, values_files)
+    project = _load(paths, variables, values_files).with_bootstrap(bootstrap_servers)
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
+    os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
+    configure_logging(log_format, log_level)
+    log.info(
+        "running %s: %s",
+        "1 worker"
+        if sum(g.instances for g in selected) == 1
+        else f"{sum(g.instances for g in selected)} workers",
+        ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
+    )
+    try:
+        ensure_topics(project, create_topics, groups=[g.group_id for g in selected])
+    except BrokerUnreachable as exc:
+        # The workers wait for the cluster and say so; the topics are checked only at start.
+        log.warning(
+            "%s; starting the workers anyway: missing topics are not created (see `kpipe apply`)", exc
+        )
     specs = worker_specs(
         ((g.group_id, g.instances) for g in selected),
         project_paths=(str(p) for p in default_paths(paths)),
         variables=parse_vars(variables),
         values_files=(str(v) for v in values_files),
-        bootstrap_override=bootstrap_servers or None,
+        # `local` resolved once here: the workers connect to the address (and still get the embedded defaults).
+        bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
-    )
-    os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
-    configure_logging(log_format, log_level)
-    log.info(
-        "running %s: %s",
-        "1 worker" if len(specs) == 1 else f"{len(specs)} workers",
-        ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
     )
     supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
     if supervisor.run() != 0:
@@ -109,6 +126,34 @@ def run(
             if view.state != "stopped"
         ]
         raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
+
+
+def ensure_topics(
+    project: Any,
+    create: bool | None,
+    *,
+    groups: Iterable[str] = (),
+    producers: Iterable[str] = (),
+    echo: bool = False,
+    timeout: float = 10.0,
+) -> None:
+    """Create the missing topics these groups/producers use (or exit 3 naming them when creation is off)."""
+    from kpipe.topics.cluster import connect
+    from kpipe.topics.provision import ensure_topics as ensure
+
+    provisioning = project.provisioning(groups, producers)
+    if not provisioning.topics:
+        return
+    cluster = connect(project.cluster_client_config().as_dict(), timeout=timeout)
+    lines = {"info": _stderr, "warn": lambda text: _stderr(f"warning: {text}")} if echo else {}
+    try:
+        ensure(cluster, provisioning, create=create, **lines)
+    finally:
+        cluster.close()
+
+
+def _stderr(text: str) -> None:
+    click.echo(text, err=True)
 
 
 def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
@@ -148,6 +193,12 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
     metavar="SECONDS",
     help="How long to wait for deliveries at the end (default: the producer's message.timeout.ms + 5 s).",
 )
+@click.option(
+    "--create-topics/--no-create-topics",
+    default=None,
+    help="Create the missing declared topics it uses before starting (default: cluster.create_missing_topics, "
+    "true); with --no-create-topics a missing topic is exit 3.",
+)
 def produce(
     producer_name: str,
     paths: tuple[Path, ...],
@@ -157,6 +208,7 @@ def produce(
     bootstrap_servers: str | None,
     key_field: str | None,
     timeout: float | None,
+    create_topics: bool | None,
 ) -> None:
     """Send JSON-lines events through PRODUCER: each line is checked against the producer's schema.
 
@@ -166,6 +218,18 @@ def produce(
     """
     project = _load(paths, variables, values_files).with_bootstrap(bootstrap_servers)
     producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
+    # The topic is checked (and created if missing) before the first valid event is sent, so a file whose lines
+    # are all invalid is reported without a broker.
+    model = project.topic_model(producer.topic)
+    topic_ready = _Once(
+        lambda: ensure_topics(
+            project,
+            create_topics,
+            producers=[producer_name],
+            echo=True,
+            timeout=min(timeout, 10.0) if timeout else 10.0,
+        )
+    )
     display = "<stdin>" if events_file == "-" else events_file
     invalid = 0
     stopped: BaseException | None = None
@@ -174,7 +238,7 @@ def produce(
             for number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
-                problem = _send_line(producer, line, key_field)
+                problem = _send_line(producer, line, key_field, topic_ready, model)
                 if problem is not None:
                     invalid += 1
                     click.echo(f"{display}:{number}: error: {problem}", err=True)
@@ -197,8 +261,22 @@ def produce(
         raise KpipeError(f"{invalid} invalid line{'s' if invalid != 1 else ''} not sent")
 
 
-def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
+class _Once:
+    def __init__(self, action: Any):
+        self.action, self.done = action, False
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.action()
+            self.done = True
+
+
+def _send_line(
+    producer: Any, line: str, key_field: str | None, before_send: _Once, model: Any = None
+) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
+    from pydantic import ValidationError
+
     from kpipe.runtime.serde import EventInvalid
 
     try:
@@ -212,6 +290,13 @@ def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
         key = event.get(key_field)
         if key is None:
             return f"event has no value for key field '{key_field}'"
+    if not before_send.done:
+        try:
+            if model is not None:
+                model.model_validate(event)
+            before_send()
+        except ValidationError:
+            pass  # send() reports it, without touching the broker
     try:
         producer.send(event, key=key)
     except EventInvalid as exc:

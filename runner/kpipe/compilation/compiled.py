@@ -105,3 +105,12 @@ class ConsumerGroupSettings:
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500
     position: Position | None = None
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """The topics a command's clients use (what `run` and `produce` make sure exist before they start)."""
+
+    topics: tuple[TopicSpec, ...]
+    # cluster.create_missing_topics: create the missing ones (True) or refuse to start without them (False).
+    create_missing: bool = True

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from kpipe.check.rules import SchemaFields, check_project
 from kpipe.compilation import compiler
-from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
+from kpipe.compilation.compiled import (
+    ClientConfig,
+    ConsumerGroupSettings,
+    ProducerSettings,
+    Provisioning,
+    TopicSpec,
+)
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, UsageError
 from kpipe.loading.loader import load_documents, load_yaml_file
@@ -173,6 +179,16 @@ class Project:
     def uses_local_broker(self) -> bool:
         return (self._bootstrap_override or self.spec.cluster_spec.bootstrap_servers) == "local"
 
+    @property
+    def embedded_broker(self) -> bool:
+        """Whether clients talk to kpipe's embedded broker: `local` (in the files or `-b local`), or the address
+        the running one is recorded at (`kpipe dev` hands its workers the address). No network I/O."""
+        if self.uses_local_broker:
+            return True
+        from kpipe.local.state import is_recorded
+
+        return is_recorded(self._bootstrap_override or self.spec.cluster_spec.bootstrap_servers)
+
     def _lookup(self, section: str, name: str, noun: str) -> None:
         names = getattr(self.spec, section)
         if name not in names:
@@ -191,6 +207,15 @@ class Project:
         self._lookup("topics", name, "topic")
         raise AssertionError("unreachable")
 
+    def provisioning(self, groups: Iterable[str] = (), producers: Iterable[str] = ()) -> Provisioning:
+        """The topics these groups and producers use, for creating the missing ones before they start."""
+        groups, producers = list(groups), list(producers)
+        for name in groups:
+            self._lookup("consumers", name, "consumer group")
+        for name in producers:
+            self._lookup("producers", name, "producer")
+        return compiler.compile_provisioning(self.spec, groups, producers)
+
     def cluster_client_config(self) -> ClientConfig:
         return compiler.compile_cluster_client(self.spec, self.bootstrap_override)
 
@@ -199,14 +224,18 @@ class Project:
 
     def producer_settings(self, name: str) -> ProducerSettings:
         self._lookup("producers", name, "producer")
-        return compiler.compile_producer(self.spec, name, self.bootstrap_override)
+        return compiler.compile_producer(
+            self.spec, name, self.bootstrap_override, embedded=self.embedded_broker
+        )
 
     def consumer_group_names(self) -> list[str]:
         return sorted(self.spec.consumers)
 
     def consumer_group(self, name: str) -> ConsumerGroupSettings:
         self._lookup("consumers", name, "consumer group")
-        return compiler.compile_consumer_group(self.spec, name, self.bootstrap_override)
+        return compiler.compile_consumer_group(
+            self.spec, name, self.bootstrap_override, embedded=self.embedded_broker
+        )
 
     def consumer_groups(self) -> list[ConsumerGroupSettings]:
         return [self.consumer_group(n) for n in self.consumer_group_names()]

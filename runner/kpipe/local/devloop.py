@@ -26,12 +26,8 @@ from kpipe.runtime.supervisor import Supervisor, WorkerView
 
 log = logging.getLogger("kpipe.dev")
 
-# Group joins on the embedded broker take half the session timeout (TEST-BROKER.md): keep it short locally.
-LOCAL_CONSUMER_CONFIG = (
-    ("session.timeout.ms", "6000"),
-    ("heartbeat.interval.ms", "1000"),
-    ("fetch.wait.max.ms", "100"),
-)
+# Fast group joins on the embedded broker come from the compiler's "embedded broker default" layer: the workers
+# see the recorded local broker's address and get them, as `kpipe run` and `kpipe explain` do.
 
 
 @dataclass
@@ -170,7 +166,6 @@ def worker_specs(
         variables=variables,
         values_files=(str(v) for v in values_files),
         bootstrap_override=project.bootstrap_servers,
-        extra_consumer_config=LOCAL_CONSUMER_CONFIG if local else (),
     )
 
 

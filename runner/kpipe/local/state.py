@@ -38,6 +38,26 @@ def forget(pid: int) -> None:
             path.unlink()
 
 
+def is_recorded(bootstrap: str) -> bool:
+    """True when `bootstrap` is the address of the local broker recorded by a live kpipe (no network I/O)."""
+    try:
+        state = json.loads(state_file().read_text(encoding="utf-8"))
+        recorded, pid = str(state["bootstrap"]), int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return recorded == bootstrap and _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def running_bootstrap() -> str | None:
     """The bootstrap address of a running local broker started by kpipe, or None."""
     from kpipe.local.broker import api_versions_ok
@@ -48,12 +68,8 @@ def running_bootstrap() -> str | None:
         pid = int(state["pid"])
     except (OSError, ValueError, KeyError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not _alive(pid):
         return None
-    except PermissionError:
-        pass
     return state["bootstrap"] if api_versions_ok(host, int(port)) else None
 
 

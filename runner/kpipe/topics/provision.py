@@ -98,7 +98,10 @@ def ensure_topics(
 def drift_lines(plan: Plan) -> list[str]:
     """One line per existing topic whose partition count or declared configs differ from the files."""
     by_topic: dict[str, list[str]] = {}
-    for change in plan.changes:
+    # Partitions first, then configs, whatever order the plan lists them in.
+    for change in sorted(
+        plan.changes, key=lambda c: not isinstance(c, IncreasePartitions | DecreasePartitions)
+    ):
         if isinstance(change, IncreasePartitions | DecreasePartitions):
             by_topic.setdefault(change.topic, []).append(
                 f"partitions {change.old} on the cluster, {change.new} in the files"

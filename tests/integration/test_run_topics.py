@@ -129,6 +129,10 @@ consumers:
     send(kafka_bootstrap, source, ["poison-1", "poison-2"])
     assert sorted(read(kafka_bootstrap, dlq, 2)) == [b"poison-1", b"poison-2"]
     assert run.stop() == 0
+    # What it did, said on stop.
+    final = [r["msg"] for r in run.records() if r["msg"].startswith(f"final: group '{group}'")]
+    assert len(final) == 1 and ": handled 0 (" in final[0], run.log()
+    assert "dead-lettered 2, skipped 0 in " in final[0], run.log()
 
 
 def test_run_without_creation_exits_3_naming_every_missing_topic(

@@ -15,6 +15,8 @@ from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, projec
 from kpipe.errors import BrokerUnreachable, ClusterError, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
+# How often `kpipe run` logs one line per group (handled, rate, dead-lettered).
+SUMMARY_EVERY_S = 30.0
 
 
 def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> Any:
@@ -118,7 +120,7 @@ def run(
         log_format=log_format,
         extra_consumer_config=extra_config,
     )
-    supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
+    supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout, summary_every=SUMMARY_EVERY_S)
     if supervisor.run() != 0:
         unclean = [
             f"{group}[{instance}] {view.state}"

@@ -100,3 +100,58 @@ def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], t
     assert "local broker stopped" in broker.stderr.read()
     assert not state.exists()
     wait_for(lambda: not process_alive(pid), timeout=10, message=f"broker pid {pid} left behind")
+
+
+def start_broker(env: dict[str, str]) -> tuple[subprocess.Popen[str], str, int]:
+    """`kpipe broker --port 0` in the background; returns it, its address and the Tansu pid it prints."""
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "kpipe", "broker", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = broker.stdout.readline()
+    assert first.startswith("local broker listening on "), first + broker.stderr.read()
+    address = first.split(" on ")[1].split(" ")[0]
+    return broker, address, int(first.split("(pid ")[1].split(")")[0])
+
+
+def test_kill_9_of_kpipe_broker_takes_the_broker_with_it(env: dict[str, str]) -> None:
+    broker, _address, pid = start_broker(env)
+    try:
+        broker.kill()  # SIGKILL: kpipe gets no chance to stop its child
+        broker.wait(10)
+        wait_for(
+            lambda: not process_alive(pid), timeout=15, message=f"Tansu (pid {pid}) outlived kpipe broker"
+        )
+    finally:
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    # The stale state file names a dead process: a new broker starts, status says none runs.
+    status = kpipe(env, "broker", "--status")
+    assert (status.returncode, status.stderr) == (3, "no local broker is running\n")
+
+
+def test_status_and_stop(env: dict[str, str]) -> None:
+    broker, address, pid = start_broker(env)
+    try:
+        status = kpipe(env, "broker", "--status")
+        assert status.returncode == 0, status.stderr
+        assert (
+            status.stdout == f"local broker running on {address} (pid {pid}, started by pid {broker.pid})\n"
+        )
+        stop = kpipe(env, "broker", "--stop")
+        assert (stop.returncode, stop.stdout) == (0, f"stopped the local broker on {address} (pid {pid})\n")
+        assert broker.wait(15) == 0  # `kpipe broker` itself was asked to stop, and stopped cleanly
+        assert not process_alive(pid)
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+            broker.wait()
+    assert "local broker stopped" in broker.stderr.read()
+    again = kpipe(env, "broker", "--stop")
+    assert (again.returncode, again.stderr) == (0, "no local broker is running\n")
+    status = kpipe(env, "broker", "--status")
+    assert status.returncode == 3

@@ -32,7 +32,15 @@ def _wait_for_signal() -> None:
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--logs", is_flag=True, help="Show the broker's own log output.")
-def broker(port: int, host: str, logs: bool) -> None:
+@click.option(
+    "--status", is_flag=True, help="Say whether a local broker runs, where, and its pid (exit 3: none)."
+)
+@click.option(
+    "--stop",
+    is_flag=True,
+    help="Stop the running local broker (the one `kpipe broker` or `kpipe dev` started).",
+)
+def broker(port: int, host: str, logs: bool, status: bool, stop: bool) -> None:
     """Run the embedded local Kafka-protocol broker in the foreground until Ctrl-C.
 
     Projects with `bootstrap_servers: local` connect to it. It keeps data in memory only: everything is
@@ -42,15 +50,25 @@ def broker(port: int, host: str, logs: bool) -> None:
     Example:
       kpipe broker &
       kpipe apply pipelines/ --yes
+      kpipe broker --status
+      kpipe broker --stop
     """
     from kpipe.local import state as local_cluster
     from kpipe.local.broker import start_local_broker
+
+    if status or stop:
+        _broker_status(stop)
+        return
 
     running = local_cluster.running_bootstrap()
     if running:
         from kpipe.errors import LocalBrokerError
 
-        raise LocalBrokerError(f"a local broker is already running on {running}; stop it first, or use it")
+        found = local_cluster.recorded()
+        pid = f" (pid {found.pid})" if found else ""
+        raise LocalBrokerError(
+            f"a local broker is already running on {running}{pid}; use it, or stop it with `kpipe broker --stop`"
+        )
     local = start_local_broker(port or None, host, logs=logs)
     local_cluster.record(local.bootstrap, local.pid)
     try:
@@ -63,6 +81,25 @@ def broker(port: int, host: str, logs: bool) -> None:
         local_cluster.forget(local.pid)
         local.stop()
         click.echo("local broker stopped", err=True)
+
+
+def _broker_status(stop: bool) -> None:
+    from kpipe.errors import EXIT_CLUSTER
+    from kpipe.local import state as local_cluster
+
+    found = local_cluster.stop_recorded() if stop else local_cluster.recorded()
+    if found is None:
+        click.echo("no local broker is running", err=True)
+        raise click.exceptions.Exit(EXIT_CLUSTER if not stop else 0)
+    if stop:
+        click.echo(f"stopped the local broker on {found.bootstrap} (pid {found.pid})")
+        return
+    answers = local_cluster.running_bootstrap() == found.bootstrap
+    owner = f", started by pid {found.owner}" if found.owner else ""
+    click.echo(
+        f"local broker running on {found.bootstrap} (pid {found.pid}{owner})"
+        + ("" if answers else "; it does not answer")
+    )
 
 
 @click.command()

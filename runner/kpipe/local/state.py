@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kpipe.errors import LocalBrokerError
@@ -25,10 +28,61 @@ def state_file() -> Path:
     return Path(base) / "kpipe" / "local-broker.json"
 
 
-def record(bootstrap: str, pid: int) -> None:
+def record(bootstrap: str, pid: int, owner: int | None = None) -> None:
+    """Record the running broker: its address, its pid, and the kpipe process that stops it (`owner`)."""
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"bootstrap": bootstrap, "pid": pid}), encoding="utf-8")
+    state = {"bootstrap": bootstrap, "pid": pid, "owner": os.getpid() if owner is None else owner}
+    path.write_text(json.dumps(state), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    bootstrap: str
+    pid: int
+    owner: int | None
+
+
+def recorded() -> Recorded | None:
+    """The broker the state file names, if its process is alive (whether or not it answers)."""
+    try:
+        state = json.loads(state_file().read_text(encoding="utf-8"))
+        found = Recorded(str(state["bootstrap"]), int(state["pid"]), state.get("owner"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return found if _alive(found.pid) else None
+
+
+def stop_recorded(timeout: float = 15.0) -> Recorded | None:
+    """Stop the recorded local broker: SIGTERM to the kpipe process that owns it (which stops it and forgets
+    it), or to the broker itself when that process is gone; SIGKILL after `timeout`. None: nothing running."""
+    found = recorded()
+    if found is None:
+        return None
+    target = found.owner if found.owner and _alive(found.owner) else found.pid
+    if not _is_ours(target):
+        raise LocalBrokerError(
+            f"the state file {state_file()} names pid {target}, which is not a kpipe broker; "
+            "remove the file if no local broker runs"
+        )
+    os.kill(target, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(found.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(found.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(found.pid, signal.SIGKILL)
+    forget(found.pid)
+    return found
+
+
+def _is_ours(pid: int) -> bool:
+    """Whether `pid` still runs kpipe or Tansu (a recorded pid may have been reused by anything since)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return True  # no /proc (not Linux): trust the state file
+    return b"kpipe" in command or b"tansu" in command or b" broker " in command
 
 
 def forget(pid: int) -> None:
@@ -49,13 +103,18 @@ def is_recorded(bootstrap: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (exited, its parent gone or not reaping) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: the signal check is all there is
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def running_bootstrap() -> str | None:

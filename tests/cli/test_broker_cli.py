@@ -155,3 +155,16 @@ def test_status_and_stop(env: dict[str, str]) -> None:
     assert (again.returncode, again.stderr) == (0, "no local broker is running\n")
     status = kpipe(env, "broker", "--status")
     assert status.returncode == 3
+
+
+def test_dev_demo_without_a_demo_directory_stops_before_starting_anything(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-demo"
+    result = kpipe(env, "dev", "pipelines/", "--demo", "--demo-dir", str(missing))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: --demo: no directory {missing} with sample events (<producer>.jsonl files); "
+        "pass --demo-dir DIR, or leave out --demo\n"
+    )
+    assert not (tmp_path / "kpipe" / "local-broker.json").exists()  # no broker was started

@@ -284,3 +284,15 @@ def test_run_log_format(tmp_path: Path, fmt: str) -> None:
     else:
         assert first.endswith("kpipe.run: running 1 worker: audit ×1")
         assert " INFO " in first
+
+
+def test_produce_truncated_json_names_the_column_where_the_line_ends(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    stdin = '{"id": "a", "amount": 1\n{"id": "a",, "amount": 1}\n'
+    code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=stdin)
+    assert (code, out) == (1, "delivered 0, failed 0, invalid 2\n")
+    assert err.splitlines()[:2] == [
+        "<stdin>:1: error: invalid JSON: Expecting ',' delimiter "
+        "(column 24: the line ends before the JSON does; truncated?)",
+        "<stdin>:2: error: invalid JSON: Expecting property name enclosed in double quotes (column 12)",
+    ]

@@ -272,7 +272,13 @@ def test_explain_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert kpipe(capsys, "explain", "order-apy", "pipelines/") == (
         2,
         "",
-        "error: no producer or consumer group named 'order-apy'; did you mean 'order-api'?\n",
+        "error: no producer or consumer group named 'order-apy'; did you mean 'order-api'? (producers: order-api, "
+        "user-service; consumer groups: analytics, order-processors, welcome-mailer)\n",
+    )
+    # Nothing close: the valid names are still listed.
+    assert kpipe(capsys, "explain", "zzz", "pipelines/")[2] == (
+        "error: no producer or consumer group named 'zzz' (producers: order-api, user-service; "
+        "consumer groups: analytics, order-processors, welcome-mailer)\n"
     )
 
 

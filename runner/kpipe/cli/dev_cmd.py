@@ -160,6 +160,17 @@ def dev(
         bootstrap_override=bootstrap_servers,
         resolve_local=False,
     )
+    directory = None
+    if demo:
+        # Checked before anything starts or changes: a typo must not cost a broker start and an apply.
+        directory = (
+            demo_dir or (project_paths[0] if project_paths[0].is_dir() else project_paths[0].parent) / "demo"
+        )
+        if not directory.is_dir():
+            raise UsageError(
+                f"--demo: no directory {directory} with sample events (<producer>.jsonl files); "
+                "pass --demo-dir DIR, or leave out --demo"
+            )
     stop = devloop.StopFlag()
     previous_handlers = stop.install()
     broker = None
@@ -201,13 +212,7 @@ def dev(
             raise UsageError("the project declares no consumer groups to run")
         supervisor = Supervisor(specs, shutdown_timeout=30.0)
         stop.supervisor = supervisor
-        if demo:
-            directory = (
-                demo_dir
-                or (project_paths[0] if project_paths[0].is_dir() else project_paths[0].parent) / "demo"
-            )
-            if not directory.is_dir():
-                raise UsageError(f"--demo: no directory {directory} with sample events")
+        if directory is not None:
             threading.Thread(
                 target=_demo, args=(project, directory, echo), daemon=True, name="kpipe-demo"
             ).start()

@@ -281,9 +281,12 @@ def _send_line(
 
     from kpipe.runtime.serde import EventInvalid
 
+    text = line.rstrip("\r\n")  # the newline is not part of the event: a column past it would be line 2's
     try:
-        event = json.loads(line)
+        event = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            return f"invalid JSON: {exc.msg} (column {exc.colno}: the line ends before the JSON does; truncated?)"
         return f"invalid JSON: {exc.msg} (column {exc.colno})"
     if not isinstance(event, dict):
         return f"expected a JSON object, got {_json_type(event)}"

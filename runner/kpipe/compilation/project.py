@@ -133,7 +133,11 @@ def inspect_project(
     models, sources, problems = resolve_schemas(spec)
     diagnostics += problems
     fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
-    diagnostics += check_project(spec, fields)
+    checked = check_project(spec, fields)
+    if any(d.is_error and d.code.startswith(("template-", "yaml-")) for d in loaded.diagnostics):
+        # A file that did not load declares nothing: references to its names would only repeat its error.
+        checked = [d for d in checked if d.code != "unknown-reference"]
+    diagnostics += checked
     return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources)
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from test_run import RECORDER, KpipeRun, kpipe_runs  # noqa: F401  (kpipe_runs is a fixture)
@@ -223,3 +224,22 @@ consumers:
     # librdkafka's own 45 s session makes this broker hold the first join ~23 s; the embedded defaults ~3 s.
     assert elapsed < 12, f"first event handled {elapsed:.1f} s after start:\n{run.log()}"
     assert run.stop() == 0
+
+
+def test_adding_partitions_on_the_embedded_broker_says_it_cannot(
+    tmp_path: Path, kafka_bootstrap: str, prefix: str, is_tansu: bool
+) -> None:
+    if not is_tansu:
+        pytest.skip("Apache Kafka can add partitions")
+    topic = f"{prefix}.grow"
+    project = write(tmp_path / "p", kafka_bootstrap, topic, f"topics:\n  {topic}: {{partitions: 2}}\n")
+    assert kpipe_cli("apply", str(project), "--yes").returncode == 0
+    (project / "project.yaml").write_text((project / "project.yaml").read_text().replace("2}", "4}"))
+    result = kpipe_cli("apply", str(project), "--yes")
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == (
+        f"error: apply failed for 1 of 1 changes: increase partitions of topic {topic}: 2 -> 4: this broker "
+        "cannot add partitions to a topic (it does not support CreatePartitions, as the embedded broker does "
+        f"not); recreate {topic} with the partitions you want: on the embedded broker, restart it "
+        "(`kpipe broker --stop`, then `kpipe broker`; it keeps events in memory only) and apply again"
+    )

@@ -138,6 +138,6 @@ def resolve_local() -> str:
         raise LocalBrokerError(
             "the project uses the local broker (bootstrap_servers: local), but none is running; "
             "start one with `kpipe broker` (or run everything with `kpipe dev`), "
-            "or point at a cluster with --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS"
+            "or point at a cluster with --bootstrap-servers / KPIPE_BOOTSTRAP_SERVERS"
         )
     return bootstrap

@@ -250,6 +250,8 @@ class Supervisor:
             now = time.monotonic()
             deadlines = [s.restart_at for s in pending]
             if self._shutdown_deadline is not None:
+                # The first "still waiting" comes _PROGRESS_EVERY after the stop began, not at once.
+                last_progress = max(last_progress, self._shutdown_deadline - self._shutdown_timeout)
                 deadlines += [self._shutdown_deadline, last_progress + _PROGRESS_EVERY]
             elif self._summary_at is not None:
                 deadlines.append(self._summary_at)
@@ -289,7 +291,9 @@ class Supervisor:
                         _names(remaining),
                     )
                     self._kill_all(reap=True)
-                elif remaining and now - last_progress >= _PROGRESS_EVERY:
+                elif remaining and now - max(
+                    last_progress, self._shutdown_deadline - self._shutdown_timeout
+                ) >= (_PROGRESS_EVERY):
                     last_progress = now
                     log.info(
                         "still waiting for %s to stop (%.0f s left): %s",

@@ -39,4 +39,18 @@ def load(
     )
 
 
-__all__ = ["load", "__version__"]
+def ensure_topics(
+    project: Project, *, groups: Any = (), producers: Any = (), create: bool | None = None
+) -> list[str]:
+    """Create the missing declared topics these consumer groups and producers use, as `kpipe run` and
+    `kpipe produce` do; return their names. Nothing else in the API changes the cluster.
+
+    With `create=False` (or `cluster.create_missing_topics: false`) a missing topic raises ClusterError naming
+    every one. Existing topics are never altered; a difference from the files is logged as a warning.
+    """
+    from kpipe.topics.provision import ensure_project_topics
+
+    return ensure_project_topics(project, groups=groups, producers=producers, create=create).created
+
+
+__all__ = ["load", "ensure_topics", "__version__"]

@@ -243,3 +243,34 @@ def test_adding_partitions_on_the_embedded_broker_says_it_cannot(
         f"not); recreate {topic} with the partitions you want: on the embedded broker, restart it "
         "(`kpipe broker --stop`, then `kpipe broker`; it keeps events in memory only) and apply again"
     )
+
+
+@pytest.mark.apache_kafka
+def test_a_broker_refusing_the_creation_is_one_line(
+    tmp_path: Path, kafka_bootstrap: str, prefix: str
+) -> None:
+    # Apache Kafka refuses a replication factor above its broker count (the local broker accepts it).
+    topic = f"{prefix}.refused"
+    body = f"topics:\n  {topic}: {{partitions: 1, replication_factor: 1000}}\nproducers:\n  api: {{topic: {topic}}}\n"
+    project = write(tmp_path / "p", kafka_bootstrap, topic, body)
+    result = kpipe_cli("produce", "api", str(project), stdin='{"a": 1}\n')
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == (
+        f"error: cannot create topic {topic}: the declared replication factor is refused "
+        "(INVALID_REPLICATION_FACTOR); fix the topic's declaration, or create it with `kpipe apply`"
+    )
+
+
+def test_the_python_api_creates_topics_only_when_asked(
+    tmp_path: Path, kafka_bootstrap: str, prefix: str
+) -> None:
+    import kpipe
+
+    topic = f"{prefix}.api"
+    body = f"topics:\n  {topic}: {{partitions: 3}}\nproducers:\n  api: {{topic: {topic}}}\n"
+    project = kpipe.load(write(tmp_path / "p", kafka_bootstrap, topic, body))
+    project.producer("api").close(5)  # a producer alone changes nothing
+    assert topic not in topics_on(kafka_bootstrap)
+    assert kpipe.ensure_topics(project, producers=["api"]) == [topic]
+    assert topics_on(kafka_bootstrap)[topic] == 3
+    assert kpipe.ensure_topics(project, producers=["api"]) == []

@@ -140,18 +140,12 @@ def ensure_topics(
     timeout: float = 10.0,
 ) -> None:
     """Create the missing topics these groups/producers use (or exit 3 naming them when creation is off)."""
-    from kpipe.topics.cluster import connect
-    from kpipe.topics.provision import ensure_topics as ensure
+    from kpipe.topics.provision import ensure_project_topics
 
-    provisioning = project.provisioning(groups, producers)
-    if not provisioning.topics:
-        return
-    cluster = connect(project.cluster_client_config().as_dict(), timeout=timeout)
     lines = {"info": _stderr, "warn": lambda text: _stderr(f"warning: {text}")} if echo else {}
-    try:
-        ensure(cluster, provisioning, create=create, **lines)
-    finally:
-        cluster.close()
+    ensure_project_topics(
+        project, groups=groups, producers=producers, create=create, timeout=timeout, **lines
+    )
 
 
 def _stderr(text: str) -> None:

@@ -12,10 +12,11 @@ a ClusterError (exit 3) naming every one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from kpipe.compilation.compiled import Provisioning
+from kpipe.compilation.project import Project
 from kpipe.errors import ClusterError
 from kpipe.topics.apply import ChangeResult, apply_plan, read_plan
 from kpipe.topics.cluster import ClusterAPI
@@ -93,6 +94,29 @@ def ensure_topics(
     if failed:
         raise refusal(failed[0], more=len(failed) - 1)
     return report
+
+
+def ensure_project_topics(
+    project: Project,
+    *,
+    groups: Iterable[str] = (),
+    producers: Iterable[str] = (),
+    create: bool | None = None,
+    timeout: float = 10.0,
+    info: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ProvisionReport:
+    """Connect to the project's cluster and `ensure_topics` for these groups and producers."""
+    from kpipe.topics.cluster import connect
+
+    provisioning = project.provisioning(groups, producers)
+    if not provisioning.topics:
+        return ProvisionReport()
+    cluster = connect(project.cluster_client_config().as_dict(), timeout=timeout)
+    try:
+        return ensure_topics(cluster, provisioning, create=create, info=info, warn=warn)
+    finally:
+        cluster.close()
 
 
 def drift_lines(plan: Plan) -> list[str]:

@@ -84,8 +84,11 @@ def run(
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
 
-    The first SIGTERM or Ctrl-C lets every worker commit and exit (up to --shutdown-timeout); a second one
-    kills them at once.
+    Before the workers start, the declared topics the groups read, dead-letter to and emit to are created if
+    missing (never altered). Every 30 s, and on stop, one line per group says what it handled. The first
+    SIGTERM or Ctrl-C lets every worker commit and exit (up to --shutdown-timeout); a second one kills them at
+    once. Exits 0 when every worker stopped cleanly, 1 when some halted or crash-looped, 3 when a topic is
+    missing (--no-create-topics) or the broker refused to create it.
     """
     from kpipe.logs import LOG_LEVEL_ENV, configure_logging
     from kpipe.runtime.protocol import worker_specs

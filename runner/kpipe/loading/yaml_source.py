@@ -152,6 +152,12 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" "))
 
 
+def _key_column(line: str) -> int:
+    """Spaces before the line's key (`  - name: x` → 4: the key of a list item starts after the dash)."""
+    stripped = line.lstrip(" ")
+    return _indent(line) + (len(stripped) - len(stripped[1:].lstrip(" ")) if stripped.startswith("-") else 0)
+
+
 def _indentation_problem(text: str, file: str, exc: yaml.MarkedYAMLError) -> Diagnostic | None:
     """PyYAML's two usual indentation errors, said as what probably happened, at the line that is off.
 
@@ -174,7 +180,7 @@ def _indentation_problem(text: str, file: str, exc: yaml.MarkedYAMLError) -> Dia
     if exc.problem == "mapping values are not allowed here":
         if before and _indent(line) > _indent(before[0][1]) and ":" in before[0][1]:
             above, text_above = before[0]
-            parent, _, value = text_above.strip().partition(":")
+            parent, _, value = text_above.strip().removeprefix("- ").partition(":")
             if value.strip() and not value.strip().startswith(("|", ">", "&", "!")):
                 return error(
                     f"invalid YAML: '{key}' on line {number} is indented deeper than '{parent}' on line {above}, "
@@ -182,8 +188,8 @@ def _indentation_problem(text: str, file: str, exc: yaml.MarkedYAMLError) -> Dia
                     "value",
                     at,
                     code="yaml-indentation",
-                    hint=f"indent line {number} like line {above} ({_indent(text_above)} spaces) to make it a "
-                    f"sibling of '{parent}', or, for a nested key, end line {above} at '{parent}:'",
+                    hint=f"indent line {number} by {_key_column(text_above)} spaces, like '{parent}' on line {above}, "
+                    f"to make it a sibling; or, for a nested key, end line {above} at '{parent}:'",
                 )
         if before and ":" not in before[0][1] and not before[0][1].lstrip().startswith(("-", "[", "{")):
             above, text_above = before[0]

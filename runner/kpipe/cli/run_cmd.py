@@ -18,6 +18,13 @@ log = logging.getLogger("kpipe.run")
 # How often `kpipe run` logs one line per group (handled, rate, dead-lettered).
 SUMMARY_EVERY_S = 30.0
 
+create_topics_option = click.option(
+    "--create-topics/--no-create-topics",
+    default=None,
+    help="Create the missing declared topics it uses before starting (default: cluster.create_missing_topics, "
+    "true); with --no-create-topics a missing topic is exit 3.",
+)
+
 
 def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> Any:
     import kpipe
@@ -56,12 +63,7 @@ def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tup
     metavar="KEY=VALUE",
     help="Extra librdkafka consumer setting, applied last (repeatable).",
 )
-@click.option(
-    "--create-topics/--no-create-topics",
-    default=None,
-    help="Create the missing declared topics it uses before starting (default: cluster.create_missing_topics, "
-    "true); with --no-create-topics a missing topic is exit 3.",
-)
+@create_topics_option
 @click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
@@ -99,11 +101,10 @@ def run(
     selected = _select_groups(project, groups)
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
+    workers = sum(g.instances for g in selected)
     log.info(
         "running %s: %s",
-        "1 worker"
-        if sum(g.instances for g in selected) == 1
-        else f"{sum(g.instances for g in selected)} workers",
+        "1 worker" if workers == 1 else f"{workers} workers",
         ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
     )
     try:
@@ -192,12 +193,7 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
     metavar="SECONDS",
     help="How long to wait for deliveries at the end (default: the producer's message.timeout.ms + 5 s).",
 )
-@click.option(
-    "--create-topics/--no-create-topics",
-    default=None,
-    help="Create the missing declared topics it uses before starting (default: cluster.create_missing_topics, "
-    "true); with --no-create-topics a missing topic is exit 3.",
-)
+@create_topics_option
 def produce(
     producer_name: str,
     paths: tuple[Path, ...],

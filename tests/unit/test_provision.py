@@ -4,8 +4,6 @@ altered; and the embedded broker's consumer defaults as their own layer. Failure
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -149,7 +147,7 @@ def test_embedded_broker_defaults_are_a_layer_explain_shows(example, tmp_path: P
         example, "order-api"
     )
     # The example says `local`: explain (offline) shows the layer with its origin.
-    text = explain_client(load_project([EXAMPLE], resolve_local=False), "analytics")
+    text = explain_client(load_project([EXAMPLE]), "analytics")
     line = next(x for x in text.splitlines() if x.strip().startswith("session.timeout.ms"))
     assert line.split() == [
         "session.timeout.ms",
@@ -168,23 +166,22 @@ def test_a_group_s_own_config_wins_over_the_embedded_defaults(tmp_path: Path) ->
         "topics: {a: {partitions: 1}}\n"
         "consumers: {g: {topics: [a], handler: 'h:f', config: {session.timeout.ms: 10000}}}\n"
     )
-    client = load_project([tmp_path], resolve_local=False).consumer_group("g").client
+    client = load_project([tmp_path]).consumer_group("g").client
     assert client.get("session.timeout.ms") == "10000" and client.get("heartbeat.interval.ms") == "1000"
 
 
-def test_the_recorded_local_broker_address_counts_as_embedded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # `kpipe dev` hands its workers the address, not `local`: they still get the defaults.
-    monkeypatch.setenv("KPIPE_STATE_DIR", str(tmp_path / "state"))
-    (tmp_path / "state" / "kpipe").mkdir(parents=True)
-    (tmp_path / "state" / "kpipe" / "local-broker.json").write_text(
-        json.dumps({"bootstrap": "127.0.0.1:5555", "pid": os.getpid()})
-    )
+def test_a_resolved_local_broker_keeps_the_embedded_defaults(tmp_path: Path) -> None:
+    # `local` becomes an address at the edge (kpipe.load, run, dev), which says it is the embedded broker; a
+    # worker is told so by its spec. Any other address gets librdkafka's own defaults.
     (tmp_path / "p.yaml").write_text(
-        "topics: {a: {partitions: 1}}\nconsumers: {g: {topics: [a], handler: 'h:f'}}\n"
+        "cluster: {bootstrap_servers: local}\ntopics: {a: {partitions: 1}}\n"
+        "consumers: {g: {topics: [a], handler: 'h:f'}}\n"
     )
-    at = load_project([tmp_path], bootstrap_override="127.0.0.1:5555").consumer_group("g").client
-    assert at.get("session.timeout.ms") == "6000"
-    elsewhere = load_project([tmp_path], bootstrap_override="127.0.0.1:5556").consumer_group("g").client
-    assert elsewhere.get("session.timeout.ms") is None
+    project = load_project([tmp_path])
+    resolved = project.with_bootstrap("127.0.0.1:5555", embedded_broker=True)
+    assert resolved.consumer_group("g").client.get("session.timeout.ms") == "6000"
+    assert resolved.consumer_group("g").client.get("bootstrap.servers") == "127.0.0.1:5555"
+    elsewhere = project.with_bootstrap("kafka.example:9092")
+    assert elsewhere.consumer_group("g").client.get("session.timeout.ms") is None
+    worker = load_project([tmp_path], bootstrap_override="127.0.0.1:5555", embedded_broker=True)
+    assert worker.consumer_group("g").client.get("heartbeat.interval.ms") == "1000"

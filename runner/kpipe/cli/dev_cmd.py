@@ -158,7 +158,6 @@ def dev(
         variables=vars_,
         values_files=list(values_files),
         bootstrap_override=bootstrap_servers,
-        resolve_local=False,
     )
     directory = None
     if demo:
@@ -180,7 +179,7 @@ def dev(
             running = local_cluster.running_bootstrap()
             if running:
                 echo(f"using the running local broker on {running}")
-                project = project.with_bootstrap(running)
+                project = project.with_bootstrap(running, embedded_broker=True)
             else:
                 from kpipe.local.broker import start_local_broker
 
@@ -189,7 +188,7 @@ def dev(
                 echo(
                     f"started the local broker on {broker.bootstrap} (pid {broker.pid}); data is kept in memory only"
                 )
-                project = project.with_bootstrap(broker.bootstrap)
+                project = project.with_bootstrap(broker.bootstrap, embedded_broker=True)
         bootstrap = project.bootstrap_servers
         cluster = connect(project.cluster_client_config().as_dict(), timeout=10.0)
         try:

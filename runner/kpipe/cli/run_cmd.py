@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
+from kpipe.cli.common import (
+    bootstrap_option,
+    consumer_config_option,
+    default_paths,
+    parse_vars,
+    project_options,
+)
 from kpipe.errors import BrokerUnreachable, ClusterError, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
@@ -26,10 +32,21 @@ create_topics_option = click.option(
 )
 
 
-def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> Any:
+def _load(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    bootstrap_servers: str | None,
+) -> Any:
+    """The project, with `local` resolved to the running local broker (kpipe.load)."""
     import kpipe
 
-    return kpipe.load(*default_paths(paths), variables=parse_vars(variables), values_files=list(values_files))
+    return kpipe.load(
+        *default_paths(paths),
+        variables=parse_vars(variables),
+        values_files=list(values_files),
+        bootstrap_override=bootstrap_servers or None,
+    )
 
 
 # -- run ---------------------------------------------------------------------------------------------------------
@@ -55,14 +72,7 @@ def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tup
     show_default=True,
     envvar="KPIPE_LOG_LEVEL",
 )
-@click.option(
-    "-X",
-    "--consumer-config",
-    "consumer_config",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Extra librdkafka consumer setting, applied last (repeatable).",
-)
+@consumer_config_option
 @create_topics_option
 @click.option(
     "--shutdown-timeout",
@@ -96,7 +106,7 @@ def run(
     from kpipe.runtime.protocol import worker_specs
     from kpipe.runtime.supervisor import Supervisor
 
-    project = _load(paths, variables, values_files).with_bootstrap(bootstrap_servers)
+    project = _load(paths, variables, values_files, bootstrap_servers)
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
@@ -119,10 +129,12 @@ def run(
         project_paths=(str(p) for p in default_paths(paths)),
         variables=parse_vars(variables),
         values_files=(str(v) for v in values_files),
-        # `local` resolved once here: the workers connect to the address (and still get the embedded defaults).
+        # Resolved here, once: the workers connect where this process found the brokers (`local` included),
+        # and are told when that is the embedded broker (its consumer defaults).
         bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
+        embedded_broker=project.embedded_broker,
     )
     supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout, summary_every=SUMMARY_EVERY_S)
     if supervisor.run() != 0:
@@ -211,7 +223,7 @@ def produce(
     `delivered N, failed M, invalid K`; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries).
     """
-    project = _load(paths, variables, values_files).with_bootstrap(bootstrap_servers)
+    project = _load(paths, variables, values_files, bootstrap_servers)
     producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
     # The topic is checked (and created if missing) before the first valid event is sent, so a file whose lines
     # are all invalid is reported without a broker.

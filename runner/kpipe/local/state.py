@@ -14,8 +14,14 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from kpipe.errors import LocalBrokerError
+
+if TYPE_CHECKING:
+    from kpipe.compilation.project import Project
+
+    P = TypeVar("P", bound=Project)
 
 LOCAL = "local"
 DEFAULT_PORT = 19092
@@ -92,16 +98,6 @@ def forget(pid: int) -> None:
             path.unlink()
 
 
-def is_recorded(bootstrap: str) -> bool:
-    """True when `bootstrap` is the address of the local broker recorded by a live kpipe (no network I/O)."""
-    try:
-        state = json.loads(state_file().read_text(encoding="utf-8"))
-        recorded, pid = str(state["bootstrap"]), int(state["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return recorded == bootstrap and _alive(pid)
-
-
 def _alive(pid: int) -> bool:
     """Whether `pid` runs; a zombie (exited, its parent gone or not reaping) counts as gone."""
     try:
@@ -141,3 +137,11 @@ def resolve_local() -> str:
             "or point at a cluster with --bootstrap-servers / KPIPE_BOOTSTRAP_SERVERS"
         )
     return bootstrap
+
+
+def resolve(project: P) -> P:
+    """The project connected to the running local broker when its bootstrap servers say `local`; else itself.
+    The one place `local` becomes an address (kpipe.load and the commands that connect call it)."""
+    if not project.uses_local_broker:
+        return project
+    return project.with_bootstrap(resolve_local(), embedded_broker=True)

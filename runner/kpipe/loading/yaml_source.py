@@ -178,19 +178,9 @@ def _indentation_problem(text: str, file: str, exc: yaml.MarkedYAMLError) -> Dia
     at = Position(file, number, _indent(line) + 1)
     key = line.strip().split(":", 1)[0]
     if exc.problem == "mapping values are not allowed here":
-        if before and _indent(line) > _indent(before[0][1]) and ":" in before[0][1]:
-            above, text_above = before[0]
-            parent, _, value = text_above.strip().removeprefix("- ").partition(":")
-            if value.strip() and not value.strip().startswith(("|", ">", "&", "!")):
-                return error(
-                    f"invalid YAML: '{key}' on line {number} is indented deeper than '{parent}' on line {above}, "
-                    f"which already has a value ({value.strip()}), so YAML reads line {number} as more of that "
-                    "value",
-                    at,
-                    code="yaml-indentation",
-                    hint=f"indent line {number} by {_key_column(text_above)} spaces, like '{parent}' on line {above}, "
-                    f"to make it a sibling; or, for a nested key, end line {above} at '{parent}:'",
-                )
+        under = _under_a_value(number, line, key, before, at)
+        if under is not None:
+            return under
         if before and ":" not in before[0][1] and not before[0][1].lstrip().startswith(("-", "[", "{")):
             above, text_above = before[0]
             words = text_above.strip().split(None, 1)
@@ -218,7 +208,9 @@ def _indentation_problem(text: str, file: str, exc: yaml.MarkedYAMLError) -> Dia
         indent = _indent(line)
         deeper = next((t for _, t in before if _indent(t) > indent), None)
         outer = next(((n, t) for n, t in before if _indent(t) < indent), None)
-        if deeper is None or outer is None:
+        if deeper is None:
+            return _under_a_value(number, line, key, before, at)
+        if outer is None:
             return None
         siblings = _indent(deeper)
         parent_line, parent_text = outer
@@ -233,6 +225,48 @@ def _indentation_problem(text: str, file: str, exc: yaml.MarkedYAMLError) -> Dia
             f"beside '{parent}'",
         )
     return None
+
+
+def _under_a_value(
+    number: int, line: str, key: str, before: list[tuple[int, str]], at: Position
+) -> Diagnostic | None:
+    """A `key:` line indented deeper than the line above it, which already holds a value (`partitions: 3`,
+    `orders: {partitions: 3}`) or is a list item (`- orders`): YAML reads the key as more of that value."""
+    if not before or _indent(line) <= _indent(before[0][1]):
+        return None
+    above, text_above = before[0]
+    item = text_above.strip()
+    if item.startswith("- ") and ":" not in item:
+        # The key that holds the list: the nearest line above ending in ':' at or left of the item.
+        holder = next(
+            ((n, t) for n, t in before if t.rstrip().endswith(":") and _indent(t) <= _indent(text_above)),
+            None,
+        )
+        where = (
+            f"by {_key_column(holder[1])} spaces, like '{holder[1].strip()[:-1]}' on line {holder[0]}, to make it "
+            "a sibling of the list"
+            if holder
+            else "less deeply"
+        )
+        return error(
+            f"invalid YAML: '{key}' on line {number} is indented under the list item '{item}' on line {above}, "
+            "so YAML reads it as more of that item",
+            at,
+            code="yaml-indentation",
+            hint=f"indent line {number} {where}",
+        )
+    parent, _, value = item.removeprefix("- ").partition(":")
+    value = value.strip()
+    if not value or value.startswith(("|", ">", "&", "!")):
+        return None
+    return error(
+        f"invalid YAML: '{key}' on line {number} is indented deeper than '{parent}' on line {above}, "
+        f"which already has a value ({value}), so YAML reads line {number} as more of that value",
+        at,
+        code="yaml-indentation",
+        hint=f"indent line {number} by {_key_column(text_above)} spaces, like '{parent}' on line {above}, "
+        f"to make it a sibling; or, for a nested key, end line {above} at '{parent}:'",
+    )
 
 
 def _too_deep(position: Position) -> Diagnostic:

@@ -6,19 +6,12 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import click
 
-from kpipe.cli.common import (
-    bootstrap_option,
-    consumer_config_option,
-    default_paths,
-    parse_vars,
-    project_options,
-)
-from kpipe.errors import BrokerUnreachable, ClusterError, KpipeError, UsageError
+from kpipe.cli.common import ProjectOptions, consumer_config_option, parse_vars, project_options
+from kpipe.errors import BrokerUnreachable, ClusterError, EventInvalid, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
 # How often `kpipe run` logs one line per group (handled, rate, dead-lettered).
@@ -31,33 +24,14 @@ create_topics_option = click.option(
     "true); with --no-create-topics a missing topic is exit 3.",
 )
 
-
-def _load(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    bootstrap_servers: str | None,
-) -> Any:
-    """The project, with `local` resolved to the running local broker (kpipe.load)."""
-    import kpipe
-
-    return kpipe.load(
-        *default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=list(values_files),
-        bootstrap_override=bootstrap_servers or None,
-    )
-
-
 # -- run ---------------------------------------------------------------------------------------------------------
 
 
 @click.command()
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "--group", "groups", multiple=True, metavar="NAME", help="Run only this consumer group (repeatable)."
 )
-@bootstrap_option
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -83,11 +57,8 @@ def _load(
     help="How long workers get to commit and exit after SIGTERM before they are killed.",
 )
 def run(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     groups: tuple[str, ...],
-    bootstrap_servers: str | None,
     log_format: str,
     log_level: str,
     consumer_config: tuple[str, ...],
@@ -106,7 +77,7 @@ def run(
     from kpipe.runtime.protocol import worker_specs
     from kpipe.runtime.supervisor import Supervisor
 
-    project = _load(paths, variables, values_files, bootstrap_servers)
+    project = options.load()
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
@@ -126,9 +97,9 @@ def run(
         )
     specs = worker_specs(
         ((g.group_id, g.instances) for g in selected),
-        project_paths=(str(p) for p in default_paths(paths)),
-        variables=parse_vars(variables),
-        values_files=(str(v) for v in values_files),
+        project_paths=(str(p) for p in options.paths),
+        variables=options.variables,
+        values_files=(str(v) for v in options.values_files),
         # Resolved here, once: the workers connect where this process found the brokers (`local` included),
         # and are told when that is the embedded broker (its consumer defaults).
         bootstrap_override=project.bootstrap_override,
@@ -185,7 +156,7 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
 
 @click.command()
 @click.argument("producer_name", metavar="PRODUCER")
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "-f",
     "--file",
@@ -195,7 +166,6 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
     show_default="stdin",
     help="JSON lines to send, one event per line ('-' for stdin).",
 )
-@bootstrap_option
 @click.option(
     "--key-field", metavar="FIELD", help="Take each event's key from this field (default: the topic's key)."
 )
@@ -208,11 +178,8 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
 @create_topics_option
 def produce(
     producer_name: str,
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     events_file: str,
-    bootstrap_servers: str | None,
     key_field: str | None,
     timeout: float | None,
     create_topics: bool | None,
@@ -223,7 +190,7 @@ def produce(
     `delivered N, failed M, invalid K`; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries).
     """
-    project = _load(paths, variables, values_files, bootstrap_servers)
+    project = options.load()
     producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
     # The topic is checked (and created if missing) before the first valid event is sent, so a file whose lines
     # are all invalid is reported without a broker.
@@ -283,8 +250,6 @@ def _send_line(
 ) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
     from pydantic import ValidationError
-
-    from kpipe.runtime.serde import EventInvalid
 
     text = line.rstrip("\r\n")  # the newline is not part of the event: a column past it would be line 2's
     try:

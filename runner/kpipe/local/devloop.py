@@ -1,9 +1,5 @@
-"""`kpipe dev`: the whole local loop in one process tree.
-
-    local broker (started if needed) → plan + apply → supervisor running every group → demo events → live table
-
-Ctrl-C (or SIGTERM) stops the consumers first (they commit), then the broker kpipe started. Nothing here is
-new machinery: it strings together local_broker, apply, supervisor and producer.
+"""`kpipe dev`'s moving parts: the live table of groups, status lines, demo events, and running the supervisor
+while showing its progress. `kpipe.local.session.run_dev` strings them together with the broker and apply.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ from kpipe.runtime.supervisor import Supervisor, WorkerView
 log = logging.getLogger("kpipe.dev")
 
 # Fast group joins on the embedded broker come from the compiler's "embedded broker default" layer: the workers
-# see the recorded local broker's address and get them, as `kpipe run` and `kpipe explain` do.
+# are told they talk to it (WorkerSpec.embedded_broker) and get them, as `kpipe run` and `kpipe explain` do.
 
 
 @dataclass

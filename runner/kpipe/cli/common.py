@@ -111,14 +111,19 @@ class ProjectOptions:
         )
 
     def load(
-        self, *, resolve_local: bool = True, consumer_overrides: Mapping[str, str] | None = None
+        self,
+        *,
+        resolve_local: bool = True,
+        consumer_overrides: Mapping[str, str] | None = None,
+        import_code: bool = True,
     ) -> Project:
         """The valid, compiled project; PipelineInvalid with every diagnostic when it is not.
 
         -b wins over KPIPE_BOOTSTRAP_SERVERS, which wins over the files. `bootstrap_servers: local` is resolved
         to the running local broker here, at the edge (LocalBrokerError when none runs), unless
         `resolve_local=False` (for commands that start or explain the local broker). `consumer_overrides` are
-        `-X` settings every consumer group's config gets last."""
+        `-X` settings every consumer group's config gets last. Without `import_code` no pydantic-model schema is
+        imported (no project code runs)."""
         from kpipe.api import Project
         from kpipe.compilation.project import load_project
         from kpipe.local.state import resolve
@@ -130,6 +135,7 @@ class ProjectOptions:
             bootstrap_override=self.bootstrap_servers,
             consumer_overrides=consumer_overrides,
             project_type=Project,
+            import_code=import_code,
         )
         return resolve(project) if resolve_local else project
 
@@ -197,6 +203,16 @@ bootstrap_option = click.option(
     envvar="KPIPE_BOOTSTRAP_SERVERS",
     help="Use these brokers instead of the files' cluster.bootstrap_servers; `local` means the embedded broker "
     "(env: KPIPE_BOOTSTRAP_SERVERS).",
+)
+
+# `kpipe run` takes it; `kpipe export kubernetes` passes it on to the pods' `kpipe run`.
+shutdown_timeout_option = click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long workers get to commit and exit after SIGTERM before they are killed.",
 )
 
 consumer_config_option = click.option(

@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import ProjectOptions, consumer_config_option, parse_vars, project_options
+from kpipe.cli.common import (
+    ProjectOptions,
+    consumer_config_option,
+    parse_vars,
+    project_options,
+    shutdown_timeout_option,
+)
 from kpipe.errors import BrokerUnreachable, ClusterError, EventInvalid, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
@@ -48,13 +54,13 @@ create_topics_option = click.option(
 )
 @consumer_config_option
 @create_topics_option
+@shutdown_timeout_option
 @click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long workers get to commit and exit after SIGTERM before they are killed.",
+    "--instances",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run N workers per group instead of the files' instances (a Kubernetes pod runs 1; its "
+    "Deployment's replicas make the group's size).",
 )
 def run(
     options: ProjectOptions,
@@ -64,6 +70,7 @@ def run(
     consumer_config: tuple[str, ...],
     create_topics: bool | None,
     shutdown_timeout: float,
+    instances: int | None,
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
 
@@ -82,11 +89,11 @@ def run(
     selected = _select_groups(project, groups)
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
-    workers = sum(g.instances for g in selected)
+    workers = sum(instances or g.instances for g in selected)
     log.info(
         "running %s: %s",
         "1 worker" if workers == 1 else f"{workers} workers",
-        ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
+        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
     )
     try:
         ensure_topics(project, create_topics, groups=[g.group_id for g in selected])
@@ -96,7 +103,7 @@ def run(
             "%s; starting the workers anyway: missing topics are not created (see `kpipe apply`)", exc
         )
     specs = worker_specs(
-        ((g.group_id, g.instances) for g in selected),
+        ((g.group_id, instances or g.instances) for g in selected),
         project_paths=(str(p) for p in options.paths),
         variables=options.variables,
         values_files=(str(v) for v in options.values_files),

@@ -61,9 +61,13 @@ def _schema_fields(model: type[BaseModel]) -> SchemaFields:
 
 
 def resolve_schemas(
-    spec: ProjectSpec,
+    spec: ProjectSpec, *, import_code: bool = True
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
-    """Read and compile each schema (JSON Schema file or pydantic model by import path)."""
+    """Read and compile each schema (JSON Schema file or pydantic model by import path).
+
+    Without `import_code` a pydantic-model schema is not imported (that runs project code): it stays None,
+    and the checks that need its fields are skipped.
+    """
     from kpipe.schemas.compiler import compile_schema, import_model
 
     models: dict[str, type[BaseModel] | None] = {}
@@ -74,6 +78,8 @@ def resolve_schemas(
             schema = declared.spec
             models[name] = None
             if isinstance(schema, SchemaModel):
+                if not import_code:
+                    continue
                 try:
                     models[name] = import_model(schema.model)
                 except SchemaModelImportError as exc:
@@ -114,11 +120,12 @@ def inspect_project(
     *,
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] = (),
+    import_code: bool = True,
 ) -> Inspection:
     loaded = load_documents(paths, variables=variables, values_files=values_files)
     spec, diagnostics = assemble(loaded.documents)
     diagnostics = loaded.diagnostics + diagnostics
-    models, sources, problems = resolve_schemas(spec)
+    models, sources, problems = resolve_schemas(spec, import_code=import_code)
     diagnostics += problems
     fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
     checked = check_project(spec, fields)
@@ -259,11 +266,15 @@ def load_project(
     bootstrap_override: str | None = None,
     consumer_overrides: Mapping[str, str] | None = None,
     project_type: type[_P] = Project,  # type: ignore[assignment]
+    import_code: bool = True,
     embedded_broker: bool = False,
 ) -> _P:
     """Load a valid project. The bootstrap servers come from `bootstrap_override`, else KPIPE_BOOTSTRAP_SERVERS,
-    else the files (`local` stays unresolved: see the module docstring)."""
-    inspection = inspect_project(paths, variables=variables, values_files=values_files or ())
+    else the files (`local` stays unresolved: see the module docstring).
+    `import_code=False` imports no pydantic-model schema (see resolve_schemas)."""
+    inspection = inspect_project(
+        paths, variables=variables, values_files=values_files or (), import_code=import_code
+    )
     if not inspection.valid:
         raise PipelineInvalid(inspection.diagnostics)
     override = bootstrap_override or os.environ.get("KPIPE_BOOTSTRAP_SERVERS") or None

@@ -373,3 +373,26 @@ def test_a_keep_alive_pause_does_not_outlive_a_revocation() -> None:
         assert 0 not in h.consumer.paused
     finally:
         assert h.stop() == WORKER_EXIT_OK
+
+
+def test_a_stuck_event_bounds_what_is_held_for_commits() -> None:
+    """Events finished after a stuck one cannot be committed and stay in memory: their number is bounded (4
+    buffers), then fetching stops and the partition is paused until the stuck event finishes."""
+    release = threading.Event()
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.offset == 0:
+            release.wait(10)
+
+    # concurrency 2, max_poll_records 500: a buffer of 500, so at most 2,000 events held.
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(3000)]}, concurrency=2)
+    try:
+        wait_for(lambda: h.consumer.paused == {0}, 10, message=lambda: f"handled {h.worker.handled}")
+        assert 1500 <= h.worker.handled < 2000 + 500  # the bound, plus at most the fetch that crossed it
+        assert h.consumer.committed_offset(0) is None  # nothing passes the stuck offset 0
+        release.set()
+        wait_for(lambda: h.worker.handled == 3000 and h.consumer.paused == set(), 10)
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+    assert h.consumer.committed_offset(0) == 3000

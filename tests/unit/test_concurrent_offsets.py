@@ -132,6 +132,11 @@ def test_metrics_oldest_unfinished_and_count() -> None:
     tracker.finish(TP, 5, e)
     assert tracker.oldest_unfinished() == {TP: 6, TP1: 2}
     assert tracker.unfinished() == 2
+    for offset in (7, 8):
+        tracker.track(TP, offset)
+        tracker.finish(TP, offset, e)
+    assert tracker.unfinished() == 2
+    assert tracker.uncommittable() == 4  # 6 (unfinished), 7 and 8 (finished above it), and TP1's 2
 
 
 @pytest.mark.parametrize("seed", range(20))

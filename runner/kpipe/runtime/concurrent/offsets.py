@@ -86,6 +86,11 @@ class PartitionOffsets:
     def unfinished(self) -> int:
         return len(self._unfinished)
 
+    @property
+    def uncommittable(self) -> int:
+        """Tracked events at or above the committable offset (unfinished, or finished above an unfinished one)."""
+        return len(self._pending)
+
 
 class OffsetTracker:
     """Per-partition offset bookkeeping for a consumer whose events finish out of order."""
@@ -182,3 +187,8 @@ class OffsetTracker:
 
     def unfinished(self) -> int:
         return sum(p.unfinished for p in self._partitions.values())
+
+    def uncommittable(self) -> int:
+        """Events held because an offset below them is unfinished (and the unfinished ones themselves): what a
+        worker keeps in memory for commits. A stuck event makes it grow; the worker bounds it."""
+        return sum(p.uncommittable for p in self._partitions.values())

@@ -54,6 +54,10 @@ log = logging.getLogger("kpipe.runtime.worker")
 # Events buffered per slot of concurrency (at least max_poll_records in all): enough distinct keys in the
 # buffer to keep every slot busy when keys are spread, bounded memory when one key is hot.
 BUFFER_PER_SLOT = 10
+# Events kept for commits (finished above an unfinished one, plus the unfinished) are bounded at this many
+# buffers: a stuck event stops the fetching (and, after FULL_POLL_INTERVAL, pauses the partitions) rather than
+# letting memory grow with everything that finished after it.
+HELD_PER_BUFFER = 4
 # With events in flight the loop waits at most this long for a completion before fetching again.
 IDLE_WAIT = 0.01
 # No fetch possible for this long (the buffer stays full): pause the partitions and poll. Pausing at once
@@ -143,6 +147,8 @@ class ConcurrentLoop(LoopParts):
         control = self._control
         membership = self._membership
         sched = self._scheduler
+        tracker = self._tracker
+        max_held = sched.capacity * HELD_PER_BUFFER
         producer = self._producer
         next_status = 0.0
         while not control.requested:
@@ -151,6 +157,8 @@ class ConcurrentLoop(LoopParts):
                 msgs = membership.take_carry()
             else:
                 room = sched.fetch_room()
+                if room and tracker.uncommittable() >= max_held:
+                    room = 0  # an old event is stuck: what finished after it waits in memory; fetch no more
                 if room:
                     msgs = consume(min(max_records, room), 0 if sched.in_flight else timeout)
                     membership.last_poll = monotonic()

@@ -232,3 +232,19 @@ def test_closing_the_loop_cancels_running_tasks_without_reporting_them() -> None
     wait_for(started.is_set, 5)
     loop.close(5)
     assert completions.empty()
+
+
+def test_closing_the_pool_waits_once_for_all_threads_not_once_per_thread() -> None:
+    stuck = threading.Event()
+
+    def handle(event: Any, ctx: Any) -> None:
+        stuck.wait(10)
+
+    completions: queue.SimpleQueue = queue.SimpleQueue()
+    pool = make_executor(handle, 5, completions, group="g", emitter=None)
+    pool.submit(works(5))
+    wait_for(lambda: pool.threads == 5, 5)
+    t0 = time.monotonic()
+    pool.close(0.3)  # five hung handlers: the threads are left behind (daemons) after 0.3 s in all
+    assert time.monotonic() - t0 < 1.0
+    stuck.set()

@@ -18,6 +18,7 @@ import inspect
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -123,8 +124,9 @@ class ThreadPool:
         behind (daemon threads: they do not keep the process alive)."""
         for _ in self._threads:
             self._queue.put(None)
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class EventLoop:

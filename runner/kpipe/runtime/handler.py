@@ -1,12 +1,13 @@
 """Consumer-group handlers: importing `module:function`, and the context each call receives.
 
-A handler is `def handle(event, ctx) -> None`. `event` is the validated pydantic model instance (or the raw
-value bytes when the topic has no schema); `ctx` is a HandlerContext. Returning means the event is processed and
-its offset may be committed; raising means it failed (retried, then dead-lettered, skipped or the worker stops,
-per the group's on_error policy).
+A handler is `def handle(event, ctx) -> None` or `async def handle(event, ctx) -> None`. `event` is the
+validated pydantic model instance (or the raw value bytes when the topic has no schema); `ctx` is a
+HandlerContext. Returning means the event is processed and its offset may be committed; raising means it failed
+(retried, then dead-lettered, skipped or the worker stops, per the group's on_error policy).
 
-The worker reuses one HandlerContext for every message: read what you need from it during the call, do not
-keep the object (call `ctx.snapshot()` for a detached copy).
+The sequential worker reuses one HandlerContext for every message; the concurrent one (concurrency > 1, or an
+async handler) gives each event its own (kpipe.runtime.concurrent.executor.EventContext). Either way, read what
+you need from it during the call and do not keep the object (call `ctx.snapshot()` for a detached copy).
 """
 
 from __future__ import annotations

@@ -62,6 +62,18 @@ def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tup
     metavar="SECONDS",
     help="How long workers get to commit and exit after SIGTERM before they are killed.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve Prometheus /metrics, /healthz and /readyz on this port (default: the files' metrics.port; "
+    "none: no server).",
+)
+@click.option(
+    "--metrics-host",
+    metavar="HOST",
+    help="Address the metrics server listens on (default: the files' metrics.host, else 127.0.0.1).",
+)
 def run(
     paths: tuple[Path, ...],
     variables: tuple[str, ...],
@@ -72,6 +84,8 @@ def run(
     log_level: str,
     consumer_config: tuple[str, ...],
     shutdown_timeout: float,
+    metrics_port: int | None,
+    metrics_host: str | None,
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
 
@@ -102,13 +116,35 @@ def run(
         ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
     )
     supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
-    if supervisor.run() != 0:
+    server = _metrics_server(project, supervisor, selected, metrics_port, metrics_host)
+    try:
+        code = supervisor.run()
+    finally:
+        if server is not None:
+            server.close()
+    if code != 0:
         unclean = [
             f"{group}[{instance}] {view.state}"
             for (group, instance), view in sorted(supervisor.snapshot().items())
             if view.state != "stopped"
         ]
         raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
+
+
+def _metrics_server(
+    project: Any, supervisor: Any, groups: list[Any], port: int | None, host: str | None
+) -> Any:
+    """The /metrics, /healthz and /readyz server, when a port is given (flag or the files' metrics.port)."""
+    settings = project.metrics_settings(port, host)
+    if settings.port is None:
+        return None
+    from kpipe.observe.health import MetricsServer, partitions_by_group
+
+    server = MetricsServer(
+        supervisor, settings.host, settings.port, partitions_by_group(groups, project.topic_specs())
+    )
+    log.info("serving metrics on %s/metrics (health: /healthz, /readyz)", server.url)
+    return server
 
 
 def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:

@@ -105,3 +105,11 @@ class ConsumerGroupSettings:
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500
     position: Position | None = None
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where `kpipe run` serves /metrics, /healthz and /readyz; port None: no server."""
+
+    port: int | None = None
+    host: str = "127.0.0.1"

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from kpipe.check.rules import SchemaFields, check_project
 from kpipe.compilation import compiler
-from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
+from kpipe.compilation.compiled import (
+    ClientConfig,
+    ConsumerGroupSettings,
+    MetricsSettings,
+    ProducerSettings,
+    TopicSpec,
+)
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, UsageError
 from kpipe.loading.loader import load_documents, load_yaml_file
@@ -193,6 +199,10 @@ class Project:
 
     def cluster_client_config(self) -> ClientConfig:
         return compiler.compile_cluster_client(self.spec, self.bootstrap_override)
+
+    def metrics_settings(self, port: int | None = None, host: str | None = None) -> MetricsSettings:
+        """Where `kpipe run` serves metrics: the files' `metrics:` section, overridden by `port`/`host`."""
+        return compiler.compile_metrics(self.spec, port, host)
 
     def producer_names(self) -> list[str]:
         return sorted(self.spec.producers)

@@ -196,6 +196,19 @@ class ConsumerGroupSpec(Strict):
         return value
 
 
+class MetricsSpec(Strict):
+    """Where `kpipe run` serves Prometheus metrics, /healthz and /readyz (its --metrics-port/--metrics-host win)."""
+
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of the metrics and health server (unset: no server)."
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the metrics server listens on (0.0.0.0 for every interface, e.g. in a container).",
+    )
+
+
 class PipelineFile(Strict):
     """One pipeline file. Every section is optional; names are global across the project's files."""
 
@@ -204,6 +217,7 @@ class PipelineFile(Strict):
     topics: dict[str, TopicSpecModel] = Field(default_factory=dict)
     producers: dict[str, ProducerSpec] = Field(default_factory=dict)
     consumers: dict[str, ConsumerGroupSpec] = Field(default_factory=dict)
+    metrics: MetricsSpec | None = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -218,5 +232,5 @@ class PipelineFile(Strict):
         return {} if value is None else value
 
 
-SECTION_NAMES = ("cluster", "schemas", "topics", "producers", "consumers")
+SECTION_NAMES = ("cluster", "schemas", "topics", "producers", "consumers", "metrics")
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")

@@ -40,6 +40,7 @@ from kpipe.runtime.protocol import (
     WORKER_EXIT_CRASH,
     WORKER_EXIT_HALT,
     WORKER_EXIT_OK,
+    WorkerCounters,
     WorkerSpec,
     WorkerStatus,
 )
@@ -57,6 +58,8 @@ _EXIT_MEANINGS = {
 }
 # How often shutdown says which workers it is still waiting for.
 _PROGRESS_EVERY = 5.0
+# The loop wakes at least this often, so `seconds_since_loop()` tells a health check it is alive.
+HEARTBEAT_EVERY = 2.0
 
 
 def describe_exit(exitcode: int, *, killed_by_us: bool = False) -> str:
@@ -84,6 +87,8 @@ class WorkerView:
     restarts: int
     last_exit: str | None  # describe_exit() of the previous process, if one ended
     status: WorkerStatus | None  # the latest snapshot the current (or last) process sent
+    # Counters summed over every process this slot has run, so they never go backwards across restarts.
+    counters: WorkerCounters = field(default_factory=WorkerCounters)
 
 
 class StatusChannel:
@@ -116,6 +121,8 @@ class _Slot:
     killed_by_us: bool = False
     last_exit: str | None = None
     status: WorkerStatus | None = None
+    # The counters of the slot's processes that have ended.
+    retired: WorkerCounters = field(default_factory=WorkerCounters)
 
     @property
     def label(self) -> str:
@@ -161,6 +168,7 @@ class Supervisor:
         self._forced = False
         self._killed_all = False
         self._wake_closed = False
+        self._loop_at: float | None = None  # monotonic time of the loop's latest turn while run() runs
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -168,6 +176,12 @@ class Supervisor:
         """The latest view of every worker, keyed by (group, instance). Safe from any thread."""
         with self._lock:
             return {(s.spec.group, s.spec.instance): self._view(s) for s in self._slots}
+
+    def seconds_since_loop(self) -> float | None:
+        """How long ago the supervising loop last turned (it turns at least every HEARTBEAT_EVERY seconds);
+        None before run() starts it and after it ends."""
+        at = self._loop_at
+        return None if at is None else time.monotonic() - at
 
     def stop(self, force: bool = False) -> None:
         """Ask run() to shut down gracefully; with force, or asked a second time, SIGKILL every worker."""
@@ -183,10 +197,12 @@ class Supervisor:
             raise RuntimeError("a Supervisor runs only once")
         previous = self._install_signals() if install_signals else {}
         try:
+            self._loop_at = time.monotonic()
             for slot in self._slots:
                 self._start(slot)
             self._loop()
         finally:
+            self._loop_at = None
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._kill_all(reap=False)  # only does anything if the loop ended on an exception
@@ -200,16 +216,17 @@ class Supervisor:
     def _loop(self) -> None:
         last_progress = time.monotonic()
         while True:
+            self._loop_at = time.monotonic()
             self._handle_stop_requests()
             alive = [s for s in self._slots if s.alive]
             pending = [s for s in self._slots if s.restart_at is not None]
             if not alive and not pending:
                 break
             now = time.monotonic()
-            deadlines = [s.restart_at for s in pending]
+            deadlines = [s.restart_at for s in pending] + [now + HEARTBEAT_EVERY]
             if self._shutdown_deadline is not None:
                 deadlines += [self._shutdown_deadline, last_progress + _PROGRESS_EVERY]
-            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            timeout = max(0.0, min(deadlines) - now)
 
             waitables: list[Any] = [self._wake_r]
             for s in alive:
@@ -321,6 +338,8 @@ class Supervisor:
         with self._lock:
             slot.process = None
             slot.last_exit = reason
+            if slot.status is not None:
+                slot.retired = slot.retired + slot.status.totals()
         process.close()
         message = "%s (pid %s) %s"
         args = (slot.label, pid, reason)
@@ -457,6 +476,8 @@ class Supervisor:
                 s.process.join()
                 with self._lock:
                     s.process = None
+                    if s.status is not None:
+                        s.retired = s.retired + s.status.totals()
                     s.outcome = s.outcome or "killed"
 
     # -- results --------------------------------------------------------------------------------------------
@@ -474,6 +495,9 @@ class Supervisor:
         else:
             state = "starting"
         pid = slot.process.pid if slot.process is not None else (slot.status.pid if slot.status else None)
+        counters = slot.retired
+        if slot.process is not None and slot.status is not None:  # else already counted in `retired`
+            counters = counters + slot.status.totals()
         return WorkerView(
             group=slot.spec.group,
             instance=slot.spec.instance,
@@ -482,6 +506,7 @@ class Supervisor:
             restarts=slot.restarts,
             last_exit=slot.last_exit,
             status=slot.status,
+            counters=counters,
         )
 
 

@@ -6,6 +6,8 @@ start, import and group-join costs (all outside the clock) and their peak RSS is
 Jobs (the "kind" key):
   consume-kpipe / consume-raw    read `events` messages from a pre-produced topic with a fresh group
   produce-kpipe / produce-raw    send `events` events to an empty topic and wait for every acknowledgement
+  latency-kpipe / latency-raw    consume while a sender process (latency-send-kpipe / -raw) produces at a fixed
+                                 rate; report percentiles of "handler start minus producer send"
 
 The clock of a consume run starts when the first message reaches the handler and stops at the `events`-th, so
 group-join time is excluded on both sides. A produce run is timed from the first send to the end of flush().
@@ -231,11 +233,162 @@ def produce_raw(job: dict) -> dict:
             "send_seconds": t_sent - t0, "config": conf}  # fmt: skip
 
 
+# --- latency: a producer at a fixed rate in its own process, the consumer here ------------------------------
+LATENCY_WARMUP_NS = 500_000_000  # events sent before the first handled one + this are not counted (the join)
+
+
+def _latency_sender(job: dict) -> Any:
+    """Start the process that produces for this latency run (the same kind of producer as the consumer)."""
+    import subprocess
+
+    sender = {**job, "kind": job["kind"].replace("latency-", "latency-send-")}
+    return subprocess.Popen([sys.executable, __file__, json.dumps(sender)], stdout=subprocess.DEVNULL)
+
+
+def _paced(job: dict, send: Any, poll: Any) -> int:
+    """Send `rate` events a second for `seconds`, each carrying its send time (ns) in `note`, then an end marker.
+    Sends are spread evenly: event i goes out at start + i / rate (late ones go at once, never skipped)."""
+    from projects import event
+
+    pool = [event(i) for i in range(1000)]
+    rate, total = job["rate"], int(job["rate"] * job["seconds"])
+    start = time.perf_counter()
+    for i in range(total):
+        wait = start + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        ev = dict(pool[i % 1000])
+        ev["note"] = str(time.time_ns())
+        send(ev)
+        if i % 100 == 0:
+            poll(0)
+    send({**pool[0], "note": "end"})
+    return total
+
+
+class LatencyRecorder:
+    """The handler both consumers call: note the clock first, then read the event's send time."""
+
+    def __init__(self, on_end: Any):
+        self.pairs: list[tuple[int, int]] = []  # (sent, handler start), ns
+        self.on_end = on_end
+        self.handled = 0
+
+    def __call__(self, event: Any, ctx: Any) -> None:
+        started = time.time_ns()
+        note = json.loads(event)["note"]
+        if note == "end":
+            self.on_end()
+            return
+        self.handled += 1
+        self.pairs.append((int(note), started))
+
+    def result(self) -> dict:
+        first = min((h for _, h in self.pairs), default=0)
+        latencies = sorted(h - s for s, h in self.pairs if s >= first + LATENCY_WARMUP_NS)
+        if not latencies:
+            return {"code": 1, "handled": self.handled, "counted": 0}
+
+        def pct(q: float) -> float:
+            return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1e6  # ms
+
+        return {"code": 0, "handled": self.handled, "counted": len(latencies), "p50_ms": pct(0.50),
+                "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": latencies[-1] / 1e6}  # fmt: skip
+
+
+def latency_kpipe(job: dict) -> dict:
+    from kpipe.runtime.worker import GroupWorker, settle_heap
+
+    project = _project(job)
+    settings = project.consumer_group(f"bench-{job['strategy']}")
+    settings = dataclasses.replace(settings, group_id=job["group"])
+    holder: list[Any] = []
+    recorder = LatencyRecorder(lambda: holder[0].stop())
+    overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}
+    worker = GroupWorker(settings, {}, recorder, config_overrides=overrides, poll_timeout=POLL_TIMEOUT)
+    holder.append(worker)
+    settle_heap()
+    sender = _latency_sender(job)
+    try:
+        worker.run()
+    finally:
+        sender.wait(60)
+    return {**recorder.result(), "config": {k: str(v) for k, v in worker._consumer_conf.items()}}
+
+
+def latency_raw(job: dict) -> dict:
+    from confluent_kafka import Consumer, TopicPartition
+
+    strategy = job["strategy"]
+    conf: dict[str, Any] = {"bootstrap.servers": job["bootstrap"], "group.id": job["group"]}
+    conf.update(COMMON_CONSUMER)
+    conf.update(RAW_ONLY_CONSUMER)
+    conf.update(job.get("extra_config", {}))
+    conf.update({"enable.auto.offset.store": "false", "enable.auto.commit": "false"})
+    consumer = Consumer(conf)
+    consumer.subscribe([job["topic"]])
+    stop = [False]
+    recorder = LatencyRecorder(lambda: stop.__setitem__(0, True))
+    sender = _latency_sender(job)
+    processed: dict[tuple[str, int], int] = {}
+    since = 0
+    last_commit = time.monotonic()
+    try:
+        while not stop[0]:
+            for msg in consumer.consume(job["max_poll_records"], POLL_TIMEOUT):
+                if msg.error() is not None:
+                    continue
+                recorder(msg.value(), msg)
+                if strategy == "per_message":
+                    consumer.commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)],
+                                    asynchronous=False)  # fmt: skip
+                    continue
+                processed[(msg.topic(), msg.partition())] = msg.offset()
+                since += 1
+                # kpipe's batch policy: every batch_size events or interval_ms, whichever comes first.
+                if since >= 1000 or time.monotonic() - last_commit >= 5.0:
+                    consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()],
+                                    asynchronous=False)  # fmt: skip
+                    processed.clear()
+                    since, last_commit = 0, time.monotonic()
+    finally:
+        consumer.close()
+        sender.wait(60)
+    return {**recorder.result(), "config": conf}
+
+
+def latency_send_kpipe(job: dict) -> dict:
+    project = _project(job)
+    producer = project.producer("bench-api", config_overrides={"client.id": "bench-producer"})
+    sent = _paced(job, producer.send, lambda _timeout: None)  # kpipe's producer serves its own callbacks
+    summary = producer.close()
+    return {"code": 0 if summary.ok else 1, "handled": sent}
+
+
+def latency_send_raw(job: dict) -> dict:
+    from confluent_kafka import Producer
+
+    producer = Producer({  # the same librdkafka settings as kpipe's compiled producer
+        "bootstrap.servers": job["bootstrap"], "client.id": "bench-producer", "acks": "all",
+        "retries": "2147483647", "linger.ms": "5", "compression.type": "none", "enable.idempotence": "true",
+    })  # fmt: skip
+
+    def send(ev: dict) -> None:
+        producer.produce(job["topic"], json.dumps(ev, separators=(",", ":")).encode(), ev["customer_id"])
+
+    sent = _paced(job, send, producer.poll)
+    return {"code": 0 if producer.flush(60) == 0 else 1, "handled": sent}
+
+
 JOBS = {
     "consume-kpipe": consume_kpipe,
     "consume-raw": consume_raw,
     "produce-kpipe": produce_kpipe,
     "produce-raw": produce_raw,
+    "latency-kpipe": latency_kpipe,
+    "latency-raw": latency_raw,
+    "latency-send-kpipe": latency_send_kpipe,
+    "latency-send-raw": latency_send_raw,
 }
 
 

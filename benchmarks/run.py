@@ -40,7 +40,7 @@ import projects  # noqa: E402
 PY = sys.executable
 KPIPE = str(Path(sys.executable).with_name("kpipe"))
 CHILD = str(HERE / "child.py")
-ALL_CASES = ("consumer", "producer", "validate", "apply", "startup", "memory")
+ALL_CASES = ("consumer", "producer", "validate", "apply", "startup", "memory", "latency")
 # Keys the harness sets differently on purpose (callbacks are not config); anything else must match.
 IGNORED_CONFIG_KEYS = {"client.id", "group.id", "bootstrap.servers"}
 
@@ -69,6 +69,8 @@ def fmt_value(v: float, unit: str) -> str:
         return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
     if unit == "MB":
         return f"{v:.0f} MB"
+    if unit == "ms":
+        return f"{v:.1f} ms" if v < 100 else f"{v:,.0f} ms"
     return f"{v:g}"
 
 
@@ -238,6 +240,56 @@ class Bench:
                 if n == self.events:
                     self.consumer_rss[label] = rss
         self.admin.delete([topic])
+
+    # -- latency ---------------------------------------------------------------------------------------------
+    def latency(self) -> None:
+        """End to end: a producer process sends at a fixed rate, the consumer notes "handler start minus send".
+
+        kpipe's producer + GroupWorker against a raw Producer + Consumer loop with the same librdkafka settings
+        and commit policy. per_message runs at a lower rate: a synchronous commit per event cannot keep up with
+        5,000 events/s on this broker (consume per_message ~3,000/s), on either side.
+        """
+        seconds = 5 if self.args.quick else 20
+        rates = {"batch": 5000, "per_message": 1000}
+        for strategy, rate in rates.items():
+            figures: dict[str, dict[str, list[float]]] = {"latency-kpipe": {}, "latency-raw": {}}
+            configs: dict[str, dict] = {}
+
+            def one(kind: str, strategy=strategy, rate=rate, figures=figures, configs=configs) -> float:
+                topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
+                self.admin.create([topic], 3)
+                project = projects.runtime_project(self.workdir / topic, self.bootstrap, topic, typed=False,
+                                                   max_poll_records=self.max_poll_records)  # fmt: skip
+                job = {"kind": kind, "bootstrap": self.bootstrap, "project": str(project), "topic": topic,
+                       "strategy": strategy, "rate": rate, "seconds": seconds, "events": 0,
+                       "group": f"bench-{kind}-{uuid.uuid4().hex[:8]}",
+                       "max_poll_records": self.max_poll_records}  # fmt: skip
+                try:
+                    result = run_child(job)
+                finally:
+                    self.admin.delete([topic])
+                configs[kind] = result["config"]
+                for q in ("p50_ms", "p99_ms", "p999_ms"):
+                    figures[kind].setdefault(q, []).append(result[q])
+                return result["p50_ms"]
+
+            label = f"latency {strategy}, {rate:,}/s for {seconds} s"
+            log(label)
+            abab(self.runs, lambda: one("latency-kpipe"), lambda: one("latency-raw"))
+            diff = config_diff(configs["latency-kpipe"], configs["latency-raw"])
+            if diff:
+                self.notes.append(f"{label}: librdkafka settings differ: {'; '.join(diff)}")
+            for q, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+                k, b = figures["latency-kpipe"][q], figures["latency-raw"][q]
+                ratio = paired_ratio(k, b)
+                case = f"{label}: {name}" if name == "p50" else f"  {name}"
+                self.rows.append(Row(case, "ms", k, b, "raw Producer + Consumer, same settings", ratio,
+                                     f"{ratio:.2f}×", "report"))  # fmt: skip
+        self.notes.append(
+            "latency: handler start minus producer send (both clocks are the same machine's wall clock), over "
+            "the events sent from 0.5 s after the first one was handled (the group join is left out); linger.ms=5 "
+            "(kpipe's default) on both producers, fetch.wait.max.ms=50 on both consumers."
+        )
 
     # -- memory ---------------------------------------------------------------------------------------------
     def memory(self) -> None:
@@ -582,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
 
     broker = None
     bootstrap = args.bootstrap
-    needs_broker = any(c in cases for c in ("consumer", "producer", "apply", "memory"))
+    needs_broker = any(c in cases for c in ("consumer", "producer", "apply", "memory", "latency"))
     if not bootstrap and needs_broker:
         from kpipe.local.broker import start_local_broker
 

@@ -46,6 +46,8 @@ class GroupRow:
     last_commit_at: float | None = None
     partitions: list[str] = field(default_factory=list)
     rate: float = 0.0
+    # Events behind the log end over the group's partitions (librdkafka statistics); None until reported.
+    lag: int | None = None
 
     @property
     def done(self) -> int:
@@ -68,6 +70,10 @@ def group_rows(
             row.dead_lettered += status.dead_lettered
             row.skipped += status.skipped
             row.partitions += [f"{t}[{p}]" for t, p in status.assigned]
+            if status.lag and view.state == "running":
+                held = set(status.assigned)
+                behind = sum(n for t, p, n in status.lag if (t, p) in held)
+                row.lag = behind + (row.lag or 0)
             if status.last_commit_at and (
                 row.last_commit_at is None or status.last_commit_at > row.last_commit_at
             ):
@@ -90,6 +96,7 @@ def render_table(
         ("instances", "right"),
         ("handled", "right"),
         ("rate/s", "right"),
+        ("lag", "right"),
         ("dead-lettered", "right"),
         ("skipped", "right"),
         ("last commit", "right"),
@@ -109,6 +116,7 @@ def render_table(
             f"{row.running}/{row.instances}",
             str(row.handled),
             f"{row.rate:.0f}",
+            "-" if row.lag is None else str(row.lag),
             str(row.dead_lettered),
             str(row.skipped),
             ago,
@@ -121,6 +129,7 @@ def render_table(
 def status_line(rows: dict[str, GroupRow]) -> str:
     return "status: " + "; ".join(
         f"{r.group} handled={r.handled} dead_lettered={r.dead_lettered} skipped={r.skipped} running={r.running}/{r.instances}"
+        + ("" if r.lag is None else f" lag={r.lag}")
         for r in rows.values()
     )
 

@@ -279,3 +279,10 @@ def test_watch_redraws_until_ctrl_c(lagging_group: tuple[Path, str, str]) -> Non
         if proc.poll() is None:
             proc.kill()
         os.close(controller)
+
+
+def test_watch_and_json_do_not_mix(tmp_path: Path, unique_name: Callable[..., str]) -> None:
+    project = write_project(tmp_path / "project", "127.0.0.1:1", unique_name("offline"))
+    code, out, err = kpipe("status", str(project), "--watch", "--format", "json")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: --watch draws a table")

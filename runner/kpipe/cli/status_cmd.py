@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
-from kpipe.errors import EXIT_LAG_EXCEEDED, ClusterError, LagExceeded
+from kpipe.errors import EXIT_LAG_EXCEEDED, ClusterError, LagExceeded, UsageError
 
 if TYPE_CHECKING:
     from kpipe.observe.status import Status
@@ -81,6 +81,8 @@ def status(
     from kpipe.compilation.project import load_project
     from kpipe.topics.cluster import connect
 
+    if watch and output_format == "json":
+        raise UsageError("--watch draws a table; use --format json without --watch (e.g. from a loop)")
     project = load_project(
         default_paths(paths),
         variables=parse_vars(variables),

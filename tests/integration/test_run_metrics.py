@@ -82,6 +82,21 @@ def test_metrics_health_and_readiness_through_join_work_and_a_killed_worker(
         assert sample(samples, "kpipe_workers_up", group=group) == 1
         assert sample(samples, "kpipe_worker_restarts_total", **labels) == 0
         assert sample(samples, "kpipe_commits_total", **labels) >= 1
+        assert sample(samples, "kpipe_rebalances_total", **labels) >= 1
+        assert sample(samples, "kpipe_events_failed_total", **labels) == 0
+        assert sample(samples, "kpipe_handler_duration_seconds_count", **labels) >= 1
+        assert sample(samples, "kpipe_event_age_seconds_count", **labels) >= 1
+        assert sample(samples, "kpipe_commit_duration_seconds_count", **labels) >= 1
+
+        # Consumer lag from librdkafka's statistics: nothing left once everything is handled and committed.
+        def lag() -> list[float | None]:
+            current = scrape(base)
+            return [
+                sample(current, "kpipe_consumer_lag", group=group, topic=topic, partition=str(p))
+                for p in (0, 1)
+            ]
+
+        wait_for(lambda: lag() == [0, 0], timeout=15, message=lambda: f"lag {lag()}")
 
         # SIGKILL the worker: the supervisor restarts it, the restart is counted, the counts carry over.
         victim = run.handled()[0]["pid"]

@@ -109,6 +109,12 @@ def run(
     project = _load(paths, variables, values_files, bootstrap_servers)
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
+    metrics = project.metrics_settings(metrics_port, metrics_host)
+    if metrics.port is not None and "statistics.interval.ms" not in dict(extra_config):
+        # Consumer lag comes from librdkafka's statistics; compiled in like -X, so the worker runs exactly it.
+        from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
+
+        extra_config += (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
     specs = worker_specs(
         ((g.group_id, g.instances) for g in selected),
         project_paths=(str(p) for p in default_paths(paths)),
@@ -118,6 +124,7 @@ def run(
         bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
+        metrics=metrics.port is not None,
     )
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
@@ -127,7 +134,7 @@ def run(
         ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
     )
     supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
-    server = _metrics_server(project, supervisor, selected, metrics_port, metrics_host)
+    server = _metrics_server(project, supervisor, selected, metrics)
     try:
         code = supervisor.run()
     finally:
@@ -142,11 +149,8 @@ def run(
         raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
 
 
-def _metrics_server(
-    project: Any, supervisor: Any, groups: list[Any], port: int | None, host: str | None
-) -> Any:
+def _metrics_server(project: Any, supervisor: Any, groups: list[Any], settings: Any) -> Any:
     """The /metrics, /healthz and /readyz server, when a port is given (flag or the files' metrics.port)."""
-    settings = project.metrics_settings(port, host)
     if settings.port is None:
         return None
     from kpipe.observe.health import MetricsServer, partitions_by_group

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kpipe.compilation.project import Project
+from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
 from kpipe.runtime.protocol import WorkerSpec
 from kpipe.runtime.protocol import worker_specs as make_worker_specs
 from kpipe.runtime.supervisor import Supervisor, WorkerView
@@ -32,6 +33,7 @@ LOCAL_CONSUMER_CONFIG = (
     ("heartbeat.interval.ms", "1000"),
     ("fetch.wait.max.ms", "100"),
 )
+DEV_STATISTICS = (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
 
 
 @dataclass
@@ -181,7 +183,9 @@ def worker_specs(
         variables=variables,
         values_files=(str(v) for v in values_files),
         bootstrap_override=project.bootstrap_servers,
-        extra_consumer_config=LOCAL_CONSUMER_CONFIG if local else (),
+        # The table's lag column comes from librdkafka's statistics, which the workers' meters read.
+        extra_consumer_config=(LOCAL_CONSUMER_CONFIG if local else ()) + DEV_STATISTICS,
+        metrics=True,
     )
 
 

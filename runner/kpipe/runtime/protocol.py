@@ -30,6 +30,8 @@ class WorkerSpec:
     log_format: str = "text"  # "text" | "json"
     # Extra librdkafka consumer settings layered last (tests use it for fast group joins).
     extra_consumer_config: tuple[tuple[str, str], ...] = ()
+    # Measure for Prometheus (kpipe run --metrics-port): histograms, and consumer lag from statistics.
+    metrics: bool = False
 
 
 # Upper bounds (seconds) of the histogram buckets a worker counts into; the last bucket is +Inf.
@@ -133,6 +135,7 @@ def worker_specs(
     bootstrap_override: str | None = None,
     log_format: str = "text",
     extra_consumer_config: Iterable[tuple[str, str]] = (),
+    metrics: bool = False,
 ) -> list[WorkerSpec]:
     """One WorkerSpec per instance of each (group id, instances) pair, all loading the same project."""
     common = {
@@ -142,6 +145,7 @@ def worker_specs(
         "bootstrap_override": bootstrap_override,
         "log_format": log_format,
         "extra_consumer_config": tuple(extra_consumer_config),
+        "metrics": metrics,
     }
     return [
         WorkerSpec(group=group, instance=i, **common) for group, instances in groups for i in range(instances)

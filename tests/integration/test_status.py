@@ -19,24 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from helpers import wait_for
-from kpipe.cli import cli
-from kpipe.cli.common import run_cli
+from helpers import kpipe, wait_for
 from kpipe.errors import EXIT_CLUSTER, EXIT_LAG_EXCEEDED
-
-
-def kpipe(*args: str) -> tuple[int, str, str]:
-    """The CLI in-process through its real error → exit-code mapping: (code, stdout, stderr)."""
-    with CliRunner().isolation() as (out, err, _):
-        try:
-            code = run_cli(cli, list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def write_project(directory: Path, bootstrap: str, prefix: str, *, extra_topics: str = "") -> Path:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
+from kpipe.cli.common import ProjectOptions, project_options
 from kpipe.errors import EXIT_LAG_EXCEEDED, ClusterError, LagExceeded, UsageError
 
 if TYPE_CHECKING:
@@ -17,11 +16,10 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "--group", "groups", multiple=True, metavar="NAME", help="Show only this consumer group (repeatable)."
 )
-@bootstrap_option
 @click.option(
     "--format",
     "output_format",
@@ -53,11 +51,8 @@ if TYPE_CHECKING:
     help="Seconds to wait for the cluster to answer before giving up (exit 3).",
 )
 def status(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     groups: tuple[str, ...],
-    bootstrap_servers: str | None,
     output_format: str,
     max_lag: int | None,
     watch: bool,
@@ -78,17 +73,11 @@ def status(
       kpipe status pipelines/ --format json
       kpipe status pipelines/ --watch
     """
-    from kpipe.compilation.project import load_project
     from kpipe.topics.cluster import connect
 
     if watch and output_format == "json":
         raise UsageError("--watch draws a table; use --format json without --watch (e.g. from a loop)")
-    project = load_project(
-        default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=values_files,
-        bootstrap_override=bootstrap_servers,
-    )
+    project = options.load(import_code=False)  # reading offsets runs no project code
     selected = (
         [project.consumer_group(name) for name in dict.fromkeys(groups)]
         if groups

@@ -13,9 +13,7 @@ kpipe.local.state.resolve) and hand over a project with that address as its boot
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -30,8 +28,10 @@ from kpipe.compilation.compiled import (
     TopicSpec,
 )
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
-from kpipe.errors import PipelineInvalid, UsageError
+from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
+from kpipe.loading.code import import_paths
 from kpipe.loading.loader import load_documents, load_yaml_file
+from kpipe.model.aliases import json_names
 from kpipe.model.assemble import ProjectSpec, assemble
 from kpipe.model.pipeline import SchemaFile, SchemaModel
 
@@ -54,31 +54,21 @@ class Inspection:
         return not any(d.is_error for d in self.diagnostics)
 
 
-@contextmanager
-def import_paths(paths: Iterable[str]) -> Iterator[None]:
-    """Make the project's own directories importable while its models/handlers are imported."""
-    added = [p for p in paths if p not in sys.path]
-    sys.path[:0] = added
-    try:
-        yield
-    finally:
-        for p in added:
-            if p in sys.path:
-                sys.path.remove(p)
-
-
 def _schema_fields(model: type[BaseModel]) -> SchemaFields:
-    fields = {}
-    for name, info in model.model_fields.items():
-        fields[info.alias or name] = info.is_required()
-    return SchemaFields(frozenset(fields), frozenset(k for k, req in fields.items() if req))
+    names = json_names(model)
+    required = frozenset(k for k, attr in names.items() if model.model_fields[attr].is_required())
+    return SchemaFields(frozenset(names), required)
 
 
 def resolve_schemas(
-    spec: ProjectSpec,
+    spec: ProjectSpec, *, import_code: bool = True
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
-    """Read and compile each schema (JSON Schema file or pydantic model by import path)."""
-    from kpipe.schemas.compiler import SchemaModelImportError, compile_schema, import_model
+    """Read and compile each schema (JSON Schema file or pydantic model by import path).
+
+    Without `import_code` a pydantic-model schema is not imported (that runs project code): it stays None,
+    and the checks that need its fields are skipped.
+    """
+    from kpipe.schemas.compiler import compile_schema, import_model
 
     models: dict[str, type[BaseModel] | None] = {}
     sources: dict[str, Path] = {}
@@ -88,6 +78,8 @@ def resolve_schemas(
             schema = declared.spec
             models[name] = None
             if isinstance(schema, SchemaModel):
+                if not import_code:
+                    continue
                 try:
                     models[name] = import_model(schema.model)
                 except SchemaModelImportError as exc:
@@ -128,11 +120,12 @@ def inspect_project(
     *,
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] = (),
+    import_code: bool = True,
 ) -> Inspection:
     loaded = load_documents(paths, variables=variables, values_files=values_files)
     spec, diagnostics = assemble(loaded.documents)
     diagnostics = loaded.diagnostics + diagnostics
-    models, sources, problems = resolve_schemas(spec)
+    models, sources, problems = resolve_schemas(spec, import_code=import_code)
     diagnostics += problems
     fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
     diagnostics += check_project(spec, fields)
@@ -250,10 +243,14 @@ def load_project(
     bootstrap_override: str | None = None,
     consumer_overrides: Mapping[str, str] | None = None,
     project_type: type[_P] = Project,  # type: ignore[assignment]
+    import_code: bool = True,
 ) -> _P:
     """Load a valid project. The bootstrap servers come from `bootstrap_override`, else KPIPE_BOOTSTRAP_SERVERS,
-    else the files (`local` stays unresolved: see the module docstring)."""
-    inspection = inspect_project(paths, variables=variables, values_files=values_files or ())
+    else the files (`local` stays unresolved: see the module docstring).
+    `import_code=False` imports no pydantic-model schema (see resolve_schemas)."""
+    inspection = inspect_project(
+        paths, variables=variables, values_files=values_files or (), import_code=import_code
+    )
     if not inspection.valid:
         raise PipelineInvalid(inspection.diagnostics)
     override = bootstrap_override or os.environ.get("KPIPE_BOOTSTRAP_SERVERS") or None

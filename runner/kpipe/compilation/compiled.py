@@ -127,3 +127,12 @@ class MetricsSettings:
 
     port: int | None = None
     host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """The topics a command's clients use (what `run` and `produce` make sure exist before they start)."""
+
+    topics: tuple[TopicSpec, ...]
+    # cluster.create_missing_topics: create the missing ones (True) or refuse to start without them (False).
+    create_missing: bool = True

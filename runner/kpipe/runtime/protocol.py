@@ -32,6 +32,8 @@ class WorkerSpec:
     extra_consumer_config: tuple[tuple[str, str], ...] = ()
     # Measure for Prometheus (kpipe run --metrics-port): histograms, and consumer lag from statistics.
     metrics: bool = False
+    # bootstrap_override is kpipe's embedded broker (`local`, resolved): compile its consumer defaults in.
+    embedded_broker: bool = False
 
 
 # Upper bounds (seconds) of the histogram buckets a worker counts into; the last bucket is +Inf.
@@ -136,6 +138,7 @@ def worker_specs(
     log_format: str = "text",
     extra_consumer_config: Iterable[tuple[str, str]] = (),
     metrics: bool = False,
+    embedded_broker: bool = False,
 ) -> list[WorkerSpec]:
     """One WorkerSpec per instance of each (group id, instances) pair, all loading the same project."""
     common = {
@@ -146,6 +149,7 @@ def worker_specs(
         "log_format": log_format,
         "extra_consumer_config": tuple(extra_consumer_config),
         "metrics": metrics,
+        "embedded_broker": embedded_broker,
     }
     return [
         WorkerSpec(group=group, instance=i, **common) for group, instances in groups for i in range(instances)

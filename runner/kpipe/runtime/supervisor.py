@@ -44,6 +44,7 @@ from kpipe.runtime.protocol import (
     WorkerSpec,
     WorkerStatus,
 )
+from kpipe.runtime.summary import GroupTotals, summary_lines
 
 log = logging.getLogger("kpipe.runtime.supervisor")
 
@@ -144,6 +145,7 @@ class Supervisor:
         restart_backoff: tuple[float, float, float] = (1.0, 2.0, 30.0),
         crash_loop: tuple[int, float] = (5, 60.0),
         shutdown_timeout: float = 30.0,
+        summary_every: float | None = None,
     ):
         """target: called in each worker process as target(spec, status_channel) and returning its exit code;
         a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
@@ -151,6 +153,7 @@ class Supervisor:
         restart_backoff: (initial delay, factor, maximum) in seconds.
         crash_loop: (restarts, window in seconds): a worker that dies again after that many restarts within
         the window is given up on.
+        summary_every: log one line per group (handled, rate, dead-lettered) this often, and a final one.
         """
         self._slots = [_Slot(spec) for spec in specs]
         self._target = target if target is not None else DEFAULT_TARGET
@@ -169,6 +172,9 @@ class Supervisor:
         self._killed_all = False
         self._wake_closed = False
         self._loop_at: float | None = None  # monotonic time of the loop's latest turn while run() runs
+        self._summary_every = summary_every
+        self._summary_at: float | None = None
+        self._summary_last: tuple[float, dict[str, GroupTotals]] = (0.0, {})
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -182,6 +188,26 @@ class Supervisor:
         None before run() starts it and after it ends."""
         at = self._loop_at
         return None if at is None else time.monotonic() - at
+
+    def totals(self) -> dict[str, GroupTotals]:
+        """Per group: events handled, dead-lettered and skipped so far (restarted workers included)."""
+        with self._lock:
+            rows = []
+            for s in self._slots:
+                c = _counters(s)
+                running = s.process is not None and s.status is not None and s.status.state == "running"
+                rows.append((s.spec.group, running, c.handled, c.dead_lettered, c.skipped))
+        return GroupTotals.of(rows)
+
+    def _log_summary(self, now: float) -> None:
+        since, previous = self._summary_last
+        totals = self.totals()
+        for line in summary_lines(totals, previous, now - since):
+            log.info(line)
+        self._summary_last = (now, totals)
+        assert self._summary_every is not None
+        while self._summary_at is not None and self._summary_at <= now:
+            self._summary_at += self._summary_every
 
     def stop(self, force: bool = False) -> None:
         """Ask run() to shut down gracefully; with force, or asked a second time, SIGKILL every worker."""
@@ -197,10 +223,16 @@ class Supervisor:
             raise RuntimeError("a Supervisor runs only once")
         previous = self._install_signals() if install_signals else {}
         try:
-            self._loop_at = time.monotonic()
+            started = self._loop_at = time.monotonic()
+            self._summary_last = (started, {})
+            if self._summary_every:
+                self._summary_at = started + self._summary_every
             for slot in self._slots:
                 self._start(slot)
             self._loop()
+            if self._summary_every:
+                for line in summary_lines(self.totals(), {}, time.monotonic() - started, final=True):
+                    log.info(line)
         finally:
             self._loop_at = None
             for signum, handler in previous.items():
@@ -225,7 +257,11 @@ class Supervisor:
             now = time.monotonic()
             deadlines = [s.restart_at for s in pending] + [now + HEARTBEAT_EVERY]
             if self._shutdown_deadline is not None:
+                # The first "still waiting" comes _PROGRESS_EVERY after the stop began, not at once.
+                last_progress = max(last_progress, self._shutdown_deadline - self._shutdown_timeout)
                 deadlines += [self._shutdown_deadline, last_progress + _PROGRESS_EVERY]
+            elif self._summary_at is not None:
+                deadlines.append(self._summary_at)
             timeout = max(0.0, min(deadlines) - now)
 
             waitables: list[Any] = [self._wake_r]
@@ -246,6 +282,8 @@ class Supervisor:
                     self._reap(s)
 
             now = time.monotonic()
+            if self._summary_at is not None and now >= self._summary_at and self._shutdown_deadline is None:
+                self._log_summary(now)
             if self._shutdown_deadline is None:
                 for s in self._slots:
                     if s.restart_at is not None and s.restart_at <= now:
@@ -260,7 +298,9 @@ class Supervisor:
                         _names(remaining),
                     )
                     self._kill_all(reap=True)
-                elif remaining and now - last_progress >= _PROGRESS_EVERY:
+                elif remaining and now - max(
+                    last_progress, self._shutdown_deadline - self._shutdown_timeout
+                ) >= (_PROGRESS_EVERY):
                     last_progress = now
                     log.info(
                         "still waiting for %s to stop (%.0f s left): %s",
@@ -495,9 +535,6 @@ class Supervisor:
         else:
             state = "starting"
         pid = slot.process.pid if slot.process is not None else (slot.status.pid if slot.status else None)
-        counters = slot.retired
-        if slot.process is not None and slot.status is not None:  # else already counted in `retired`
-            counters = counters + slot.status.totals()
         return WorkerView(
             group=slot.spec.group,
             instance=slot.spec.instance,
@@ -506,7 +543,7 @@ class Supervisor:
             restarts=slot.restarts,
             last_exit=slot.last_exit,
             status=slot.status,
-            counters=counters,
+            counters=_counters(slot),
         )
 
 
@@ -541,6 +578,13 @@ def _exit_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
         sys.exit(WORKER_EXIT_OK)
+
+
+def _counters(slot: _Slot) -> WorkerCounters:
+    """What the slot's processes have done: the ended ones' counts plus the running one's latest."""
+    if slot.process is not None and slot.status is not None:  # else already counted in `retired`
+        return slot.retired + slot.status.totals()
+    return slot.retired
 
 
 def _extra(slot: _Slot, exitcode: int | None = None) -> dict[str, Any]:

@@ -276,6 +276,7 @@ def test_a_failing_key_retries_on_its_own_while_other_keys_run() -> None:
     finally:
         assert h.stop() == WORKER_EXIT_OK
     assert len(attempts) == 3
+    assert h.worker.counters.retried == 3 and h.worker.counters.failed == 0
     assert max(t for o, t in done.items() if o >= 2) < attempts[-1]  # other keys did not wait
     assert done[0] < done[1]  # the bad key's second event waited for its first
     assert h.consumer.committed_offset(0) == 30
@@ -301,6 +302,7 @@ def test_a_dead_letter_that_is_not_delivered_halts_without_committing_it() -> No
     h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(6)]}, producer=FakeProducer(fail=True))
     h.thread.join(10)
     assert h.code == WORKER_EXIT_CLUSTER
+    assert h.worker.counters.failed == 1
     assert "dead-letter topic 't.dlq'" in (h.worker.error or "")
     assert h.consumer.committed_offset(0) == 2
     assert h.producer.sent == ["t.dlq"]

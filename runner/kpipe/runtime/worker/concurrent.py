@@ -356,6 +356,7 @@ class ConcurrentLoop(LoopParts):
                 continue
             work.state = _RUNNING
             again.append(work)
+            self._counters.retried += 1
             if self._watch_slow:
                 self._slow[work.seq] = (now, work)
         if again:
@@ -369,6 +370,7 @@ class ConcurrentLoop(LoopParts):
         dlq = self._policy.dead_letter_topic
         action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
         if action == "dead_letter" and dlq:
+            self._counters.failed += 1  # (skip and stop are counted by Failures)
             headers = dead_letter_headers(
                 msg.topic(), msg.partition(), msg.offset(), error_type, text, self._group, msg.headers()
             )

@@ -23,11 +23,14 @@ def load(
     variables: dict[str, str] | None = None,
     values_files: list[Any] | None = None,
     bootstrap_override: str | None = None,
+    root: Any = None,
 ) -> Project:
     """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
 
     `bootstrap_override` (or the KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files'
-    bootstrap servers.
+    bootstrap servers. `root` is the project root (no file outside it is read; it is importable for handlers),
+    found from the paths when not given. Loading imports the project's pydantic-model schemas: it runs
+    project code.
     """
     from kpipe.compilation.project import load_project
 
@@ -36,6 +39,7 @@ def load(
         variables=variables,
         values_files=values_files,
         bootstrap_override=bootstrap_override,
+        root=root,
     )
 
 

@@ -134,7 +134,14 @@ def test_pydantic_model_schema_change_is_checked_through_its_json_schema(repo: P
     _git(repo, "commit", "-qm", "refunds")
     # Narrowing amount from float to int: new consumers would reject old events such as 9.99.
     _edit(repo / "pipelines/example_app/events.py", "amount: float", "amount: int")
+    # Without --import-code no model module is imported: the change is not compared, and a warning says so.
     result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "schema 'Refund' is a pydantic model; its changes are compared only with --import-code"
+        in result.stderr
+    )
+    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD", "--import-code")
     assert result.returncode == 1, result.stderr
     assert "schema 'Refund' is not BACKWARD compatible: amount:" in result.stderr
     assert "[TYPE_NARROWED]" in result.stderr

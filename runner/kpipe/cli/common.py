@@ -50,8 +50,26 @@ def print_diagnostics(diagnostics: list, files_checked: int | None = None) -> No
     click.echo(summary_line(ordered, files_checked), err=True)
 
 
+def _remember_root(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    ctx.meta["kpipe.root"] = value
+
+
+def project_root_option() -> Path | None:
+    """The --root the current command was given (None: found from the paths)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("kpipe.root") if ctx is not None else None
+
+
 def project_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """PATHS, --var and --values: how every command that reads a project is told where it is."""
+    """PATHS, --var, --values and --root: how every command that reads a project is told where it is."""
+    func = click.option(
+        "--root",
+        type=click.Path(path_type=Path, file_okay=False),
+        expose_value=False,
+        callback=_remember_root,
+        help="The project root: no file outside it is read (default: the nearest directory above the first "
+        "path holding .git or pyproject.toml, else the working directory).",
+    )(func)
     func = click.option(
         "--values",
         "values_files",
@@ -80,6 +98,14 @@ def parse_vars(pairs: Iterable[str], option: str = "--var") -> dict[str, str]:
         out[key.strip()] = value
     return out
 
+
+import_code_option = click.option(
+    "--import-code",
+    "--check-handlers",
+    "import_code",
+    is_flag=True,
+    help="Import handler and model modules: runs project code (default: checked without running them).",
+)
 
 bootstrap_option = click.option(
     "--bootstrap-servers",

@@ -104,7 +104,7 @@ def dev(
     """
     import sys
 
-    from kpipe.cli.common import default_paths, parse_vars
+    from kpipe.cli.common import default_paths, parse_vars, project_root_option
     from kpipe.compilation.project import load_project
     from kpipe.errors import UsageError
     from kpipe.local import devloop
@@ -122,6 +122,7 @@ def dev(
         values_files=list(values_files),
         bootstrap_override=bootstrap_servers,
         resolve_local=False,
+        root=project_root_option(),
     )
     stop = devloop.StopFlag()
     previous_handlers = stop.install()

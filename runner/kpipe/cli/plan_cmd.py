@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
+from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options, project_root_option
 from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_INVALID, UsageError
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ def _connect(
         variables=parse_vars(variables),
         values_files=values_files,
         bootstrap_override=bootstrap_servers,
+        root=project_root_option(),
+        import_code=False,  # topics need no project code, nor a check of it
+        check_code=False,
     )
     if project.warnings:
         from kpipe.diagnostics import render_text, sort_diagnostics

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
+from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options, project_root_option
 from kpipe.errors import ClusterError, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
@@ -20,7 +20,12 @@ log = logging.getLogger("kpipe.run")
 def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> Any:
     import kpipe
 
-    return kpipe.load(*default_paths(paths), variables=parse_vars(variables), values_files=list(values_files))
+    return kpipe.load(
+        *default_paths(paths),
+        variables=parse_vars(variables),
+        values_files=list(values_files),
+        root=project_root_option(),
+    )
 
 
 # -- run ---------------------------------------------------------------------------------------------------------

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, print_diagnostics, project_options
+from kpipe.cli.common import (
+    bootstrap_option,
+    default_paths,
+    import_code_option,
+    parse_vars,
+    print_diagnostics,
+    project_options,
+    project_root_option,
+)
 from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 
 
@@ -22,9 +30,7 @@ from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
     show_default=True,
     help="text for people, json for tools, github for GitHub Actions annotations.",
 )
-@click.option(
-    "--check-handlers", is_flag=True, help="Also import every handler (needs the application's packages)."
-)
+@import_code_option
 @click.option(
     "--against",
     metavar="REF",
@@ -36,14 +42,15 @@ def validate(
     variables: tuple[str, ...],
     values_files: tuple[Path, ...],
     output_format: str,
-    check_handlers: bool,
+    import_code: bool,
     against: str | None,
     strict: bool,
 ) -> None:
     """Check pipeline files offline: YAML, templates, every field and every reference.
 
     Reports every problem at once as FILE:LINE:COL: error: MESSAGE. Exits 0 when the project is valid, 1 when
-    it is not.
+    it is not. Runs no project code: handlers and pydantic-model schemas are checked without importing them,
+    unless --import-code.
 
     \b
     Examples:
@@ -55,10 +62,14 @@ def validate(
     from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
 
     inspection = inspect_project(
-        default_paths(paths), variables=parse_vars(variables), values_files=values_files
+        default_paths(paths),
+        variables=parse_vars(variables),
+        values_files=values_files,
+        root=project_root_option(),
+        import_code=import_code,
     )
     diagnostics = list(inspection.diagnostics)
-    if check_handlers and inspection.valid:
+    if import_code and inspection.valid:
         from kpipe.check.handlers import check_handlers as run_handler_checks
 
         diagnostics += run_handler_checks(inspection)
@@ -71,6 +82,7 @@ def validate(
             paths=default_paths(paths),
             variables=parse_vars(variables),
             values_files=list(values_files),
+            import_code=import_code,
         )
     diagnostics = sort_diagnostics(diagnostics)
     files = len(inspection.files) + len(set(inspection.schema_sources.values()))
@@ -97,7 +109,12 @@ def render(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tu
     """
     from kpipe.loading.loader import load_documents
 
-    loaded = load_documents(default_paths(paths), variables=parse_vars(variables), values_files=values_files)
+    loaded = load_documents(
+        default_paths(paths),
+        variables=parse_vars(variables),
+        values_files=values_files,
+        root=project_root_option(),
+    )
     if any(d.is_error for d in loaded.diagnostics):
         raise PipelineInvalid(loaded.diagnostics)
     for i, document in enumerate(loaded.documents):
@@ -137,6 +154,7 @@ def schema(output: Path | None) -> None:
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @bootstrap_option
+@import_code_option
 def explain(
     name: str,
     paths: tuple[Path, ...],
@@ -144,6 +162,7 @@ def explain(
     values_files: tuple[Path, ...],
     output_format: str,
     bootstrap_servers: str | None,
+    import_code: bool,
 ) -> None:
     """Show the final librdkafka settings of producer or consumer group NAME, and where each came from.
 
@@ -162,5 +181,7 @@ def explain(
         values_files=values_files,
         bootstrap_override=bootstrap_servers,
         resolve_local=False,
+        root=project_root_option(),
+        import_code=import_code,
     )
     click.echo(explain_client(project, name, output_format))

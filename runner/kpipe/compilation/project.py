@@ -4,6 +4,11 @@
 
 `load_project` raises PipelineInvalid with every diagnostic when anything is wrong; `inspect_project` returns
 the diagnostics instead (for `kpipe validate`, which reports warnings too).
+
+Project code runs only when asked: with `import_code=False` (every offline command unless `--import-code`)
+pydantic-model schemas and handlers are checked statically (kpipe.check.imports) and nothing from the project
+is imported; JSON Schema files are compiled without touching sys.path. The runtime (`kpipe run`, `produce`,
+`kpipe.load`) imports them: that is what it is asked to do.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from kpipe.compilation import compiler
 from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, UsageError
+from kpipe.loading.files import ProjectFiles, project_root
 from kpipe.loading.loader import load_documents, load_yaml_file
 from kpipe.model.assemble import ProjectSpec, assemble
 from kpipe.model.pipeline import SchemaFile, SchemaModel
@@ -40,6 +46,8 @@ class Inspection:
     files: list[Path]
     schema_models: dict[str, type[BaseModel] | None] = field(default_factory=dict)
     schema_sources: dict[str, Path] = field(default_factory=dict)
+    # Whether pydantic-model schemas were imported (else they are None in schema_models: checked statically).
+    imported: bool = False
 
     @property
     def valid(self) -> bool:
@@ -68,50 +76,70 @@ def _schema_fields(model: type[BaseModel]) -> SchemaFields:
 
 def resolve_schemas(
     spec: ProjectSpec,
+    files: ProjectFiles | None = None,
+    *,
+    import_code: bool = False,
+    check_code: bool = True,
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
-    """Read and compile each schema (JSON Schema file or pydantic model by import path)."""
+    """Read and compile each schema file; import pydantic-model schemas only when `import_code`, else check
+    statically that their module and class exist."""
+    from kpipe.check.imports import check_import_target
     from kpipe.schemas.compiler import SchemaModelImportError, compile_schema, import_model
 
+    files = files or ProjectFiles(spec.root or Path.cwd())
     models: dict[str, type[BaseModel] | None] = {}
     sources: dict[str, Path] = {}
     diagnostics: list[Diagnostic] = []
-    with import_paths(spec.directories):
-        for name, declared in sorted(spec.schemas.items()):
-            schema = declared.spec
-            models[name] = None
-            if isinstance(schema, SchemaModel):
+    for name, declared in sorted(spec.schemas.items()):
+        schema = declared.spec
+        models[name] = None
+        if isinstance(schema, SchemaModel):
+            if not import_code:
+                if not check_code:
+                    continue
+                diagnostics += check_import_target(
+                    schema.model,
+                    what="schema model",
+                    position=declared.locate("model"),
+                    import_directories=spec.directories,
+                    code="schema-import",
+                )
+                continue
+            with import_paths(spec.directories):
                 try:
                     models[name] = import_model(schema.model)
                 except SchemaModelImportError as exc:
                     diagnostics.append(error(str(exc), declared.locate("model"), code="schema-import"))
-                continue
-            assert isinstance(schema, SchemaFile)
-            path = (declared.directory / schema.file).resolve()
-            sources[name] = path
-            # The `file:` value, or the shorthand string itself (locate falls back to the nearest parent).
-            where = declared.locate("file")
-            if not path.is_file():
-                diagnostics.append(
-                    error(
-                        f"schema '{name}': file '{schema.file}' not found (looked in {path.parent})",
-                        where,
-                        code="schema-missing",
-                    )
+            continue
+        assert isinstance(schema, SchemaFile)
+        path = declared.directory / schema.file
+        # The `file:` value, or the shorthand string itself (locate falls back to the nearest parent).
+        where = declared.locate("file")
+        if not path.exists() and not path.is_symlink():
+            diagnostics.append(
+                error(
+                    f"schema '{name}': file '{schema.file}' not found (looked in {path.parent.resolve()})",
+                    where,
+                    code="schema-missing",
                 )
-                continue
-            document, problems = load_yaml_file(path)
-            diagnostics.extend(problems)
-            if document is None or document.data is None:
-                if document is not None:
-                    diagnostics.append(
-                        error(f"schema file for '{name}' is empty", where, code="schema-invalid")
-                    )
-                continue
-            model, problems = compile_schema(
-                document.data, name=name, file=document.display, locate=document.positions.locate
             )
+            continue
+        resolved, problems = files.check(path, schema.file, where)
+        if resolved is None:
             diagnostics.extend(problems)
-            models[name] = model
+            continue
+        sources[name] = resolved
+        document, problems = load_yaml_file(path, files=files, written=schema.file, at=where)
+        diagnostics.extend(problems)
+        if document is None or document.data is None:
+            if document is not None:
+                diagnostics.append(error(f"schema file for '{name}' is empty", where, code="schema-invalid"))
+            continue
+        model, problems = compile_schema(
+            document.data, name=name, file=document.display, locate=document.positions.locate
+        )
+        diagnostics.extend(problems)
+        models[name] = model
     return models, sources, diagnostics
 
 
@@ -120,15 +148,40 @@ def inspect_project(
     *,
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] = (),
+    root: Path | str | None = None,
+    import_code: bool = False,
+    check_code: bool = True,
 ) -> Inspection:
-    loaded = load_documents(paths, variables=variables, values_files=values_files)
+    """Everything wrong with a project. Reads nothing outside the project root (`root`, else found from
+    `paths`); imports pydantic-model schemas only with `import_code`, else checks them and the handlers
+    statically (unless not `check_code`: commands that need neither, such as plan)."""
+    files = ProjectFiles(project_root(list(paths), root))
+    loaded = load_documents(paths, variables=variables, values_files=values_files, root=files.root)
     spec, diagnostics = assemble(loaded.documents)
+    spec.root = files.root
     diagnostics = loaded.diagnostics + diagnostics
-    models, sources, problems = resolve_schemas(spec)
+    models, sources, problems = resolve_schemas(spec, files, import_code=import_code, check_code=check_code)
     diagnostics += problems
+    if check_code and not import_code:
+        diagnostics += check_handlers_statically(spec)
     fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
     diagnostics += check_project(spec, fields)
-    return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources)
+    return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources, import_code)
+
+
+def check_handlers_statically(spec: ProjectSpec) -> list[Diagnostic]:
+    from kpipe.check.imports import check_import_target
+
+    out: list[Diagnostic] = []
+    for name, group in sorted(spec.consumers.items()):
+        out += check_import_target(
+            group.spec.handler,
+            what=f"consumer group '{name}': handler",
+            position=group.locate("handler"),
+            import_directories=spec.directories,
+            code="handler-import",
+        )
+    return out
 
 
 class Project:
@@ -215,6 +268,11 @@ class Project:
         model = self.inspection.schema_models.get(name)
         if model is None:
             self._lookup("schemas", name, "schema")
+            if not self.inspection.imported and isinstance(self.spec.schemas[name].spec, SchemaModel):
+                raise UsageError(
+                    f"schema '{name}' is a pydantic model and the project was loaded without importing "
+                    "project code (load it with import_code=True)"
+                )
             raise UsageError(f"schema '{name}' did not compile")
         return model
 
@@ -239,10 +297,23 @@ def load_project(
     values_files: Iterable[Path | str] | None = None,
     bootstrap_override: str | None = None,
     resolve_local: bool = True,
+    root: Path | str | None = None,
+    import_code: bool = True,
+    check_code: bool = True,
 ) -> Project:
     """Load a valid project. The bootstrap servers come from `bootstrap_override`, else KPIPE_BOOTSTRAP_SERVERS,
-    else the files (where `local` means the running local broker, found when first needed)."""
-    inspection = inspect_project(paths, variables=variables, values_files=values_files or ())
+    else the files (where `local` means the running local broker, found when first needed).
+
+    `import_code` (the default: running a project means running its code) imports pydantic-model schemas;
+    the offline commands pass False and get them checked statically instead."""
+    inspection = inspect_project(
+        paths,
+        variables=variables,
+        values_files=values_files or (),
+        root=root,
+        import_code=import_code,
+        check_code=check_code,
+    )
     if not inspection.valid:
         raise PipelineInvalid(inspection.diagnostics)
     override = bootstrap_override or os.environ.get("KPIPE_BOOTSTRAP_SERVERS") or None

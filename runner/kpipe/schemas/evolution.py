@@ -11,18 +11,20 @@ previous files) with the same paths and template values, and compared with the c
 from __future__ import annotations
 
 import io
+import os
 import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from kpipe.compilation.project import Inspection, inspect_project
 from kpipe.diagnostics import Diagnostic, Position, error, warning
 from kpipe.errors import UsageError
-from kpipe.loading.loader import load_yaml_file
+from kpipe.loading.files import ProjectFiles
+from kpipe.loading.loader import load_values, load_yaml_file
 from kpipe.model.pipeline import SchemaModel
 from kpipe.schemas.compat import Violation, check_compatibility
 from kpipe.schemas.history import GitFailed, git
@@ -123,7 +125,10 @@ def check_evolution(
     paths: list[Path] | None = None,
     variables: Mapping[str, str] | None = None,
     values_files: list[Path] | None = None,
+    import_code: bool = False,
 ) -> list[Diagnostic]:
+    """Without `import_code`, pydantic-model schemas are not imported (old or new), so only JSON Schema files
+    are compared."""
     root = Path.cwd()
     out: list[Diagnostic] = []
     with ExitStack() as stack:
@@ -138,8 +143,18 @@ def check_evolution(
         existing = [p for p in old_paths if p.exists()]
         if not existing:
             return []  # a new project: nothing to be compatible with
-        with _fresh_model_modules(inspection):
-            old = inspect_project(existing, variables=variables, values_files=values_files or ())
+        # The previous project's root is where the current root sits in the previous tree.
+        current_root = inspection.spec.root or root
+        old_root = (base / os.path.relpath(current_root, root)).resolve()
+        with _fresh_model_modules(inspection) if import_code else nullcontext():
+            # The values files are the current ones (read under the current root), merged once.
+            merged, _ = load_values(values_files or (), variables or {}, ProjectFiles(current_root))
+            old = inspect_project(
+                existing,
+                variables=merged,
+                root=old_root,
+                import_code=import_code,
+            )
         if not old.valid:
             first = next(d for d in old.diagnostics if d.is_error)
             return [
@@ -150,6 +165,16 @@ def check_evolution(
                 )
             ]
         for name, declared in sorted(inspection.spec.schemas.items()):
+            if isinstance(declared.spec, SchemaModel) and not import_code:
+                out.append(
+                    warning(
+                        f"schema '{name}' is a pydantic model; its changes are compared only with "
+                        "--import-code (which imports the old and new model modules)",
+                        declared.locate("model"),
+                        code="against-model-not-imported",
+                    )
+                )
+                continue
             new_document = _schema_document(inspection, name)
             old_document = _schema_document(old, name) if name in old.spec.schemas else None
             if new_document is None or old_document is None:

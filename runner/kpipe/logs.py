@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from kpipe.redaction import safe_text
+
 LOG_FORMATS = ("text", "json")
 LOG_LEVEL_ENV = "KPIPE_LOG_LEVEL"
 
@@ -58,7 +60,13 @@ class TextFormatter(logging.Formatter):
 
 
 class _KpipeHandler(logging.StreamHandler):
-    """Marks the handler kpipe installed, so configuring twice replaces it rather than doubling every line."""
+    """Marks the handler kpipe installed, so configuring twice replaces it rather than doubling every line.
+
+    Every line it writes goes through kpipe.redaction.safe_text: no known secret, no raw control character.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return safe_text(super().format(record))
 
 
 def configure_logging(

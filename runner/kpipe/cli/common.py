@@ -33,7 +33,9 @@ def run_cli(cli: click.Group, argv: list[str] | None) -> int:
     except KpipeError as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        from kpipe.redaction import safe_text
+
+        click.echo(safe_text(f"error: {exc}"), err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -100,14 +100,26 @@ def validate(
 
 @click.command()
 @project_options
-def render(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> None:
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Print env() values and secret settings as they are (default: env('NAME') and *****).",
+)
+def render(
+    paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...], show_secrets: bool
+) -> None:
     """Print each pipeline file after Jinja2 rendering (what kpipe parses).
+
+    Values that came from env() are shown as env('NAME') and secret settings (sasl.password, ...) as *****,
+    unless --show-secrets.
 
     \b
     Example:
       kpipe render pipelines/ --values pipelines/values/prod.yaml
     """
     from kpipe.loading.loader import load_documents
+    from kpipe.model.librdkafka import remember_secret_values
+    from kpipe.redaction import escape_controls, safe_text
 
     loaded = load_documents(
         default_paths(paths),
@@ -117,11 +129,14 @@ def render(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tu
     )
     if any(d.is_error for d in loaded.diagnostics):
         raise PipelineInvalid(loaded.diagnostics)
+    show = escape_controls if show_secrets else safe_text
+    for document in loaded.documents:
+        remember_secret_values(document.data)
     for i, document in enumerate(loaded.documents):
         if i:
             click.echo("---")
-        click.echo(f"# {document.display}")
-        click.echo(document.rendered_text.rstrip("\n"))
+        click.echo(show(f"# {document.display}"))
+        click.echo(show(document.rendered_text.rstrip("\n")))
 
 
 @click.command()

@@ -29,6 +29,7 @@ from kpipe.errors import PipelineInvalid, UsageError
 from kpipe.loading.files import ProjectFiles, project_root
 from kpipe.loading.loader import load_documents, load_yaml_file
 from kpipe.model.assemble import ProjectSpec, assemble
+from kpipe.model.librdkafka import remember_secret_values
 from kpipe.model.pipeline import SchemaFile, SchemaModel
 
 if TYPE_CHECKING:
@@ -157,6 +158,8 @@ def inspect_project(
     statically (unless not `check_code`: commands that need neither, such as plan)."""
     files = ProjectFiles(project_root(list(paths), root))
     loaded = load_documents(paths, variables=variables, values_files=values_files, root=files.root)
+    for document in loaded.documents:
+        remember_secret_values(document.data)
     spec, diagnostics = assemble(loaded.documents)
     spec.root = files.root
     diagnostics = loaded.diagnostics + diagnostics

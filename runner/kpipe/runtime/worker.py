@@ -51,6 +51,7 @@ from confluent_kafka import Producer as KafkaProducer
 from pydantic import BaseModel, ValidationError
 
 from kpipe.compilation.compiled import ConsumerGroupSettings, ErrorPolicy
+from kpipe.redaction import redact
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
 from kpipe.runtime.producer import LibrdkafkaLog
 from kpipe.runtime.protocol import (
@@ -166,7 +167,7 @@ def dead_letter_headers(
         (H_SOURCE_PARTITION, str(partition).encode()),
         (H_SOURCE_OFFSET, str(offset).encode()),
         (H_ERROR_TYPE, error_type.encode()),
-        (H_ERROR_MESSAGE, truncate(error_message).encode()),
+        (H_ERROR_MESSAGE, truncate(redact(error_message)).encode()),  # no secret leaves in a header
         (H_GROUP, group.encode()),
     ]
     return headers

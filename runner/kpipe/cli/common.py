@@ -26,13 +26,11 @@ def run_cli(cli: click.Group, argv: list[str] | None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except PipelineInvalid as exc:
-        if debug:
-            raise
+        _traceback(debug)
         print_diagnostics(exc.diagnostics)
         return exc.exit_code
     except KpipeError as exc:
-        if debug:
-            raise
+        _traceback(debug)
         from kpipe.redaction import safe_text
 
         click.echo(safe_text(f"error: {exc}"), err=True)
@@ -41,6 +39,16 @@ def run_cli(cli: click.Group, argv: list[str] | None) -> int:
         click.echo("interrupted", err=True)
         return 130
     return rc if isinstance(rc, int) else 0
+
+
+def _traceback(debug: bool) -> None:
+    """With --debug, the traceback of the error being handled, before its usual message and exit code."""
+    if debug:
+        import traceback
+
+        from kpipe.redaction import redact
+
+        click.echo(redact(traceback.format_exc()).rstrip(), err=True)
 
 
 def print_diagnostics(diagnostics: list, files_checked: int | None = None) -> None:

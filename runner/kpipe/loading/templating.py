@@ -398,7 +398,7 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
 
 def _where(text: str, file: str, line: int, needle: str | None) -> Position:
     """Point at the first mention of `needle` on the failing line, else at the line's first template tag."""
-    lines = text.splitlines()
+    lines = text.split("\n")  # not splitlines(): U+2028 and U+0085 do not end a line in an editor
     if not 0 < line <= len(lines):
         return Position(file, line, 1 if line else 0)
     source = lines[line - 1]

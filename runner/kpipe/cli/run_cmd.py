@@ -98,6 +98,7 @@ def run(
         bootstrap_override=bootstrap_servers or None,
         log_format=log_format,
         extra_consumer_config=extra_config,
+        project_root=str(project.spec.root) if project.spec.root else None,
     )
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)

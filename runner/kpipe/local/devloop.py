@@ -171,6 +171,7 @@ def worker_specs(
         values_files=(str(v) for v in values_files),
         bootstrap_override=project.bootstrap_servers,
         extra_consumer_config=LOCAL_CONSUMER_CONFIG if local else (),
+        project_root=str(project.spec.root) if project.spec.root else None,
     )
 
 

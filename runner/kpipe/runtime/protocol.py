@@ -30,6 +30,8 @@ class WorkerSpec:
     log_format: str = "text"  # "text" | "json"
     # Extra librdkafka consumer settings layered last (tests use it for fast group joins).
     extra_consumer_config: tuple[tuple[str, str], ...] = ()
+    # The project root the supervisor loaded with (--root or found): workers read and import from the same.
+    project_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ def worker_specs(
     bootstrap_override: str | None = None,
     log_format: str = "text",
     extra_consumer_config: Iterable[tuple[str, str]] = (),
+    project_root: str | None = None,
 ) -> list[WorkerSpec]:
     """One WorkerSpec per instance of each (group id, instances) pair, all loading the same project."""
     common = {
@@ -67,6 +70,7 @@ def worker_specs(
         "bootstrap_override": bootstrap_override,
         "log_format": log_format,
         "extra_consumer_config": tuple(extra_consumer_config),
+        "project_root": project_root,
     }
     return [
         WorkerSpec(group=group, instance=i, **common) for group, instances in groups for i in range(instances)

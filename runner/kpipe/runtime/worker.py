@@ -901,6 +901,7 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
             variables=dict(spec.variables),
             values_files=list(spec.values_files),
             bootstrap_override=spec.bootstrap_override,
+            root=spec.project_root,
         )
         settings = project.consumer_group(spec.group)
         models = {

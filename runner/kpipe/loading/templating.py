@@ -71,7 +71,12 @@ _HUGE_WIDTH = re.compile(rf"\d{{{len(str(MAX_OUTPUT_CHARS)) + 1},}}")
 
 
 class TemplateLimit(Exception):
-    """Rendering went past one of the bounds; the message says which."""
+    """Rendering went past one of the bounds; the message says which. `line`: the template line, when it is
+    not in the traceback (the output size is checked outside the template's frames)."""
+
+    def __init__(self, message: str, line: int = 0):
+        super().__init__(message)
+        self.line = line
 
 
 class _Budget:
@@ -263,6 +268,7 @@ class BoundedEnvironment(SandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         _tick()
         name = getattr(__obj, "__name__", "a function")
+        name = "range" if name == "safe_range" else name
         _check_arguments(args, kwargs, f"'{name}'")
         subject = getattr(__obj, "__self__", None)
         if _estimate(name, subject, args, kwargs) > MAX_OUTPUT_CHARS:
@@ -286,14 +292,25 @@ def _render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> st
     try:
         chunks: list[str] = []
         size = 0
-        for chunk in template.generate(context):
-            size += len(chunk)
-            if size > MAX_OUTPUT_CHARS:
-                raise TemplateLimit(
-                    f"the rendered file is larger than {MAX_OUTPUT_CHARS // 1024 // 1024} MiB"
-                )
-            budget.check_time()
-            chunks.append(chunk)
+        # As Template.generate does, but with the generator in hand to tell which line was rendering.
+        stream = template.root_render_func(template.new_context(dict(context)))
+        try:
+            for chunk in stream:
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    frame = stream.gi_frame
+                    line = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else 0
+                    raise TemplateLimit(
+                        f"the rendered file is larger than {MAX_OUTPUT_CHARS // 1024 // 1024} MiB", line
+                    )
+                budget.check_time()
+                chunks.append(chunk)
+        except TemplateLimit as exc:
+            if exc.line:
+                raise
+            template.environment.handle_exception()  # re-raised with the template's lines in the traceback
+        except Exception:
+            template.environment.handle_exception()
         return "".join(chunks)
     finally:
         _BUDGET.reset(token)
@@ -355,7 +372,7 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
         return None, [
             error(
                 f"template error: {exc}",
-                _where(text, file, _template_line(exc, file), None),
+                _where(text, file, exc.line or _template_line(exc, file), None),
                 code="template-limit",
                 hint="templates are bounded (output size, loop iterations, time); generate less",
             )

@@ -18,6 +18,7 @@ def _evil_project(project: Path, marker: Path) -> None:
     library the email format imports, next to the YAML (it would run if pipelines/ were on sys.path)."""
     marker_module(project / "pipelines" / "evil.py", marker, MODEL)
     marker_module(project / "pipelines" / "email_validator.py", marker)
+    marker_module(project / "email_validator.py", marker)  # `python -m kpipe` puts the cwd on sys.path
     (project / "schemas").mkdir()
     (project / "schemas" / "contact.yaml").write_text(
         "type: object\nproperties:\n  email: {type: string, format: email}\n"

@@ -61,6 +61,73 @@ def _find_in(base: Path, parts: list[str]) -> Path | str | None:
     return None
 
 
+def _parse_module(source: Path, position: Position) -> ast.Module | None:
+    """The module's syntax tree; None when it can't be read. Regular files only, size-capped (a FIFO named
+    handlers.py must not hang validate). SyntaxError passes through."""
+    raw, _ = ProjectFiles(Path("/")).read_bytes_of(source, str(source), position)
+    if raw is None:
+        return None
+    return ast.parse(raw.decode("utf-8", errors="replace"))
+
+
+def static_model_fields(
+    target: str, import_directories: Sequence[str]
+) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(field names, required field names) of a pydantic model read from its source, or None when that can't
+    be told without running it (not found, not a direct BaseModel subclass, a field it can't read).
+
+    A field is its alias when `Field(alias="...")` gives one; it is required when it has no default."""
+    module, _, attr = target.partition(":")
+    source = find_module_source(module, search_path(import_directories))
+    if not isinstance(source, Path) or "." in attr:
+        return None
+    try:
+        tree = _parse_module(source, Position(str(source)))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    cls = next(
+        (n for n in (tree.body if tree else ()) if isinstance(n, ast.ClassDef) and n.name == attr), None
+    )
+    if cls is None or not cls.bases or not all(_dotted(b).split(".")[-1] == "BaseModel" for b in cls.bases):
+        return None
+    fields: set[str] = set()
+    required: set[str] = set()
+    for node in cls.body:
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        name = node.target.id
+        annotation = node.annotation
+        base = annotation.value if isinstance(annotation, ast.Subscript) else annotation
+        if name.startswith("_") or _dotted(base).split(".")[-1] == "ClassVar":
+            continue
+        has_default = node.value is not None
+        if isinstance(node.value, ast.Call) and _dotted(node.value.func).split(".")[-1] == "Field":
+            call = node.value
+            keywords = {k.arg: k.value for k in call.keywords if k.arg}
+            positional = call.args[0] if call.args else None
+            has_default = (
+                positional is not None
+                and not (isinstance(positional, ast.Constant) and positional.value is ...)
+            ) or bool({"default", "default_factory"} & set(keywords))
+            alias = keywords.get("alias") or keywords.get("validation_alias")
+            if alias is not None:
+                if not (isinstance(alias, ast.Constant) and isinstance(alias.value, str)):
+                    return None
+                name = alias.value
+        fields.add(name)
+        if not has_default:
+            required.add(name)
+    return frozenset(fields), frozenset(required)
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
 def top_level_names(source: str) -> set[str]:
     """Names a module defines at its top level; contains "*" when it may define any name."""
     tree = ast.parse(source)
@@ -116,28 +183,33 @@ def check_import_target(
     module, sep, attr = target.partition(":")
     if not sep or not module or not attr:
         return []  # the spec layer already reports the form
-    source = find_module_source(module, search_path(import_directories))
+    path = search_path(import_directories)
+    source = find_module_source(module, path)
     shown = ", ".join(_show(d) for d in import_directories)
     if source is None:
-        # A warning, not an error: CI may validate without the application's packages installed.
         relative = module.replace(".", "/") + ".py"
+        package = module.split(".")[0]
+        hint = f"looked for {relative} in {shown} and the installed packages"
+        if "." in module and find_module_source(package, path) is not None:
+            # The package is there, the module in it is not: a mistake, not a package CI lacks.
+            return [error(f"{what} '{target}': module '{module}' not found", position, code=code, hint=hint)]
+        # A warning, not an error: CI may validate without the application's packages installed.
         return [
             warning(
                 f"{what} '{target}': module '{module}' not found",
                 position,
                 code=code,
-                hint=f"looked for {relative} in {shown} and the installed packages; "
-                "create it there or install the package that holds it",
+                hint=f"{hint}; create it there or install the package that holds it",
             )
         ]
     if source == "":
         return []
-    # Regular files only, size-capped: a FIFO named handlers.py must not hang validate.
-    raw, problems = ProjectFiles(Path("/")).read_bytes_of(source, str(source), position)
-    if raw is None:
-        return []
     try:
-        names = top_level_names(raw.decode("utf-8", errors="replace"))
+        tree = _parse_module(source, position)
+        if tree is None:
+            return []
+        names = set()
+        _collect(tree.body, names)
     except SyntaxError as exc:
         return [
             error(

@@ -168,8 +168,23 @@ def inspect_project(
     if check_code and not import_code:
         diagnostics += check_handlers_statically(spec)
     fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
+    if check_code and not import_code:
+        fields.update(_static_model_fields(spec))
     diagnostics += check_project(spec, fields)
     return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources, import_code)
+
+
+def _static_model_fields(spec: ProjectSpec) -> dict[str, SchemaFields]:
+    """The fields of pydantic-model schemas read from their source, so key-field checks run without importing."""
+    from kpipe.check.imports import static_model_fields
+
+    out = {}
+    for name, declared in spec.schemas.items():
+        if isinstance(declared.spec, SchemaModel):
+            found = static_model_fields(declared.spec.model, spec.directories)
+            if found is not None:
+                out[name] = SchemaFields(*found)
+    return out
 
 
 def check_handlers_statically(spec: ProjectSpec) -> list[Diagnostic]:

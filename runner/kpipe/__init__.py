@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from kpipe.compilation.project import Project
+    from kpipe.api import Project
 
 
 def load(
@@ -28,14 +28,14 @@ def load(
     """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
 
     `bootstrap_override` (or the KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files'
-    bootstrap servers. `root` is the project root (no file outside it is read; it is importable for handlers),
-    found from the paths when not given. Loading imports the project's pydantic-model schemas: it runs
-    project code.
+    bootstrap servers; `local` means the running local broker (LocalBrokerError when none is running).
+    `root` is the project root (no file outside it is read; it is importable for handlers), found from the
+    paths when not given. Loading imports the project's pydantic-model schemas: it runs project code.
     """
-    from kpipe.compilation.project import load_project
+    from kpipe.api import load as load_api
 
-    return load_project(
-        list(paths) or ["pipelines"],
+    return load_api(
+        *paths,
         variables=variables,
         values_files=values_files,
         bootstrap_override=bootstrap_override,

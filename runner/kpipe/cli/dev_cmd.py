@@ -121,7 +121,6 @@ def dev(
         variables=vars_,
         values_files=list(values_files),
         bootstrap_override=bootstrap_servers,
-        resolve_local=False,
         root=project_root_option(),
     )
     stop = devloop.StopFlag()

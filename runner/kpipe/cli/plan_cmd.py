@@ -42,6 +42,7 @@ def _connect(
     timeout: float,
 ) -> tuple[list[TopicSpec], KafkaCluster]:
     from kpipe.compilation.project import load_project
+    from kpipe.local.state import resolve
     from kpipe.topics.cluster import connect
 
     project = load_project(
@@ -53,6 +54,7 @@ def _connect(
         import_code=False,  # topics need no project code, nor a check of it
         check_code=False,
     )
+    project = resolve(project)
     if project.warnings:
         from kpipe.diagnostics import render_text, sort_diagnostics
 

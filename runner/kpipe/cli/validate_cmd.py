@@ -10,6 +10,7 @@ import click
 
 from kpipe.cli.common import (
     bootstrap_option,
+    consumer_config_option,
     default_paths,
     import_code_option,
     parse_vars,
@@ -169,6 +170,14 @@ def schema(output: Path | None) -> None:
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @bootstrap_option
+@consumer_config_option
+@click.option(
+    "--instance",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which instance of a consumer group (each has a client.id of its own).",
+)
 @import_code_option
 def explain(
     name: str,
@@ -177,6 +186,8 @@ def explain(
     values_files: tuple[Path, ...],
     output_format: str,
     bootstrap_servers: str | None,
+    consumer_config: tuple[str, ...],
+    instance: int,
     import_code: bool,
 ) -> None:
     """Show the final librdkafka settings of producer or consumer group NAME, and where each came from.
@@ -195,8 +206,8 @@ def explain(
         variables=parse_vars(variables),
         values_files=values_files,
         bootstrap_override=bootstrap_servers,
-        resolve_local=False,
+        consumer_overrides=parse_vars(consumer_config, "--consumer-config"),
         root=project_root_option(),
         import_code=import_code,
     )
-    click.echo(explain_client(project, name, output_format))
+    click.echo(explain_client(project, name, output_format, instance=instance))

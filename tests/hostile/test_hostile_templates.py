@@ -33,6 +33,16 @@ CASES = {
         "{% set s = 'a' * 3000000 %}{{ s.replace('a', s) }}",
         "the result of 'replace' would be larger than 5 MiB",
     ),
+    "many widths": ("{{ '%4000000s%4000000s' % (1, 2) }}", "the result of '%' would be larger than 5 MiB"),
+    "many widths filter": (
+        "{{ '%4000000s%4000000s'|format(1, 2) }}",
+        "the result of filter 'format' would be larger than 5 MiB",
+    ),
+    "indent per line": (
+        "{{ ('a' ~ '\\n' * 100)|indent(4000000) }}",
+        "the result of filter 'indent' would be larger than 5 MiB",
+    ),
+    "lipsum": ("{{ lipsum(1000000) }}", "'lipsum' is undefined"),
     "big power": ("{{ 2 ** 100000000 }}", "an exponent above 64"),
     "big range": ("{% for i in range(10**9) %}{% endfor %}", "'range': argument 1000000000 is larger than"),
     "exponential macro": (

@@ -67,6 +67,7 @@ MAX_SECONDS = 10.0
 # Integers past this many bits are not configuration (and squaring them again and again takes minutes).
 MAX_INT_BITS = 4096
 # A format width or precision with more digits than this would build a string past the output limit.
+_NUMBER = re.compile(r"\d{1,12}")
 _HUGE_WIDTH = re.compile(rf"\d{{{len(str(MAX_OUTPUT_CHARS)) + 1},}}")
 
 
@@ -145,8 +146,14 @@ def _estimate(name: str, subject: Any, args: tuple[Any, ...], kwargs: Mapping[st
         items = args[0]
         if isinstance(items, list | tuple):
             return sum(len(str(i)) if isinstance(i, str) else 32 for i in items) + len(subject) * len(items)
-    if name in ("format", "format_map") and isinstance(subject, str):
-        return len(subject) + sum(_size(v) for v in (*args, *kwargs.values()))
+    if name in ("format", "format_map", "%") and isinstance(subject, str):
+        # Every number in the text may be a width or a precision: "%4000000s%4000000s" builds 8 MB.
+        widths = sum(int(n) for n in _NUMBER.findall(subject))
+        return len(subject) + widths + sum(_size(v) for v in (*args, *kwargs.values()))
+    counts = [v for v in (*args, *kwargs.values()) if isinstance(v, int) and not isinstance(v, bool)]
+    if isinstance(subject, str) and counts:
+        # A width applied per line or per tab (indent, expandtabs), or once (center, ljust, zfill, ...).
+        return len(subject) + max(counts) * (subject.count("\n") + subject.count("\t") + 1)
     return 0
 
 
@@ -162,6 +169,8 @@ def _guard_filter(name: str, func: Any) -> Any:
         elif name == "join" and values:  # value|join(separator)
             separator = str(values[1]) if len(values) > 1 else str(kwargs.get("d", ""))
             estimate = _estimate("join", separator, (values[0],), {})
+        elif values:  # value|format(...), value|indent(width), value|center(width), ...
+            estimate = _estimate(name, values[0], tuple(values[1:]), kwargs)
         else:
             estimate = 0
         if estimate > MAX_OUTPUT_CHARS:
@@ -206,6 +215,7 @@ class BoundedEnvironment(SandboxedEnvironment):
         super().__init__(**options)
         self.filters = {name: _guard_filter(name, f) for name, f in self.filters.items()}
         self.globals["_kpipe_loop"] = _loop
+        del self.globals["lipsum"]  # lipsum(10**6) builds hundreds of MB of text, and is no configuration
         self.kpipe_concat = _concat
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
@@ -241,7 +251,7 @@ class BoundedEnvironment(SandboxedEnvironment):
             _check_arguments([left], {}, "'%'")
             values = right if isinstance(right, tuple) else (right,)
             _check_arguments(values, right if isinstance(right, Mapping) else {}, "'%'")
-            if len(left) + sum(_size(v) for v in values) > MAX_OUTPUT_CHARS:
+            if _estimate("%", left, values, {}) > MAX_OUTPUT_CHARS:
                 raise _too_big(what)
         return _check_value(super().call_binop(context, operator, left, right), what)
 

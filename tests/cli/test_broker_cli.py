@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -11,39 +10,30 @@ from pathlib import Path
 
 import pytest
 
-from helpers import process_alive, wait_for
+from helpers import environment, kpipe, process_alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path) -> dict[str, str | None]:
     # A private state directory, so a broker the developer runs by hand is neither found nor disturbed.
-    environment = dict(os.environ, KPIPE_STATE_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KPIPE_BOOTSTRAP_SERVERS"):
-        environment.pop(name, None)
-    return environment
-
-
-def kpipe(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kpipe", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return {
+        "KPIPE_STATE_DIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        "KAFKA_BOOTSTRAP_SERVERS": None,
+        "KPIPE_BOOTSTRAP_SERVERS": None,
+    }
 
 
 def test_local_project_without_a_running_broker_says_how_to_start_one(env: dict[str, str]) -> None:
-    result = kpipe(env, "plan", "pipelines/")
-    assert result.returncode == 3
-    assert result.stderr.startswith(
+    result = kpipe("plan", "pipelines/", env=env, cwd=ROOT, process=True)
+    assert result.code == 3
+    assert result.err.startswith(
         "error: the project uses the local broker (bootstrap_servers: local), but none is running; "
         "start one with `kpipe broker`"
     )
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.err
 
 
 def test_port_taken_is_a_clear_error(env: dict[str, str]) -> None:
@@ -51,18 +41,19 @@ def test_port_taken_is_a_clear_error(env: dict[str, str]) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = kpipe(env, "broker", "--port", str(port))
-    assert result.returncode == 3
-    assert result.stderr == (
+        result = kpipe("broker", "--port", str(port), env=env, cwd=ROOT, process=True)
+    assert result.code == 3
+    assert result.err == (
         f"error: cannot start the local broker: port {port} on 127.0.0.1 is already in use\n"
     )
 
 
+@pytest.mark.integration  # starts the embedded broker
 def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], tmp_path: Path) -> None:
     broker = subprocess.Popen(
         [sys.executable, "-m", "kpipe", "broker", "--port", "0"],
         cwd=ROOT,
-        env=env,
+        env=environment(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,20 +67,22 @@ def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], t
         assert state.exists()
 
         # A project that says `local` now reaches it, with no address anywhere.
-        plan = kpipe(env, "plan", "pipelines/", "--detailed-exitcode")
-        assert plan.returncode == 2, plan.stderr
-        assert "+ create topic orders (partitions 3, replication 1)" in plan.stdout
+        plan = kpipe("plan", "pipelines/", "--detailed-exitcode", env=env, cwd=ROOT, process=True)
+        assert plan.code == 2, plan.err
+        assert "+ create topic orders (partitions 3, replication 1)" in plan.out
         # `-b local` points any project at it.
         other = tmp_path / "other.yaml"
         other.write_text(
             "cluster: {bootstrap_servers: 'kafka.example:9092'}\ntopics: {audit: {partitions: 2}}\n"
         )
-        elsewhere = kpipe(env, "plan", str(other), "-b", "local", "--detailed-exitcode")
-        assert elsewhere.returncode == 2, elsewhere.stderr
-        assert "+ create topic audit (partitions 2, replication broker default)" in elsewhere.stdout
+        elsewhere = kpipe(
+            "plan", str(other), "-b", "local", "--detailed-exitcode", env=env, cwd=ROOT, process=True
+        )
+        assert elsewhere.code == 2, elsewhere.err
+        assert "+ create topic audit (partitions 2, replication broker default)" in elsewhere.out
         # A second broker is refused rather than silently shadowing the first.
-        second = kpipe(env, "broker", "--port", "0")
-        assert second.returncode == 3 and "a local broker is already running" in second.stderr
+        second = kpipe("broker", "--port", "0", env=env, cwd=ROOT, process=True)
+        assert second.code == 3 and "a local broker is already running" in second.err
 
         broker.send_signal(signal.SIGINT)
         assert broker.wait(timeout=30) == 0

@@ -7,19 +7,15 @@ the rest point the project at a port where nothing listens.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kpipe.cli import cli
-from kpipe.cli.common import run_cli
+from helpers import kpipe
 
 NOWHERE = "127.0.0.1:1"  # nothing listens on port 1
 
@@ -56,23 +52,6 @@ producers:
 {consumers}"""
     )
     return project
-
-
-def kpipe(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    """Run the CLI in-process through its real error → exit-code mapping; return (code, stdout, stderr)."""
-    with CliRunner().isolation(input=stdin) as (out, err, _):
-        code = run_cli(cli, list(args))
-    return code, out.getvalue().decode(), err.getvalue().decode()
-
-
-def kpipe_process(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`kpipe run` as its own process: it spawns workers and installs signal handlers."""
-    return subprocess.run(
-        [sys.executable, "-c", "from kpipe.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:
@@ -252,9 +231,9 @@ def test_run_invalid_project_prints_diagnostics(tmp_path: Path) -> None:
 def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> None:
     # The handler cannot be imported: each worker halts (exit 78) before touching the cluster.
     project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
-    result = kpipe_process("run", str(project), "--group", "billing", "--log-format", "json")
-    assert result.returncode == 1, result.stderr
-    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    result = kpipe("run", str(project), "--group", "billing", "--log-format", "json", process=True)
+    assert result.code == 1, result.err
+    records = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
     supervisor = [r for r in records if r["logger"] == "kpipe.runtime.supervisor"]
     halted = [r for r in supervisor if r.get("exitcode") == 78]
     assert sorted(r["instance"] for r in halted) == [0, 1]
@@ -262,7 +241,7 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
     assert not any(r["msg"].startswith("restarting") for r in supervisor)
     assert any(r["msg"] == "consumer group 'billing' failed: all 2 workers halted" for r in supervisor)
     assert (
-        result.stderr.splitlines()[-1]
+        result.err.splitlines()[-1]
         == "error: workers did not all stop cleanly: billing[0] halted, billing[1] halted"
     )
     worker_errors = [
@@ -274,8 +253,8 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_run_log_format(tmp_path: Path, fmt: str) -> None:
     project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
-    result = kpipe_process("run", str(project), "--group", "audit", "--log-format", fmt)
-    first = result.stderr.splitlines()[0]
+    result = kpipe("run", str(project), "--group", "audit", "--log-format", fmt, process=True)
+    first = result.err.splitlines()[0]
     if fmt == "json":
         record = json.loads(first)
         assert record["level"] == "info" and record["logger"] == "kpipe.run"

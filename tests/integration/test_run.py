@@ -23,6 +23,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from helpers import wait_for
 
+pytestmark = pytest.mark.integration  # `kpipe run` workers on the session broker
+
 RECORDER = """\
 import json, os, time
 

@@ -246,12 +246,9 @@ def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
                     code="contradiction",
                 )
             )
-        for field_name, key in (
-            ("acks", "acks"),
-            ("linger_ms", "linger.ms"),
-            ("retries", "retries"),
-            ("compression", "compression.type"),
-        ):
+        for field_name, key in props.PRODUCER_FIELDS.items():
+            if field_name == "idempotent":
+                continue  # a disagreeing enable.idempotence is reported above, as a contradiction
             canonical = props.canonical_name(key)
             if canonical in config and producer.written(field_name):
                 out.append(

@@ -6,51 +6,23 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import click
 
-from kpipe.cli.common import (
-    bootstrap_option,
-    consumer_config_option,
-    default_paths,
-    parse_vars,
-    project_options,
-    project_root_option,
-)
-from kpipe.errors import ClusterError, KpipeError, UsageError
+from kpipe.cli.common import ProjectOptions, consumer_config_option, parse_vars, project_options
+from kpipe.errors import ClusterError, EventInvalid, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
-
-
-def _load(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    bootstrap_servers: str | None,
-) -> Any:
-    """The project, with `local` resolved to the running local broker (kpipe.load)."""
-    import kpipe
-
-    return kpipe.load(
-        *default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=list(values_files),
-        bootstrap_override=bootstrap_servers or None,
-        root=project_root_option(),
-    )
-
 
 # -- run ---------------------------------------------------------------------------------------------------------
 
 
 @click.command()
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "--group", "groups", multiple=True, metavar="NAME", help="Run only this consumer group (repeatable)."
 )
-@bootstrap_option
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -75,11 +47,8 @@ def _load(
     help="How long workers get to commit and exit after SIGTERM before they are killed.",
 )
 def run(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     groups: tuple[str, ...],
-    bootstrap_servers: str | None,
     log_format: str,
     log_level: str,
     consumer_config: tuple[str, ...],
@@ -94,14 +63,14 @@ def run(
     from kpipe.runtime.protocol import worker_specs
     from kpipe.runtime.supervisor import Supervisor
 
-    project = _load(paths, variables, values_files, bootstrap_servers)
+    project = options.load()
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
     specs = worker_specs(
         ((g.group_id, g.instances) for g in selected),
-        project_paths=(str(p) for p in default_paths(paths)),
-        variables=parse_vars(variables),
-        values_files=(str(v) for v in values_files),
+        project_paths=(str(p) for p in options.paths),
+        variables=options.variables,
+        values_files=(str(v) for v in options.values_files),
         # Resolved here, once: the workers connect where this process found the brokers (`local` included).
         bootstrap_override=project.bootstrap_override,
         log_format=log_format,
@@ -142,7 +111,7 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
 
 @click.command()
 @click.argument("producer_name", metavar="PRODUCER")
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "-f",
     "--file",
@@ -152,7 +121,6 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
     show_default="stdin",
     help="JSON lines to send, one event per line ('-' for stdin).",
 )
-@bootstrap_option
 @click.option(
     "--key-field", metavar="FIELD", help="Take each event's key from this field (default: the topic's key)."
 )
@@ -164,11 +132,8 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
 )
 def produce(
     producer_name: str,
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     events_file: str,
-    bootstrap_servers: str | None,
     key_field: str | None,
     timeout: float | None,
 ) -> None:
@@ -178,8 +143,7 @@ def produce(
     `delivered N, failed M, invalid K`; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries).
     """
-    project = _load(paths, variables, values_files, bootstrap_servers)
-    producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
+    producer = options.load().producer(producer_name)  # an unknown name: a usage error with a did-you-mean
     display = "<stdin>" if events_file == "-" else events_file
     invalid = 0
     stopped: BaseException | None = None
@@ -213,8 +177,6 @@ def produce(
 
 def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
-    from kpipe.runtime.serde import EventInvalid
-
     try:
         event = json.loads(line)
     except json.JSONDecodeError as exc:

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from kpipe.cli.common import (
-    bootstrap_option,
+    ProjectOptions,
     consumer_config_option,
-    default_paths,
     import_code_option,
     parse_vars,
     print_diagnostics,
     project_options,
-    project_root_option,
 )
 from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 
 
 @click.command()
-@project_options
+@project_options()
 @click.option(
     "--format",
     "output_format",
@@ -39,14 +36,8 @@ from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 )
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def validate(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    output_format: str,
-    import_code: bool,
-    against: str | None,
-    strict: bool,
-) -> None:
+    options: ProjectOptions, output_format: str, import_code: bool, against: str | None, strict: bool
+) -> int:
     """Check pipeline files offline: YAML, templates, every field and every reference.
 
     Reports every problem at once as FILE:LINE:COL: error: MESSAGE. Exits 0 when the project is valid, 1 when
@@ -59,30 +50,22 @@ def validate(
       kpipe validate pipelines/ --values pipelines/values/prod.yaml
       kpipe validate pipelines/ --format github --against origin/main
     """
-    from kpipe.compilation.project import inspect_project
     from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
 
-    inspection = inspect_project(
-        default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=values_files,
-        root=project_root_option(),
-        import_code=import_code,
-    )
+    inspection = options.inspect(import_code=import_code)
     diagnostics = list(inspection.diagnostics)
     if import_code and inspection.valid:
         from kpipe.check.handlers import check_handlers as run_handler_checks
 
-        diagnostics += run_handler_checks(inspection)
+        diagnostics += run_handler_checks(inspection.spec)
     if against and inspection.valid:
         from kpipe.schemas.evolution import check_evolution
 
         diagnostics += check_evolution(
             inspection,
             against,
-            paths=default_paths(paths),
-            variables=parse_vars(variables),
-            values_files=list(values_files),
+            paths=list(options.paths),
+            inspect=options.inspect,
             import_code=import_code,
         )
     diagnostics = sort_diagnostics(diagnostics)
@@ -96,19 +79,17 @@ def validate(
     else:
         print_diagnostics(diagnostics, files)
     failed = any(d.is_error for d in diagnostics) or (strict and diagnostics)
-    sys.exit(EXIT_INVALID if failed else EXIT_OK)
+    return EXIT_INVALID if failed else EXIT_OK
 
 
 @click.command()
-@project_options
+@project_options()
 @click.option(
     "--show-secrets",
     is_flag=True,
     help="Print env() values and secret settings as they are (default: env('NAME') and *****).",
 )
-def render(
-    paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...], show_secrets: bool
-) -> None:
+def render(options: ProjectOptions, show_secrets: bool) -> None:
     """Print each pipeline file after Jinja2 rendering (what kpipe parses).
 
     Values that came from env() are shown as env('NAME') and secret settings (sasl.password, ...) as *****,
@@ -118,16 +99,10 @@ def render(
     Example:
       kpipe render pipelines/ --values pipelines/values/prod.yaml
     """
-    from kpipe.loading.loader import load_documents
     from kpipe.model.librdkafka import remember_secret_values
     from kpipe.redaction import escape_controls, safe_text
 
-    loaded = load_documents(
-        default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=values_files,
-        root=project_root_option(),
-    )
+    loaded = options.documents()
     if any(d.is_error for d in loaded.diagnostics):
         raise PipelineInvalid(loaded.diagnostics)
     show = escape_controls if show_secrets else safe_text
@@ -165,11 +140,10 @@ def schema(output: Path | None) -> None:
 
 @click.command()
 @click.argument("name")
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@bootstrap_option
 @consumer_config_option
 @click.option(
     "--instance",
@@ -181,11 +155,8 @@ def schema(output: Path | None) -> None:
 @import_code_option
 def explain(
     name: str,
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     output_format: str,
-    bootstrap_servers: str | None,
     consumer_config: tuple[str, ...],
     instance: int,
     import_code: bool,
@@ -199,15 +170,10 @@ def explain(
       kpipe explain order-processors pipelines/
     """
     from kpipe.compilation.explain import explain_client
-    from kpipe.compilation.project import load_project
 
-    project = load_project(
-        default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=values_files,
-        bootstrap_override=bootstrap_servers,
+    project = options.load(
+        resolve_local=False,
         consumer_overrides=parse_vars(consumer_config, "--consumer-config"),
-        root=project_root_option(),
         import_code=import_code,
     )
     click.echo(explain_client(project, name, output_format, instance=instance))

@@ -30,6 +30,7 @@ from kpipe.compilation.compiled import (
 )
 from kpipe.model import librdkafka as props
 from kpipe.model.assemble import Declared, ProjectSpec
+from kpipe.model.librdkafka import PRODUCER_FIELDS
 from kpipe.model.pipeline import ConsumerGroupSpec, ProducerSpec
 
 # librdkafka's own default fetch.queue.backoff.ms is 1000 ms: when the local queue fills, the consumer stops
@@ -45,18 +46,6 @@ CONSUMER_DEFAULTS: dict[str, str] = {
 PRODUCER_DEFAULTS: dict[str, str] = {}
 # The producer a consumer group writes dead letters and emitted events with.
 GROUP_PRODUCER_DEFAULTS: dict[str, str] = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5"}
-
-# kpipe's declared producer fields and the librdkafka key each becomes.
-PRODUCER_FIELDS: dict[str, str] = {
-    "acks": "acks",
-    "retries": "retries",
-    "linger_ms": "linger.ms",
-    "batch_size": "batch.size",
-    "compression": "compression.type",
-    "idempotent": "enable.idempotence",
-    "delivery_timeout_ms": "delivery.timeout.ms",
-    "client_id": "client.id",
-}
 
 
 # Where runtime overrides come from, for `kpipe explain`.

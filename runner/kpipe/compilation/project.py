@@ -18,9 +18,7 @@ kpipe.local.state.resolve) and hand over a project with that address as its boot
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -29,9 +27,11 @@ from kpipe.check.rules import SchemaFields, check_project
 from kpipe.compilation import compiler
 from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
-from kpipe.errors import PipelineInvalid, UsageError
+from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
+from kpipe.loading.code import import_paths
 from kpipe.loading.files import ProjectFiles, project_root
 from kpipe.loading.loader import load_documents, load_yaml_file
+from kpipe.model.aliases import json_names
 from kpipe.model.assemble import ProjectSpec, assemble
 from kpipe.model.librdkafka import remember_secret_values
 from kpipe.model.pipeline import SchemaFile, SchemaModel
@@ -57,24 +57,10 @@ class Inspection:
         return not any(d.is_error for d in self.diagnostics)
 
 
-@contextmanager
-def import_paths(paths: Iterable[str]) -> Iterator[None]:
-    """Make the project's own directories importable while its models/handlers are imported."""
-    added = [p for p in paths if p not in sys.path]
-    sys.path[:0] = added
-    try:
-        yield
-    finally:
-        for p in added:
-            if p in sys.path:
-                sys.path.remove(p)
-
-
 def _schema_fields(model: type[BaseModel]) -> SchemaFields:
-    fields = {}
-    for name, info in model.model_fields.items():
-        fields[info.alias or name] = info.is_required()
-    return SchemaFields(frozenset(fields), frozenset(k for k, req in fields.items() if req))
+    names = json_names(model)
+    required = frozenset(k for k, attr in names.items() if model.model_fields[attr].is_required())
+    return SchemaFields(frozenset(names), required)
 
 
 def resolve_schemas(
@@ -87,7 +73,7 @@ def resolve_schemas(
     """Read and compile each schema file; import pydantic-model schemas only when `import_code`, else check
     statically that their module and class exist."""
     from kpipe.check.imports import check_import_target
-    from kpipe.schemas.compiler import SchemaModelImportError, compile_schema, import_model
+    from kpipe.schemas.compiler import compile_schema, import_model
 
     files = files or ProjectFiles(spec.root or Path.cwd())
     models: dict[str, type[BaseModel] | None] = {}

@@ -21,6 +21,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kpipe.diagnostics import Diagnostic, Position, error
+from kpipe.errors import PipelineInvalid
 
 PathKey = tuple[Any, ...]
 
@@ -67,12 +68,6 @@ class PositionMap:
         )
 
 
-class YamlProblem(Exception):
-    def __init__(self, diagnostics: list[Diagnostic]):
-        super().__init__(diagnostics[0].format() if diagnostics else "invalid YAML")
-        self.diagnostics = diagnostics
-
-
 def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]]:
     """Parse one YAML document. Returns (data, positions, diagnostics); data is None when parsing failed."""
     positions = PositionMap(file)
@@ -112,7 +107,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]
     builder = _Builder(file, positions, loader, _Lines(text))
     try:
         data = builder.build(node, ())
-    except YamlProblem as exc:
+    except PipelineInvalid as exc:  # raised by the builder: the document stops here
         return None, positions, exc.diagnostics
     except RecursionError:
         return None, positions, [_too_deep_at(text, file)]
@@ -233,7 +228,7 @@ class _Builder:
             self.visited.add(id(node))
         if self.expanded > MAX_EXPANDED_NODES:
             line, col = self._pos(node)
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         f"aliases expand the document by more than {MAX_EXPANDED_NODES:,} nodes "
@@ -247,9 +242,9 @@ class _Builder:
         if isinstance(node, ScalarNode):
             return self._scalar(node)
         if len(path) >= MAX_DEPTH:
-            raise YamlProblem([_too_deep(Position(self.file, *self._pos(node)))])
+            raise PipelineInvalid([_too_deep(Position(self.file, *self._pos(node)))])
         if id(node) in self.building:
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         "an alias refers to a collection that contains it (a recursive anchor)",
@@ -268,11 +263,11 @@ class _Builder:
                 return self._mapping(node, path)
         finally:
             self.building.discard(id(node))
-        raise YamlProblem([error("unsupported YAML node", Position(self.file, *self._pos(node)))])
+        raise PipelineInvalid([error("unsupported YAML node", Position(self.file, *self._pos(node)))])
 
     def _check_tag(self, node: Node, expected: str) -> None:
         if node.tag != expected:
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         f"YAML tag '{_show_tag(node.tag)}' is not allowed",
@@ -287,7 +282,7 @@ class _Builder:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark or node.start_mark
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         f"YAML tag '{_show_tag(node.tag)}' is not allowed"
@@ -306,7 +301,7 @@ class _Builder:
             for child in node.value:
                 yield from self._merge_sources(child)
         else:
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         "a '<<' merge key needs a mapping or a list of mappings",
@@ -326,7 +321,7 @@ class _Builder:
                         merged.setdefault(k, v)
                 continue
             if not isinstance(key_node, ScalarNode):
-                raise YamlProblem(
+                raise PipelineInvalid(
                     [
                         error(
                             "mapping keys must be plain scalars",
@@ -340,7 +335,7 @@ class _Builder:
             try:
                 hash(key)
             except TypeError:
-                raise YamlProblem([error("unhashable mapping key", Position(self.file, *here))]) from None
+                raise PipelineInvalid([error("unhashable mapping key", Position(self.file, *here))]) from None
             if key in seen:
                 first = seen[key]
                 self.diagnostics.append(

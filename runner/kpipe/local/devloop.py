@@ -1,9 +1,5 @@
-"""`kpipe dev`: the whole local loop in one process tree.
-
-    local broker (started if needed) → plan + apply → supervisor running every group → demo events → live table
-
-Ctrl-C (or SIGTERM) stops the consumers first (they commit), then the broker kpipe started. Nothing here is
-new machinery: it strings together local_broker, apply, supervisor and producer.
+"""`kpipe dev`'s moving parts: the live table of groups, status lines, demo events, and running the supervisor
+while showing its progress. `kpipe.local.session.run_dev` strings them together with the broker and apply.
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ from kpipe.runtime.supervisor import Supervisor, WorkerView
 
 log = logging.getLogger("kpipe.dev")
 
-# Group joins on the embedded broker take half the session timeout (TEST-BROKER.md): keep it short locally.
+# Group joins on the embedded broker take half the session timeout (docs/broker.md): keep it short locally.
 LOCAL_CONSUMER_CONFIG = (
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "1000"),

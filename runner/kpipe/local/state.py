@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
     P = TypeVar("P", bound=Project)
 
-LOCAL = "local"
 DEFAULT_PORT = 19092
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from kpipe.diagnostics import Diagnostic, did_you_mean, error
 from kpipe.loading.yaml_source import PositionMap
 from kpipe.model import pipeline as spec
+from kpipe.model.aliases import json_names
 
 SECTION_NOUN = {
     "topics": "topic",
@@ -83,7 +84,7 @@ def _get(data: Any, path: tuple[Any, ...]) -> Any:
 
 
 def field_names(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
+    return list(json_names(model))
 
 
 def subject(path: tuple[Any, ...]) -> str:

@@ -7,7 +7,6 @@ speaks only of the variant chosen. Rules that span objects or files live in `kpi
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -219,4 +218,3 @@ class PipelineFile(Strict):
 
 
 SECTION_NAMES = ("cluster", "schemas", "topics", "producers", "consumers")
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")

@@ -13,14 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from kpipe.errors import KpipeError
+from kpipe.errors import EventInvalid
+from kpipe.model.aliases import attribute_of
 
 # Dead-letter headers name the failure in one line; long messages are cut so a header stays small.
 MAX_ERROR_TEXT = 500
-
-
-class EventInvalid(KpipeError):
-    """An event handed to a producer does not match its schema, has no key, or cannot be serialised."""
 
 
 def to_json_bytes(event: Any) -> bytes:
@@ -58,7 +55,7 @@ def key_of(event: Any, key_field: str) -> str:
         value = getattr(event, key_field, None)
         if value is None and isinstance(event, BaseModel):
             # Named as in JSON: the model may hold it under another attribute (an alias).
-            attr = next((n for n, f in type(event).model_fields.items() if f.alias == key_field), None)
+            attr = attribute_of(type(event), key_field)
             value = getattr(event, attr) if attr else None
     if value is None:
         raise EventInvalid(f"event has no value for key field '{key_field}' (pass key=... to send it anyway)")

@@ -1,7 +1,8 @@
 """`kpipe validate --against REF`: is every schema change safe for the consumers and producers already running?
 
 The previous project is loaded from REF (a git ref, materialised with `git archive`, or a directory holding the
-previous files) with the same paths and template values, and compared with the current one:
+previous files) with the same paths and template values, and compared with the current one. The caller loads
+both versions (it passes the function that inspects a project), so this module stays below the compile stage:
 
 - each schema against its previous version(s) under its compatibility mode (Schema Registry's rules, in
   `kpipe.schemas.compat`); a pydantic-model schema is compared through the JSON Schema pydantic produces;
@@ -18,16 +19,17 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kpipe.compilation.project import Inspection, inspect_project
 from kpipe.diagnostics import Diagnostic, Position, error, warning
-from kpipe.errors import UsageError
-from kpipe.loading.files import ProjectFiles
-from kpipe.loading.loader import load_values, load_yaml_file
+from kpipe.errors import GitFailed, UsageError
+from kpipe.loading.loader import load_yaml_file
 from kpipe.model.pipeline import SchemaModel
 from kpipe.schemas.compat import Violation, check_compatibility
-from kpipe.schemas.history import GitFailed, git
+from kpipe.schemas.history import git
+
+if TYPE_CHECKING:
+    from kpipe.compilation.project import Inspection
 
 
 def materialise(against: str, root: Path, stack: ExitStack) -> Path:
@@ -122,13 +124,14 @@ def check_evolution(
     inspection: Inspection,
     against: str,
     *,
+    inspect: Callable[..., Inspection],
     paths: list[Path] | None = None,
-    variables: Mapping[str, str] | None = None,
-    values_files: list[Path] | None = None,
     import_code: bool = False,
 ) -> list[Diagnostic]:
-    """Without `import_code`, pydantic-model schemas are not imported (old or new), so only JSON Schema files
-    are compared."""
+    """Diagnostics for every unsafe schema or key change since `against`. `inspect(paths, root=, import_code=)`
+    loads a project's files (with the current template values) into an Inspection; it is called for the
+    previous version, with the previous tree's project root. Without `import_code`, pydantic-model schemas
+    are not imported (old or new), so only JSON Schema files are compared."""
     root = Path.cwd()
     out: list[Diagnostic] = []
     with ExitStack() as stack:
@@ -147,14 +150,7 @@ def check_evolution(
         current_root = inspection.spec.root or root
         old_root = (base / os.path.relpath(current_root, root)).resolve()
         with _fresh_model_modules(inspection) if import_code else nullcontext():
-            # The values files are the current ones (read under the current root), merged once.
-            merged, _ = load_values(values_files or (), variables or {}, ProjectFiles(current_root))
-            old = inspect_project(
-                existing,
-                variables=merged,
-                root=old_root,
-                import_code=import_code,
-            )
+            old = inspect(existing, root=old_root, import_code=import_code)
         if not old.valid:
             first = next(d for d in old.diagnostics if d.is_error)
             return [

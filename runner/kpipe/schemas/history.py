@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kpipe.diagnostics import Position
-from kpipe.errors import UsageError
+from kpipe.errors import GitFailed, UsageError
 from kpipe.loading.files import MAX_FILE_BYTES, ProjectFiles
 from kpipe.loading.yaml_source import parse_yaml
 
@@ -106,10 +106,6 @@ def _parse(text: str, where: str) -> Mapping:
     if not isinstance(doc, Mapping):
         raise UsageError(f"{where} is not a JSON Schema object")
     return doc
-
-
-class GitFailed(Exception):
-    pass
 
 
 def git(args: list[str], cwd: Path, *, binary: bool = False) -> Any:

@@ -123,7 +123,10 @@ class ProjectFiles:
                 return None, [self._not_regular(info.st_mode, written, position)]
             if info.st_size > self.max_file_bytes:
                 return None, [self._too_large(info.st_size, position)]
-            fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+            # Non-blocking: a FIFO swapped in after the check cannot hang the read. No-follow: nor can a
+            # symlink swapped in for the (already resolved) file lead outside the root.
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+            fd = os.open(resolved, flags | getattr(os, "O_NOFOLLOW", 0))
             try:
                 info = os.fstat(fd)  # the file opened may not be the one checked
                 if not stat.S_ISREG(info.st_mode):

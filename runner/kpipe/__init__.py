@@ -22,6 +22,7 @@ from kpipe.errors import (
     LocalBrokerError,
     PipelineInvalid,
     SchemaModelImportError,
+    UndeclaredEmit,
     UnsafePlanRefused,
     UsageError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "LocalBrokerError",
     "HandlerError",
     "SchemaModelImportError",
+    "UndeclaredEmit",
 ]
 
 

@@ -7,6 +7,7 @@
     │   └── BrokerUnreachable       exit 3
     ├── EventInvalid                exit 1  an event does not match its schema, has no key, or cannot be encoded
     ├── HandlerError                exit 1  a consumer group's handler cannot be imported or called
+    ├── UndeclaredEmit              exit 1  a handler emitted to a topic its group does not declare (`emits`)
     ├── SchemaModelImportError      exit 1  a schema named as `module:Class` cannot be imported
     ├── GitFailed                   exit 2  git refused a command (`validate --against`); callers reword it
     ├── UnsafePlanRefused           exit 4  the plan holds changes kpipe will not make unasked
@@ -106,3 +107,7 @@ class HandlerError(KpipeError):
     """A consumer group's handler could not be imported or is not callable."""
 
     exit_code = EXIT_INVALID
+
+
+class UndeclaredEmit(KpipeError):
+    """A handler called ctx.emit with a topic its consumer group does not declare under `emits`."""

@@ -251,6 +251,16 @@ import_code_option = click.option(
     help="Import handler and model modules: runs project code (default: checked without running them).",
 )
 
+# `kpipe run` takes it; `kpipe export kubernetes` passes it on to the pods' `kpipe run`.
+shutdown_timeout_option = click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long workers get to commit and exit after SIGTERM before they are killed.",
+)
+
 consumer_config_option = click.option(
     "-X",
     "--consumer-config",

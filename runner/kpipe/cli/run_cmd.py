@@ -10,7 +10,13 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import ProjectOptions, consumer_config_option, parse_vars, project_options
+from kpipe.cli.common import (
+    ProjectOptions,
+    consumer_config_option,
+    parse_vars,
+    project_options,
+    shutdown_timeout_option,
+)
 from kpipe.errors import ClusterError, EventInvalid, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
@@ -38,13 +44,13 @@ log = logging.getLogger("kpipe.run")
     envvar="KPIPE_LOG_LEVEL",
 )
 @consumer_config_option
+@shutdown_timeout_option
 @click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long workers get to commit and exit after SIGTERM before they are killed.",
+    "--instances",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run N workers per group instead of the files' instances (a Kubernetes pod runs 1; its "
+    "Deployment's replicas make the group's size).",
 )
 def run(
     options: ProjectOptions,
@@ -53,6 +59,7 @@ def run(
     log_level: str,
     consumer_config: tuple[str, ...],
     shutdown_timeout: float,
+    instances: int | None,
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
 
@@ -67,7 +74,7 @@ def run(
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
     specs = worker_specs(
-        ((g.group_id, g.instances) for g in selected),
+        ((g.group_id, instances or g.instances) for g in selected),
         project_paths=(str(p) for p in options.paths),
         variables=options.variables,
         values_files=(str(v) for v in options.values_files),
@@ -82,7 +89,7 @@ def run(
     log.info(
         "running %s: %s",
         "1 worker" if len(specs) == 1 else f"{len(specs)} workers",
-        ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
+        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
     )
     supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
     if supervisor.run() != 0:

@@ -106,6 +106,8 @@ class ConsumerGroupSettings:
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500
     position: Position | None = None
+    # Topics the handler may send to with ctx.emit (declared `emits`); anything else is refused at emit time.
+    emits: tuple[str, ...] = ()
 
     def client_for(self, instance: int) -> ClientConfig:
         """The final consumer config of one instance of the group: `client` with a client.id of its own

@@ -236,6 +236,7 @@ def compile_consumer_group(
         import_paths=tuple(project.directories),
         max_poll_records=spec.max_poll_records,
         position=declared.position,
+        emits=tuple(spec.emits),
     )
 
 

@@ -47,6 +47,30 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def validated(model: type[BaseModel], event: Any, where: str) -> BaseModel:
+    """`event` as an instance of `model`: a dict, JSON text/bytes or the model itself; EventInvalid otherwise.
+
+    `where` names the destination in the message, e.g. "emit to 'payments' (schema 'Payment')".
+    """
+    if type(event) is model:
+        return event
+    try:
+        if isinstance(event, BaseModel):
+            if isinstance(event, model):
+                return event
+            # Another model with the same fields is accepted by value; a mismatch names its fields.
+            return model.model_validate(event.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        if isinstance(event, bytes | bytearray | str):
+            return model.model_validate_json(event)
+        if isinstance(event, Mapping):
+            return model.model_validate(event)
+    except ValidationError as exc:
+        raise EventInvalid(f"invalid event for {where}: {describe_validation_error(exc)}") from None
+    raise EventInvalid(
+        f"{where}: an event must be a dict or a '{model.__name__}', got {type(event).__name__}"
+    )
+
+
 def key_of(event: Any, key_field: str) -> str:
     """The message key taken from `key_field` of a model or mapping; EventInvalid when absent or None."""
     if isinstance(event, Mapping):

@@ -78,8 +78,15 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
     }
     handler = load_handler(settings.handler, settings.import_paths)
     key_fields = {t.name: t.key_field for t in project.topic_specs()}
+    emit_models = {topic: project.topic_model(topic) for topic in settings.emits}
     return GroupWorker(
-        settings, models, handler, instance=spec.instance, emit_key_fields=key_fields, **options
+        settings,
+        models,
+        handler,
+        instance=spec.instance,
+        emit_key_fields=key_fields,
+        emit_models=emit_models,
+        **options,
     )
 
 

@@ -41,6 +41,8 @@ def _evil_project(project: Path, marker: Path) -> None:
         (["explain", "billing", "pipelines/"], 0),
         (["render", "pipelines/"], 0),
         (["schema"], 0),
+        (["export", "graph", "pipelines/"], 0),
+        (["export", "asyncapi", "pipelines/"], 0),
         (["plan", "pipelines/", "--timeout", "1"], 3),  # no broker at 127.0.0.1:1: exit 3, still no code
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),

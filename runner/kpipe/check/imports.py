@@ -177,7 +177,13 @@ def search_path(import_directories: Sequence[str]) -> list[str]:
 
 
 def check_import_target(
-    target: str, *, what: str, position: Position, import_directories: Sequence[str], code: str
+    target: str,
+    *,
+    what: str,
+    position: Position,
+    import_directories: Sequence[str],
+    code: str,
+    root: str | None = None,
 ) -> list[Diagnostic]:
     """Diagnostics for a `module:name` reference that cannot resolve; [] when it looks right (or can't be told)."""
     module, sep, attr = target.partition(":")
@@ -185,7 +191,10 @@ def check_import_target(
         return []  # the spec layer already reports the form
     path = search_path(import_directories)
     source = find_module_source(module, path)
-    shown = ", ".join(_show(d) for d in import_directories)
+    shown = ", ".join(
+        f"the project root ({_show(d)})" if root is not None and d == root else _show(d)
+        for d in import_directories
+    )
     if source is None:
         relative = module.replace(".", "/") + ".py"
         package = module.split(".")[0]

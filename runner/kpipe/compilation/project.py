@@ -92,6 +92,7 @@ def resolve_schemas(
                     position=declared.locate("model"),
                     import_directories=spec.directories,
                     code="schema-import",
+                    root=str(spec.root) if spec.root else None,
                 )
                 continue
             with import_paths(spec.directories):
@@ -186,6 +187,7 @@ def check_handlers_statically(spec: ProjectSpec) -> list[Diagnostic]:
             position=group.locate("handler"),
             import_directories=spec.directories,
             code="handler-import",
+            root=str(spec.root) if spec.root else None,
         )
     return out
 

@@ -101,7 +101,10 @@ def test_missing_handler_and_model_are_reported_statically(project: Path) -> Non
     )
     # app/ is in the project, app/events.py is not: an error. A package found nowhere (nowhere.handlers
     # below) is a warning, since CI may validate without the application's packages installed.
-    assert lines[1] == "  hint: looked for app/events.py in pipelines, the project root (.) and the installed packages"
+    assert (
+        lines[1]
+        == "  hint: looked for app/events.py in pipelines, the project root (.) and the installed packages"
+    )
     assert lines[2] == (
         "pipelines/p.yaml:6:34: error: consumer group 'a': handler 'app.handlers:proces': module "
         "'app.handlers' (app/handlers.py) defines no top-level 'proces'"

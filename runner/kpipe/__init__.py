@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it, imported on first use.
 _LAZY = {
+    "ensure_topics": "kpipe.api",
     "Project": "kpipe.api",
     "Producer": "kpipe.runtime.producer",
     "DeliverySummary": "kpipe.runtime.producer",
@@ -41,7 +42,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from os import PathLike
 
-    from kpipe.api import Project
+    from kpipe.api import Project, ensure_topics
     from kpipe.diagnostics import Diagnostic
     from kpipe.runtime.handler import HandlerContext
     from kpipe.runtime.producer import DeliverySummary, Producer
@@ -50,6 +51,7 @@ del TYPE_CHECKING
 __all__ = [
     "__version__",
     "load",
+    "ensure_topics",
     # the loaded project and what it hands out
     "Project",
     "Producer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -93,3 +94,71 @@ def test_broker_serves_local_projects_and_stops_on_ctrl_c(env: dict[str, str], t
     assert "local broker stopped" in broker.stderr.read()
     assert not state.exists()
     wait_for(lambda: not process_alive(pid), timeout=10, message=f"broker pid {pid} left behind")
+
+
+def start_broker(env: dict[str, str]) -> tuple[subprocess.Popen[str], str, int]:
+    """`kpipe broker --port 0` in the background; returns it, its address and the Tansu pid it prints."""
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "kpipe", "broker", "--port", "0"],
+        cwd=ROOT,
+        env=environment(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = broker.stdout.readline()
+    assert first.startswith("local broker listening on "), first + broker.stderr.read()
+    address = first.split(" on ")[1].split(" ")[0]
+    return broker, address, int(first.split("(pid ")[1].split(")")[0])
+
+
+@pytest.mark.integration  # starts the embedded broker
+def test_kill_9_of_kpipe_broker_takes_the_broker_with_it(env: dict[str, str]) -> None:
+    broker, _address, pid = start_broker(env)
+    try:
+        broker.kill()  # SIGKILL: kpipe gets no chance to stop its child
+        broker.wait(10)
+        wait_for(
+            lambda: not process_alive(pid), timeout=15, message=f"Tansu (pid {pid}) outlived kpipe broker"
+        )
+    finally:
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    # The stale state file names a dead process: a new broker starts, status says none runs.
+    status = kpipe("broker", "--status", env=env, cwd=ROOT, process=True)
+    assert (status.code, status.err) == (3, "no local broker is running\n")
+
+
+@pytest.mark.integration  # starts the embedded broker
+def test_status_and_stop(env: dict[str, str]) -> None:
+    broker, address, pid = start_broker(env)
+    try:
+        status = kpipe("broker", "--status", env=env, cwd=ROOT, process=True)
+        assert status.code == 0, status.err
+        assert status.out == f"local broker running on {address} (pid {pid}, started by pid {broker.pid})\n"
+        stop = kpipe("broker", "--stop", env=env, cwd=ROOT, process=True)
+        assert (stop.code, stop.out) == (0, f"stopped the local broker on {address} (pid {pid})\n")
+        assert broker.wait(15) == 0  # `kpipe broker` itself was asked to stop, and stopped cleanly
+        assert not process_alive(pid)
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+            broker.wait()
+    assert "local broker stopped" in broker.stderr.read()
+    again = kpipe("broker", "--stop", env=env, cwd=ROOT, process=True)
+    assert (again.code, again.err) == (0, "no local broker is running\n")
+    status = kpipe("broker", "--status", env=env, cwd=ROOT, process=True)
+    assert status.code == 3
+
+
+def test_dev_demo_without_a_demo_directory_stops_before_starting_anything(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-demo"
+    result = kpipe("dev", "pipelines/", "--demo", "--demo-dir", str(missing), env=env, cwd=ROOT, process=True)
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (
+        f"error: --demo: no directory {missing} with sample events (<producer>.jsonl files); "
+        "pass --demo-dir DIR, or leave out --demo\n"
+    )
+    assert not (tmp_path / "kpipe" / "local-broker.json").exists()  # no broker was started

@@ -60,7 +60,7 @@ def test_removed_enum_value_is_reported_with_position_rule_and_fix(repo: Path) -
     assert result.code == 1
     lines = result.err.splitlines()
     assert lines[0] == (
-        "schemas/order_event.schema.yaml:23:11: error: schema 'OrderEvent' is not BACKWARD compatible: status: "
+        "schemas/order_event.schema.yaml:27:11: error: schema 'OrderEvent' is not BACKWARD compatible: status: "
         "old events may carry \"delivered\" in 'status', which the new schema does not allow "
         "[ENUM_ARRAY_NARROWED]; deploy the producers first"
     )
@@ -139,3 +139,42 @@ def test_pydantic_model_schema_change_is_checked_through_its_json_schema(repo: P
     assert result.code == 1, result.err
     assert "schema 'Refund' is not BACKWARD compatible: amount:" in result.err
     assert "[TYPE_NARROWED]" in result.err
+
+
+def test_a_partition_decrease_is_reported_by_validate_against(repo: Path) -> None:
+    _edit(repo / "pipelines/orders.yaml", "partitions: {{ orders_partitions | default(3) }}", "partitions: 2")
+    _git(repo, "commit", "-qam", "v2")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD~1", cwd=repo, process=True)
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert lines[0].endswith(
+        "error: topic 'orders': partitions decreased from 3 to 2; Kafka cannot remove partitions from a topic, "
+        "so `kpipe apply` will refuse this"
+    )
+    assert lines[0].startswith("pipelines/orders.yaml:")
+    assert lines[1] == "  hint: keep partitions: 3, or declare a topic under a new name to have fewer"
+
+
+def test_adding_an_optional_property_to_the_example_passes_the_default_mode(repo: Path) -> None:
+    # The seed's promise, "add fields without breaking consumers": the example's schemas are closed for it.
+    with (repo / "schemas/order_event.schema.yaml").open("a") as schema:
+        schema.write("  coupon_code:\n    description: A coupon applied to the order.\n    type: string\n")
+    _git(repo, "commit", "-qam", "v2")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD~1", cwd=repo, process=True)
+    assert result.code == 0, result.err
+
+
+def test_an_open_schema_s_hint_names_the_change_that_passes(repo: Path) -> None:
+    _edit(repo / "schemas/order_event.schema.yaml", "additionalProperties: false\n", "")
+    _git(repo, "commit", "-qam", "open it")
+    with (repo / "schemas/order_event.schema.yaml").open("a") as schema:
+        schema.write("  coupon_code:\n    type: string\n")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert "[OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL]" in lines[0]
+    assert lines[1] == (
+        "  hint: close the schema first (additionalProperties: false, as a change of its own under "
+        "compatibility: NONE): then adding an optional 'coupon_code' passes BACKWARD; or declare 'coupon_code' "
+        "as {} (any value)"
+    )

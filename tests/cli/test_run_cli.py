@@ -166,13 +166,14 @@ def test_produce_key_field_must_be_present(tmp_path: Path) -> None:
     assert err.splitlines()[0] == "<stdin>:1: error: event has no value for key field 'ref'"
 
 
-def test_produce_delivery_failure_exits_3(tmp_path: Path) -> None:
+def test_produce_unreachable_broker_exits_3_before_sending(tmp_path: Path) -> None:
+    # The topic is checked before the first valid event: no broker is a cluster error, nothing queued.
     project = write_project(tmp_path / "p", "payments", NOWHERE)
     stdin = '{"id": "a", "amount": 1}\n{"id": "b", "amount": 2}\n'
     code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=stdin)
     assert code == 3
-    assert out == "delivered 0, failed 2, invalid 0\n"
-    assert err.startswith("error: producer 'payments-api': ")
+    assert out == "delivered 0, failed 0, invalid 0\n"
+    assert err.startswith(f"error: cannot reach Kafka at {NOWHERE} within 1 s")
     assert len(err.splitlines()) == 1
 
 
@@ -262,3 +263,15 @@ def test_run_log_format(tmp_path: Path, fmt: str) -> None:
     else:
         assert first.endswith("kpipe.run: running 1 worker: audit ×1")
         assert " INFO " in first
+
+
+def test_produce_truncated_json_names_the_column_where_the_line_ends(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    stdin = '{"id": "a", "amount": 1\n{"id": "a",, "amount": 1}\n'
+    code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=stdin)
+    assert (code, out) == (1, "delivered 0, failed 0, invalid 2\n")
+    assert err.splitlines()[:2] == [
+        "<stdin>:1: error: invalid JSON: Expecting ',' delimiter "
+        "(column 24: the line ends before the JSON does; truncated?)",
+        "<stdin>:2: error: invalid JSON: Expecting property name enclosed in double quotes (column 12)",
+    ]

@@ -257,7 +257,13 @@ def test_explain_unknown_name() -> None:
     assert kpipe("explain", "order-apy", "pipelines/") == (
         2,
         "",
-        "error: no producer or consumer group named 'order-apy'; did you mean 'order-api'?\n",
+        "error: no producer or consumer group named 'order-apy'; did you mean 'order-api'? (producers: order-api, "
+        "user-service; consumer groups: analytics, order-processors, welcome-mailer)\n",
+    )
+    # Nothing close: the valid names are still listed.
+    assert kpipe("explain", "zzz", "pipelines/")[2] == (
+        "error: no producer or consumer group named 'zzz' (producers: order-api, user-service; "
+        "consumer groups: analytics, order-processors, welcome-mailer)\n"
     )
 
 

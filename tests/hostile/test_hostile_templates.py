@@ -63,3 +63,17 @@ def test_runaway_template_is_a_positioned_error(project: Path, case: str) -> Non
     first = result.err.splitlines()[0]
     assert first.startswith("pipelines/p.yaml:3:"), first
     assert "template error: " in first and message in first, first
+
+
+def test_runaway_template_with_an_unset_variable_is_still_bounded(project: Path) -> None:
+    # The unset variable stops the first rendering early; the second one, which lists every unset variable,
+    # must be bounded too.
+    (project / "pipelines" / "p.yaml").write_text(
+        "x: {{ env('KPIPE_HOSTILE_UNSET') }}\n"
+        "y: {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}\n"
+    )
+    started = time.monotonic()
+    result = run_kpipe(project, "validate", "pipelines/")
+    assert time.monotonic() - started < 30
+    assert result.code == 1
+    assert "environment variable 'KPIPE_HOSTILE_UNSET' is not set" in result.err

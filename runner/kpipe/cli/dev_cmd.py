@@ -19,7 +19,15 @@ from kpipe.local.state import DEFAULT_PORT
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--logs", is_flag=True, help="Show the broker's own log output.")
-def broker(port: int, host: str, logs: bool) -> None:
+@click.option(
+    "--status", is_flag=True, help="Say whether a local broker runs, where, and its pid (exit 3: none)."
+)
+@click.option(
+    "--stop",
+    is_flag=True,
+    help="Stop the running local broker (the one `kpipe broker` or `kpipe dev` started).",
+)
+def broker(port: int, host: str, logs: bool, status: bool, stop: bool) -> int | None:
     """Run the embedded local Kafka-protocol broker in the foreground until Ctrl-C.
 
     Projects with `bootstrap_servers: local` connect to it. It keeps data in memory only: everything is
@@ -29,8 +37,13 @@ def broker(port: int, host: str, logs: bool) -> None:
     Example:
       kpipe broker &
       kpipe apply pipelines/ --yes
+      kpipe broker --status
+      kpipe broker --stop
     """
     from kpipe.local.session import recorded_broker, wait_for_signal
+
+    if status or stop:
+        return _broker_status(stop)
 
     with recorded_broker(port or None, host, logs=logs) as local:
         click.echo(
@@ -39,6 +52,27 @@ def broker(port: int, host: str, logs: bool) -> None:
         click.echo("press Ctrl-C to stop", err=True)
         wait_for_signal()
     click.echo("local broker stopped", err=True)
+
+
+def _broker_status(stop: bool) -> int:
+    """--status (exit 3 when none runs) or --stop (exit 0 either way: afterwards, none runs)."""
+    from kpipe.errors import EXIT_CLUSTER, EXIT_OK
+    from kpipe.local import state as local_state
+
+    found = local_state.stop_recorded() if stop else local_state.recorded()
+    if found is None:
+        click.echo("no local broker is running", err=True)
+        return EXIT_OK if stop else EXIT_CLUSTER
+    if stop:
+        click.echo(f"stopped the local broker on {found.bootstrap} (pid {found.pid})")
+        return EXIT_OK
+    answers = local_state.running_bootstrap() == found.bootstrap
+    owner = f", started by pid {found.owner}" if found.owner else ""
+    click.echo(
+        f"local broker running on {found.bootstrap} (pid {found.pid}{owner})"
+        + ("" if answers else "; it does not answer")
+    )
+    return EXIT_OK
 
 
 @click.command()

@@ -17,9 +17,18 @@ from kpipe.cli.common import (
     project_options,
     shutdown_timeout_option,
 )
-from kpipe.errors import ClusterError, EventInvalid, KpipeError, UsageError
+from kpipe.errors import BrokerUnreachable, ClusterError, EventInvalid, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
+# How often `kpipe run` logs one line per group (handled, rate, dead-lettered).
+SUMMARY_EVERY_S = 30.0
+
+create_topics_option = click.option(
+    "--create-topics/--no-create-topics",
+    default=None,
+    help="Create the missing declared topics it uses before starting (default: cluster.create_missing_topics, "
+    "true); with --no-create-topics a missing topic is exit 3.",
+)
 
 # -- run ---------------------------------------------------------------------------------------------------------
 
@@ -44,6 +53,7 @@ log = logging.getLogger("kpipe.run")
     envvar="KPIPE_LOG_LEVEL",
 )
 @consumer_config_option
+@create_topics_option
 @shutdown_timeout_option
 @click.option(
     "--instances",
@@ -58,13 +68,17 @@ def run(
     log_format: str,
     log_level: str,
     consumer_config: tuple[str, ...],
+    create_topics: bool | None,
     shutdown_timeout: float,
     instances: int | None,
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
 
-    The first SIGTERM or Ctrl-C lets every worker commit and exit (up to --shutdown-timeout); a second one
-    kills them at once.
+    Before the workers start, the declared topics the groups read, dead-letter to and emit to are created if
+    missing (never altered). Every 30 s, and on stop, one line per group says what it handled. The first
+    SIGTERM or Ctrl-C lets every worker commit and exit (up to --shutdown-timeout); a second one kills them at
+    once. Exits 0 when every worker stopped cleanly, 1 when some halted or crash-looped, 3 when a topic is
+    missing (--no-create-topics) or the broker refused to create it.
     """
     from kpipe.logs import LOG_LEVEL_ENV, configure_logging
     from kpipe.runtime.protocol import worker_specs
@@ -73,25 +87,35 @@ def run(
     project = options.load()
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
+    os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
+    configure_logging(log_format, log_level)
+    workers = sum(instances or g.instances for g in selected)
+    log.info(
+        "running %s: %s",
+        "1 worker" if workers == 1 else f"{workers} workers",
+        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
+    )
+    try:
+        ensure_topics(project, create_topics, groups=[g.group_id for g in selected])
+    except BrokerUnreachable as exc:
+        # The workers wait for the cluster and say so; the topics are checked only at start.
+        log.warning(
+            "%s; starting the workers anyway: missing topics are not created (see `kpipe apply`)", exc
+        )
     specs = worker_specs(
         ((g.group_id, instances or g.instances) for g in selected),
         project_paths=(str(p) for p in options.paths),
         variables=options.variables,
         values_files=(str(v) for v in options.values_files),
-        # Resolved here, once: the workers connect where this process found the brokers (`local` included).
+        # Resolved here, once: the workers connect where this process found the brokers (`local` included),
+        # and are told when that is the embedded broker (its consumer defaults).
         bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
         project_root=str(project.spec.root) if project.spec.root else None,
+        embedded_broker=project.embedded_broker,
     )
-    os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
-    configure_logging(log_format, log_level)
-    log.info(
-        "running %s: %s",
-        "1 worker" if len(specs) == 1 else f"{len(specs)} workers",
-        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
-    )
-    supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
+    supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout, summary_every=SUMMARY_EVERY_S)
     if supervisor.run() != 0:
         unclean = [
             f"{group}[{instance}] {view.state}"
@@ -99,6 +123,28 @@ def run(
             if view.state != "stopped"
         ]
         raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
+
+
+def ensure_topics(
+    project: Any,
+    create: bool | None,
+    *,
+    groups: Iterable[str] = (),
+    producers: Iterable[str] = (),
+    echo: bool = False,
+    timeout: float = 10.0,
+) -> None:
+    """Create the missing topics these groups/producers use (or exit 3 naming them when creation is off)."""
+    from kpipe.topics.provision import ensure_project_topics
+
+    lines = {"info": _stderr, "warn": lambda text: _stderr(f"warning: {text}")} if echo else {}
+    ensure_project_topics(
+        project, groups=groups, producers=producers, create=create, timeout=timeout, **lines
+    )
+
+
+def _stderr(text: str) -> None:
+    click.echo(text, err=True)
 
 
 def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
@@ -137,12 +183,14 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
     metavar="SECONDS",
     help="How long to wait for deliveries at the end (default: the producer's message.timeout.ms + 5 s).",
 )
+@create_topics_option
 def produce(
     producer_name: str,
     options: ProjectOptions,
     events_file: str,
     key_field: str | None,
     timeout: float | None,
+    create_topics: bool | None,
 ) -> None:
     """Send JSON-lines events through PRODUCER: each line is checked against the producer's schema.
 
@@ -150,7 +198,20 @@ def produce(
     `delivered N, failed M, invalid K`; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries).
     """
-    producer = options.load().producer(producer_name)  # an unknown name: a usage error with a did-you-mean
+    project = options.load()
+    producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
+    # The topic is checked (and created if missing) before the first valid event is sent, so a file whose lines
+    # are all invalid is reported without a broker.
+    model = project.topic_model(producer.topic)
+    topic_ready = _Once(
+        lambda: ensure_topics(
+            project,
+            create_topics,
+            producers=[producer_name],
+            echo=True,
+            timeout=min(timeout, 10.0) if timeout else 10.0,
+        )
+    )
     display = "<stdin>" if events_file == "-" else events_file
     invalid = 0
     stopped: BaseException | None = None
@@ -159,7 +220,7 @@ def produce(
             for number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
-                problem = _send_line(producer, line, key_field)
+                problem = _send_line(producer, line, key_field, topic_ready, model)
                 if problem is not None:
                     invalid += 1
                     click.echo(f"{display}:{number}: error: {problem}", err=True)
@@ -182,11 +243,28 @@ def produce(
         raise KpipeError(f"{invalid} invalid line{'s' if invalid != 1 else ''} not sent")
 
 
-def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
+class _Once:
+    def __init__(self, action: Any):
+        self.action, self.done = action, False
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.action()
+            self.done = True
+
+
+def _send_line(
+    producer: Any, line: str, key_field: str | None, before_send: _Once, model: Any = None
+) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
+    from pydantic import ValidationError
+
+    text = line.rstrip("\r\n")  # the newline is not part of the event: a column past it would be line 2's
     try:
-        event = json.loads(line)
+        event = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            return f"invalid JSON: {exc.msg} (column {exc.colno}: the line ends before the JSON does; truncated?)"
         return f"invalid JSON: {exc.msg} (column {exc.colno})"
     if not isinstance(event, dict):
         return f"expected a JSON object, got {_json_type(event)}"
@@ -195,6 +273,13 @@ def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
         key = event.get(key_field)
         if key is None:
             return f"event has no value for key field '{key_field}'"
+    if not before_send.done:
+        try:
+            if model is not None:
+                model.model_validate(event)
+            before_send()
+        except ValidationError:
+            pass  # send() reports it, without touching the broker
     try:
         producer.send(event, key=key)
     except EventInvalid as exc:

@@ -120,3 +120,12 @@ class ConsumerGroupSettings:
                 s = replace(s, value=f"{s.value}-{instance}", source="derived", origin=origin)
             settings.append(s)
         return ClientConfig(tuple(settings))
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """The topics a command's clients use (what `run` and `produce` make sure exist before they start)."""
+
+    topics: tuple[TopicSpec, ...]
+    # cluster.create_missing_topics: create the missing ones (True) or refuse to start without them (False).
+    create_missing: bool = True

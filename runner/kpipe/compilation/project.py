@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 from kpipe.check.rules import SchemaFields, check_project
 from kpipe.compilation import compiler
-from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
+from kpipe.compilation.compiled import (
+    ClientConfig,
+    ConsumerGroupSettings,
+    ProducerSettings,
+    Provisioning,
+    TopicSpec,
+)
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
 from kpipe.loading.code import import_paths
@@ -159,7 +165,11 @@ def inspect_project(
     fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
     if check_code and not import_code:
         fields.update(_static_model_fields(spec))
-    diagnostics += check_project(spec, fields)
+    checked = check_project(spec, fields)
+    if any(d.is_error and d.code.startswith(("template-", "yaml-")) for d in loaded.diagnostics):
+        # A file that did not load declares nothing: references to its names would only repeat its error.
+        checked = [d for d in checked if d.code != "unknown-reference"]
+    diagnostics += checked
     return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources, import_code)
 
 
@@ -209,12 +219,14 @@ class Project:
         *,
         bootstrap_override: str | None = None,
         consumer_overrides: Mapping[str, str] | None = None,
+        embedded_broker: bool = False,
     ):
         self.inspection = inspection
         self.spec = inspection.spec
         self.warnings = [d for d in inspection.diagnostics if not d.is_error]
         self.bootstrap_override = bootstrap_override or None
         self.consumer_overrides: dict[str, str] = dict(consumer_overrides or {})
+        self._embedded_broker = embedded_broker
 
     # --- names -------------------------------------------------------------------------------------------
     @property
@@ -225,17 +237,27 @@ class Project:
     def bootstrap_servers(self) -> str:
         return self.bootstrap_override or self.spec.cluster_spec.bootstrap_servers
 
-    def with_bootstrap(self: _P, bootstrap: str | None) -> _P:
+    def with_bootstrap(self: _P, bootstrap: str | None, *, embedded_broker: bool = False) -> _P:
+        """The project connecting to `bootstrap`; embedded_broker: that address is kpipe's embedded broker."""
         if not bootstrap:
             return self
         return type(self)(
-            self.inspection, bootstrap_override=bootstrap, consumer_overrides=self.consumer_overrides
+            self.inspection,
+            bootstrap_override=bootstrap,
+            consumer_overrides=self.consumer_overrides,
+            embedded_broker=embedded_broker,
         )
 
     @property
     def uses_local_broker(self) -> bool:
         """True while the bootstrap servers are the word `local`, not yet resolved to an address."""
         return self.bootstrap_servers == "local"
+
+    @property
+    def embedded_broker(self) -> bool:
+        """Whether clients talk to kpipe's embedded broker: still `local`, or resolved from it (the edge that
+        resolves it says so: `with_bootstrap(address, embedded_broker=True)`, and a worker's spec carries it)."""
+        return self._embedded_broker or self.uses_local_broker
 
     def _lookup(self, section: str, name: str, noun: str) -> None:
         names = getattr(self.spec, section)
@@ -255,6 +277,15 @@ class Project:
         self._lookup("topics", name, "topic")
         raise AssertionError("unreachable")
 
+    def provisioning(self, groups: Iterable[str] = (), producers: Iterable[str] = ()) -> Provisioning:
+        """The topics these groups and producers use, for creating the missing ones before they start."""
+        groups, producers = list(groups), list(producers)
+        for name in groups:
+            self._lookup("consumers", name, "consumer group")
+        for name in producers:
+            self._lookup("producers", name, "producer")
+        return compiler.compile_provisioning(self.spec, groups, producers)
+
     def cluster_client_config(self) -> ClientConfig:
         return compiler.compile_cluster_client(self.spec, self.bootstrap_override)
 
@@ -263,7 +294,9 @@ class Project:
 
     def producer_settings(self, name: str) -> ProducerSettings:
         self._lookup("producers", name, "producer")
-        return compiler.compile_producer(self.spec, name, self.bootstrap_override)
+        return compiler.compile_producer(
+            self.spec, name, self.bootstrap_override, embedded=self.embedded_broker
+        )
 
     def consumer_group_names(self) -> list[str]:
         return sorted(self.spec.consumers)
@@ -271,7 +304,7 @@ class Project:
     def consumer_group(self, name: str) -> ConsumerGroupSettings:
         self._lookup("consumers", name, "consumer group")
         return compiler.compile_consumer_group(
-            self.spec, name, self.bootstrap_override, self.consumer_overrides
+            self.spec, name, self.bootstrap_override, self.consumer_overrides, embedded=self.embedded_broker
         )
 
     def consumer_groups(self) -> list[ConsumerGroupSettings]:
@@ -307,6 +340,7 @@ def load_project(
     root: Path | str | None = None,
     import_code: bool = True,
     check_code: bool = True,
+    embedded_broker: bool = False,
 ) -> _P:
     """Load a valid project. The bootstrap servers come from `bootstrap_override`, else KPIPE_BOOTSTRAP_SERVERS,
     else the files (`local` stays unresolved: see the module docstring).
@@ -324,4 +358,9 @@ def load_project(
     if not inspection.valid:
         raise PipelineInvalid(inspection.diagnostics)
     override = bootstrap_override or os.environ.get("KPIPE_BOOTSTRAP_SERVERS") or None
-    return project_type(inspection, bootstrap_override=override, consumer_overrides=consumer_overrides)
+    return project_type(
+        inspection,
+        bootstrap_override=override,
+        consumer_overrides=consumer_overrides,
+        embedded_broker=embedded_broker,
+    )

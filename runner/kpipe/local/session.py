@@ -36,7 +36,11 @@ def recorded_broker(port: int | None, host: str, *, logs: bool = False) -> Itera
     stopped. Refuses to shadow a local broker that is already running."""
     running = local_state.running_bootstrap()
     if running:
-        raise LocalBrokerError(f"a local broker is already running on {running}; stop it first, or use it")
+        found = local_state.recorded()
+        pid = f" (pid {found.pid})" if found else ""
+        raise LocalBrokerError(
+            f"a local broker is already running on {running}{pid}; use it, or stop it with `kpipe broker --stop`"
+        )
     local = start_local_broker(port, host, logs=logs)
     local_state.record(local.bootstrap, local.pid)
     try:
@@ -74,6 +78,8 @@ class DevOptions:
 
 def run_dev(project: Project, options: DevOptions, echo: devloop.Echo) -> int:
     """`kpipe dev`: the whole local loop until a signal stops it. Returns the exit code."""
+    # Checked before anything starts or changes: a typo must not cost a broker start and an apply.
+    demo_dir = _demo_directory(options) if options.demo else None
     stop = devloop.StopFlag()
     previous_handlers = stop.install()
     broker: LocalBroker | None = None
@@ -87,8 +93,8 @@ def run_dev(project: Project, options: DevOptions, echo: devloop.Echo) -> int:
             raise UsageError("the project declares no consumer groups to run")
         supervisor = Supervisor(specs, shutdown_timeout=30.0)
         stop.supervisor = supervisor
-        if options.demo:
-            _start_demo(project, options, echo)
+        if demo_dir is not None:
+            _start_demo(project, demo_dir, echo)
         live = options.live and sys.stderr.isatty()
         if live:
             # Workers share this terminal: keep their logs to errors so the live table stays readable.
@@ -114,11 +120,11 @@ def _local_broker(
     running = local_state.running_bootstrap()
     if running:
         echo(f"using the running local broker on {running}")
-        return project.with_bootstrap(running), None
+        return project.with_bootstrap(running, embedded_broker=True), None
     broker = start_local_broker(port)
     local_state.record(broker.bootstrap, broker.pid)
     echo(f"started the local broker on {broker.bootstrap} (pid {broker.pid}); data is kept in memory only")
-    return project.with_bootstrap(broker.bootstrap), broker
+    return project.with_bootstrap(broker.bootstrap, embedded_broker=True), broker
 
 
 def _apply_topics(project: Project, *, local: bool, yes: bool, echo: Callable[[str], None]) -> None:
@@ -143,11 +149,18 @@ def _apply_topics(project: Project, *, local: bool, yes: bool, echo: Callable[[s
         cluster.close()
 
 
-def _start_demo(project: Project, options: DevOptions, echo: Callable[[str], None]) -> None:
+def _demo_directory(options: DevOptions) -> Path:
     first = options.paths[0]
     directory = options.demo_dir or (first if first.is_dir() else first.parent) / "demo"
     if not directory.is_dir():
-        raise UsageError(f"--demo: no directory {directory} with sample events")
+        raise UsageError(
+            f"--demo: no directory {directory} with sample events (<producer>.jsonl files); "
+            "pass --demo-dir DIR, or leave out --demo"
+        )
+    return directory
+
+
+def _start_demo(project: Project, directory: Path, echo: Callable[[str], None]) -> None:
 
     def feed() -> None:
         try:

@@ -32,6 +32,8 @@ class WorkerSpec:
     extra_consumer_config: tuple[tuple[str, str], ...] = ()
     # The project root the supervisor loaded with (--root or found): workers read and import from the same.
     project_root: str | None = None
+    # bootstrap_override is kpipe's embedded broker (`local`, resolved): compile its consumer defaults in.
+    embedded_broker: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ def worker_specs(
     log_format: str = "text",
     extra_consumer_config: Iterable[tuple[str, str]] = (),
     project_root: str | None = None,
+    embedded_broker: bool = False,
 ) -> list[WorkerSpec]:
     """One WorkerSpec per instance of each (group id, instances) pair, all loading the same project."""
     common = {
@@ -71,6 +74,7 @@ def worker_specs(
         "log_format": log_format,
         "extra_consumer_config": tuple(extra_consumer_config),
         "project_root": project_root,
+        "embedded_broker": embedded_broker,
     }
     return [
         WorkerSpec(group=group, instance=i, **common) for group, instances in groups for i in range(instances)

@@ -206,6 +206,16 @@ def _check_topics(new: Inspection, old: Inspection) -> list[Diagnostic]:
         if before is None:
             continue
         was, now = before.spec, topic.spec
+        if now.partitions < was.partitions:
+            out.append(
+                error(
+                    f"topic '{name}': partitions decreased from {was.partitions} to {now.partitions}; Kafka cannot "
+                    "remove partitions from a topic, so `kpipe apply` will refuse this",
+                    topic.locate("partitions"),
+                    hint=f"keep partitions: {was.partitions}, or declare a topic under a new name to have fewer",
+                    code="partitions-decreased",
+                )
+            )
         if was.key and not now.key:
             out.append(
                 error(

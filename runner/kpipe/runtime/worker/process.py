@@ -65,6 +65,7 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
         bootstrap_override=spec.bootstrap_override,
         consumer_overrides=dict(spec.extra_consumer_config),
         root=spec.project_root,
+        embedded_broker=spec.embedded_broker,
     )
     if project.uses_local_broker:
         # `local` is resolved where the workers are started (kpipe run, kpipe dev), never in a worker.

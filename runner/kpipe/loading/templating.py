@@ -434,6 +434,7 @@ def _unset_env_names(text: str, context: Mapping[str, Any]) -> list[str]:
     def collect(name: str, default: Any = _MISSING) -> Any:
         value = os.environ.get(name)
         if value is not None:
+            remember_env(name, value)
             return value
         if default is _MISSING:
             if name not in unset:

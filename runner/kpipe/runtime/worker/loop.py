@@ -3,6 +3,10 @@
 Messages arrive in batches from `consume(max_poll_records, poll_timeout)`; each is validated with its topic's
 schema model (`model_validate_json`; raw bytes when the topic has none) and passed to `handler(event, ctx)`.
 Failures go to Failures (failures.py); processed messages to the commit strategy's per-message hook.
+
+With metrics on (a WorkerMeter), the loop times each batch, and the handler call of the events the meter
+chooses (the first of a batch, or all of them after a slow batch) goes through the meter's timed wrapper; the
+switch back to the plain handler is one local assignment per event.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from kpipe.runtime.handler import Handler, HandlerContext
+from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.serde import describe_validation_error
 from kpipe.runtime.worker.commit import CommitStrategy
 from kpipe.runtime.worker.failures import Failures, Outcome
@@ -60,6 +65,7 @@ class ConsumeLoop:
         max_records: int,
         poll_timeout: float,
         housekeeping: Callable[[float], None],
+        meter: WorkerMeter | None = None,
     ):
         self._consumer = consumer
         self._handler = handler
@@ -74,6 +80,8 @@ class ConsumeLoop:
         self._max_records = max_records
         self._poll_timeout = poll_timeout
         self._housekeeping = housekeeping
+        self._meter = meter
+        self._timed = meter.timed(handler, _message_of) if meter is not None else handler
 
     def run(self) -> None:
         """Consume until stopped."""
@@ -84,6 +92,8 @@ class ConsumeLoop:
         control = self._control
         membership = self._membership
         strategy = self._strategy
+        meter = self._meter
+        perf = time.perf_counter
         next_status = 0.0
         while not control.requested:
             if membership.carry:
@@ -94,8 +104,11 @@ class ConsumeLoop:
             if msgs:
                 self._health.down_since = None
                 membership.in_batch = True
+                started = perf()
                 try:
                     self.process(msgs)
+                    if meter is not None:
+                        meter.batch_done(len(msgs), perf() - started)
                 finally:
                     membership.in_batch = False
                     membership.revoked_in_batch.clear()
@@ -112,6 +125,11 @@ class ConsumeLoop:
     def process(self, msgs: list[Any]) -> None:
         """The hot path: keep per-message work to a few local reads, the handler call and the strategy's hook."""
         handler = self._handler
+        meter = self._meter
+        if meter is not None and meter.time_every_event:
+            handler = self._timed
+        # The first event's call is timed when metrics are on; after it, `call` is the plain handler again.
+        call = self._timed
         ctx = self._ctx
         validators = self._validators
         one_model = validators.single
@@ -147,8 +165,9 @@ class ConsumeLoop:
                         continue
                 ctx._msg = msg
                 try:
-                    handler(event, ctx)
+                    call(event, ctx)
                 except Exception as exc:
+                    call = handler
                     outcome = failures.handler_failed(msg, event, exc)
                     if outcome is _HALTED:
                         break
@@ -156,8 +175,13 @@ class ConsumeLoop:
                         continue
                 else:
                     handled += 1
+                    call = handler
                 # The message is processed: make its offset committable.
                 processed(msg)
         finally:
             self._counters.handled += handled
             self._strategy.end_batch()
+
+
+def _message_of(ctx: HandlerContext) -> Any:
+    return ctx._msg

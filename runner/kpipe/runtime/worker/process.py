@@ -27,7 +27,7 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     configure_logging(spec.log_format, context={"group": spec.group, "instance": spec.instance})
     status_put = status_sender(status_queue)
     try:
-        worker = build_worker(spec, status_callback=status_put, on_stuck=exit_stuck)
+        worker = build_worker(spec, status_callback=status_put, on_stuck=exit_stuck, metrics=spec.metrics)
     except KpipeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.error("cannot start consumer group '%s': %s", spec.group, first)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from kpipe.runtime.protocol import WORKER_EXIT_OK
+from kpipe.runtime.meter import Buckets
+from kpipe.runtime.protocol import DURATION_BUCKETS, WORKER_EXIT_OK
 
 # How long shutdown still waits for acknowledgements (dead letters, emitted events) before giving up on them.
 SHUTDOWN_SETTLE_TIMEOUT = 10.0
@@ -46,14 +47,28 @@ class Control:
 
 @dataclass
 class Counters:
-    """What the worker did, for status snapshots (and tests)."""
+    """What the worker did, for status snapshots, metrics (and tests). The hot path adds `handled` once per
+    batch; the rest change on rare paths (failures, commits, rebalances)."""
 
     handled: int = 0
+    failed: int = 0  # failed for good: schema-invalid, or the handler raised after every retry
+    retried: int = 0  # handler calls repeated after a failure
     dead_lettered: int = 0
     skipped: int = 0
     commits: int = 0
+    commit_failures: int = 0
+    rebalances: int = 0  # assignments, revocations and losses
     last_commit_at: float | None = None  # time.time()
+    commit_seconds: Buckets = field(default_factory=lambda: Buckets(DURATION_BUCKETS))
 
-    def committed(self) -> None:
+    def committed(self, seconds: float | None = None) -> None:
+        """A commit succeeded; `seconds`: how long it took (None: it happened in librdkafka's background)."""
         self.commits += 1
         self.last_commit_at = time.time()
+        if seconds is not None:
+            self.commit_seconds.observe(seconds)
+
+    def commit_failed(self, seconds: float | None = None) -> None:
+        self.commit_failures += 1
+        if seconds is not None:
+            self.commit_seconds.observe(seconds)

@@ -7,7 +7,8 @@ thread:
 
     fetch     consume() what fits in the buffer (with events queued: once a quarter of it is free); with
               events in flight it does not block, so completions never wait for a fetch
-    start     the scheduler's ready events are validated here and handed to the executor
+    start     the scheduler's ready events are validated here and handed to the executor; with metrics on,
+              the first of them (all of them while handlers are slow) is timed, as in the sequential loop
     finish    completions come back on one queue (handler returned or raised; an emitted event acknowledged;
               a dead letter acknowledged). An event is finished when its handler returned and each event it
               emitted by topic name was acknowledged, or when the error policy disposed of it
@@ -235,7 +236,18 @@ class ConcurrentLoop(LoopParts):
         if self._watch_slow:
             now = time.monotonic()
             self._slow.update((w.seq, (now, w)) for w in ready)
+        if self._meter is not None and ready:
+            self._time(ready)
         self._executor.submit(ready)
+
+    def _time(self, ready: list[Work]) -> None:
+        """Metrics on: mark the events whose handler call is timed, and observe their age. Like the sequential
+        loop, the first of each batch started, or every one while the calls are slow (WorkerMeter)."""
+        meter = self._meter
+        assert meter is not None
+        for work in ready if meter.time_every_event else ready[:1]:
+            work.seconds = 0.0
+            meter.event_started(work.payload)
 
     # -- completions ----------------------------------------------------------------------------------------
 
@@ -257,6 +269,9 @@ class ConcurrentLoop(LoopParts):
         if kind == DONE:
             if self._watch_slow:
                 self._slow.pop(work.seq, None)
+            if work.seconds is not None:
+                self._meter.handler_done(work.seconds)  # type: ignore[union-attr]
+                work.seconds = None
             if work.state is not _RUNNING:
                 return  # given up meanwhile (revoked, stopping)
             if error is None:

@@ -33,7 +33,7 @@ def test_the_table_fits_80_columns_with_every_header_and_value_whole() -> None:
             lag=250000,
         ),
         "analytics": GroupRow("analytics", 1, 1, 302, 0, 0, 1, None, ["orders[0]"], 10),
-        "welcome-mailer": GroupRow("welcome-mailer", 1, 1, 5, 0, 1, 0, now - 40, [], 0),
+        "welcome-mailer": GroupRow("welcome-mailer", 1, 1, 5, 0, 1, 0, now - 40, [], 0.05),
     }
     console = Console(width=80, record=True, color_system=None)
     console.print(render_table(rows, "127.0.0.1:19092", now, frozenset({"analytics"})))
@@ -47,5 +47,8 @@ def test_the_table_fits_80_columns_with_every_header_and_value_whole() -> None:
     assert first.split() == ["order-processors", "2/2", "1234567", "4123", "250000", "3", "0", "3s", "0"]
     # No lag reported yet (no statistics from the workers): a dash.
     second = next(line for line in lines if line.strip().startswith("analytics"))
-    assert second.split()[4] == "-"
+    assert second.split()[3:5] == ["10", "-"]
+    # A slow group does not read as stopped.
+    third = next(line for line in lines if line.strip().startswith("welcome-mailer"))
+    assert third.split()[3] == "<0.1"
     assert "orders[0-11]" in text and "auto" in text

@@ -114,7 +114,7 @@ def render_table(
             name,
             f"{row.running}/{row.instances}",
             str(row.handled),
-            f"{row.rate:.0f}",
+            rate_cell(row.rate),
             "-" if row.lag is None else str(row.lag),
             str(row.dead_lettered),
             str(row.skipped),
@@ -122,6 +122,15 @@ def render_table(
             str(row.restarts),
         )
     return table
+
+
+def rate_cell(per_second: float) -> str:
+    """The table's ev/s, four characters for most rates: a slow group shows "<0.1" or "0.4", not "0"."""
+    if per_second <= 0:
+        return "0"
+    if per_second < 0.1:
+        return "<0.1"
+    return f"{per_second:.1f}" if per_second < 10 else f"{per_second:.0f}"
 
 
 def partition_ranges(partitions: list[str]) -> str:

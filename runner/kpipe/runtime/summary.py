@@ -2,6 +2,7 @@
 
     GroupTotals.of(views)              per group: events handled, dead-lettered, skipped; workers running
     summary_lines(totals, previous, elapsed, final=False)
+    format_rate(events_per_second)     "3.5/s", "2.0/min" for a slow group, "0/s" (also `kpipe dev`'s table)
 
 The counts are the workers' own (WorkerStatus), plus what earlier processes of a restarted worker had reported.
 """
@@ -55,7 +56,7 @@ def summary_lines(
         done_before = before.done if before is not None else 0
         rate = (t.done - done_before) / elapsed if elapsed > 0 else 0.0
         text = (
-            f"group '{name}': handled {t.handled} ({_rate(rate)}/s), dead-lettered {t.dead_lettered}, "
+            f"group '{name}': handled {t.handled} ({format_rate(rate)}), dead-lettered {t.dead_lettered}, "
             f"skipped {t.skipped}"
         )
         if final:
@@ -66,8 +67,14 @@ def summary_lines(
     return lines
 
 
-def _rate(rate: float) -> str:
-    return f"{rate:.1f}" if rate < 100 else f"{rate:.0f}"
+def format_rate(per_second: float) -> str:
+    """Events per second, per minute below 0.1/s so a slow group does not read as stopped ("0.0/s")."""
+    if per_second <= 0:
+        return "0/s"
+    if per_second < 0.1:
+        per_minute = per_second * 60
+        return f"{per_minute:.1f}/min" if per_minute >= 0.1 else "<0.1/min"
+    return f"{per_second:.1f}/s" if per_second < 100 else f"{per_second:.0f}/s"
 
 
 def _duration(seconds: float) -> str:

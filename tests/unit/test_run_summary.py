@@ -15,11 +15,14 @@ from kpipe.runtime.supervisor import Supervisor
 
 
 def test_summary_lines_give_counts_rate_and_workers() -> None:
-    before = GroupTotals.of([("orders", True, 10, 0, 0), ("orders", True, 5, 1, 0)])
-    now = GroupTotals.of([("orders", True, 70, 1, 0), ("orders", False, 44, 2, 3), ("mail", True, 0, 0, 0)])
+    before = {"orders": GroupTotals("orders", 2, 2, handled=15, dead_lettered=1)}
+    now = {
+        "orders": GroupTotals("orders", 2, 1, handled=114, dead_lettered=3, skipped=3, lag=12),
+        "mail": GroupTotals("mail", 1, 1),
+    }
     assert summary_lines(now, before, 30.0) == [
         "group 'mail': handled 0 (0/s), dead-lettered 0, skipped 0; 1/1 worker running",
-        "group 'orders': handled 114 (3.5/s), dead-lettered 3, skipped 3; 1/2 workers running",
+        "group 'orders': handled 114 (3.5/s), dead-lettered 3, skipped 3; 1/2 workers running, lag 12",
     ]
     assert summary_lines({"orders": now["orders"]}, {}, 125.0, final=True) == [
         "final: group 'orders': handled 114 (1.0/s), dead-lettered 3, skipped 3 in 2 min 5 s"
@@ -30,7 +33,7 @@ def test_a_slow_group_reads_per_minute_not_as_stopped() -> None:
     assert [format_rate(r) for r in (0.0, 1 / 30, 0.0001, 0.1, 3.46, 4123.4)] == [
         "0/s", "2.0/min", "<0.1/min", "0.1/s", "3.5/s", "4123/s",
     ]  # fmt: skip
-    totals = GroupTotals.of([("mail", True, 1, 0, 0)])
+    totals = {"mail": GroupTotals("mail", 1, 1, handled=1)}
     assert summary_lines(totals, {}, 60.0) == [
         "group 'mail': handled 1 (1.0/min), dead-lettered 0, skipped 0; 1/1 worker running"
     ]

@@ -44,7 +44,7 @@ from kpipe.runtime.protocol import (
     WorkerSpec,
     WorkerStatus,
 )
-from kpipe.runtime.summary import GroupTotals, summary_lines
+from kpipe.runtime.summary import GroupTotals, group_totals, summary_lines
 
 log = logging.getLogger("kpipe.runtime.supervisor")
 
@@ -191,13 +191,7 @@ class Supervisor:
 
     def totals(self) -> dict[str, GroupTotals]:
         """Per group: events handled, dead-lettered and skipped so far (restarted workers included)."""
-        with self._lock:
-            rows = []
-            for s in self._slots:
-                c = _counters(s)
-                running = s.process is not None and s.status is not None and s.status.state == "running"
-                rows.append((s.spec.group, running, c.handled, c.dead_lettered, c.skipped))
-        return GroupTotals.of(rows)
+        return group_totals(self.snapshot())
 
     def _log_summary(self, now: float) -> None:
         since, previous = self._summary_last

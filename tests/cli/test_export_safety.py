@@ -177,8 +177,10 @@ def test_the_dockerfile_copies_handler_and_model_code(tmp_path: Path) -> None:
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "__init__.py").write_text("")
-    (tmp_path / "app" / "handlers.py").write_text("raise SystemExit('never imported')\n")
-    (tmp_path / "models.py").write_text("raise SystemExit('never imported')\n")
+    (tmp_path / "app" / "handlers.py").write_text("def handle(event, ctx):\n    pass\n")
+    (tmp_path / "models.py").write_text(
+        "from pydantic import BaseModel\n\n\nclass Order(BaseModel):\n    id: str\n"
+    )
     (tmp_path / "pipelines" / "p.yaml").write_text(
         "cluster: {bootstrap_servers: k:9092}\nschemas:\n  Order: {model: 'models:Order'}\n"
         "topics:\n  t: {partitions: 1}\n"

@@ -318,13 +318,20 @@ def test_check_handlers_imports_every_handler(tmp_path: Path) -> None:
         "  billing: {topics: [orders], handler: 'no_such_app.handlers:bill'}\n"
         "  audit: {topics: [orders], handler: 'json:not_there'}\n",
     )
-    # Without the flag the import paths are only checked for their form (CI may lack the app's packages).
-    assert kpipe("validate", str(project))[0] == 0
+    # Without the flag nothing is imported: a module found nowhere is a warning (CI may lack the app's
+    # packages); a name the module does not define is an error.
+    code, _, err = kpipe("validate", str(project))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"{project}:4:40: warning: consumer group 'billing': handler 'no_such_app.handlers:bill': module "
+        "'no_such_app.handlers' not found"
+    )
+    assert "error: consumer group 'audit': handler 'json:not_there': module 'json' (" in err
     code, _, err = kpipe("validate", str(project), "--check-handlers")
     assert code == 1
     assert err.splitlines()[:2] == [
         f"{project}:4:40: error: consumer group 'billing': handler 'no_such_app.handlers:bill': cannot import module "
-        f"'no_such_app' (searched {tmp_path} and sys.path)",
+        f"'no_such_app' (searched {tmp_path}, {tmp_path.parent} and sys.path)",
         f"{project}:5:38: error: consumer group 'audit': handler 'json:not_there': module 'json' has no attribute "
         "'not_there'",
     ]

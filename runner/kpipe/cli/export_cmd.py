@@ -13,14 +13,14 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import ProjectOptions, parse_vars, project_options, shutdown_timeout_option
-from kpipe.errors import UsageError
-
-import_code_option = click.option(
-    "--import-code",
-    is_flag=True,
-    help="Import handler and schema-model modules: runs project code (needed for pydantic-model payloads).",
+from kpipe.cli.common import (
+    ProjectOptions,
+    import_code_option,
+    parse_vars,
+    project_options,
+    shutdown_timeout_option,
 )
+from kpipe.errors import UsageError
 
 
 def _load(options: ProjectOptions, import_code: bool) -> Any:
@@ -59,9 +59,10 @@ def _secrets(project: Any, environ: Mapping[str, str | None] | None = None) -> l
 
 def _check_below_root(project: Any, options: ProjectOptions) -> None:
     """Nothing outside the project root is read into an export (a schema at ../../elsewhere.yaml)."""
-    from kpipe.export.sources import project_files, project_root
+    from kpipe.export.sources import project_files
+    from kpipe.loading.files import project_root
 
-    root = project_root(options.paths[0])
+    root = project_root(options.paths[:1], options.root)
     project_files([*project.files, *project.inspection.schema_sources.values(), *options.values_files], root)
 
 
@@ -246,9 +247,9 @@ def kubernetes(
     from kpipe.export.kubernetes import Options, check_environment, manifests, render_environment
     from kpipe.export.pods import Pods
     from kpipe.export.secrets import refuse_secrets
-    from kpipe.export.sources import project_root
     from kpipe.export.text import dump_yaml
     from kpipe.export.topology import topology
+    from kpipe.loading.files import project_root
     from kpipe.loading.loader import discover, display_path
 
     env_values = parse_vars(set_env, "--set-env")
@@ -289,7 +290,7 @@ def kubernetes(
         list(options.values_files),
         options.variables,
         settings,
-        root=project_root(options.paths[0]),
+        root=project_root(options.paths[:1], options.root),
     )
     refuse_secrets(((f"{o['kind']} {o['metadata']['name']}", dump_yaml(o)) for o in objects), secrets)
     _write_manifests(objects, output)
@@ -375,11 +376,12 @@ def dockerfile(
       kpipe export dockerfile pipelines/ -o Dockerfile && docker build -t registry/orders:1.4 .
     """
     from kpipe.export.dockerfile import dockerfile as build
-    from kpipe.export.sources import code_paths, project_files, project_root
+    from kpipe.export.sources import code_paths, project_files
+    from kpipe.loading.files import project_root
     from kpipe.model.pipeline import SchemaModel
 
     project = _load(options, import_code=False)
-    root = project_root(options.paths[0])
+    root = project_root(options.paths[:1], options.root)
     files = project_files(
         [*project.files, *project.inspection.schema_sources.values(), *options.values_files], root
     )

@@ -100,7 +100,8 @@ class ConsumerGroupSettings:
     topic_schemas: Mapping[str, str | None] = field(default_factory=dict)
     # librdkafka config for the producer that writes dead letters and handler-emitted events.
     producer_client: ClientConfig | None = None
-    # Directories added to sys.path before importing the handler (the pipeline files' directories).
+    # Directories added to sys.path before importing the handler: the pipeline files' directories, then the
+    # project root (docs/pipeline-format.md, "Handlers and model schemas: how they are found").
     import_paths: tuple[str, ...] = ()
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500

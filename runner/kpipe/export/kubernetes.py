@@ -25,8 +25,9 @@ from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.errors import UsageError
 from kpipe.export.environment import EnvVar
 from kpipe.export.pods import Options, Pods, config_key, dns_name
-from kpipe.export.sources import below, project_files, project_root
+from kpipe.export.sources import below, project_files
 from kpipe.export.topology import Topology, partitions_read
+from kpipe.loading.files import project_root
 from kpipe.model import librdkafka as props
 from kpipe.observe import DEFAULT_METRICS_PORT
 
@@ -302,7 +303,7 @@ def manifests(
 ) -> list[dict[str, Any]]:
     """Every object for a loaded project; `paths`, `values_files` and `variables` are what the pods are
     given too, so they load exactly the project that was exported."""
-    root = root or project_root(paths[0])
+    root = root or project_root(paths[:1])
     bootstrap = project.cluster_client_config().get("bootstrap.servers")
     if bootstrap == "local":
         raise UsageError(

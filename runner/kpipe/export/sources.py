@@ -31,21 +31,6 @@ def project_files(files: Sequence[Path], root: Path) -> list[ProjectFile]:
     return sorted(out, key=lambda f: f.relative)
 
 
-def project_root(first: Path) -> Path:
-    """The nearest ancestor of `first` holding .git or pyproject.toml; else the working directory when it
-    holds `first`; else the directory above `first`'s directory (the project-root contract as
-    kpipe.loading.files.project_root implements it; that replaces this once it lands)."""
-    start = first.absolute()
-    base = start if start.is_dir() else start.parent
-    for candidate in (base, *base.parents):
-        if (candidate / ".git").exists() or (candidate / "pyproject.toml").exists():
-            return candidate.resolve()
-    resolved, cwd = base.resolve(), Path.cwd().resolve()
-    if resolved == cwd or cwd in resolved.parents:
-        return cwd
-    return resolved.parent
-
-
 def below(path: Path, root: Path) -> bool:
     return path.resolve() == root or root in path.resolve().parents
 

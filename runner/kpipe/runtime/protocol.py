@@ -30,6 +30,8 @@ class WorkerSpec:
     log_format: str = "text"  # "text" | "json"
     # Extra librdkafka consumer settings layered last (tests use it for fast group joins).
     extra_consumer_config: tuple[tuple[str, str], ...] = ()
+    # The project root the supervisor loaded with (--root or found): workers read and import from the same.
+    project_root: str | None = None
     # Measure for Prometheus (kpipe run --metrics-port): histograms, and consumer lag from statistics.
     metrics: bool = False
     # bootstrap_override is kpipe's embedded broker (`local`, resolved): compile its consumer defaults in.
@@ -137,6 +139,7 @@ def worker_specs(
     bootstrap_override: str | None = None,
     log_format: str = "text",
     extra_consumer_config: Iterable[tuple[str, str]] = (),
+    project_root: str | None = None,
     metrics: bool = False,
     embedded_broker: bool = False,
 ) -> list[WorkerSpec]:
@@ -148,6 +151,7 @@ def worker_specs(
         "bootstrap_override": bootstrap_override,
         "log_format": log_format,
         "extra_consumer_config": tuple(extra_consumer_config),
+        "project_root": project_root,
         "metrics": metrics,
         "embedded_broker": embedded_broker,
     }

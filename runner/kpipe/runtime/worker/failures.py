@@ -25,6 +25,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from kpipe.compilation.compiled import ErrorPolicy
+from kpipe.redaction import redact
 from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.handler import Handler, HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT
@@ -87,7 +88,7 @@ def dead_letter_headers(
         (H_SOURCE_PARTITION, str(partition).encode()),
         (H_SOURCE_OFFSET, str(offset).encode()),
         (H_ERROR_TYPE, error_type.encode()),
-        (H_ERROR_MESSAGE, truncate(error_message).encode()),
+        (H_ERROR_MESSAGE, truncate(redact(error_message)).encode()),  # no secret leaves in a header
         (H_GROUP, group.encode()),
     ]
     return headers

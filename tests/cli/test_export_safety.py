@@ -297,3 +297,20 @@ def test_every_container_runs_a_command_line_kpipe_accepts() -> None:
         run = cli.get_command(click.Context(cli), "run")
         assert run is not None
         run.make_context("run", ["pipelines", "--no-such-flag"])
+
+
+# -- 12. one static member id is not shared by pods ------------------------------------------------------------
+
+
+def test_an_autoscaled_group_with_a_static_member_id_is_refused(tmp_path: Path) -> None:
+    project = _project(tmp_path, "    sasl.username: \"{{ env('KAFKA_USER') }}\"\n")
+    project.write_text(
+        project.read_text().replace(
+            "g: {topics: [t], handler: m:f}",
+            "g: {topics: [t], handler: m:f, config: {group.instance.id: fixed}}",
+        )
+    )
+    code, out, err = kpipe("export", "kubernetes", str(project), "--image", IMAGE)
+    assert code == 0, err  # one pod: a static member replaced in place by a rolling deploy
+    err = one_line_error(*kpipe("export", "kubernetes", str(project), "--image", IMAGE, "--keda"))
+    assert "consumer group 'g' sets group.instance.id" in err and "up to 2 pods" in err

@@ -257,6 +257,14 @@ class Manifests:
         re-applying the manifests must not reset it to `instances`."""
         autoscale = self.spec.consumers[group.group_id].spec.deploy.autoscale
         partitions = partitions_read(self.topology, group)
+        most = autoscale.max_replicas if autoscale and autoscale.max_replicas else partitions
+        if most > 1 and group.client.get("group.instance.id"):
+            # One static member id for every pod: the broker would fence all but one.
+            raise UsageError(
+                f"consumer group '{group.group_id}' sets group.instance.id, one static member id, but KEDA "
+                f"may run up to {most} pods of it, which would all join with it; remove group.instance.id "
+                "or do not autoscale the group"
+            )
         lag = autoscale.lag_threshold if autoscale else 100
         reset = "earliest" if group.client.get("auto.offset.reset") == "earliest" else "latest"
         triggers = []

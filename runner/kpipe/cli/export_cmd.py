@@ -249,8 +249,8 @@ def kubernetes(
     from kpipe.export.secrets import refuse_secrets
     from kpipe.export.text import dump_yaml
     from kpipe.export.topology import topology
-    from kpipe.loading.files import project_root
-    from kpipe.loading.loader import discover, display_path
+    from kpipe.loading.files import ProjectFiles, project_root
+    from kpipe.loading.loader import discover, display_path, read_text
 
     env_values = parse_vars(set_env, "--set-env")
     for label, value in (
@@ -275,8 +275,10 @@ def kubernetes(
         job_suffix=job_suffix,
     )
     # The variables the templates read, before rendering: the render gets exactly what the pods will.
-    files, _ = discover(options.paths)
-    env = env_vars((f, display_path(f)) for f in files if f.is_file())
+    # Read as loading reads them: inside the project root, regular files, size caps.
+    reader = ProjectFiles(project_root(options.paths[:1], options.root))
+    files, _ = discover(options.paths, reader)
+    env = env_vars(((f, display_path(f)) for f in files), lambda f, shown: read_text(f, shown, reader)[0])
     check_environment(env, env_values, Pods(env, [], settings).secret_name)
     render_env = render_environment(env, env_values)
     with _environment(render_env):

@@ -335,3 +335,17 @@ def test_check_handlers_imports_every_handler(tmp_path: Path) -> None:
         f"{project}:5:38: error: consumer group 'audit': handler 'json:not_there': module 'json' has no attribute "
         "'not_there'",
     ]
+
+
+def test_explain_shows_concurrency_and_ordering(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "topics:\n  t:\n    partitions: 3\n"
+        "consumers:\n  g:\n    topics: [t]\n    handler: app:handle\n    concurrency: 64\n    ordering: key\n",
+    )
+    code, out, _ = kpipe("explain", "g", str(path))
+    assert code == 0
+    assert "  concurrency: 64" in out.splitlines() and "  ordering: key" in out.splitlines()
+    code, out, _ = kpipe("explain", "g", str(path), "--format", "json")
+    document = json.loads(out)
+    assert (document["concurrency"], document["ordering"]) == (64, "key")

@@ -15,6 +15,7 @@ from kpipe.diagnostics import Position
 
 CommitStrategy = Literal["auto", "per_message", "batch"]
 ErrorAction = Literal["dead_letter", "stop", "skip"]
+Ordering = Literal["key", "partition", "none"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class ErrorPolicy:
     backoff_ms: int = 200
     max_backoff_ms: int = 30_000
     dead_letter_topic: str | None = None
+    # A handler call running longer is a failure (async handlers are cancelled); None: no limit.
+    timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class ConsumerGroupSettings:
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500
     position: Position | None = None
+    # Events handled at once per instance (1: the sequential worker) and what stays in order among them.
+    concurrency: int = 1
+    ordering: Ordering = "key"
     # Topics the handler may send to with ctx.emit (declared `emits`); anything else is refused at emit time.
     emits: tuple[str, ...] = ()
 

@@ -239,6 +239,7 @@ def compile_consumer_group(
         backoff_ms=on_error.backoff_ms,
         max_backoff_ms=on_error.max_backoff_ms,
         dead_letter_topic=dead_letter_topic(name, spec),
+        timeout_ms=on_error.timeout_ms,
     )
     # The producer for dead letters and emitted events: kpipe's durable defaults, which cluster.config may
     # override (e.g. idempotence off where the cluster grants no IdempotentWrite).
@@ -259,6 +260,8 @@ def compile_consumer_group(
         import_paths=tuple(project.directories),
         max_poll_records=spec.max_poll_records,
         position=declared.position,
+        concurrency=spec.concurrency,
+        ordering=spec.ordering,
         emits=tuple(spec.emits),
     )
 

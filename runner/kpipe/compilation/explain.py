@@ -48,6 +48,8 @@ def explain_client(project: Project, name: str, output_format: str = "text", *, 
             "instance": instance,
             "commit": group.commit.strategy,
             "dead_letter_topic": group.on_error.dead_letter_topic,
+            "concurrency": group.concurrency,
+            "ordering": group.ordering,
             "emits": list(group.emits) or None,
         }
     else:

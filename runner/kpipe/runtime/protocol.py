@@ -113,6 +113,11 @@ class WorkerStatus:
     assigned: tuple[tuple[str, int], ...] = field(default=())
     state: str = "starting"  # starting | running | stopping | stopped | failed
     error: str | None = None
+    # Concurrent workers (concurrency > 1): events being handled, events buffered and not started yet, and
+    # per partition the lowest offset not finished yet, as (topic, partition, offset).
+    in_flight: int = 0
+    queued: int = 0
+    oldest_unfinished: tuple[tuple[str, int, int], ...] = field(default=())
     # Everything a worker counts for metrics; None from a worker that does not count them.
     counters: WorkerCounters | None = None
     # Consumer lag per assigned partition, (topic, partition, lag), from librdkafka's statistics.

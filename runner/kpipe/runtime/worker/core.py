@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.compilation.compiler import commit_settings
 from kpipe.logs import RateLimitedLog
+from kpipe.runtime.concurrent.executor import is_async_handler
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.producer import LibrdkafkaLog
@@ -27,6 +28,7 @@ from kpipe.runtime.protocol import (
     WorkerStatus,
 )
 from kpipe.runtime.worker.commit import STRATEGIES, CommitStrategy
+from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
 from kpipe.runtime.worker.health import ClusterHealth
@@ -102,7 +104,9 @@ class GroupWorker:
         self._consumer: Any = None
         self._producer: Any = None
         self._strategy: CommitStrategy | None = None
-        self._loop: ConsumeLoop | None = None
+        self._loop: ConsumeLoop | ConcurrentLoop | None = None
+        # concurrency > 1 or an async handler: the concurrent loop (None: the sequential one).
+        self._concurrent: ConcurrentLoop | None = None
 
     # -- control and state ------------------------------------------------------------------------------------
 
@@ -156,6 +160,7 @@ class GroupWorker:
                 handler_seconds=meter.handler_seconds.snapshot(),
                 event_age_seconds=meter.event_age_seconds.snapshot(),
             )
+        extra = self._concurrent.metrics() if self._concurrent is not None else {}
         return WorkerStatus(
             group=self.group,
             instance=self.instance,
@@ -170,6 +175,7 @@ class GroupWorker:
             error=self.error,
             counters=counters,
             lag=meter.lag if meter is not None else (),
+            **extra,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -243,18 +249,28 @@ class GroupWorker:
         consumer.subscribe(
             list(settings.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
-        log.info(
-            "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s)",
-            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action,
-        )  # fmt: skip
-        self._loop = ConsumeLoop(
-            consumer=consumer, handler=self._handler, ctx=ctx,
-            validators=Validators(settings.topics, self._models), strategy=strategy, failures=failures,
-            membership=membership, health=health, control=control, counters=counters,
-            max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
+        parts: dict[str, Any] = dict(
+            consumer=consumer, handler=self._handler, validators=Validators(settings.topics, self._models),
+            strategy=strategy, failures=failures, membership=membership, health=health, control=control,
+            counters=counters, max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
             housekeeping=self._housekeeping, meter=self.meter,
         )  # fmt: skip
-        return self._loop
+        if is_concurrent(settings, self._handler):
+            loop: ConsumeLoop | ConcurrentLoop = ConcurrentLoop(
+                **parts, settings=settings, producer=self._producer,
+                emitter=emitter if self._producer is not None else None, rng=self._rng,
+            )  # fmt: skip
+            self._concurrent = loop
+            how = f", {loop.describe()}"
+        else:
+            loop = ConsumeLoop(**parts, ctx=ctx)
+            how = ""
+        log.info(
+            "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s%s)",
+            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action, how,
+        )  # fmt: skip
+        self._loop = loop
+        return loop
 
     def _close(self) -> None:
         """Commit what was processed, close the consumer, and let the producer deliver what it holds."""
@@ -284,6 +300,8 @@ class GroupWorker:
         self.counters.rebalances += 1
         self._health.down_since = None
         self._membership.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        if self._concurrent is not None:
+            self._concurrent.on_assign((tp.topic, tp.partition) for tp in partitions)
         log.info("assigned %s", describe(partitions) or "no partitions")
         self._report()
 
@@ -291,6 +309,9 @@ class GroupWorker:
         self.counters.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions]
         try:
+            if self._concurrent is not None:
+                # Wait (bounded) for the revoked partitions' events in flight; what they finish is committed.
+                self._concurrent.before_revoke(keys)
             if self._strategy is not None:
                 self._strategy.commit_all("partitions revoked", keys)
         except Exception:  # an exception here would escape from consume(); log it and carry on
@@ -302,6 +323,8 @@ class GroupWorker:
         # Lost (not revoked): another member may own them already, so committing would be wrong.
         self.counters.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        if self._concurrent is not None:
+            self._concurrent.on_lost(keys)
         self._forget(keys)
         log.warning(
             "lost %s (session timed out?); their uncommitted offsets will be re-read", describe(partitions)
@@ -333,6 +356,13 @@ class GroupWorker:
             self._status_callback(self.status())
         except Exception:  # a status reader's problem must never stop consumption
             log.debug("status callback failed", exc_info=True)
+
+
+def is_concurrent(settings: ConsumerGroupSettings, handler: Any) -> bool:
+    """Whether a group runs the concurrent loop: `concurrency` above 1, or an `async def` handler (it needs the
+    event loop, even one event at a time). `concurrency: 1` with a plain function keeps the sequential loop,
+    today's exact path and speed."""
+    return settings.concurrency > 1 or is_async_handler(handler)
 
 
 def _require_compiled(settings: ConsumerGroupSettings, config: Mapping[str, str]) -> None:

@@ -147,6 +147,11 @@ class Failures:
         attempts = f" after {len(delays) + 1} attempts" if delays else ""
         return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
 
+    def dispose(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
+        """The on_error action for a message that failed for good, without retries (the concurrent loop retries
+        on its own timers and writes dead letters without waiting: it calls this for skip and stop)."""
+        return self._apply(msg, error_type, text, attempts)
+
     def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
         self._counters.failed += 1
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -160,47 +162,110 @@ def produce(
 ) -> None:
     """Send JSON-lines events through PRODUCER: each line is checked against the producer's schema.
 
-    A line that is not JSON or not a valid event is reported as FILE:LINE and not sent. Prints
-    `delivered N, failed M, invalid K`; exits 0 only if every line was delivered (1: invalid lines,
-    3: failed deliveries).
+    A line that is not UTF-8, not JSON or not a valid event is reported as FILE:LINE and not sent. However
+    it ends (Ctrl-C and SIGTERM included), the events already queued are flushed and
+    `delivered N, failed M, invalid K` is printed; exits 0 only if every line was delivered (1: invalid lines,
+    3: failed deliveries, 130: interrupted).
     """
     project = _load(paths, variables, values_files).with_bootstrap(bootstrap_servers)
     producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
     display = "<stdin>" if events_file == "-" else events_file
-    invalid = 0
+    invalid = refused = 0
+    number = 0
     stopped: BaseException | None = None
-    try:
-        with click.open_file(events_file, "r", encoding="utf-8") as stream:
-            for number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                problem = _send_line(producer, line, key_field)
-                if problem is not None:
-                    invalid += 1
-                    click.echo(f"{display}:{number}: error: {problem}", err=True)
-    except (ClusterError, KeyboardInterrupt) as exc:
-        stopped = exc  # report what was delivered before giving up
-    except OSError as exc:
-        raise UsageError(f"cannot read {display}: {exc.strerror or exc}") from None
-
     delivery_error: ClusterError | None = None
-    try:
-        producer.close(timeout)
-    except ClusterError as exc:
-        delivery_error = exc
-    click.echo(f"delivered {producer.delivered}, failed {producer.failed}, invalid {invalid}")
+    # Whatever ends the reading (the end of the input, Ctrl-C or SIGTERM, a read error, a broker error, a bug),
+    # everything already queued is flushed and counted before the summary and the exit code.
+    with _Interrupts() as interrupts:
+        try:
+            with click.open_file(events_file, "rb") as stream:
+                for number, raw in enumerate(stream, start=1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        problem = _send_line(producer, raw, key_field)
+                    except ClusterError as exc:
+                        if exc.code not in _REFUSED_EVENT_CODES:
+                            raise
+                        refused += 1  # this event only (e.g. larger than message.max.bytes): go on
+                        click.echo(f"{display}:{number}: error: not sent: {exc}", err=True)
+                        continue
+                    if problem is not None:
+                        invalid += 1
+                        click.echo(f"{display}:{number}: error: {problem}", err=True)
+        except BaseException as exc:
+            stopped = exc
+        interrupts.raising = False  # from here on an interrupt only cuts the wait for deliveries short
+        seen = interrupts.count
+        if seen:
+            click.echo(
+                f"{display}: interrupted at line {number}: waiting for queued events "
+                "(interrupt again to drop them)",
+                err=True,
+            )
+        try:
+            producer.close(timeout, abandon=lambda: interrupts.count > seen)
+        except ClusterError as exc:
+            delivery_error = exc
+        failed = producer.failed + refused
+        click.echo(f"delivered {producer.delivered}, failed {failed}, invalid {invalid}")
+    if isinstance(stopped, OSError):
+        raise UsageError(f"cannot read {display}: {stopped.strerror or stopped}") from None
+    if interrupts.count:
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)  # already said so above; click would add "Aborted"
     if stopped is not None:
         raise stopped
     if delivery_error is not None:
         raise delivery_error
+    if refused:
+        raise ClusterError(
+            f"{refused} event{'s' if refused != 1 else ''} refused by producer '{producer_name}'"
+        )
     if invalid:
         raise KpipeError(f"{invalid} invalid line{'s' if invalid != 1 else ''} not sent")
 
 
-def _send_line(producer: Any, line: str, key_field: str | None) -> str | None:
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+# librdkafka refuses these per event, at once: the event is reported and the rest of the input still sent.
+_REFUSED_EVENT_CODES = frozenset({"MSG_SIZE_TOO_LARGE"})
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM while `produce` runs. While `raising`, the first one raises KeyboardInterrupt (to stop
+    reading); every one is counted, so the flush that follows can stop waiting when the user insists."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.raising = True
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.raising:
+            self.raising = False  # never a second KeyboardInterrupt, which could land in the cleanup
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
+def _send_line(producer: Any, raw: bytes, key_field: str | None) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
     from kpipe.runtime.serde import EventInvalid
 
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[: exc.start].decode("utf-8", "replace")) + 1
+        return f"not valid UTF-8: byte 0x{raw[exc.start]:02x} (column {column})"
     try:
         event = json.loads(line)
     except json.JSONDecodeError as exc:

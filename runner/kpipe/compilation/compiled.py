@@ -85,6 +85,9 @@ class ErrorPolicy:
     backoff_ms: int = 200
     max_backoff_ms: int = 30_000
     dead_letter_topic: str | None = None
+    # A handler call running longer is hung: reported, the worker restarts, the event is dead-lettered after
+    # HANG_LIMIT hangs (runtime.worker). None: hangs are only reported.
+    timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)

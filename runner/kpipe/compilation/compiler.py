@@ -200,6 +200,7 @@ def compile_consumer_group(
         backoff_ms=on_error.backoff_ms,
         max_backoff_ms=on_error.max_backoff_ms,
         dead_letter_topic=dead_letter_topic(name, spec),
+        timeout_ms=on_error.timeout_ms,
     )
     # The producer for dead letters and emitted events: kpipe's durable defaults, which cluster.config may
     # override (e.g. idempotence off where the cluster grants no IdempotentWrite).

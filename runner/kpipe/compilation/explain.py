@@ -44,6 +44,7 @@ def explain_client(project: Project, name: str, output_format: str = "text") -> 
             "instances": group.instances,
             "commit": group.commit.strategy,
             "dead_letter_topic": group.on_error.dead_letter_topic,
+            "handler_timeout_ms": group.on_error.timeout_ms,
         }
     else:
         names = list(project.spec.producers) + list(project.spec.consumers)

@@ -21,7 +21,7 @@ import pytest
 
 from helpers import wait_for
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
-from kpipe.runtime.supervisor import Supervisor, describe_exit
+from kpipe.runtime.supervisor import Supervisor, describe_exit, oom_kill_count
 
 FAST_BACKOFF = (0.05, 2.0, 0.4)
 
@@ -124,9 +124,53 @@ def test_describe_exit() -> None:
     assert describe_exit(3) == "exited with code 3 (cluster unreachable)"
     assert describe_exit(WORKER_EXIT_HALT) == "exited with code 78 (halted)"
     assert describe_exit(7) == "exited with code 7"
-    assert describe_exit(-9) == "was killed by SIGKILL (out of memory?)"
     assert describe_exit(-9, killed_by_us=True) == "was killed by SIGKILL"
     assert describe_exit(-15) == "was killed by SIGTERM"
+    # A SIGKILL kpipe did not send: the cgroup's OOM-kill count tells the OOM killer from a kill -9.
+    assert describe_exit(-9, oom_killed=True) == (
+        "was killed by SIGKILL: out of memory (the kernel's OOM killer killed it)"
+    )
+    assert describe_exit(-9, oom_killed=False) == (
+        "was killed by SIGKILL from outside kpipe (no out-of-memory kill recorded)"
+    )
+    assert describe_exit(-9) == (
+        "was killed by SIGKILL from outside kpipe (out of memory, or kill -9: the kernel log tells which)"
+    )
+    # The worker's own last words name the cause better than its exit code.
+    assert describe_exit(4, error="dead-letter topic 'g.dlq' refused it") == (
+        "exited with code 4 (dead letter not written): dead-letter topic 'g.dlq' refused it"
+    )
+    assert describe_exit(5) == "exited with code 5 (handler hung)"
+    assert describe_exit(0, error="ignored when it stopped on request") == "exited with code 0 (stopped)"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {
+                "proc/self/cgroup": "0::/kube/pod1\n",
+                "sys/fs/cgroup/kube/pod1/memory.events": "oom 2\noom_kill 2\n",
+            },
+            2,
+        ),
+        ({"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.events": "low 0\noom_kill 7\n"}, 7),
+        (
+            {
+                "proc/self/cgroup": "4:memory:/docker/abc\n0::/\n",
+                "sys/fs/cgroup/memory/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+            },
+            1,
+        ),
+        ({"proc/self/cgroup": "0::/\n"}, None),
+        ({}, None),
+    ],
+)
+def test_oom_kill_count_reads_the_cgroup(tmp_path: Path, files: dict[str, str], expected: int | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert oom_kill_count(tmp_path) == expected
 
 
 @pytest.mark.parametrize(("code", "meaning"), [(1, "crashed"), (WORKER_EXIT_CLUSTER, "cluster unreachable")])
@@ -205,7 +249,11 @@ def test_worker_killed_by_a_signal_is_named_and_restarted(
     wait_for(lambda: len(starts(tmp_path, "oom")) == 2, timeout=10, message=lambda: messages(logs))
     sup.stop()
     assert running.wait() == 0
-    assert f"oom[0] (pid {first_pid}) was killed by SIGKILL (out of memory?)" in messages(logs)
+    # Killed from outside, not by the OOM killer (this machine's cgroup counts OOM kills, or says nothing).
+    expected = (
+        "no out-of-memory kill recorded" if oom_kill_count() is not None else "out of memory, or kill -9"
+    )
+    assert f"oom[0] (pid {first_pid}) was killed by SIGKILL from outside kpipe ({expected}" in messages(logs)
     assert sup.snapshot()[("oom", 0)].last_exit == "exited with code 0 (stopped)"
 
 

@@ -33,8 +33,8 @@ COMMON_CONSUMER = {
     "auto.offset.reset": "earliest",
     "enable.partition.eof": "false",
 }
-# kpipe's worker sets this itself (kpipe.runtime.worker.QUEUED_MAX_MESSAGES_KBYTES); the baseline is given the same
-# value, and run.py checks that both final configs match.
+# kpipe compiles this into every consumer config (kpipe.compilation.compiler.CONSUMER_DEFAULTS); the baseline is
+# given the same value, and run.py checks that both final configs match.
 RAW_ONLY_CONSUMER = {"queued.max.messages.kbytes": "8192"}
 POLL_TIMEOUT = 0.1  # the worker's consume() timeout; the raw loop uses the same
 POLL_EVERY = 1000  # producer: serve delivery reports every this many sends, both sides
@@ -44,10 +44,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
-def _project(job: dict) -> Any:
+def _project(job: dict, consumer_overrides: dict[str, str] | None = None) -> Any:
     from kpipe.compilation.project import load_project
 
-    return load_project([job["project"]], bootstrap_override=job["bootstrap"])
+    return load_project(
+        [job["project"]], bootstrap_override=job["bootstrap"], consumer_overrides=consumer_overrides
+    )
 
 
 class Counter:
@@ -71,20 +73,28 @@ class Counter:
 
 
 def consume_kpipe(job: dict) -> dict:
+    from kpipe.compilation.compiled import ClientConfig
     from kpipe.runtime.worker import GroupWorker, settle_heap
 
-    project = _project(job)
+    overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}
+    project = _project(job, overrides)  # as `kpipe run -X` compiles them
     settings = project.consumer_group(f"bench-{job['strategy']}")  # the real compile path
-    settings = dataclasses.replace(settings, group_id=job["group"])  # a fresh group per run
+    # A fresh group per run: the group id, and the group.id compiled from it.
+    client = ClientConfig(
+        tuple(
+            dataclasses.replace(s, value=job["group"]) if s.key == "group.id" else s
+            for s in settings.client.settings
+        )
+    )
+    settings = dataclasses.replace(settings, group_id=job["group"], client=client)
     models = {t: (project.schema_model(s) if s else None) for t, s in settings.topic_schemas.items()}
     holder: list[Any] = []
     counter = Counter(job["events"], lambda: holder[0].stop())
-    overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}
-    worker = GroupWorker(settings, models, counter, config_overrides=overrides, poll_timeout=POLL_TIMEOUT)
+    worker = GroupWorker(settings, models, counter, poll_timeout=POLL_TIMEOUT)
     holder.append(worker)
     settle_heap()  # as worker_main does right before run()
     code = worker.run()
-    conf = {k: str(v) for k, v in worker._consumer_conf.items()}
+    conf = dict(worker.consumer_config)
     return {"code": code, "handled": counter.n, "seconds": counter.t1 - counter.t0, "config": conf,
             "commits": worker.commits}  # fmt: skip
 
@@ -162,7 +172,9 @@ def produce_kpipe(job: dict) -> dict:
     project = _project(job)
     pool = [event(i) for i in range(1000)]
     n = job["events"]
-    producer = project.producer("bench-api", config_overrides={"client.id": "bench-producer"})
+    from kpipe.runtime.producer import open_producer
+
+    producer = open_producer(project, "bench-api", config_overrides={"client.id": "bench-producer"})
     conf = {k: str(v) for k, v in producer.settings.client.as_dict().items()}
     conf["client.id"] = "bench-producer"
     conf["delivery.report.only.error"] = "True"  # kpipe.runtime.producer sets it when no on_delivery is given

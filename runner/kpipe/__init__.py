@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from kpipe.compilation.project import Project
+    from kpipe.api import Project
 
 
 def load(
@@ -27,15 +27,12 @@ def load(
     """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
 
     `bootstrap_override` (or the KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files'
-    bootstrap servers.
+    bootstrap servers; `local` means the running local broker (LocalBrokerError when none is running).
     """
-    from kpipe.compilation.project import load_project
+    from kpipe.api import load as load_api
 
-    return load_project(
-        list(paths) or ["pipelines"],
-        variables=variables,
-        values_files=values_files,
-        bootstrap_override=bootstrap_override,
+    return load_api(
+        *paths, variables=variables, values_files=values_files, bootstrap_override=bootstrap_override
     )
 
 

@@ -11,12 +11,15 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 LOG_FORMATS = ("text", "json")
+# The same client error is logged at most once per this many seconds.
+RATE_LIMIT_INTERVAL = 10.0
 LOG_LEVEL_ENV = "KPIPE_LOG_LEVEL"
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is worth emitting.
@@ -88,3 +91,23 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class RateLimitedLog:
+    """Log through `logger` at most one line per key every `interval` seconds; the next line that gets through
+    says how many were held back. For client errors that repeat many times a second while a broker is down."""
+
+    def __init__(self, logger: logging.Logger, interval: float = RATE_LIMIT_INTERVAL):
+        self._logger = logger
+        self._interval = interval
+        self._last: dict[Any, tuple[float, int]] = {}
+
+    def __call__(self, level: int, key: Any, text: str, *args: Any) -> None:
+        now = time.monotonic()
+        last, held = self._last.get(key, (0.0, 0))
+        if last and now - last < self._interval:
+            self._last[key] = (last, held + 1)
+            return
+        self._last[key] = (now, 0)
+        suffix = f" ({held} similar suppressed)" if held else ""
+        self._logger.log(level, text + suffix, *args)

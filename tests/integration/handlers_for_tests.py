@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
+from kpipe.compilation.compiler import commit_settings
 
 
 class Event(BaseModel):
@@ -77,14 +78,21 @@ def group_settings(
     max_poll_records: int = 500,
 ) -> ConsumerGroupSettings:
     """ConsumerGroupSettings as the compile step would make them, built by hand for in-process tests."""
-    conf = {"bootstrap.servers": bootstrap, "auto.offset.reset": "earliest", **(client or {})}
+    commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms)  # type: ignore[arg-type]
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "auto.offset.reset": "earliest",
+        **(client or {}),
+        "group.id": group,
+        **commit_settings(commit),
+    }
     settings = tuple(Setting(k, str(v), "declared") for k, v in conf.items())
     return ConsumerGroupSettings(
         group_id=group,
         topics=topics,
         handler="handlers_for_tests:record",
         instances=1,
-        commit=CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms),  # type: ignore[arg-type]
+        commit=commit,
         on_error=ErrorPolicy(action, retries, backoff_ms, max_backoff_ms, dead_letter_topic),  # type: ignore[arg-type]
         client=ClientConfig(settings),
         topic_schemas={t: "Event" for t in topics},

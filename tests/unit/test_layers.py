@@ -38,8 +38,6 @@ RANKS = {
 KNOWN_UPWARD = {
     "kpipe.check.handlers -> kpipe.runtime.handler",
     "kpipe.check.handlers -> kpipe.compilation.project",
-    "kpipe.compilation.project -> kpipe.runtime.producer",
-    "kpipe.compilation.project -> kpipe.local.state",
     "kpipe.schemas.evolution -> kpipe.compilation.project",
 }
 

@@ -47,19 +47,28 @@ def sent() -> list[dict[str, Any]]:
     return []
 
 
-def recording(producer: Producer, sent: list[dict[str, Any]]) -> Producer:
-    def produce(topic: str, value: bytes, key: Any = None, headers: Any = None) -> None:
-        sent.append({"topic": topic, "value": value, "key": key, "headers": headers})
+class RecordingClient:
+    """Stands in for confluent_kafka.Producer: records what reaches produce()."""
 
-    producer._produce = produce  # type: ignore[method-assign]
-    return producer
+    def __init__(self, sent: list[dict[str, Any]]) -> None:
+        self.sent = sent
+
+    def produce(self, topic: str, value: bytes, key: Any = None, headers: Any = None) -> None:
+        self.sent.append({"topic": topic, "value": value, "key": key, "headers": headers})
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+def recording(settings: ProducerSettings, model: Any, sent: list[dict[str, Any]]) -> Producer:
+    return Producer(settings, model, client_factory=lambda config: RecordingClient(sent))
 
 
 ORDER = {"order_id": "o-1", "customer_id": "c-7", "total_amount": 12.5, "timestamp": "2024-01-15T10:30:00Z"}
 
 
 def test_dict_is_validated_keyed_and_serialised(sent: list[dict[str, Any]]) -> None:
-    producer = recording(Producer(settings(), Order), sent)
+    producer = recording(settings(), Order, sent)
     producer.send(ORDER, headers={"trace": "t1"})
     assert sent[0]["topic"] == "orders" and sent[0]["key"] == "c-7" and sent[0]["headers"] == {"trace": "t1"}
     body = json.loads(sent[0]["value"])
@@ -72,7 +81,7 @@ def test_dict_is_validated_keyed_and_serialised(sent: list[dict[str, Any]]) -> N
 
 
 def test_model_instance_is_sent_as_is(sent: list[dict[str, Any]]) -> None:
-    producer = recording(Producer(settings(), Order), sent)
+    producer = recording(settings(), Order, sent)
     order = Order(
         order_id="o-2", customer_id="c-9", total_amount=1, timestamp=datetime(2024, 1, 1, tzinfo=UTC)
     )
@@ -82,13 +91,13 @@ def test_model_instance_is_sent_as_is(sent: list[dict[str, Any]]) -> None:
 
 
 def test_explicit_key_wins(sent: list[dict[str, Any]]) -> None:
-    producer = recording(Producer(settings(), Order), sent)
+    producer = recording(settings(), Order, sent)
     producer.send(ORDER, key=42)
     assert sent[0]["key"] == "42"
 
 
 def test_invalid_event_names_the_field_and_sends_nothing(sent: list[dict[str, Any]]) -> None:
-    producer = recording(Producer(settings(), Order), sent)
+    producer = recording(settings(), Order, sent)
     with pytest.raises(EventInvalid) as info:
         producer.send({**ORDER, "total_amount": -1})
     message = str(info.value)
@@ -98,19 +107,19 @@ def test_invalid_event_names_the_field_and_sends_nothing(sent: list[dict[str, An
 
 
 def test_missing_field_is_named(sent: list[dict[str, Any]]) -> None:
-    producer = recording(Producer(settings(), Order), sent)
+    producer = recording(settings(), Order, sent)
     with pytest.raises(EventInvalid, match="field 'order_id': Field required"):
         producer.send({k: v for k, v in ORDER.items() if k != "order_id"})
 
 
 def test_instance_of_another_model_is_refused(sent: list[dict[str, Any]]) -> None:
-    producer = recording(Producer(settings(), Order), sent)
+    producer = recording(settings(), Order, sent)
     with pytest.raises(EventInvalid, match="sends 'Order' events to 'orders', got a 'Other'"):
         producer.send(Other(customer_id="c"))
 
 
 def test_missing_key_is_refused_unless_given(sent: list[dict[str, Any]]) -> None:
-    producer = recording(Producer(settings(), None), sent)
+    producer = recording(settings(), None, sent)
     with pytest.raises(EventInvalid, match="no value for key field 'customer_id'"):
         producer.send({"order_id": "o-1", "customer_id": None})
     producer.send({"order_id": "o-1"}, key="c-1")
@@ -118,7 +127,7 @@ def test_missing_key_is_refused_unless_given(sent: list[dict[str, Any]]) -> None
 
 
 def test_schemaless_topic_takes_bytes_str_and_dicts(sent: list[dict[str, Any]]) -> None:
-    producer = recording(Producer(settings(key_field=None), None), sent)
+    producer = recording(settings(key_field=None), None, sent)
     producer.send(b"\x00raw")
     producer.send("text")
     producer.send({"a": datetime(2024, 1, 1, tzinfo=UTC)})
@@ -168,7 +177,7 @@ def test_key_field_named_as_in_json_is_found_on_an_aliased_attribute(sent: list[
         file="aliased.yaml",
     )
     assert model is not None, problems
-    producer = recording(Producer(settings(key_field="customer-id"), model), sent)
+    producer = recording(settings(key_field="customer-id"), model, sent)
     producer.send({"customer-id": "c-42"})
     assert sent[0]["key"] == "c-42"
     assert json.loads(sent[0]["value"]) == {"customer-id": "c-42"}
@@ -186,3 +195,21 @@ def test_delivery_report_only_error_from_yaml_is_accepted() -> None:
         client=ClientConfig(tuple(Setting(k, v, "passthrough") for k, v in conf.items())),
     )
     Producer(quiet, None, on_delivery=lambda err, msg: None).close(timeout=0.1)
+
+
+def test_a_full_local_queue_is_waited_out_not_an_error(sent: list[dict[str, Any]]) -> None:
+    class FullOnce(RecordingClient):
+        polls = 0
+
+        def produce(self, *args: Any, **kwargs: Any) -> None:
+            if not self.polls:
+                raise BufferError("Local: Queue full")
+            super().produce(*args, **kwargs)
+
+        def poll(self, timeout: float = 0) -> int:
+            self.polls += 1  # serving delivery reports frees room
+            return 0
+
+    producer = Producer(settings(), Order, client_factory=lambda config: FullOnce(sent))
+    producer.send(ORDER)
+    assert len(sent) == 1 and sent[0]["key"] == "c-7" and producer.sent == 1

@@ -1,9 +1,12 @@
-"""The worker's batch processing against a fake consumer and producer: which offsets become committable."""
+"""The worker's processing against a fake consumer and producer, built through its constructor's client
+factories: which offsets become committable, and what happens to failures."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,9 +15,12 @@ from pydantic import BaseModel
 
 from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
-from kpipe.runtime.handler import Emitter, HandlerContext
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT
+from kpipe.compilation.compiler import commit_settings
+from kpipe.runtime.handler import HandlerContext
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK
 from kpipe.runtime.worker import GroupWorker
+
+ASSIGNMENT = [TopicPartition("t", 0), TopicPartition("t", 1)]
 
 
 class Event(BaseModel):
@@ -23,32 +29,72 @@ class Event(BaseModel):
 
 
 class FakeConsumer:
+    """Stands in for confluent_kafka.Consumer: assigns partitions t[0] and t[1] on the first poll, delivers
+    the batches it is given (a number instead of a batch: that many seconds without messages), then calls
+    `when_idle` (the harness stops the worker there). Keep-alive polls (timeout 0) deliver nothing."""
+
     def __init__(self) -> None:
+        self.config: dict[str, Any] | None = None
+        self.batches: list[Any] = []
+        self.when_idle: Callable[[], None] = lambda: None
         self.stored: list[tuple[str, int, int]] = []
         self.commits: list[list[tuple[str, int, int]]] = []
         self.paused: list[TopicPartition] = []
         self.resumed: list[TopicPartition] = []
-        self.polls = 0
+        self.paused_now: set[tuple[str, int]] = set()
+        self.keepalive_polls = 0
+        self.closed = False
+        self._callbacks: dict[str, Any] = {}
+
+    def build(self, config: dict[str, Any]) -> FakeConsumer:  # the consumer factory
+        self.config = config
+        return self
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self._callbacks = callbacks
+
+    def consume(self, n: int, timeout: float) -> list:
+        if "assigned" not in self._callbacks:
+            self._callbacks["assigned"] = True
+            self._callbacks["on_assign"](self, ASSIGNMENT)
+        if timeout == 0:
+            self.keepalive_polls += 1
+            return []
+        if not self.batches:
+            self.when_idle()
+            return []
+        batch = self.batches.pop(0)
+        if isinstance(batch, int | float):
+            time.sleep(batch)
+            return []
+        return batch
+
+    def revoke(self, partitions: list[TopicPartition]) -> None:
+        """What librdkafka does in a poll when the group takes partitions away."""
+        self._callbacks["on_revoke"](self, partitions)
 
     def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
         self.stored.append((message.topic(), message.partition(), message.offset() + 1))
 
     def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+        if offsets is None:  # auto: commit the offset store
+            return []
         self.commits.append(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
         return offsets
 
     def assignment(self) -> list[TopicPartition]:
-        return [TopicPartition("t", 0), TopicPartition("t", 1)]
+        return list(ASSIGNMENT)
 
     def pause(self, tps: list[TopicPartition]) -> None:
         self.paused.extend(tps)
+        self.paused_now |= {(tp.topic, tp.partition) for tp in tps}
 
     def resume(self, tps: list[TopicPartition]) -> None:
         self.resumed.extend(tps)
+        self.paused_now -= {(tp.topic, tp.partition) for tp in tps}
 
-    def consume(self, n: int, timeout: float) -> list:
-        self.polls += 1
-        return []
+    def close(self) -> None:
+        self.closed = True
 
 
 class FakeProducer:
@@ -56,17 +102,22 @@ class FakeProducer:
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
+        self.config: dict[str, Any] | None = None
         self.sent: list[dict[str, Any]] = []
-        self._waiting: list[Any] = []
+        self.waiting: list[Any] = []
+
+    def build(self, config: dict[str, Any]) -> FakeProducer:  # the producer factory
+        self.config = config
+        return self
 
     def produce(
         self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None
     ) -> None:
         self.sent.append({"topic": topic, "value": value, "key": key, "headers": dict(headers or [])})
-        self._waiting.append((on_delivery, topic))
+        self.waiting.append((on_delivery, topic))
 
     def poll(self, timeout: float = 0) -> int:
-        waiting, self._waiting = self._waiting, []
+        waiting, self.waiting = self.waiting, []
         for callback, topic in waiting:
             err = KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail else None
             callback(err, Message(topic=topic))
@@ -77,36 +128,62 @@ class FakeProducer:
         return 0
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        return len(self.waiting)
 
 
-def make_worker(
-    handler: Any,
-    strategy: str = "batch",
-    *,
-    action: str = "dead_letter",
-    retries: int = 0,
-    batch_size: int = 100,
-    producer: FakeProducer | None = None,
-) -> GroupWorker:
-    settings = ConsumerGroupSettings(
-        group_id="g",
-        topics=("t",),
-        handler="m:f",
-        instances=1,
-        commit=CommitPolicy(strategy, batch_size=batch_size, interval_ms=60_000),  # type: ignore[arg-type]
-        on_error=ErrorPolicy(action, retries, 1, 2, "t.dlq" if action == "dead_letter" else None),  # type: ignore[arg-type]
-        client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
-    )
-    worker = GroupWorker(settings, {"t": Event}, handler, rng=lambda: 0.5)
-    worker._consumer = FakeConsumer()
-    worker._commit_deadline = float("inf")
-    worker.assigned = {("t", 0), ("t", 1)}
-    if producer is not None:
-        worker._producer = producer
-        worker._emitter = Emitter(producer, {"out": "key"})
-        worker._ctx = HandlerContext("g", worker._emitter)
-    return worker
+class Harness:
+    """A GroupWorker of group 'g' on topic 't', built with fake clients through its constructor."""
+
+    def __init__(
+        self,
+        handler: Any,
+        strategy: str = "batch",
+        *,
+        action: str = "dead_letter",
+        retries: int = 0,
+        backoff_ms: int = 1,
+        batch_size: int = 100,
+        interval_ms: int = 60_000,
+        client: dict[str, str] | None = None,
+        consumer: FakeConsumer | None = None,
+        producer: FakeProducer | None = None,
+        **options: Any,
+    ) -> None:
+        commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms)  # type: ignore[arg-type]
+        conf = {
+            "bootstrap.servers": "unused:9092",
+            **(client or {}),
+            "group.id": "g",
+            **commit_settings(commit),
+        }
+        dlq = "t.dlq" if action == "dead_letter" else None
+        settings = ConsumerGroupSettings(
+            group_id="g",
+            topics=("t",),
+            handler="m:f",
+            instances=1,
+            commit=commit,
+            on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms), dlq),  # type: ignore[arg-type]
+            client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
+            producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
+        )
+        self.consumer = consumer if consumer is not None else FakeConsumer()
+        self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
+        self.worker = GroupWorker(
+            settings, {"t": Event}, handler, rng=lambda: 0.5,
+            consumer_factory=self.consumer.build, producer_factory=self.producer.build,
+            emit_key_fields={"out": "key"}, **options,
+        )  # fmt: skip
+        self.consumer.when_idle = self.worker.stop
+
+    def run(self, *batches: Any) -> int:
+        """Deliver the batches, then stop: the worker commits what it processed on shutdown."""
+        self.consumer.batches.extend(batches)
+        return self.worker.run()
+
+    @property
+    def commits(self) -> list[list[tuple[str, int, int]]]:
+        return self.consumer.commits
 
 
 def messages(count: int, partition: int = 0, bad: set[int] = frozenset()) -> list[Message]:  # type: ignore[assignment]
@@ -119,19 +196,18 @@ def messages(count: int, partition: int = 0, bad: set[int] = frozenset()) -> lis
 
 def test_batch_commits_every_batch_size_and_the_rest_on_shutdown() -> None:
     seen: list[int] = []
-    worker = make_worker(lambda e, ctx: seen.append(e.n), batch_size=10)
-    worker._process(messages(25))
+    h = Harness(lambda e, ctx: seen.append(e.n), batch_size=10)
+    assert h.run(messages(25)) == WORKER_EXIT_OK
     assert seen == list(range(25))
-    assert worker._consumer.commits == [[("t", 0, 10)], [("t", 0, 20)]]
-    worker._commit_all("shutdown")
-    assert worker._consumer.commits[-1] == [("t", 0, 25)]
-    assert worker.handled == 25
+    assert h.commits == [[("t", 0, 10)], [("t", 0, 20)], [("t", 0, 25)]]  # the last one on shutdown
+    assert h.worker.handled == 25
+    assert h.consumer.closed
 
 
 def test_per_message_commits_after_each_message() -> None:
-    worker = make_worker(lambda e, ctx: None, "per_message")
-    worker._process(messages(3))
-    assert worker._consumer.commits == [[("t", 0, 1)], [("t", 0, 2)], [("t", 0, 3)]]
+    h = Harness(lambda e, ctx: None, "per_message")
+    h.run(messages(3))
+    assert h.commits == [[("t", 0, 1)], [("t", 0, 2)], [("t", 0, 3)]]
 
 
 def test_auto_stores_each_processed_offset_and_none_after_a_stop() -> None:
@@ -139,11 +215,11 @@ def test_auto_stores_each_processed_offset_and_none_after_a_stop() -> None:
         if event.n == 4:
             raise RuntimeError("boom")
 
-    worker = make_worker(handler, "auto", action="stop", retries=1)
-    worker._process(messages(8))
-    assert worker._consumer.stored == [("t", 0, i + 1) for i in range(4)]
-    assert worker.exit_code == WORKER_EXIT_HALT
-    assert "t[0]@4" in (worker.error or "") and "after 2 attempts" in (worker.error or "")
+    h = Harness(handler, "auto", action="stop", retries=1)
+    assert h.run(messages(8)) == WORKER_EXIT_HALT
+    assert h.consumer.stored == [("t", 0, i + 1) for i in range(4)]
+    assert h.worker.exit_code == WORKER_EXIT_HALT
+    assert "t[0]@4" in (h.worker.error or "") and "after 2 attempts" in (h.worker.error or "")
 
 
 def test_stop_action_leaves_the_failed_offset_uncommitted() -> None:
@@ -154,42 +230,36 @@ def test_stop_action_leaves_the_failed_offset_uncommitted() -> None:
         if event.n == 5:
             raise ValueError("bad order")
 
-    worker = make_worker(handler, action="stop", retries=2)
-    worker._process(messages(10))
-    worker._commit_all("shutdown")
-    assert worker._consumer.commits == [[("t", 0, 5)]]
+    h = Harness(handler, action="stop", retries=2)
+    assert h.run(messages(10)) == WORKER_EXIT_HALT
+    assert h.commits == [[("t", 0, 5)]]
     assert calls == [0, 1, 2, 3, 4, 5, 5, 5]
-    assert worker.exit_code == WORKER_EXIT_HALT
 
 
 def test_skip_counts_the_failure_and_moves_on() -> None:
-    worker = make_worker(lambda e, ctx: 1 / (e.n - 2), action="skip")
-    worker._process(messages(5))
-    worker._commit_all("shutdown")
-    assert worker.skipped == 1 and worker.handled == 4
-    assert worker._consumer.commits == [[("t", 0, 5)]]
+    h = Harness(lambda e, ctx: 1 / (e.n - 2), action="skip")
+    h.run(messages(5))
+    assert h.worker.skipped == 1 and h.worker.handled == 4
+    assert h.commits == [[("t", 0, 5)]]
 
 
 def test_schema_invalid_goes_to_dead_letter_without_retry_with_headers() -> None:
-    producer = FakeProducer()
     calls: list[int] = []
-    worker = make_worker(lambda e, ctx: calls.append(e.n), retries=3, producer=producer)
-    worker._process(messages(4, partition=1, bad={2}))
-    worker._commit_all("shutdown")
+    h = Harness(lambda e, ctx: calls.append(e.n), retries=3)
+    h.run(messages(4, partition=1, bad={2}))
     assert calls == [0, 1, 3]
-    assert len(producer.sent) == 1
-    sent = producer.sent[0]
+    assert len(h.producer.sent) == 1
+    sent = h.producer.sent[0]
     assert sent["topic"] == "t.dlq" and sent["value"] == b"{not json" and sent["key"] == b"k2"
     assert sent["headers"]["kpipe.error.type"] == b"schema"
     assert sent["headers"]["kpipe.source.partition"] == b"1"
     assert sent["headers"]["kpipe.source.offset"] == b"2"
     assert sent["headers"]["kpipe.group"] == b"g"
-    assert worker.dead_lettered == 1
-    assert worker._consumer.commits == [[("t", 1, 4)]]
+    assert h.worker.dead_lettered == 1
+    assert h.commits == [[("t", 1, 4)]]
 
 
 def test_handler_failure_is_retried_then_dead_lettered() -> None:
-    producer = FakeProducer()
     attempts: list[int] = []
 
     def handler(event: Event, ctx: HandlerContext) -> None:
@@ -197,50 +267,60 @@ def test_handler_failure_is_retried_then_dead_lettered() -> None:
         if ctx.key == "k1":
             raise KeyError("no customer")
 
-    worker = make_worker(handler, retries=2, producer=producer)
-    worker._process(messages(3))
+    h = Harness(handler, retries=2)
+    h.run(messages(3))
     assert attempts == [0, 1, 1, 1, 2]
-    assert producer.sent[0]["headers"]["kpipe.error.type"] == b"handler"
-    assert b"KeyError" in producer.sent[0]["headers"]["kpipe.error.message"]
-    worker._commit_all("shutdown")
-    assert worker._consumer.commits == [[("t", 0, 3)]]
+    assert h.producer.sent[0]["headers"]["kpipe.error.type"] == b"handler"
+    assert b"KeyError" in h.producer.sent[0]["headers"]["kpipe.error.message"]
+    assert h.commits == [[("t", 0, 3)]]
 
 
 def test_failed_dead_letter_write_stops_without_committing_that_offset() -> None:
-    worker = make_worker(lambda e, ctx: 1 / (e.n - 3), producer=FakeProducer(fail=True))
-    worker._process(messages(6))
-    assert worker.exit_code == WORKER_EXIT_CLUSTER
-    assert "_MSG_TIMED_OUT" in (worker.error or "")
-    worker._commit_all("shutdown")
-    assert worker._consumer.commits == [[("t", 0, 3)]]
+    h = Harness(lambda e, ctx: 1 / (e.n - 3), producer=FakeProducer(fail=True))
+    assert h.run(messages(6)) == WORKER_EXIT_CLUSTER
+    assert "_MSG_TIMED_OUT" in (h.worker.error or "")
+    assert h.commits == [[("t", 0, 3)]]
+
+
+def test_a_dead_letter_write_waits_for_room_when_the_producer_queue_is_full() -> None:
+    class FullOnce(FakeProducer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refused = 0
+
+        def produce(self, *args: Any, **kwargs: Any) -> None:
+            if not self.refused:
+                self.refused += 1
+                raise BufferError("Local: Queue full")
+            super().produce(*args, **kwargs)
+
+    h = Harness(lambda e, ctx: 1 / (e.n - 1), producer=FullOnce())
+    assert h.run(messages(3)) == WORKER_EXIT_OK
+    assert h.producer.refused == 1 and len(h.producer.sent) == 1
+    assert h.worker.dead_lettered == 1 and h.commits == [[("t", 0, 3)]]
 
 
 def test_stop_finishes_the_message_in_hand_and_processes_no_more() -> None:
     seen: list[int] = []
-    worker = make_worker(lambda e, ctx: (seen.append(e.n), e.n == 3 and worker.stop()))
-    worker._process(messages(10))
-    worker._commit_all("shutdown")
+    h = Harness(lambda e, ctx: (seen.append(e.n), e.n == 3 and h.worker.stop()))
+    assert h.run(messages(10)) == WORKER_EXIT_OK
     assert seen == [0, 1, 2, 3]
-    assert worker._consumer.commits == [[("t", 0, 4)]]
+    assert h.commits == [[("t", 0, 4)]]
 
 
 def test_auto_stores_offsets_of_emitting_messages_only_after_the_emits_are_acked() -> None:
-    producer = FakeProducer()
-    worker = make_worker(
-        lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x", "n": e.n}), "auto", producer=producer
-    )
-    worker._process(messages(3))
-    assert producer.sent[0]["key"] == "x" and producer.sent[0]["topic"] == "out"
-    assert worker._consumer.stored == [("t", 0, 1), ("t", 0, 2), ("t", 0, 3)]
-    assert worker.exit_code is None
+    h = Harness(lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x", "n": e.n}), "auto")
+    assert h.run(messages(3)) == WORKER_EXIT_OK
+    assert h.producer.sent[0]["key"] == "x" and h.producer.sent[0]["topic"] == "out"
+    assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2), ("t", 0, 3)]
 
 
 def test_failed_emit_stops_the_worker_before_storing_its_offset() -> None:
-    producer = FakeProducer(fail=True)
-    worker = make_worker(lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x"}), "auto", producer=producer)
-    worker._process(messages(3))
-    assert worker._consumer.stored == [("t", 0, 1)]
-    assert worker.exit_code == WORKER_EXIT_CLUSTER
+    h = Harness(
+        lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x"}), "auto", producer=FakeProducer(fail=True)
+    )
+    assert h.run(messages(3)) == WORKER_EXIT_CLUSTER
+    assert h.consumer.stored == [("t", 0, 1)]
 
 
 def test_long_retry_wait_keeps_group_membership_by_pausing_and_polling() -> None:
@@ -251,16 +331,14 @@ def test_long_retry_wait_keeps_group_membership_by_pausing_and_polling() -> None
             state["fails"] -= 1
             raise RuntimeError("transient")
 
-    worker = make_worker(handler, action="stop", retries=1)
-    worker._policy = ErrorPolicy("stop", retries=1, backoff_ms=300, max_backoff_ms=300)
-    worker._max_poll_interval = 0.03  # keepalive polls every 10 ms of waiting
-    worker._process(messages(1))
-    worker._resume()
-    consumer = worker._consumer
-    assert consumer.polls >= 3
+    # max.poll.interval.ms=30: a keep-alive poll every 10 ms of the 300 ms backoff.
+    h = Harness(handler, action="stop", retries=1, backoff_ms=300, client={"max.poll.interval.ms": "30"})
+    assert h.run(messages(1)) == WORKER_EXIT_OK
+    consumer = h.consumer
+    assert consumer.keepalive_polls >= 3
     assert {(tp.topic, tp.partition) for tp in consumer.paused} == {("t", 0), ("t", 1)}
     assert {(tp.topic, tp.partition) for tp in consumer.resumed} == {("t", 0), ("t", 1)}
-    assert worker.handled == 1 and worker.exit_code is None
+    assert h.worker.handled == 1
 
 
 def test_messages_of_partitions_revoked_during_a_wait_are_dropped() -> None:
@@ -268,23 +346,22 @@ def test_messages_of_partitions_revoked_during_a_wait_are_dropped() -> None:
 
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == 1:
-            worker._on_revoke(None, [TopicPartition("t", 0)])  # as a keepalive poll would
+            h.consumer.revoke([TopicPartition("t", 0)])  # as a keep-alive poll during the retry wait would
             raise RuntimeError("fails while the partition moves away")
         seen.append(event.n)
 
-    worker = make_worker(handler, action="stop", retries=1)
-    worker._in_batch = True
-    worker._process(messages(4))
+    h = Harness(handler, action="stop", retries=1)
+    assert h.run(messages(4)) == WORKER_EXIT_OK
     assert seen == [0]
-    assert worker.exit_code is None
-    assert worker._consumer.commits == [[("t", 0, 1)]]  # committed on revocation: only offset 0 was processed
+    assert h.commits == [[("t", 0, 1)]]  # committed on revocation: only offset 0 was processed
+    assert h.worker.assigned == {("t", 1)}
 
 
 @pytest.mark.parametrize("strategy", ["auto", "batch", "per_message"])
 def test_tombstone_on_schema_topic_is_a_schema_error(strategy: str) -> None:
-    worker = make_worker(lambda e, ctx: None, strategy, action="skip")
-    worker._process([Message(topic="t", partition=0, offset=0, value=None)])
-    assert worker.skipped == 1
+    h = Harness(lambda e, ctx: None, strategy, action="skip")
+    h.run([Message(topic="t", partition=0, offset=0, value=None)])
+    assert h.worker.skipped == 1
 
 
 def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> None:
@@ -298,27 +375,27 @@ def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> 
             release.wait(10)
             return super().commit(message, offsets, asynchronous)
 
-    worker = make_worker(lambda e, ctx: None, "per_message")
-    consumer = worker._consumer = BlockingConsumer()
-    worker._cluster_timeout = 0.3
-    worker._on_stuck = stuck.append
-    watchdog = threading.Thread(target=worker._watch_blocked_calls, daemon=True)
-    processing = threading.Thread(target=worker._process, args=(messages(1),), daemon=True)
-    watchdog.start()
-    processing.start()
+    h = Harness(
+        lambda e, ctx: None,
+        "per_message",
+        consumer=BlockingConsumer(),
+        cluster_timeout=0.3,
+        on_stuck=stuck.append,
+    )
+    running = threading.Thread(target=h.run, args=(messages(1),), daemon=True)
+    running.start()
     try:
         wait_for(lambda: stuck, timeout=10, message="the blocked commit was not reported")
         assert stuck == [
             "a commit has been blocked for over 0.3 s: the cluster is unreachable; nothing more is committed "
             "(unprocessed and uncommitted events will be delivered again)"
         ]
-        assert consumer.commits == []
+        assert h.commits == []
     finally:
         release.set()
-        processing.join(5)
-        worker._watchdog_done.set()
-        watchdog.join(5)
-    assert consumer.commits == [[("t", 0, 1)]]  # reported once; the commit itself went through when unblocked
+        running.join(5)
+    assert not running.is_alive()
+    assert h.commits == [[("t", 0, 1)]]  # reported once; the commit itself went through when unblocked
     assert len(stuck) == 1
 
 
@@ -335,31 +412,24 @@ def test_partitions_paused_while_a_commit_waits_between_batches_are_resumed() ->
             self.rounds += 1
             if self.rounds >= 3:
                 self.poll()
-            return len(self._waiting)
+            return len(self.waiting)
 
-    worker = make_worker(lambda e, ctx: ctx.emit("out", {"key": "k", "n": e.n}), producer=SlowProducer())
-    worker._max_poll_interval = 0.0  # every wait is "long": the membership poll pauses the partitions
-    worker._process(messages(3))
-    worker._commit_deadline = 0.0  # the batch interval has passed: _loop commits between batches
-    consumer = worker._consumer
-    calls = 0
-
-    def consume(n: int, timeout: float) -> list:
-        nonlocal calls
-        calls += 1
-        if calls >= 3:
-            worker.stop()
-        return []
-
-    consumer.consume = consume  # type: ignore[method-assign]
-    worker._loop()
-    assert consumer.commits == [[("t", 0, 3)]]
-    assert consumer.paused  # the commit's wait did pause them...
-    assert sorted((tp.topic, tp.partition) for tp in consumer.resumed) == [
+    # max.poll.interval.ms=0: every wait is "long", so the membership poll pauses the partitions.
+    h = Harness(
+        lambda e, ctx: ctx.emit("out", {"key": "k", "n": e.n}), interval_ms=300,
+        producer=SlowProducer(), client={"max.poll.interval.ms": "0"},
+    )  # fmt: skip
+    # The batch is processed well within the 300 ms interval; the interval passes in the empty poll after it,
+    # so the commit happens between batches.
+    h.run(messages(3), 0.4)
+    assert h.commits == [[("t", 0, 3)]]
+    assert h.producer.rounds >= 3
+    assert h.consumer.paused  # the commit's wait did pause them...
+    assert sorted((tp.topic, tp.partition) for tp in h.consumer.resumed) == [
         ("t", 0),
         ("t", 1),
     ]  # ...and resumed
-    assert worker._paused == []
+    assert h.consumer.paused_now == set()
 
 
 class FakeKpipeProducer:
@@ -397,27 +467,44 @@ def test_events_emitted_through_a_kpipe_producer_are_delivered_before_the_offset
     audit = FakeKpipeProducer(fail=fail)
     stored_when_delivered: list[int] = []
 
-    def handler(event: Any, ctx: HandlerContext) -> None:
-        ctx.emit(audit, {"n": event.n})
+    class RecordingConsumer(FakeConsumer):
+        def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
+            stored_when_delivered.append(len(audit.delivered))
+            super().store_offsets(message, offsets)
 
-    worker = make_worker(handler, "auto", producer=FakeProducer())
-    consumer = worker._consumer
-    original_store = consumer.store_offsets
-
-    def store(message: Any = None, offsets: Any = None) -> None:
-        stored_when_delivered.append(len(audit.delivered))
-        original_store(message, offsets)
-
-    consumer.store_offsets = store  # type: ignore[method-assign]
-    worker._process(messages(2))
+    h = Harness(lambda e, ctx: ctx.emit(audit, {"n": e.n}), "auto", consumer=RecordingConsumer())
+    h.run(messages(2))
     if fail:
-        assert consumer.stored == []  # the emitted events were lost: nothing after them may be committed
-        assert worker.exit_code == WORKER_EXIT_CLUSTER
+        assert h.consumer.stored == []  # the emitted events were lost: nothing after them may be committed
+        assert h.worker.exit_code == WORKER_EXIT_CLUSTER
         assert "emit through producer 'audit': 2 not delivered: Local: Message timed out" in (
-            worker.error or ""
+            h.worker.error or ""
         )
     else:
-        assert consumer.stored == [("t", 0, 1), ("t", 0, 2)]
+        assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2)]
         assert all(
             n >= 1 for n in stored_when_delivered
         )  # each store came after the flush delivered the emit
+
+
+def test_the_worker_passes_the_compiled_configs_to_its_clients_adding_only_callbacks() -> None:
+    h = Harness(lambda e, ctx: None, client={"session.timeout.ms": "7000"})
+    h.run()
+    consumer_conf, producer_conf = h.consumer.config or {}, h.producer.config or {}
+    assert {
+        k: v for k, v in consumer_conf.items() if k not in ("error_cb", "logger")
+    } == h.worker.consumer_config
+    assert consumer_conf["session.timeout.ms"] == "7000"
+    assert callable(consumer_conf["error_cb"]) and hasattr(consumer_conf["logger"], "log")
+    assert {k: v for k, v in producer_conf.items() if k not in ("error_cb", "logger")} == {
+        "bootstrap.servers": "unused:9092"
+    }
+
+
+def test_settings_not_compiled_for_their_commit_policy_are_refused() -> None:
+    settings = ConsumerGroupSettings(
+        group_id="g", topics=("t",), handler="m:f", instances=1, commit=CommitPolicy("batch"),
+        on_error=ErrorPolicy("skip"), client=ClientConfig((Setting("bootstrap.servers", "b:9092", "declared"),)),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="not compiled for its commit policy"):
+        GroupWorker(settings, {}, lambda e, ctx: None)

@@ -90,6 +90,15 @@ bootstrap_option = click.option(
     "(env: KPIPE_BOOTSTRAP_SERVERS).",
 )
 
+consumer_config_option = click.option(
+    "-X",
+    "--consumer-config",
+    "consumer_config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra librdkafka consumer setting, applied last (repeatable); `kpipe explain` takes the same.",
+)
+
 
 def default_paths(paths: tuple[Path, ...]) -> list[Path]:
     return list(paths) or [Path("pipelines")]

@@ -121,7 +121,6 @@ def dev(
         variables=vars_,
         values_files=list(values_files),
         bootstrap_override=bootstrap_servers,
-        resolve_local=False,
     )
     stop = devloop.StopFlag()
     previous_handlers = stop.install()

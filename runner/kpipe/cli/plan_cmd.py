@@ -42,6 +42,7 @@ def _connect(
     timeout: float,
 ) -> tuple[list[TopicSpec], KafkaCluster]:
     from kpipe.compilation.project import load_project
+    from kpipe.local.state import resolve
     from kpipe.topics.cluster import connect
 
     project = load_project(
@@ -50,6 +51,7 @@ def _connect(
         values_files=values_files,
         bootstrap_override=bootstrap_servers,
     )
+    project = resolve(project)
     if project.warnings:
         from kpipe.diagnostics import render_text, sort_diagnostics
 

@@ -13,16 +13,33 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
+from kpipe.cli.common import (
+    bootstrap_option,
+    consumer_config_option,
+    default_paths,
+    parse_vars,
+    project_options,
+)
 from kpipe.errors import ClusterError, KpipeError, UsageError
 
 log = logging.getLogger("kpipe.run")
 
 
-def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> Any:
+def _load(
+    paths: tuple[Path, ...],
+    variables: tuple[str, ...],
+    values_files: tuple[Path, ...],
+    bootstrap_servers: str | None,
+) -> Any:
+    """The project, with `local` resolved to the running local broker (kpipe.load)."""
     import kpipe
 
-    return kpipe.load(*default_paths(paths), variables=parse_vars(variables), values_files=list(values_files))
+    return kpipe.load(
+        *default_paths(paths),
+        variables=parse_vars(variables),
+        values_files=list(values_files),
+        bootstrap_override=bootstrap_servers or None,
+    )
 
 
 # -- run ---------------------------------------------------------------------------------------------------------
@@ -48,14 +65,7 @@ def _load(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tup
     show_default=True,
     envvar="KPIPE_LOG_LEVEL",
 )
-@click.option(
-    "-X",
-    "--consumer-config",
-    "consumer_config",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Extra librdkafka consumer setting, applied last (repeatable).",
-)
+@consumer_config_option
 @click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
@@ -84,7 +94,7 @@ def run(
     from kpipe.runtime.protocol import worker_specs
     from kpipe.runtime.supervisor import Supervisor
 
-    project = _load(paths, variables, values_files)
+    project = _load(paths, variables, values_files, bootstrap_servers)
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
     specs = worker_specs(
@@ -92,7 +102,8 @@ def run(
         project_paths=(str(p) for p in default_paths(paths)),
         variables=parse_vars(variables),
         values_files=(str(v) for v in values_files),
-        bootstrap_override=bootstrap_servers or None,
+        # Resolved here, once: the workers connect where this process found the brokers (`local` included).
+        bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
     )
@@ -167,7 +178,7 @@ def produce(
     `delivered N, failed M, invalid K` is printed; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries, 130: interrupted).
     """
-    project = _load(paths, variables, values_files).with_bootstrap(bootstrap_servers)
+    project = _load(paths, variables, values_files, bootstrap_servers)
     producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
     display = "<stdin>" if events_file == "-" else events_file
     invalid = refused = 0

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, print_diagnostics, project_options
+from kpipe.cli.common import (
+    bootstrap_option,
+    consumer_config_option,
+    default_paths,
+    parse_vars,
+    print_diagnostics,
+    project_options,
+)
 from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 
 
@@ -137,6 +144,14 @@ def schema(output: Path | None) -> None:
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @bootstrap_option
+@consumer_config_option
+@click.option(
+    "--instance",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which instance of a consumer group (each has a client.id of its own).",
+)
 def explain(
     name: str,
     paths: tuple[Path, ...],
@@ -144,6 +159,8 @@ def explain(
     values_files: tuple[Path, ...],
     output_format: str,
     bootstrap_servers: str | None,
+    consumer_config: tuple[str, ...],
+    instance: int,
 ) -> None:
     """Show the final librdkafka settings of producer or consumer group NAME, and where each came from.
 
@@ -161,6 +178,6 @@ def explain(
         variables=parse_vars(variables),
         values_files=values_files,
         bootstrap_override=bootstrap_servers,
-        resolve_local=False,
+        consumer_overrides=parse_vars(consumer_config, "--consumer-config"),
     )
-    click.echo(explain_client(project, name, output_format))
+    click.echo(explain_client(project, name, output_format, instance=instance))

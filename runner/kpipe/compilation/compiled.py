@@ -8,7 +8,7 @@ Tests compare them directly.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from kpipe.diagnostics import Position
@@ -108,3 +108,15 @@ class ConsumerGroupSettings:
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500
     position: Position | None = None
+
+    def client_for(self, instance: int) -> ClientConfig:
+        """The final consumer config of one instance of the group: `client` with a client.id of its own
+        ('<client.id>-<instance>'), so broker logs and metrics tell the group's processes apart. A runtime
+        override (`-X client.id=...`) names every instance alike."""
+        settings = []
+        for s in self.client.settings:
+            if s.key == "client.id" and s.source != "override":
+                origin = f"{s.origin or s.source} + instance {instance}"
+                s = replace(s, value=f"{s.value}-{instance}", source="derived", origin=origin)
+            settings.append(s)
+        return ClientConfig(tuple(settings))

@@ -4,14 +4,19 @@ Every librdkafka setting is built from layers, lowest first, and each remembers 
 `kpipe explain` can show it:
 
     kpipe default  →  cluster.config  →  declared field  →  the client's own config (passthrough)
+        →  runtime overrides (`--bootstrap-servers`, `kpipe run -X KEY=VALUE`)
 
-Settings a commit policy depends on (enable.auto.commit, enable.auto.offset.store) are "derived": they are
-applied last, because the check step has already refused a passthrough that contradicts them.
+A consumer group's config is final: the worker passes it to Consumer(...) as compiled, adding only callbacks
+(error_cb, logger, rebalance callbacks). The settings its at-least-once delivery depends on (group.id,
+enable.auto.offset.store, enable.auto.commit, auto.commit.interval.ms) are applied last, over passthrough and
+overrides alike (the check step has already refused a passthrough that contradicts them). Each instance of a
+group gets a client.id of its own: `ConsumerGroupSettings.client_for(instance)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from kpipe.check.rules import dead_letter_topic
 from kpipe.compilation.compiled import (
@@ -52,6 +57,24 @@ PRODUCER_FIELDS: dict[str, str] = {
     "delivery_timeout_ms": "delivery.timeout.ms",
     "client_id": "client.id",
 }
+
+
+# Where runtime overrides come from, for `kpipe explain`.
+BOOTSTRAP_OVERRIDE_ORIGIN = "--bootstrap-servers"
+CONSUMER_OVERRIDE_ORIGIN = "--consumer-config"
+
+
+def commit_settings(commit: CommitPolicy) -> dict[str, str]:
+    """The consumer settings a commit policy depends on. The worker stores each offset itself, and only once
+    its message is processed (enable.auto.offset.store=false), in every policy; `auto` lets librdkafka commit
+    the stored offsets every interval, the others commit synchronously."""
+    settings = {"enable.auto.offset.store": "false"}
+    if commit.strategy == "auto":
+        settings["enable.auto.commit"] = "true"
+        settings["auto.commit.interval.ms"] = str(commit.interval_ms)
+    else:
+        settings["enable.auto.commit"] = "false"
+    return settings
 
 
 def config_value(value: object) -> str:
@@ -108,7 +131,7 @@ def _base(
     layers = _Layers()
     cluster = project.cluster_spec
     if bootstrap_override:
-        layers.set("bootstrap.servers", bootstrap_override, "override", "--bootstrap-servers")
+        layers.set("bootstrap.servers", bootstrap_override, "override", BOOTSTRAP_OVERRIDE_ORIGIN)
     else:
         position = project.cluster.locate("bootstrap_servers") if project.cluster else None
         source = "declared" if project.cluster else "kpipe default"
@@ -158,12 +181,15 @@ def compile_producer(
 
 
 def compile_consumer_group(
-    project: ProjectSpec, name: str, bootstrap_override: str | None = None
+    project: ProjectSpec,
+    name: str,
+    bootstrap_override: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ConsumerGroupSettings:
+    """The group's settings with its final consumer config; `overrides` are runtime -X settings."""
     declared = project.consumers[name]
     spec: ConsumerGroupSpec = declared.spec
     layers = _base(project, "consumer", bootstrap_override)
-    layers.set("group.id", name, "declared", f"consumers.{name}", declared.position)
     layers.set(
         "client.id", spec.client_id or f"kpipe-{name}", "declared" if spec.client_id else "kpipe default"
     )
@@ -176,23 +202,24 @@ def compile_consumer_group(
         declared.locate("auto_offset_reset") if explicit_reset else None,
     )
     layers.update(spec.config, "passthrough", declared, f"consumers.{name}", "consumer")
+    for key, value in (overrides or {}).items():
+        layers.set(key, value, "override", f"{CONSUMER_OVERRIDE_ORIGIN} {key}")
     commit = spec.commit
-    origin = f"consumers.{name}.commit"
-    position = declared.locate("commit")
-    # At-least-once in every policy: an offset is stored only after its handler succeeded.
-    layers.set("enable.auto.offset.store", "false", "derived", origin, position)
     if commit.strategy == "auto":
-        layers.set("enable.auto.commit", "true", "derived", origin, position)
-        layers.set(
-            "auto.commit.interval.ms", commit.interval_ms, "declared", f"{origin}.interval_ms", position
-        )
         policy = CommitPolicy("auto", interval_ms=commit.interval_ms)
     elif commit.strategy == "per_message":
-        layers.set("enable.auto.commit", "false", "derived", origin, position)
         policy = CommitPolicy("per_message")
     else:
-        layers.set("enable.auto.commit", "false", "derived", origin, position)
         policy = CommitPolicy("batch", batch_size=commit.batch_size, interval_ms=commit.interval_ms)
+    # What at-least-once depends on comes last: no passthrough or override can change it.
+    layers.set("group.id", name, "declared", f"consumers.{name}", declared.position)
+    origin = f"consumers.{name}.commit"
+    position = declared.locate("commit")
+    for key, value in commit_settings(policy).items():
+        if key == "auto.commit.interval.ms":
+            layers.set(key, value, "declared", f"{origin}.interval_ms", position)
+        else:
+            layers.set(key, value, "derived", origin, position)
     on_error = spec.on_error
     error_policy = ErrorPolicy(
         action=on_error.action,

@@ -27,7 +27,9 @@ def _rows(config: ClientConfig) -> list[dict]:
     return rows
 
 
-def explain_client(project: Project, name: str, output_format: str = "text") -> str:
+def explain_client(project: Project, name: str, output_format: str = "text", *, instance: int = 0) -> str:
+    """The final settings of producer or consumer group `name` (for a group: of its `instance`), exactly as the
+    client is given them, with where each value came from. Secrets are redacted."""
     if name in project.spec.producers:
         settings = project.producer_settings(name)
         kind, rows, extra = (
@@ -37,11 +39,12 @@ def explain_client(project: Project, name: str, output_format: str = "text") -> 
         )
     elif name in project.spec.consumers:
         group = project.consumer_group(name)
-        kind, rows = "consumer group", _rows(group.client)
+        kind, rows = "consumer group", _rows(group.client_for(instance))
         extra = {
             "topics": list(group.topics),
             "handler": group.handler,
             "instances": group.instances,
+            "instance": instance,
             "commit": group.commit.strategy,
             "dead_letter_topic": group.on_error.dead_letter_topic,
             "handler_timeout_ms": group.on_error.timeout_ms,

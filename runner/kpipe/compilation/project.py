@@ -4,6 +4,10 @@
 
 `load_project` raises PipelineInvalid with every diagnostic when anything is wrong; `inspect_project` returns
 the diagnostics instead (for `kpipe validate`, which reports warnings too).
+
+A Project is compiled data and does no I/O: `bootstrap_servers: local` (or `-b local`) stays the word `local`
+here. The edges that connect resolve it once to the running local broker's address (`kpipe.load`, the CLI:
+kpipe.local.state.resolve) and hand over a project with that address as its bootstrap override.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 from kpipe.check.rules import SchemaFields, check_project
 from kpipe.compilation import compiler
@@ -27,8 +31,6 @@ from kpipe.model.pipeline import SchemaFile, SchemaModel
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-
-    from kpipe.runtime.producer import Producer
 
 
 @dataclass
@@ -131,31 +133,29 @@ def inspect_project(
     return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources)
 
 
+_P = TypeVar("_P", bound="Project")
+
+
 class Project:
-    """A valid project, compiled on demand. Build one with `kpipe.load(...)`."""
+    """A valid project, compiled on demand. Build one with `kpipe.load(...)`.
+
+    bootstrap_override: the address clients connect to instead of the files' (`--bootstrap-servers`, the
+    environment, or the resolved local broker). consumer_overrides: runtime librdkafka settings for every
+    consumer group (`kpipe run -X`), compiled into the groups' configs like any other layer.
+    """
 
     def __init__(
-        self, inspection: Inspection, *, bootstrap_override: str | None = None, resolve_local: bool = True
+        self,
+        inspection: Inspection,
+        *,
+        bootstrap_override: str | None = None,
+        consumer_overrides: Mapping[str, str] | None = None,
     ):
         self.inspection = inspection
         self.spec = inspection.spec
         self.warnings = [d for d in inspection.diagnostics if not d.is_error]
-        self._bootstrap_override = bootstrap_override
-        self._resolve_local = resolve_local
-
-    @property
-    def bootstrap_override(self) -> str | None:
-        """The address clients connect to when it is not the file's own: a CLI/env override, or the
-        running local broker when the file says `local`."""
-        wanted = self._bootstrap_override or self.spec.cluster_spec.bootstrap_servers
-        if wanted == "local":  # in the files, or `-b local` for any project
-            if not self._resolve_local:
-                return self._bootstrap_override
-            from kpipe.local.state import resolve_local
-
-            self._bootstrap_override = resolve_local()
-            return self._bootstrap_override
-        return self._bootstrap_override or None
+        self.bootstrap_override = bootstrap_override or None
+        self.consumer_overrides: dict[str, str] = dict(consumer_overrides or {})
 
     # --- names -------------------------------------------------------------------------------------------
     @property
@@ -166,12 +166,17 @@ class Project:
     def bootstrap_servers(self) -> str:
         return self.bootstrap_override or self.spec.cluster_spec.bootstrap_servers
 
-    def with_bootstrap(self, bootstrap: str | None) -> Project:
-        return self if not bootstrap else Project(self.inspection, bootstrap_override=bootstrap)
+    def with_bootstrap(self: _P, bootstrap: str | None) -> _P:
+        if not bootstrap:
+            return self
+        return type(self)(
+            self.inspection, bootstrap_override=bootstrap, consumer_overrides=self.consumer_overrides
+        )
 
     @property
     def uses_local_broker(self) -> bool:
-        return (self._bootstrap_override or self.spec.cluster_spec.bootstrap_servers) == "local"
+        """True while the bootstrap servers are the word `local`, not yet resolved to an address."""
+        return self.bootstrap_servers == "local"
 
     def _lookup(self, section: str, name: str, noun: str) -> None:
         names = getattr(self.spec, section)
@@ -206,7 +211,9 @@ class Project:
 
     def consumer_group(self, name: str) -> ConsumerGroupSettings:
         self._lookup("consumers", name, "consumer group")
-        return compiler.compile_consumer_group(self.spec, name, self.bootstrap_override)
+        return compiler.compile_consumer_group(
+            self.spec, name, self.bootstrap_override, self.consumer_overrides
+        )
 
     def consumer_groups(self) -> list[ConsumerGroupSettings]:
         return [self.consumer_group(n) for n in self.consumer_group_names()]
@@ -224,13 +231,6 @@ class Project:
             return None
         return self.schema_model(declared.spec.schema_)
 
-    def producer(self, name: str, **kwargs: Any) -> Producer:
-        from kpipe.runtime.producer import Producer
-
-        settings = self.producer_settings(name)
-        model = self.schema_model(settings.schema_name) if settings.schema_name else None
-        return Producer(settings, model, **kwargs)
-
 
 def load_project(
     paths: Iterable[Path | str],
@@ -238,12 +238,13 @@ def load_project(
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] | None = None,
     bootstrap_override: str | None = None,
-    resolve_local: bool = True,
-) -> Project:
+    consumer_overrides: Mapping[str, str] | None = None,
+    project_type: type[_P] = Project,  # type: ignore[assignment]
+) -> _P:
     """Load a valid project. The bootstrap servers come from `bootstrap_override`, else KPIPE_BOOTSTRAP_SERVERS,
-    else the files (where `local` means the running local broker, found when first needed)."""
+    else the files (`local` stays unresolved: see the module docstring)."""
     inspection = inspect_project(paths, variables=variables, values_files=values_files or ())
     if not inspection.valid:
         raise PipelineInvalid(inspection.diagnostics)
     override = bootstrap_override or os.environ.get("KPIPE_BOOTSTRAP_SERVERS") or None
-    return Project(inspection, bootstrap_override=override, resolve_local=resolve_local)
+    return project_type(inspection, bootstrap_override=override, consumer_overrides=consumer_overrides)

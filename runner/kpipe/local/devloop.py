@@ -127,6 +127,8 @@ def status_line(rows: dict[str, GroupRow]) -> str:
 
 def send_demo_events(project: Project, demo_dir: Path, echo: Callable[[str], None]) -> int:
     """Send `<producer>.jsonl` through that producer, and `<topic>.poison.jsonl` raw (bypassing validation)."""
+    from kpipe.runtime.producer import open_producer
+
     sent = 0
     for path in sorted(demo_dir.glob("*.jsonl")):
         name = path.name.removesuffix(".jsonl")
@@ -138,7 +140,7 @@ def send_demo_events(project: Project, demo_dir: Path, echo: Callable[[str], Non
         if name not in project.spec.producers:
             echo(f"demo: skipping {path.name}: no producer named '{name}'")
             continue
-        with project.producer(name) as producer:
+        with open_producer(project, name) as producer:
             for line in lines:
                 producer.send(json.loads(line))
         sent += len(lines)

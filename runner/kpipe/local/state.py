@@ -11,8 +11,14 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from kpipe.errors import LocalBrokerError
+
+if TYPE_CHECKING:
+    from kpipe.compilation.project import Project
+
+    P = TypeVar("P", bound=Project)
 
 LOCAL = "local"
 DEFAULT_PORT = 19092
@@ -66,3 +72,9 @@ def resolve_local() -> str:
             "or point at a cluster with --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS"
         )
     return bootstrap
+
+
+def resolve(project: P) -> P:
+    """The project connected to the running local broker when its bootstrap servers say `local`; else itself.
+    The one place `local` becomes an address (kpipe.load and the commands that connect call it)."""
+    return project.with_bootstrap(resolve_local()) if project.uses_local_broker else project

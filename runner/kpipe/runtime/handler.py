@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kpipe.errors import HandlerError
+from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.serde import key_of, key_text, to_json_bytes
 
 Handler = Callable[[Any, "HandlerContext"], Any]
@@ -176,12 +177,12 @@ class Emitter:
         elif type(key) is not str:
             key = key_text(key)
         value = to_json_bytes(event)
-        while True:
-            try:
-                self._producer.produce(target, value, key, headers=headers, on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
+        try:
+            self._producer.produce(target, value, key, headers=headers, on_delivery=self._on_delivery)
+        except BufferError:
+            produce_when_room(
+                self._producer, target, value, key, headers=headers, on_delivery=self._on_delivery
+            )
         self.unsettled = True
         self.emitted += 1
 

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _KafkaProducer
@@ -27,9 +27,14 @@ from pydantic import BaseModel, ValidationError
 
 from kpipe.compilation.compiled import ProducerSettings
 from kpipe.errors import BrokerUnreachable, ClusterError
+from kpipe.logs import RATE_LIMIT_INTERVAL, RateLimitedLog
+from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.serde import EventInvalid, describe_validation_error, key_of, key_text, to_json_bytes
 
-__all__ = ["DeliveryError", "DeliverySummary", "EventInvalid", "Producer"]
+if TYPE_CHECKING:
+    from kpipe.compilation.project import Project
+
+__all__ = ["DeliveryError", "DeliverySummary", "EventInvalid", "Producer", "open_producer"]
 
 log = logging.getLogger("kpipe.runtime.producer")
 
@@ -88,10 +93,9 @@ class LibrdkafkaLog:
 
     _LEVELS = {0: 50, 1: 50, 2: 50, 3: 40, 4: 30, 5: 20, 6: 20, 7: 10}
 
-    def __init__(self, name: str = "kpipe.librdkafka", interval: float = 10.0):
+    def __init__(self, name: str = "kpipe.librdkafka", interval: float = RATE_LIMIT_INTERVAL):
         self._log = logging.getLogger(name)
-        self._interval = interval
-        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+        self._limited = RateLimitedLog(self._log, interval)
 
     def log(self, level: int, fmt: str, *args: Any) -> None:
         # confluent-kafka hands over Python logging levels; raw syslog levels (0-7) are mapped just in case.
@@ -99,14 +103,7 @@ class LibrdkafkaLog:
         if not self._log.isEnabledFor(py_level):
             return
         key = (str(args[0]) if args else "", str(args[1]) if len(args) > 1 else "")
-        now = time.monotonic()
-        last, held = self._last.get(key, (0.0, 0))
-        if last and now - last < self._interval:
-            self._last[key] = (last, held + 1)
-            return
-        self._last[key] = (now, 0)
-        suffix = f" ({held} similar suppressed)" if held else ""
-        self._log.log(py_level, (fmt % args) + suffix)
+        self._limited(py_level, key, "%s", fmt % args)
 
 
 class Producer:
@@ -119,7 +116,9 @@ class Producer:
         *,
         on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
         config_overrides: Mapping[str, Any] | None = None,
+        client_factory: Callable[[dict[str, Any]], Any] = _KafkaProducer,
     ):
+        """client_factory builds the librdkafka producer from its final config (tests pass a fake)."""
         self.settings = settings
         self.topic = settings.topic
         self._model = model
@@ -146,7 +145,7 @@ class Producer:
             # confluent-kafka handles this key in Python and wants a bool; from YAML it arrives as "true".
             config["delivery.report.only.error"] = config["delivery.report.only.error"].lower() == "true"
         try:
-            self._producer = _KafkaProducer(config)
+            self._producer = client_factory(config)
         except KafkaException as exc:
             raise ClusterError(
                 f"producer '{settings.name}': {exc.args[0].str()}", code=exc.args[0].name()
@@ -215,8 +214,9 @@ class Producer:
             else:
                 self._produce(self.topic, value, key, headers=headers)
         except BufferError:
+            kwargs = {} if headers is None else {"headers": headers}
             try:
-                self._produce_when_room(value, key, headers)
+                produce_when_room(self._producer, self.topic, value, key, **kwargs)
             except BaseException:
                 self.sent -= 1
                 raise
@@ -267,19 +267,6 @@ class Producer:
             f"event for producer '{self.settings.name}' has no value for key field '{self._key_field}' "
             "(pass key=... to send it anyway)"
         )
-
-    def _produce_when_room(self, value: bytes, key: Any, headers: Any) -> None:
-        # The local queue is full: serve delivery reports (which frees room) and try again.
-        while True:
-            self._poll(0.1)
-            try:
-                if headers is None:
-                    self._produce(self.topic, value, key)
-                else:
-                    self._produce(self.topic, value, key, headers=headers)
-                return
-            except BufferError:
-                continue
 
     # -- delivery ---------------------------------------------------------------------------------------
 
@@ -389,6 +376,13 @@ class Producer:
         return (
             f"Producer({self.settings.name!r}, topic={self.topic!r}, sent={self.sent}, failed={self.failed})"
         )
+
+
+def open_producer(project: Project, name: str, **kwargs: Any) -> Producer:
+    """Open the project's declared producer `name` (an unknown name: UsageError with a did-you-mean)."""
+    settings = project.producer_settings(name)
+    model = project.schema_model(settings.schema_name) if settings.schema_name else None
+    return Producer(settings, model, **kwargs)
 
 
 def _close_timeout(settings: ProducerSettings) -> float:

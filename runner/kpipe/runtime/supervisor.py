@@ -52,7 +52,7 @@ from kpipe.runtime.protocol import (
 
 log = logging.getLogger("kpipe.runtime.supervisor")
 
-DEFAULT_TARGET = "kpipe.runtime.worker:worker_main"
+DEFAULT_TARGET = "kpipe.runtime.worker.process:worker_main"
 WorkerTarget = Callable[[WorkerSpec, Any], int | None]
 
 _EXIT_MEANINGS = {
@@ -199,7 +199,7 @@ class Supervisor:
     ):
         """target: called in each worker process as target(spec, status_channel) and returning its exit code;
         a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
-        in the worker. Default: kpipe.runtime.worker:worker_main (so the supervisor never imports confluent_kafka).
+        in the worker. Default: kpipe.runtime.worker.process:worker_main (so the supervisor never imports confluent_kafka).
         restart_backoff: (initial delay, factor, maximum) in seconds.
         crash_loop: (restarts, window in seconds): a worker that dies again after that many restarts within
         the window is given up on.

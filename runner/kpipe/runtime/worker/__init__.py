@@ -1,0 +1,51 @@
+"""The consumer worker: one consumer-group member, at least once, under the group's commit and error policy.
+
+    GroupWorker(settings, models, handler, consumer_factory=..., producer_factory=...).run() -> exit code
+    worker_main(spec, status_queue) -> exit code            (the supervisor's spawned-process entry)
+
+Only a message whose handler returned (or that was dead-lettered or skipped) is "processed", and only processed
+offsets are ever committed, after the events its handler emitted were acknowledged. The parts:
+
+    core.py        GroupWorker: builds the clients through injected factories and wires the parts below
+    loop.py        the consume loop and the per-message hot path
+    commit.py      CommitStrategy: AutoCommit, PerMessageCommit, BatchCommit (a new strategy is a new class)
+    failures.py    retry with backoff, dead letter, skip, stop; returns an Outcome
+    membership.py  assigned partitions; pause and poll during long waits to keep the group membership
+    emits.py       waiting for emitted events before a commit
+    health.py      client errors, and exiting for a restart when no broker answers for too long
+    watchdog.py    noticing a librdkafka call blocked past the cluster timeout
+    state.py       stop/halt control and counters shared by the parts
+    process.py     the worker process: start-up from a WorkerSpec, signals, status reports
+
+The consumer's librdkafka config is compiled (kpipe.compilation.compiler), per instance, and passed to the
+consumer factory as it is, plus callbacks: what `kpipe explain` shows is what runs. All parts log to
+"kpipe.runtime.worker". May import: compilation, runtime (handler, producer, protocol, serde), base modules.
+"""
+
+from kpipe.runtime.worker.commit import (
+    STRATEGIES,
+    AutoCommit,
+    BatchCommit,
+    CommitStrategy,
+    PerMessageCommit,
+    commit_list,
+)
+from kpipe.runtime.worker.core import GroupWorker
+from kpipe.runtime.worker.failures import Outcome, backoff_delays, dead_letter_headers
+from kpipe.runtime.worker.process import build_worker, settle_heap, worker_main
+
+__all__ = [
+    "STRATEGIES",
+    "AutoCommit",
+    "BatchCommit",
+    "CommitStrategy",
+    "GroupWorker",
+    "Outcome",
+    "PerMessageCommit",
+    "backoff_delays",
+    "build_worker",
+    "commit_list",
+    "dead_letter_headers",
+    "settle_heap",
+    "worker_main",
+]

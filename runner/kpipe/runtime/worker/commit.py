@@ -1,0 +1,237 @@
+"""Commit strategies: how processed offsets become committed. A new strategy is a new class in STRATEGIES.
+
+Only a processed message's offset is ever committed (its handler returned, or it was dead-lettered or
+skipped), and only after the events it emitted were acknowledged:
+
+    auto         librdkafka commits the offset store every interval_ms (enable.auto.commit=true); the worker
+                 stores each offset itself once processed (enable.auto.offset.store=false + store_offsets).
+    per_message  a synchronous commit after each processed message.
+    batch        a synchronous commit of the processed offsets (explicit TopicPartition(topic, p, offset + 1)
+                 per partition, never "current positions") after batch_size messages or interval_ms.
+
+Every strategy also commits when partitions are revoked and on shutdown. The consumer settings each one needs
+are compiled into the group's config (kpipe.compilation.compiler.commit_settings).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from kpipe.compilation.compiled import CommitPolicy
+from kpipe.logs import RateLimitedLog
+from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
+from kpipe.runtime.worker.membership import Membership, Partition, describe
+from kpipe.runtime.worker.state import Counters
+from kpipe.runtime.worker.watchdog import Watchdog
+
+log = logging.getLogger("kpipe.runtime.worker")
+
+
+class CommitStrategy(Protocol):
+    """The consume loop calls `begin_batch()` once per batch and the hook it returns once per processed
+    message (the hot path: the hook is a bound method or a closure over locals); `end_batch()` after the
+    batch, `tick(now)` between batches, `commit_all()` when partitions are revoked and on shutdown, and
+    `forget(keys)` for partitions revoked or lost."""
+
+    name: ClassVar[str]
+
+    def begin_batch(self) -> Callable[[Any], None]: ...
+
+    def end_batch(self) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+    def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None: ...
+
+    def forget(self, keys: Iterable[Partition]) -> None: ...
+
+
+def commit_list(processed: Mapping[Partition, int], only: Iterable[Partition] | None = None) -> list:
+    """TopicPartitions to commit for processed offsets: the next offset to read, last processed + 1."""
+    keys = processed.keys() if only is None else [k for k in only if k in processed]
+    return [TopicPartition(t, p, processed[(t, p)] + 1) for t, p in keys]
+
+
+class _Strategy:
+    """What every strategy is built with."""
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        policy: CommitPolicy,
+        consumer: Any,
+        settler: EmitSettler,
+        membership: Membership,
+        watchdog: Watchdog,
+        counters: Counters,
+        limited: RateLimitedLog,
+    ):
+        self._policy = policy
+        self._consumer = consumer
+        self._settler = settler
+        self._membership = membership
+        self._watchdog = watchdog
+        self._counters = counters
+        self._limited = limited
+
+    def end_batch(self) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def forget(self, keys: Iterable[Partition]) -> None:
+        pass
+
+
+class AutoCommit(_Strategy):
+    """librdkafka commits the offset store every interval; the worker stores processed offsets."""
+
+    name = "auto"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Processed messages whose store waits for the events emitted before them to be acknowledged.
+        self._deferred: list[Any] = []
+
+    def begin_batch(self) -> Callable[[Any], None]:
+        store = self._consumer.store_offsets
+        emitter = self._settler.emitter
+        if isinstance(emitter, NoEmitter):
+            return store  # nothing is ever emitted: store each offset straight away
+        deferred = self._deferred
+
+        def processed(msg: Any) -> None:
+            if deferred or emitter.unsettled:
+                deferred.append(msg)
+            else:
+                store(msg)
+
+        return processed
+
+    def end_batch(self) -> None:
+        if self._deferred:
+            self._store_deferred()
+
+    def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
+        """Commit the offset store now (revocation, shutdown) rather than at the next interval."""
+        if self._deferred:
+            self._store_deferred()
+        try:
+            with self._watchdog.blocking("commit"):
+                results = self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("commit on %s failed: %s", reason, exc.args[0].str())
+            return
+        self._counters.committed()
+        log.info("committed %s (%s)", describe(results or ()), reason)
+
+    def _store_deferred(self) -> None:
+        if self._settler.settle():
+            store = self._consumer.store_offsets
+            assigned = self._membership.assigned
+            for msg in self._deferred:
+                if (msg.topic(), msg.partition()) in assigned:
+                    store(msg)
+        self._deferred.clear()
+
+
+class _ExplicitCommit(_Strategy):
+    """Synchronous commits of the processed offsets this strategy keeps per partition."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.processed: dict[Partition, int] = {}  # last processed, not yet committed offset
+        self._interval = self._policy.interval_ms / 1000.0
+        self.deadline = time.monotonic() + self._interval
+
+    def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
+        self.commit_processed(only, reason=reason)
+
+    def forget(self, keys: Iterable[Partition]) -> None:
+        for key in keys:
+            self.processed.pop(key, None)
+
+    def commit_processed(self, only: Iterable[Partition] | None = None, *, reason: str = "") -> bool:
+        """Commit processed offsets (all, or those of `only`); keep them on failure, for the next commit."""
+        self.deadline = time.monotonic() + self._interval
+        if not self._settler.settle():
+            return False
+        offsets = commit_list(self.processed, only)
+        if not offsets:
+            return True
+        try:
+            with self._watchdog.blocking("commit"):
+                results = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0]
+            self._limited(logging.WARNING, ("commit", err.code()), "commit of %s failed: %s",
+                          describe(offsets), err.str())  # fmt: skip
+            return False
+        failed = {(tp.topic, tp.partition): tp for tp in results or () if tp.error is not None}
+        for tp in offsets:
+            key = (tp.topic, tp.partition)
+            if self.processed.get(key) == tp.offset - 1 and key not in failed:
+                del self.processed[key]
+        if failed:
+            first = next(iter(failed.values()))
+            self._limited(logging.WARNING, ("commit", "partial"), "commit failed for %s: %s",
+                          describe(failed.values()), first.error.str())  # fmt: skip
+        self._counters.committed()
+        if reason:
+            log.info("committed %s (%s)", describe(offsets), reason)
+        else:
+            log.debug("committed %s", describe(offsets))
+        return not failed
+
+
+class PerMessageCommit(_ExplicitCommit):
+    name = "per_message"
+
+    def begin_batch(self) -> Callable[[Any], None]:
+        processed = self.processed
+        commit = self.commit_processed
+
+        def processed_one(msg: Any) -> None:
+            processed[(msg.topic(), msg.partition())] = msg.offset()
+            commit()
+
+        return processed_one
+
+
+class BatchCommit(_ExplicitCommit):
+    name = "batch"
+
+    def begin_batch(self) -> Callable[[Any], None]:
+        processed = self.processed
+        commit = self.commit_processed
+        batch_size = self._policy.batch_size
+        monotonic = time.monotonic
+        since_commit = 0
+        deadline = self.deadline
+
+        def processed_one(msg: Any) -> None:
+            nonlocal since_commit, deadline
+            processed[(msg.topic(), msg.partition())] = msg.offset()
+            since_commit += 1
+            if since_commit >= batch_size or monotonic() >= deadline:
+                commit()
+                since_commit = 0
+                deadline = self.deadline
+
+        return processed_one
+
+    def tick(self, now: float) -> None:
+        """Between batches: commit what was processed once the interval has passed."""
+        if self.processed and now >= self.deadline:
+            self.commit_processed()
+
+
+STRATEGIES: dict[str, type[_Strategy]] = {s.name: s for s in (AutoCommit, PerMessageCommit, BatchCommit)}

@@ -1,0 +1,299 @@
+"""GroupWorker: one consumer-group member, built from compiled settings and injected client factories."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Producer as KafkaProducer
+from pydantic import BaseModel
+
+from kpipe.compilation.compiled import ConsumerGroupSettings
+from kpipe.compilation.compiler import commit_settings
+from kpipe.logs import RateLimitedLog
+from kpipe.runtime.handler import Emitter, Handler, HandlerContext
+from kpipe.runtime.producer import LibrdkafkaLog
+from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
+from kpipe.runtime.worker.commit import STRATEGIES, CommitStrategy
+from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
+from kpipe.runtime.worker.failures import Failures
+from kpipe.runtime.worker.health import ClusterHealth
+from kpipe.runtime.worker.loop import ConsumeLoop, Validators
+from kpipe.runtime.worker.membership import Membership, describe
+from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT, Control, Counters
+from kpipe.runtime.worker.watchdog import Watchdog
+
+log = logging.getLogger("kpipe.runtime.worker")
+
+DEFAULT_POLL_TIMEOUT = 0.1
+DEFAULT_CLUSTER_TIMEOUT = 60.0
+
+# Build a librdkafka client from its final config (callbacks included): confluent_kafka's classes, or fakes.
+ClientFactory = Callable[[dict[str, Any]], Any]
+
+
+class GroupWorker:
+    """One member of a consumer group. `run()` blocks until stop() or a fatal condition; returns an exit code.
+
+    settings: compiled (kpipe.compilation): `settings.client_for(instance)` is the consumer's final config,
+    which the worker passes to `consumer_factory` as it is, adding only callbacks; `settings.producer_client`
+    likewise to `producer_factory` (dead letters, emitted events).
+    """
+
+    def __init__(
+        self,
+        settings: ConsumerGroupSettings,
+        models: Mapping[str, type[BaseModel] | None],
+        handler: Handler,
+        *,
+        instance: int = 0,
+        consumer_factory: ClientFactory = Consumer,
+        producer_factory: ClientFactory = KafkaProducer,
+        status_callback: Callable[[WorkerStatus], None] | None = None,
+        emit_key_fields: Mapping[str, str | None] | None = None,
+        poll_timeout: float = DEFAULT_POLL_TIMEOUT,
+        cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
+        rng: Callable[[], float] = random.random,
+        on_stuck: Callable[[str], None] | None = None,
+    ):
+        self.settings = settings
+        self.group = settings.group_id
+        self.instance = instance
+        # The final client configs, exactly as compiled (kpipe explain shows the same).
+        self.consumer_config: dict[str, str] = settings.client_for(instance).as_dict()
+        self.producer_config: dict[str, str] | None = (
+            settings.producer_client.as_dict() if settings.producer_client is not None else None
+        )
+        _require_compiled(settings, self.consumer_config)
+        self._handler = handler
+        self._models = models
+        self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
+        self._status_callback = status_callback
+        self._emit_key_fields = emit_key_fields
+        self._poll_timeout = poll_timeout
+        self._rng = rng
+        self.state = "starting"
+        self.counters = Counters()
+        self._control = Control()
+        self._limited = RateLimitedLog(log)
+        bootstrap = self.consumer_config.get("bootstrap.servers")
+        self._health = ClusterHealth(bootstrap, cluster_timeout, self._control, self._limited)
+        self._watchdog = Watchdog(self.group, cluster_timeout, on_stuck)
+        max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
+        self._membership = Membership(settings.max_poll_records, max_poll_interval)
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._strategy: CommitStrategy | None = None
+        self._loop: ConsumeLoop | None = None
+
+    # -- control and state ------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to finish the message in hand, commit what it processed, and close. Thread-safe."""
+        self._control.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._control.requested
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._control.exit_code
+
+    @property
+    def error(self) -> str | None:
+        return self._control.error
+
+    @property
+    def assigned(self) -> set[tuple[str, int]]:
+        return self._membership.assigned
+
+    @property
+    def handled(self) -> int:
+        return self.counters.handled
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.counters.dead_lettered
+
+    @property
+    def skipped(self) -> int:
+        return self.counters.skipped
+
+    @property
+    def commits(self) -> int:
+        return self.counters.commits
+
+    def status(self) -> WorkerStatus:
+        c = self.counters
+        return WorkerStatus(
+            group=self.group,
+            instance=self.instance,
+            pid=os.getpid(),
+            handled=c.handled,
+            dead_lettered=c.dead_lettered,
+            skipped=c.skipped,
+            committed=c.commits,
+            last_commit_at=c.last_commit_at,
+            assigned=tuple(sorted(self.assigned)),
+            state=self.state,
+            error=self.error,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Consume until stopped; returns a worker exit code (kpipe.runtime.protocol)."""
+        control = self._control
+        try:
+            loop = self._open()
+        except KafkaException as exc:
+            reason = f"consumer group '{self.group}': invalid client configuration: {exc.args[0].str()}"
+            log.error("%s", reason)
+            self.state, control.error = "failed", reason
+            self._report()
+            return WORKER_EXIT_HALT
+        self.state = "running"
+        self._report()
+        self._watchdog.start()
+        try:
+            loop.run()
+        except Exception as exc:  # a bug or an unexpected client failure: say so, keep what was processed
+            log.exception("consumer group '%s': worker failed", self.group)
+            control.halt(WORKER_EXIT_CRASH, f"{type(exc).__name__}: {exc}")
+        finally:
+            try:
+                self._close()
+            finally:
+                self._watchdog.stop()
+        code = control.exit_code = control.exit_code if control.exit_code is not None else WORKER_EXIT_OK
+        self.state = "stopped" if code == WORKER_EXIT_OK else "failed"
+        self._report()
+        return code
+
+    def _open(self) -> ConsumeLoop:
+        """Build the clients through the factories, and the parts that use them; subscribe."""
+        health = self._health
+        conf: dict[str, Any] = {**self.consumer_config, "error_cb": health.on_client_error}
+        conf.setdefault("logger", LibrdkafkaLog())
+        consumer = self._consumer = self._consumer_factory(conf)
+        emitter: Any = NoEmitter()
+        ctx = HandlerContext(self.group, None)
+        if self.producer_config is not None:
+            pconf: dict[str, Any] = {**self.producer_config, "error_cb": health.on_producer_error}
+            pconf.setdefault("logger", LibrdkafkaLog())
+            self._producer = self._producer_factory(pconf)
+            emitter = Emitter(self._producer, self._emit_key_fields)
+            ctx = HandlerContext(self.group, emitter)
+        membership = self._membership
+        membership.consumer = consumer
+        settings, control, counters = self.settings, self._control, self.counters
+        settler = EmitSettler(emitter, self._producer, membership, control)
+        strategy = self._strategy = STRATEGIES[settings.commit.strategy](
+            settings.commit, consumer, settler, membership, self._watchdog, counters, self._limited
+        )
+        failures = Failures(
+            self.group, settings.on_error, self._handler, ctx, self._producer, membership, control, counters,
+            self._rng,
+        )  # fmt: skip
+        consumer.subscribe(
+            list(settings.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info(
+            "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s)",
+            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action,
+        )  # fmt: skip
+        self._loop = ConsumeLoop(
+            consumer=consumer, handler=self._handler, ctx=ctx,
+            validators=Validators(settings.topics, self._models), strategy=strategy, failures=failures,
+            membership=membership, health=health, control=control, counters=counters,
+            max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
+            housekeeping=self._housekeeping,
+        )  # fmt: skip
+        return self._loop
+
+    def _close(self) -> None:
+        """Commit what was processed, close the consumer, and let the producer deliver what it holds."""
+        self.state = "stopping"
+        self._report()
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            if self._strategy is not None:
+                self._strategy.commit_all("shutdown")
+        except Exception:
+            log.exception("final commit failed")
+        try:
+            consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the consumer: %s", exc)
+        if self._producer is not None:
+            left = self._producer.flush(SHUTDOWN_SETTLE_TIMEOUT)
+            if left:
+                log.warning("%d dead-letter/emitted events undelivered at shutdown", left)
+        log.info("consumer group '%s' instance %d stopped", self.group, self.instance)
+
+    # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._health.down_since = None
+        self._membership.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        log.info("assigned %s", describe(partitions) or "no partitions")
+        self._report()
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        try:
+            if self._strategy is not None:
+                self._strategy.commit_all("partitions revoked", keys)
+        except Exception:  # an exception here would escape from consume(); log it and carry on
+            log.exception("commit on revocation failed")
+        self._forget(keys)
+        log.info("revoked %s", describe(partitions) or "no partitions")
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Lost (not revoked): another member may own them already, so committing would be wrong.
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._forget(keys)
+        log.warning(
+            "lost %s (session timed out?); their uncommitted offsets will be re-read", describe(partitions)
+        )
+
+    def _forget(self, keys: list[tuple[str, int]]) -> None:
+        if self._strategy is not None:
+            self._strategy.forget(keys)
+        self._membership.forget(keys)
+        self._report()
+
+    # -- status -----------------------------------------------------------------------------------------------
+
+    def _housekeeping(self, now: float) -> None:
+        self._health.check(now, self._consumer)
+        self._report()
+
+    def _report(self) -> None:
+        if self._status_callback is None:
+            return
+        try:
+            self._status_callback(self.status())
+        except Exception:  # a status reader's problem must never stop consumption
+            log.debug("status callback failed", exc_info=True)
+
+
+def _require_compiled(settings: ConsumerGroupSettings, config: Mapping[str, str]) -> None:
+    """Refuse settings whose consumer config lacks what at-least-once depends on (not built by the compiler)."""
+    wanted = {"group.id": settings.group_id, **commit_settings(settings.commit)}
+    wrong = {k: v for k, v in wanted.items() if config.get(k) != v}
+    if wrong:
+        raise ValueError(
+            f"consumer group '{settings.group_id}': the client config is not compiled for its commit policy "
+            f"(needs {wrong}); build ConsumerGroupSettings with kpipe.compilation.compiler"
+        )
+    if settings.on_error.dead_letter_topic and settings.producer_client is None:
+        raise ValueError(f"consumer group '{settings.group_id}': a dead-letter topic needs producer_client")

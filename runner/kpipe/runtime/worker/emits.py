@@ -1,0 +1,58 @@
+"""Emit settling: the events handlers emitted are acknowledged before any later offset is committed."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
+from kpipe.runtime.worker.membership import Membership
+from kpipe.runtime.worker.state import Control
+
+log = logging.getLogger("kpipe.runtime.worker")
+
+# How long a commit waits for events a handler sent through a kpipe Producer.
+EMIT_SETTLE_TIMEOUT = 30.0
+# Waits are cut into slices this long so stop() and the group membership are served meanwhile.
+WAIT_SLICE = 0.1
+
+
+class NoEmitter:
+    """Stands in for the Emitter when the group has no producer, so the hot path needs no None check."""
+
+    unsettled = False
+    failures: tuple[str, ...] = ()
+
+
+class EmitSettler:
+    """Waits for the emitter's events (kpipe.runtime.handler.Emitter) before an offset is committed or stored.
+
+    When one is lost, `settle()` halts the worker and returns False: which message emitted the lost event is
+    unknown, so no further offset may be committed.
+    """
+
+    def __init__(self, emitter: Any, producer: Any, membership: Membership, control: Control):
+        self.emitter = emitter
+        self._producer = producer
+        self._membership = membership
+        self._control = control
+
+    def settle(self) -> bool:
+        emitter = self.emitter
+        if emitter.unsettled:
+            emitter.settle_external(EMIT_SETTLE_TIMEOUT)
+            producer = self._producer
+            while len(producer) and not emitter.failures:
+                producer.flush(WAIT_SLICE)
+                self._membership.keep_alive()
+                if self._control.gave_up():
+                    break
+            producer.poll(0)
+            emitter.unsettled = len(producer) > 0
+        if emitter.failures or emitter.unsettled:
+            reason = "; ".join(emitter.failures[-3:]) or f"{len(self._producer)} still in flight"
+            control = self._control
+            control.halt(WORKER_EXIT_CLUSTER, f"events emitted by the handler were not delivered: {reason}")
+            log.error("%s; offsets after the last commit stay uncommitted", control.error)
+            return False
+        return True

@@ -1,0 +1,226 @@
+"""Failure handling: what becomes of a message that could not be processed, as an Outcome.
+
+An event that fails schema validation cannot succeed on retry, so it goes straight to the dead-letter topic
+(or, with no dead-letter topic, to the on_error action). A handler exception is retried `retries` times with
+exponential backoff (backoff_ms doubling up to max_backoff_ms, ±20 % jitter); then the group's on_error action:
+
+    dead_letter  write the original message to the dead-letter topic with kpipe.* headers and wait for the
+                 broker's ack before the offset counts as processed (a failed write halts the worker without
+                 committing it, exit code CLUSTER)
+    skip         log and count it
+    stop         halt the worker without committing it (exit code HALT)
+
+Waits are sliced so stop() is prompt, and keep the group membership (see membership.py).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from kpipe.compilation.compiled import ErrorPolicy
+from kpipe.runtime.backpressure import produce_when_room
+from kpipe.runtime.handler import Handler, HandlerContext
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT
+from kpipe.runtime.serde import truncate
+from kpipe.runtime.worker.emits import WAIT_SLICE
+from kpipe.runtime.worker.membership import Membership, Partition
+from kpipe.runtime.worker.state import Control, Counters
+
+log = logging.getLogger("kpipe.runtime.worker")
+
+# Dead-letter headers (values are UTF-8 text).
+H_SOURCE_TOPIC = "kpipe.source.topic"
+H_SOURCE_PARTITION = "kpipe.source.partition"
+H_SOURCE_OFFSET = "kpipe.source.offset"
+H_ERROR_TYPE = "kpipe.error.type"
+H_ERROR_MESSAGE = "kpipe.error.message"
+H_GROUP = "kpipe.group"
+
+
+class Outcome(enum.Enum):
+    """What became of a message that failed."""
+
+    HANDLED = "handled"  # a retry succeeded
+    DEAD_LETTERED = "dead-lettered"
+    SKIPPED = "skipped"
+    DROPPED = (
+        "dropped"  # not processed, not committed: its partition was revoked, or shutdown gave up waiting
+    )
+    HALTED = "halted"  # the worker stops; neither this message nor any after it is committed
+
+    @property
+    def processed(self) -> bool:
+        """Whether the message's offset may now be committed."""
+        return self in (Outcome.HANDLED, Outcome.DEAD_LETTERED, Outcome.SKIPPED)
+
+
+def backoff_delays(policy: ErrorPolicy, rng: Callable[[], float] = random.random) -> list[float]:
+    """Seconds to wait before each retry: backoff_ms doubling, capped at max_backoff_ms, with ±20 % jitter."""
+    delays = []
+    for attempt in range(policy.retries):
+        base = min(policy.max_backoff_ms, policy.backoff_ms * (2**attempt))
+        jittered = min(policy.max_backoff_ms, base * (0.8 + 0.4 * rng()))
+        delays.append(jittered / 1000.0)
+    return delays
+
+
+def dead_letter_headers(
+    topic: str,
+    partition: int,
+    offset: int,
+    error_type: str,
+    error_message: str,
+    group: str,
+    original: Iterable[tuple[str, Any]] | None = None,
+) -> list[tuple[str, bytes]]:
+    """The source message's own headers, then where it came from and why it failed."""
+    headers = [(k, v) for k, v in (original or ()) if not k.startswith("kpipe.")]
+    headers += [
+        (H_SOURCE_TOPIC, topic.encode()),
+        (H_SOURCE_PARTITION, str(partition).encode()),
+        (H_SOURCE_OFFSET, str(offset).encode()),
+        (H_ERROR_TYPE, error_type.encode()),
+        (H_ERROR_MESSAGE, truncate(error_message).encode()),
+        (H_GROUP, group.encode()),
+    ]
+    return headers
+
+
+class Failures:
+    """Applies a group's ErrorPolicy to the messages whose validation or handler failed."""
+
+    def __init__(
+        self,
+        group: str,
+        policy: ErrorPolicy,
+        handler: Handler,
+        ctx: HandlerContext,
+        producer: Any,
+        membership: Membership,
+        control: Control,
+        counters: Counters,
+        rng: Callable[[], float] = random.random,
+    ):
+        self._group = group
+        self._policy = policy
+        self._handler = handler
+        self._ctx = ctx
+        self._producer = producer
+        self._membership = membership
+        self._control = control
+        self._counters = counters
+        self._rng = rng
+        self._dlq_error = ""
+
+    def invalid(self, msg: Any, text: str) -> Outcome:
+        """The event failed schema validation: no retry."""
+        return self._apply(msg, "schema", text)
+
+    def handler_failed(self, msg: Any, event: Any, exc: Exception) -> Outcome:
+        """The handler raised: retry with backoff, then apply the on_error action."""
+        delays = backoff_delays(self._policy, self._rng)
+        tp = (msg.topic(), msg.partition())
+        for attempt, delay in enumerate(delays, start=1):
+            log.debug(
+                "handler failed for %s[%d]@%d (%s: %s); retry %d/%d in %.2f s",
+                tp[0], tp[1], msg.offset(), type(exc).__name__, exc, attempt, len(delays), delay,
+            )  # fmt: skip
+            if not self._wait(delay, tp):
+                return Outcome.DROPPED
+            self._ctx._msg = msg
+            try:
+                self._handler(event, self._ctx)
+            except Exception as again:
+                exc = again
+            else:
+                self._counters.handled += 1
+                return Outcome.HANDLED
+        attempts = f" after {len(delays) + 1} attempts" if delays else ""
+        return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
+
+    def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        what = "schema-invalid event" if error_type == "schema" else "handler failed"
+        dlq = self._policy.dead_letter_topic
+        action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
+        if action == "dead_letter" and dlq:
+            delivered = self._dead_letter(msg, error_type, text)
+            if delivered is None:
+                return Outcome.DROPPED
+            if delivered:
+                self._counters.dead_lettered += 1
+                log.warning(
+                    "%s %s%s: %s; dead-lettered to '%s'", what, where, attempts, truncate(text, 300), dlq
+                )
+                return Outcome.DEAD_LETTERED
+            reason = f"{what} {where}; writing it to dead-letter topic '{dlq}' failed"
+            log.error("%s: %s; stopping without committing it", reason, self._dlq_error)
+            self._control.halt(WORKER_EXIT_CLUSTER, f"{reason}: {self._dlq_error}")
+            return Outcome.HALTED
+        if action == "skip":
+            self._counters.skipped += 1
+            log.warning("%s %s%s: %s; skipped (on_error: skip)", what, where, attempts, truncate(text, 300))
+            return Outcome.SKIPPED
+        reason = f"{what} {where}{attempts}: {truncate(text, 300)}"
+        log.error("%s; stopping (on_error: %s), offset %d not committed", reason, action, msg.offset())
+        self._control.halt(WORKER_EXIT_HALT, reason)
+        return Outcome.HALTED
+
+    def _dead_letter(self, msg: Any, error_type: str, text: str) -> bool | None:
+        """Write the message to the dead-letter topic and wait for the ack: True delivered, False failed,
+        None when the partition was revoked or shutdown gave up waiting (the message stays uncommitted)."""
+        topic = self._policy.dead_letter_topic
+        producer = self._producer
+        assert topic is not None and producer is not None
+        headers = dead_letter_headers(
+            msg.topic(), msg.partition(), msg.offset(), error_type, text, self._group, msg.headers()
+        )
+        result: list[KafkaError | None] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            result.append(err)
+
+        try:
+            try:
+                producer.produce(topic, msg.value(), msg.key(), headers=headers, on_delivery=on_delivery)
+            except BufferError:
+                produce_when_room(
+                    producer, topic, msg.value(), msg.key(), headers=headers, on_delivery=on_delivery
+                )
+        except KafkaException as exc:
+            self._dlq_error = exc.args[0].str()
+            return False
+        tp = (msg.topic(), msg.partition())
+        while not result:
+            producer.poll(WAIT_SLICE)
+            self._membership.keep_alive()
+            if tp in self._membership.revoked_in_batch:
+                return None
+            if self._control.gave_up():
+                self._dlq_error = "no acknowledgement before shutdown"
+                return None
+        if result[0] is not None:
+            self._dlq_error = f"{result[0].name()}: {result[0].str()}"
+            return False
+        return True
+
+    def _wait(self, seconds: float, tp: Partition) -> bool:
+        """Sleep for a retry backoff in short slices; False when stopping or `tp` was revoked meanwhile."""
+        deadline = time.monotonic() + seconds
+        event = self._control.event
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if event.wait(min(WAIT_SLICE, remaining)):
+                return False
+            self._membership.keep_alive()
+            if tp in self._membership.revoked_in_batch:
+                return False

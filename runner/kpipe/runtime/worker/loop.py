@@ -1,0 +1,163 @@
+"""The consume loop and the hot path: each message is decoded, validated, handled and marked processed.
+
+Messages arrive in batches from `consume(max_poll_records, poll_timeout)`; each is validated with its topic's
+schema model (`model_validate_json`; raw bytes when the topic has none) and passed to `handler(event, ctx)`.
+Failures go to Failures (failures.py); processed messages to the commit strategy's per-message hook.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kpipe.runtime.handler import Handler, HandlerContext
+from kpipe.runtime.serde import describe_validation_error
+from kpipe.runtime.worker.commit import CommitStrategy
+from kpipe.runtime.worker.failures import Failures, Outcome
+from kpipe.runtime.worker.health import ClusterHealth
+from kpipe.runtime.worker.membership import Membership
+from kpipe.runtime.worker.state import Control, Counters
+
+# How often status is reported and the cluster's health checked.
+STATUS_INTERVAL = 1.0
+
+_HALTED, _DROPPED = Outcome.HALTED, Outcome.DROPPED
+
+
+class Validators:
+    """The validator of each topic's schema model; one shared validator (or none) in the usual case."""
+
+    def __init__(self, topics: Iterable[str], models: Mapping[str, type[BaseModel] | None]):
+        topic_models: dict[str, type[BaseModel] | None] = {t: models.get(t) for t in topics}
+        topic_models.update(models)
+        self.by_topic = {
+            t: (m.model_validate_json if m is not None else None) for t, m in topic_models.items()
+        }
+        distinct = set(topic_models.values())
+        # One model (or none) for every topic: no per-message lookup.
+        self.single = len(distinct) == 1
+        only = next(iter(distinct)) if self.single else None
+        self.only = only.model_validate_json if only is not None else None
+
+
+class ConsumeLoop:
+    def __init__(
+        self,
+        *,
+        consumer: Any,
+        handler: Handler,
+        ctx: HandlerContext,
+        validators: Validators,
+        strategy: CommitStrategy,
+        failures: Failures,
+        membership: Membership,
+        health: ClusterHealth,
+        control: Control,
+        counters: Counters,
+        max_records: int,
+        poll_timeout: float,
+        housekeeping: Callable[[float], None],
+    ):
+        self._consumer = consumer
+        self._handler = handler
+        self._ctx = ctx
+        self._validators = validators
+        self._strategy = strategy
+        self._failures = failures
+        self._membership = membership
+        self._health = health
+        self._control = control
+        self._counters = counters
+        self._max_records = max_records
+        self._poll_timeout = poll_timeout
+        self._housekeeping = housekeeping
+
+    def run(self) -> None:
+        """Consume until stopped."""
+        consume = self._consumer.consume
+        max_records = self._max_records
+        timeout = self._poll_timeout
+        monotonic = time.monotonic
+        control = self._control
+        membership = self._membership
+        strategy = self._strategy
+        next_status = 0.0
+        while not control.requested:
+            if membership.carry:
+                msgs = membership.take_carry()
+            else:
+                msgs = consume(max_records, timeout)
+                membership.last_poll = monotonic()
+            if msgs:
+                self._health.down_since = None
+                membership.in_batch = True
+                try:
+                    self.process(msgs)
+                finally:
+                    membership.in_batch = False
+                    membership.revoked_in_batch.clear()
+            now = monotonic()
+            strategy.tick(now)
+            if now >= next_status:
+                next_status = now + STATUS_INTERVAL
+                self._housekeeping(now)
+            # Whatever paused the partitions to keep the group membership during a long wait (a retry's
+            # backoff, emitted events settling before a commit, between batches too) is over: read again.
+            if membership.paused:
+                membership.resume()
+
+    def process(self, msgs: list[Any]) -> None:
+        """The hot path: keep per-message work to a few local reads, the handler call and the strategy's hook."""
+        handler = self._handler
+        ctx = self._ctx
+        validators = self._validators
+        one_model = validators.single
+        validate = validators.only
+        by_topic = validators.by_topic
+        control = self._control
+        failures = self._failures
+        revoked = self._membership.revoked_in_batch
+        processed = self._strategy.begin_batch()
+        handled = 0
+        try:
+            for msg in msgs:
+                if control.requested:
+                    break
+                if msg.error() is not None:
+                    self._health.on_message_error(msg)
+                    continue
+                if revoked and (msg.topic(), msg.partition()) in revoked:
+                    continue  # revoked while a retry waited: its new owner reads it from the committed offset
+                if not one_model:
+                    validate = by_topic.get(msg.topic())
+                if validate is None:
+                    event = msg.value()
+                else:
+                    try:
+                        event = validate(msg.value())
+                    except ValidationError as exc:
+                        outcome = failures.invalid(msg, describe_validation_error(exc))
+                        if outcome is _HALTED:
+                            break
+                        if outcome is not _DROPPED:
+                            processed(msg)
+                        continue
+                ctx._msg = msg
+                try:
+                    handler(event, ctx)
+                except Exception as exc:
+                    outcome = failures.handler_failed(msg, event, exc)
+                    if outcome is _HALTED:
+                        break
+                    if outcome is _DROPPED:
+                        continue
+                else:
+                    handled += 1
+                # The message is processed: make its offset committable.
+                processed(msg)
+        finally:
+            self._counters.handled += handled
+            self._strategy.end_batch()

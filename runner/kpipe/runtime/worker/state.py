@@ -1,0 +1,59 @@
+"""What every part of the worker shares: whether it was asked to stop, why it halted, and what it has done."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from kpipe.runtime.protocol import WORKER_EXIT_OK
+
+# How long shutdown still waits for acknowledgements (dead letters, emitted events) before giving up on them.
+SHUTDOWN_SETTLE_TIMEOUT = 10.0
+
+
+class Control:
+    """Stop requests (stop(), a signal, a fatal condition) and the exit code and reason of a halt.
+
+    `stop()` is safe from any thread; the consume loop checks `requested` between messages, and waits (retry
+    backoff, acknowledgements) check it, or sleep on `event`, in short slices.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.requested_at: float | None = None
+        self.event = threading.Event()
+        self.exit_code: int | None = None
+        self.error: str | None = None
+
+    def stop(self) -> None:
+        if not self.requested:
+            self.requested_at = time.monotonic()
+        self.requested = True
+        self.event.set()
+
+    def halt(self, code: int, reason: str) -> None:
+        """Stop with an exit code and reason; the first failure's reason is the one kept."""
+        if self.exit_code is None or self.exit_code == WORKER_EXIT_OK:
+            self.exit_code = code
+            self.error = reason
+        self.stop()
+
+    def gave_up(self) -> bool:
+        """True once a stop has waited SHUTDOWN_SETTLE_TIMEOUT for acknowledgements: waiting longer is futile."""
+        return self.requested and time.monotonic() - (self.requested_at or 0.0) > SHUTDOWN_SETTLE_TIMEOUT
+
+
+@dataclass
+class Counters:
+    """What the worker did, for status snapshots (and tests)."""
+
+    handled: int = 0
+    dead_lettered: int = 0
+    skipped: int = 0
+    commits: int = 0
+    last_commit_at: float | None = None  # time.time()
+
+    def committed(self) -> None:
+        self.commits += 1
+        self.last_commit_at = time.time()

@@ -1,0 +1,59 @@
+"""The blocked-call watchdog: notice a librdkafka call that has been blocked for too long.
+
+A synchronous commit blocks inside librdkafka, out of reach of stop() and of signal handlers, and with the
+broker gone it can block for minutes. The watchdog thread notices a call marked with `blocking(...)` that has
+lasted longer than the limit (the cluster timeout) and calls `on_stuck` once for it (worker_main: exit for a
+restart, committing nothing more).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger("kpipe.runtime.worker")
+
+CHECK_INTERVAL = 0.5
+
+
+class Watchdog:
+    def __init__(self, group: str, limit: float, on_stuck: Callable[[str], None] | None = None):
+        self._group = group
+        self._limit = limit
+        self._on_stuck = on_stuck
+        self._since: float | None = None
+        self._what = ""
+        self._done = threading.Event()
+
+    @contextmanager
+    def blocking(self, what: str) -> Iterator[None]:
+        """Mark a call that may block inside librdkafka, e.g. `with watchdog.blocking("commit"): ...`."""
+        self._what, self._since = what, time.monotonic()
+        try:
+            yield
+        finally:
+            self._since = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="kpipe-watchdog", daemon=True).start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        reported = None
+        while not self._done.wait(CHECK_INTERVAL):
+            since = self._since
+            if since is None or time.monotonic() - since < self._limit or since == reported:
+                continue
+            reported = since
+            reason = (
+                f"a {self._what} has been blocked for over {self._limit:g} s: the cluster is unreachable; "
+                "nothing more is committed (unprocessed and uncommitted events will be delivered again)"
+            )
+            log.error("consumer group '%s': %s", self._group, reason)
+            if self._on_stuck is not None:
+                self._on_stuck(reason)

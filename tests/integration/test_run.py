@@ -248,7 +248,10 @@ def test_killed_instance_partitions_are_taken_over_and_the_topic_finished(
     assert max(counts.values()) <= 2
     assert duplicated <= victim_partitions, (duplicated, assignment)
     supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
-    assert any(m.endswith(f"(pid {victim}) was killed by SIGKILL (out of memory?)") for m in supervisor)
+    # Not "out of memory?": kpipe says the kill came from outside (and whether the cgroup recorded an OOM kill).
+    assert any(f"(pid {victim}) was killed by SIGKILL from outside kpipe (" in m for m in supervisor), (
+        supervisor
+    )
 
     assert run.stop() == 0, run.log()
     reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
@@ -339,3 +342,37 @@ def test_group_option_runs_only_the_named_groups(
         if r["logger"] == "kpipe.runtime.supervisor" and r["msg"].startswith("started ")
     ]
     assert [r["group"] for r in started] == [chosen]
+
+
+def test_ctrl_c_during_the_group_join_does_not_leave_the_group_stuck(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    fast_group_config: dict[str, str | int],
+    kpipe_runs: list[KpipeRun],
+) -> None:
+    # Closing a consumer whose JoinGroup is in flight sends a LeaveGroup that Tansu mishandles: the group keeps
+    # the departed member as its leader and no later member is ever assigned (measured: none within 360 s).
+    # A worker stopped mid-join waits for the join to finish, then leaves a formed group.
+    topic, group = unique_name("joins"), unique_name("joiners")
+    create_topic(kafka_bootstrap, topic, 2)
+    project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {group: 1})
+    (tmp_path / "first").mkdir()
+    first = KpipeRun(tmp_path / "first", project, fast_group_config)
+    kpipe_runs.append(first)
+
+    def worker_said(run: KpipeRun, start: str) -> list[str]:
+        return [r["msg"] for r in run.records() if r.get("group") == group and r["msg"].startswith(start)]
+
+    wait_for(lambda: worker_said(first, f"joining group '{group}'…"), timeout=30, message=first.log)
+    assert not worker_said(first, "assigned"), "the join finished before Ctrl-C: nothing was tested"
+    assert first.stop(ctrl_c=True) == 0, first.log()
+    assert worker_said(first, f"stopping while joining group '{group}'"), first.log()
+
+    values = produce(kafka_bootstrap, topic, 10, 2)
+    (tmp_path / "second").mkdir()
+    second = KpipeRun(tmp_path / "second", project, fast_group_config)
+    kpipe_runs.append(second)
+    wait_for(lambda: len(second.handled()) >= 10, timeout=30, message=second.log)
+    assert sorted(h["value"] for h in second.handled()) == sorted(values)
+    assert second.stop() == 0, second.log()

@@ -508,3 +508,72 @@ def test_settings_not_compiled_for_their_commit_policy_are_refused() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match="not compiled for its commit policy"):
         GroupWorker(settings, {}, lambda e, ctx: None)
+
+
+class SlowJoinConsumer(FakeConsumer):
+    """A consumer whose group join finishes only at its `joins_at`-th poll (never when None)."""
+
+    def __init__(self, joins_at: int | None) -> None:
+        super().__init__()
+        self.joins_at = joins_at
+        self.polls = 0
+
+    def consume(self, n: int, timeout: float) -> list:
+        self.polls += 1
+        if self.joins_at is not None and self.polls >= self.joins_at and "assigned" not in self._callbacks:
+            self._callbacks["assigned"] = True
+            self._callbacks["on_assign"](self, ASSIGNMENT)
+        time.sleep(min(timeout, 0.01))
+        return []
+
+
+def test_stopped_mid_join_it_waits_for_the_assignment_then_closes(caplog: pytest.LogCaptureFixture) -> None:
+    # Closing mid-join sends a LeaveGroup that leaves a Tansu group without a leader, stuck for good.
+    consumer = SlowJoinConsumer(joins_at=5)
+    h = Harness(lambda e, ctx: None, consumer=consumer)
+    h.worker.stop()  # Ctrl-C before the first assignment
+    caplog.set_level("INFO", logger="kpipe.runtime.worker")
+    assert h.run() == WORKER_EXIT_OK
+    assert consumer.polls >= 5 and consumer.closed
+    assert not h.worker.left_without_close
+    # Up to half of librdkafka's default session.timeout.ms (45 s) + 5 s, within the 30 s shutdown timeout.
+    assert (
+        "stopping while joining group 'g': waiting up to 27 s for the join to finish before leaving"
+        in caplog.text
+    )
+
+
+def test_stopped_mid_join_that_never_finishes_it_leaves_without_closing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = SlowJoinConsumer(joins_at=None)
+    h = Harness(lambda e, ctx: None, consumer=consumer, shutdown_timeout=3.5)  # 0.5 s for the join
+    h.worker.stop()
+    started = time.monotonic()
+    assert h.run() == WORKER_EXIT_OK
+    assert 0.4 < time.monotonic() - started < 5
+    assert not consumer.closed and h.worker.left_without_close
+    assert "still joining the group; leaving without closing the consumer" in caplog.text
+
+
+def test_joining_is_logged_at_start_and_every_10_s_until_assigned(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kpipe.runtime.worker.core as core
+
+    monkeypatch.setattr(core, "JOIN_LOG_EVERY", 0.2)
+    consumer = SlowJoinConsumer(joins_at=250)  # ~2.5 s of polls without an assignment
+    h = Harness(lambda e, ctx: None, consumer=consumer, poll_timeout=0.01)
+    consumer.when_idle = lambda: None
+    caplog.set_level("INFO", logger="kpipe.runtime.worker")
+    thread = threading.Thread(target=h.worker.run, daemon=True)
+    thread.start()
+    wait_for(lambda: h.worker.assigned, timeout=10)
+    h.worker.stop()
+    thread.join(10)
+    joining = [r.getMessage() for r in caplog.records if r.getMessage().startswith("joining group 'g'…")]
+    assert joining[0] == "joining group 'g'…"
+    assert len(joining) >= 2 and all("no assignment yet" in m for m in joining[1:]), joining
+    said = [r.getMessage() for r in caplog.records]
+    assigned = next(i for i, m in enumerate(said) if m.startswith("assigned"))
+    assert not any(m.startswith("joining") for m in said[assigned:])

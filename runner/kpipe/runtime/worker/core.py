@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,11 @@ log = logging.getLogger("kpipe.runtime.worker")
 
 DEFAULT_POLL_TIMEOUT = 0.1
 DEFAULT_CLUSTER_TIMEOUT = 60.0
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+# While no assignment has come, "joining group 'x'…" is logged at start and every this many seconds.
+JOIN_LOG_EVERY = 10.0
+# Stopped mid-join, the worker leaves this much of the supervisor's shutdown timeout for closing.
+JOIN_CLOSE_MARGIN = 3.0
 
 # Build a librdkafka client from its final config (callbacks included): confluent_kafka's classes, or fakes.
 ClientFactory = Callable[[dict[str, Any]], Any]
@@ -59,6 +65,7 @@ class GroupWorker:
         cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
         rng: Callable[[], float] = random.random,
         on_stuck: Callable[[str], None] | None = None,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     ):
         self.settings = settings
         self.group = settings.group_id
@@ -86,6 +93,13 @@ class GroupWorker:
         self._watchdog = Watchdog(self.group, cluster_timeout, on_stuck)
         max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
         self._membership = Membership(settings.max_poll_records, max_poll_interval)
+        # Stopped while its join is in flight, the worker waits this long for the join to finish (see _close).
+        session_timeout = int(self.consumer_config.get("session.timeout.ms", 45_000)) / 1000.0
+        self._join_wait = max(0.0, min(session_timeout / 2 + 5.0, shutdown_timeout - JOIN_CLOSE_MARGIN))
+        self._next_join_log = 0.0
+        # True when the worker stopped mid-join and left the consumer unclosed (no LeaveGroup): its process
+        # must then end with os._exit, since destroying the client would send the LeaveGroup after all.
+        self.left_without_close = False
         self._consumer: Any = None
         self._producer: Any = None
         self._strategy: CommitStrategy | None = None
@@ -208,6 +222,7 @@ class GroupWorker:
             "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s)",
             self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action,
         )  # fmt: skip
+        self._log_joining(time.monotonic())
         self._loop = ConsumeLoop(
             consumer=consumer, handler=self._handler, ctx=ctx,
             validators=Validators(settings.topics, self._models), strategy=strategy, failures=failures,
@@ -229,21 +244,53 @@ class GroupWorker:
                 self._strategy.commit_all("shutdown")
         except Exception:
             log.exception("final commit failed")
-        try:
-            consumer.close()
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("closing the consumer: %s", exc)
+        if self._membership.joining:
+            self._finish_join(consumer)
+        if self._membership.joining:
+            self.left_without_close = True
+            log.warning(
+                "consumer group '%s' instance %d: still joining the group; leaving without closing the consumer "
+                "(a LeaveGroup sent mid-join can leave the group without a leader on some brokers); "
+                "the group drops this member after session.timeout.ms",
+                self.group, self.instance,
+            )  # fmt: skip
+        else:
+            try:
+                consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("closing the consumer: %s", exc)
         if self._producer is not None:
             left = self._producer.flush(SHUTDOWN_SETTLE_TIMEOUT)
             if left:
                 log.warning("%d dead-letter/emitted events undelivered at shutdown", left)
         log.info("consumer group '%s' instance %d stopped", self.group, self.instance)
 
-    # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
+    def _finish_join(self, consumer: Any) -> None:
+        """Stopped while a join is in flight: wait (bounded) for its assignment, so that close() leaves a formed
+        group. Closing mid-join sends a LeaveGroup that Tansu mishandles: it removes the member but keeps it as
+        the forming group's leader, and every later member waits forever for that leader's assignment (the
+        group stays stuck until the broker restarts). Messages fetched meanwhile are not handled or committed.
+        """
+        if self._join_wait <= 0:
+            return
+        log.info(
+            "stopping while joining group '%s': waiting up to %.0f s for the join to finish before leaving",
+            self.group, self._join_wait,
+        )  # fmt: skip
+        deadline = time.monotonic() + self._join_wait
+        membership = self._membership
+        while membership.joining and time.monotonic() < deadline:
+            try:
+                consumer.consume(self.settings.max_poll_records, 0.1)
+            except (KafkaException, RuntimeError) as exc:
+                log.debug("polling while joining: %s", exc)
+                return
+
+        # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._health.down_since = None
-        self._membership.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._membership.joined(partitions)
         log.info("assigned %s", describe(partitions) or "no partitions")
         self._report()
 
@@ -255,12 +302,14 @@ class GroupWorker:
         except Exception:  # an exception here would escape from consume(); log it and carry on
             log.exception("commit on revocation failed")
         self._forget(keys)
+        self._membership.rejoining()
         log.info("revoked %s", describe(partitions) or "no partitions")
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Lost (not revoked): another member may own them already, so committing would be wrong.
         keys = [(tp.topic, tp.partition) for tp in partitions]
         self._forget(keys)
+        self._membership.rejoining()
         log.warning(
             "lost %s (session timed out?); their uncommitted offsets will be re-read", describe(partitions)
         )
@@ -275,7 +324,18 @@ class GroupWorker:
 
     def _housekeeping(self, now: float) -> None:
         self._health.check(now, self._consumer)
+        if self._membership.joining and now >= self._next_join_log:
+            self._log_joining(now)
         self._report()
+
+    def _log_joining(self, now: float) -> None:
+        """Say what the worker waits for while no assignment has come: at start and every JOIN_LOG_EVERY."""
+        self._next_join_log = now + JOIN_LOG_EVERY
+        waited = now - self._membership.joining_since
+        if waited < 1.0:
+            log.info("joining group '%s'…", self.group)
+        else:
+            log.info("joining group '%s'… (%.0f s so far, no assignment yet)", self.group, waited)
 
     def _report(self) -> None:
         if self._status_callback is None:

@@ -31,6 +31,10 @@ class Membership:
         self.carry: list[Any] = []  # messages a keep-alive poll returned, processed as the next batch
         self.paused: list[Any] = []
         self.last_poll = time.monotonic()
+        # A join is in flight from subscribe() until the assignment, and again from a revocation or a loss
+        # (a rebalance) until the next assignment. Leaving the group mid-join is what core._close avoids.
+        self.joining = True
+        self.joining_since = time.monotonic()
         self._max_records = max_records
         self._max_poll_interval = max_poll_interval
         self._polling = False
@@ -66,6 +70,16 @@ class Membership:
                 self.consumer.resume(still)
             except KafkaException as exc:
                 log.warning("could not resume %s: %s", describe(still), exc.args[0].str())
+
+    def joined(self, partitions: Iterable[Any]) -> None:
+        """An assignment arrived (possibly of no partitions): the join is over."""
+        self.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self.joining = False
+
+    def rejoining(self) -> None:
+        """Partitions were revoked or lost: a rebalance, whose join ends with the next assignment."""
+        if not self.joining:
+            self.joining, self.joining_since = True, time.monotonic()
 
     def forget(self, keys: list[Partition]) -> None:
         """Partitions revoked or lost."""

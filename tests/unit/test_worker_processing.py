@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from pydantic import BaseModel
 
 from helpers import wait_for
@@ -577,3 +577,44 @@ def test_joining_is_logged_at_start_and_every_10_s_until_assigned(
     said = [r.getMessage() for r in caplog.records]
     assigned = next(i for i, m in enumerate(said) if m.startswith("assigned"))
     assert not any(m.startswith("joining") for m in said[assigned:])
+
+
+class RefusingCommits(FakeConsumer):
+    """Every commit fails as it does while the group coordinator is unknown."""
+
+    def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+        raise KafkaException(KafkaError(KafkaError._WAIT_COORD, "Waiting for coordinator"))
+
+
+def test_commits_failing_for_the_cluster_timeout_halt_the_worker_while_it_is_busy() -> None:
+    # A worker with events in hand keeps handling them, but none of it can be committed: after the cluster
+    # timeout it exits for a restart, rather than handling (and later re-handling) its whole backlog.
+    handled: list[int] = []
+
+    def slow(event: Event, ctx: HandlerContext) -> None:
+        time.sleep(0.01)
+        handled.append(event.n)
+
+    consumer = RefusingCommits()
+    h = Harness(slow, batch_size=5, consumer=consumer, cluster_timeout=0.5)
+    started = time.monotonic()
+    assert h.run(messages(1000)) == WORKER_EXIT_CLUSTER
+    assert time.monotonic() - started < 5
+    assert 20 < len(handled) < 1000  # it stopped within the batch, long before the backlog's end
+    assert (h.worker.error or "").startswith("every commit has failed for ")
+    assert "(last: Waiting for coordinator)" in (h.worker.error or "")
+
+
+def test_tcp_reachable_is_any_bootstrap_server_accepting_a_connection() -> None:
+    import socket
+
+    from kpipe.runtime.worker.health import tcp_reachable
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        assert tcp_reachable(f"127.0.0.1:1,PLAINTEXT://127.0.0.1:{port}")
+        assert not tcp_reachable("127.0.0.1:1")
+        assert tcp_reachable("not-a-list")  # unparsable: never a reason to give up
+    finally:
+        listener.close()

@@ -129,6 +129,7 @@ class AutoCommit(_Strategy):
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("commit on %s failed: %s", reason, exc.args[0].str())
+                self._counters.commit_failed(exc.args[0].str())
             return
         self._counters.committed()
         log.info("committed %s (%s)", describe(results or ()), reason)
@@ -174,6 +175,7 @@ class _ExplicitCommit(_Strategy):
             err = exc.args[0]
             self._limited(logging.WARNING, ("commit", err.code()), "commit of %s failed: %s",
                           describe(offsets), err.str())  # fmt: skip
+            self._counters.commit_failed(err.str())
             return False
         failed = {(tp.topic, tp.partition): tp for tp in results or () if tp.error is not None}
         for tp in offsets:
@@ -184,7 +186,7 @@ class _ExplicitCommit(_Strategy):
             first = next(iter(failed.values()))
             self._limited(logging.WARNING, ("commit", "partial"), "commit failed for %s: %s",
                           describe(failed.values()), first.error.str())  # fmt: skip
-        self._counters.committed()
+        self._counters.committed()  # some partitions at least: the cluster is answering
         if reason:
             log.info("committed %s (%s)", describe(offsets), reason)
         else:

@@ -89,7 +89,7 @@ class GroupWorker:
         self._control = Control()
         self._limited = RateLimitedLog(log)
         bootstrap = self.consumer_config.get("bootstrap.servers")
-        self._health = ClusterHealth(bootstrap, cluster_timeout, self._control, self._limited)
+        self._health = ClusterHealth(bootstrap, cluster_timeout, self._control, self._limited, self.counters)
         self._watchdog = Watchdog(self.group, cluster_timeout, on_stuck)
         max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
         self._membership = Membership(settings.max_poll_records, max_poll_interval)
@@ -174,6 +174,14 @@ class GroupWorker:
             return WORKER_EXIT_HALT
         self.state = "running"
         self._report()
+        # The cluster is watched from the watchdog thread too: also while a long batch is being handled.
+        health, membership = self._health, self._membership
+
+        def watch_cluster(now: float) -> None:
+            health.probe_while_busy(now, membership.last_poll)
+            health.expire(now)
+
+        self._watchdog.every_tick(watch_cluster)
         self._watchdog.start()
         try:
             loop.run()
@@ -239,14 +247,24 @@ class GroupWorker:
         consumer = self._consumer
         if consumer is None:
             return
+        unreachable = self._health.down_since is not None
         try:
-            if self._strategy is not None:
+            if unreachable:
+                log.warning(
+                    "no broker reachable: nothing more is committed (uncommitted events will be read again)"
+                )
+            elif self._strategy is not None:
                 self._strategy.commit_all("shutdown")
         except Exception:
             log.exception("final commit failed")
-        if self._membership.joining:
+        if self._membership.joining and not unreachable:
             self._finish_join(consumer)
-        if self._membership.joining:
+        if unreachable:
+            # close() would try to commit and leave through a broker that is gone, blocking for up to the
+            # session timeout; the group drops this member by itself.
+            self.left_without_close = True
+            log.warning("no broker reachable: leaving without closing the consumer")
+        elif self._membership.joining:
             self.left_without_close = True
             log.warning(
                 "consumer group '%s' instance %d: still joining the group; leaving without closing the consumer "
@@ -260,7 +278,8 @@ class GroupWorker:
             except (KafkaException, RuntimeError) as exc:
                 log.warning("closing the consumer: %s", exc)
         if self._producer is not None:
-            left = self._producer.flush(SHUTDOWN_SETTLE_TIMEOUT)
+            # Without a broker, waiting serves nothing: what they belong to is uncommitted and read again.
+            left = self._producer.flush(1.0 if unreachable else SHUTDOWN_SETTLE_TIMEOUT)
             if left:
                 log.warning("%d dead-letter/emitted events undelivered at shutdown", left)
         log.info("consumer group '%s' instance %d stopped", self.group, self.instance)
@@ -297,7 +316,8 @@ class GroupWorker:
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         try:
-            if self._strategy is not None:
+            # With no broker reachable a commit can only block (and a revocation then comes from close()).
+            if self._strategy is not None and self._health.down_since is None:
                 self._strategy.commit_all("partitions revoked", keys)
         except Exception:  # an exception here would escape from consume(); log it and carry on
             log.exception("commit on revocation failed")
@@ -323,7 +343,7 @@ class GroupWorker:
     # -- status -----------------------------------------------------------------------------------------------
 
     def _housekeeping(self, now: float) -> None:
-        self._health.check(now, self._consumer)
+        self._health.probe(now, self._consumer)
         if self._membership.joining and now >= self._next_join_log:
             self._log_joining(now)
         self._report()

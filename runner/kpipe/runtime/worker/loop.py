@@ -92,7 +92,7 @@ class ConsumeLoop:
                 msgs = consume(max_records, timeout)
                 membership.last_poll = monotonic()
             if msgs:
-                self._health.down_since = None
+                # Not a sign that a broker answers: these may have been prefetched before it went away.
                 membership.in_batch = True
                 try:
                     self.process(msgs)

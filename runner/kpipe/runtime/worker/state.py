@@ -53,7 +53,17 @@ class Counters:
     skipped: int = 0
     commits: int = 0
     last_commit_at: float | None = None  # time.time()
+    # Since when every commit attempt has failed (time.monotonic()), and the last failure: health.py gives up
+    # on a cluster that refuses commits for as long as on one that does not answer at all.
+    commit_failing_since: float | None = None
+    last_commit_error: str = ""
 
     def committed(self) -> None:
         self.commits += 1
         self.last_commit_at = time.time()
+        self.commit_failing_since = None
+
+    def commit_failed(self, error: str) -> None:
+        if self.commit_failing_since is None:
+            self.commit_failing_since = time.monotonic()
+        self.last_commit_error = error

@@ -17,7 +17,12 @@ from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
 from kpipe.runtime.handler import HandlerContext
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK
+from kpipe.runtime.protocol import (
+    WORKER_EXIT_CLUSTER,
+    WORKER_EXIT_DEAD_LETTER,
+    WORKER_EXIT_HALT,
+    WORKER_EXIT_OK,
+)
 from kpipe.runtime.worker import GroupWorker
 
 ASSIGNMENT = [TopicPartition("t", 0), TopicPartition("t", 1)]
@@ -277,8 +282,10 @@ def test_handler_failure_is_retried_then_dead_lettered() -> None:
 
 def test_failed_dead_letter_write_stops_without_committing_that_offset() -> None:
     h = Harness(lambda e, ctx: 1 / (e.n - 3), producer=FakeProducer(fail=True))
-    assert h.run(messages(6)) == WORKER_EXIT_CLUSTER
-    assert "_MSG_TIMED_OUT" in (h.worker.error or "")
+    assert (
+        h.run(messages(6)) == WORKER_EXIT_DEAD_LETTER
+    )  # "dead letter not written", not "cluster unreachable"
+    assert "writing it to dead-letter topic 't.dlq' failed: _MSG_TIMED_OUT" in (h.worker.error or "")
     assert h.commits == [[("t", 0, 3)]]
 
 
@@ -618,3 +625,80 @@ def test_tcp_reachable_is_any_bootstrap_server_accepting_a_connection() -> None:
         assert tcp_reachable("not-a-list")  # unparsable: never a reason to give up
     finally:
         listener.close()
+
+
+class SizeLimitedProducer(FakeProducer):
+    """Refuses what is too large, as librdkafka does at once (message.max.bytes of the client) or as the
+    broker does on delivery (its message.max.bytes or the topic's max.message.bytes), headers included."""
+
+    def __init__(self, client_limit: int, broker_limit: int) -> None:
+        super().__init__()
+        self.client_limit, self.broker_limit = client_limit, broker_limit
+
+    def produce(
+        self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None
+    ) -> None:
+        size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers or [])
+        if size > self.client_limit:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Message size too large"))
+        self.sent.append({"topic": topic, "value": value, "key": key, "headers": dict(headers or [])})
+        self.waiting.append((on_delivery, topic, size))
+
+    def poll(self, timeout: float = 0) -> int:
+        waiting, self.waiting = self.waiting, []
+        for callback, topic, size in waiting:
+            err = (
+                KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")
+                if size > self.broker_limit
+                else None
+            )
+            callback(err, Message(topic=topic))
+        return len(waiting)
+
+
+def huge_invalid(size: int) -> list[Message]:
+    """A schema-invalid event of `size` bytes at offset 0, then 3 valid ones."""
+    bad = Message(topic="t", partition=0, offset=0, key=b"k0", value=b"x" * size, headers=[("trace", b"t1")])
+    return [bad, *messages(4)[1:]]
+
+
+@pytest.mark.parametrize(
+    ("client_limit", "broker_limit", "fit"),
+    [
+        (1_000_000, 10_000_000, "truncated"),  # refused by the client at once
+        (10_000_000, 1_000_000, "truncated"),  # refused by the broker on delivery
+        (10_000_000, 4_000, "omitted"),  # even the 16 KiB preview is too large
+    ],
+)
+def test_a_dead_letter_too_large_is_sent_smaller_and_the_group_goes_on(
+    client_limit: int, broker_limit: int, fit: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import hashlib
+
+    producer = SizeLimitedProducer(client_limit, broker_limit)
+    handled: list[int] = []
+    h = Harness(lambda e, ctx: handled.append(e.n), producer=producer)
+    assert h.run(huge_invalid(5_000_000)) == WORKER_EXIT_OK
+    assert handled == [1, 2, 3] and h.worker.dead_lettered == 1
+    assert h.commits == [[("t", 0, 4)]]
+    written = producer.sent[-1]
+    assert written["topic"] == "t.dlq" and written["key"] == b"k0"
+    assert written["headers"]["kpipe.payload"] == fit.encode()
+    assert written["value"] == (b"x" * 16384 if fit == "truncated" else None)
+    assert written["headers"]["kpipe.payload.size"] == b"5000000"
+    assert written["headers"]["kpipe.payload.sha256"] == hashlib.sha256(b"x" * 5_000_000).hexdigest().encode()
+    assert written["headers"]["kpipe.source.offset"] == b"0"
+    assert written["headers"]["kpipe.error.type"] == b"schema"
+    assert "trace" not in written["headers"]
+    assert f"dead-lettered to 't.dlq' (payload {fit}: too large for it)" in caplog.text
+
+
+def test_a_dead_letter_refused_even_without_payload_stops_the_group_saying_so() -> None:
+    producer = SizeLimitedProducer(10_000_000, 100)  # not even the headers fit
+    h = Harness(lambda e, ctx: None, producer=producer)
+    assert h.run(huge_invalid(5_000_000)) == WORKER_EXIT_DEAD_LETTER
+    assert h.worker.error == (
+        "schema-invalid event t[0]@0; writing it to dead-letter topic 't.dlq' failed: refused even without "
+        "its payload: MSG_SIZE_TOO_LARGE: Broker: Message size too large"
+    )
+    assert h.commits == []  # nothing after it was handled, nothing committed

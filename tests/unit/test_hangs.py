@@ -10,11 +10,11 @@ from kpipe.runtime.hangs import HANG_LIMIT, HangBook
 def test_counts_are_shared_by_every_worker_of_the_group(tmp_path: Path) -> None:
     first, second = HangBook(str(tmp_path), "billing"), HangBook(str(tmp_path), "billing")
     assert first.record(("orders", 1, 42)) == 1
-    assert first.exhausted() == set()
+    assert first.exhausted() == {}
     assert second.record(("orders", 1, 42)) == 2  # e.g. the instance the partition moved to
     assert second.record(("orders", 0, 7)) == 1
     assert HANG_LIMIT == 2
-    assert first.exhausted() == second.exhausted() == {("orders", 1, 42)}
+    assert first.exhausted() == second.exhausted() == {("orders", 1, 42): 2}
     # Another group's counts are its own.
     assert HangBook(str(tmp_path), "audit").counts() == {}
 
@@ -32,4 +32,4 @@ def test_without_a_state_directory_counts_stay_in_memory() -> None:
     book = HangBook(None, "g")
     assert book.record(("t", 0, 1)) == 1
     assert book.record(("t", 0, 1)) == 2
-    assert book.exhausted() == {("t", 0, 1)}
+    assert book.exhausted() == {("t", 0, 1): 2}

@@ -4,6 +4,7 @@ factories: which offsets become committable, and what happens to failures."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -152,6 +153,7 @@ class Harness:
         client: dict[str, str] | None = None,
         consumer: FakeConsumer | None = None,
         producer: FakeProducer | None = None,
+        timeout_ms: int | None = None,
         **options: Any,
     ) -> None:
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms)  # type: ignore[arg-type]
@@ -168,7 +170,7 @@ class Harness:
             handler="m:f",
             instances=1,
             commit=commit,
-            on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms), dlq),  # type: ignore[arg-type]
+            on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms), dlq, timeout_ms),  # type: ignore[arg-type]
             client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
             producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
         )
@@ -702,3 +704,116 @@ def test_a_dead_letter_refused_even_without_payload_stops_the_group_saying_so() 
         "its payload: MSG_SIZE_TOO_LARGE: Broker: Message size too large"
     )
     assert h.commits == []  # nothing after it was handled, nothing committed
+
+
+# -- hung handlers ------------------------------------------------------------------------------------------
+
+
+def blocking_on(n: int, release: threading.Event, seen: list[int]) -> Callable[[Event, HandlerContext], None]:
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == n:
+            release.wait(30)
+        seen.append(event.n)
+
+    return handler
+
+
+def test_a_handler_running_past_its_timeout_is_reported_and_the_worker_leaves_for_a_restart(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kpipe.runtime.hangs import HangBook
+    from kpipe.runtime.protocol import WORKER_EXIT_HUNG
+
+    release, seen, exits = threading.Event(), [], []
+    h = Harness(
+        blocking_on(2, release, seen), timeout_ms=300, state_dir=str(tmp_path),
+        exit_process=lambda code: (exits.append(code), release.set()),  # the process would end here
+    )  # fmt: skip
+    h.consumer.when_idle = lambda: None
+    thread = threading.Thread(target=lambda: h.run(messages(5)), daemon=True)
+    started = time.monotonic()
+    thread.start()
+    wait_for(lambda: exits, timeout=10, message=caplog.text)
+    assert 0.3 <= time.monotonic() - started < 3
+    assert exits == [WORKER_EXIT_HUNG]
+    assert h.worker.exit_code == WORKER_EXIT_HUNG
+    assert re.fullmatch(
+        r"handler hung on t\[0\]@2 \(consumer group 'g'\): still running after \d+ s, over "
+        r"on_error.timeout_ms \(300\); hang 1 of 2 on this event, after 2 hangs it is no longer given to the handler",
+        h.worker.error or "",
+    ), h.worker.error
+    assert HangBook(str(tmp_path), "g").counts() == {("t", 0, 2): 1}
+    # What was processed before the hung event was committed on the way out, and the group left.
+    assert h.commits[0] == [("t", 0, 2)] and h.consumer.closed
+    thread.join(10)
+
+
+def test_an_event_the_handler_hung_on_twice_is_not_given_to_it_again(tmp_path: Any) -> None:
+    from kpipe.runtime.hangs import HangBook
+
+    book = HangBook(str(tmp_path), "g")
+    book.record(("t", 0, 1))
+    book.record(("t", 0, 1))  # two earlier processes hung on it
+    seen: list[int] = []
+    h = Harness(lambda e, ctx: seen.append(e.n), timeout_ms=1000, state_dir=str(tmp_path))
+    assert h.run(messages(4)) == WORKER_EXIT_OK
+    assert seen == [0, 2, 3]
+    [letter] = h.producer.sent
+    assert letter["headers"]["kpipe.error.type"] == b"timeout"
+    assert letter["headers"]["kpipe.source.offset"] == b"1"
+    assert (
+        letter["headers"]["kpipe.error.message"]
+        == b"the handler hung 2 times on it (on_error.timeout_ms: 1000)"
+    )
+    assert h.commits == [[("t", 0, 4)]]
+
+
+def test_a_long_handler_call_is_reported_even_without_a_timeout(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kpipe.runtime.worker.hung as hung
+
+    monkeypatch.setattr(hung, "STILL_RUNNING_EVERY", 0.4)
+    statuses: list[Any] = []
+    seen: list[int] = []
+
+    def slow(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 1:
+            time.sleep(1.5)
+        seen.append(event.n)
+
+    h = Harness(slow, status_callback=statuses.append)
+    assert h.run(messages(3)) == WORKER_EXIT_OK
+    assert seen == [0, 1, 2]
+    said = [r.getMessage() for r in caplog.records if "still running" in r.getMessage()]
+    assert said and said[0].startswith("handler still running on t[0]@1 (consumer group 'g') after ")
+    assert said[0].endswith("; set on_error.timeout_ms to restart the worker when one hangs")
+    assert any(s.busy and s.busy.startswith("t[0]@1 for ") for s in statuses)
+    assert statuses[-1].busy is None
+
+
+def test_stopped_while_a_handler_hangs_it_leaves_before_the_shutdown_timeout_naming_the_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kpipe.runtime.protocol import WORKER_EXIT_HUNG
+
+    release, seen, exits = threading.Event(), [], []
+    h = Harness(
+        blocking_on(0, release, seen), shutdown_timeout=3.0,  # leaves 1 s after the stop (2 s margin)
+        exit_process=lambda code: (exits.append(code), release.set()),
+    )  # fmt: skip
+    h.consumer.when_idle = lambda: None
+    thread = threading.Thread(target=lambda: h.run(messages(2)), daemon=True)
+    thread.start()
+    wait_for(lambda: h.worker.assigned, timeout=10)
+    time.sleep(0.2)  # the handler is now inside event 0
+    stopped = time.monotonic()
+    h.worker.stop()
+    wait_for(lambda: exits, timeout=10, message=caplog.text)
+    assert 0.8 < time.monotonic() - stopped < 3
+    assert exits == [WORKER_EXIT_HUNG]
+    assert "stopping: waiting for the handler on t[0]@0 (consumer group 'g', running for " in caplog.text
+    assert (h.worker.error or "").startswith(
+        "stopped while the handler on t[0]@0 (consumer group 'g') was still running after "
+    )
+    thread.join(10)

@@ -66,6 +66,7 @@ class HangBook:
                 continue  # a torn line (a worker killed mid-write): ignore it
         return counts
 
-    def exhausted(self) -> set[EventId]:
-        """The events the handler hung on HANG_LIMIT times or more: not to be handed to it again."""
-        return {event for event, n in self.counts().items() if n >= HANG_LIMIT}
+    def exhausted(self) -> dict[EventId, int]:
+        """The events the handler hung on HANG_LIMIT times or more (with their counts): not to be handed to it
+        again."""
+        return {event: n for event, n in self.counts().items() if n >= HANG_LIMIT}

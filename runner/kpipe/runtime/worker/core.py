@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,12 +18,14 @@ from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.compilation.compiler import commit_settings
 from kpipe.logs import RateLimitedLog
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
+from kpipe.runtime.hangs import HangBook
 from kpipe.runtime.producer import LibrdkafkaLog
 from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
 from kpipe.runtime.worker.commit import STRATEGIES, CommitStrategy
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
 from kpipe.runtime.worker.health import ClusterHealth
+from kpipe.runtime.worker.hung import HandlerWatch
 from kpipe.runtime.worker.loop import ConsumeLoop, Validators
 from kpipe.runtime.worker.membership import Membership, describe
 from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT, Control, Counters
@@ -37,6 +40,8 @@ DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 JOIN_LOG_EVERY = 10.0
 # Stopped mid-join, the worker leaves this much of the supervisor's shutdown timeout for closing.
 JOIN_CLOSE_MARGIN = 3.0
+# Leaving because a handler hung: how long committing and leaving the group may take before the process ends.
+LEAVE_TIMEOUT = 10.0
 
 # Build a librdkafka client from its final config (callbacks included): confluent_kafka's classes, or fakes.
 ClientFactory = Callable[[dict[str, Any]], Any]
@@ -66,7 +71,13 @@ class GroupWorker:
         rng: Callable[[], float] = random.random,
         on_stuck: Callable[[str], None] | None = None,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        state_dir: str | None = None,
+        exit_process: Callable[[int], None] | None = None,
     ):
+        """state_dir: the run's shared state (hung-handler counts, kpipe.runtime.hangs); None keeps them in
+        memory. exit_process(code): how the worker process ends at once when a handler hangs or will not
+        return at a stop (worker_main: os._exit); None (in-process) only stops the worker, which then ends when
+        the handler returns."""
         self.settings = settings
         self.group = settings.group_id
         self.instance = instance
@@ -91,6 +102,13 @@ class GroupWorker:
         bootstrap = self.consumer_config.get("bootstrap.servers")
         self._health = ClusterHealth(bootstrap, cluster_timeout, self._control, self._limited, self.counters)
         self._watchdog = Watchdog(self.group, cluster_timeout, on_stuck)
+        self._exit_process = exit_process
+        self._report_lock = threading.Lock()  # the watchdog thread reports too
+        self._hangs = HangBook(state_dir, self.group)
+        self._watch = HandlerWatch(
+            self.group, settings.on_error.timeout_ms, self._hangs, self._control, shutdown_timeout,
+            self._leave, self._report,
+        )  # fmt: skip
         max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
         self._membership = Membership(settings.max_poll_records, max_poll_interval)
         # Stopped while its join is in flight, the worker waits this long for the join to finish (see _close).
@@ -157,6 +175,7 @@ class GroupWorker:
             assigned=tuple(sorted(self.assigned)),
             state=self.state,
             error=self.error,
+            busy=self._watch.busy if self._watch.current is not None else None,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -174,6 +193,7 @@ class GroupWorker:
             return WORKER_EXIT_HALT
         self.state = "running"
         self._report()
+        self._watchdog.every_tick(self._watch.tick)
         # The cluster is watched from the watchdog thread too: also while a long batch is being handled.
         health, membership = self._health, self._membership
 
@@ -223,6 +243,7 @@ class GroupWorker:
             self.group, settings.on_error, self._handler, ctx, self._producer, membership, control, counters,
             self._rng,
         )  # fmt: skip
+        failures.watch = self._watch
         consumer.subscribe(
             list(settings.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -236,8 +257,9 @@ class GroupWorker:
             validators=Validators(settings.topics, self._models), strategy=strategy, failures=failures,
             membership=membership, health=health, control=control, counters=counters,
             max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
-            housekeeping=self._housekeeping,
+            housekeeping=self._housekeeping, watch=self._watch,
         )  # fmt: skip
+        self._loop.exhausted = self._hangs.exhausted()
         return self._loop
 
     def _close(self) -> None:
@@ -305,11 +327,14 @@ class GroupWorker:
                 log.debug("polling while joining: %s", exc)
                 return
 
-        # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
+    # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._health.down_since = None
         self._membership.joined(partitions)
+        if self._loop is not None:
+            # An event another instance hung on may come with these partitions.
+            self._loop.exhausted = self._hangs.exhausted()
         log.info("assigned %s", describe(partitions) or "no partitions")
         self._report()
 
@@ -361,9 +386,39 @@ class GroupWorker:
         if self._status_callback is None:
             return
         try:
-            self._status_callback(self.status())
+            with self._report_lock:
+                self._status_callback(self.status())
         except Exception:  # a status reader's problem must never stop consumption
             log.debug("status callback failed", exc_info=True)
+
+    # -- leaving with a handler still running (hung.py; the watchdog thread) -------------------------------------
+
+    def _leave(self, code: int, reason: str) -> None:
+        """A handler hung, or will not return at a stop: stop with `code`, and in a worker process leave now.
+
+        The consume loop is stuck in the handler, so this thread commits what was processed and leaves the group
+        (bounded, so that it cannot hang too), then ends the process; the hung event stays uncommitted."""
+        self._control.halt(code, reason)
+        self.state = "failed"
+        self._report()
+        if self._exit_process is None:
+            return
+        closing = threading.Thread(target=self._close_for_restart, name="kpipe-leave", daemon=True)
+        closing.start()
+        closing.join(LEAVE_TIMEOUT)
+        self._exit_process(code)
+
+    def _close_for_restart(self) -> None:
+        consumer = self._consumer
+        if consumer is None or self._health.down_since is not None:
+            return
+        try:
+            if self._strategy is not None:
+                self._strategy.commit_all("leaving for a restart")
+            if not self._membership.joining:
+                consumer.close()  # the partitions move now rather than after session.timeout.ms
+        except Exception as exc:
+            log.warning("leaving the group: %s", exc)
 
 
 def _require_compiled(settings: ConsumerGroupSettings, config: Mapping[str, str]) -> None:

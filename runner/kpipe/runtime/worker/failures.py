@@ -95,6 +95,10 @@ def dead_letter_headers(
     return headers
 
 
+class _Unwatched:
+    current: Any = None
+
+
 class Failures:
     """Applies a group's ErrorPolicy to the messages whose validation or handler failed."""
 
@@ -122,6 +126,14 @@ class Failures:
         self._dlq_error = ""
         self._dlq_error_code = ""
         self._dlq_fit = ""  # "truncated" | "omitted" when the dead letter had to be made smaller
+        self.watch: Any = _Unwatched()  # marks the message whose handler runs (hung.py); set by the worker
+
+    def hung_too_often(self, msg: Any, hangs: int) -> Outcome:
+        """The handler hung on this event `hangs` times (hangs.py): fail it without calling the handler again."""
+        timeout = self._policy.timeout_ms
+        return self._apply(
+            msg, "timeout", f"the handler hung {hangs} times on it (on_error.timeout_ms: {timeout})"
+        )
 
     def invalid(self, msg: Any, text: str) -> Outcome:
         """The event failed schema validation: no retry."""
@@ -139,6 +151,7 @@ class Failures:
             if not self._wait(delay, tp):
                 return Outcome.DROPPED
             self._ctx._msg = msg
+            self.watch.current = msg
             try:
                 self._handler(event, self._ctx)
             except Exception as again:
@@ -146,12 +159,14 @@ class Failures:
             else:
                 self._counters.handled += 1
                 return Outcome.HANDLED
+            finally:
+                self.watch.current = None
         attempts = f" after {len(delays) + 1} attempts" if delays else ""
         return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
 
     def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-        what = "schema-invalid event" if error_type == "schema" else "handler failed"
+        what = {"schema": "schema-invalid event", "timeout": "handler hung"}.get(error_type, "handler failed")
         dlq = self._policy.dead_letter_topic
         action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
         if action == "dead_letter" and dlq:

@@ -60,6 +60,7 @@ class ConsumeLoop:
         max_records: int,
         poll_timeout: float,
         housekeeping: Callable[[float], None],
+        watch: Any,
     ):
         self._consumer = consumer
         self._handler = handler
@@ -74,6 +75,10 @@ class ConsumeLoop:
         self._max_records = max_records
         self._poll_timeout = poll_timeout
         self._housekeeping = housekeeping
+        self._watch = watch  # hung.HandlerWatch: `current` marks the message whose handler runs
+        # (topic, partition, offset) -> hangs, for events the handler hung on too often (hangs.py): not handed to
+        # it again. Refreshed on start and on each assignment; empty nearly always, so one truth test per message.
+        self.exhausted: dict[tuple[str, int, int], int] = {}
 
     def run(self) -> None:
         """Consume until stopped."""
@@ -120,6 +125,8 @@ class ConsumeLoop:
         control = self._control
         failures = self._failures
         revoked = self._membership.revoked_in_batch
+        watch = self._watch
+        exhausted = self.exhausted
         processed = self._strategy.begin_batch()
         handled = 0
         try:
@@ -145,16 +152,28 @@ class ConsumeLoop:
                         if outcome is not _DROPPED:
                             processed(msg)
                         continue
+                if exhausted and (msg.topic(), msg.partition(), msg.offset()) in exhausted:
+                    outcome = failures.hung_too_often(
+                        msg, exhausted[(msg.topic(), msg.partition(), msg.offset())]
+                    )
+                    if outcome is _HALTED:
+                        break
+                    if outcome is not _DROPPED:
+                        processed(msg)
+                    continue
                 ctx._msg = msg
+                watch.current = msg
                 try:
                     handler(event, ctx)
                 except Exception as exc:
+                    watch.current = None
                     outcome = failures.handler_failed(msg, event, exc)
                     if outcome is _HALTED:
                         break
                     if outcome is _DROPPED:
                         continue
                 else:
+                    watch.current = None
                     handled += 1
                 # The message is processed: make its offset committable.
                 processed(msg)

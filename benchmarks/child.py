@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Settings both consumers use (TEST-BROKER.md: fast join for a single member, no fetch-queue stall).
+# Settings both consumers use (docs/broker.md: fast join for a single member, no fetch-queue stall).
 COMMON_CONSUMER = {
     "session.timeout.ms": "2000",
     "heartbeat.interval.ms": "500",

@@ -18,6 +18,9 @@ import pytest
 # `from helpers import wait_for` works from every test directory.
 sys.path.insert(0, str(Path(__file__).parent))
 
+# An offline selection (`-m "not integration"`) fails if any test starts a broker.
+from offline_guard import pytest_collection_finish, pytest_sessionfinish  # noqa: E402, F401
+
 EXTERNAL_BOOTSTRAP_ENV = "KPIPE_TEST_BOOTSTRAP"
 APACHE_KAFKA_SKIP_REASON = f"needs Apache Kafka: set {EXTERNAL_BOOTSTRAP_ENV}"
 
@@ -29,7 +32,8 @@ def _external_bootstrap() -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip = None if _external_bootstrap() else pytest.mark.skip(reason=APACHE_KAFKA_SKIP_REASON)
     for item in items:
-        # Anything that needs the broker is an integration test, so `-m "not integration"` stays offline.
+        # Anything that needs the session broker is an integration test, so `-m "not integration"` stays offline
+        # (modules that start brokers of their own say so with pytestmark; offline_guard checks both).
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
         if skip is not None and "apache_kafka" in item.keywords:
@@ -70,7 +74,7 @@ def unique_name() -> Callable[..., str]:
 
 @pytest.fixture
 def fast_group_config() -> dict[str, str | int]:
-    """Consumer settings that make group joins and fetches fast on Tansu (see TEST-BROKER.md)."""
+    """Consumer settings that make group joins and fetches fast on Tansu (see docs/broker.md)."""
     return {
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,

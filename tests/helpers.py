@@ -1,11 +1,15 @@
-"""Test helpers shared by every test module: wait on conditions, never sleep."""
+"""Test helpers shared by every test module: run the CLI, wait on conditions (never sleep)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -32,14 +36,79 @@ def wait_for(
         time.sleep(interval)
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` still runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+def process_exists(pid: int) -> bool:
+    """Whether `pid` names a process at all: running, or exited and not yet reaped by its parent (a zombie)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
+        return False
+    return True
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    if not process_exists(pid):
         return False
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class CliResult(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def environment(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """This process's environment with `overrides` applied (None removes a variable): for child processes."""
+    env = dict(os.environ)
+    for name, value in (overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def kpipe(
+    *args: str,
+    stdin: str | None = None,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | str | None = None,
+    process: bool = False,
+    timeout: float = 60,
+) -> CliResult:
+    """`kpipe ARGS` as a user runs it: its exit code, stdout and stderr.
+
+    In-process by default, through run_cli, the same exception → exit-code mapping the `kpipe` entry point
+    uses. `process=True` runs `python -m kpipe` as a child instead: for commands that install signal handlers or
+    spawn workers, and to see exactly what a shell sees. `env` overrides variables (None removes one).
+    """
+    if process:
+        done = subprocess.run(
+            [sys.executable, "-m", "kpipe", *args],
+            input=stdin,
+            env=environment(env),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+    from click.testing import CliRunner
+
+    from kpipe.cli import cli
+    from kpipe.cli.common import run_cli
+
+    with (
+        contextlib.chdir(cwd or os.getcwd()),
+        CliRunner(env=dict(env or {})).isolation(input=stdin) as (out, err, _),
+    ):
+        code = run_cli(cli, list(args))
+    return CliResult(code, out.getvalue().decode(), err.getvalue().decode())

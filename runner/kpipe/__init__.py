@@ -5,29 +5,85 @@
     with project.producer("order-api") as producer:
         producer.send({"event_type": "order.created", ...})
 
-Heavy modules (confluent_kafka, the schema compiler) are imported lazily so `kpipe --help` stays fast.
+The public API is what `__all__` lists. Heavy modules (confluent_kafka, pydantic, the schema compiler) are
+imported only when a name that needs them is first used, so `import kpipe` and `kpipe --help` stay fast.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from kpipe.errors import (
+    BrokerUnreachable,
+    ClusterError,
+    EventInvalid,
+    HandlerError,
+    KpipeError,
+    LocalBrokerError,
+    PipelineInvalid,
+    SchemaModelImportError,
+    UndeclaredEmit,
+    UnsafePlanRefused,
+    UsageError,
+)
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it, imported on first use.
+_LAZY = {
+    "ensure_topics": "kpipe.api",
+    "Project": "kpipe.api",
+    "Producer": "kpipe.runtime.producer",
+    "DeliverySummary": "kpipe.runtime.producer",
+    "HandlerContext": "kpipe.runtime.handler",
+    "Diagnostic": "kpipe.diagnostics",
+}
+
 if TYPE_CHECKING:
-    from kpipe.api import Project
+    from os import PathLike
+
+    from kpipe.api import Project, ensure_topics
+    from kpipe.diagnostics import Diagnostic
+    from kpipe.runtime.handler import HandlerContext
+    from kpipe.runtime.producer import DeliverySummary, Producer
+del TYPE_CHECKING
+
+__all__ = [
+    "__version__",
+    "load",
+    "ensure_topics",
+    # the loaded project and what it hands out
+    "Project",
+    "Producer",
+    "DeliverySummary",
+    "HandlerContext",
+    "Diagnostic",
+    # errors (every one is a KpipeError; `exit_code` says what the CLI would exit with)
+    "KpipeError",
+    "PipelineInvalid",
+    "UsageError",
+    "EventInvalid",
+    "ClusterError",
+    "BrokerUnreachable",
+    "UnsafePlanRefused",
+    "LocalBrokerError",
+    "HandlerError",
+    "SchemaModelImportError",
+    "UndeclaredEmit",
+]
 
 
 def load(
-    *paths: Any,
+    *paths: str | PathLike[str],
     variables: dict[str, str] | None = None,
-    values_files: list[Any] | None = None,
+    values_files: list[str | PathLike[str]] | None = None,
     bootstrap_override: str | None = None,
 ) -> Project:
     """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
 
-    `bootstrap_override` (or the KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files'
-    bootstrap servers; `local` means the running local broker (LocalBrokerError when none is running).
+    `paths` are pipeline files or directories (default: pipelines/). `bootstrap_override` (or the
+    KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files' bootstrap servers; `local` means the
+    running local broker (LocalBrokerError when none is running).
     """
     from kpipe.api import load as load_api
 
@@ -36,4 +92,16 @@ def load(
     )
 
 
-__all__ = ["load", "__version__"]
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kpipe' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

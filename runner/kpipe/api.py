@@ -46,3 +46,17 @@ def load(
         project_type=Project,
     )
     return resolve(project)
+
+
+def ensure_topics(
+    project: compiled.Project,
+    *,
+    groups: Iterable[str] = (),
+    producers: Iterable[str] = (),
+    create: bool | None = None,
+) -> list[str]:
+    """Create the missing declared topics these groups and producers use, as `kpipe run`/`produce` do; return
+    the names created (see kpipe.topics.provision.ensure_topics)."""
+    from kpipe.topics.provision import ensure_project_topics
+
+    return ensure_project_topics(project, groups=groups, producers=producers, create=create).created

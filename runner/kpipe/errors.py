@@ -5,12 +5,18 @@
     ├── UsageError                  exit 2  the command line is wrong
     ├── ClusterError                exit 3  the broker said no, or could not be reached
     │   └── BrokerUnreachable       exit 3
+    ├── EventInvalid                exit 1  an event does not match its schema, has no key, or cannot be encoded
+    ├── HandlerError                exit 1  a consumer group's handler cannot be imported or called
+    ├── UndeclaredEmit              exit 1  a handler emitted to a topic its group does not declare (`emits`)
+    ├── SchemaModelImportError      exit 1  a schema named as `module:Class` cannot be imported
+    ├── GitFailed                   exit 2  git refused a command (`validate --against`); callers reword it
     ├── UnsafePlanRefused           exit 4  the plan holds changes kpipe will not make unasked
     └── LocalBrokerError            exit 3  the embedded broker could not be started
 
 Library errors (confluent_kafka.KafkaException, pydantic.ValidationError, yaml errors) are translated into
 this tree where they enter kpipe: the cluster boundary, the loader, the spec layer. Anything else that escapes is
-an internal error and keeps its traceback.
+an internal error and keeps its traceback. Every error type lives here; the one exception is a private signal
+that never leaves its module (templating's `_EnvMissing`, turned into a diagnostic where it is raised).
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from kpipe.diagnostics import Diagnostic
 
+# Exit codes: README "Commands" says what each means. Two names may share a number (2): a code means one thing
+# per command, and the name says which: EXIT_USAGE from any command, EXIT_CHANGES_PENDING only from
+# `plan --detailed-exitcode`.
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -77,7 +87,27 @@ class LocalBrokerError(KpipeError):
     exit_code = EXIT_CLUSTER
 
 
+class EventInvalid(KpipeError):
+    """An event handed to a producer does not match its schema, has no key, or cannot be serialised."""
+
+
+class SchemaModelImportError(KpipeError):
+    """A schema given as `package.module:ClassName` could not be imported or is not a pydantic model."""
+
+    exit_code = EXIT_INVALID
+
+
+class GitFailed(KpipeError):
+    """git exited non-zero; the message is its stderr. Callers turn it into a UsageError that says what was meant."""
+
+    exit_code = EXIT_USAGE
+
+
 class HandlerError(KpipeError):
     """A consumer group's handler could not be imported or is not callable."""
 
     exit_code = EXIT_INVALID
+
+
+class UndeclaredEmit(KpipeError):
+    """A handler called ctx.emit with a topic its consumer group does not declare under `emits`."""

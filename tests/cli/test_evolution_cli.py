@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import kpipe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,12 +19,6 @@ def _git(repo: Path, *args: str) -> None:
         cwd=repo,
         check=True,
         capture_output=True,
-    )
-
-
-def _kpipe(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kpipe", *args], cwd=repo, capture_output=True, text=True, timeout=60
     )
 
 
@@ -49,9 +44,9 @@ def test_compatible_change_passes(repo: Path) -> None:
     # Relaxing a bound is backward compatible: new consumers read every old event.
     _edit(repo / "schemas/user_created.schema.yaml", "title: UserCreated", "title: UserCreated (v2)")
     _git(repo, "commit", "-qam", "v2")
-    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD~1")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().endswith("0 errors, 0 warnings in 5 files")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD~1", cwd=repo, process=True)
+    assert result.code == 0, result.err
+    assert result.err.strip().endswith("0 errors, 0 warnings in 5 files")
 
 
 def test_removed_enum_value_is_reported_with_position_rule_and_fix(repo: Path) -> None:
@@ -61,11 +56,11 @@ def test_removed_enum_value_is_reported_with_position_rule_and_fix(repo: Path) -
         "enum: [created, paid, shipped]",
     )
     _git(repo, "commit", "-qam", "v2")
-    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD~1")
-    assert result.returncode == 1
-    lines = result.stderr.splitlines()
+    result = kpipe("validate", "pipelines/", "--against", "HEAD~1", cwd=repo, process=True)
+    assert result.code == 1
+    lines = result.err.splitlines()
     assert lines[0] == (
-        "schemas/order_event.schema.yaml:23:11: error: schema 'OrderEvent' is not BACKWARD compatible: status: "
+        "schemas/order_event.schema.yaml:27:11: error: schema 'OrderEvent' is not BACKWARD compatible: status: "
         "old events may carry \"delivered\" in 'status', which the new schema does not allow "
         "[ENUM_ARRAY_NARROWED]; deploy the producers first"
     )
@@ -75,11 +70,11 @@ def test_removed_enum_value_is_reported_with_position_rule_and_fix(repo: Path) -
 
 def test_uncommitted_change_against_head_and_key_removal(repo: Path) -> None:
     _edit(repo / "pipelines/users.yaml", "    key: user_id\n", "")
-    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD", "--format", "json")
-    assert result.returncode == 1
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", "--format", "json", cwd=repo, process=True)
+    assert result.code == 1
     import json
 
-    report = json.loads(result.stdout)
+    report = json.loads(result.out)
     assert [d["code"] for d in report["diagnostics"]] == ["key-removed"]
     assert report["diagnostics"][0]["file"] == "pipelines/users.yaml"
 
@@ -96,8 +91,8 @@ def test_none_mode_allows_anything(repo: Path) -> None:
         "enum: [created, paid, shipped, delivered]",
         "enum: [created]",
     )
-    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD")
-    assert result.returncode == 0, result.stderr
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert result.code == 0, result.err
 
 
 def test_against_a_directory(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -109,15 +104,15 @@ def test_against_a_directory(repo: Path, tmp_path_factory: pytest.TempPathFactor
         "    type: number\n    exclusiveMinimum: 0",
         "    type: integer\n    exclusiveMinimum: 0",
     )
-    result = _kpipe(repo, "validate", "pipelines/", "--against", str(previous))
-    assert result.returncode == 1
-    assert "TYPE_NARROWED" in result.stderr
+    result = kpipe("validate", "pipelines/", "--against", str(previous), cwd=repo, process=True)
+    assert result.code == 1
+    assert "TYPE_NARROWED" in result.err
 
 
 def test_unknown_ref_is_a_usage_error(repo: Path) -> None:
-    result = _kpipe(repo, "validate", "pipelines/", "--against", "no-such-branch")
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: --against no-such-branch: unknown git ref (nor is it a directory)"
+    result = kpipe("validate", "pipelines/", "--against", "no-such-branch", cwd=repo, process=True)
+    assert result.code == 2
+    assert result.err.strip() == "error: --against no-such-branch: unknown git ref (nor is it a directory)"
 
 
 def test_pydantic_model_schema_change_is_checked_through_its_json_schema(repo: Path) -> None:
@@ -134,7 +129,46 @@ def test_pydantic_model_schema_change_is_checked_through_its_json_schema(repo: P
     _git(repo, "commit", "-qm", "refunds")
     # Narrowing amount from float to int: new consumers would reject old events such as 9.99.
     _edit(repo / "pipelines/example_app/events.py", "amount: float", "amount: int")
-    result = _kpipe(repo, "validate", "pipelines/", "--against", "HEAD")
-    assert result.returncode == 1, result.stderr
-    assert "schema 'Refund' is not BACKWARD compatible: amount:" in result.stderr
-    assert "[TYPE_NARROWED]" in result.stderr
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert result.code == 1, result.err
+    assert "schema 'Refund' is not BACKWARD compatible: amount:" in result.err
+    assert "[TYPE_NARROWED]" in result.err
+
+
+def test_a_partition_decrease_is_reported_by_validate_against(repo: Path) -> None:
+    _edit(repo / "pipelines/orders.yaml", "partitions: {{ orders_partitions | default(3) }}", "partitions: 2")
+    _git(repo, "commit", "-qam", "v2")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD~1", cwd=repo, process=True)
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert lines[0].endswith(
+        "error: topic 'orders': partitions decreased from 3 to 2; Kafka cannot remove partitions from a topic, "
+        "so `kpipe apply` will refuse this"
+    )
+    assert lines[0].startswith("pipelines/orders.yaml:")
+    assert lines[1] == "  hint: keep partitions: 3, or declare a topic under a new name to have fewer"
+
+
+def test_adding_an_optional_property_to_the_example_passes_the_default_mode(repo: Path) -> None:
+    # The seed's promise, "add fields without breaking consumers": the example's schemas are closed for it.
+    with (repo / "schemas/order_event.schema.yaml").open("a") as schema:
+        schema.write("  coupon_code:\n    description: A coupon applied to the order.\n    type: string\n")
+    _git(repo, "commit", "-qam", "v2")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD~1", cwd=repo, process=True)
+    assert result.code == 0, result.err
+
+
+def test_an_open_schema_s_hint_names_the_change_that_passes(repo: Path) -> None:
+    _edit(repo / "schemas/order_event.schema.yaml", "additionalProperties: false\n", "")
+    _git(repo, "commit", "-qam", "open it")
+    with (repo / "schemas/order_event.schema.yaml").open("a") as schema:
+        schema.write("  coupon_code:\n    type: string\n")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert result.code == 1
+    lines = result.err.splitlines()
+    assert "[OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL]" in lines[0]
+    assert lines[1] == (
+        "  hint: close the schema first (additionalProperties: false, as a change of its own under "
+        "compatibility: NONE): then adding an optional 'coupon_code' passes BACKWARD; or declare 'coupon_code' "
+        "as {} (any value)"
+    )

@@ -8,23 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kpipe.cli import cli
-from kpipe.cli.common import run_cli
+from helpers import kpipe
 
 NOWHERE = "127.0.0.1:1"  # nothing listens on port 1
-
-
-def kpipe(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the CLI in-process through its real error → exit-code mapping; return (code, stdout, stderr)."""
-    with CliRunner(env=env).isolation(input=stdin) as (out, err, _):
-        try:
-            code = run_cli(cli, list(args))
-        except SystemExit as exc:  # commands that end with sys.exit(code), like `kpipe main` would
-            code = int(exc.code or 0)
-    return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def write_project(
@@ -212,6 +200,7 @@ def test_unreachable_broker_is_one_line_exit_3_within_the_timeout(tmp_path: Path
     assert "hunter2" not in out + err
 
 
+@pytest.mark.integration  # starts a broker of its own
 def test_prune_lists_and_deletes_with_guards(
     tmp_path: Path, unique_name: Callable[..., str], fast_group_config: dict
 ) -> None:

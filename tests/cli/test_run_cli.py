@@ -16,12 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kpipe.cli import cli
-from kpipe.cli.common import run_cli
+from helpers import kpipe
 
 NOWHERE = "127.0.0.1:1"  # nothing listens on port 1
 
@@ -58,23 +56,6 @@ producers:
 {consumers}"""
     )
     return project
-
-
-def kpipe(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    """Run the CLI in-process through its real error → exit-code mapping; return (code, stdout, stderr)."""
-    with CliRunner().isolation(input=stdin) as (out, err, _):
-        code = run_cli(cli, list(args))
-    return code, out.getvalue().decode(), err.getvalue().decode()
-
-
-def kpipe_process(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`kpipe run` as its own process: it spawns workers and installs signal handlers."""
-    return subprocess.run(
-        [sys.executable, "-c", "from kpipe.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:
@@ -189,13 +170,14 @@ def test_produce_key_field_must_be_present(tmp_path: Path) -> None:
     assert err.splitlines()[0] == "<stdin>:1: error: event has no value for key field 'ref'"
 
 
-def test_produce_delivery_failure_exits_3(tmp_path: Path) -> None:
+def test_produce_unreachable_broker_exits_3_before_sending(tmp_path: Path) -> None:
+    # The topic is checked before the first valid event: no broker is a cluster error, nothing queued.
     project = write_project(tmp_path / "p", "payments", NOWHERE)
     stdin = '{"id": "a", "amount": 1}\n{"id": "b", "amount": 2}\n'
     code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=stdin)
     assert code == 3
-    assert out == "delivered 0, failed 2, invalid 0\n"
-    assert err.startswith("error: producer 'payments-api': ")
+    assert out == "delivered 0, failed 0, invalid 0\n"
+    assert err.startswith(f"error: cannot reach Kafka at {NOWHERE} within 1 s")
     assert len(err.splitlines()) == 1
 
 
@@ -274,13 +256,18 @@ def test_produce_flushes_queued_events_when_something_breaks_mid_file(
     (tmp_path / "p" / "project.yaml").write_text(project)
     send_line = run_cmd._send_line
 
-    def breaking(producer: object, raw: bytes, key_field: str | None) -> str | None:
+    def breaking(producer: object, raw: bytes, *args: object) -> str | None:
         if b'"boom"' in raw:
             raise RuntimeError("boom")
-        return send_line(producer, raw, key_field)
+        return send_line(producer, raw, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(run_cmd, "_send_line", breaking)
     stdin = "".join(json.dumps({"id": f"k{i}", "amount": i}) + "\n" for i in range(50)) + '{"id": "boom"}\n'
+    from click.testing import CliRunner
+
+    from kpipe.cli import cli
+    from kpipe.cli.common import run_cli
+
     with CliRunner().isolation(input=stdin) as (out, err, _), pytest.raises(RuntimeError, match="boom"):
         run_cli(cli, ["produce", "payments-api", str(tmp_path / "p" / "project.yaml"), "--timeout", "20"])
     assert out.getvalue().decode() == "delivered 50, failed 0, invalid 0\n"
@@ -398,9 +385,9 @@ def test_run_invalid_project_prints_diagnostics(tmp_path: Path) -> None:
 def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> None:
     # The handler cannot be imported: each worker halts (exit 78) before touching the cluster.
     project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
-    result = kpipe_process("run", str(project), "--group", "billing", "--log-format", "json")
-    assert result.returncode == 1, result.stderr
-    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    result = kpipe("run", str(project), "--group", "billing", "--log-format", "json", process=True)
+    assert result.code == 1, result.err
+    records = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
     supervisor = [r for r in records if r["logger"] == "kpipe.runtime.supervisor"]
     halted = [r for r in supervisor if r.get("exitcode") == 78]
     assert sorted(r["instance"] for r in halted) == [0, 1]
@@ -412,7 +399,7 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
     assert not any(r["msg"].startswith("restarting") for r in supervisor)
     assert any(r["msg"] == "consumer group 'billing' failed: all 2 workers halted" for r in supervisor)
     assert (
-        result.stderr.splitlines()[-1]
+        result.err.splitlines()[-1]
         == "error: workers did not all stop cleanly: billing[0] halted, billing[1] halted"
     )
     worker_errors = [
@@ -424,8 +411,8 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_run_log_format(tmp_path: Path, fmt: str) -> None:
     project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
-    result = kpipe_process("run", str(project), "--group", "audit", "--log-format", fmt)
-    first = result.stderr.splitlines()[0]
+    result = kpipe("run", str(project), "--group", "audit", "--log-format", fmt, process=True)
+    first = result.err.splitlines()[0]
     if fmt == "json":
         record = json.loads(first)
         assert record["level"] == "info" and record["logger"] == "kpipe.run"
@@ -433,3 +420,15 @@ def test_run_log_format(tmp_path: Path, fmt: str) -> None:
     else:
         assert first.endswith("kpipe.run: running 1 worker: audit ×1")
         assert " INFO " in first
+
+
+def test_produce_truncated_json_names_the_column_where_the_line_ends(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    stdin = '{"id": "a", "amount": 1\n{"id": "a",, "amount": 1}\n'
+    code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=stdin)
+    assert (code, out) == (1, "delivered 0, failed 0, invalid 2\n")
+    assert err.splitlines()[:2] == [
+        "<stdin>:1: error: invalid JSON: Expecting ',' delimiter "
+        "(column 24: the line ends before the JSON does; truncated?)",
+        "<stdin>:2: error: invalid JSON: Expecting property name enclosed in double quotes (column 12)",
+    ]

@@ -6,15 +6,13 @@ Commands run through `run_cli`, the same error-to-exit-code mapping `kpipe` itse
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import click
 import pytest
 
+from helpers import kpipe
 from kpipe.cli import cli
-from kpipe.cli.common import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path("tests/fixtures/invalid")
@@ -27,31 +25,21 @@ def _in_repo(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def kpipe(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of `kpipe ARGS`, as the `kpipe` entry point would give them."""
-    try:
-        code = run_cli(cli, list(args))
-    except SystemExit as exc:  # `validate` exits with sys.exit, straight through run_cli
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
 
 
-def test_valid_project(capsys: pytest.CaptureFixture[str]) -> None:
-    assert kpipe(capsys, "validate", "pipelines/") == (0, "", "0 errors, 0 warnings in 5 files\n")
+def test_valid_project() -> None:
+    assert kpipe("validate", "pipelines/") == (0, "", "0 errors, 0 warnings in 5 files\n")
 
 
-def test_default_path_is_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
-    assert kpipe(capsys, "validate")[0] == 0
+def test_default_path_is_pipelines() -> None:
+    assert kpipe("validate")[0] == 0
 
 
-def test_one_error_with_hint(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = kpipe(capsys, "validate", str(FIXTURES / "producer_unknown_topic.yaml"))
+def test_one_error_with_hint() -> None:
+    code, out, err = kpipe("validate", str(FIXTURES / "producer_unknown_topic.yaml"))
     assert (code, out) == (1, "")
     assert err.splitlines() == [
         f"{FIXTURES}/producer_unknown_topic.yaml:8:12: error: producer 'order-api' refers to unknown topic 'order'",
@@ -60,13 +48,13 @@ def test_one_error_with_hint(capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
-def test_every_problem_at_once_sorted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_problem_at_once_sorted(tmp_path: Path) -> None:
     _write(tmp_path / "b.yaml", "producers:\n  p:\n    topic: order\n")
     _write(
         tmp_path / "a.yaml",
         "topics:\n  orders:\n    partitions: 0\n  t:\n    partitions: 3\n    partitons: 3\n",
     )
-    code, _, err = kpipe(capsys, "validate", str(tmp_path))
+    code, _, err = kpipe("validate", str(tmp_path))
     assert code == 1
     a, b = str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")
     assert err.splitlines() == [
@@ -79,16 +67,16 @@ def test_every_problem_at_once_sorted(tmp_path: Path, capsys: pytest.CaptureFixt
     ]
 
 
-def test_warnings_pass_unless_strict(capsys: pytest.CaptureFixture[str]) -> None:
+def test_warnings_pass_unless_strict() -> None:
     fixture = str(FIXTURES / "instances_exceed_partitions.yaml")
-    code, _, err = kpipe(capsys, "validate", fixture)
+    code, _, err = kpipe("validate", fixture)
     assert code == 0
     assert err.splitlines()[-1] == "0 errors, 1 warning in 1 file"
-    assert kpipe(capsys, "validate", "--strict", fixture)[0] == 1
+    assert kpipe("validate", "--strict", fixture)[0] == 1
 
 
-def test_json_format(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = kpipe(capsys, "validate", "--format", "json", str(FIXTURES / "unknown_section.yaml"))
+def test_json_format() -> None:
+    code, out, err = kpipe("validate", "--format", "json", str(FIXTURES / "unknown_section.yaml"))
     assert (code, err) == (1, "")
     assert json.loads(out) == {
         "valid": False,
@@ -109,15 +97,14 @@ def test_json_format(capsys: pytest.CaptureFixture[str]) -> None:
     }
 
 
-def test_json_format_of_a_valid_project(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = kpipe(capsys, "validate", "--format", "json", "pipelines")
+def test_json_format_of_a_valid_project() -> None:
+    code, out, _ = kpipe("validate", "--format", "json", "pipelines")
     assert code == 0
     assert json.loads(out)["valid"] is True
 
 
-def test_github_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_github_format(tmp_path: Path) -> None:
     code, out, err = kpipe(
-        capsys,
         "validate",
         "--format",
         "github",
@@ -134,14 +121,14 @@ def test_github_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert err == "1 error, 1 warning in 2 files\n"
 
 
-def test_github_format_without_a_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = kpipe(capsys, "validate", "--format", "github", "no/such/dir")
+def test_github_format_without_a_line() -> None:
+    code, out, _ = kpipe("validate", "--format", "github", "no/such/dir")
     assert code == 1
     assert out == "::error file=no/such/dir::no such file or directory\n"
 
 
-def test_missing_path_is_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert kpipe(capsys, "validate", "nope/") == (
+def test_missing_path_is_exit_1() -> None:
+    assert kpipe("validate", "nope/") == (
         1,
         "",
         "nope: error: no such file or directory\n1 error, 0 warnings in 0 files\n",
@@ -158,16 +145,16 @@ def test_missing_path_is_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
         ["explain"],
     ],
 )
-def test_usage_errors_are_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = kpipe(capsys, *args)
+def test_usage_errors_are_exit_2(args: list[str]) -> None:
+    code, out, err = kpipe(*args)
     assert (code, out) == (2, "")
     assert "Error:" in err
     assert "Traceback" not in err
 
 
-def test_var_and_values(capsys: pytest.CaptureFixture[str]) -> None:
+def test_var_and_values() -> None:
     code, out, _ = kpipe(
-        capsys, "render", "pipelines/", "--values", "pipelines/values/prod.yaml", "--var", "user_partitions=9"
+        "render", "pipelines/", "--values", "pipelines/values/prod.yaml", "--var", "user_partitions=9"
     )
     assert code == 0
     assert "    partitions: 12\n" in out
@@ -175,8 +162,8 @@ def test_var_and_values(capsys: pytest.CaptureFixture[str]) -> None:
     assert "{{" not in out
 
 
-def test_render_prints_each_file(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = kpipe(capsys, "render", "pipelines/")
+def test_render_prints_each_file() -> None:
+    code, out, _ = kpipe("render", "pipelines/")
     assert code == 0
     headers = [line for line in out.splitlines() if line.startswith("# pipelines/")]
     assert headers == ["# pipelines/cluster.yaml", "# pipelines/orders.yaml", "# pipelines/users.yaml"]
@@ -184,8 +171,8 @@ def test_render_prints_each_file(capsys: pytest.CaptureFixture[str]) -> None:
     assert '  bootstrap_servers: "local"\n' in out
 
 
-def test_render_error_is_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = kpipe(capsys, "render", str(FIXTURES / "template_undefined_var.yaml"))
+def test_render_error_is_exit_1() -> None:
+    code, out, err = kpipe("render", str(FIXTURES / "template_undefined_var.yaml"))
     assert (code, out) == (1, "")
     assert err.splitlines() == [
         f"{FIXTURES}/template_undefined_var.yaml:6:20: error: template error: 'order_partitions' is undefined",
@@ -194,8 +181,8 @@ def test_render_error_is_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
-def test_schema_is_json_schema_of_the_file_format(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = kpipe(capsys, "schema")
+def test_schema_is_json_schema_of_the_file_format(tmp_path: Path) -> None:
+    code, out, _ = kpipe("schema")
     assert code == 0
     document = json.loads(out)
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -205,7 +192,7 @@ def test_schema_is_json_schema_of_the_file_format(capsys: pytest.CaptureFixture[
     assert topic["required"] == ["partitions"]
     assert topic["properties"]["partitions"]["minimum"] == 1
     assert "schema" in topic["properties"]  # the alias, as users write it
-    assert kpipe(capsys, "schema", "-o", str(tmp_path / "s.json"))[0] == 0
+    assert kpipe("schema", "-o", str(tmp_path / "s.json"))[0] == 0
     assert json.loads((tmp_path / "s.json").read_text()) == document
 
 
@@ -224,17 +211,15 @@ def _secret_project(tmp_path: Path) -> Path:
     )
 
 
-def test_explain_redacts_secrets(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_explain_redacts_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KPIPE_TEST_PASSWORD", "hunter2-s3cret")
     path = _secret_project(tmp_path)
-    code, out, _ = kpipe(capsys, "explain", "p", str(path))
+    code, out, _ = kpipe("explain", "p", str(path))
     assert code == 0
     assert "hunter2-s3cret" not in out
     [line] = [line for line in out.splitlines() if "sasl.password" in line]
     assert line.split()[:3] == ["sasl.password", "*****", "cluster.config:"]
-    code, out, _ = kpipe(capsys, "explain", "p", str(path), "--format", "json")
+    code, out, _ = kpipe("explain", "p", str(path), "--format", "json")
     assert code == 0
     assert "hunter2-s3cret" not in out
     settings = {row["key"]: row for row in json.loads(out)["settings"]}
@@ -242,8 +227,8 @@ def test_explain_redacts_secrets(
     assert settings["security.protocol"]["value"] == "SASL_SSL"
 
 
-def test_explain_a_producer(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = kpipe(capsys, "explain", "order-api", "pipelines/")
+def test_explain_a_producer() -> None:
+    code, out, _ = kpipe("explain", "order-api", "pipelines/")
     assert code == 0
     lines = out.splitlines()
     assert lines[:3] == ["producer 'order-api'", "  topic: orders", "  key_field: customer_id"]
@@ -257,8 +242,8 @@ def test_explain_a_producer(capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
-def test_explain_a_group_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = kpipe(capsys, "explain", "order-processors", "pipelines/", "--format", "json")
+def test_explain_a_group_as_json() -> None:
+    code, out, _ = kpipe("explain", "order-processors", "pipelines/", "--format", "json")
     assert code == 0
     document = json.loads(out)
     assert (document["kind"], document["commit"], document["dead_letter_topic"]) == (
@@ -268,22 +253,28 @@ def test_explain_a_group_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
-def test_explain_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert kpipe(capsys, "explain", "order-apy", "pipelines/") == (
+def test_explain_unknown_name() -> None:
+    assert kpipe("explain", "order-apy", "pipelines/") == (
         2,
         "",
-        "error: no producer or consumer group named 'order-apy'; did you mean 'order-api'?\n",
+        "error: no producer or consumer group named 'order-apy'; did you mean 'order-api'? (producers: order-api, "
+        "user-service; consumer groups: analytics, order-processors, welcome-mailer)\n",
+    )
+    # Nothing close: the valid names are still listed.
+    assert kpipe("explain", "zzz", "pipelines/")[2] == (
+        "error: no producer or consumer group named 'zzz' (producers: order-api, user-service; "
+        "consumer groups: analytics, order-processors, welcome-mailer)\n"
     )
 
 
-def test_explain_an_invalid_project(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = kpipe(capsys, "explain", "order-api", str(FIXTURES / "producer_unknown_topic.yaml"))
+def test_explain_an_invalid_project() -> None:
+    code, out, err = kpipe("explain", "order-api", str(FIXTURES / "producer_unknown_topic.yaml"))
     assert (code, out) == (1, "")
     assert err.splitlines()[-1] == "1 error, 0 warnings"
 
 
-def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = kpipe(capsys, "--help")
+def test_help_lists_the_commands() -> None:
+    code, out, _ = kpipe("--help")
     assert code == 0
     listed = out.split("Commands:")[1]
     for name in ("validate", "render", "schema", "explain"):
@@ -296,29 +287,23 @@ def _command_names() -> list[str]:
 
 
 @pytest.mark.parametrize("name", _command_names())
-def test_every_command_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = kpipe(capsys, name, "--help")
+def test_every_command_has_help(name: str) -> None:
+    code, out, _ = kpipe(name, "--help")
     assert code == 0
     assert out.startswith(f"Usage: kpipe {name} ")
 
 
 def test_python_dash_m_kpipe() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "kpipe", "validate", str(FIXTURES / "topic_name_dotdot.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert result.returncode == 1
-    assert result.stderr.splitlines() == [
+    result = kpipe("validate", str(FIXTURES / "topic_name_dotdot.yaml"), cwd=ROOT, process=True)
+    assert result.code == 1
+    assert result.err.splitlines() == [
         f"{FIXTURES}/topic_name_dotdot.yaml:3:3: error: topic name '..' is not allowed",
         "1 error, 0 warnings in 1 file",
     ]
 
 
-def test_check_handlers_imports_every_handler(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert kpipe(capsys, "validate", "pipelines/", "--check-handlers")[0] == 0
+def test_check_handlers_imports_every_handler(tmp_path: Path) -> None:
+    assert kpipe("validate", "pipelines/", "--check-handlers")[0] == 0
     project = _write(
         tmp_path / "p.yaml",
         "topics:\n  orders: {partitions: 1}\n"
@@ -327,8 +312,8 @@ def test_check_handlers_imports_every_handler(capsys: pytest.CaptureFixture[str]
         "  audit: {topics: [orders], handler: 'json:not_there'}\n",
     )
     # Without the flag the import paths are only checked for their form (CI may lack the app's packages).
-    assert kpipe(capsys, "validate", str(project))[0] == 0
-    code, _, err = kpipe(capsys, "validate", str(project), "--check-handlers")
+    assert kpipe("validate", str(project))[0] == 0
+    code, _, err = kpipe("validate", str(project), "--check-handlers")
     assert code == 1
     assert err.splitlines()[:2] == [
         f"{project}:4:40: error: consumer group 'billing': handler 'no_such_app.handlers:bill': cannot import module "

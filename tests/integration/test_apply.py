@@ -24,6 +24,8 @@ from kpipe.topics.plan import (
     UpdateConfig,
 )
 
+pytestmark = pytest.mark.integration  # plan/apply against the session broker
+
 
 @pytest.fixture
 def cluster(kafka_bootstrap: str) -> Iterator[KafkaCluster]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -10,7 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
-from helpers import process_alive, wait_for
+import pytest
+
+from helpers import environment, process_alive, wait_for
+
+pytestmark = pytest.mark.integration  # `kpipe dev` starts its own embedded broker
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "pipelines" / "demo"
@@ -31,9 +34,15 @@ def _totals(line: str) -> dict[str, dict[str, int]]:
 def test_dev_demo_handles_every_sample_event_then_stops_cleanly(tmp_path: Path) -> None:
     orders = _count("order-api.jsonl") + _count("orders.poison.jsonl")
     users = _count("user-service.jsonl")
-    env = dict(os.environ, KPIPE_STATE_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
-    env.pop("KPIPE_BOOTSTRAP_SERVERS", None)
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # the example project falls back to `local`
+    # the example project falls back to `local` when no bootstrap servers are set
+    env = environment(
+        {
+            "KPIPE_STATE_DIR": str(tmp_path),
+            "PYTHONUNBUFFERED": "1",
+            "KPIPE_BOOTSTRAP_SERVERS": None,
+            "KAFKA_BOOTSTRAP_SERVERS": None,
+        }
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "kpipe", "dev", "pipelines/", "--demo", "--no-live"],
         cwd=ROOT,

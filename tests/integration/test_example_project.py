@@ -6,10 +6,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kpipe
+
+pytestmark = pytest.mark.integration  # the example project on the session broker
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from helpers import process_exists
 from kpipe.errors import LocalBrokerError
 from kpipe.local.broker import api_versions_ok, start_local_broker
 
-
-def _process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A zombie still answers kill(0); the parent reaped it if stop() waited, so this means it is alive.
-    return False
+pytestmark = pytest.mark.integration  # starts and stops embedded brokers
 
 
 def test_start_answers_metadata_and_stop_leaves_no_process() -> None:
@@ -36,7 +29,7 @@ def test_start_answers_metadata_and_stop_leaves_no_process() -> None:
     finally:
         broker.stop()
     assert not broker.is_running()
-    assert _process_gone(broker.pid)
+    assert not process_exists(broker.pid)  # stop() waited: not even a zombie is left
     assert not api_versions_ok("127.0.0.1", broker.port, timeout=0.2)
     broker.stop()  # a second stop is harmless
 
@@ -45,7 +38,7 @@ def test_context_manager_stops_the_broker() -> None:
     with start_local_broker() as broker:
         pid = broker.pid
         assert api_versions_ok("127.0.0.1", broker.port)
-    assert _process_gone(pid)
+    assert not process_exists(pid)
 
 
 def test_port_taken_by_a_listener_is_refused_before_starting() -> None:

@@ -15,9 +15,10 @@ from pydantic import BaseModel
 
 from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, ProducerSettings, Setting
-from kpipe.errors import BrokerUnreachable, ClusterError
+from kpipe.errors import BrokerUnreachable, ClusterError, EventInvalid
 from kpipe.runtime.producer import Producer
-from kpipe.runtime.serde import EventInvalid
+
+pytestmark = pytest.mark.integration  # produces to the session broker
 
 
 class Order(BaseModel):

@@ -24,6 +24,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from helpers import wait_for
 
+pytestmark = pytest.mark.integration  # `kpipe run` workers on the session broker
+
 RECORDER = """\
 import json, os, time
 
@@ -208,7 +210,10 @@ def test_two_instances_split_the_partitions_and_sigterm_stops_cleanly(
     assert run.stop() == 0, run.log()
     messages = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
     assert "SIGTERM received: stopping 2 workers (waiting up to 20 s; a second signal kills them)" in messages
-    assert messages[-1] == "all workers stopped"
+    assert messages[-2] == "all workers stopped"
+    # Then what the run did, per group.
+    assert messages[-1].startswith(f"final: group '{group}': handled 40 (")
+    assert messages[-1].split("/s), ")[1].startswith("dead-lettered 0, skipped 0 in ")
 
 
 def test_killed_instance_partitions_are_taken_over_and_the_topic_finished(

@@ -31,6 +31,8 @@ from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
 from kpipe.runtime.worker import GroupWorker
 
+pytestmark = pytest.mark.integration  # starts a broker of its own and kills it (broker loss)
+
 # A worker waiting for a broker must stay far below this share of one core (measured: ~2 %).
 MAX_IDLE_CPU_SHARE = 0.2
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -23,7 +23,9 @@ from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerSpec
 from kpipe.runtime.worker import GroupWorker
 
-# One consumer per group in these tests: the faster join settings from TEST-BROKER.md.
+pytestmark = pytest.mark.integration  # workers on the session broker
+
+# One consumer per group in these tests: the faster join settings (docs/broker.md).
 SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
 
 

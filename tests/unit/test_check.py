@@ -38,6 +38,26 @@ def test_a_clean_project_has_no_diagnostics() -> None:
 
 def test_references_across_files() -> None:
     assert _check(TOPIC, GROUP) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "key"),
+    [
+        ("acks", "all", "acks"),
+        ("linger_ms", "5", "linger.ms"),
+        ("batch_size", "16384", "batch.size"),
+        ("compression", "lz4", "compression.type"),
+        ("delivery_timeout_ms", "60000", "delivery.timeout.ms"),
+        ("client_id", "api", "client.id"),
+    ],
+)
+def test_a_producer_field_set_again_in_config_is_refused(field: str, value: str, key: str) -> None:
+    producer = (
+        f"producers:\n  api:\n    topic: orders\n    {field}: {value}\n    config:\n      {key}: {value}\n"
+    )
+    assert _check(TOPIC + producer) == [
+        f"p0.yaml:9:7: error: producer 'api': '{field}' is set both as a field and in config"
+    ]
     assert _check(GROUP) == ["p0.yaml:3:14: error: consumer group 'billing' refers to unknown topic 'orders'"]
 
 

@@ -11,8 +11,9 @@ import pytest
 from pydantic import BaseModel, Field
 
 from kpipe.compilation.compiled import ClientConfig, ProducerSettings, Setting
+from kpipe.errors import EventInvalid
 from kpipe.runtime.producer import Producer
-from kpipe.runtime.serde import EventInvalid, describe_validation_error, key_of, to_json_bytes
+from kpipe.runtime.serde import describe_validation_error, key_of, to_json_bytes
 
 
 class Status(str, Enum):  # noqa: UP042 - the (str, Enum) form users still write

@@ -696,7 +696,7 @@ def test_unknown_mode_is_rejected() -> None:
 def test_deploy_first_names_the_safe_order_when_there_is_one() -> None:
     [v] = check_compatibility(with_prop(OPEN, "currency", ID), [OPEN], "BACKWARD")
     assert v.direction == "backward" and v.deploy_first == "producers"  # forward-compatible: producers first
-    assert v.fix and "FORWARD" in v.fix
+    assert v.fix and "additionalProperties: false" in v.fix and "passes BACKWARD" in v.fix
     [v] = check_compatibility(with_prop(CLOSED, "currency", ID), [CLOSED], "FORWARD")
     assert v.direction == "forward" and v.deploy_first == "consumers"
     [v1, v2] = check_compatibility(field({"type": "number"}), [field({"type": "string"})], "FULL")

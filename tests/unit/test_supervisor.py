@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_for
+from helpers import process_exists, wait_for
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
 from kpipe.runtime.supervisor import Supervisor, describe_exit, oom_kill_count
 
@@ -77,14 +77,6 @@ def starts(scratch: Path, group: str, instance: int = 0) -> list[tuple[int, floa
     if not path.exists():
         return []
     return [(int(pid), float(at)) for pid, at in (line.split() for line in path.read_text().splitlines())]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class Running:
@@ -349,7 +341,7 @@ def test_sigterm_stops_workers_gracefully(tmp_path: Path) -> None:
     assert sup.wait() == 0, sup.log()
     for group, instance in sup.workers:
         assert (tmp_path / f"{group}-{instance}.SIGTERM").exists()
-    assert not any(pid_alive(pid) for pid in pids)
+    assert not any(process_exists(pid) for pid in pids)
     log = sup.log()
     assert "SIGTERM received: stopping 3 workers (waiting up to 10 s; a second signal kills them)" in log
     assert "all workers stopped" in log
@@ -397,6 +389,8 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     sup.proc.kill()
     sup.wait()
     wait_for(
-        lambda: not any(pid_alive(pid) for pid in pids), timeout=10, message="workers outlived the supervisor"
+        lambda: not any(process_exists(pid) for pid in pids),
+        timeout=10,
+        message="workers outlived the supervisor",
     )
     assert (tmp_path / "orphan-0.SIGTERM").exists()  # stopped gracefully, not killed

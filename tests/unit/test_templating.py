@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kpipe.diagnostics import Position
@@ -108,3 +110,32 @@ def test_an_exception_inside_the_template_is_one_diagnostic() -> None:
     assert diagnostics[0].format() == (
         "p.yaml:2:4: error: template error: ZeroDivisionError: integer division or modulo by zero"
     )
+
+
+def test_every_unset_environment_variable_is_reported_at_once_without_a_cascade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kpipe.compilation.project import inspect_project
+
+    for name in ("KPIPE_T_ONE", "KPIPE_T_USER", "KPIPE_T_PASS"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "e.schema.yaml").write_text("{type: object, properties: {id: {type: string}}}\n")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "cluster.yaml").write_text(
+        "# env('KPIPE_T_ONE') in a comment is not a use\n"
+        "cluster:\n"
+        "  bootstrap_servers: \"{{ env('KPIPE_T_ONE') }}\"\n"
+        "  config: {sasl.username: \"{{ env('KPIPE_T_USER') }}\", sasl.password: \"{{ env('KPIPE_T_PASS') }}\"}\n"
+        "schemas:\n  E: ../e.schema.yaml\n"
+    )
+    # Another file uses the schema the broken file declares: no "unknown schema" error follows.
+    (tmp_path / "p" / "topics.yaml").write_text("topics:\n  t: {partitions: 1, schema: E}\n")
+    diagnostics = inspect_project([tmp_path / "p"]).diagnostics
+    file = str(tmp_path / "p" / "cluster.yaml")
+    shown = [d.format().replace(file, "cluster.yaml") for d in diagnostics]
+    assert shown == [
+        "cluster.yaml:3:31: error: environment variable 'KPIPE_T_ONE' is not set",
+        "cluster.yaml:4:36: error: environment variable 'KPIPE_T_USER' is not set",
+        "cluster.yaml:4:80: error: environment variable 'KPIPE_T_PASS' is not set",
+    ]
+    assert diagnostics[2].hint == "set KPIPE_T_PASS, or give a default: env('KPIPE_T_PASS', '...')"

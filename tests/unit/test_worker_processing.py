@@ -173,6 +173,7 @@ class Harness:
             on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms), dlq, timeout_ms),  # type: ignore[arg-type]
             client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
             producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
+            emits=("out",),
         )
         self.consumer = consumer if consumer is not None else FakeConsumer()
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty

@@ -5,17 +5,17 @@ Behind a flag because CI that validates pipeline files may not have the applicat
 
 from __future__ import annotations
 
-from kpipe.compilation.project import Inspection, import_paths
 from kpipe.diagnostics import Diagnostic, error
 from kpipe.errors import HandlerError
-from kpipe.runtime.handler import load_handler
+from kpipe.loading.code import import_paths, load_handler
+from kpipe.model.assemble import ProjectSpec
 
 
-def check_handlers(inspection: Inspection) -> list[Diagnostic]:
+def check_handlers(project: ProjectSpec) -> list[Diagnostic]:
     out: list[Diagnostic] = []
-    paths = inspection.spec.directories
+    paths = project.directories
     with import_paths(paths):
-        for name, group in sorted(inspection.spec.consumers.items()):
+        for name, group in sorted(project.consumers.items()):
             try:
                 load_handler(group.spec.handler, paths)
             except HandlerError as exc:

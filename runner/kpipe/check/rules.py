@@ -246,12 +246,9 @@ def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
                     code="contradiction",
                 )
             )
-        for field_name, key in (
-            ("acks", "acks"),
-            ("linger_ms", "linger.ms"),
-            ("retries", "retries"),
-            ("compression", "compression.type"),
-        ):
+        for field_name, key in props.PRODUCER_FIELDS.items():
+            if field_name == "idempotent":
+                continue  # a disagreeing enable.idempotence is reported above, as a contradiction
             canonical = props.canonical_name(key)
             if canonical in config and producer.written(field_name):
                 out.append(
@@ -278,6 +275,8 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
             if _ref(out, group, ("topics", i), t, "topics", project, label)
         ]
         _client_config(out, group, spec.config, "consumer", label)
+        _check_emits(project, name, group, out)
+        _check_deploy(project, name, group, out)
         config = {props.canonical_name(k): v for k, v in spec.config.items()}
         strategy = spec.commit.strategy
         if "group.id" in config:
@@ -417,6 +416,81 @@ def _check_handler_timeout(
                 group.locate("on_error", "timeout_ms"),
                 hint=f"lower timeout_ms below {limit}, or raise max.poll.interval.ms in the group's config",
                 code="unreachable-timeout",
+            )
+        )
+
+
+def _check_emits(
+    project: ProjectSpec, name: str, group: Declared[ConsumerGroupSpec], out: list[Diagnostic]
+) -> None:
+    """Declared emits name declared topics; emitting into the group's own input loops every event."""
+    spec = group.spec
+    label = f"consumer group '{name}'"
+    for i, topic in enumerate(spec.emits):
+        if not _ref(out, group, ("emits", i), topic, "topics", project, f"{label}: emits"):
+            continue
+        if topic in spec.topics:
+            out.append(
+                warning(
+                    f"{label} emits to '{topic}', one of its own input topics; every emitted event "
+                    "comes back to the handler",
+                    group.locate("emits", i),
+                    hint="make sure the handler does not emit for the events it emitted",
+                    code="emit-loop",
+                )
+            )
+
+
+_QUANTITY_FACTORS = {
+    "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def quantity_value(text: str) -> float:
+    """A Kubernetes quantity as a number ("250m" → 0.25, "1Gi" → 2**30); the spec has checked its form."""
+    number = text.rstrip("mkMGTPEi")
+    return float(number) * _QUANTITY_FACTORS[text[len(number) :]]
+
+
+def _check_deploy(
+    project: ProjectSpec, name: str, group: Declared[ConsumerGroupSpec], out: list[Diagnostic]
+) -> None:
+    """The Kubernetes export's settings: limits above requests, autoscaling within the partitions."""
+    deploy = group.spec.deploy
+    label = f"consumer group '{name}'"
+    for resource in ("cpu", "memory"):
+        request = getattr(deploy.resources.requests, resource)
+        limit = getattr(deploy.resources.limits, resource)
+        if request and limit and quantity_value(request) > quantity_value(limit):
+            out.append(
+                error(
+                    f"{label}: deploy.resources.requests.{resource} ({request}) is above its limit ({limit})",
+                    group.locate("deploy", "resources", "requests", resource),
+                    code="invalid-value",
+                )
+            )
+    scale = deploy.autoscale
+    if scale is None:
+        return
+    partitions = [project.topics[t].spec.partitions for t in group.spec.topics if t in project.topics]
+    if scale.max_replicas is not None and partitions and scale.max_replicas > max(partitions):
+        out.append(
+            error(
+                f"{label}: deploy.autoscale.max_replicas is {scale.max_replicas} but the group reads at most "
+                f"{max(partitions)} partitions; members beyond that would sit idle",
+                group.locate("deploy", "autoscale", "max_replicas"),
+                hint=f"set max_replicas to {max(partitions)} or fewer, or add partitions",
+                code="idle-instances",
+            )
+        )
+    ceiling = scale.max_replicas if scale.max_replicas is not None else max(partitions, default=1)
+    if scale.min_replicas > ceiling:
+        out.append(
+            error(
+                f"{label}: deploy.autoscale.min_replicas ({scale.min_replicas}) is above max_replicas ({ceiling})",
+                group.locate("deploy", "autoscale", "min_replicas"),
+                code="invalid-value",
             )
         )
 

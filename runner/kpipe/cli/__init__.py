@@ -1,7 +1,10 @@
-"""The `kpipe` command line: a thin layer that parses options, calls one function, prints, and exits.
+"""The `kpipe` command line: a thin layer that parses options, calls one function, prints, and returns an exit code.
 
 Commands live in their own modules and are imported only when invoked, so `kpipe --help` does not import
-confluent_kafka or build schema models. Exceptions become exit codes in one place: `main()`.
+confluent_kafka or build schema models. A command that reads a project takes `@project_options` (one
+ProjectOptions object); exceptions become exit codes in one place, `kpipe.cli.common.exit_code_for`.
+
+May import every stage below it; nothing imports kpipe.cli.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("kpipe.cli.run_cmd:produce", "Send JSON-lines events through a declared producer."),
     "broker": ("kpipe.cli.dev_cmd:broker", "Run the embedded local Kafka-protocol broker in the foreground."),
     "dev": ("kpipe.cli.dev_cmd:dev", "Local loop: broker, apply, run the groups, live table."),
+    "export": (
+        "kpipe.cli.export_cmd:export",
+        "Describe the project for other tools: AsyncAPI, graph, Kubernetes, Dockerfile.",
+    ),
 }
 
 

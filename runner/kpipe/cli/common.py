@@ -1,44 +1,72 @@
-"""What every command shares: the project options, output streams, and the error → exit-code mapping."""
+"""What every command shares: the project options object, output of diagnostics, and the one place where an
+exception becomes an exit code.
+
+A command is a function that parses nothing itself: `@project_options` hands it a ProjectOptions, it calls
+one function of a lower layer, prints, and returns an exit code (or None for 0). It raises KpipeError for
+anything that went wrong; `exit_code_for` decides what the user sees and which code the process ends with.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from kpipe.errors import EXIT_USAGE, KpipeError, PipelineInvalid
+from kpipe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KpipeError, PipelineInvalid
+
+if TYPE_CHECKING:
+    from kpipe.api import Project
+    from kpipe.compilation.project import Inspection
+    from kpipe.loading.loader import LoadResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_PROJECT_PATH = Path("pipelines")
+
+
+# -- exit codes ----------------------------------------------------------------------------------------------------
 
 
 def run_cli(cli: click.Group, argv: list[str] | None) -> int:
+    """Run the command line and return the process exit code; never raises for a kpipe or usage error."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        # In non-standalone mode click returns a command's ctx.exit(n) code instead of raising it.
-        rc = cli.main(args=argv, standalone_mode=False, prog_name="kpipe")
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code if exc.exit_code != 1 else EXIT_USAGE
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except PipelineInvalid as exc:
-        if debug:
-            raise
-        print_diagnostics(exc.diagnostics)
-        return exc.exit_code
-    except KpipeError as exc:
-        if debug:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
+        # Not standalone: click hands back what the command returned instead of exiting with it.
+        code = cli.main(args=argv, standalone_mode=False, prog_name="kpipe")
+    except (Exception, KeyboardInterrupt) as exc:
+        return exit_code_for(exc, debug=debug)
+    return code if isinstance(code, int) else EXIT_OK
+
+
+def exit_code_for(exc: BaseException, *, debug: bool = False) -> int:
+    """Tell the user what went wrong, in one line (or every diagnostic), and return the exit code for it.
+
+    The only place an exception becomes an exit code. Anything that is neither a kpipe error nor a click usage
+    error is a bug: it is re-raised with its traceback, as are kpipe errors under --debug.
+    """
+    if isinstance(exc, KeyboardInterrupt):
         click.echo("interrupted", err=True)
-        return 130
-    return rc if isinstance(rc, int) else 0
+        return EXIT_INTERRUPTED
+    if isinstance(exc, click.exceptions.Abort):  # Ctrl-C or end of input at a prompt
+        click.echo("aborted", err=True)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, click.exceptions.Exit):  # --help, --version
+        return exc.exit_code
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return EXIT_USAGE if exc.exit_code == 1 else exc.exit_code
+    if not isinstance(exc, KpipeError) or debug:
+        raise exc
+    if isinstance(exc, PipelineInvalid):
+        print_diagnostics(exc.diagnostics)
+    else:
+        click.echo(f"error: {exc}", err=True)
+    return exc.exit_code
 
 
 def print_diagnostics(diagnostics: list, files_checked: int | None = None) -> None:
@@ -50,24 +78,111 @@ def print_diagnostics(diagnostics: list, files_checked: int | None = None) -> No
     click.echo(summary_line(ordered, files_checked), err=True)
 
 
-def project_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """PATHS, --var and --values: how every command that reads a project is told where it is."""
-    func = click.option(
-        "--values",
-        "values_files",
-        multiple=True,
-        type=click.Path(path_type=Path),
-        help="A YAML file of template variables (repeatable; later files win).",
-    )(func)
-    func = click.option(
-        "--var",
-        "variables",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Set a template variable (repeatable; wins over --values).",
-    )(func)
-    func = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))(func)
-    return func
+# -- the project a command works on -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectOptions:
+    """Where a command's project is and how to render it: PATHS, --var, --values, and -b where it connects.
+
+    Every command reads its project through these methods, so a new way of finding or loading a project is
+    added here once.
+    """
+
+    paths: tuple[Path, ...] = (DEFAULT_PROJECT_PATH,)
+    variables: dict[str, str] = field(default_factory=dict)
+    values_files: tuple[Path, ...] = ()
+    bootstrap_servers: str | None = None
+
+    def documents(self) -> LoadResult:
+        """The rendered files, before any validation (for `render`)."""
+        from kpipe.loading.loader import load_documents
+
+        return load_documents(self.paths, variables=self.variables, values_files=self.values_files)
+
+    def inspect(self, paths: Iterable[Path] | None = None) -> Inspection:
+        """Every diagnostic of the project (or of the same project at other `paths`), valid or not."""
+        from kpipe.compilation.project import inspect_project
+
+        return inspect_project(
+            list(paths) if paths is not None else self.paths,
+            variables=self.variables,
+            values_files=self.values_files,
+        )
+
+    def load(
+        self,
+        *,
+        resolve_local: bool = True,
+        consumer_overrides: Mapping[str, str] | None = None,
+        import_code: bool = True,
+    ) -> Project:
+        """The valid, compiled project; PipelineInvalid with every diagnostic when it is not.
+
+        -b wins over KPIPE_BOOTSTRAP_SERVERS, which wins over the files. `bootstrap_servers: local` is resolved
+        to the running local broker here, at the edge (LocalBrokerError when none runs), unless
+        `resolve_local=False` (for commands that start or explain the local broker). `consumer_overrides` are
+        `-X` settings every consumer group's config gets last. Without `import_code` no pydantic-model schema is
+        imported (no project code runs)."""
+        from kpipe.api import Project
+        from kpipe.compilation.project import load_project
+        from kpipe.local.state import resolve
+
+        project = load_project(
+            self.paths,
+            variables=self.variables,
+            values_files=self.values_files,
+            bootstrap_override=self.bootstrap_servers,
+            consumer_overrides=consumer_overrides,
+            project_type=Project,
+            import_code=import_code,
+        )
+        return resolve(project) if resolve_local else project
+
+
+def project_options(*, bootstrap: bool = False) -> Callable[[F], F]:
+    """Give a command PATHS, --var and --values (and --bootstrap-servers when `bootstrap`), and call it with
+    one `options: ProjectOptions` instead of those parameters."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(
+            *args: Any,
+            paths: tuple[Path, ...],
+            variables: tuple[str, ...],
+            values_files: tuple[Path, ...],
+            bootstrap_servers: str | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            options = ProjectOptions(
+                paths=paths or (DEFAULT_PROJECT_PATH,),
+                variables=parse_vars(variables),
+                values_files=values_files,
+                bootstrap_servers=bootstrap_servers or None,
+            )
+            return command(*args, options=options, **kwargs)
+
+        decorated: Any = wrapper
+        if bootstrap:
+            decorated = bootstrap_option(decorated)
+        decorated = click.option(
+            "--values",
+            "values_files",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="A YAML file of template variables (repeatable; later files win).",
+        )(decorated)
+        decorated = click.option(
+            "--var",
+            "variables",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Set a template variable (repeatable; wins over --values).",
+        )(decorated)
+        decorated = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))(decorated)
+        return decorated  # type: ignore[no-any-return]
+
+    return decorate
 
 
 def parse_vars(pairs: Iterable[str], option: str = "--var") -> dict[str, str]:
@@ -90,6 +205,16 @@ bootstrap_option = click.option(
     "(env: KPIPE_BOOTSTRAP_SERVERS).",
 )
 
+# `kpipe run` takes it; `kpipe export kubernetes` passes it on to the pods' `kpipe run`.
+shutdown_timeout_option = click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long workers get to commit and exit after SIGTERM before they are killed.",
+)
+
 consumer_config_option = click.option(
     "-X",
     "--consumer-config",
@@ -98,7 +223,3 @@ consumer_config_option = click.option(
     metavar="KEY=VALUE",
     help="Extra librdkafka consumer setting, applied last (repeatable); `kpipe explain` takes the same.",
 )
-
-
-def default_paths(paths: tuple[Path, ...]) -> list[Path]:
-    return list(paths) or [Path("pipelines")]

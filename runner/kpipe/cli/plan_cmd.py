@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from kpipe.cli.common import bootstrap_option, default_paths, parse_vars, project_options
-from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_INVALID, UsageError
+from kpipe.cli.common import ProjectOptions, project_options
+from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_INVALID, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from kpipe.compilation.compiled import TopicSpec
@@ -24,7 +23,6 @@ def cluster_options(func):  # type: ignore[no-untyped-def]
         show_default=True,
         help="Seconds to wait for the cluster to answer before giving up (exit 3).",
     )(func)
-    func = bootstrap_option(func)
     func = click.option(
         "--force", is_flag=True, help="With --prune: also delete topics that consumer groups have offsets on."
     )(func)
@@ -34,24 +32,10 @@ def cluster_options(func):  # type: ignore[no-untyped-def]
     return func
 
 
-def _connect(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    bootstrap_servers: str | None,
-    timeout: float,
-) -> tuple[list[TopicSpec], KafkaCluster]:
-    from kpipe.compilation.project import load_project
-    from kpipe.local.state import resolve
+def _connect(options: ProjectOptions, timeout: float) -> tuple[list[TopicSpec], KafkaCluster]:
     from kpipe.topics.cluster import connect
 
-    project = load_project(
-        default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=values_files,
-        bootstrap_override=bootstrap_servers,
-    )
-    project = resolve(project)
+    project = options.load()
     if project.warnings:
         from kpipe.diagnostics import render_text, sort_diagnostics
 
@@ -63,7 +47,7 @@ def _connect(
 
 
 @click.command()
-@project_options
+@project_options(bootstrap=True)
 @cluster_options
 @click.option(
     "--format",
@@ -79,16 +63,13 @@ def _connect(
     help="Exit 0 when there is nothing to change, 2 when changes are pending (1 invalid files, 3 cluster error).",
 )
 def plan(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     prune: bool,
     force: bool,
-    bootstrap_servers: str | None,
     timeout: float,
     output_format: str,
     detailed_exitcode: bool,
-) -> None:
+) -> int:
     """Compare the topics the files declare with the cluster and print the changes apply would make.
 
     Only the config keys a topic declares are compared, so broker defaults never show as drift. Changes kpipe
@@ -103,31 +84,21 @@ def plan(
     """
     from kpipe.topics.apply import read_plan
 
-    desired, cluster = _connect(paths, variables, values_files, bootstrap_servers, timeout)
+    desired, cluster = _connect(options, timeout)
     try:
         the_plan = read_plan(cluster, desired, prune=prune, force=force)
     finally:
         cluster.close()
     click.echo(the_plan.render_json() if output_format == "json" else the_plan.render_text())
     the_plan.raise_if_unsafe()
-    if detailed_exitcode and the_plan.has_changes:
-        sys.exit(EXIT_CHANGES_PENDING)
+    return EXIT_CHANGES_PENDING if detailed_exitcode and the_plan.has_changes else EXIT_OK
 
 
 @click.command()
-@project_options
+@project_options(bootstrap=True)
 @cluster_options
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking (needed when not on a terminal).")
-def apply(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    prune: bool,
-    force: bool,
-    bootstrap_servers: str | None,
-    timeout: float,
-    yes: bool,
-) -> None:
+def apply(options: ProjectOptions, prune: bool, force: bool, timeout: float, yes: bool) -> int:
     """Create and update topics so the cluster matches the files.
 
     Shows the plan, asks for confirmation (unless --yes), then creates all missing topics in one request,
@@ -143,35 +114,36 @@ def apply(
     from kpipe.topics.apply import apply_plan, read_plan
     from kpipe.topics.plan import DeleteTopic
 
-    desired, cluster = _connect(paths, variables, values_files, bootstrap_servers, timeout)
+    desired, cluster = _connect(options, timeout)
     try:
         the_plan = read_plan(cluster, desired, prune=prune, force=force)
         click.echo(the_plan.render_text())
         the_plan.raise_if_unsafe()
         if not the_plan.has_changes:
-            return
+            return EXIT_OK
         if not yes:
-            _confirm("Apply these changes?")
             deletions = the_plan.of_kind(DeleteTopic)
-            if deletions:
-                names = ", ".join(d.topic for d in deletions)
-                _confirm(f"Delete {len(deletions)} topic(s) and all their data ({names})?")
+            names = ", ".join(d.topic for d in deletions)
+            if not _confirm("Apply these changes?") or (
+                deletions and not _confirm(f"Delete {len(deletions)} topic(s) and all their data ({names})?")
+            ):
+                click.echo("Apply cancelled; nothing changed.", err=True)
+                return EXIT_INVALID
         report = apply_plan(the_plan, cluster, desired, force=force)
     finally:
         cluster.close()
     click.echo(report.render_text())
     report.raise_if_failed()
+    return EXIT_OK
 
 
 def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _confirm(question: str) -> None:
+def _confirm(question: str) -> bool:
     if not _interactive():
         raise UsageError(
             "not on a terminal and no --yes: refusing to change the cluster without confirmation"
         )
-    if not click.confirm(question, default=False):
-        click.echo("Apply cancelled; nothing changed.", err=True)
-        sys.exit(EXIT_INVALID)
+    return click.confirm(question, default=False)

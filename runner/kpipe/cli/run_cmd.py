@@ -8,49 +8,45 @@ import os
 import signal
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from kpipe.cli.common import (
-    bootstrap_option,
+    ProjectOptions,
     consumer_config_option,
-    default_paths,
     parse_vars,
     project_options,
+    shutdown_timeout_option,
 )
-from kpipe.errors import ClusterError, KpipeError, UsageError
+from kpipe.errors import (
+    EXIT_INTERRUPTED,
+    BrokerUnreachable,
+    ClusterError,
+    EventInvalid,
+    KpipeError,
+    UsageError,
+)
 
 log = logging.getLogger("kpipe.run")
+# How often `kpipe run` logs one line per group (handled, rate, dead-lettered).
+SUMMARY_EVERY_S = 30.0
 
-
-def _load(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    bootstrap_servers: str | None,
-) -> Any:
-    """The project, with `local` resolved to the running local broker (kpipe.load)."""
-    import kpipe
-
-    return kpipe.load(
-        *default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=list(values_files),
-        bootstrap_override=bootstrap_servers or None,
-    )
-
+create_topics_option = click.option(
+    "--create-topics/--no-create-topics",
+    default=None,
+    help="Create the missing declared topics it uses before starting (default: cluster.create_missing_topics, "
+    "true); with --no-create-topics a missing topic is exit 3.",
+)
 
 # -- run ---------------------------------------------------------------------------------------------------------
 
 
 @click.command()
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "--group", "groups", multiple=True, metavar="NAME", help="Run only this consumer group (repeatable)."
 )
-@bootstrap_option
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -66,55 +62,68 @@ def _load(
     envvar="KPIPE_LOG_LEVEL",
 )
 @consumer_config_option
+@create_topics_option
+@shutdown_timeout_option
 @click.option(
-    "--shutdown-timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long workers get to commit and exit after SIGTERM before they are killed.",
+    "--instances",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run N workers per group instead of the files' instances (a Kubernetes pod runs 1; its "
+    "Deployment's replicas make the group's size).",
 )
 def run(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     groups: tuple[str, ...],
-    bootstrap_servers: str | None,
     log_format: str,
     log_level: str,
     consumer_config: tuple[str, ...],
+    create_topics: bool | None,
     shutdown_timeout: float,
+    instances: int | None,
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
 
-    The first SIGTERM or Ctrl-C lets every worker commit and exit (up to --shutdown-timeout); a second one
-    kills them at once.
+    Before the workers start, the declared topics the groups read, dead-letter to and emit to are created if
+    missing (never altered). Every 30 s, and on stop, one line per group says what it handled. The first
+    SIGTERM or Ctrl-C lets every worker commit and exit (up to --shutdown-timeout); a second one kills them at
+    once. Exits 0 when every worker stopped cleanly, 1 when some halted or crash-looped, 3 when a topic is
+    missing (--no-create-topics) or the broker refused to create it.
     """
     from kpipe.logs import LOG_LEVEL_ENV, configure_logging
     from kpipe.runtime.protocol import worker_specs
     from kpipe.runtime.supervisor import Supervisor
 
-    project = _load(paths, variables, values_files, bootstrap_servers)
+    project = options.load()
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
+    os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
+    configure_logging(log_format, log_level)
+    workers = sum(instances or g.instances for g in selected)
+    log.info(
+        "running %s: %s",
+        "1 worker" if workers == 1 else f"{workers} workers",
+        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
+    )
+    try:
+        ensure_topics(project, create_topics, groups=[g.group_id for g in selected])
+    except BrokerUnreachable as exc:
+        # The workers wait for the cluster and say so; the topics are checked only at start.
+        log.warning(
+            "%s; starting the workers anyway: missing topics are not created (see `kpipe apply`)", exc
+        )
     specs = worker_specs(
-        ((g.group_id, g.instances) for g in selected),
-        project_paths=(str(p) for p in default_paths(paths)),
-        variables=parse_vars(variables),
-        values_files=(str(v) for v in values_files),
-        # Resolved here, once: the workers connect where this process found the brokers (`local` included).
+        ((g.group_id, instances or g.instances) for g in selected),
+        project_paths=(str(p) for p in options.paths),
+        variables=options.variables,
+        values_files=(str(v) for v in options.values_files),
+        # Resolved here, once: the workers connect where this process found the brokers (`local` included),
+        # and are told when that is the embedded broker (its consumer defaults).
         bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
+        embedded_broker=project.embedded_broker,
     )
-    os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
-    configure_logging(log_format, log_level)
-    log.info(
-        "running %s: %s",
-        "1 worker" if len(specs) == 1 else f"{len(specs)} workers",
-        ", ".join(f"{s.group_id} ×{s.instances}" for s in selected),
-    )
-    supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout)
+    supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout, summary_every=SUMMARY_EVERY_S)
     if supervisor.run() != 0:
         unclean = [
             f"{group}[{instance}] {view.state}"
@@ -122,6 +131,28 @@ def run(
             if view.state != "stopped"
         ]
         raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
+
+
+def ensure_topics(
+    project: Any,
+    create: bool | None,
+    *,
+    groups: Iterable[str] = (),
+    producers: Iterable[str] = (),
+    echo: bool = False,
+    timeout: float = 10.0,
+) -> None:
+    """Create the missing topics these groups/producers use (or exit 3 naming them when creation is off)."""
+    from kpipe.topics.provision import ensure_project_topics
+
+    lines = {"info": _stderr, "warn": lambda text: _stderr(f"warning: {text}")} if echo else {}
+    ensure_project_topics(
+        project, groups=groups, producers=producers, create=create, timeout=timeout, **lines
+    )
+
+
+def _stderr(text: str) -> None:
+    click.echo(text, err=True)
 
 
 def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
@@ -141,7 +172,7 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
 
 @click.command()
 @click.argument("producer_name", metavar="PRODUCER")
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "-f",
     "--file",
@@ -151,7 +182,6 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
     show_default="stdin",
     help="JSON lines to send, one event per line ('-' for stdin).",
 )
-@bootstrap_option
 @click.option(
     "--key-field", metavar="FIELD", help="Take each event's key from this field (default: the topic's key)."
 )
@@ -161,16 +191,15 @@ def _select_groups(project: Any, names: Iterable[str]) -> list[Any]:
     metavar="SECONDS",
     help="How long to wait for deliveries at the end (default: the producer's message.timeout.ms + 5 s).",
 )
+@create_topics_option
 def produce(
     producer_name: str,
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
+    options: ProjectOptions,
     events_file: str,
-    bootstrap_servers: str | None,
     key_field: str | None,
     timeout: float | None,
-) -> None:
+    create_topics: bool | None,
+) -> int | None:
     """Send JSON-lines events through PRODUCER: each line is checked against the producer's schema.
 
     A line that is not UTF-8, not JSON or not a valid event is reported as FILE:LINE and not sent. However
@@ -178,8 +207,20 @@ def produce(
     `delivered N, failed M, invalid K` is printed; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries, 130: interrupted).
     """
-    project = _load(paths, variables, values_files, bootstrap_servers)
+    project = options.load()
     producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
+    # The topic is checked (and created if missing) before the first valid event is sent, so a file whose lines
+    # are all invalid is reported without a broker.
+    model = project.topic_model(producer.topic)
+    topic_ready = _Once(
+        lambda: ensure_topics(
+            project,
+            create_topics,
+            producers=[producer_name],
+            echo=True,
+            timeout=min(timeout, 10.0) if timeout else 10.0,
+        )
+    )
     display = "<stdin>" if events_file == "-" else events_file
     invalid = refused = 0
     number = 0
@@ -194,7 +235,7 @@ def produce(
                     if not raw.strip():
                         continue
                     try:
-                        problem = _send_line(producer, raw, key_field)
+                        problem = _send_line(producer, raw, key_field, topic_ready, model)
                     except ClusterError as exc:
                         if exc.code not in _REFUSED_EVENT_CODES:
                             raise
@@ -223,7 +264,7 @@ def produce(
     if isinstance(stopped, OSError):
         raise UsageError(f"cannot read {display}: {stopped.strerror or stopped}") from None
     if interrupts.count:
-        raise click.exceptions.Exit(EXIT_INTERRUPTED)  # already said so above; click would add "Aborted"
+        return EXIT_INTERRUPTED  # already said so above
     if stopped is not None:
         raise stopped
     if delivery_error is not None:
@@ -235,8 +276,6 @@ def produce(
     if invalid:
         raise KpipeError(f"{invalid} invalid line{'s' if invalid != 1 else ''} not sent")
 
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 # librdkafka refuses these per event, at once: the event is reported and the rest of the input still sent.
 _REFUSED_EVENT_CODES = frozenset({"MSG_SIZE_TOO_LARGE"})
@@ -268,18 +307,33 @@ class _Interrupts:
             signal.signal(signum, previous)
 
 
-def _send_line(producer: Any, raw: bytes, key_field: str | None) -> str | None:
+class _Once:
+    def __init__(self, action: Any):
+        self.action, self.done = action, False
+
+    def __call__(self) -> None:
+        if not self.done:
+            self.action()
+            self.done = True
+
+
+def _send_line(
+    producer: Any, raw: bytes, key_field: str | None, before_send: _Once, model: Any = None
+) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
-    from kpipe.runtime.serde import EventInvalid
+    from pydantic import ValidationError
 
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         column = len(raw[: exc.start].decode("utf-8", "replace")) + 1
         return f"not valid UTF-8: byte 0x{raw[exc.start]:02x} (column {column})"
+    text = line.rstrip("\r\n")  # the newline is not part of the event: a column past it would be line 2's
     try:
-        event = json.loads(line)
+        event = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            return f"invalid JSON: {exc.msg} (column {exc.colno}: the line ends before the JSON does; truncated?)"
         return f"invalid JSON: {exc.msg} (column {exc.colno})"
     if not isinstance(event, dict):
         return f"expected a JSON object, got {_json_type(event)}"
@@ -288,6 +342,13 @@ def _send_line(producer: Any, raw: bytes, key_field: str | None) -> str | None:
         key = event.get(key_field)
         if key is None:
             return f"event has no value for key field '{key_field}'"
+    if not before_send.done:
+        try:
+            if model is not None:
+                model.model_validate(event)
+            before_send()
+        except ValidationError:
+            pass  # send() reports it, without touching the broker
     try:
         producer.send(event, key=key)
     except EventInvalid as exc:

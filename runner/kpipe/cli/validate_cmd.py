@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from kpipe.cli.common import (
-    bootstrap_option,
+    ProjectOptions,
     consumer_config_option,
-    default_paths,
     parse_vars,
     print_diagnostics,
     project_options,
@@ -20,7 +18,7 @@ from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 
 
 @click.command()
-@project_options
+@project_options()
 @click.option(
     "--format",
     "output_format",
@@ -39,14 +37,8 @@ from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 )
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def validate(
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    output_format: str,
-    check_handlers: bool,
-    against: str | None,
-    strict: bool,
-) -> None:
+    options: ProjectOptions, output_format: str, check_handlers: bool, against: str | None, strict: bool
+) -> int:
     """Check pipeline files offline: YAML, templates, every field and every reference.
 
     Reports every problem at once as FILE:LINE:COL: error: MESSAGE. Exits 0 when the project is valid, 1 when
@@ -58,26 +50,19 @@ def validate(
       kpipe validate pipelines/ --values pipelines/values/prod.yaml
       kpipe validate pipelines/ --format github --against origin/main
     """
-    from kpipe.compilation.project import inspect_project
     from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
 
-    inspection = inspect_project(
-        default_paths(paths), variables=parse_vars(variables), values_files=values_files
-    )
+    inspection = options.inspect()
     diagnostics = list(inspection.diagnostics)
     if check_handlers and inspection.valid:
         from kpipe.check.handlers import check_handlers as run_handler_checks
 
-        diagnostics += run_handler_checks(inspection)
+        diagnostics += run_handler_checks(inspection.spec)
     if against and inspection.valid:
         from kpipe.schemas.evolution import check_evolution
 
         diagnostics += check_evolution(
-            inspection,
-            against,
-            paths=default_paths(paths),
-            variables=parse_vars(variables),
-            values_files=list(values_files),
+            inspection, against, paths=list(options.paths), inspect=options.inspect
         )
     diagnostics = sort_diagnostics(diagnostics)
     files = len(inspection.files) + len(set(inspection.schema_sources.values()))
@@ -90,21 +75,19 @@ def validate(
     else:
         print_diagnostics(diagnostics, files)
     failed = any(d.is_error for d in diagnostics) or (strict and diagnostics)
-    sys.exit(EXIT_INVALID if failed else EXIT_OK)
+    return EXIT_INVALID if failed else EXIT_OK
 
 
 @click.command()
-@project_options
-def render(paths: tuple[Path, ...], variables: tuple[str, ...], values_files: tuple[Path, ...]) -> None:
+@project_options()
+def render(options: ProjectOptions) -> None:
     """Print each pipeline file after Jinja2 rendering (what kpipe parses).
 
     \b
     Example:
       kpipe render pipelines/ --values pipelines/values/prod.yaml
     """
-    from kpipe.loading.loader import load_documents
-
-    loaded = load_documents(default_paths(paths), variables=parse_vars(variables), values_files=values_files)
+    loaded = options.documents()
     if any(d.is_error for d in loaded.diagnostics):
         raise PipelineInvalid(loaded.diagnostics)
     for i, document in enumerate(loaded.documents):
@@ -139,11 +122,10 @@ def schema(output: Path | None) -> None:
 
 @click.command()
 @click.argument("name")
-@project_options
+@project_options(bootstrap=True)
 @click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-@bootstrap_option
 @consumer_config_option
 @click.option(
     "--instance",
@@ -153,14 +135,7 @@ def schema(output: Path | None) -> None:
     help="Which instance of a consumer group (each has a client.id of its own).",
 )
 def explain(
-    name: str,
-    paths: tuple[Path, ...],
-    variables: tuple[str, ...],
-    values_files: tuple[Path, ...],
-    output_format: str,
-    bootstrap_servers: str | None,
-    consumer_config: tuple[str, ...],
-    instance: int,
+    name: str, options: ProjectOptions, output_format: str, consumer_config: tuple[str, ...], instance: int
 ) -> None:
     """Show the final librdkafka settings of producer or consumer group NAME, and where each came from.
 
@@ -171,13 +146,8 @@ def explain(
       kpipe explain order-processors pipelines/
     """
     from kpipe.compilation.explain import explain_client
-    from kpipe.compilation.project import load_project
 
-    project = load_project(
-        default_paths(paths),
-        variables=parse_vars(variables),
-        values_files=values_files,
-        bootstrap_override=bootstrap_servers,
-        consumer_overrides=parse_vars(consumer_config, "--consumer-config"),
+    project = options.load(
+        resolve_local=False, consumer_overrides=parse_vars(consumer_config, "--consumer-config")
     )
     click.echo(explain_client(project, name, output_format, instance=instance))

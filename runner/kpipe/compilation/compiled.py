@@ -108,6 +108,8 @@ class ConsumerGroupSettings:
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500
     position: Position | None = None
+    # Topics the handler may send to with ctx.emit (declared `emits`); anything else is refused at emit time.
+    emits: tuple[str, ...] = ()
 
     def client_for(self, instance: int) -> ClientConfig:
         """The final consumer config of one instance of the group: `client` with a client.id of its own
@@ -120,3 +122,12 @@ class ConsumerGroupSettings:
                 s = replace(s, value=f"{s.value}-{instance}", source="derived", origin=origin)
             settings.append(s)
         return ClientConfig(tuple(settings))
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """The topics a command's clients use (what `run` and `produce` make sure exist before they start)."""
+
+    topics: tuple[TopicSpec, ...]
+    # cluster.create_missing_topics: create the missing ones (True) or refuse to start without them (False).
+    create_missing: bool = True

@@ -3,8 +3,10 @@
 Every librdkafka setting is built from layers, lowest first, and each remembers where it came from so
 `kpipe explain` can show it:
 
-    kpipe default  →  cluster.config  →  declared field  →  the client's own config (passthrough)
+    kpipe default  →  embedded broker default  →  cluster.config  →  declared field  →  passthrough
         →  runtime overrides (`--bootstrap-servers`, `kpipe run -X KEY=VALUE`)
+
+"embedded broker default" applies only when the project talks to kpipe's embedded broker (`local`).
 
 A consumer group's config is final: the worker passes it to Consumer(...) as compiled, adding only callbacks
 (error_cb, logger, rebalance callbacks). The settings its at-least-once delivery depends on (group.id,
@@ -15,7 +17,7 @@ group gets a client.id of its own: `ConsumerGroupSettings.client_for(instance)`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kpipe.check.rules import dead_letter_topic
@@ -25,11 +27,13 @@ from kpipe.compilation.compiled import (
     ConsumerGroupSettings,
     ErrorPolicy,
     ProducerSettings,
+    Provisioning,
     Setting,
     TopicSpec,
 )
 from kpipe.model import librdkafka as props
 from kpipe.model.assemble import Declared, ProjectSpec
+from kpipe.model.librdkafka import PRODUCER_FIELDS
 from kpipe.model.pipeline import ConsumerGroupSpec, ProducerSpec
 
 # librdkafka's own default fetch.queue.backoff.ms is 1000 ms: when the local queue fills, the consumer stops
@@ -43,20 +47,18 @@ CONSUMER_DEFAULTS: dict[str, str] = {
     "queued.max.messages.kbytes": "8192",
 }
 PRODUCER_DEFAULTS: dict[str, str] = {}
+# The embedded broker (Tansu) holds a JoinGroup for half the session timeout, so librdkafka's 45 s default makes
+# a first `kpipe run` wait ~23 s for its partitions. On `local` every consumer (run, dev, the Python API) joins
+# in ~3 s with these instead; fetch.wait.max.ms keeps a local event's round trip short. cluster.config and a
+# group's own config still win over them.
+EMBEDDED_BROKER_DEFAULTS: dict[str, str] = {
+    "session.timeout.ms": "6000",
+    "heartbeat.interval.ms": "1000",
+    "fetch.wait.max.ms": "100",
+}
+EMBEDDED_BROKER_SOURCE = "embedded broker default"
 # The producer a consumer group writes dead letters and emitted events with.
 GROUP_PRODUCER_DEFAULTS: dict[str, str] = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5"}
-
-# kpipe's declared producer fields and the librdkafka key each becomes.
-PRODUCER_FIELDS: dict[str, str] = {
-    "acks": "acks",
-    "retries": "retries",
-    "linger_ms": "linger.ms",
-    "batch_size": "batch.size",
-    "compression": "compression.type",
-    "idempotent": "enable.idempotence",
-    "delivery_timeout_ms": "delivery.timeout.ms",
-    "client_id": "client.id",
-}
 
 
 # Where runtime overrides come from, for `kpipe explain`.
@@ -126,7 +128,11 @@ class _Layers:
 
 
 def _base(
-    project: ProjectSpec, kind: str, bootstrap_override: str | None, defaults: Mapping[str, str] | None = None
+    project: ProjectSpec,
+    kind: str,
+    bootstrap_override: str | None,
+    defaults: Mapping[str, str] | None = None,
+    embedded: bool = False,
 ) -> _Layers:
     layers = _Layers()
     cluster = project.cluster_spec
@@ -142,17 +148,20 @@ def _base(
         defaults = CONSUMER_DEFAULTS if kind == "consumer" else PRODUCER_DEFAULTS
     for key, value in defaults.items():
         layers.set(key, value, "kpipe default")
+    if embedded and kind == "consumer":
+        for key, value in EMBEDDED_BROKER_DEFAULTS.items():
+            layers.set(key, value, EMBEDDED_BROKER_SOURCE, "bootstrap_servers: local")
     if project.cluster:
         layers.update(cluster.config, "cluster.config", project.cluster, "cluster", kind)
     return layers
 
 
 def compile_producer(
-    project: ProjectSpec, name: str, bootstrap_override: str | None = None
+    project: ProjectSpec, name: str, bootstrap_override: str | None = None, *, embedded: bool = False
 ) -> ProducerSettings:
     declared = project.producers[name]
     spec: ProducerSpec = declared.spec
-    layers = _base(project, "producer", bootstrap_override)
+    layers = _base(project, "producer", bootstrap_override, embedded=embedded)
     layers.set("client.id", f"kpipe-{name}", "kpipe default")
     for field_name, key in PRODUCER_FIELDS.items():
         value = getattr(spec, field_name)
@@ -185,11 +194,13 @@ def compile_consumer_group(
     name: str,
     bootstrap_override: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    embedded: bool = False,
 ) -> ConsumerGroupSettings:
     """The group's settings with its final consumer config; `overrides` are runtime -X settings."""
     declared = project.consumers[name]
     spec: ConsumerGroupSpec = declared.spec
-    layers = _base(project, "consumer", bootstrap_override)
+    layers = _base(project, "consumer", bootstrap_override, embedded=embedded)
     layers.set(
         "client.id", spec.client_id or f"kpipe-{name}", "declared" if spec.client_id else "kpipe default"
     )
@@ -248,6 +259,7 @@ def compile_consumer_group(
         import_paths=tuple(project.directories),
         max_poll_records=spec.max_poll_records,
         position=declared.position,
+        emits=tuple(spec.emits),
     )
 
 
@@ -281,6 +293,21 @@ def compile_topics(project: ProjectSpec) -> list[TopicSpec]:
             implicit=True,
         )
     return [topics[n] for n in sorted(topics)]
+
+
+def compile_provisioning(
+    project: ProjectSpec, groups: Iterable[str] = (), producers: Iterable[str] = ()
+) -> Provisioning:
+    """The declared topics the given groups read, dead-letter to and emit to, and the producers write to."""
+    wanted: set[str] = set()
+    for name in groups:
+        spec = project.consumers[name].spec
+        dlq = dead_letter_topic(name, spec)
+        wanted.update([*spec.topics, *spec.emits, *([dlq] if dlq else [])])
+    wanted.update(project.producers[name].spec.topic for name in producers)
+    # A name no file declares has no partitions or configs to create it with: the check step reports it.
+    topics = tuple(t for t in compile_topics(project) if t.name in wanted)
+    return Provisioning(topics, create_missing=project.cluster_spec.create_missing_topics)
 
 
 def compile_cluster_client(project: ProjectSpec, bootstrap_override: str | None = None) -> ClientConfig:

@@ -48,11 +48,24 @@ def explain_client(project: Project, name: str, output_format: str = "text", *, 
             "commit": group.commit.strategy,
             "dead_letter_topic": group.on_error.dead_letter_topic,
             "handler_timeout_ms": group.on_error.timeout_ms,
+            "emits": list(group.emits) or None,
         }
     else:
         names = list(project.spec.producers) + list(project.spec.consumers)
         hint = did_you_mean(name, names)
-        raise UsageError(f"no producer or consumer group named '{name}'" + (f"; {hint}" if hint else ""))
+        known = "; ".join(
+            f"{noun}: {', '.join(sorted(section))}"
+            for noun, section in (
+                ("producers", project.spec.producers),
+                ("consumer groups", project.spec.consumers),
+            )
+            if section
+        )
+        raise UsageError(
+            f"no producer or consumer group named '{name}'"
+            + (f"; {hint}" if hint else "")
+            + (f" ({known})" if known else " (the project declares none)")
+        )
     if output_format == "json":
         return json.dumps({"name": name, "kind": kind, **extra, "settings": rows}, indent=2)
     width = max(len(r["key"]) for r in rows)

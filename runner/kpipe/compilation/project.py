@@ -13,19 +13,25 @@ kpipe.local.state.resolve) and hand over a project with that address as its boot
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from kpipe.check.rules import SchemaFields, check_project
 from kpipe.compilation import compiler
-from kpipe.compilation.compiled import ClientConfig, ConsumerGroupSettings, ProducerSettings, TopicSpec
+from kpipe.compilation.compiled import (
+    ClientConfig,
+    ConsumerGroupSettings,
+    ProducerSettings,
+    Provisioning,
+    TopicSpec,
+)
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
-from kpipe.errors import PipelineInvalid, UsageError
+from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
+from kpipe.loading.code import import_paths
 from kpipe.loading.loader import load_documents, load_yaml_file
+from kpipe.model.aliases import json_names
 from kpipe.model.assemble import ProjectSpec, assemble
 from kpipe.model.pipeline import SchemaFile, SchemaModel
 
@@ -48,31 +54,21 @@ class Inspection:
         return not any(d.is_error for d in self.diagnostics)
 
 
-@contextmanager
-def import_paths(paths: Iterable[str]) -> Iterator[None]:
-    """Make the project's own directories importable while its models/handlers are imported."""
-    added = [p for p in paths if p not in sys.path]
-    sys.path[:0] = added
-    try:
-        yield
-    finally:
-        for p in added:
-            if p in sys.path:
-                sys.path.remove(p)
-
-
 def _schema_fields(model: type[BaseModel]) -> SchemaFields:
-    fields = {}
-    for name, info in model.model_fields.items():
-        fields[info.alias or name] = info.is_required()
-    return SchemaFields(frozenset(fields), frozenset(k for k, req in fields.items() if req))
+    names = json_names(model)
+    required = frozenset(k for k, attr in names.items() if model.model_fields[attr].is_required())
+    return SchemaFields(frozenset(names), required)
 
 
 def resolve_schemas(
-    spec: ProjectSpec,
+    spec: ProjectSpec, *, import_code: bool = True
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
-    """Read and compile each schema (JSON Schema file or pydantic model by import path)."""
-    from kpipe.schemas.compiler import SchemaModelImportError, compile_schema, import_model
+    """Read and compile each schema (JSON Schema file or pydantic model by import path).
+
+    Without `import_code` a pydantic-model schema is not imported (that runs project code): it stays None,
+    and the checks that need its fields are skipped.
+    """
+    from kpipe.schemas.compiler import compile_schema, import_model
 
     models: dict[str, type[BaseModel] | None] = {}
     sources: dict[str, Path] = {}
@@ -82,6 +78,8 @@ def resolve_schemas(
             schema = declared.spec
             models[name] = None
             if isinstance(schema, SchemaModel):
+                if not import_code:
+                    continue
                 try:
                     models[name] = import_model(schema.model)
                 except SchemaModelImportError as exc:
@@ -122,14 +120,19 @@ def inspect_project(
     *,
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] = (),
+    import_code: bool = True,
 ) -> Inspection:
     loaded = load_documents(paths, variables=variables, values_files=values_files)
     spec, diagnostics = assemble(loaded.documents)
     diagnostics = loaded.diagnostics + diagnostics
-    models, sources, problems = resolve_schemas(spec)
+    models, sources, problems = resolve_schemas(spec, import_code=import_code)
     diagnostics += problems
     fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
-    diagnostics += check_project(spec, fields)
+    checked = check_project(spec, fields)
+    if any(d.is_error and d.code.startswith(("template-", "yaml-")) for d in loaded.diagnostics):
+        # A file that did not load declares nothing: references to its names would only repeat its error.
+        checked = [d for d in checked if d.code != "unknown-reference"]
+    diagnostics += checked
     return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources)
 
 
@@ -150,12 +153,14 @@ class Project:
         *,
         bootstrap_override: str | None = None,
         consumer_overrides: Mapping[str, str] | None = None,
+        embedded_broker: bool = False,
     ):
         self.inspection = inspection
         self.spec = inspection.spec
         self.warnings = [d for d in inspection.diagnostics if not d.is_error]
         self.bootstrap_override = bootstrap_override or None
         self.consumer_overrides: dict[str, str] = dict(consumer_overrides or {})
+        self._embedded_broker = embedded_broker
 
     # --- names -------------------------------------------------------------------------------------------
     @property
@@ -166,17 +171,27 @@ class Project:
     def bootstrap_servers(self) -> str:
         return self.bootstrap_override or self.spec.cluster_spec.bootstrap_servers
 
-    def with_bootstrap(self: _P, bootstrap: str | None) -> _P:
+    def with_bootstrap(self: _P, bootstrap: str | None, *, embedded_broker: bool = False) -> _P:
+        """The project connecting to `bootstrap`; embedded_broker: that address is kpipe's embedded broker."""
         if not bootstrap:
             return self
         return type(self)(
-            self.inspection, bootstrap_override=bootstrap, consumer_overrides=self.consumer_overrides
+            self.inspection,
+            bootstrap_override=bootstrap,
+            consumer_overrides=self.consumer_overrides,
+            embedded_broker=embedded_broker,
         )
 
     @property
     def uses_local_broker(self) -> bool:
         """True while the bootstrap servers are the word `local`, not yet resolved to an address."""
         return self.bootstrap_servers == "local"
+
+    @property
+    def embedded_broker(self) -> bool:
+        """Whether clients talk to kpipe's embedded broker: still `local`, or resolved from it (the edge that
+        resolves it says so: `with_bootstrap(address, embedded_broker=True)`, and a worker's spec carries it)."""
+        return self._embedded_broker or self.uses_local_broker
 
     def _lookup(self, section: str, name: str, noun: str) -> None:
         names = getattr(self.spec, section)
@@ -196,6 +211,15 @@ class Project:
         self._lookup("topics", name, "topic")
         raise AssertionError("unreachable")
 
+    def provisioning(self, groups: Iterable[str] = (), producers: Iterable[str] = ()) -> Provisioning:
+        """The topics these groups and producers use, for creating the missing ones before they start."""
+        groups, producers = list(groups), list(producers)
+        for name in groups:
+            self._lookup("consumers", name, "consumer group")
+        for name in producers:
+            self._lookup("producers", name, "producer")
+        return compiler.compile_provisioning(self.spec, groups, producers)
+
     def cluster_client_config(self) -> ClientConfig:
         return compiler.compile_cluster_client(self.spec, self.bootstrap_override)
 
@@ -204,7 +228,9 @@ class Project:
 
     def producer_settings(self, name: str) -> ProducerSettings:
         self._lookup("producers", name, "producer")
-        return compiler.compile_producer(self.spec, name, self.bootstrap_override)
+        return compiler.compile_producer(
+            self.spec, name, self.bootstrap_override, embedded=self.embedded_broker
+        )
 
     def consumer_group_names(self) -> list[str]:
         return sorted(self.spec.consumers)
@@ -212,7 +238,7 @@ class Project:
     def consumer_group(self, name: str) -> ConsumerGroupSettings:
         self._lookup("consumers", name, "consumer group")
         return compiler.compile_consumer_group(
-            self.spec, name, self.bootstrap_override, self.consumer_overrides
+            self.spec, name, self.bootstrap_override, self.consumer_overrides, embedded=self.embedded_broker
         )
 
     def consumer_groups(self) -> list[ConsumerGroupSettings]:
@@ -240,11 +266,21 @@ def load_project(
     bootstrap_override: str | None = None,
     consumer_overrides: Mapping[str, str] | None = None,
     project_type: type[_P] = Project,  # type: ignore[assignment]
+    import_code: bool = True,
+    embedded_broker: bool = False,
 ) -> _P:
     """Load a valid project. The bootstrap servers come from `bootstrap_override`, else KPIPE_BOOTSTRAP_SERVERS,
-    else the files (`local` stays unresolved: see the module docstring)."""
-    inspection = inspect_project(paths, variables=variables, values_files=values_files or ())
+    else the files (`local` stays unresolved: see the module docstring).
+    `import_code=False` imports no pydantic-model schema (see resolve_schemas)."""
+    inspection = inspect_project(
+        paths, variables=variables, values_files=values_files or (), import_code=import_code
+    )
     if not inspection.valid:
         raise PipelineInvalid(inspection.diagnostics)
     override = bootstrap_override or os.environ.get("KPIPE_BOOTSTRAP_SERVERS") or None
-    return project_type(inspection, bootstrap_override=override, consumer_overrides=consumer_overrides)
+    return project_type(
+        inspection,
+        bootstrap_override=override,
+        consumer_overrides=consumer_overrides,
+        embedded_broker=embedded_broker,
+    )

@@ -13,6 +13,7 @@ makes a misspelt variable an error at its line instead of an empty string.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -82,13 +83,16 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
             )
         ]
     except _EnvMissing as exc:
+        # Report every unset variable of the file at once, not one per run.
+        names = _unset_env_names(text, context) or [exc.name]
         return None, [
             error(
-                f"environment variable '{exc.name}' is not set",
-                _where(text, file, _template_line(exc, file), exc.name),
+                f"environment variable '{name}' is not set",
+                _env_position(text, file, name) or _where(text, file, _template_line(exc, file), name),
                 code="template-env",
-                hint=f"set {exc.name}, or give a default: env('{exc.name}', '...')",
+                hint=f"set {name}, or give a default: env('{name}', '...')",
             )
+            for name in names
         ]
     except jinja2.UndefinedError as exc:
         name = _undefined_name(exc)
@@ -120,6 +124,43 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
                 code="template-error",
             )
         ]
+
+
+def _unset_env_names(text: str, context: Mapping[str, Any]) -> list[str]:
+    """Render again with an env() that records unset variables instead of stopping at the first."""
+    unset: list[str] = []
+
+    def collect(name: str, default: Any = _MISSING) -> Any:
+        value = os.environ.get(name)
+        if value is not None:
+            return value
+        if default is _MISSING:
+            if name not in unset:
+                unset.append(name)
+            return ""
+        return default
+
+    environment = _make_environment()
+    environment.globals["env"] = collect
+    with contextlib.suppress(Exception):  # anything else wrong is reported once the variables are set
+        environment.from_string(text).render(context)
+    return unset
+
+
+def _env_position(text: str, file: str, name: str) -> Position | None:
+    call = re.compile(r"env\(\s*['\"]" + re.escape(name) + r"['\"]")
+    found = None
+    for tag in re.finditer(r"\{\{.*?\}\}|\{%.*?%\}", text, re.DOTALL):  # not a mention in a comment
+        found = call.search(text, tag.start(), tag.end())
+        if found is not None:
+            break
+    if found is None:
+        return None
+    line = text.count("\n", 0, found.start()) + 1
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1)
+    source = text.splitlines()[line - 1]
+    # Point at the name, as the first-error path does.
+    return Position(file, line, source.index(name, column) + 1)
 
 
 def _where(text: str, file: str, line: int, needle: str | None) -> Position:

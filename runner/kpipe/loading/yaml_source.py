@@ -20,6 +20,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kpipe.diagnostics import Diagnostic, Position, error
+from kpipe.errors import PipelineInvalid
 
 PathKey = tuple[Any, ...]
 
@@ -66,12 +67,6 @@ class PositionMap:
         )
 
 
-class YamlProblem(Exception):
-    def __init__(self, diagnostics: list[Diagnostic]):
-        super().__init__(diagnostics[0].format() if diagnostics else "invalid YAML")
-        self.diagnostics = diagnostics
-
-
 def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]]:
     """Parse one YAML document. Returns (data, positions, diagnostics); data is None when parsing failed."""
     positions = PositionMap(file)
@@ -111,7 +106,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]
     builder = _Builder(file, positions, loader)
     try:
         data = builder.build(node, ())
-    except YamlProblem as exc:
+    except PipelineInvalid as exc:  # raised by the builder: the document stops here
         return None, positions, exc.diagnostics
     except RecursionError:
         return None, positions, [_too_deep(Position(file))]
@@ -137,12 +132,136 @@ def _compose_pure(text: str, file: str) -> tuple[Any, Node | None, Diagnostic | 
             if started is not None and mark is not None and started.line != mark.line:
                 context = f"{context} that starts at line {started.line + 1}"
             problem = f"{problem} ({context})"
+        explained = _indentation_problem(text, file, exc) if mark is not None else None
+        if explained is not None:
+            return loader, None, explained
         return loader, None, error(f"invalid YAML: {problem}", pos, code="yaml-syntax")
     except yaml.YAMLError as exc:
         return loader, None, error(f"invalid YAML: {exc}", Position(file), code="yaml-syntax")
     except RecursionError:
         # PyYAML composes nested collections recursively; thousands of levels exhaust Python's stack.
         return loader, None, _too_deep(Position(file))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _key_column(line: str) -> int:
+    """Spaces before the line's key (`  - name: x` → 4: the key of a list item starts after the dash)."""
+    stripped = line.lstrip(" ")
+    return _indent(line) + (len(stripped) - len(stripped[1:].lstrip(" ")) if stripped.startswith("-") else 0)
+
+
+def _indentation_problem(text: str, file: str, exc: yaml.MarkedYAMLError) -> Diagnostic | None:
+    """PyYAML's two usual indentation errors, said as what probably happened, at the line that is off.
+
+    "mapping values are not allowed here": a `key:` line indented under a line whose key already has a value
+    (or a value holding ': '). "expected <block end>, but found ...": a key between two indentation levels.
+    """
+    mark = exc.problem_mark
+    lines = text.splitlines()
+    if mark is None or not 0 <= mark.line < len(lines):
+        return None
+    number = mark.line + 1
+    line = lines[mark.line]
+    before = [
+        (i + 1, lines[i])
+        for i in range(mark.line - 1, -1, -1)
+        if lines[i].strip() and not lines[i].lstrip().startswith("#")
+    ]
+    at = Position(file, number, _indent(line) + 1)
+    key = line.strip().split(":", 1)[0]
+    if exc.problem == "mapping values are not allowed here":
+        under = _under_a_value(number, line, key, before, at)
+        if under is not None:
+            return under
+        if before and ":" not in before[0][1] and not before[0][1].lstrip().startswith(("-", "[", "{")):
+            above, text_above = before[0]
+            words = text_above.strip().split(None, 1)
+            meant = (
+                f"did you mean '{words[0]}: {words[1]}'?" if len(words) == 2 else "write it as 'key: value'"
+            )
+            return error(
+                f"invalid YAML: line {above} ('{text_above.strip()}') has no ':', so YAML reads it and "
+                f"line {number} as one piece of text",
+                Position(file, above, _indent(text_above) + 1),
+                code="yaml-indentation",
+                hint=meant,
+            )
+        if line.count(": ") + line.rstrip().endswith(":") >= 2:
+            value = line.split(": ", 1)[1].strip()
+            return error(
+                f"invalid YAML: the value of '{key}' on line {number} holds ': ', which YAML reads as "
+                "the start of another key",
+                Position(file, number, line.index(value) + 1),
+                code="yaml-indentation",
+                hint=f'quote the value: {key}: "{value}"',
+            )
+        return None
+    if (exc.problem or "").startswith("expected <block end>") and "block mapping" in (exc.problem or ""):
+        indent = _indent(line)
+        deeper = next((t for _, t in before if _indent(t) > indent), None)
+        outer = next(((n, t) for n, t in before if _indent(t) < indent), None)
+        if deeper is None:
+            return _under_a_value(number, line, key, before, at)
+        if outer is None:
+            return None
+        siblings = _indent(deeper)
+        parent_line, parent_text = outer
+        parent = parent_text.strip().split(":", 1)[0]
+        return error(
+            f"invalid YAML: '{key}' on line {number} is indented {indent} spaces, between the keys above it "
+            f"({siblings}) and '{parent}' on line {parent_line} ({_indent(parent_text)}); the keys of one "
+            "mapping must start in the same column",
+            at,
+            code="yaml-indentation",
+            hint=f"indent it {siblings} spaces to be one of the keys above, or {_indent(parent_text)} to be "
+            f"beside '{parent}'",
+        )
+    return None
+
+
+def _under_a_value(
+    number: int, line: str, key: str, before: list[tuple[int, str]], at: Position
+) -> Diagnostic | None:
+    """A `key:` line indented deeper than the line above it, which already holds a value (`partitions: 3`,
+    `orders: {partitions: 3}`) or is a list item (`- orders`): YAML reads the key as more of that value."""
+    if not before or _indent(line) <= _indent(before[0][1]):
+        return None
+    above, text_above = before[0]
+    item = text_above.strip()
+    if item.startswith("- ") and ":" not in item:
+        # The key that holds the list: the nearest line above ending in ':' at or left of the item.
+        holder = next(
+            ((n, t) for n, t in before if t.rstrip().endswith(":") and _indent(t) <= _indent(text_above)),
+            None,
+        )
+        where = (
+            f"by {_key_column(holder[1])} spaces, like '{holder[1].strip()[:-1]}' on line {holder[0]}, to make it "
+            "a sibling of the list"
+            if holder
+            else "less deeply"
+        )
+        return error(
+            f"invalid YAML: '{key}' on line {number} is indented under the list item '{item}' on line {above}, "
+            "so YAML reads it as more of that item",
+            at,
+            code="yaml-indentation",
+            hint=f"indent line {number} {where}",
+        )
+    parent, _, value = item.removeprefix("- ").partition(":")
+    value = value.strip()
+    if not value or value.startswith(("|", ">", "&", "!")):
+        return None
+    return error(
+        f"invalid YAML: '{key}' on line {number} is indented deeper than '{parent}' on line {above}, "
+        f"which already has a value ({value}), so YAML reads line {number} as more of that value",
+        at,
+        code="yaml-indentation",
+        hint=f"indent line {number} by {_key_column(text_above)} spaces, like '{parent}' on line {above}, "
+        f"to make it a sibling; or, for a nested key, end line {above} at '{parent}:'",
+    )
 
 
 def _too_deep(position: Position) -> Diagnostic:
@@ -186,7 +305,7 @@ class _Builder:
             self.visited.add(id(node))
         if self.expanded > MAX_EXPANDED_NODES:
             line, col = _pos(node)
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         f"aliases expand the document by more than {MAX_EXPANDED_NODES:,} nodes "
@@ -200,9 +319,9 @@ class _Builder:
         if isinstance(node, ScalarNode):
             return self._scalar(node)
         if len(path) >= MAX_DEPTH:
-            raise YamlProblem([_too_deep(Position(self.file, *_pos(node)))])
+            raise PipelineInvalid([_too_deep(Position(self.file, *_pos(node)))])
         if id(node) in self.building:
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         "an alias refers to a collection that contains it (a recursive anchor)",
@@ -221,11 +340,11 @@ class _Builder:
                 return self._mapping(node, path)
         finally:
             self.building.discard(id(node))
-        raise YamlProblem([error("unsupported YAML node", Position(self.file, *_pos(node)))])
+        raise PipelineInvalid([error("unsupported YAML node", Position(self.file, *_pos(node)))])
 
     def _check_tag(self, node: Node, expected: str) -> None:
         if node.tag != expected:
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         f"YAML tag '{_show_tag(node.tag)}' is not allowed",
@@ -240,7 +359,7 @@ class _Builder:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark or node.start_mark
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         f"YAML tag '{_show_tag(node.tag)}' is not allowed"
@@ -259,7 +378,7 @@ class _Builder:
             for child in node.value:
                 yield from self._merge_sources(child)
         else:
-            raise YamlProblem(
+            raise PipelineInvalid(
                 [
                     error(
                         "a '<<' merge key needs a mapping or a list of mappings",
@@ -279,7 +398,7 @@ class _Builder:
                         merged.setdefault(k, v)
                 continue
             if not isinstance(key_node, ScalarNode):
-                raise YamlProblem(
+                raise PipelineInvalid(
                     [
                         error(
                             "mapping keys must be plain scalars",
@@ -293,7 +412,7 @@ class _Builder:
             try:
                 hash(key)
             except TypeError:
-                raise YamlProblem([error("unhashable mapping key", Position(self.file, *here))]) from None
+                raise PipelineInvalid([error("unhashable mapping key", Position(self.file, *here))]) from None
             if key in seen:
                 first = seen[key]
                 self.diagnostics.append(

@@ -1,5 +1,6 @@
 """Local development: the embedded Kafka-protocol broker (`broker`), how `local` resolves to it (`state`),
-and the `kpipe dev` loop (`devloop`).
+the sessions `kpipe broker` and `kpipe dev` run (`session`), and the dev loop's live table and supervision
+(`devloop`). docs/broker.md says how the embedded broker differs from Apache Kafka.
 
 May import: kpipe.runtime and everything below it.
 """

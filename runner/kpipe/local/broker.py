@@ -13,6 +13,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from types import TracebackType
@@ -157,6 +158,7 @@ def start_local_broker(
                 stdout=None if logs else subprocess.DEVNULL,
                 stderr=errors,
                 start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),
             )
         except OSError as exc:
             raise LocalBrokerError(f"cannot start the local broker {binary}: {exc}") from exc
@@ -167,6 +169,30 @@ def start_local_broker(
             broker.stop()  # also on Ctrl-C during startup: never leave a broker behind
             raise
     return broker
+
+
+def _die_with_parent(parent: int):  # type: ignore[no-untyped-def]
+    """A preexec_fn that has the kernel SIGTERM the broker when kpipe dies, even by SIGKILL (Linux only).
+
+    Without it a `kill -9` of `kpipe broker` leaves Tansu running, holding the port with nobody to stop it.
+    The signal follows the thread that started the broker, so start it from a thread that lives as long as it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        pr_set_pdeathsig = 1
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # kpipe died before prctl took effect
+            os._exit(0)
+
+    return preexec
 
 
 def _wait_ready(broker: LocalBroker, errors: IO[bytes] | None, ready_timeout: float) -> None:

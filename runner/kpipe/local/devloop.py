@@ -1,9 +1,5 @@
-"""`kpipe dev`: the whole local loop in one process tree.
-
-    local broker (started if needed) → plan + apply → supervisor running every group → demo events → live table
-
-Ctrl-C (or SIGTERM) stops the consumers first (they commit), then the broker kpipe started. Nothing here is
-new machinery: it strings together local_broker, apply, supervisor and producer.
+"""`kpipe dev`'s moving parts: the live table of groups, status lines, demo events, and running the supervisor
+while showing its progress. `kpipe.local.session.run_dev` strings them together with the broker and apply.
 """
 
 from __future__ import annotations
@@ -26,12 +22,8 @@ from kpipe.runtime.supervisor import Supervisor, WorkerView
 
 log = logging.getLogger("kpipe.dev")
 
-# Group joins on the embedded broker take half the session timeout (TEST-BROKER.md): keep it short locally.
-LOCAL_CONSUMER_CONFIG = (
-    ("session.timeout.ms", "6000"),
-    ("heartbeat.interval.ms", "1000"),
-    ("fetch.wait.max.ms", "100"),
-)
+# Fast group joins on the embedded broker come from the compiler's "embedded broker default" layer: the workers
+# are told they talk to it (WorkerSpec.embedded_broker) and get them, as `kpipe run` and `kpipe explain` do.
 
 
 @dataclass
@@ -82,30 +74,34 @@ def group_rows(
 def render_table(
     rows: dict[str, GroupRow], bootstrap: str, now: float, auto_commit: frozenset[str] = frozenset()
 ) -> Any:
+    """The live table; readable in an 80-column terminal (short headers, partitions as ranges: orders[0-2])."""
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"kpipe dev — {bootstrap} — Ctrl-C to stop", title_justify="left")
-    for name, justify in (
-        ("group", "left"),
-        ("instances", "right"),
-        ("handled", "right"),
-        ("rate/s", "right"),
-        ("dead-lettered", "right"),
-        ("skipped", "right"),
-        ("last commit", "right"),
-        ("restarts", "right"),
-        ("partitions", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = Table(
+        title=f"kpipe dev — {bootstrap} — Ctrl-C to stop",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption="inst = running/declared, dead = dead-lettered, commit = time since the last",
+        caption_justify="left",
+    )
+    # The partitions go under the group's name: a column of their own does not fit in 80 columns.
+    table.add_column("group", overflow="fold", min_width=12, max_width=32)
+    for name in ("inst", "handled", "rate/s", "dead", "skip", "commit", "restarts"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for row in rows.values():
         # librdkafka's auto-commit happens in the background, so the worker has no commit time to report.
         ago = (
-            f"{now - row.last_commit_at:.0f}s ago"
+            f"{now - row.last_commit_at:.0f}s"
             if row.last_commit_at
             else ("auto" if row.group in auto_commit else "-")
         )
+        name = Text(row.group)
+        name.append("\n  " + (partition_ranges(row.partitions) or "-"), style="dim")
         table.add_row(
-            row.group,
+            name,
             f"{row.running}/{row.instances}",
             str(row.handled),
             f"{row.rate:.0f}",
@@ -113,9 +109,30 @@ def render_table(
             str(row.skipped),
             ago,
             str(row.restarts),
-            " ".join(sorted(row.partitions)) or "-",
         )
     return table
+
+
+def partition_ranges(partitions: list[str]) -> str:
+    """["orders[0]", "orders[1]", "orders[2]", "audit[5]"] -> "audit[5] orders[0-2]"."""
+    by_topic: dict[str, list[int]] = {}
+    for item in partitions:
+        topic, _, rest = item.rpartition("[")
+        by_topic.setdefault(topic, []).append(int(rest.rstrip("]")))
+    parts = []
+    for topic, numbers in sorted(by_topic.items()):
+        numbers = sorted(set(numbers))
+        spans: list[str] = []
+        start = prev = numbers[0]
+        for n in numbers[1:] + [None]:  # type: ignore[list-item]
+            if n is not None and n == prev + 1:
+                prev = n
+                continue
+            spans.append(str(start) if start == prev else f"{start}-{prev}")
+            if n is not None:
+                start = prev = n
+        parts.append(f"{topic}[{','.join(spans)}]")
+    return " ".join(parts)
 
 
 def status_line(rows: dict[str, GroupRow]) -> str:
@@ -172,7 +189,7 @@ def worker_specs(
         variables=variables,
         values_files=(str(v) for v in values_files),
         bootstrap_override=project.bootstrap_servers,
-        extra_consumer_config=LOCAL_CONSUMER_CONFIG if local else (),
+        embedded_broker=local,
     )
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,7 +23,6 @@ if TYPE_CHECKING:
 
     P = TypeVar("P", bound=Project)
 
-LOCAL = "local"
 DEFAULT_PORT = 19092
 
 
@@ -31,10 +33,61 @@ def state_file() -> Path:
     return Path(base) / "kpipe" / "local-broker.json"
 
 
-def record(bootstrap: str, pid: int) -> None:
+def record(bootstrap: str, pid: int, owner: int | None = None) -> None:
+    """Record the running broker: its address, its pid, and the kpipe process that stops it (`owner`)."""
     path = state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"bootstrap": bootstrap, "pid": pid}), encoding="utf-8")
+    state = {"bootstrap": bootstrap, "pid": pid, "owner": os.getpid() if owner is None else owner}
+    path.write_text(json.dumps(state), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    bootstrap: str
+    pid: int
+    owner: int | None
+
+
+def recorded() -> Recorded | None:
+    """The broker the state file names, if its process is alive (whether or not it answers)."""
+    try:
+        state = json.loads(state_file().read_text(encoding="utf-8"))
+        found = Recorded(str(state["bootstrap"]), int(state["pid"]), state.get("owner"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return found if _alive(found.pid) else None
+
+
+def stop_recorded(timeout: float = 15.0) -> Recorded | None:
+    """Stop the recorded local broker: SIGTERM to the kpipe process that owns it (which stops it and forgets
+    it), or to the broker itself when that process is gone; SIGKILL after `timeout`. None: nothing running."""
+    found = recorded()
+    if found is None:
+        return None
+    target = found.owner if found.owner and _alive(found.owner) else found.pid
+    if not _is_ours(target):
+        raise LocalBrokerError(
+            f"the state file {state_file()} names pid {target}, which is not a kpipe broker; "
+            "remove the file if no local broker runs"
+        )
+    os.kill(target, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(found.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(found.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(found.pid, signal.SIGKILL)
+    forget(found.pid)
+    return found
+
+
+def _is_ours(pid: int) -> bool:
+    """Whether `pid` still runs kpipe or Tansu (a recorded pid may have been reused by anything since)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return True  # no /proc (not Linux): trust the state file
+    return b"kpipe" in command or b"tansu" in command or b" broker " in command
 
 
 def forget(pid: int) -> None:
@@ -42,6 +95,21 @@ def forget(pid: int) -> None:
     with contextlib.suppress(OSError, ValueError):
         if json.loads(path.read_text(encoding="utf-8")).get("pid") == pid:
             path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (exited, its parent gone or not reaping) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: the signal check is all there is
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def running_bootstrap() -> str | None:
@@ -54,12 +122,8 @@ def running_bootstrap() -> str | None:
         pid = int(state["pid"])
     except (OSError, ValueError, KeyError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not _alive(pid):
         return None
-    except PermissionError:
-        pass
     return state["bootstrap"] if api_versions_ok(host, int(port)) else None
 
 
@@ -69,7 +133,7 @@ def resolve_local() -> str:
         raise LocalBrokerError(
             "the project uses the local broker (bootstrap_servers: local), but none is running; "
             "start one with `kpipe broker` (or run everything with `kpipe dev`), "
-            "or point at a cluster with --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS"
+            "or point at a cluster with --bootstrap-servers / KPIPE_BOOTSTRAP_SERVERS"
         )
     return bootstrap
 
@@ -77,4 +141,6 @@ def resolve_local() -> str:
 def resolve(project: P) -> P:
     """The project connected to the running local broker when its bootstrap servers say `local`; else itself.
     The one place `local` becomes an address (kpipe.load and the commands that connect call it)."""
-    return project.with_bootstrap(resolve_local()) if project.uses_local_broker else project
+    if not project.uses_local_broker:
+        return project
+    return project.with_bootstrap(resolve_local(), embedded_broker=True)

@@ -416,6 +416,21 @@ _LIBRDKAFKA_TABLE: tuple[PropertyInfo, ...] = (
 PROPERTIES: Mapping[str, PropertyInfo] = MappingProxyType({p.name: p for p in _LIBRDKAFKA_TABLE})
 _SETTABLE_NAMES = tuple(p.name for p in _LIBRDKAFKA_TABLE if p.settable)
 
+# A producer's declared fields and the librdkafka key each becomes: compile sets them, and the checks refuse a
+# producer that sets one both as a field and in its `config` (the field would silently lose).
+PRODUCER_FIELDS: Mapping[str, str] = MappingProxyType(
+    {
+        "acks": "acks",
+        "retries": "retries",
+        "linger_ms": "linger.ms",
+        "batch_size": "batch.size",
+        "compression": "compression.type",
+        "idempotent": "enable.idempotence",
+        "delivery_timeout_ms": "delivery.timeout.ms",
+        "client_id": "client.id",
+    }
+)
+
 
 TopicConfigType = Literal["integer", "float", "boolean", "enum", "list", "string"]
 

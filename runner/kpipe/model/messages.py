@@ -8,6 +8,7 @@ skipping elements that are not in it.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from kpipe.diagnostics import Diagnostic, did_you_mean, error
 from kpipe.loading.yaml_source import PositionMap
 from kpipe.model import pipeline as spec
+from kpipe.model.aliases import json_names
 
 SECTION_NOUN = {
     "topics": "topic",
@@ -35,7 +37,15 @@ def data_path(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """The part of `loc` that names real keys/indices in `data` (union tags and type names dropped)."""
     path: list[Any] = []
     current = data
-    for element in loc:
+    for i, element in enumerate(loc):
+        following = loc[i + 1] if i + 1 < len(loc) else None
+        if (
+            isinstance(current, dict)
+            and element in current
+            and following in current
+            and not (isinstance(current[element], dict) and following in current[element])
+        ):
+            continue  # a union tag that is also a key beside the real one: `file` in {file: ..., compatibility: ...}
         if isinstance(current, dict) and element in current:
             current = current[element]
             path.append(element)
@@ -83,7 +93,7 @@ def _get(data: Any, path: tuple[Any, ...]) -> Any:
 
 
 def field_names(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
+    return list(json_names(model))
 
 
 def subject(path: tuple[Any, ...]) -> str:
@@ -246,13 +256,27 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
             diagnostics.append(error(message, position, code="missing-key"))
             continue
         message = _message(kind, err, label)
+        if kind == "literal_error":
+            hint = _choice_hint(err)
         if kind in ("union_tag_invalid", "union_tag_not_found"):
             position = positions.locate(path + ("strategy",), prefer="value")
         else:
             position = positions.locate(path, prefer="value")
         lead = f"{who}: " if who != "file" else ""
-        diagnostics.append(error(f"{lead}{message}", position, code="invalid-value"))
+        diagnostics.append(error(f"{lead}{message}", position, hint=hint, code="invalid-value"))
     return diagnostics
+
+
+def _choice_hint(err: dict) -> str | None:
+    """For a value outside a fixed set: the right case of it, or the closest choice."""
+    choices = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+    given = err.get("input")
+    if not isinstance(given, str) or not choices:
+        return None
+    for choice in choices:
+        if choice.lower() == given.lower():
+            return f"values are case-sensitive: write '{choice}'"
+    return did_you_mean(given, choices) or did_you_mean(given.upper(), choices)
 
 
 def _message(kind: str, err: dict, label: str) -> str:

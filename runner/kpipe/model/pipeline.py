@@ -160,6 +160,51 @@ class OnErrorSpec(Strict):
     )
 
 
+# A Kubernetes resource quantity as kpipe accepts it: "250m", "0.5", "512Mi", "1Gi" (YAML numbers too).
+QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+
+def _quantity(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and not QUANTITY_RE.match(value):
+        raise ValueError(f"'{value}' is not a Kubernetes quantity (e.g. 250m, 0.5, 512Mi, 1Gi)")
+    return value
+
+
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+
+
+class ResourceAmounts(Strict):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class ResourcesSpec(Strict):
+    """Container resources of each pod; what is not written keeps the export's default (requests cpu 100m,
+    memory 256Mi; limits memory 512Mi, and no CPU limit so a busy worker is not throttled)."""
+
+    requests: ResourceAmounts = Field(default_factory=ResourceAmounts)
+    limits: ResourceAmounts = Field(default_factory=ResourceAmounts)
+
+
+class AutoscaleSpec(Strict):
+    """KEDA autoscaling on consumer lag (kpipe export kubernetes writes a ScaledObject for the group)."""
+
+    min_replicas: int = Field(default=1, ge=0, le=1000, description="0 lets KEDA scale the group to zero.")
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=1000, description="At most the partitions of the group's topics (the default)."
+    )
+    lag_threshold: int = Field(default=100, ge=1, description="Target lag per member before KEDA adds one.")
+
+
+class DeploySpec(Strict):
+    """How `kpipe export kubernetes` deploys the group; ignored by `kpipe run`."""
+
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    autoscale: AutoscaleSpec | None = None
+
+
 class ConsumerGroupSpec(Strict):
     topics: list[TopicRef] = Field(min_length=1)
     handler: ImportPath
@@ -181,11 +226,14 @@ class ConsumerGroupSpec(Strict):
         default_factory=list,
         description="Topics the handler may send to with ctx.emit (validated by their schema).",
     )
+    deploy: DeploySpec = Field(
+        default_factory=DeploySpec, description="Kubernetes resources and KEDA autoscaling (export only)."
+    )
     client_id: str | None = None
     config: ConfigMap = Field(default_factory=dict)
     description: str | None = None
 
-    @field_validator("topics")
+    @field_validator("topics", "emits")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         seen = set()
@@ -219,4 +267,3 @@ class PipelineFile(Strict):
 
 
 SECTION_NAMES = ("cluster", "schemas", "topics", "producers", "consumers")
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")

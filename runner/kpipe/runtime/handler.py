@@ -11,58 +11,17 @@ keep the object (call `ctx.snapshot()` for a detached copy).
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kpipe.errors import HandlerError
+from kpipe.diagnostics import did_you_mean
+from kpipe.errors import UndeclaredEmit
+from kpipe.loading.code import load_handler as load_handler  # the worker imports it from here
 from kpipe.runtime.backpressure import produce_when_room
-from kpipe.runtime.serde import key_of, key_text, to_json_bytes
+from kpipe.runtime.serde import key_of, key_text, to_json_bytes, validated
 
 Handler = Callable[[Any, "HandlerContext"], Any]
-
-
-def load_handler(target: str, import_paths: Sequence[str] = ()) -> Handler:
-    """Import the handler named "package.module:function"; HandlerError with one clear line otherwise."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise HandlerError(f"handler '{target}' must be written as 'module.path:function'")
-    for path in reversed(import_paths):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        where = f" (searched {', '.join(import_paths)} and sys.path)" if import_paths else ""
-        raise HandlerError(f"handler '{target}': cannot import module '{exc.name}'{where}") from None
-    except Exception as exc:  # a handler module that fails while importing: name the error, not a traceback
-        raise HandlerError(
-            f"handler '{target}': importing '{module_name}' failed: {type(exc).__name__}: {exc}"
-        ) from None
-    func: Any = module
-    for part in attr.split("."):
-        try:
-            func = getattr(func, part)
-        except AttributeError:
-            raise HandlerError(
-                f"handler '{target}': module '{module_name}' has no attribute '{attr}'"
-            ) from None
-    if not callable(func):
-        raise HandlerError(f"handler '{target}' is a {type(func).__name__}, not a function")
-    _check_arity(target, func)
-    return func
-
-
-def _check_arity(target: str, func: Callable[..., Any]) -> None:
-    try:
-        inspect.signature(func).bind(None, None)
-    except TypeError:
-        raise HandlerError(f"handler '{target}' must accept two arguments: (event, ctx)") from None
-    except ValueError:  # builtins without a signature: let the call decide
-        pass
 
 
 class HandlerContext:
@@ -147,14 +106,28 @@ class Emitter:
     """Handler emits through one shared librdkafka producer. Keys come from the target topic's key field.
 
     `kafka_producer` is a confluent_kafka.Producer built by the worker (this module does not import the
-    client). Deliveries are tracked: `unsettled` says events were emitted since the worker last flushed the
+    client). `emits` are the topics the group declared (`emits:`): an emit by name to any other topic raises
+    UndeclaredEmit, so the handler fails like on any other error (None: unrestricted, for tests that build an
+    Emitter by hand). `models` holds each topic's schema model: an event emitted to a topic with a schema is
+    validated against it before it is sent, as the producer API does. Deliveries are tracked: `unsettled` says events were emitted since the worker last flushed the
     producer, and `failures` lists deliveries that failed; the worker flushes before committing the offsets of
     messages whose handlers emitted, and stops without committing if an emitted event was not delivered.
     """
 
-    def __init__(self, kafka_producer: Any, key_fields: Mapping[str, str | None] | None = None):
+    def __init__(
+        self,
+        kafka_producer: Any,
+        key_fields: Mapping[str, str | None] | None = None,
+        *,
+        emits: Collection[str] | None = None,
+        models: Mapping[str, Any] | None = None,
+        group: str = "",
+    ):
         self._producer = kafka_producer
         self._key_fields = dict(key_fields or {})
+        self._emits = None if emits is None else frozenset(emits)
+        self._models = {topic: model for topic, model in (models or {}).items() if model is not None}
+        self._group = group
         self.unsettled = False
         self.emitted = 0
         self.failures: list[str] = []
@@ -170,6 +143,11 @@ class Emitter:
             self.unsettled = True
             self.emitted += 1
             return
+        if self._emits is not None and target not in self._emits:
+            raise UndeclaredEmit(self._undeclared(target))
+        model = self._models.get(target)
+        if model is not None:
+            event = validated(model, event, f"emit to '{target}' (schema '{model.__name__}')")
         if key is None:
             key_field = self._key_fields.get(target)
             if key_field is not None:
@@ -185,6 +163,12 @@ class Emitter:
             )
         self.unsettled = True
         self.emitted += 1
+
+    def _undeclared(self, target: str) -> str:
+        group = f"consumer group '{self._group}'" if self._group else "this consumer group"
+        declared = ", ".join(sorted(self._emits or ())) or "none"
+        hint = did_you_mean(target, self._emits or ()) or f"add '{target}' to the group's emits"
+        return f"{group} emits to '{target}', which it does not declare (emits: {declared}); {hint}"
 
     def settle_external(self, timeout: float) -> None:
         """Wait for the events sent through kpipe Producers; record a failure for each one not delivered."""

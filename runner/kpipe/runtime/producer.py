@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from kpipe.compilation.compiled import ProducerSettings
 from kpipe.errors import BrokerUnreachable, ClusterError
 from kpipe.logs import RATE_LIMIT_INTERVAL, RateLimitedLog
+from kpipe.model.aliases import attribute_of
 from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.serde import EventInvalid, describe_validation_error, key_of, key_text, to_json_bytes
 
@@ -397,7 +398,4 @@ def _close_timeout(settings: ProducerSettings) -> float:
 def _attribute_of(model: type[BaseModel], json_name: str | None) -> str | None:
     if json_name is None:
         return None
-    for name, info in model.model_fields.items():
-        if (info.alias or name) == json_name:
-            return name
-    return json_name
+    return attribute_of(model, json_name) or json_name

@@ -40,6 +40,8 @@ class WorkerSpec:
     # long a worker has between SIGTERM and SIGKILL.
     state_dir: str | None = None
     shutdown_timeout: float = 30.0
+    # bootstrap_override is kpipe's embedded broker (`local`, resolved): compile its consumer defaults in.
+    embedded_broker: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def worker_specs(
     bootstrap_override: str | None = None,
     log_format: str = "text",
     extra_consumer_config: Iterable[tuple[str, str]] = (),
+    embedded_broker: bool = False,
 ) -> list[WorkerSpec]:
     """One WorkerSpec per instance of each (group id, instances) pair, all loading the same project."""
     common = {
@@ -79,6 +82,7 @@ def worker_specs(
         "bootstrap_override": bootstrap_override,
         "log_format": log_format,
         "extra_consumer_config": tuple(extra_consumer_config),
+        "embedded_broker": embedded_broker,
     }
     return [
         WorkerSpec(group=group, instance=i, **common) for group, instances in groups for i in range(instances)

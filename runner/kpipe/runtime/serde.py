@@ -13,14 +13,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from kpipe.errors import KpipeError
+from kpipe.errors import EventInvalid
+from kpipe.model.aliases import attribute_of
 
 # Dead-letter headers name the failure in one line; long messages are cut so a header stays small.
 MAX_ERROR_TEXT = 500
-
-
-class EventInvalid(KpipeError):
-    """An event handed to a producer does not match its schema, has no key, or cannot be serialised."""
 
 
 def to_json_bytes(event: Any) -> bytes:
@@ -50,6 +47,30 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def validated(model: type[BaseModel], event: Any, where: str) -> BaseModel:
+    """`event` as an instance of `model`: a dict, JSON text/bytes or the model itself; EventInvalid otherwise.
+
+    `where` names the destination in the message, e.g. "emit to 'payments' (schema 'Payment')".
+    """
+    if type(event) is model:
+        return event
+    try:
+        if isinstance(event, BaseModel):
+            if isinstance(event, model):
+                return event
+            # Another model with the same fields is accepted by value; a mismatch names its fields.
+            return model.model_validate(event.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        if isinstance(event, bytes | bytearray | str):
+            return model.model_validate_json(event)
+        if isinstance(event, Mapping):
+            return model.model_validate(event)
+    except ValidationError as exc:
+        raise EventInvalid(f"invalid event for {where}: {describe_validation_error(exc)}") from None
+    raise EventInvalid(
+        f"{where}: an event must be a dict or a '{model.__name__}', got {type(event).__name__}"
+    )
+
+
 def key_of(event: Any, key_field: str) -> str:
     """The message key taken from `key_field` of a model or mapping; EventInvalid when absent or None."""
     if isinstance(event, Mapping):
@@ -58,7 +79,7 @@ def key_of(event: Any, key_field: str) -> str:
         value = getattr(event, key_field, None)
         if value is None and isinstance(event, BaseModel):
             # Named as in JSON: the model may hold it under another attribute (an alias).
-            attr = next((n for n, f in type(event).model_fields.items() if f.alias == key_field), None)
+            attr = attribute_of(type(event), key_field)
             value = getattr(event, attr) if attr else None
     if value is None:
         raise EventInvalid(f"event has no value for key field '{key_field}' (pass key=... to send it anyway)")

@@ -49,6 +49,7 @@ from kpipe.runtime.protocol import (
     WorkerSpec,
     WorkerStatus,
 )
+from kpipe.runtime.summary import GroupTotals, summary_lines
 
 log = logging.getLogger("kpipe.runtime.supervisor")
 
@@ -175,6 +176,8 @@ class _Slot:
     oom_kills_at_start: int | None = None
     last_exit: str | None = None
     status: WorkerStatus | None = None
+    # (handled, dead_lettered, skipped) reported by the slot's earlier processes, for the run's summary.
+    carried: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def label(self) -> str:
@@ -196,6 +199,7 @@ class Supervisor:
         restart_backoff: tuple[float, float, float] = (1.0, 2.0, 30.0),
         crash_loop: tuple[int, float] = (5, 60.0),
         shutdown_timeout: float = 30.0,
+        summary_every: float | None = None,
     ):
         """target: called in each worker process as target(spec, status_channel) and returning its exit code;
         a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
@@ -203,6 +207,7 @@ class Supervisor:
         restart_backoff: (initial delay, factor, maximum) in seconds.
         crash_loop: (restarts, window in seconds): a worker that dies again after that many restarts within
         the window is given up on.
+        summary_every: log one line per group (handled, rate, dead-lettered) this often, and a final one.
         """
         self._slots = [_Slot(spec) for spec in specs]
         self._target = target if target is not None else DEFAULT_TARGET
@@ -222,6 +227,9 @@ class Supervisor:
         self._wake_closed = False
         # This run's directory for state the workers share (hung-handler counts); removed when the run ends.
         self._state_dir: str | None = None
+        self._summary_every = summary_every
+        self._summary_at: float | None = None
+        self._summary_last: tuple[float, dict[str, GroupTotals]] = (0.0, {})
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -229,6 +237,33 @@ class Supervisor:
         """The latest view of every worker, keyed by (group, instance). Safe from any thread."""
         with self._lock:
             return {(s.spec.group, s.spec.instance): self._view(s) for s in self._slots}
+
+    def totals(self) -> dict[str, GroupTotals]:
+        """Per group: events handled, dead-lettered and skipped so far (restarted workers included)."""
+        with self._lock:
+            rows = []
+            for s in self._slots:
+                status = s.status
+                handled, dead, skipped = s.carried
+                if status is not None:
+                    handled, dead, skipped = (
+                        handled + status.handled,
+                        dead + status.dead_lettered,
+                        skipped + status.skipped,
+                    )
+                running = s.process is not None and status is not None and status.state == "running"
+                rows.append((s.spec.group, running, handled, dead, skipped))
+        return GroupTotals.of(rows)
+
+    def _log_summary(self, now: float) -> None:
+        since, previous = self._summary_last
+        totals = self.totals()
+        for line in summary_lines(totals, previous, now - since):
+            log.info(line)
+        self._summary_last = (now, totals)
+        assert self._summary_every is not None
+        while self._summary_at is not None and self._summary_at <= now:
+            self._summary_at += self._summary_every
 
     def stop(self, force: bool = False) -> None:
         """Ask run() to shut down gracefully; with force, or asked a second time, SIGKILL every worker."""
@@ -245,9 +280,16 @@ class Supervisor:
         previous = self._install_signals() if install_signals else {}
         self._state_dir = tempfile.mkdtemp(prefix="kpipe-run-")
         try:
+            started = time.monotonic()
+            self._summary_last = (started, {})
+            if self._summary_every:
+                self._summary_at = started + self._summary_every
             for slot in self._slots:
                 self._start(slot)
             self._loop()
+            if self._summary_every:
+                for line in summary_lines(self.totals(), {}, time.monotonic() - started, final=True):
+                    log.info(line)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -271,7 +313,11 @@ class Supervisor:
             now = time.monotonic()
             deadlines = [s.restart_at for s in pending]
             if self._shutdown_deadline is not None:
+                # The first "still waiting" comes _PROGRESS_EVERY after the stop began, not at once.
+                last_progress = max(last_progress, self._shutdown_deadline - self._shutdown_timeout)
                 deadlines += [self._shutdown_deadline, last_progress + _PROGRESS_EVERY]
+            elif self._summary_at is not None:
+                deadlines.append(self._summary_at)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
 
             waitables: list[Any] = [self._wake_r]
@@ -292,6 +338,8 @@ class Supervisor:
                     self._reap(s)
 
             now = time.monotonic()
+            if self._summary_at is not None and now >= self._summary_at and self._shutdown_deadline is None:
+                self._log_summary(now)
             if self._shutdown_deadline is None:
                 for s in self._slots:
                     if s.restart_at is not None and s.restart_at <= now:
@@ -306,7 +354,9 @@ class Supervisor:
                         _names(remaining),
                     )
                     self._kill_all(reap=True)
-                elif remaining and now - last_progress >= _PROGRESS_EVERY:
+                elif remaining and now - max(
+                    last_progress, self._shutdown_deadline - self._shutdown_timeout
+                ) >= (_PROGRESS_EVERY):
                     last_progress = now
                     log.info(
                         "still waiting for %s to stop (%.0f s left): %s",
@@ -350,6 +400,13 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         with self._lock:
             slot.restart_at = None
+            if slot.status is not None:  # what the previous process did still counts
+                h, d, k = slot.carried
+                slot.carried = (
+                    h + slot.status.handled,
+                    d + slot.status.dead_lettered,
+                    k + slot.status.skipped,
+                )
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_worker_entry,

@@ -733,7 +733,11 @@ class _Differ:
             if self.W == "new":  # forward: the new, open schema stopped declaring what old consumers read
                 fix = f"keep '{name}' in the new schema, or close it with additionalProperties: false"
             else:
-                fix = f"declare '{name}' as {{}} (any value), or make this change under FORWARD compatibility"
+                fix = (
+                    "close the schema first (additionalProperties: false, as a change of its own under "
+                    f"compatibility: NONE): then adding an optional '{name}' passes BACKWARD; or declare "
+                    f"'{name}' as {{}} (any value)"
+                )
             self.add(
                 "ADDED_TO_OPEN_CONTENT_MODEL",
                 field,
@@ -755,7 +759,14 @@ class _Differ:
         wa, ra = w.raw.get("additionalProperties", True), r.raw.get("additionalProperties", True)
         at_w, at_r = _Node(wa, (*w.loc, "additionalProperties")), _Node(ra, (*r.loc, "additionalProperties"))
         if ra is False and wa is not False:
-            self.add("ADDITIONAL_PROPERTIES_REMOVED", path, w if wa is True else at_w, at_r)
+            if self.R == "new":
+                fix = (
+                    "closing is safe when no producer ever sent undeclared properties (kpipe's producers drop "
+                    "them): make this one change under compatibility: NONE, then restore the mode"
+                )
+            else:
+                fix = "keep the new schema closed (additionalProperties: false)"
+            self.add("ADDITIONAL_PROPERTIES_REMOVED", path, w if wa is True else at_w, at_r, fix=fix)
         elif wa is False or ra is True or _is_any(ra):
             return  # ADDITIONAL_PROPERTIES_ADDED / _EXTENDED, or unchanged
         elif wa is True:

@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, TypeAdapter, Valida
 from pydantic_core import PydanticUndefined, SchemaError
 
 from kpipe.diagnostics import Diagnostic, Position, did_you_mean, error, warning
-from kpipe.errors import EXIT_INVALID, KpipeError
+from kpipe.errors import SchemaModelImportError
 
 Path = tuple[str | int, ...]
 Locate = Callable[[Path], Position | None]
@@ -104,12 +104,6 @@ class _Failed:
 
 
 FAILED = _Failed()
-
-
-class SchemaModelImportError(KpipeError):
-    """A schema given as `package.module:ClassName` could not be imported or is not a pydantic model."""
-
-    exit_code = EXIT_INVALID
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """`kpipe validate --against REF`: is every schema change safe for the consumers and producers already running?
 
 The previous project is loaded from REF (a git ref, materialised with `git archive`, or a directory holding the
-previous files) with the same paths and template values, and compared with the current one:
+previous files) with the same paths and template values, and compared with the current one. The caller loads
+both versions (it passes the function that inspects a project), so this module stays below the compile stage:
 
 - each schema against its previous version(s) under its compatibility mode (Schema Registry's rules, in
   `kpipe.schemas.compat`); a pydantic-model schema is compared through the JSON Schema pydantic produces;
@@ -17,15 +18,17 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kpipe.compilation.project import Inspection, inspect_project
 from kpipe.diagnostics import Diagnostic, Position, error, warning
-from kpipe.errors import UsageError
+from kpipe.errors import GitFailed, UsageError
 from kpipe.loading.loader import load_yaml_file
 from kpipe.model.pipeline import SchemaModel
 from kpipe.schemas.compat import Violation, check_compatibility
-from kpipe.schemas.history import GitFailed, git
+from kpipe.schemas.history import git
+
+if TYPE_CHECKING:
+    from kpipe.compilation.project import Inspection
 
 
 def materialise(against: str, root: Path, stack: ExitStack) -> Path:
@@ -120,10 +123,11 @@ def check_evolution(
     inspection: Inspection,
     against: str,
     *,
+    inspect: Callable[[list[Path]], Inspection],
     paths: list[Path] | None = None,
-    variables: Mapping[str, str] | None = None,
-    values_files: list[Path] | None = None,
 ) -> list[Diagnostic]:
+    """Diagnostics for every unsafe schema or key change since `against`. `inspect(paths)` loads a project's
+    files (with the current template values) into an Inspection; it is called for the previous version."""
     root = Path.cwd()
     out: list[Diagnostic] = []
     with ExitStack() as stack:
@@ -139,7 +143,7 @@ def check_evolution(
         if not existing:
             return []  # a new project: nothing to be compatible with
         with _fresh_model_modules(inspection):
-            old = inspect_project(existing, variables=variables, values_files=values_files or ())
+            old = inspect(existing)
         if not old.valid:
             first = next(d for d in old.diagnostics if d.is_error)
             return [
@@ -185,6 +189,16 @@ def _check_topics(new: Inspection, old: Inspection) -> list[Diagnostic]:
         if before is None:
             continue
         was, now = before.spec, topic.spec
+        if now.partitions < was.partitions:
+            out.append(
+                error(
+                    f"topic '{name}': partitions decreased from {was.partitions} to {now.partitions}; Kafka cannot "
+                    "remove partitions from a topic, so `kpipe apply` will refuse this",
+                    topic.locate("partitions"),
+                    hint=f"keep partitions: {was.partitions}, or declare a topic under a new name to have fewer",
+                    code="partitions-decreased",
+                )
+            )
         if was.key and not now.key:
             out.append(
                 error(

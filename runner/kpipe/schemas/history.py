@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from kpipe.errors import UsageError
+from kpipe.errors import GitFailed, UsageError
 
 
 def previous_documents(paths: list[Path], against: str, repo_root: Path) -> dict[Path, Mapping | None]:
@@ -104,10 +104,6 @@ def _parse(text: str, where: str) -> Mapping:
     if not isinstance(doc, Mapping):
         raise UsageError(f"{where} is not a JSON Schema object")
     return doc
-
-
-class GitFailed(Exception):
-    pass
 
 
 def git(args: list[str], cwd: Path, *, binary: bool = False) -> Any:

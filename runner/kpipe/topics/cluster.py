@@ -281,7 +281,10 @@ class KafkaCluster:
                 request_timeout=self.request_timeout,
             ),
         )
-        return self._collect(futures, "adding partitions to topic", on_result, lambda key: key)
+        return [
+            _no_create_partitions(r)
+            for r in self._collect(futures, "adding partitions to topic", on_result, lambda key: key)
+        ]
 
     def delete_topics(
         self, names: Sequence[str], on_result: ResultCallback | None = None
@@ -364,6 +367,23 @@ class KafkaCluster:
                 return TopicResult(topic, ok=True, already_existed=True)
             return TopicResult(topic, ok=False, error=translate(error, f"{context} {topic}", self.bootstrap))
         return TopicResult(topic, ok=True)
+
+
+# librdkafka says "requires broker version >= 1.0.0" when a broker does not offer CreatePartitions at all, which
+# misleads on a broker that is new but never implemented it (kpipe's embedded broker, Tansu).
+_UNSUPPORTED = {"_UNSUPPORTED_FEATURE", "UNSUPPORTED_VERSION", "UNSUPPORTED_FEATURE"}
+
+
+def _no_create_partitions(result: TopicResult) -> TopicResult:
+    if result.ok or result.error is None or result.error.code not in _UNSUPPORTED:
+        return result
+    error = ClusterError(
+        "this broker cannot add partitions to a topic (it does not support CreatePartitions, as the embedded "
+        f"broker does not); recreate {result.topic} with the partitions you want: on the embedded broker, "
+        "restart it (`kpipe broker --stop`, then `kpipe broker`; it keeps events in memory only) and apply again",
+        code=result.error.code,
+    )
+    return TopicResult(result.topic, ok=False, error=error)
 
 
 def connect(

@@ -66,6 +66,7 @@ class GroupWorker:
         producer_factory: ClientFactory = KafkaProducer,
         status_callback: Callable[[WorkerStatus], None] | None = None,
         emit_key_fields: Mapping[str, str | None] | None = None,
+        emit_models: Mapping[str, type[BaseModel] | None] | None = None,
         poll_timeout: float = DEFAULT_POLL_TIMEOUT,
         cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
         rng: Callable[[], float] = random.random,
@@ -93,6 +94,7 @@ class GroupWorker:
         self._producer_factory = producer_factory
         self._status_callback = status_callback
         self._emit_key_fields = emit_key_fields
+        self._emit_models = emit_models
         self._poll_timeout = poll_timeout
         self._rng = rng
         self.state = "starting"
@@ -230,7 +232,14 @@ class GroupWorker:
             pconf: dict[str, Any] = {**self.producer_config, "error_cb": health.on_producer_error}
             pconf.setdefault("logger", LibrdkafkaLog())
             self._producer = self._producer_factory(pconf)
-            emitter = Emitter(self._producer, self._emit_key_fields)
+            # Only the declared emits, each validated against its topic's schema model.
+            emitter = Emitter(
+                self._producer,
+                self._emit_key_fields,
+                emits=self.settings.emits,
+                models=self._emit_models,
+                group=self.group,
+            )
             ctx = HandlerContext(self.group, emitter)
         membership = self._membership
         membership.consumer = consumer

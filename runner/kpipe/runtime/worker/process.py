@@ -72,6 +72,7 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
         values_files=list(spec.values_files),
         bootstrap_override=spec.bootstrap_override,
         consumer_overrides=dict(spec.extra_consumer_config),
+        embedded_broker=spec.embedded_broker,
     )
     if project.uses_local_broker:
         # `local` is resolved where the workers are started (kpipe run, kpipe dev), never in a worker.
@@ -85,8 +86,15 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
     }
     handler = load_handler(settings.handler, settings.import_paths)
     key_fields = {t.name: t.key_field for t in project.topic_specs()}
+    emit_models = {topic: project.topic_model(topic) for topic in settings.emits}
     return GroupWorker(
-        settings, models, handler, instance=spec.instance, emit_key_fields=key_fields, **options
+        settings,
+        models,
+        handler,
+        instance=spec.instance,
+        emit_key_fields=key_fields,
+        emit_models=emit_models,
+        **options,
     )
 
 

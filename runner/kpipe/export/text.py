@@ -1,0 +1,29 @@
+"""YAML as the exports write it: keys in the order built, multi-line text as literal blocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # A file's content stays readable (and diffable) as a `|` block; PyYAML falls back to quoting by itself
+    # where a block cannot hold the text exactly.
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+
+
+def dump_yaml_stream(documents: list[Any]) -> str:
+    return "".join("---\n" + dump_yaml(d) for d in documents)

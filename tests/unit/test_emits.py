@@ -1,0 +1,141 @@
+"""Declared emits: the check step's name rules, the compiled field, and the Emitter refusing undeclared or
+invalid events before anything reaches the producer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from kpipe.check.rules import check_project
+from kpipe.compilation import compiler
+from kpipe.errors import UndeclaredEmit
+from kpipe.loading.loader import SourceDocument
+from kpipe.loading.yaml_source import parse_yaml
+from kpipe.model.assemble import assemble
+from kpipe.runtime.handler import Emitter
+from kpipe.runtime.serde import EventInvalid
+
+PROJECT = (
+    "topics:\n  orders:\n    partitions: 3\n  payments:\n    partitions: 3\n    key: order_id\n"
+    "consumers:\n  billing:\n    topics: [orders]\n    handler: app.billing:handle\n"
+)
+
+
+def _project(text: str) -> Any:
+    data, positions, problems = parse_yaml(text, "p.yaml")
+    assert problems == []
+    spec, problems = assemble([SourceDocument(Path("/project/p.yaml"), "p.yaml", data, positions, text)])
+    return spec, problems
+
+
+def _check(text: str) -> list[str]:
+    spec, problems = _project(text)
+    assert problems == []
+    return [d.format() for d in check_project(spec, {})]
+
+
+def test_declared_emits_compile_into_the_group_settings() -> None:
+    spec, _ = _project(PROJECT + "    emits: [payments]\n")
+    assert _check(PROJECT + "    emits: [payments]\n") == []
+    assert compiler.compile_consumer_group(spec, "billing").emits == ("payments",)
+    spec, _ = _project(PROJECT)
+    assert compiler.compile_consumer_group(spec, "billing").emits == ()
+
+
+def test_an_unknown_emitted_topic_is_an_error_with_a_did_you_mean() -> None:
+    spec, _ = _project(PROJECT + "    emits: [payment]\n")
+    [found] = check_project(spec, {})
+    assert (
+        found.format()
+        == "p.yaml:11:13: error: consumer group 'billing': emits refers to unknown topic 'payment'"
+    )
+    assert found.hint == "did you mean 'payments'?"
+
+
+def test_emitting_into_the_groups_own_input_is_a_warning() -> None:
+    [warning] = _check(PROJECT + "    emits: [orders]\n")
+    assert warning.startswith(
+        "p.yaml:11:13: warning: consumer group 'billing' emits to 'orders', one of its own"
+    )
+
+
+def test_a_topic_listed_twice_under_emits_is_an_error() -> None:
+    spec, problems = _project(PROJECT + "    emits: [payments, payments]\n")
+    assert [p.message for p in problems] == [
+        "consumer group 'billing': 'emits': topic 'payments' is listed twice"
+    ]
+
+
+class Payment(BaseModel):
+    order_id: str
+    amount: int
+
+
+class FakeProducer:
+    """Stands in for confluent_kafka.Producer: records what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, Any]] = []
+
+    def produce(
+        self, topic: str, value: bytes, key: Any, headers: Any = None, on_delivery: Any = None
+    ) -> None:
+        self.sent.append((topic, value, key))
+
+
+def _emitter(producer: FakeProducer) -> Emitter:
+    return Emitter(
+        producer,
+        {"payments": "order_id", "audit": None},
+        emits=("payments", "audit"),
+        models={"payments": Payment, "audit": None},
+        group="billing",
+    )
+
+
+def test_an_emit_to_an_undeclared_topic_raises_before_sending() -> None:
+    producer = FakeProducer()
+    with pytest.raises(UndeclaredEmit) as raised:
+        _emitter(producer).emit("payment", {"order_id": "o-1", "amount": 3}, None, None)
+    assert str(raised.value) == (
+        "consumer group 'billing' emits to 'payment', which it does not declare (emits: audit, payments); "
+        "did you mean 'payments'?"
+    )
+    assert producer.sent == []
+
+
+def test_emitted_events_are_validated_against_the_target_topics_schema() -> None:
+    producer = FakeProducer()
+    emitter = _emitter(producer)
+    with pytest.raises(EventInvalid) as raised:
+        emitter.emit("payments", {"order_id": "o-1", "amount": "three"}, None, None)
+    assert str(raised.value) == (
+        "invalid event for emit to 'payments' (schema 'Payment'): "
+        "field 'amount': Input should be a valid integer, unable to parse string as an integer"
+    )
+    assert producer.sent == []
+    emitter.emit("payments", {"order_id": "o-1", "amount": "3"}, None, None)
+    emitter.emit("payments", Payment(order_id="o-2", amount=4), None, None)
+    emitter.emit("audit", {"anything": True}, None, None)  # no schema: sent as given
+    assert producer.sent == [
+        ("payments", b'{"order_id":"o-1","amount":3}', "o-1"),
+        ("payments", b'{"order_id":"o-2","amount":4}', "o-2"),
+        ("audit", b'{"anything":true}', None),
+    ]
+
+
+def test_a_model_of_another_type_is_checked_by_its_fields() -> None:
+    class Other(BaseModel):
+        order_id: str
+
+    with pytest.raises(EventInvalid, match="field 'amount': Field required"):
+        _emitter(FakeProducer()).emit("payments", Other(order_id="o-1"), None, None)
+
+
+def test_an_emitter_without_declared_emits_is_unrestricted() -> None:
+    producer = FakeProducer()
+    Emitter(producer, {}).emit("anywhere", {"a": 1}, None, None)
+    assert producer.sent == [("anywhere", b'{"a":1}', None)]

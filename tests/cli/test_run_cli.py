@@ -311,23 +311,41 @@ def test_produce_interrupted_flushes_what_it_queued_and_prints_the_summary(
     assert len(read_all(kafka_bootstrap, topic, 2, expected=30)) == 30
 
 
-def test_produce_interrupted_twice_drops_the_undelivered_and_counts_them_as_failed(tmp_path: Path) -> None:
-    # No broker answers, so the flush after the first Ctrl-C would wait for message.timeout.ms (5 minutes);
-    # the second one drops what is queued, and the summary still accounts for every line.
-    project = write_project(tmp_path / "p", "payments", NOWHERE)
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from kpipe.cli import main; main()", "produce", "payments-api", str(project)],
-        stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def test_produce_interrupted_twice_drops_the_undelivered_and_counts_them_as_failed(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    # The broker dies with the events still queued (a long linger), so the flush after the first Ctrl-C would
+    # wait for message.timeout.ms (5 minutes); the second one drops what is queued, and the summary still
+    # accounts for every line. A broker of its own, to kill (kafka_bootstrap only marks this an integration test).
+    from kpipe.local.broker import start_local_broker
+
+    broker = start_local_broker()
     try:
+        create_topic(broker.bootstrap, "payments")
+        project = write_project(tmp_path / "p", "payments", broker.bootstrap)
+        project.write_text(project.read_text().replace("linger_ms: 1", "linger_ms: 60000"))
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from kpipe.cli import main; main()",
+                "produce",
+                "payments-api",
+                str(project),
+            ],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert process.stdin is not None and process.stderr is not None
         process.stdin.write("".join(json.dumps({"id": f"k{i}", "amount": i}) + "\n" for i in range(20)))
         process.stdin.write("[]\n")
         process.stdin.flush()
         assert process.stderr.readline() == "<stdin>:21: error: expected a JSON object, got an array\n"
+    finally:
+        broker.stop()
+    try:
         process.send_signal(signal.SIGINT)
         assert process.stderr.readline().startswith(
             "<stdin>: interrupted at line 21: waiting for queued events"

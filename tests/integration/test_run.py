@@ -380,9 +380,11 @@ def test_ctrl_c_during_the_group_join_does_not_leave_the_group_stuck(
 
     values = produce(kafka_bootstrap, topic, 10, 2)
     (tmp_path / "second").mkdir()
+    started = time.monotonic()
     second = KpipeRun(tmp_path / "second", project, fast_group_config)
     kpipe_runs.append(second)
     wait_for(lambda: len(second.handled()) >= 10, timeout=30, message=second.log)
+    assert time.monotonic() - started < 20  # measured ~5 s: start-up and one ~3 s join (stuck: never)
     assert sorted(h["value"] for h in second.handled()) == sorted(values)
     assert second.stop() == 0, second.log()
 

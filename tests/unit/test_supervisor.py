@@ -50,7 +50,11 @@ def scripted_worker(spec: WorkerSpec, status_queue: object) -> int:
     with starts.open("a") as f:
         f.write(f"{os.getpid()} {time.time()}\n")
     started = len(starts.read_text().splitlines())
-    status_queue.put(WorkerStatus(spec.group, spec.instance, os.getpid(), handled=started, state="running"))
+    status_queue.put(
+        WorkerStatus(
+            spec.group, spec.instance, os.getpid(), handled=started, state="running", busy=opts.get("busy")
+        )
+    )
 
     if behaviour == "exit":
         return int(opts["code"])
@@ -361,6 +365,21 @@ def test_worker_ignoring_sigterm_is_killed_after_the_timeout(tmp_path: Path) -> 
         f"deaf[0] (pid {deaf_pid}) was killed by SIGKILL; 0 still running" in log
     )  # no OOM guess: we killed it
     assert (tmp_path / "ok-0.SIGTERM").exists()
+
+
+def test_a_worker_killed_at_the_timeout_is_named_with_the_event_its_handler_was_stuck_on(
+    tmp_path: Path,
+) -> None:
+    # A handler holding the GIL in C code keeps the worker from leaving by itself; its last status said what.
+    busy = {"behaviour": "ignore_term", "busy": "orders[1]@42 for 35 s"}
+    sup = SupervisorProcess(tmp_path, [("deaf", 1, busy)], timeout=1.0)
+    deaf_pid = sup.wait_ready()[0]
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait() == 1, sup.log()
+    assert (
+        f"killing 1 worker that did not stop within 1 s: deaf[0] (pid {deaf_pid}), its handler stuck on "
+        "orders[1]@42 for 35 s" in sup.log()
+    )
 
 
 def test_second_signal_kills_every_worker_at_once(tmp_path: Path) -> None:

@@ -106,6 +106,10 @@ class GroupWorker:
         self._watchdog = Watchdog(self.group, cluster_timeout, on_stuck)
         self._exit_process = exit_process
         self._report_lock = threading.Lock()  # the watchdog thread reports too
+        self._leaving = (
+            threading.Lock()
+        )  # _close (the loop) and _close_for_restart (the watchdog): one closes
+        self._left = False
         self._hangs = HangBook(state_dir, self.group)
         self._watch = HandlerWatch(
             self.group, settings.on_error.timeout_ms, self._hangs, self._control, shutdown_timeout,
@@ -278,42 +282,46 @@ class GroupWorker:
         consumer = self._consumer
         if consumer is None:
             return
-        unreachable = self._health.down_since is not None
-        try:
-            if unreachable:
-                log.warning(
-                    "no broker reachable: nothing more is committed (uncommitted events will be read again)"
-                )
-            elif self._strategy is not None:
-                self._strategy.commit_all("shutdown")
-        except Exception:
-            log.exception("final commit failed")
-        if self._membership.joining and not unreachable:
-            self._finish_join(consumer)
-        if unreachable:
-            # close() would try to commit and leave through a broker that is gone, blocking for up to the
-            # session timeout; the group drops this member by itself.
-            self.left_without_close = True
-            log.warning("no broker reachable: leaving without closing the consumer")
-        elif self._membership.joining:
-            self.left_without_close = True
-            log.warning(
-                "consumer group '%s' instance %d: still joining the group; leaving without closing the consumer "
-                "(a LeaveGroup sent mid-join can leave the group without a leader on some brokers); "
-                "the group drops this member after session.timeout.ms",
-                self.group, self.instance,
-            )  # fmt: skip
-        else:
+        with self._leaving:  # a handler that returns just as the watchdog leaves for it: one of them closes
+            if self._left:
+                return
+            self._left = True
+            unreachable = self._health.down_since is not None
             try:
-                consumer.close()
-            except (KafkaException, RuntimeError) as exc:
-                log.warning("closing the consumer: %s", exc)
-        if self._producer is not None:
-            # Without a broker, waiting serves nothing: what they belong to is uncommitted and read again.
-            left = self._producer.flush(1.0 if unreachable else SHUTDOWN_SETTLE_TIMEOUT)
-            if left:
-                log.warning("%d dead-letter/emitted events undelivered at shutdown", left)
-        log.info("consumer group '%s' instance %d stopped", self.group, self.instance)
+                if unreachable:
+                    log.warning(
+                        "no broker reachable: nothing more is committed (uncommitted events will be read again)"
+                    )
+                elif self._strategy is not None:
+                    self._strategy.commit_all("shutdown")
+            except Exception:
+                log.exception("final commit failed")
+            if self._membership.joining and not unreachable:
+                self._finish_join(consumer)
+            if unreachable:
+                # close() would try to commit and leave through a broker that is gone, blocking for up to the
+                # session timeout; the group drops this member by itself.
+                self.left_without_close = True
+                log.warning("no broker reachable: leaving without closing the consumer")
+            elif self._membership.joining:
+                self.left_without_close = True
+                log.warning(
+                    "consumer group '%s' instance %d: still joining the group; leaving without closing the consumer "
+                    "(a LeaveGroup sent mid-join can leave the group without a leader on some brokers); "
+                    "the group drops this member after session.timeout.ms",
+                    self.group, self.instance,
+                )  # fmt: skip
+            else:
+                try:
+                    consumer.close()
+                except (KafkaException, RuntimeError) as exc:
+                    log.warning("closing the consumer: %s", exc)
+            if self._producer is not None:
+                # Without a broker, waiting serves nothing: what they belong to is uncommitted and read again.
+                left = self._producer.flush(1.0 if unreachable else SHUTDOWN_SETTLE_TIMEOUT)
+                if left:
+                    log.warning("%d dead-letter/emitted events undelivered at shutdown", left)
+            log.info("consumer group '%s' instance %d stopped", self.group, self.instance)
 
     def _finish_join(self, consumer: Any) -> None:
         """Stopped while a join is in flight: wait (bounded) for its assignment, so that close() leaves a formed
@@ -421,6 +429,13 @@ class GroupWorker:
         consumer = self._consumer
         if consumer is None or self._health.down_since is not None:
             return
+        with self._leaving:
+            if self._left:
+                return
+            self._left = True
+            self._commit_and_leave(consumer)
+
+    def _commit_and_leave(self, consumer: Any) -> None:
         try:
             if self._strategy is not None:
                 self._strategy.commit_all("leaving for a restart")

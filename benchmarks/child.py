@@ -6,6 +6,10 @@ start, import and group-join costs (all outside the clock) and their peak RSS is
 Jobs (the "kind" key):
   consume-kpipe / consume-raw    read `events` messages from a pre-produced topic with a fresh group
   produce-kpipe / produce-raw    send `events` events to an empty topic and wait for every acknowledgement
+  hotpath                        kpipe's own per-event work with metrics on and off: the worker over a stub
+                                 consumer handing out the same pre-built messages, CPU time, alternating
+  latency-kpipe / latency-raw    consume while a sender process (latency-send-kpipe / -raw) produces at a fixed
+                                 rate; report percentiles of "handler start minus producer send"
 
 The clock of a consume run starts when the first message reaches the handler and stops at the `events`-th, so
 group-join time is excluded on both sides. A produce run is timed from the first send to the end of flush().
@@ -53,30 +57,38 @@ def _project(job: dict, consumer_overrides: dict[str, str] | None = None) -> Any
 
 
 class Counter:
-    """The no-op handler both sides call per message: it only counts and notes the clock at 1 and N."""
+    """The no-op handler both sides call per message: it only counts and notes the clocks at 1 and N (wall,
+    and the process's CPU time over all its threads, librdkafka's included)."""
 
-    __slots__ = ("n", "target", "t0", "t1", "on_done")
+    __slots__ = ("n", "target", "t0", "t1", "cpu0", "cpu1", "on_done")
 
     def __init__(self, target: int, on_done: Any):
         self.n = 0
         self.target = target
-        self.t0 = self.t1 = 0.0
+        self.t0 = self.t1 = self.cpu0 = self.cpu1 = 0.0
         self.on_done = on_done
 
     def __call__(self, event: Any, ctx: Any) -> None:
         n = self.n = self.n + 1
         if n == 1:
             self.t0 = time.perf_counter()
+            self.cpu0 = time.process_time()
         if n == self.target:
             self.t1 = time.perf_counter()
+            self.cpu1 = time.process_time()
             self.on_done()
 
 
-def consume_kpipe(job: dict) -> dict:
+def kpipe_worker(job: dict, handler: Any) -> Any:
+    """The GroupWorker of group bench-<strategy>, compiled as `kpipe run -X ...` would, on a fresh group.
+    With job["metrics"]: measuring, and with statistics every second, as `kpipe run --metrics-port` runs it."""
     from kpipe.compilation.compiled import ClientConfig
-    from kpipe.runtime.worker import GroupWorker, settle_heap
+    from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
+    from kpipe.runtime.worker import GroupWorker
 
     overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}
+    if job.get("metrics"):
+        overrides["statistics.interval.ms"] = str(STATISTICS_INTERVAL_MS)
     project = _project(job, overrides)  # as `kpipe run -X` compiles them
     settings = project.consumer_group(f"bench-{job['strategy']}")  # the real compile path
     # A fresh group per run: the group id, and the group.id compiled from it.
@@ -88,14 +100,21 @@ def consume_kpipe(job: dict) -> dict:
     )
     settings = dataclasses.replace(settings, group_id=job["group"], client=client)
     models = {t: (project.schema_model(s) if s else None) for t, s in settings.topic_schemas.items()}
+    return GroupWorker(settings, models, handler, poll_timeout=POLL_TIMEOUT, metrics=bool(job.get("metrics")))
+
+
+def consume_kpipe(job: dict) -> dict:
+    from kpipe.runtime.worker import settle_heap
+
     holder: list[Any] = []
     counter = Counter(job["events"], lambda: holder[0].stop())
-    worker = GroupWorker(settings, models, counter, poll_timeout=POLL_TIMEOUT)
+    worker = kpipe_worker(job, counter)
     holder.append(worker)
     settle_heap()  # as worker_main does right before run()
     code = worker.run()
     conf = dict(worker.consumer_config)
     return {"code": code, "handled": counter.n, "seconds": counter.t1 - counter.t0, "config": conf,
+            "cpu_seconds": counter.cpu1 - counter.cpu0,
             "commits": worker.commits}  # fmt: skip
 
 
@@ -243,11 +262,237 @@ def produce_raw(job: dict) -> dict:
             "send_seconds": t_sent - t0, "config": conf}  # fmt: skip
 
 
+# --- hot path: the worker's own work per event, metrics on and off ------------------------------------------
+def hotpath(job: dict) -> dict:
+    """The GroupWorker over a stub consumer (no broker, no librdkafka), so only kpipe's per-event work is timed;
+    CPU time of the whole run (process_time), alternating on/off, the minimum of `reps` runs each."""
+    import gc
+
+    from confluent_kafka import Message, TopicPartition
+
+    from kpipe.compilation.compiled import (
+        ClientConfig,
+        CommitPolicy,
+        ConsumerGroupSettings,
+        ErrorPolicy,
+        Setting,
+    )
+    from kpipe.compilation.compiler import commit_settings
+    from kpipe.runtime.worker import GroupWorker
+
+    n, batch = job["events"], job["max_poll_records"]
+    created = int(time.time() * 1000)
+    pool = [Message(topic="t", partition=i % 3, offset=i, key=b"k", value=b"x" * 200, timestamp=(1, created))
+            for i in range(n)]  # fmt: skip
+
+    class StubConsumer:
+        def __init__(self, config: dict, worker: list) -> None:
+            self.position, self.worker, self.callbacks = 0, worker, {}
+
+        def subscribe(self, topics: list, **callbacks: Any) -> None:
+            self.callbacks = callbacks
+
+        def consume(self, count: int, timeout: float) -> list:
+            if self.position == 0:
+                self.callbacks["on_assign"](self, [TopicPartition("t", p) for p in range(3)])
+            if self.position >= n:
+                self.worker[0].stop()
+                return []
+            self.position += batch
+            return pool[self.position - batch : self.position]
+
+        def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
+            pass
+
+        def commit(self, *args: Any, **kwargs: Any) -> list:
+            return []
+
+        def assignment(self) -> list:
+            return []
+
+        def close(self) -> None:
+            pass
+
+    commit = CommitPolicy(job["strategy"], batch_size=1000, interval_ms=5000)
+    conf = {"bootstrap.servers": "stub:9092", "group.id": "g", **commit_settings(commit)}
+    settings = ConsumerGroupSettings(
+        group_id="g", topics=("t",), handler="m:f", instances=1, commit=commit, on_error=ErrorPolicy("skip"),
+        client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
+    )  # fmt: skip
+
+    def one(metrics: bool) -> float:
+        holder: list = []
+        worker = GroupWorker(settings, {}, lambda e, c: None, metrics=metrics,
+                             consumer_factory=lambda config: StubConsumer(config, holder))  # fmt: skip
+        holder.append(worker)
+        gc.collect()
+        started = time.process_time()
+        worker.run()
+        seconds = time.process_time() - started
+        assert worker.handled == n
+        return seconds / n * 1e9
+
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(job["reps"]):
+        for metrics in (False, True) if r % 2 == 0 else (True, False):
+            runs[metrics].append(one(metrics))
+    return {"code": 0, "handled": n, "off_ns": min(runs[False]), "on_ns": min(runs[True])}
+
+
+# --- latency: a producer at a fixed rate in its own process, the consumer here ------------------------------
+LATENCY_WARMUP_NS = 500_000_000  # events sent before the first handled one + this are not counted (the join)
+
+
+def _latency_sender(job: dict) -> Any:
+    """Start the process that produces for this latency run (the same kind of producer as the consumer)."""
+    import subprocess
+
+    sender = {**job, "kind": job["kind"].replace("latency-", "latency-send-")}
+    return subprocess.Popen([sys.executable, __file__, json.dumps(sender)], stdout=subprocess.DEVNULL)
+
+
+def _paced(job: dict, send: Any, poll: Any) -> int:
+    """Send `rate` events a second for `seconds`, each carrying its send time (ns) in `note`, then an end marker.
+    Sends are spread evenly: event i goes out at start + i / rate (late ones go at once, never skipped)."""
+    from projects import event
+
+    pool = [event(i) for i in range(1000)]
+    rate, total = job["rate"], int(job["rate"] * job["seconds"])
+    start = time.perf_counter()
+    for i in range(total):
+        wait = start + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        ev = dict(pool[i % 1000])
+        ev["note"] = str(time.time_ns())
+        send(ev)
+        if i % 100 == 0:
+            poll(0)
+    send({**pool[0], "note": "end"})
+    return total
+
+
+class LatencyRecorder:
+    """The handler both consumers call: note the clock first, then read the event's send time."""
+
+    def __init__(self, on_end: Any):
+        self.pairs: list[tuple[int, int]] = []  # (sent, handler start), ns
+        self.on_end = on_end
+        self.handled = 0
+
+    def __call__(self, event: Any, ctx: Any) -> None:
+        started = time.time_ns()
+        note = json.loads(event)["note"]
+        if note == "end":
+            self.on_end()
+            return
+        self.handled += 1
+        self.pairs.append((int(note), started))
+
+    def result(self) -> dict:
+        first = min((h for _, h in self.pairs), default=0)
+        latencies = sorted(h - s for s, h in self.pairs if s >= first + LATENCY_WARMUP_NS)
+        if not latencies:
+            return {"code": 1, "handled": self.handled, "counted": 0}
+
+        def pct(q: float) -> float:
+            return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1e6  # ms
+
+        return {"code": 0, "handled": self.handled, "counted": len(latencies), "p50_ms": pct(0.50),
+                "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": latencies[-1] / 1e6}  # fmt: skip
+
+
+def latency_kpipe(job: dict) -> dict:
+    from kpipe.runtime.worker import settle_heap
+
+    holder: list[Any] = []
+    recorder = LatencyRecorder(lambda: holder[0].stop())
+    worker = kpipe_worker(job, recorder)
+    holder.append(worker)
+    settle_heap()
+    sender = _latency_sender(job)
+    try:
+        worker.run()
+    finally:
+        sender.wait(60)
+    return {**recorder.result(), "config": dict(worker.consumer_config)}
+
+
+def latency_raw(job: dict) -> dict:
+    from confluent_kafka import Consumer, TopicPartition
+
+    strategy = job["strategy"]
+    conf: dict[str, Any] = {"bootstrap.servers": job["bootstrap"], "group.id": job["group"]}
+    conf.update(COMMON_CONSUMER)
+    conf.update(RAW_ONLY_CONSUMER)
+    conf.update(job.get("extra_config", {}))
+    conf.update({"enable.auto.offset.store": "false", "enable.auto.commit": "false"})
+    consumer = Consumer(conf)
+    consumer.subscribe([job["topic"]])
+    stop = [False]
+    recorder = LatencyRecorder(lambda: stop.__setitem__(0, True))
+    sender = _latency_sender(job)
+    processed: dict[tuple[str, int], int] = {}
+    since = 0
+    last_commit = time.monotonic()
+    try:
+        while not stop[0]:
+            for msg in consumer.consume(job["max_poll_records"], POLL_TIMEOUT):
+                if msg.error() is not None:
+                    continue
+                recorder(msg.value(), msg)
+                if strategy == "per_message":
+                    consumer.commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)],
+                                    asynchronous=False)  # fmt: skip
+                    continue
+                processed[(msg.topic(), msg.partition())] = msg.offset()
+                since += 1
+                # kpipe's batch policy: every batch_size events or interval_ms, whichever comes first.
+                if since >= 1000 or time.monotonic() - last_commit >= 5.0:
+                    consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()],
+                                    asynchronous=False)  # fmt: skip
+                    processed.clear()
+                    since, last_commit = 0, time.monotonic()
+    finally:
+        consumer.close()
+        sender.wait(60)
+    return {**recorder.result(), "config": conf}
+
+
+def latency_send_kpipe(job: dict) -> dict:
+    from kpipe.runtime.producer import open_producer
+
+    producer = open_producer(_project(job), "bench-api", config_overrides={"client.id": "bench-producer"})
+    sent = _paced(job, producer.send, lambda _timeout: None)  # kpipe's producer serves its own callbacks
+    summary = producer.close()
+    return {"code": 0 if summary.ok else 1, "handled": sent}
+
+
+def latency_send_raw(job: dict) -> dict:
+    from confluent_kafka import Producer
+
+    producer = Producer({  # the same librdkafka settings as kpipe's compiled producer
+        "bootstrap.servers": job["bootstrap"], "client.id": "bench-producer", "acks": "all",
+        "retries": "2147483647", "linger.ms": "5", "compression.type": "none", "enable.idempotence": "true",
+    })  # fmt: skip
+
+    def send(ev: dict) -> None:
+        producer.produce(job["topic"], json.dumps(ev, separators=(",", ":")).encode(), ev["customer_id"])
+
+    sent = _paced(job, send, producer.poll)
+    return {"code": 0 if producer.flush(60) == 0 else 1, "handled": sent}
+
+
 JOBS = {
     "consume-kpipe": consume_kpipe,
     "consume-raw": consume_raw,
     "produce-kpipe": produce_kpipe,
     "produce-raw": produce_raw,
+    "hotpath": hotpath,
+    "latency-kpipe": latency_kpipe,
+    "latency-raw": latency_raw,
+    "latency-send-kpipe": latency_send_kpipe,
+    "latency-send-raw": latency_send_raw,
 }
 
 

@@ -5,7 +5,7 @@
     python benchmarks/run.py --runs 5 --cases consumer,producer
     python benchmarks/run.py --bootstrap host:9092   # an external cluster instead of the embedded broker
 
-Cases: consumer, producer, validate, apply, startup, memory (memory reads the consumer runs' peak RSS, so it
+Cases: consumer, producer, validate, apply, startup, memory, metrics (the consumer hot path with metrics on vs off), latency (end to end at a fixed rate; memory reads the consumer runs' peak RSS, so it
 needs `consumer`). Every figure is the median of --runs runs with [min-max]; kpipe and its baseline alternate
 (ABAB...) so drift on a shared machine hits both. Consumer and producer runs each start a fresh process
 (benchmarks/child.py) for kpipe and for the baseline alike, with identical librdkafka settings; a consume run
@@ -40,7 +40,7 @@ import projects  # noqa: E402
 PY = sys.executable
 KPIPE = str(Path(sys.executable).with_name("kpipe"))
 CHILD = str(HERE / "child.py")
-ALL_CASES = ("consumer", "producer", "validate", "apply", "startup", "memory")
+ALL_CASES = ("consumer", "producer", "validate", "apply", "startup", "memory", "metrics", "latency")
 # Keys the harness sets differently on purpose (callbacks are not config); anything else must match.
 IGNORED_CONFIG_KEYS = {"client.id", "group.id", "bootstrap.servers"}
 
@@ -69,6 +69,10 @@ def fmt_value(v: float, unit: str) -> str:
         return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
     if unit == "MB":
         return f"{v:.0f} MB"
+    if unit == "ns":
+        return f"{v:.0f} ns"
+    if unit == "ms":
+        return f"{v:.1f} ms" if v < 100 else f"{v:,.0f} ms"
     return f"{v:g}"
 
 
@@ -171,7 +175,8 @@ class Bench:
         self.admin = Admin(bootstrap)
 
     # -- consumer ----------------------------------------------------------------------------------------
-    def consumer(self) -> None:
+    def preproduced(self) -> str:
+        """A new 3-partition topic holding `events` benchmark events."""
         from confluent_kafka import Producer
 
         topic = f"bench-events-{uuid.uuid4().hex[:6]}"
@@ -189,7 +194,10 @@ class Bench:
             if i % 1000 == 0:
                 producer.poll(0)
         assert producer.flush(60) == 0
-        del producer
+        return topic
+
+    def consumer(self) -> None:
+        topic = self.preproduced()
         dirs = {
             typed: str(projects.runtime_project(self.workdir / f"rt-{typed}", self.bootstrap, topic,
                                                 typed=typed, max_poll_records=self.max_poll_records))
@@ -238,6 +246,100 @@ class Bench:
                 if n == self.events:
                     self.consumer_rss[label] = rss
         self.admin.delete([topic])
+
+    # -- metrics ---------------------------------------------------------------------------------------------
+    def metrics(self) -> None:
+        """The consumer hot path with metrics on (a measuring worker, statistics every second) against the same
+        worker with metrics off: the cost of `kpipe run --metrics-port`. Target >= 0.95x."""
+        topic = self.preproduced()
+        project = str(projects.runtime_project(self.workdir / "rt-metrics", self.bootstrap, topic, typed=False,
+                                               max_poll_records=self.max_poll_records))  # fmt: skip
+        runs = max(self.runs, 9)  # a 5 % effect under this machine's run-to-run spread needs many pairs
+        for strategy in ("batch", "auto"):
+            per_cpu: dict[bool, list[float]] = {True: [], False: []}
+
+            def one(metrics: bool, strategy=strategy, per_cpu=per_cpu) -> float:
+                job = {"kind": "consume-kpipe", "bootstrap": self.bootstrap, "project": project, "topic": topic,
+                       "strategy": strategy, "typed": False, "events": self.events, "metrics": metrics,
+                       "group": f"bench-metrics-{uuid.uuid4().hex[:8]}",
+                       "max_poll_records": self.max_poll_records}  # fmt: skip
+                result = run_child(job)
+                per_cpu[metrics].append(self.events / result["cpu_seconds"])
+                return self.events / result["seconds"]
+
+            label = f"consume {strategy} (no schema) with metrics, {self.events // 1000}k"
+            log(label)
+            on, off = abab(runs, lambda: one(True), lambda: one(False))
+            ratio = paired_ratio(on, off)
+            self.rows.append(Row(label, "ev/s", on, off, "the same worker, metrics off", ratio, f"{ratio:.2f}×",
+                                 "≥ 0.95×", ratio >= 0.95))  # fmt: skip
+            # Events per CPU second of the consumer process (all threads): less shaken by other load than wall time.
+            cpu_ratio = paired_ratio(per_cpu[True], per_cpu[False])
+            self.rows.append(Row("  same, events per CPU second", "ev/s", per_cpu[True], per_cpu[False],
+                                 "metrics off", cpu_ratio, f"{cpu_ratio:.2f}×", "reference"))  # fmt: skip
+            # kpipe's own per-event work alone, without the broker's and the machine's noise.
+            job = {"kind": "hotpath", "strategy": strategy, "events": self.events, "reps": 15,
+                   "max_poll_records": self.max_poll_records}  # fmt: skip
+            stub = run_child(job)
+            share = stub["off_ns"] / stub["on_ns"]
+            self.rows.append(Row(f"  of which kpipe's own work per event ({strategy}, stub consumer)", "ns",
+                                 [stub["on_ns"]], [stub["off_ns"]], "metrics off", share, f"{share:.2f}×",
+                                 "reference"))  # fmt: skip
+        self.notes.append(
+            f"metrics: {runs} pairs each; metrics on = counters and histograms sent in the status snapshots, "
+            "the first event of each batch timed, librdkafka statistics (consumer lag) every second."
+        )
+        self.admin.delete([topic])
+
+    # -- latency ---------------------------------------------------------------------------------------------
+    def latency(self) -> None:
+        """End to end: a producer process sends at a fixed rate, the consumer notes "handler start minus send".
+
+        kpipe's producer + GroupWorker against a raw Producer + Consumer loop with the same librdkafka settings
+        and commit policy. per_message runs at a lower rate: a synchronous commit per event cannot keep up with
+        5,000 events/s on this broker (consume per_message ~3,000/s), on either side.
+        """
+        seconds = 5 if self.args.quick else 20
+        rates = {"batch": 5000, "per_message": 1000}
+        for strategy, rate in rates.items():
+            figures: dict[str, dict[str, list[float]]] = {"latency-kpipe": {}, "latency-raw": {}}
+            configs: dict[str, dict] = {}
+
+            def one(kind: str, strategy=strategy, rate=rate, figures=figures, configs=configs) -> float:
+                topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
+                self.admin.create([topic], 3)
+                project = projects.runtime_project(self.workdir / topic, self.bootstrap, topic, typed=False,
+                                                   max_poll_records=self.max_poll_records)  # fmt: skip
+                job = {"kind": kind, "bootstrap": self.bootstrap, "project": str(project), "topic": topic,
+                       "strategy": strategy, "rate": rate, "seconds": seconds, "events": 0,
+                       "group": f"bench-{kind}-{uuid.uuid4().hex[:8]}",
+                       "max_poll_records": self.max_poll_records}  # fmt: skip
+                try:
+                    result = run_child(job)
+                finally:
+                    self.admin.delete([topic])
+                configs[kind] = result["config"]
+                for q in ("p50_ms", "p99_ms", "p999_ms"):
+                    figures[kind].setdefault(q, []).append(result[q])
+                return result["p50_ms"]
+
+            label = f"latency {strategy}, {rate:,}/s for {seconds} s"
+            log(label)
+            abab(self.runs, lambda: one("latency-kpipe"), lambda: one("latency-raw"))
+            diff = config_diff(configs["latency-kpipe"], configs["latency-raw"])
+            if diff:
+                self.notes.append(f"{label}: librdkafka settings differ: {'; '.join(diff)}")
+            for q, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_ms", "p99.9")):
+                k, b = figures["latency-kpipe"][q], figures["latency-raw"][q]
+                ratio = paired_ratio(k, b)
+                case = f"{label}: {name}" if name == "p50" else f"  {name}"
+                self.rows.append(Row(case, "ms", k, b, "raw Producer + Consumer, same settings", ratio,
+                                     f"{ratio:.2f}×", "report"))  # fmt: skip
+        self.notes.append(
+            "latency: handler start minus producer send (both clocks are the same machine's wall clock), over "
+            "the events sent from 0.5 s after the first one was handled (the group join is left out); linger.ms=5 "
+            "(kpipe's default) on both producers, fetch.wait.max.ms=50 on both consumers."
+        )
 
     # -- memory ---------------------------------------------------------------------------------------------
     def memory(self) -> None:
@@ -582,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
 
     broker = None
     bootstrap = args.bootstrap
-    needs_broker = any(c in cases for c in ("consumer", "producer", "apply", "memory"))
+    needs_broker = any(c in cases for c in ("consumer", "producer", "apply", "memory", "metrics", "latency"))
     if not bootstrap and needs_broker:
         from kpipe.local.broker import start_local_broker
 

@@ -11,6 +11,7 @@
     ├── SchemaModelImportError      exit 1  a schema named as `module:Class` cannot be imported
     ├── GitFailed                   exit 2  git refused a command (`validate --against`); callers reword it
     ├── UnsafePlanRefused           exit 4  the plan holds changes kpipe will not make unasked
+    ├── LagExceeded                 exit 2  `status --max-lag`: a group is further behind than allowed
     └── LocalBrokerError            exit 3  the embedded broker could not be started
 
 Library errors (confluent_kafka.KafkaException, pydantic.ValidationError, yaml errors) are translated into
@@ -37,6 +38,8 @@ EXIT_CLUSTER = 3
 EXIT_UNSAFE = 4
 # `plan --detailed-exitcode` borrows Terraform's convention: 2 means "changes pending".
 EXIT_CHANGES_PENDING = 2
+# `status --max-lag N`: a selected group's total lag is above N (for cron and CI alerts).
+EXIT_LAG_EXCEEDED = 2
 
 
 class KpipeError(Exception):
@@ -79,6 +82,12 @@ class BrokerUnreachable(ClusterError):
 
 class UnsafePlanRefused(KpipeError):
     exit_code = EXIT_UNSAFE
+
+
+class LagExceeded(KpipeError):
+    """`kpipe status --max-lag N`: at least one selected consumer group is more than N events behind."""
+
+    exit_code = EXIT_LAG_EXCEEDED
 
 
 class LocalBrokerError(KpipeError):

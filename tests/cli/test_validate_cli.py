@@ -187,7 +187,14 @@ def test_schema_is_json_schema_of_the_file_format(tmp_path: Path) -> None:
     document = json.loads(out)
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert document["additionalProperties"] is False
-    assert set(document["properties"]) == {"cluster", "schemas", "topics", "producers", "consumers"}
+    assert set(document["properties"]) == {
+        "cluster",
+        "schemas",
+        "topics",
+        "producers",
+        "consumers",
+        "metrics",
+    }
     topic = document["$defs"]["TopicSpecModel"]
     assert topic["required"] == ["partitions"]
     assert topic["properties"]["partitions"]["minimum"] == 1

@@ -78,6 +78,12 @@ def test_dev_demo_handles_every_sample_event_then_stops_cleanly(tmp_path: Path) 
             message=lambda: "".join(lines[-20:]),
         )
         assert process.poll() is None, "".join(lines)
+
+        def caught_up() -> bool:  # the table's lag column, from the workers' librdkafka statistics
+            groups = _totals([line for line in lines if line.startswith("status: ")][-1])
+            return all(g.get("lag") == 0 for g in groups.values())
+
+        wait_for(caught_up, timeout=30, message=lambda: "".join(lines[-5:]))
         final = _totals([line for line in lines if line.startswith("status: ")][-1])
         # The poison events and the customer whose payments the example handler refuses: dead-lettered by the
         # group with a dead-letter topic, skipped by analytics (on_error: skip), none lost by either.

@@ -142,7 +142,7 @@ def test_explain_shows_exactly_what_the_worker_passes_to_the_consumer(
     assert worker.run() == 0
     [config] = given
     callbacks = {k for k in config if not isinstance(config[k], str)}
-    assert callbacks == {"error_cb", "logger"}
+    assert callbacks == {"error_cb", "logger", "on_commit"}  # on_commit: auto's background commits, counted
     passed = {k: v for k, v in config.items() if k not in callbacks}
 
     args = ["explain", "billing", str(root), "-b", "b9:9092", "--instance", "1", "--format", "json"]

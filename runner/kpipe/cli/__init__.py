@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plan": ("kpipe.cli.plan_cmd:plan", "Compare declared topics with the cluster; show the changes."),
     "apply": ("kpipe.cli.plan_cmd:apply", "Create or update topics so the cluster matches the files."),
+    "status": (
+        "kpipe.cli.status_cmd:status",
+        "Show consumer groups' state, members and lag, and whether declared topics are in sync.",
+    ),
     "run": ("kpipe.cli.run_cmd:run", "Run consumer groups as supervised worker processes."),
     "produce": ("kpipe.cli.run_cmd:produce", "Send JSON-lines events through a declared producer."),
     "broker": ("kpipe.cli.dev_cmd:broker", "Run the embedded local Kafka-protocol broker in the foreground."),

@@ -71,6 +71,18 @@ create_topics_option = click.option(
     help="Run N workers per group instead of the files' instances (a Kubernetes pod runs 1; its "
     "Deployment's replicas make the group's size).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve Prometheus /metrics, /healthz and /readyz on this port (default: the files' metrics.port; "
+    "none: no server).",
+)
+@click.option(
+    "--metrics-host",
+    metavar="HOST",
+    help="Address the metrics server listens on (default: the files' metrics.host, else 127.0.0.1).",
+)
 def run(
     options: ProjectOptions,
     groups: tuple[str, ...],
@@ -80,6 +92,8 @@ def run(
     create_topics: bool | None,
     shutdown_timeout: float,
     instances: int | None,
+    metrics_port: int | None,
+    metrics_host: str | None,
 ) -> None:
     """Run consumer groups: one worker process per instance, restarted if it dies, stopped by SIGTERM/Ctrl-C.
 
@@ -96,6 +110,12 @@ def run(
     project = options.load()
     extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
     selected = _select_groups(project, groups)
+    metrics = project.metrics_settings(metrics_port, metrics_host)
+    if metrics.port is not None and "statistics.interval.ms" not in dict(extra_config):
+        # Consumer lag comes from librdkafka's statistics; compiled in like -X, so the worker runs exactly it.
+        from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
+
+        extra_config += (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
     workers = sum(instances or g.instances for g in selected)
@@ -121,16 +141,36 @@ def run(
         bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
+        metrics=metrics.port is not None,
         embedded_broker=project.embedded_broker,
     )
     supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout, summary_every=SUMMARY_EVERY_S)
-    if supervisor.run() != 0:
+    server = _metrics_server(project, supervisor, selected, metrics)
+    try:
+        code = supervisor.run()
+    finally:
+        if server is not None:
+            server.close()
+    if code != 0:
         unclean = [
             f"{group}[{instance}] {view.state}"
             for (group, instance), view in sorted(supervisor.snapshot().items())
             if view.state != "stopped"
         ]
         raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
+
+
+def _metrics_server(project: Any, supervisor: Any, groups: list[Any], settings: Any) -> Any:
+    """The /metrics, /healthz and /readyz server, when a port is given (flag or the files' metrics.port)."""
+    if settings.port is None:
+        return None
+    from kpipe.observe.health import MetricsServer, partitions_by_group
+
+    server = MetricsServer(
+        supervisor, settings.host, settings.port, partitions_by_group(groups, project.topic_specs())
+    )
+    log.info("serving metrics on %s/metrics (health: /healthz, /readyz)", server.url)
+    return server
 
 
 def ensure_topics(

@@ -125,6 +125,14 @@ class ConsumerGroupSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Where `kpipe run` serves /metrics, /healthz and /readyz; port None: no server."""
+
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class Provisioning:
     """The topics a command's clients use (what `run` and `produce` make sure exist before they start)."""
 

@@ -26,6 +26,7 @@ from kpipe.compilation.compiled import (
     CommitPolicy,
     ConsumerGroupSettings,
     ErrorPolicy,
+    MetricsSettings,
     ProducerSettings,
     Provisioning,
     Setting,
@@ -293,6 +294,17 @@ def compile_topics(project: ProjectSpec) -> list[TopicSpec]:
             implicit=True,
         )
     return [topics[n] for n in sorted(topics)]
+
+
+def compile_metrics(
+    project: ProjectSpec, port_override: int | None = None, host_override: str | None = None
+) -> MetricsSettings:
+    """The files' `metrics:` section, with `kpipe run --metrics-port/--metrics-host` winning over it."""
+    declared = project.metrics_spec
+    return MetricsSettings(
+        port=port_override if port_override is not None else declared.port,
+        host=host_override or declared.host,
+    )
 
 
 def compile_provisioning(

@@ -23,6 +23,7 @@ from kpipe.compilation import compiler
 from kpipe.compilation.compiled import (
     ClientConfig,
     ConsumerGroupSettings,
+    MetricsSettings,
     ProducerSettings,
     Provisioning,
     TopicSpec,
@@ -222,6 +223,10 @@ class Project:
 
     def cluster_client_config(self) -> ClientConfig:
         return compiler.compile_cluster_client(self.spec, self.bootstrap_override)
+
+    def metrics_settings(self, port: int | None = None, host: str | None = None) -> MetricsSettings:
+        """Where `kpipe run` serves metrics: the files' `metrics:` section, overridden by `port`/`host`."""
+        return compiler.compile_metrics(self.spec, port, host)
 
     def producer_names(self) -> list[str]:
         return sorted(self.spec.producers)

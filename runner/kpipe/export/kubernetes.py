@@ -29,9 +29,10 @@ from kpipe.export.environment import EnvVar
 from kpipe.export.sources import ProjectFile, below, project_files, project_root, refuse_literal_secrets
 from kpipe.export.topology import Topology, partitions_read
 from kpipe.model import librdkafka as props
+from kpipe.observe import DEFAULT_METRICS_PORT
 
-# The observability issue's default port (kpipe.observe.DEFAULT_METRICS_PORT once that lands).
-METRICS_PORT = 9464
+# The port `kpipe run --metrics-port` serves /metrics, /healthz and /readyz on in the manifests.
+METRICS_PORT = DEFAULT_METRICS_PORT
 # The pod outlives `kpipe run --shutdown-timeout` by this much, so the workers' own deadline fires first.
 GRACE_MARGIN_S = 15
 DEFAULT_REQUESTS = {"cpu": "100m", "memory": "256Mi"}

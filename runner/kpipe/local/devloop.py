@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kpipe.compilation.project import Project
+from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
 from kpipe.runtime.protocol import WorkerSpec
 from kpipe.runtime.protocol import worker_specs as make_worker_specs
 from kpipe.runtime.supervisor import Supervisor, WorkerView
@@ -24,6 +25,8 @@ log = logging.getLogger("kpipe.dev")
 
 # Fast group joins on the embedded broker come from the compiler's "embedded broker default" layer: the workers
 # are told they talk to it (WorkerSpec.embedded_broker) and get them, as `kpipe run` and `kpipe explain` do.
+# The table's lag column: librdkafka statistics every second, which the workers' meters read.
+DEV_STATISTICS = (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
 
 
 @dataclass
@@ -38,6 +41,8 @@ class GroupRow:
     last_commit_at: float | None = None
     partitions: list[str] = field(default_factory=list)
     rate: float = 0.0
+    # Events behind the log end over the group's partitions (librdkafka statistics); None until reported.
+    lag: int | None = None
 
     @property
     def done(self) -> int:
@@ -60,6 +65,10 @@ def group_rows(
             row.dead_lettered += status.dead_lettered
             row.skipped += status.skipped
             row.partitions += [f"{t}[{p}]" for t, p in status.assigned]
+            if status.lag and view.state == "running":
+                held = set(status.assigned)
+                behind = sum(n for t, p, n in status.lag if (t, p) in held)
+                row.lag = behind + (row.lag or 0)
             if status.last_commit_at and (
                 row.last_commit_at is None or status.last_commit_at > row.last_commit_at
             ):
@@ -84,12 +93,13 @@ def render_table(
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        caption="inst = running/declared, dead = dead-lettered, commit = time since the last",
+        caption="inst = running/declared, lag = events not yet committed, dead = dead-lettered, "
+        "ev/s = handled per second, commit = time since the last, rst = restarts",
         caption_justify="left",
     )
     # The partitions go under the group's name: a column of their own does not fit in 80 columns.
     table.add_column("group", overflow="fold", min_width=12, max_width=32)
-    for name in ("inst", "handled", "rate/s", "dead", "skip", "commit", "restarts"):
+    for name in ("inst", "handled", "ev/s", "lag", "dead", "skip", "commit", "rst"):
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for row in rows.values():
         # librdkafka's auto-commit happens in the background, so the worker has no commit time to report.
@@ -105,6 +115,7 @@ def render_table(
             f"{row.running}/{row.instances}",
             str(row.handled),
             f"{row.rate:.0f}",
+            "-" if row.lag is None else str(row.lag),
             str(row.dead_lettered),
             str(row.skipped),
             ago,
@@ -138,6 +149,7 @@ def partition_ranges(partitions: list[str]) -> str:
 def status_line(rows: dict[str, GroupRow]) -> str:
     return "status: " + "; ".join(
         f"{r.group} handled={r.handled} dead_lettered={r.dead_lettered} skipped={r.skipped} running={r.running}/{r.instances}"
+        + ("" if r.lag is None else f" lag={r.lag}")
         for r in rows.values()
     )
 
@@ -190,6 +202,8 @@ def worker_specs(
         values_files=(str(v) for v in values_files),
         bootstrap_override=project.bootstrap_servers,
         embedded_broker=local,
+        extra_consumer_config=DEV_STATISTICS,
+        metrics=True,
     )
 
 

@@ -32,7 +32,7 @@ class Declared(Generic[T]):
 
     @property
     def path(self) -> tuple[str, ...]:
-        return (self.section,) if self.section == "cluster" else (self.section, self.name)
+        return (self.section,) if self.section in SINGLETONS else (self.section, self.name)
 
     @property
     def position(self) -> Position:
@@ -58,6 +58,7 @@ class ProjectSpec:
     topics: dict[str, Declared[spec.TopicSpecModel]] = field(default_factory=dict)
     producers: dict[str, Declared[spec.ProducerSpec]] = field(default_factory=dict)
     consumers: dict[str, Declared[spec.ConsumerGroupSpec]] = field(default_factory=dict)
+    metrics: Declared[spec.MetricsSpec] | None = None
     # Names whose declaration was invalid (already reported): they exist for reference checks.
     broken: dict[str, dict[str, Position]] = field(default_factory=lambda: {s: {} for s in NOUN})
 
@@ -73,11 +74,17 @@ class ProjectSpec:
     def cluster_spec(self) -> spec.ClusterSpec:
         return self.cluster.spec if self.cluster else spec.ClusterSpec()
 
+    @property
+    def metrics_spec(self) -> spec.MetricsSpec:
+        return self.metrics.spec if self.metrics else spec.MetricsSpec()
+
 
 NOUN = {"schemas": "schema", "topics": "topic", "producers": "producer", "consumers": "consumer group"}
 
 
 SECTIONS = ("schemas", "topics", "producers", "consumers")
+# Sections that hold one object for the whole project rather than named entries.
+SINGLETONS = ("cluster", "metrics")
 
 
 def assemble(documents: list[SourceDocument]) -> tuple[ProjectSpec, list[Diagnostic]]:
@@ -87,8 +94,7 @@ def assemble(documents: list[SourceDocument]) -> tuple[ProjectSpec, list[Diagnos
         if not isinstance(document.data, dict):
             diagnostics.append(
                 error(
-                    "a pipeline file must be a mapping with sections "
-                    "(cluster, schemas, topics, producers, consumers)",
+                    "a pipeline file must be a mapping with sections (" + ", ".join(spec.SECTION_NAMES) + ")",
                     Position(document.display, 1, 1),
                     code="file-not-mapping",
                 )
@@ -96,25 +102,26 @@ def assemble(documents: list[SourceDocument]) -> tuple[ProjectSpec, list[Diagnos
             continue
         try:
             parsed = spec.PipelineFile.model_validate(document.data)
-            cluster = parsed.cluster
+            singles = {s: getattr(parsed, s) for s in SINGLETONS}
             sections = {s: dict(getattr(parsed, s)) for s in SECTIONS}
         except ValidationError as exc:
             diagnostics.extend(translate(exc, document.data, document.positions))
-            cluster, sections = _salvage(document.data)
-        _merge(project, cluster, sections, document, diagnostics)
+            singles, sections = _salvage(document.data)
+        _merge(project, singles, sections, document, diagnostics)
     return project, diagnostics
 
 
-def _salvage(data: dict) -> tuple[spec.ClusterSpec | None, dict[str, dict[str, Any]]]:
+def _salvage(data: dict) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Keep the entries that are valid on their own so cross-reference checks still run on them.
 
     An invalid entry is kept as None: its name exists (references to it are not also reported), its
     contents were already reported.
     """
-    cluster = None
-    if isinstance(data.get("cluster"), dict):
-        with contextlib.suppress(ValidationError):
-            cluster = spec.PipelineFile.model_validate({"cluster": data["cluster"]}).cluster
+    singles: dict[str, Any] = dict.fromkeys(SINGLETONS)
+    for single in SINGLETONS:
+        if isinstance(data.get(single), dict):
+            with contextlib.suppress(ValidationError):
+                singles[single] = getattr(spec.PipelineFile.model_validate({single: data[single]}), single)
     sections: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:
         entries = data.get(section)
@@ -129,27 +136,30 @@ def _salvage(data: dict) -> tuple[spec.ClusterSpec | None, dict[str, dict[str, A
             except ValidationError:
                 kept[name] = None
         sections[section] = kept
-    return cluster, sections
+    return singles, sections
 
 
 def _merge(
     project: ProjectSpec,
-    cluster: spec.ClusterSpec | None,
+    singles: dict[str, Any],
     sections: dict[str, dict[str, Any]],
     document: SourceDocument,
     diagnostics: list[Diagnostic],
 ) -> None:
-    if cluster is not None:
-        if project.cluster is not None:
+    for single, value in singles.items():
+        if value is None:
+            continue
+        first: Declared | None = getattr(project, single)
+        if first is not None:
             diagnostics.append(
                 error(
-                    f"'cluster' is declared twice (first at {project.cluster.document.positions.locate(('cluster',), prefer='key')})",
-                    document.positions.locate(("cluster",), prefer="key"),
+                    f"'{single}' is declared twice (first at {first.position})",
+                    document.positions.locate((single,), prefer="key"),
                     code="duplicate-name",
                 )
             )
         else:
-            project.cluster = Declared("cluster", cluster, document, "cluster")
+            setattr(project, single, Declared(single, value, document, single))
     for section, entries in sections.items():
         target: dict[str, Declared] = getattr(project, section)
         for name, value in entries.items():

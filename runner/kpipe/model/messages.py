@@ -62,6 +62,8 @@ def model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
     head, rest = path[0], path[1:]
     if head == "cluster" and rest == ():
         return spec.ClusterSpec
+    if head == "metrics" and rest == ():
+        return spec.MetricsSpec
     if len(rest) == 1:
         if head == "topics":
             return spec.TopicSpecModel
@@ -100,8 +102,8 @@ def subject(path: tuple[Any, ...]) -> str:
     """Who the error is about: "topic 'orders'", "consumer group 'billing'", "the file"."""
     if len(path) >= 2 and path[0] in SECTION_NOUN:
         return f"{SECTION_NOUN[path[0]]} '{path[1]}'"
-    if path and path[0] == "cluster":
-        return "cluster"
+    if path and path[0] in ("cluster", "metrics"):
+        return path[0]
     return "file"
 
 
@@ -110,7 +112,7 @@ def _field_label(path: tuple[Any, ...]) -> str:
         path[2:]
         if len(path) >= 2 and path[0] in SECTION_NOUN
         else path[1:]
-        if path and path[0] == "cluster"
+        if path and path[0] in ("cluster", "metrics")
         else path
     )
     return ".".join(str(p) for p in rest)

@@ -244,6 +244,19 @@ class ConsumerGroupSpec(Strict):
         return value
 
 
+class MetricsSpec(Strict):
+    """Where `kpipe run` serves Prometheus metrics, /healthz and /readyz (its --metrics-port/--metrics-host win)."""
+
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of the metrics and health server (unset: no server)."
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the metrics server listens on (0.0.0.0 for every interface, e.g. in a container).",
+    )
+
+
 class PipelineFile(Strict):
     """One pipeline file. Every section is optional; names are global across the project's files."""
 
@@ -252,6 +265,7 @@ class PipelineFile(Strict):
     topics: dict[str, TopicSpecModel] = Field(default_factory=dict)
     producers: dict[str, ProducerSpec] = Field(default_factory=dict)
     consumers: dict[str, ConsumerGroupSpec] = Field(default_factory=dict)
+    metrics: MetricsSpec | None = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -266,4 +280,4 @@ class PipelineFile(Strict):
         return {} if value is None else value
 
 
-SECTION_NAMES = ("cluster", "schemas", "topics", "producers", "consumers")
+SECTION_NAMES = ("cluster", "schemas", "topics", "producers", "consumers", "metrics")

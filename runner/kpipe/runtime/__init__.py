@@ -1,4 +1,5 @@
-"""Stage 6, runtime: consumer-group workers, their supervisor, the producer, handlers and serialisation.
+"""Stage 6, runtime: consumer-group workers, their supervisor, the producer, handlers and serialisation, and
+what a worker measures for metrics (`meter`).
 The only stage (with topics.cluster and local) that imports confluent_kafka.
 
 May import: kpipe.topics and everything below it.

@@ -40,8 +40,70 @@ class WorkerSpec:
     # long a worker has between SIGTERM and SIGKILL.
     state_dir: str | None = None
     shutdown_timeout: float = 30.0
+    # Measure for Prometheus (kpipe run --metrics-port): histograms, and consumer lag from statistics.
+    metrics: bool = False
     # bootstrap_override is kpipe's embedded broker (`local`, resolved): compile its consumer defaults in.
     embedded_broker: bool = False
+
+
+# Upper bounds (seconds) of the histogram buckets a worker counts into; the last bucket is +Inf.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+AGE_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Observations counted into fixed buckets: counts[i] for values <= bounds[i] (and above bounds[i-1]);
+    the last count is for values above every bound. Per-bucket, not cumulative, so two add up bucket by bucket."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...] = ()
+    sum: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def __add__(self, other: Histogram) -> Histogram:
+        if not other.counts:
+            return self
+        if not self.counts:
+            return other
+        if other.bounds != self.bounds:
+            raise ValueError("histograms with different buckets do not add up")
+        return Histogram(
+            self.bounds,
+            tuple(a + b for a, b in zip(self.counts, other.counts, strict=True)),
+            self.sum + other.sum,
+        )
+
+
+@dataclass(frozen=True)
+class WorkerCounters:
+    """Cumulative counts of one worker process, or summed over every process a group instance has had (the
+    supervisor adds a dead process's last counts to its successor's, so they never go backwards)."""
+
+    handled: int = 0  # handler returned normally
+    failed: int = 0  # processing failed for good (schema or handler, after retries)
+    retried: int = 0  # handler calls repeated after a failure
+    dead_lettered: int = 0
+    skipped: int = 0
+    commits: int = 0
+    commit_failures: int = 0
+    rebalances: int = 0  # assignments and revocations
+    handler_seconds: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    commit_seconds: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    # Now minus the event's timestamp when its handler starts: the end-to-end latency users feel.
+    event_age_seconds: Histogram = field(default_factory=lambda: Histogram(AGE_BUCKETS))
+
+    def __add__(self, other: WorkerCounters) -> WorkerCounters:
+        return WorkerCounters(
+            **{name: getattr(self, name) + getattr(other, name) for name in self.__dataclass_fields__}
+        )
 
 
 @dataclass(frozen=True)
@@ -61,6 +123,21 @@ class WorkerStatus:
     error: str | None = None
     # A handler call running for long: "orders[0]@42 for 35 s" (the supervisor names it if it must kill).
     busy: str | None = None
+    # Everything a worker counts for metrics; None from a worker that does not count them.
+    counters: WorkerCounters | None = None
+    # Consumer lag per assigned partition, (topic, partition, lag), from librdkafka's statistics.
+    lag: tuple[tuple[str, int, int], ...] = ()
+
+    def totals(self) -> WorkerCounters:
+        """This process's counters; from the fields every worker reports when it sends no `counters`."""
+        if self.counters is not None:
+            return self.counters
+        return WorkerCounters(
+            handled=self.handled,
+            dead_lettered=self.dead_lettered,
+            skipped=self.skipped,
+            commits=self.committed,
+        )
 
 
 def worker_specs(
@@ -72,6 +149,7 @@ def worker_specs(
     bootstrap_override: str | None = None,
     log_format: str = "text",
     extra_consumer_config: Iterable[tuple[str, str]] = (),
+    metrics: bool = False,
     embedded_broker: bool = False,
 ) -> list[WorkerSpec]:
     """One WorkerSpec per instance of each (group id, instances) pair, all loading the same project."""
@@ -82,6 +160,7 @@ def worker_specs(
         "bootstrap_override": bootstrap_override,
         "log_format": log_format,
         "extra_consumer_config": tuple(extra_consumer_config),
+        "metrics": metrics,
         "embedded_broker": embedded_broker,
     }
     return [

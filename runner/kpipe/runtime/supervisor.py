@@ -46,6 +46,7 @@ from kpipe.runtime.protocol import (
     WORKER_EXIT_HALT,
     WORKER_EXIT_HUNG,
     WORKER_EXIT_OK,
+    WorkerCounters,
     WorkerSpec,
     WorkerStatus,
 )
@@ -66,6 +67,8 @@ _EXIT_MEANINGS = {
 }
 # How often shutdown says which workers it is still waiting for.
 _PROGRESS_EVERY = 5.0
+# The loop wakes at least this often, so `seconds_since_loop()` tells a health check it is alive.
+HEARTBEAT_EVERY = 2.0
 
 
 def describe_exit(
@@ -143,6 +146,8 @@ class WorkerView:
     restarts: int
     last_exit: str | None  # describe_exit() of the previous process, if one ended
     status: WorkerStatus | None  # the latest snapshot the current (or last) process sent
+    # Counters summed over every process this slot has run, so they never go backwards across restarts.
+    counters: WorkerCounters = field(default_factory=WorkerCounters)
 
 
 class StatusChannel:
@@ -176,8 +181,8 @@ class _Slot:
     oom_kills_at_start: int | None = None
     last_exit: str | None = None
     status: WorkerStatus | None = None
-    # (handled, dead_lettered, skipped) reported by the slot's earlier processes, for the run's summary.
-    carried: tuple[int, int, int] = (0, 0, 0)
+    # The counters of the slot's processes that have ended.
+    retired: WorkerCounters = field(default_factory=WorkerCounters)
 
     @property
     def label(self) -> str:
@@ -227,6 +232,7 @@ class Supervisor:
         self._wake_closed = False
         # This run's directory for state the workers share (hung-handler counts); removed when the run ends.
         self._state_dir: str | None = None
+        self._loop_at: float | None = None  # monotonic time of the loop's latest turn while run() runs
         self._summary_every = summary_every
         self._summary_at: float | None = None
         self._summary_last: tuple[float, dict[str, GroupTotals]] = (0.0, {})
@@ -238,21 +244,20 @@ class Supervisor:
         with self._lock:
             return {(s.spec.group, s.spec.instance): self._view(s) for s in self._slots}
 
+    def seconds_since_loop(self) -> float | None:
+        """How long ago the supervising loop last turned (it turns at least every HEARTBEAT_EVERY seconds);
+        None before run() starts it and after it ends."""
+        at = self._loop_at
+        return None if at is None else time.monotonic() - at
+
     def totals(self) -> dict[str, GroupTotals]:
         """Per group: events handled, dead-lettered and skipped so far (restarted workers included)."""
         with self._lock:
             rows = []
             for s in self._slots:
-                status = s.status
-                handled, dead, skipped = s.carried
-                if status is not None:
-                    handled, dead, skipped = (
-                        handled + status.handled,
-                        dead + status.dead_lettered,
-                        skipped + status.skipped,
-                    )
-                running = s.process is not None and status is not None and status.state == "running"
-                rows.append((s.spec.group, running, handled, dead, skipped))
+                c = _counters(s)
+                running = s.process is not None and s.status is not None and s.status.state == "running"
+                rows.append((s.spec.group, running, c.handled, c.dead_lettered, c.skipped))
         return GroupTotals.of(rows)
 
     def _log_summary(self, now: float) -> None:
@@ -280,7 +285,7 @@ class Supervisor:
         previous = self._install_signals() if install_signals else {}
         self._state_dir = tempfile.mkdtemp(prefix="kpipe-run-")
         try:
-            started = time.monotonic()
+            started = self._loop_at = time.monotonic()
             self._summary_last = (started, {})
             if self._summary_every:
                 self._summary_at = started + self._summary_every
@@ -291,6 +296,7 @@ class Supervisor:
                 for line in summary_lines(self.totals(), {}, time.monotonic() - started, final=True):
                     log.info(line)
         finally:
+            self._loop_at = None
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._kill_all(reap=False)  # only does anything if the loop ended on an exception
@@ -305,20 +311,21 @@ class Supervisor:
     def _loop(self) -> None:
         last_progress = time.monotonic()
         while True:
+            self._loop_at = time.monotonic()
             self._handle_stop_requests()
             alive = [s for s in self._slots if s.alive]
             pending = [s for s in self._slots if s.restart_at is not None]
             if not alive and not pending:
                 break
             now = time.monotonic()
-            deadlines = [s.restart_at for s in pending]
+            deadlines = [s.restart_at for s in pending] + [now + HEARTBEAT_EVERY]
             if self._shutdown_deadline is not None:
                 # The first "still waiting" comes _PROGRESS_EVERY after the stop began, not at once.
                 last_progress = max(last_progress, self._shutdown_deadline - self._shutdown_timeout)
                 deadlines += [self._shutdown_deadline, last_progress + _PROGRESS_EVERY]
             elif self._summary_at is not None:
                 deadlines.append(self._summary_at)
-            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            timeout = max(0.0, min(deadlines) - now)
 
             waitables: list[Any] = [self._wake_r]
             for s in alive:
@@ -400,13 +407,6 @@ class Supervisor:
     def _start(self, slot: _Slot) -> None:
         with self._lock:
             slot.restart_at = None
-            if slot.status is not None:  # what the previous process did still counts
-                h, d, k = slot.carried
-                slot.carried = (
-                    h + slot.status.handled,
-                    d + slot.status.dead_lettered,
-                    k + slot.status.skipped,
-                )
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_worker_entry,
@@ -452,6 +452,8 @@ class Supervisor:
         with self._lock:
             slot.process = None
             slot.last_exit = reason
+            if slot.status is not None:
+                slot.retired = slot.retired + slot.status.totals()
         process.close()
         message = "%s (pid %s) %s"
         args = (slot.label, pid, reason)
@@ -588,6 +590,8 @@ class Supervisor:
                 s.process.join()
                 with self._lock:
                     s.process = None
+                    if s.status is not None:
+                        s.retired = s.retired + s.status.totals()
                     s.outcome = s.outcome or "killed"
 
     # -- results --------------------------------------------------------------------------------------------
@@ -613,6 +617,7 @@ class Supervisor:
             restarts=slot.restarts,
             last_exit=slot.last_exit,
             status=slot.status,
+            counters=_counters(slot),
         )
 
 
@@ -647,6 +652,13 @@ def _exit_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
         sys.exit(WORKER_EXIT_OK)
+
+
+def _counters(slot: _Slot) -> WorkerCounters:
+    """What the slot's processes have done: the ended ones' counts plus the running one's latest."""
+    if slot.process is not None and slot.status is not None:  # else already counted in `retired`
+        return slot.retired + slot.status.totals()
+    return slot.retired
 
 
 def _extra(slot: _Slot, exitcode: int | None = None) -> dict[str, Any]:

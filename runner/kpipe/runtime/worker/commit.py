@@ -39,6 +39,8 @@ class CommitStrategy(Protocol):
     `forget(keys)` for partitions revoked or lost."""
 
     name: ClassVar[str]
+    # True when librdkafka commits in the background: the worker counts those commits from on_commit.
+    commits_in_background: ClassVar[bool]
 
     def begin_batch(self) -> Callable[[Any], None]: ...
 
@@ -61,6 +63,7 @@ class _Strategy:
     """What every strategy is built with."""
 
     name: ClassVar[str]
+    commits_in_background: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -94,6 +97,7 @@ class AutoCommit(_Strategy):
     """librdkafka commits the offset store every interval; the worker stores processed offsets."""
 
     name = "auto"
+    commits_in_background = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -123,15 +127,16 @@ class AutoCommit(_Strategy):
         """Commit the offset store now (revocation, shutdown) rather than at the next interval."""
         if self._deferred:
             self._store_deferred()
+        started = time.perf_counter()
         try:
             with self._watchdog.blocking("commit"):
                 results = self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
+                self._counters.commit_failed(time.perf_counter() - started, error=exc.args[0].str())
                 log.warning("commit on %s failed: %s", reason, exc.args[0].str())
-                self._counters.commit_failed(exc.args[0].str())
             return
-        self._counters.committed()
+        self._counters.committed(time.perf_counter() - started)
         log.info("committed %s (%s)", describe(results or ()), reason)
 
     def _store_deferred(self) -> None:
@@ -168,25 +173,29 @@ class _ExplicitCommit(_Strategy):
         offsets = commit_list(self.processed, only)
         if not offsets:
             return True
+        started = time.perf_counter()
         try:
             with self._watchdog.blocking("commit"):
                 results = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = exc.args[0]
+            self._counters.commit_failed(time.perf_counter() - started, error=err.str())
             self._limited(logging.WARNING, ("commit", err.code()), "commit of %s failed: %s",
                           describe(offsets), err.str())  # fmt: skip
-            self._counters.commit_failed(err.str())
             return False
         failed = {(tp.topic, tp.partition): tp for tp in results or () if tp.error is not None}
         for tp in offsets:
             key = (tp.topic, tp.partition)
             if self.processed.get(key) == tp.offset - 1 and key not in failed:
                 del self.processed[key]
+        seconds = time.perf_counter() - started
         if failed:
             first = next(iter(failed.values()))
             self._limited(logging.WARNING, ("commit", "partial"), "commit failed for %s: %s",
                           describe(failed.values()), first.error.str())  # fmt: skip
-        self._counters.committed()  # some partitions at least: the cluster is answering
+            self._counters.commit_failed(seconds, error=first.error.str())
+        else:
+            self._counters.committed(seconds)
         if reason:
             log.info("committed %s (%s)", describe(offsets), reason)
         else:

@@ -8,9 +8,10 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as KafkaProducer
 from pydantic import BaseModel
 
@@ -19,8 +20,15 @@ from kpipe.compilation.compiler import commit_settings
 from kpipe.logs import RateLimitedLog
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
 from kpipe.runtime.hangs import HangBook
+from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.producer import LibrdkafkaLog
-from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
+from kpipe.runtime.protocol import (
+    WORKER_EXIT_CRASH,
+    WORKER_EXIT_HALT,
+    WORKER_EXIT_OK,
+    WorkerCounters,
+    WorkerStatus,
+)
 from kpipe.runtime.worker.commit import STRATEGIES, CommitStrategy
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
@@ -74,6 +82,7 @@ class GroupWorker:
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         state_dir: str | None = None,
         exit_process: Callable[[int], None] | None = None,
+        metrics: bool = False,
     ):
         """state_dir: the run's shared state (hung-handler counts, kpipe.runtime.hangs); None keeps them in
         memory. exit_process(code): how the worker process ends at once when a handler hangs or will not
@@ -99,6 +108,8 @@ class GroupWorker:
         self._rng = rng
         self.state = "starting"
         self.counters = Counters()
+        # Histograms and lag for Prometheus; None keeps the hot path free of any timing.
+        self.meter = WorkerMeter() if metrics else None
         self._control = Control()
         self._limited = RateLimitedLog(log)
         bootstrap = self.consumer_config.get("bootstrap.servers")
@@ -169,6 +180,18 @@ class GroupWorker:
 
     def status(self) -> WorkerStatus:
         c = self.counters
+        meter = self.meter
+        counters = WorkerCounters(
+            handled=c.handled, failed=c.failed, retried=c.retried, dead_lettered=c.dead_lettered,
+            skipped=c.skipped, commits=c.commits, commit_failures=c.commit_failures, rebalances=c.rebalances,
+            commit_seconds=c.commit_seconds.snapshot(),
+        )  # fmt: skip
+        if meter is not None:
+            counters = replace(
+                counters,
+                handler_seconds=meter.handler_seconds.snapshot(),
+                event_age_seconds=meter.event_age_seconds.snapshot(),
+            )
         return WorkerStatus(
             group=self.group,
             instance=self.instance,
@@ -182,6 +205,8 @@ class GroupWorker:
             state=self.state,
             error=self.error,
             busy=self._watch.busy if self._watch.current is not None else None,
+            counters=counters,
+            lag=meter.lag if meter is not None else (),
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -228,6 +253,11 @@ class GroupWorker:
         """Build the clients through the factories, and the parts that use them; subscribe."""
         health = self._health
         conf: dict[str, Any] = {**self.consumer_config, "error_cb": health.on_client_error}
+        strategy_class = STRATEGIES[self.settings.commit.strategy]
+        if strategy_class.commits_in_background:
+            conf["on_commit"] = self._on_background_commit
+        if self.meter is not None:
+            conf["stats_cb"] = self.meter.on_statistics  # consumer lag, every statistics.interval.ms
         conf.setdefault("logger", LibrdkafkaLog())
         consumer = self._consumer = self._consumer_factory(conf)
         emitter: Any = NoEmitter()
@@ -249,7 +279,7 @@ class GroupWorker:
         membership.consumer = consumer
         settings, control, counters = self.settings, self._control, self.counters
         settler = EmitSettler(emitter, self._producer, membership, control)
-        strategy = self._strategy = STRATEGIES[settings.commit.strategy](
+        strategy = self._strategy = strategy_class(
             settings.commit, consumer, settler, membership, self._watchdog, counters, self._limited
         )
         failures = Failures(
@@ -270,7 +300,7 @@ class GroupWorker:
             validators=Validators(settings.topics, self._models), strategy=strategy, failures=failures,
             membership=membership, health=health, control=control, counters=counters,
             max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
-            housekeeping=self._housekeeping, watch=self._watch,
+            housekeeping=self._housekeeping, watch=self._watch, meter=self.meter,
         )  # fmt: skip
         self._loop.exhausted = self._hangs.exhausted()
         return self._loop
@@ -347,6 +377,7 @@ class GroupWorker:
     # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.counters.rebalances += 1
         self._health.down_since = None
         self._membership.joined(partitions)
         if self._loop is not None:
@@ -356,6 +387,7 @@ class GroupWorker:
         self._report()
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self.counters.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions]
         try:
             # With no broker reachable a commit can only block (and a revocation then comes from close()).
@@ -369,6 +401,7 @@ class GroupWorker:
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Lost (not revoked): another member may own them already, so committing would be wrong.
+        self.counters.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions]
         self._forget(keys)
         self._membership.rejoining()
@@ -381,6 +414,13 @@ class GroupWorker:
             self._strategy.forget(keys)
         self._membership.forget(keys)
         self._report()
+
+    def _on_background_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's on_commit, for the commits it makes by itself (enable.auto.commit)."""
+        if err is None:
+            self.counters.committed()
+        elif err.code() != KafkaError._NO_OFFSET:
+            self.counters.commit_failed()
 
     # -- status -----------------------------------------------------------------------------------------------
 

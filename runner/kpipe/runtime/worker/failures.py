@@ -152,6 +152,7 @@ class Failures:
                 return Outcome.DROPPED
             self._ctx._msg = msg
             self.watch.current = msg
+            self._counters.retried += 1
             try:
                 self._handler(event, self._ctx)
             except Exception as again:
@@ -165,6 +166,7 @@ class Failures:
         return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
 
     def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
+        self._counters.failed += 1
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
         what = {"schema": "schema-invalid event", "timeout": "handler hung"}.get(error_type, "handler failed")
         dlq = self._policy.dead_letter_topic

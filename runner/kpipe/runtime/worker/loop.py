@@ -3,6 +3,10 @@
 Messages arrive in batches from `consume(max_poll_records, poll_timeout)`; each is validated with its topic's
 schema model (`model_validate_json`; raw bytes when the topic has none) and passed to `handler(event, ctx)`.
 Failures go to Failures (failures.py); processed messages to the commit strategy's per-message hook.
+
+With metrics on (a WorkerMeter), the loop times each batch, and the handler call of the events the meter
+chooses (the first of a batch, or all of them after a slow batch) goes through the meter's timed wrapper; the
+switch back to the plain handler is one local assignment per event.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from kpipe.runtime.handler import Handler, HandlerContext
+from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.serde import describe_validation_error
 from kpipe.runtime.worker.commit import CommitStrategy
 from kpipe.runtime.worker.failures import Failures, Outcome
@@ -61,6 +66,7 @@ class ConsumeLoop:
         poll_timeout: float,
         housekeeping: Callable[[float], None],
         watch: Any,
+        meter: WorkerMeter | None = None,
     ):
         self._consumer = consumer
         self._handler = handler
@@ -79,6 +85,8 @@ class ConsumeLoop:
         # (topic, partition, offset) -> hangs, for events the handler hung on too often (hangs.py): not handed to
         # it again. Refreshed on start and on each assignment; empty nearly always, so one truth test per message.
         self.exhausted: dict[tuple[str, int, int], int] = {}
+        self._meter = meter
+        self._timed = meter.timed(handler, _message_of) if meter is not None else handler
 
     def run(self) -> None:
         """Consume until stopped."""
@@ -89,6 +97,8 @@ class ConsumeLoop:
         control = self._control
         membership = self._membership
         strategy = self._strategy
+        meter = self._meter
+        perf = time.perf_counter
         next_status = 0.0
         while not control.requested:
             if membership.carry:
@@ -99,8 +109,11 @@ class ConsumeLoop:
             if msgs:
                 # Not a sign that a broker answers: these may have been prefetched before it went away.
                 membership.in_batch = True
+                started = perf()
                 try:
                     self.process(msgs)
+                    if meter is not None:
+                        meter.batch_done(len(msgs), perf() - started)
                 finally:
                     membership.in_batch = False
                     membership.revoked_in_batch.clear()
@@ -117,6 +130,11 @@ class ConsumeLoop:
     def process(self, msgs: list[Any]) -> None:
         """The hot path: keep per-message work to a few local reads, the handler call and the strategy's hook."""
         handler = self._handler
+        meter = self._meter
+        if meter is not None and meter.time_every_event:
+            handler = self._timed
+        # The first event's call is timed when metrics are on; after it, `call` is the plain handler again.
+        call = self._timed
         ctx = self._ctx
         validators = self._validators
         one_model = validators.single
@@ -164,9 +182,10 @@ class ConsumeLoop:
                 ctx._msg = msg
                 watch.current = msg
                 try:
-                    handler(event, ctx)
+                    call(event, ctx)
                 except Exception as exc:
                     watch.current = None
+                    call = handler
                     outcome = failures.handler_failed(msg, event, exc)
                     if outcome is _HALTED:
                         break
@@ -175,8 +194,13 @@ class ConsumeLoop:
                 else:
                     watch.current = None
                     handled += 1
+                    call = handler
                 # The message is processed: make its offset committable.
                 processed(msg)
         finally:
             self._counters.handled += handled
             self._strategy.end_batch()
+
+
+def _message_of(ctx: HandlerContext) -> Any:
+    return ctx._msg

@@ -28,8 +28,8 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     status_put = status_sender(status_queue)
     try:
         worker = build_worker(
-            spec, status_callback=status_put, on_stuck=exit_stuck, shutdown_timeout=spec.shutdown_timeout,
-            state_dir=spec.state_dir, exit_process=_exit_now,
+            spec, status_callback=status_put, on_stuck=exit_stuck, metrics=spec.metrics,
+            shutdown_timeout=spec.shutdown_timeout, state_dir=spec.state_dir, exit_process=_exit_now,
         )  # fmt: skip
     except KpipeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from kpipe.runtime.protocol import WORKER_EXIT_OK
+from kpipe.runtime.meter import Buckets
+from kpipe.runtime.protocol import DURATION_BUCKETS, WORKER_EXIT_OK
 
 # How long shutdown still waits for acknowledgements (dead letters, emitted events) before giving up on them.
 SHUTDOWN_SETTLE_TIMEOUT = 10.0
@@ -46,24 +47,37 @@ class Control:
 
 @dataclass
 class Counters:
-    """What the worker did, for status snapshots (and tests)."""
+    """What the worker did, for status snapshots, metrics (and tests). The hot path adds `handled` once per
+    batch; the rest change on rare paths (failures, commits, rebalances)."""
 
     handled: int = 0
+    failed: int = 0  # failed for good: schema-invalid, or the handler raised after every retry
+    retried: int = 0  # handler calls repeated after a failure
     dead_lettered: int = 0
     skipped: int = 0
     commits: int = 0
+    commit_failures: int = 0
+    rebalances: int = 0  # assignments, revocations and losses
     last_commit_at: float | None = None  # time.time()
+    commit_seconds: Buckets = field(default_factory=lambda: Buckets(DURATION_BUCKETS))
     # Since when every commit attempt has failed (time.monotonic()), and the last failure: health.py gives up
     # on a cluster that refuses commits for as long as on one that does not answer at all.
     commit_failing_since: float | None = None
     last_commit_error: str = ""
 
-    def committed(self) -> None:
+    def committed(self, seconds: float | None = None) -> None:
+        """A commit succeeded; `seconds`: how long it took (None: it happened in librdkafka's background)."""
         self.commits += 1
         self.last_commit_at = time.time()
         self.commit_failing_since = None
+        if seconds is not None:
+            self.commit_seconds.observe(seconds)
 
-    def commit_failed(self, error: str) -> None:
+    def commit_failed(self, seconds: float | None = None, error: str = "") -> None:
+        """A commit failed; `error`: why (the last one is kept for health.py's message)."""
+        self.commit_failures += 1
+        if seconds is not None:
+            self.commit_seconds.observe(seconds)
         if self.commit_failing_since is None:
             self.commit_failing_since = time.monotonic()
-        self.last_commit_error = error
+        self.last_commit_error = error or self.last_commit_error

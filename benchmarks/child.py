@@ -90,7 +90,8 @@ def kpipe_worker(job: dict, handler: Any) -> Any:
     if job.get("metrics"):
         overrides["statistics.interval.ms"] = str(STATISTICS_INTERVAL_MS)
     project = _project(job, overrides)  # as `kpipe run -X` compiles them
-    settings = project.consumer_group(f"bench-{job['strategy']}")  # the real compile path
+    # The real compile path; the concurrency case names its group and sets its concurrency per run.
+    settings = project.consumer_group(job.get("group_name") or f"bench-{job['strategy']}")
     # A fresh group per run: the group id, and the group.id compiled from it.
     client = ClientConfig(
         tuple(
@@ -99,6 +100,8 @@ def kpipe_worker(job: dict, handler: Any) -> Any:
         )
     )
     settings = dataclasses.replace(settings, group_id=job["group"], client=client)
+    if "concurrency" in job:
+        settings = dataclasses.replace(settings, concurrency=job["concurrency"])
     models = {t: (project.schema_model(s) if s else None) for t, s in settings.topic_schemas.items()}
     return GroupWorker(settings, models, handler, poll_timeout=POLL_TIMEOUT, metrics=bool(job.get("metrics")))
 
@@ -260,6 +263,105 @@ def produce_raw(job: dict) -> dict:
     t1 = time.perf_counter()
     return {"code": 0 if not left and not failed[0] else 1, "handled": n - left - failed[0], "seconds": t1 - t0,
             "send_seconds": t_sent - t0, "config": conf}  # fmt: skip
+
+
+class WaitCounter:
+    """The concurrency case's handler side: counts finished waits (from many threads), clocks 1 and N."""
+
+    def __init__(self, target: int, on_done: Any):
+        import threading
+
+        self.n = 0
+        self.target = target
+        self.t0 = self.t1 = 0.0
+        self.on_done = on_done
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self.lock:
+            n = self.n = self.n + 1
+            if n == 1:
+                self.t0 = time.perf_counter()
+            if n == self.target:
+                self.t1 = time.perf_counter()
+                self.on_done()
+
+
+def wait_kpipe(job: dict) -> dict:
+    """kpipe with `concurrency` and ordering key; the handler waits `wait_ms` (time.sleep or asyncio.sleep)."""
+    import asyncio
+
+    from kpipe.runtime.worker import settle_heap
+
+    holder: list[Any] = []
+    counter = WaitCounter(job["events"], lambda: holder[0].stop())
+    wait = job["wait_ms"] / 1000.0
+
+    def handle(event: Any, ctx: Any) -> None:
+        time.sleep(wait)
+        counter()
+
+    async def handle_async(event: Any, ctx: Any) -> None:
+        await asyncio.sleep(wait)
+        counter()
+
+    worker = kpipe_worker(
+        {**job, "group_name": "bench-wait"}, handle_async if job["mode"] == "async" else handle
+    )
+    holder.append(worker)
+    settle_heap()
+    code = worker.run()
+    return {"code": code, "handled": counter.n, "seconds": counter.t1 - counter.t0, "commits": worker.commits,
+            "config": dict(worker.consumer_config)}  # fmt: skip
+
+
+def wait_raw(job: dict) -> dict:
+    """A raw confluent-kafka loop doing the same wait: one event at a time (`pool` 0), or a
+    ThreadPoolExecutor(`pool`) over each consume() batch (no per-key order), committing after each batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf: dict[str, Any] = {"bootstrap.servers": job["bootstrap"], "group.id": job["group"]}
+    conf.update(COMMON_CONSUMER)
+    conf.update(RAW_ONLY_CONSUMER)
+    conf["enable.auto.offset.store"] = "false"
+    conf["enable.auto.commit"] = "false"
+    consumer = Consumer(conf)
+    consumer.subscribe([job["topic"]])
+    stop = [False]
+    counter = WaitCounter(job["events"], lambda: stop.__setitem__(0, True))
+    wait = job["wait_ms"] / 1000.0
+    pool = ThreadPoolExecutor(job["pool"]) if job["pool"] else None
+
+    def handle(msg: Any) -> None:
+        time.sleep(wait)
+        counter()
+
+    processed: dict[tuple[str, int], int] = {}
+    since = 0
+    try:
+        while not stop[0]:
+            msgs = [m for m in consumer.consume(job["max_poll_records"], POLL_TIMEOUT) if m.error() is None]
+            if pool is not None:
+                list(pool.map(handle, msgs))
+            for msg in msgs:
+                if pool is None:
+                    handle(msg)
+                processed[(msg.topic(), msg.partition())] = msg.offset()
+                since += 1
+                if since >= 100 or (pool is not None and msg is msgs[-1]):
+                    consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()],
+                                    asynchronous=False)  # fmt: skip
+                    processed.clear()
+                    since = 0
+                if stop[0]:
+                    break
+    finally:
+        consumer.close()
+        if pool is not None:
+            pool.shutdown()
+    return {"code": 0, "handled": counter.n, "seconds": counter.t1 - counter.t0, "config": conf}
 
 
 # --- hot path: the worker's own work per event, metrics on and off ------------------------------------------
@@ -484,6 +586,8 @@ def latency_send_raw(job: dict) -> dict:
 
 
 JOBS = {
+    "wait-kpipe": wait_kpipe,
+    "wait-raw": wait_raw,
     "consume-kpipe": consume_kpipe,
     "consume-raw": consume_raw,
     "produce-kpipe": produce_kpipe,

@@ -156,3 +156,32 @@ def apply_project(root: Path, bootstrap: str, prefix: str, topics: int) -> Path:
     body = "".join(f"  {prefix}-{i}: {{partitions: 1, replication_factor: 1}}\n" for i in range(topics))
     (root / "topics.yaml").write_text(f"cluster:\n  bootstrap_servers: {bootstrap}\ntopics:\n{body}")
     return root
+
+
+# --- the concurrency case (issue 14): a handler that waits, many keys ---------------------------------------
+
+WAIT_KEYS = 600
+
+
+def wait_event(i: int) -> tuple[str, bytes]:
+    """(key, value) of event i of the concurrency case: WAIT_KEYS keys, round robin, EVENT_BYTES of JSON."""
+    key = f"k-{i % WAIT_KEYS:04d}"
+    head = json.dumps({"key": key, "n": i, "note": ""}, separators=(",", ":"))
+    pad = EVENT_BYTES - len(head)
+    return key, json.dumps({"key": key, "n": i, "note": "x" * pad}, separators=(",", ":")).encode()
+
+
+def concurrency_project(root: Path, bootstrap: str, topic: str) -> Path:
+    """One topic (no schema: the case measures waiting, not validation) and one group; the child sets the
+    group's concurrency per run."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "bench.yaml").write_text(
+        f"cluster:\n  bootstrap_servers: {bootstrap}\n"
+        f"topics:\n  {topic}:\n    partitions: 3\n"
+        f"consumers:\n  bench-wait:\n    topics: [{topic}]\n    handler: bench_wait:handle\n"
+        f"    concurrency: 50\n    ordering: key\n"
+        f"    commit: {{strategy: batch, batch_size: 100, interval_ms: 5000}}\n"
+        f"    on_error: {{action: stop, retries: 0}}\n"
+    )
+    (root / "bench_wait.py").write_text("def handle(event, ctx):\n    pass\n")
+    return root

@@ -6,7 +6,7 @@
     python benchmarks/run.py --bootstrap host:9092   # an external cluster instead of the embedded broker
 
 Cases: consumer, producer, validate, apply, startup, memory, metrics (the consumer hot path with metrics on vs off), latency (end to end at a fixed rate; memory reads the consumer runs' peak RSS, so it
-needs `consumer`). Every figure is the median of --runs runs with [min-max]; kpipe and its baseline alternate
+needs `consumer`), concurrency (a handler that waits 20 ms, at concurrency 1/10/50/200, sync and async). Every figure is the median of --runs runs with [min-max]; kpipe and its baseline alternate
 (ABAB...) so drift on a shared machine hits both. Consumer and producer runs each start a fresh process
 (benchmarks/child.py) for kpipe and for the baseline alike, with identical librdkafka settings; a consume run
 is timed from the first message handled to the N-th (group-join time excluded on both sides) with a fresh
@@ -40,7 +40,17 @@ import projects  # noqa: E402
 PY = sys.executable
 KPIPE = str(Path(sys.executable).with_name("kpipe"))
 CHILD = str(HERE / "child.py")
-ALL_CASES = ("consumer", "producer", "validate", "apply", "startup", "memory", "metrics", "latency")
+ALL_CASES = (
+    "consumer",
+    "producer",
+    "validate",
+    "apply",
+    "startup",
+    "memory",
+    "metrics",
+    "latency",
+    "concurrency",
+)
 # Keys the harness sets differently on purpose (callbacks are not config); anything else must match.
 IGNORED_CONFIG_KEYS = {"client.id", "group.id", "bootstrap.servers"}
 
@@ -245,6 +255,95 @@ class Bench:
                                      ratio >= target))  # fmt: skip
                 if n == self.events:
                     self.consumer_rss[label] = rss
+        self.admin.delete([topic])
+
+    # -- concurrency ------------------------------------------------------------------------------------------
+    def concurrency(self) -> None:
+        """Issue 14: a handler that waits 20 ms, 3 partitions, 600 keys. kpipe at concurrency 1/10/50/200
+        (ordering key), sync (time.sleep) and async (asyncio.sleep), against raw confluent-kafka loops doing the
+        same wait: one at a time, and a ThreadPoolExecutor(50) per consume() batch (no per-key order)."""
+        from confluent_kafka import Producer
+
+        quick = self.args.quick
+        n = 2_000 if quick else 20_000
+        n_slow = 200 if quick else 1_000  # concurrency 1 handles 50 events/s: 20,000 would take 400 s
+        wait_ms = 20
+        keys = projects.WAIT_KEYS
+        topic = f"bench-wait-{uuid.uuid4().hex[:6]}"
+        self.admin.create([topic], 3)
+        log(f"pre-producing {n} x {projects.EVENT_BYTES}-byte events with {keys} keys to {topic}")
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
+        for i in range(n):
+            key, value = projects.wait_event(i)
+            producer.produce(topic, value, key)
+            if i % 1000 == 0:
+                producer.poll(0)
+        assert producer.flush(60) == 0
+        del producer
+        project = str(projects.concurrency_project(self.workdir / "wait", self.bootstrap, topic))
+        runs = self.args.concurrency_runs
+
+        def one(kind: str, events: int, **extra: object) -> tuple[float, float]:
+            job = {"kind": kind, "bootstrap": self.bootstrap, "project": project, "topic": topic,
+                   "events": events, "wait_ms": wait_ms, "max_poll_records": 500,
+                   "group": f"bench-wait-{uuid.uuid4().hex[:8]}", **extra}  # fmt: skip
+            result = run_child(job, timeout=900)
+            return events / result["seconds"], result["peak_rss_mb"]
+
+        def series(kind: str, events: int, **extra: object) -> tuple[list[float], list[float]]:
+            rates, rss = [], []
+            for _ in range(runs):
+                rate, mb = one(kind, events, **extra)
+                rates.append(rate)
+                rss.append(mb)
+            return rates, rss
+
+        def ideal(concurrency: int) -> float:
+            return min(concurrency, keys) * 1000.0 / wait_ms
+
+        log(f"concurrency: raw loops, {n_slow} events one at a time and {n} with a thread pool of 50")
+        raw_seq, _ = series("wait-raw", n_slow, pool=0)
+        raw_pool, _ = series("wait-raw", n, pool=50)
+        rates: dict[tuple[str, int], list[float]] = {}
+        for mode in ("sync", "async"):
+            for c in (1, 10, 50, 200):
+                events = n_slow if c == 1 else n
+                log(f"concurrency: kpipe {mode} at {c}, {events} events")
+                rates[(mode, c)], rss = series("wait-kpipe", events, concurrency=c, mode=mode)
+                best = ideal(c)
+                measured = statistics.median(rates[(mode, c)])
+                label = f"wait 20 ms, {mode}, concurrency {c}, {events // 1000 if events >= 1000 else events}"
+                label += "k" if events >= 1000 else ""
+                row = Row(label, "ev/s", rates[(mode, c)], [best], "ideal: min(concurrency, keys) / 20 ms",
+                          measured / best, f"{measured / best:.2f}× ideal")  # fmt: skip
+                if c == 1:
+                    base = statistics.median(raw_seq)
+                    row.note = f"raw loop one at a time: {base:,.0f}/s ({measured / base:.2f}× of it)"
+                if c == 50:
+                    row.target, row.passed = "≥ 0.80× ideal", measured / best >= 0.8
+                    pool = statistics.median(raw_pool)
+                    row.note = (f"raw ThreadPoolExecutor(50) per consume() batch, no per-key order: "
+                                f"{pool:,.0f}/s (kpipe {measured / pool:.2f}× of it)")  # fmt: skip
+                self.rows.append(row)
+                if c == 200:
+                    self.rows.append(Row(f"  worker peak RSS at concurrency 200 ({mode})", "MB", rss,
+                                         ratio_text="–", target="report"))  # fmt: skip
+            speedup = statistics.median(rates[(mode, 50)]) / statistics.median(rates[(mode, 1)])
+            self.rows.append(Row(f"  {mode}: concurrency 50 vs 1", "ev/s", rates[(mode, 50)], rates[(mode, 1)],
+                                 "concurrency 1", speedup, f"{speedup:.1f}×", "≥ 20×",
+                                 speedup >= 20))  # fmt: skip
+        self.rows.append(Row("raw loop, one at a time", "ev/s", raw_seq, [ideal(1)], "ideal 50/s",
+                             statistics.median(raw_seq) / ideal(1), f"{statistics.median(raw_seq) / ideal(1):.2f}× ideal",
+                             note=f"{n_slow} events"))  # fmt: skip
+        self.rows.append(Row("raw ThreadPoolExecutor(50) per batch", "ev/s", raw_pool, [ideal(50)], "ideal 2,500/s",
+                             statistics.median(raw_pool) / ideal(50),
+                             f"{statistics.median(raw_pool) / ideal(50):.2f}× ideal",
+                             note="no per-key order; commits after each batch"))  # fmt: skip
+        self.notes.append(
+            f"concurrency: {n:,} events ({n_slow:,} at concurrency 1 and for the one-at-a-time raw loop, which "
+            f"handle 50/s), {keys} keys, 3 partitions, ordering key, commit batch (100); each figure is the "
+            f"median of {runs} run(s), every run a fresh process and consumer group."
+        )
         self.admin.delete([topic])
 
     # -- metrics ---------------------------------------------------------------------------------------------
@@ -664,6 +763,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts and 1 run: a smoke test")
     parser.add_argument("--runs", type=int, help="runs per figure (default 3; 1 with --quick)")
     parser.add_argument(
+        "--concurrency-runs", type=int, default=1, help="runs per figure of the concurrency case (default 1)"
+    )
+    parser.add_argument(
         "--cases", default=",".join(ALL_CASES), help=f"comma-separated: {','.join(ALL_CASES)}"
     )
     parser.add_argument(
@@ -674,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
+    if args.cases.strip() == "concurrency":
+        args.runs = args.concurrency_runs  # the only figures: say their run count in the results' header
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(cases) - set(ALL_CASES)
     if unknown:
@@ -684,7 +788,9 @@ def main(argv: list[str] | None = None) -> int:
 
     broker = None
     bootstrap = args.bootstrap
-    needs_broker = any(c in cases for c in ("consumer", "producer", "apply", "memory", "metrics", "latency"))
+    needs_broker = any(
+        c in cases for c in ("consumer", "producer", "apply", "memory", "metrics", "latency", "concurrency")
+    )
     if not bootstrap and needs_broker:
         from kpipe.local.broker import start_local_broker
 

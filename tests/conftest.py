@@ -40,6 +40,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Secrets remembered for redaction (env() values, secret settings) are per process: per test here."""
+    yield
+    from kpipe.redaction import forget_all
+
+    forget_all()
+
+
 @pytest.fixture(scope="session")
 def is_tansu() -> bool:
     """True when the tests run against the embedded Tansu broker (no external cluster given)."""

@@ -80,17 +80,24 @@ def load(
     variables: dict[str, str] | None = None,
     values_files: list[str | PathLike[str]] | None = None,
     bootstrap_override: str | None = None,
+    root: str | PathLike[str] | None = None,
 ) -> Project:
     """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
 
     `paths` are pipeline files or directories (default: pipelines/). `bootstrap_override` (or the
     KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files' bootstrap servers; `local` means the
-    running local broker (LocalBrokerError when none is running).
+    running local broker (LocalBrokerError when none is running). `root` is the project root (no file outside
+    it is read; it is importable for handlers), found from the paths when not given. Loading imports the
+    project's pydantic-model schemas: it runs project code.
     """
     from kpipe.api import load as load_api
 
     return load_api(
-        *paths, variables=variables, values_files=values_files, bootstrap_override=bootstrap_override
+        *paths,
+        variables=variables,
+        values_files=values_files,
+        bootstrap_override=bootstrap_override,
+        root=root,
     )
 
 

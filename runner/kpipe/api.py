@@ -32,6 +32,7 @@ def load(
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] | None = None,
     bootstrap_override: str | None = None,
+    root: Path | str | None = None,
 ) -> Project:
     """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
 
@@ -44,6 +45,7 @@ def load(
         values_files=values_files,
         bootstrap_override=bootstrap_override,
         project_type=Project,
+        root=root,
     )
     return resolve(project)
 

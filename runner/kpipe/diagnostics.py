@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from kpipe.redaction import redact, redact_optional, safe_text
+
 
 class Severity(StrEnum):
     ERROR = "error"
@@ -55,22 +57,24 @@ class Diagnostic:
         return f"{where}{self.severity.value}: {self.message}"
 
     def format_lines(self) -> list[str]:
+        """The lines printed for people: secrets masked, control characters escaped (kpipe.redaction)."""
         lines = [self.format()]
         lines.extend(f"  note: {n}" for n in self.notes)
         if self.hint:
             lines.append(f"  hint: {self.hint}")
-        return lines
+        return [safe_text(line) for line in lines]
 
     def to_json(self) -> dict:
         p = self.position
+        # json.dumps escapes control characters itself; secrets are masked here.
         return {
             "severity": self.severity.value,
             "code": self.code,
-            "message": self.message,
-            "file": p.file if p else None,
+            "message": redact(self.message),
+            "file": redact(p.file) if p else None,
             "line": p.line if p else None,
             "column": p.column if p else None,
-            "hint": self.hint,
+            "hint": redact_optional(self.hint),
         }
 
 
@@ -132,7 +136,7 @@ def render_json(diagnostics: Sequence[Diagnostic], files_checked: int | None = N
 
 
 def _github_escape(text: str, *, prop: bool = False) -> str:
-    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    text = safe_text(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     if prop:
         text = text.replace(":", "%3A").replace(",", "%2C")
     return text

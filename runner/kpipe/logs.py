@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from kpipe.redaction import redact, safe_text
+
 LOG_FORMATS = ("text", "json")
 # The same client error is logged at most once per this many seconds.
 RATE_LIMIT_INTERVAL = 10.0
@@ -61,7 +63,17 @@ class TextFormatter(logging.Formatter):
 
 
 class _KpipeHandler(logging.StreamHandler):
-    """Marks the handler kpipe installed, so configuring twice replaces it rather than doubling every line."""
+    """Marks the handler kpipe installed, so configuring twice replaces it rather than doubling every line.
+
+    Every line it writes goes through kpipe.redaction: the message is redacted before it is formatted (JSON
+    would escape a secret holding a quote or backslash past a match on the line), then the whole line is, with
+    control characters escaped.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.msg, record.args = redact(record.getMessage()), None
+        return safe_text(super().format(record))
 
 
 def configure_logging(

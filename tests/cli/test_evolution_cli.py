@@ -129,7 +129,13 @@ def test_pydantic_model_schema_change_is_checked_through_its_json_schema(repo: P
     _git(repo, "commit", "-qm", "refunds")
     # Narrowing amount from float to int: new consumers would reject old events such as 9.99.
     _edit(repo / "pipelines/example_app/events.py", "amount: float", "amount: int")
+    # Without --import-code no model module is imported: the change is not compared, and a warning says so.
     result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert result.code == 0, result.err
+    assert (
+        "schema 'Refund' is a pydantic model; its changes are compared only with --import-code" in result.err
+    )
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", "--import-code", cwd=repo, process=True)
     assert result.code == 1, result.err
     assert "schema 'Refund' is not BACKWARD compatible: amount:" in result.err
     assert "[TYPE_NARROWED]" in result.err

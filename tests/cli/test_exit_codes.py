@@ -64,11 +64,19 @@ def test_invalid_files_print_every_diagnostic(capsys: pytest.CaptureFixture[str]
     ]
 
 
-def test_a_bug_keeps_its_traceback_and_debug_shows_kpipe_errors_too() -> None:
+def test_a_bug_keeps_its_traceback_and_debug_shows_kpipe_errors_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(ZeroDivisionError):
         exit_code_for(ZeroDivisionError("division by zero"))
-    with pytest.raises(UsageError):
-        exit_code_for(UsageError("wrong"), debug=True)
+    # --debug adds the traceback and keeps the exit code (issue 11.10).
+    try:
+        raise UsageError("wrong")
+    except UsageError as exc:
+        assert exit_code_for(exc, debug=True) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.splitlines()[-2:] == ["kpipe.errors.UsageError: wrong", "error: wrong"]
 
 
 def test_commands_return_exit_codes_instead_of_exiting() -> None:

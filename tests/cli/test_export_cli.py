@@ -237,7 +237,7 @@ def _marker_project(root: Path) -> tuple[Path, Path]:
         "from pydantic import BaseModel\n\nclass Order(BaseModel):\n    order_id: str\n"
     )
     (root / "evil_handlers.py").write_text(
-        f"from pathlib import Path\nPath({str(marker)!r}).write_text('h')\n"
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('h')\n\n\ndef handle(event, ctx):\n    pass\n"
     )
     project = root / "p.yaml"
     project.write_text(

@@ -318,13 +318,34 @@ def test_check_handlers_imports_every_handler(tmp_path: Path) -> None:
         "  billing: {topics: [orders], handler: 'no_such_app.handlers:bill'}\n"
         "  audit: {topics: [orders], handler: 'json:not_there'}\n",
     )
-    # Without the flag the import paths are only checked for their form (CI may lack the app's packages).
-    assert kpipe("validate", str(project))[0] == 0
+    # Without the flag nothing is imported: a module found nowhere is a warning (CI may lack the app's
+    # packages); a name the module does not define is an error.
+    code, _, err = kpipe("validate", str(project))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"{project}:4:40: warning: consumer group 'billing': handler 'no_such_app.handlers:bill': module "
+        "'no_such_app.handlers' not found"
+    )
+    assert "error: consumer group 'audit': handler 'json:not_there': module 'json' (" in err
     code, _, err = kpipe("validate", str(project), "--check-handlers")
     assert code == 1
     assert err.splitlines()[:2] == [
         f"{project}:4:40: error: consumer group 'billing': handler 'no_such_app.handlers:bill': cannot import module "
-        f"'no_such_app' (searched {tmp_path} and sys.path)",
+        f"'no_such_app' (searched {tmp_path}, {tmp_path.parent} and sys.path)",
         f"{project}:5:38: error: consumer group 'audit': handler 'json:not_there': module 'json' has no attribute "
         "'not_there'",
     ]
+
+
+def test_explain_shows_concurrency_and_ordering(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "topics:\n  t:\n    partitions: 3\n"
+        "consumers:\n  g:\n    topics: [t]\n    handler: app:handle\n    concurrency: 64\n    ordering: key\n",
+    )
+    code, out, _ = kpipe("explain", "g", str(path))
+    assert code == 0
+    assert "  concurrency: 64" in out.splitlines() and "  ordering: key" in out.splitlines()
+    code, out, _ = kpipe("explain", "g", str(path), "--format", "json")
+    document = json.loads(out)
+    assert (document["concurrency"], document["ordering"]) == (64, "key")

@@ -9,12 +9,13 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from broker_helpers import Running, committed, produce, read_all, read_at
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from handlers_for_tests import Event, group_settings, read_records, run_worker_main
 
@@ -27,89 +28,6 @@ pytestmark = pytest.mark.integration  # workers on the session broker
 
 # One consumer per group in these tests: the faster join settings (docs/broker.md).
 SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
-
-
-@pytest.fixture
-def admin(kafka_bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": kafka_bootstrap})
-
-
-@pytest.fixture
-def make_topics(admin: AdminClient) -> Iterator[Callable[..., None]]:
-    created: list[str] = []
-
-    def make(*names: str, partitions: int = 1) -> None:
-        for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
-            future.result(10)
-        created.extend(names)
-
-    yield make
-    if created:
-        for future in admin.delete_topics(created).values():
-            future.exception(10)
-
-
-def produce(bootstrap: str, topic: str, events: list[Any], partition: int | None = None) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for event in events:
-        value = event if isinstance(event, bytes) else json.dumps(event).encode()
-        key = None if isinstance(event, bytes) else event["key"]
-        if partition is None:
-            producer.produce(topic, value, key)
-        else:
-            producer.produce(topic, value, key, partition=partition)
-    assert producer.flush(10) == 0
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> list[int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return [tp.offset for tp in tps]
-    finally:
-        consumer.close()
-
-
-def read_at(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
-    """The one message at topic[partition]@offset."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, partition, offset)])
-    try:
-        return wait_for(lambda: next((m for m in consumer.consume(1, 0.2) if not m.error()), None), 10,
-                        message=f"no message at {topic}[{partition}]@{offset}")  # fmt: skip
-    finally:
-        consumer.close()
-
-
-def read_all(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    got: list[Any] = []
-    try:
-        wait_for(lambda: got.extend(m for m in consumer.consume(100, 0.2) if not m.error()) or len(got) >= count,
-                 timeout, message=lambda: f"{len(got)} of {count} messages in '{topic}'")  # fmt: skip
-    finally:
-        consumer.close()
-    return got
-
-
-class Running:
-    """A GroupWorker in a thread."""
-
-    def __init__(self, worker: GroupWorker):
-        self.worker = worker
-        self.code: int | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.code = self.worker.run()
-
-    def stop(self, timeout: float = 20) -> int | None:
-        self.worker.stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "worker did not stop"
-        return self.code
 
 
 @pytest.mark.parametrize(

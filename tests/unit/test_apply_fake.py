@@ -95,9 +95,13 @@ def test_topic_created_meanwhile_is_done_then_reconciled() -> None:
     report = apply_plan(plan, cluster, desired, console=quiet())
     assert not report.failed
     assert [r.line() for r in report.results] == [
-        "created topic orders (already existed)",
+        "topic orders already existed (created meanwhile by someone else)",
         "updated config of topic orders (after a concurrent creation)",
     ]
+    # Counted as already existing, not as created by this apply (issue 11.10).
+    assert report.summary_line().startswith(
+        "Apply complete: 0 created, 1 updated, 0 deleted, 1 already existed"
+    )
     assert cluster.topics["orders"].config == {"retention.ms": "2"}
 
 

@@ -217,3 +217,27 @@ def test_handler_timeout_must_be_below_max_poll_interval() -> None:
         "max.poll.interval.ms (100000)"
     )
     assert _check(TOPIC + GROUP + "    on_error: {timeout_ms: 30000}\n") == []
+
+
+def test_ordering_without_concurrency_has_no_effect() -> None:
+    assert _check(TOPIC + GROUP + "    concurrency: 8\n    ordering: none\n") == []
+    assert _check(TOPIC + GROUP + "    ordering: partition\n") == [
+        "p0.yaml:8:5: warning: consumer group 'billing': ordering 'partition' has no effect with concurrency 1 "
+        "(one event at a time, in offset order)"
+    ]
+
+
+def test_partition_ordering_caps_concurrency_at_the_partition_count() -> None:
+    assert _check(TOPIC + GROUP + "    concurrency: 3\n    ordering: partition\n") == []
+    assert _check(TOPIC + GROUP + "    concurrency: 16\n    ordering: partition\n") == [
+        "p0.yaml:8:18: warning: consumer group 'billing': concurrency 16 with ordering 'partition' runs at most "
+        "3 events at once (one per partition of its topics)"
+    ]
+    assert (
+        _check(TOPIC + GROUP + "    concurrency: 16\n") == []
+    )  # ordering key: keys, not partitions, bound it
+
+
+def test_concurrency_out_of_range_is_an_error() -> None:
+    spec, problems = _spec(TOPIC + GROUP + "    concurrency: 0\n")
+    assert [d.code for d in problems] == ["invalid-value"]

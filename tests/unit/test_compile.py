@@ -80,7 +80,8 @@ def test_consumer_groups(monkeypatch: pytest.MonkeyPatch) -> None:
         "example_app.handlers:process_order",
     )
     assert processors.topic_schemas == {"orders": "OrderEvent"}
-    assert processors.import_paths == (str(EXAMPLE),)
+    # The pipeline files' directory, then the project root (issue 12.3).
+    assert processors.import_paths == (str(EXAMPLE), str(EXAMPLE.parent))
     assert processors.producer_client is not None
     assert processors.producer_client.as_dict() == {
         **COMMON,
@@ -218,7 +219,7 @@ def test_passthrough_wins_over_cluster_config(tmp_path: Path) -> None:
         "cluster:\n  bootstrap_servers: b:9092\n  config: {socket.timeout.ms: 1000, linger.ms: 50}\n"
         "topics:\n  t:\n    partitions: 1\n"
         "producers:\n  p:\n    topic: t\n    config: {socket.timeout.ms: 2000}\n"
-        "consumers:\n  g:\n    topics: [t]\n    handler: m:f\n",
+        "consumers:\n  g:\n    topics: [t]\n    handler: json:loads\n",
         encoding="utf-8",
     )
     inspection = inspect_project([tmp_path])

@@ -16,6 +16,7 @@ RANKS = {
     "errors": 0,
     "diagnostics": 0,
     "logs": 0,
+    "redaction": 0,
     "loading": 1,
     "model": 2,
     "schemas": 3,

@@ -1,6 +1,9 @@
-"""`kpipe validate --check-handlers`: import every consumer group's handler and report what fails.
+"""`kpipe validate --import-code` (alias --check-handlers): import every consumer group's handler and report
+what fails.
 
-Behind a flag because CI that validates pipeline files may not have the application's packages installed.
+Behind a flag because importing runs project code (pull requests are untrusted), and CI that validates
+pipeline files may not have the application's packages installed. Without it, kpipe.check.imports checks the
+same references by reading their source.
 """
 
 from __future__ import annotations

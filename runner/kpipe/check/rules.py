@@ -375,6 +375,9 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
                 )
             )
         _check_handler_timeout(project, group, config, label, out)
+        out += _check_concurrency(
+            group, label, [project.topics[t].spec.partitions for t in known if t in project.topics]
+        )
         # Instances beyond the partitions: the extra members sit idle.
         partitions = [project.topics[t].spec.partitions for t in known if t in project.topics]
         if partitions and spec.instances > max(partitions):
@@ -418,6 +421,38 @@ def _check_handler_timeout(
                 code="unreachable-timeout",
             )
         )
+
+
+def _check_concurrency(group: Declared, label: str, partitions: list[int]) -> list[Diagnostic]:
+    """concurrency/ordering: settings that cannot take effect."""
+    spec: ConsumerGroupSpec = group.spec
+    out: list[Diagnostic] = []
+    if spec.concurrency == 1 and group.written("ordering"):
+        out.append(
+            warning(
+                f"{label}: ordering '{spec.ordering}' has no effect with concurrency 1 (one event at a time, "
+                "in offset order)",
+                group.locate("ordering", prefer="key"),
+                hint="set concurrency above 1, or remove ordering",
+                code="unused-setting",
+            )
+        )
+    if (
+        spec.concurrency > 1
+        and spec.ordering == "partition"
+        and partitions
+        and spec.concurrency > sum(partitions)
+    ):
+        out.append(
+            warning(
+                f"{label}: concurrency {spec.concurrency} with ordering 'partition' runs at most {sum(partitions)} "
+                f"events at once (one per partition of its topics)",
+                group.locate("concurrency"),
+                hint=f"lower concurrency to {sum(partitions)}, or use ordering: key",
+                code="unused-setting",
+            )
+        )
+    return out
 
 
 def _check_emits(

@@ -47,7 +47,8 @@ def exit_code_for(exc: BaseException, *, debug: bool = False) -> int:
     """Tell the user what went wrong, in one line (or every diagnostic), and return the exit code for it.
 
     The only place an exception becomes an exit code. Anything that is neither a kpipe error nor a click usage
-    error is a bug: it is re-raised with its traceback, as are kpipe errors under --debug.
+    error is a bug: it is re-raised with its traceback. Under --debug a kpipe error's traceback is printed
+    too, and the exit code stays the one it would be without --debug.
     """
     if isinstance(exc, KeyboardInterrupt):
         click.echo("interrupted", err=True)
@@ -60,12 +61,18 @@ def exit_code_for(exc: BaseException, *, debug: bool = False) -> int:
     if isinstance(exc, click.ClickException):
         exc.show()
         return EXIT_USAGE if exc.exit_code == 1 else exc.exit_code
-    if not isinstance(exc, KpipeError) or debug:
+    if not isinstance(exc, KpipeError):
         raise exc
+    from kpipe.redaction import redact, safe_text
+
+    if debug:
+        import traceback
+
+        click.echo(redact("".join(traceback.format_exception(exc))).rstrip(), err=True)
     if isinstance(exc, PipelineInvalid):
         print_diagnostics(exc.diagnostics)
     else:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(safe_text(f"error: {exc}"), err=True)
     return exc.exit_code
 
 
@@ -93,21 +100,40 @@ class ProjectOptions:
     variables: dict[str, str] = field(default_factory=dict)
     values_files: tuple[Path, ...] = ()
     bootstrap_servers: str | None = None
+    # --root: no file outside it is read; None finds it from the paths (kpipe.loading.files.project_root).
+    root: Path | None = None
 
     def documents(self) -> LoadResult:
         """The rendered files, before any validation (for `render`)."""
         from kpipe.loading.loader import load_documents
 
-        return load_documents(self.paths, variables=self.variables, values_files=self.values_files)
+        return load_documents(
+            self.paths, variables=self.variables, values_files=self.values_files, root=self.root
+        )
 
-    def inspect(self, paths: Iterable[Path] | None = None) -> Inspection:
-        """Every diagnostic of the project (or of the same project at other `paths`), valid or not."""
+    def inspect(
+        self, paths: Iterable[Path] | None = None, *, root: Path | None = None, import_code: bool = False
+    ) -> Inspection:
+        """Every diagnostic of the project (or of the same project at other `paths` under another `root`, as
+        `validate --against` loads the previous version), valid or not. Project code is imported only with
+        `import_code` (else handlers and models are checked statically)."""
         from kpipe.compilation.project import inspect_project
 
+        variables, values_files = self.variables, self.values_files
+        if root is not None and values_files:
+            # Another tree: the --values files are this project's, read once under this project's own root.
+            from kpipe.loading.files import ProjectFiles, project_root
+            from kpipe.loading.loader import load_values
+
+            own_root = ProjectFiles(project_root(self.paths, self.root))
+            variables, _ = load_values(values_files, variables, own_root)
+            values_files = ()
         return inspect_project(
             list(paths) if paths is not None else self.paths,
-            variables=self.variables,
-            values_files=self.values_files,
+            variables=variables,
+            values_files=values_files,
+            root=root or self.root,
+            import_code=import_code,
         )
 
     def load(
@@ -116,14 +142,16 @@ class ProjectOptions:
         resolve_local: bool = True,
         consumer_overrides: Mapping[str, str] | None = None,
         import_code: bool = True,
+        check_code: bool = True,
     ) -> Project:
         """The valid, compiled project; PipelineInvalid with every diagnostic when it is not.
 
         -b wins over KPIPE_BOOTSTRAP_SERVERS, which wins over the files. `bootstrap_servers: local` is resolved
         to the running local broker here, at the edge (LocalBrokerError when none runs), unless
         `resolve_local=False` (for commands that start or explain the local broker). `consumer_overrides` are
-        `-X` settings every consumer group's config gets last. Without `import_code` no pydantic-model schema is
-        imported (no project code runs)."""
+        `-X` settings every consumer group's config gets last. `import_code` imports pydantic-model schemas
+        (what running needs); offline commands pass False (and check_code=False when they need no check of
+        project code either, as plan)."""
         from kpipe.api import Project
         from kpipe.compilation.project import load_project
         from kpipe.local.state import resolve
@@ -135,7 +163,9 @@ class ProjectOptions:
             bootstrap_override=self.bootstrap_servers,
             consumer_overrides=consumer_overrides,
             project_type=Project,
+            root=self.root,
             import_code=import_code,
+            check_code=check_code,
         )
         return resolve(project) if resolve_local else project
 
@@ -151,6 +181,7 @@ def project_options(*, bootstrap: bool = False) -> Callable[[F], F]:
             paths: tuple[Path, ...],
             variables: tuple[str, ...],
             values_files: tuple[Path, ...],
+            root: Path | None = None,
             bootstrap_servers: str | None = None,
             **kwargs: Any,
         ) -> Any:
@@ -159,12 +190,19 @@ def project_options(*, bootstrap: bool = False) -> Callable[[F], F]:
                 variables=parse_vars(variables),
                 values_files=values_files,
                 bootstrap_servers=bootstrap_servers or None,
+                root=root,
             )
             return command(*args, options=options, **kwargs)
 
         decorated: Any = wrapper
         if bootstrap:
             decorated = bootstrap_option(decorated)
+        decorated = click.option(
+            "--root",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="The project root: no file outside it is read (default: the nearest directory above the "
+            "first path holding .git or pyproject.toml, else the working directory).",
+        )(decorated)
         decorated = click.option(
             "--values",
             "values_files",
@@ -203,6 +241,14 @@ bootstrap_option = click.option(
     envvar="KPIPE_BOOTSTRAP_SERVERS",
     help="Use these brokers instead of the files' cluster.bootstrap_servers; `local` means the embedded broker "
     "(env: KPIPE_BOOTSTRAP_SERVERS).",
+)
+
+import_code_option = click.option(
+    "--import-code",
+    "--check-handlers",
+    "import_code",
+    is_flag=True,
+    help="Import handler and model modules: runs project code (default: checked without running them).",
 )
 
 # `kpipe run` takes it; `kpipe export kubernetes` passes it on to the pods' `kpipe run`.

@@ -13,12 +13,12 @@ from typing import Any
 
 import click
 
-from kpipe.cli.common import ProjectOptions, parse_vars, project_options, shutdown_timeout_option
-
-import_code_option = click.option(
-    "--import-code",
-    is_flag=True,
-    help="Import handler and schema-model modules: runs project code (needed for pydantic-model payloads).",
+from kpipe.cli.common import (
+    ProjectOptions,
+    import_code_option,
+    parse_vars,
+    project_options,
+    shutdown_timeout_option,
 )
 
 
@@ -225,7 +225,7 @@ def kubernetes(
         list(options.values_files),
         options.variables,
         settings,
-        root=project_root(options.paths[0]),
+        root=project_root(options.paths[0], options.root),
     )
     _write_manifests(objects, output)
 
@@ -276,7 +276,7 @@ def dockerfile(
     from kpipe.export.sources import project_files, project_root
 
     project = _load(options, import_code=False)
-    root = project_root(options.paths[0])
+    root = project_root(options.paths[0], options.root)
     files = project_files(
         [*project.files, *project.inspection.schema_sources.values(), *options.values_files], root
     )

@@ -35,7 +35,7 @@ def cluster_options(func):  # type: ignore[no-untyped-def]
 def _connect(options: ProjectOptions, timeout: float) -> tuple[list[TopicSpec], KafkaCluster]:
     from kpipe.topics.cluster import connect
 
-    project = options.load()
+    project = options.load(import_code=False, check_code=False)  # topics need no project code, nor its check
     if project.warnings:
         from kpipe.diagnostics import render_text, sort_diagnostics
 

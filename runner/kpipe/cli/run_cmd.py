@@ -141,6 +141,7 @@ def run(
         bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
+        project_root=str(project.spec.root) if project.spec.root else None,
         metrics=metrics.port is not None,
         embedded_broker=project.embedded_broker,
     )

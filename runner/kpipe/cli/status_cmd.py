@@ -77,7 +77,7 @@ def status(
 
     if watch and output_format == "json":
         raise UsageError("--watch draws a table; use --format json without --watch (e.g. from a loop)")
-    project = options.load(import_code=False)  # reading offsets runs no project code
+    project = options.load(import_code=False, check_code=False)  # reading offsets needs no project code
     selected = (
         [project.consumer_group(name) for name in dict.fromkeys(groups)]
         if groups

@@ -10,6 +10,7 @@ import click
 from kpipe.cli.common import (
     ProjectOptions,
     consumer_config_option,
+    import_code_option,
     parse_vars,
     print_diagnostics,
     project_options,
@@ -27,9 +28,7 @@ from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
     show_default=True,
     help="text for people, json for tools, github for GitHub Actions annotations.",
 )
-@click.option(
-    "--check-handlers", is_flag=True, help="Also import every handler (needs the application's packages)."
-)
+@import_code_option
 @click.option(
     "--against",
     metavar="REF",
@@ -37,12 +36,13 @@ from kpipe.errors import EXIT_INVALID, EXIT_OK, PipelineInvalid
 )
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 def validate(
-    options: ProjectOptions, output_format: str, check_handlers: bool, against: str | None, strict: bool
+    options: ProjectOptions, output_format: str, import_code: bool, against: str | None, strict: bool
 ) -> int:
     """Check pipeline files offline: YAML, templates, every field and every reference.
 
     Reports every problem at once as FILE:LINE:COL: error: MESSAGE. Exits 0 when the project is valid, 1 when
-    it is not.
+    it is not. Runs no project code: handlers and pydantic-model schemas are checked without importing them,
+    unless --import-code.
 
     \b
     Examples:
@@ -52,9 +52,9 @@ def validate(
     """
     from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
 
-    inspection = options.inspect()
+    inspection = options.inspect(import_code=import_code)
     diagnostics = list(inspection.diagnostics)
-    if check_handlers and inspection.valid:
+    if import_code and inspection.valid:
         from kpipe.check.handlers import check_handlers as run_handler_checks
 
         diagnostics += run_handler_checks(inspection.spec)
@@ -62,7 +62,11 @@ def validate(
         from kpipe.schemas.evolution import check_evolution
 
         diagnostics += check_evolution(
-            inspection, against, paths=list(options.paths), inspect=options.inspect
+            inspection,
+            against,
+            paths=list(options.paths),
+            inspect=options.inspect,
+            import_code=import_code,
         )
     diagnostics = sort_diagnostics(diagnostics)
     files = len(inspection.files) + len(set(inspection.schema_sources.values()))
@@ -80,21 +84,35 @@ def validate(
 
 @click.command()
 @project_options()
-def render(options: ProjectOptions) -> None:
+@click.option(
+    "--show-secrets",
+    is_flag=True,
+    help="Print env() values and secret settings as they are (default: env('NAME') and *****).",
+)
+def render(options: ProjectOptions, show_secrets: bool) -> None:
     """Print each pipeline file after Jinja2 rendering (what kpipe parses).
+
+    Values that came from env() are shown as env('NAME') and secret settings (sasl.password, ...) as *****,
+    unless --show-secrets.
 
     \b
     Example:
       kpipe render pipelines/ --values pipelines/values/prod.yaml
     """
+    from kpipe.model.librdkafka import remember_secret_values
+    from kpipe.redaction import escape_controls, safe_text
+
     loaded = options.documents()
     if any(d.is_error for d in loaded.diagnostics):
         raise PipelineInvalid(loaded.diagnostics)
+    show = escape_controls if show_secrets else safe_text
+    for document in loaded.documents:
+        remember_secret_values(document.data)
     for i, document in enumerate(loaded.documents):
         if i:
             click.echo("---")
-        click.echo(f"# {document.display}")
-        click.echo(document.rendered_text.rstrip("\n"))
+        click.echo(show(f"# {document.display}"))
+        click.echo(show(document.rendered_text.rstrip("\n")))
 
 
 @click.command()
@@ -134,8 +152,14 @@ def schema(output: Path | None) -> None:
     show_default=True,
     help="Which instance of a consumer group (each has a client.id of its own).",
 )
+@import_code_option
 def explain(
-    name: str, options: ProjectOptions, output_format: str, consumer_config: tuple[str, ...], instance: int
+    name: str,
+    options: ProjectOptions,
+    output_format: str,
+    consumer_config: tuple[str, ...],
+    instance: int,
+    import_code: bool,
 ) -> None:
     """Show the final librdkafka settings of producer or consumer group NAME, and where each came from.
 
@@ -148,6 +172,8 @@ def explain(
     from kpipe.compilation.explain import explain_client
 
     project = options.load(
-        resolve_local=False, consumer_overrides=parse_vars(consumer_config, "--consumer-config")
+        resolve_local=False,
+        consumer_overrides=parse_vars(consumer_config, "--consumer-config"),
+        import_code=import_code,
     )
     click.echo(explain_client(project, name, output_format, instance=instance))

@@ -15,6 +15,7 @@ from kpipe.diagnostics import Position
 
 CommitStrategy = Literal["auto", "per_message", "batch"]
 ErrorAction = Literal["dead_letter", "stop", "skip"]
+Ordering = Literal["key", "partition", "none"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,9 @@ class ErrorPolicy:
     backoff_ms: int = 200
     max_backoff_ms: int = 30_000
     dead_letter_topic: str | None = None
-    # A handler call running longer is hung: reported, the worker restarts, the event is dead-lettered after
-    # HANG_LIMIT hangs (runtime.worker). None: hangs are only reported.
+    # A handler call running longer: an async handler is cancelled (a failure); a sync one in the sequential
+    # worker is hung: reported, the worker restarts, and after HANG_LIMIT hangs its event fails (runtime.worker.hung).
+    # None: no limit (long calls are still reported).
     timeout_ms: int | None = None
 
 
@@ -103,11 +105,15 @@ class ConsumerGroupSettings:
     topic_schemas: Mapping[str, str | None] = field(default_factory=dict)
     # librdkafka config for the producer that writes dead letters and handler-emitted events.
     producer_client: ClientConfig | None = None
-    # Directories added to sys.path before importing the handler (the pipeline files' directories).
+    # Directories added to sys.path before importing the handler: the pipeline files' directories, then the
+    # project root (docs/pipeline-format.md, "Handlers and model schemas: how they are found").
     import_paths: tuple[str, ...] = ()
     # Consumer batch size handed to Consumer.consume(n).
     max_poll_records: int = 500
     position: Position | None = None
+    # Events handled at once per instance (1: the sequential worker) and what stays in order among them.
+    concurrency: int = 1
+    ordering: Ordering = "key"
     # Topics the handler may send to with ctx.emit (declared `emits`); anything else is refused at emit time.
     emits: tuple[str, ...] = ()
 

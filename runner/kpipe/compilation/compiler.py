@@ -260,6 +260,8 @@ def compile_consumer_group(
         import_paths=tuple(project.directories),
         max_poll_records=spec.max_poll_records,
         position=declared.position,
+        concurrency=spec.concurrency,
+        ordering=spec.ordering,
         emits=tuple(spec.emits),
     )
 

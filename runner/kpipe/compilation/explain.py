@@ -8,8 +8,9 @@ from kpipe.compilation.compiled import ClientConfig
 from kpipe.compilation.project import Project
 from kpipe.diagnostics import did_you_mean
 from kpipe.errors import UsageError
+from kpipe.redaction import REDACTED, redact, safe_text
 
-REDACTED = "*****"
+__all__ = ["REDACTED", "explain_client"]
 
 
 def _rows(config: ClientConfig) -> list[dict]:
@@ -18,7 +19,7 @@ def _rows(config: ClientConfig) -> list[dict]:
         rows.append(
             {
                 "key": s.key,
-                "value": REDACTED if s.secret else s.value,
+                "value": REDACTED if s.secret else redact(s.value),
                 "source": s.source,
                 "origin": s.origin,
                 "position": str(s.position) if s.position else None,
@@ -48,6 +49,8 @@ def explain_client(project: Project, name: str, output_format: str = "text", *, 
             "commit": group.commit.strategy,
             "dead_letter_topic": group.on_error.dead_letter_topic,
             "handler_timeout_ms": group.on_error.timeout_ms,
+            "concurrency": group.concurrency,
+            "ordering": group.ordering,
             "emits": list(group.emits) or None,
         }
     else:
@@ -67,7 +70,7 @@ def explain_client(project: Project, name: str, output_format: str = "text", *, 
             + (f" ({known})" if known else " (the project declares none)")
         )
     if output_format == "json":
-        return json.dumps({"name": name, "kind": kind, **extra, "settings": rows}, indent=2)
+        return redact(json.dumps({"name": name, "kind": kind, **extra, "settings": rows}, indent=2))
     width = max(len(r["key"]) for r in rows)
     vwidth = min(40, max(len(r["value"]) for r in rows))
     lines = [f"{kind} '{name}'"]
@@ -80,4 +83,4 @@ def explain_client(project: Project, name: str, output_format: str = "text", *, 
         lines.append(
             f"  {r['key']:<{width}}  {r['value']:<{vwidth}}  {r['source']}" + (f": {where}" if where else "")
         )
-    return "\n".join(lines)
+    return "\n".join(safe_text(line) for line in lines)

@@ -5,6 +5,11 @@
 `load_project` raises PipelineInvalid with every diagnostic when anything is wrong; `inspect_project` returns
 the diagnostics instead (for `kpipe validate`, which reports warnings too).
 
+Project code runs only when asked: with `import_code=False` (every offline command unless `--import-code`)
+pydantic-model schemas and handlers are checked statically (kpipe.check.imports) and nothing from the project
+is imported; JSON Schema files are compiled without touching sys.path. The runtime (`kpipe run`, `produce`,
+`kpipe.load`) imports them: that is what it is asked to do.
+
 A Project is compiled data and does no I/O: `bootstrap_servers: local` (or `-b local`) stays the word `local`
 here. The edges that connect resolve it once to the running local broker's address (`kpipe.load`, the CLI:
 kpipe.local.state.resolve) and hand over a project with that address as its bootstrap override.
@@ -31,9 +36,11 @@ from kpipe.compilation.compiled import (
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
 from kpipe.loading.code import import_paths
+from kpipe.loading.files import ProjectFiles, project_root
 from kpipe.loading.loader import load_documents, load_yaml_file
 from kpipe.model.aliases import json_names
 from kpipe.model.assemble import ProjectSpec, assemble
+from kpipe.model.librdkafka import remember_secret_values
 from kpipe.model.pipeline import SchemaFile, SchemaModel
 
 if TYPE_CHECKING:
@@ -49,6 +56,8 @@ class Inspection:
     files: list[Path]
     schema_models: dict[str, type[BaseModel] | None] = field(default_factory=dict)
     schema_sources: dict[str, Path] = field(default_factory=dict)
+    # Whether pydantic-model schemas were imported (else they are None in schema_models: checked statically).
+    imported: bool = False
 
     @property
     def valid(self) -> bool:
@@ -62,57 +71,72 @@ def _schema_fields(model: type[BaseModel]) -> SchemaFields:
 
 
 def resolve_schemas(
-    spec: ProjectSpec, *, import_code: bool = True
+    spec: ProjectSpec,
+    files: ProjectFiles | None = None,
+    *,
+    import_code: bool = False,
+    check_code: bool = True,
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
-    """Read and compile each schema (JSON Schema file or pydantic model by import path).
-
-    Without `import_code` a pydantic-model schema is not imported (that runs project code): it stays None,
-    and the checks that need its fields are skipped.
-    """
+    """Read and compile each schema file; import pydantic-model schemas only when `import_code`, else check
+    statically that their module and class exist."""
+    from kpipe.check.imports import check_import_target
     from kpipe.schemas.compiler import compile_schema, import_model
 
+    files = files or ProjectFiles(spec.root or Path.cwd())
     models: dict[str, type[BaseModel] | None] = {}
     sources: dict[str, Path] = {}
     diagnostics: list[Diagnostic] = []
-    with import_paths(spec.directories):
-        for name, declared in sorted(spec.schemas.items()):
-            schema = declared.spec
-            models[name] = None
-            if isinstance(schema, SchemaModel):
-                if not import_code:
+    for name, declared in sorted(spec.schemas.items()):
+        schema = declared.spec
+        models[name] = None
+        if isinstance(schema, SchemaModel):
+            if not import_code:
+                if not check_code:
                     continue
+                diagnostics += check_import_target(
+                    schema.model,
+                    what="schema model",
+                    position=declared.locate("model"),
+                    import_directories=spec.directories,
+                    code="schema-import",
+                    root=str(spec.root) if spec.root else None,
+                )
+                continue
+            with import_paths(spec.directories):
                 try:
                     models[name] = import_model(schema.model)
                 except SchemaModelImportError as exc:
                     diagnostics.append(error(str(exc), declared.locate("model"), code="schema-import"))
-                continue
-            assert isinstance(schema, SchemaFile)
-            path = (declared.directory / schema.file).resolve()
-            sources[name] = path
-            # The `file:` value, or the shorthand string itself (locate falls back to the nearest parent).
-            where = declared.locate("file")
-            if not path.is_file():
-                diagnostics.append(
-                    error(
-                        f"schema '{name}': file '{schema.file}' not found (looked in {path.parent})",
-                        where,
-                        code="schema-missing",
-                    )
+            continue
+        assert isinstance(schema, SchemaFile)
+        path = declared.directory / schema.file
+        # The `file:` value, or the shorthand string itself (locate falls back to the nearest parent).
+        where = declared.locate("file")
+        if not path.exists() and not path.is_symlink():
+            diagnostics.append(
+                error(
+                    f"schema '{name}': file '{schema.file}' not found (looked in {path.parent.resolve()})",
+                    where,
+                    code="schema-missing",
                 )
-                continue
-            document, problems = load_yaml_file(path)
-            diagnostics.extend(problems)
-            if document is None or document.data is None:
-                if document is not None:
-                    diagnostics.append(
-                        error(f"schema file for '{name}' is empty", where, code="schema-invalid")
-                    )
-                continue
-            model, problems = compile_schema(
-                document.data, name=name, file=document.display, locate=document.positions.locate
             )
+            continue
+        resolved, problems = files.check(path, schema.file, where)
+        if resolved is None:
             diagnostics.extend(problems)
-            models[name] = model
+            continue
+        sources[name] = resolved
+        document, problems = load_yaml_file(path, files=files, written=schema.file, at=where)
+        diagnostics.extend(problems)
+        if document is None or document.data is None:
+            if document is not None:
+                diagnostics.append(error(f"schema file for '{name}' is empty", where, code="schema-invalid"))
+            continue
+        model, problems = compile_schema(
+            document.data, name=name, file=document.display, locate=document.positions.locate
+        )
+        diagnostics.extend(problems)
+        models[name] = model
     return models, sources, diagnostics
 
 
@@ -121,20 +145,62 @@ def inspect_project(
     *,
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] = (),
-    import_code: bool = True,
+    root: Path | str | None = None,
+    import_code: bool = False,
+    check_code: bool = True,
 ) -> Inspection:
-    loaded = load_documents(paths, variables=variables, values_files=values_files)
+    """Everything wrong with a project. Reads nothing outside the project root (`root`, else found from
+    `paths`); imports pydantic-model schemas only with `import_code`, else checks them and the handlers
+    statically (unless not `check_code`: commands that need neither, such as plan)."""
+    files = ProjectFiles(project_root(list(paths), root))
+    loaded = load_documents(paths, variables=variables, values_files=values_files, root=files.root)
+    for document in loaded.documents:
+        remember_secret_values(document.data)
     spec, diagnostics = assemble(loaded.documents)
+    spec.root = files.root
     diagnostics = loaded.diagnostics + diagnostics
-    models, sources, problems = resolve_schemas(spec, import_code=import_code)
+    models, sources, problems = resolve_schemas(spec, files, import_code=import_code, check_code=check_code)
     diagnostics += problems
+    if check_code and not import_code:
+        diagnostics += check_handlers_statically(spec)
     fields = {name: (_schema_fields(m) if m is not None else None) for name, m in models.items()}
+    if check_code and not import_code:
+        fields.update(_static_model_fields(spec))
     checked = check_project(spec, fields)
     if any(d.is_error and d.code.startswith(("template-", "yaml-")) for d in loaded.diagnostics):
         # A file that did not load declares nothing: references to its names would only repeat its error.
         checked = [d for d in checked if d.code != "unknown-reference"]
     diagnostics += checked
-    return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources)
+    return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources, import_code)
+
+
+def _static_model_fields(spec: ProjectSpec) -> dict[str, SchemaFields]:
+    """The fields of pydantic-model schemas read from their source, so key-field checks run without importing."""
+    from kpipe.check.imports import static_model_fields
+
+    out = {}
+    for name, declared in spec.schemas.items():
+        if isinstance(declared.spec, SchemaModel):
+            found = static_model_fields(declared.spec.model, spec.directories)
+            if found is not None:
+                out[name] = SchemaFields(*found)
+    return out
+
+
+def check_handlers_statically(spec: ProjectSpec) -> list[Diagnostic]:
+    from kpipe.check.imports import check_import_target
+
+    out: list[Diagnostic] = []
+    for name, group in sorted(spec.consumers.items()):
+        out += check_import_target(
+            group.spec.handler,
+            what=f"consumer group '{name}': handler",
+            position=group.locate("handler"),
+            import_directories=spec.directories,
+            code="handler-import",
+            root=str(spec.root) if spec.root else None,
+        )
+    return out
 
 
 _P = TypeVar("_P", bound="Project")
@@ -253,6 +319,11 @@ class Project:
         model = self.inspection.schema_models.get(name)
         if model is None:
             self._lookup("schemas", name, "schema")
+            if not self.inspection.imported and isinstance(self.spec.schemas[name].spec, SchemaModel):
+                raise UsageError(
+                    f"schema '{name}' is a pydantic model and the project was loaded without importing "
+                    "project code (load it with import_code=True)"
+                )
             raise UsageError(f"schema '{name}' did not compile")
         return model
 
@@ -271,14 +342,23 @@ def load_project(
     bootstrap_override: str | None = None,
     consumer_overrides: Mapping[str, str] | None = None,
     project_type: type[_P] = Project,  # type: ignore[assignment]
+    root: Path | str | None = None,
     import_code: bool = True,
+    check_code: bool = True,
     embedded_broker: bool = False,
 ) -> _P:
     """Load a valid project. The bootstrap servers come from `bootstrap_override`, else KPIPE_BOOTSTRAP_SERVERS,
     else the files (`local` stays unresolved: see the module docstring).
-    `import_code=False` imports no pydantic-model schema (see resolve_schemas)."""
+
+    `import_code` (the default: running a project means running its code) imports pydantic-model schemas;
+    the offline commands pass False and get them checked statically instead."""
     inspection = inspect_project(
-        paths, variables=variables, values_files=values_files or (), import_code=import_code
+        paths,
+        variables=variables,
+        values_files=values_files or (),
+        root=root,
+        import_code=import_code,
+        check_code=check_code,
     )
     if not inspection.valid:
         raise PipelineInvalid(inspection.diagnostics)

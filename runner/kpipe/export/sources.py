@@ -32,14 +32,11 @@ def project_files(files: Sequence[Path], root: Path) -> list[ProjectFile]:
     return sorted(out, key=lambda f: f.relative)
 
 
-def project_root(first: Path) -> Path:
-    """The nearest ancestor of `first` holding .git or pyproject.toml, else the working directory (the
-    project-root contract; kpipe.loading.files.project_root replaces this once it lands)."""
-    start = first.resolve()
-    for candidate in [start, *start.parents] if start.is_dir() else list(start.parents):
-        if (candidate / ".git").exists() or (candidate / "pyproject.toml").exists():
-            return candidate
-    return Path.cwd().resolve()
+def project_root(first: Path, override: Path | None = None) -> Path:
+    """The project root (kpipe.loading.files.project_root): `override` (--root), else found from `first`."""
+    from kpipe.loading.files import project_root as find_root
+
+    return find_root([first], override)
 
 
 def refuse_literal_secrets(spec: Any) -> None:

@@ -1,6 +1,6 @@
 """Importing the project's own code: handlers named `package.module:function`, and the import path they need.
 
-Low in the stack so that both the checks (`validate --check-handlers`) and the runtime (the worker) import a
+Low in the stack so that both the checks (`validate --import-code`) and the runtime (the worker) import a
 handler the same way, with the same one-line errors. Importing a module runs it: only call this when the user
 asked for project code to run.
 """

@@ -17,12 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from kpipe.diagnostics import Diagnostic, Position, error
+from kpipe.loading.files import MAX_FILE_BYTES, ProjectFiles, project_root
 from kpipe.loading.templating import render
 from kpipe.loading.yaml_source import PositionMap, parse_yaml
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
-# A pipeline file bigger than this is almost certainly a mistake (a data dump passed by accident).
-MAX_FILE_BYTES = 5 * 1024 * 1024
+__all__ = [
+    "MAX_FILE_BYTES",
+    "LoadResult",
+    "SourceDocument",
+    "load_documents",
+    "load_values",
+    "load_yaml_file",
+]
 
 
 @dataclass
@@ -39,6 +46,7 @@ class LoadResult:
     documents: list[SourceDocument]
     diagnostics: list[Diagnostic]
     files: list[Path]
+    root: Path | None = None
 
 
 def display_path(path: Path) -> str:
@@ -49,12 +57,24 @@ def display_path(path: Path) -> str:
     return str(path) if relative.startswith("..") else relative
 
 
-def discover(paths: Iterable[Path | str]) -> tuple[list[Path], list[Diagnostic]]:
-    files: list[Path] = []
+def discover(
+    paths: Iterable[Path | str], files: ProjectFiles | None = None
+) -> tuple[list[Path], list[Diagnostic]]:
+    """The pipeline files named by `paths` (absolute, as written: symlinks are resolved when read)."""
+    found_files: list[Path] = []
     diagnostics: list[Diagnostic] = []
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
+        if files is not None and path.exists() and not files.inside(path):
+            diagnostics.append(
+                error(
+                    f"'{raw}' is outside the project root {files.root}",
+                    Position(str(raw)),
+                    code="path-outside-root",
+                    hint="pass --root to widen the project root",
+                )
+            )
+        elif not path.exists() and not path.is_symlink():
             diagnostics.append(error("no such file or directory", Position(str(raw)), code="path-missing"))
         elif path.is_dir():
             found = sorted(_walk(path))
@@ -66,11 +86,12 @@ def discover(paths: Iterable[Path | str]) -> tuple[list[Path], list[Diagnostic]]
                         code="path-empty",
                     )
                 )
-            files.extend(found)
+            found_files.extend(found)
         else:
-            files.append(path)
-    unique = list(dict.fromkeys(p.resolve() for p in files))
-    return unique, diagnostics
+            found_files.append(path)
+    # One entry per real file; os.path.realpath does not raise on a symlink loop (the read reports it).
+    unique = {os.path.realpath(p): p.absolute() for p in reversed(found_files)}
+    return list(reversed(unique.values())), diagnostics
 
 
 def _walk(directory: Path) -> Iterable[Path]:
@@ -81,29 +102,24 @@ def _walk(directory: Path) -> Iterable[Path]:
                 yield Path(root) / name
 
 
-def read_text(path: Path, display: str) -> tuple[str | None, list[Diagnostic]]:
-    """Read a file as UTF-8 text, turning every way it can fail into one diagnostic."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, [
-                error(
-                    f"file is too large ({size / 1024 / 1024:.1f} MiB; the limit is {MAX_FILE_BYTES // 1024 // 1024} MiB)",
-                    Position(display),
-                    code="file-too-large",
-                )
-            ]
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        return None, [error("is a directory, expected a file", Position(display), code="file-unreadable")]
-    except PermissionError:
-        return None, [
-            error("permission denied: cannot read the file", Position(display), code="file-unreadable")
-        ]
-    except OSError as exc:
-        return None, [
-            error(f"cannot read the file: {exc.strerror or exc}", Position(display), code="file-unreadable")
-        ]
+def read_text(
+    path: Path,
+    display: str,
+    files: ProjectFiles | None = None,
+    at: Position | None = None,
+    written: str | None = None,
+) -> tuple[str | None, list[Diagnostic]]:
+    """Read a file as UTF-8 text, turning every way it can fail into one diagnostic.
+
+    `files` bounds what may be read (the project root, regular files, size caps); without it the file's own
+    directory is the root. `written` is the path as the user wrote it and `at` where, when not on the
+    command line.
+    """
+    if files is None:
+        files = ProjectFiles(Path(path).absolute().parent)
+    raw, problems = files.read_bytes_of(path, written or display, at or Position(display))
+    if raw is None:
+        return None, problems
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -125,13 +141,23 @@ def read_text(path: Path, display: str) -> tuple[str | None, list[Diagnostic]]:
 
 
 def load_yaml_file(
-    path: Path, *, variables: Mapping[str, Any] | None = None
+    path: Path,
+    *,
+    variables: Mapping[str, Any] | None = None,
+    files: ProjectFiles | None = None,
+    written: str | None = None,
+    at: Position | None = None,
 ) -> tuple[SourceDocument | None, list[Diagnostic]]:
-    """Read, render (when variables is not None) and parse one file."""
+    """Read, render (when variables is not None) and parse one file.
+
+    `written` is the path as the user wrote it and `at` where (for a file named inside another one): a file
+    that may not be read is reported there, naming it as written.
+    """
     display = display_path(path)
-    text, diagnostics = read_text(path, display)
+    text, diagnostics = read_text(path, display, files, at, written)
     if text is None:
         return None, diagnostics
+    path = Path(os.path.realpath(path))
     if variables is not None:
         text, diagnostics = render(text, display, variables)
         if text is None:
@@ -143,18 +169,18 @@ def load_yaml_file(
 
 
 def load_values(
-    values_files: Iterable[Path | str], variables: Mapping[str, str]
+    values_files: Iterable[Path | str], variables: Mapping[str, str], files: ProjectFiles | None = None
 ) -> tuple[dict[str, Any], list[Diagnostic]]:
     """Merge --values files (later wins, shallowly) and then --var pairs on top."""
     merged: dict[str, Any] = {}
     diagnostics: list[Diagnostic] = []
     for raw in values_files:
         path = Path(raw)
-        if not path.is_file():
+        if path.is_dir() or not (path.exists() or path.is_symlink()):
             problem = "is a directory, expected a values file" if path.is_dir() else "values file not found"
             diagnostics.append(error(problem, Position(str(raw)), code="path-missing"))
             continue
-        document, problems = load_yaml_file(path)
+        document, problems = load_yaml_file(path, files=files, written=str(raw))
         diagnostics.extend(problems)
         if document is None:
             continue
@@ -175,13 +201,18 @@ def load_documents(
     *,
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] = (),
+    root: Path | str | None = None,
 ) -> LoadResult:
-    template_vars, diagnostics = load_values(values_files, variables or {})
-    files, problems = discover(paths)
+    """Load every pipeline file under `paths`; nothing outside the project root (`root`, else found from the
+    paths: see kpipe.loading.files.project_root) is read."""
+    paths = list(paths)
+    reader = ProjectFiles(project_root(paths, root))
+    template_vars, diagnostics = load_values(values_files, variables or {}, reader)
+    files, problems = discover(paths, reader)
     diagnostics.extend(problems)
     documents: list[SourceDocument] = []
     for path in files:
-        document, problems = load_yaml_file(path, variables=template_vars)
+        document, problems = load_yaml_file(path, variables=template_vars, files=reader)
         diagnostics.extend(problems)
         if document is None:
             continue
@@ -189,4 +220,4 @@ def load_documents(
             diagnostics.append(error("file is empty", Position(document.display), code="file-empty"))
             continue
         documents.append(document)
-    return LoadResult(documents, diagnostics, files)
+    return LoadResult(documents, diagnostics, [Path(os.path.realpath(p)) for p in files], reader.root)

@@ -9,20 +9,39 @@ document. Templates see:
 
 The sandbox blocks attribute access to Python internals (`__class__`, `__globals__`, ...), and StrictUndefined
 makes a misspelt variable an error at its line instead of an empty string.
+
+Rendering is bounded, because a pipeline file may come from anyone who opens a pull request (as dbt and
+Ansible do with their own sandboxes, but enforced here rather than advised):
+
+- output: at most MAX_OUTPUT_CHARS per file, checked while the template streams out (Template.generate);
+- work: at most MAX_STEPS loop iterations and calls (every `{% for %}` iterable is wrapped at compile time,
+  every call goes through the sandbox), and at most MAX_SECONDS of wall time;
+- size of intermediate values: `*`, `+`, `**`, `%`, `~`, and calls/filters that grow strings (`center`,
+  `ljust`, `replace`, `join`, `format`, ...) are refused when their result would pass the output limit,
+  before it is built, so none of them can raise MemoryError;
+- `range()` is limited by Jinja's sandbox (MAX_RANGE).
+
+Going past a limit is a positioned error (`template-limit`) at the line that did it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from kpipe.diagnostics import Diagnostic, Position, did_you_mean, error
+from kpipe.redaction import remember_env
 
 _MISSING = object()
 
@@ -36,20 +55,276 @@ class _EnvMissing(Exception):
 def _env(name: str, default: Any = _MISSING) -> Any:
     value = os.environ.get(name)
     if value is not None:
+        remember_env(name, value)  # shown as env('NAME') in every output from now on
         return value
     if default is _MISSING:
         raise _EnvMissing(name)
     return default
 
 
+MAX_OUTPUT_CHARS = 5 * 1024 * 1024
+MAX_STEPS = 1_000_000
+MAX_SECONDS = 10.0
+# Integers past this many bits are not configuration (and squaring them again and again takes minutes).
+MAX_INT_BITS = 4096
+# A format width or precision with more digits than this would build a string past the output limit.
+_NUMBER = re.compile(r"\d{1,12}")
+_HUGE_WIDTH = re.compile(rf"\d{{{len(str(MAX_OUTPUT_CHARS)) + 1},}}")
+
+
+class TemplateLimit(Exception):
+    """Rendering went past one of the bounds; the message says which. `line`: the template line, when it is
+    not in the traceback (the output size is checked outside the template's frames)."""
+
+    def __init__(self, message: str, line: int = 0):
+        super().__init__(message)
+        self.line = line
+
+
+class _Budget:
+    def __init__(self, steps: int, seconds: float):
+        self.max_steps = steps
+        self.steps = 0
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def tick(self) -> None:
+        self.steps += 1
+        if self.steps > self.max_steps:
+            raise TemplateLimit(f"the template runs more than {self.max_steps:,} loop iterations and calls")
+        if self.steps % 1024 == 0:
+            self.check_time()
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TemplateLimit(f"rendering takes longer than {self.seconds:g} s")
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "kpipe_template_budget", default=None
+)
+
+
+def _tick() -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.tick()
+
+
+def _too_big(what: str) -> TemplateLimit:
+    return TemplateLimit(f"{what} would be larger than {MAX_OUTPUT_CHARS // 1024 // 1024} MiB")
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple | dict) else 0
+
+
+def _check_value(value: Any, what: str = "a value") -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise TemplateLimit(f"{what} is a number with more than {MAX_INT_BITS} bits")
+    if _size(value) > MAX_OUTPUT_CHARS:
+        raise _too_big(what)
+    return value
+
+
+def _check_arguments(args: Iterable[Any], kwargs: Mapping[str, Any], what: str) -> None:
+    for value in (*args, *kwargs.values()):
+        _check_value(value, f"an argument of {what}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OUTPUT_CHARS:
+            # A width, count or repeat (center(10**9), ljust, indent, ...) that would build a huge string.
+            raise TemplateLimit(f"{what}: argument {value} is larger than {MAX_OUTPUT_CHARS:,}")
+        if isinstance(value, str) and _HUGE_WIDTH.search(value) and ("%" in value or "{" in value):
+            raise TemplateLimit(f"{what}: a format width in the text is larger than {MAX_OUTPUT_CHARS:,}")
+
+
+def _estimate(name: str, subject: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
+    """An upper bound of the size of what a string-growing operation returns, computed before running it."""
+    if name == "replace" and isinstance(subject, str) and len(args) >= 2:
+        old, new = str(args[0]), str(args[1])
+        count = subject.count(old) if old else len(subject) + 1
+        return len(subject) + count * len(new)
+    if name == "join" and isinstance(subject, str) and args:
+        items = args[0]
+        if isinstance(items, list | tuple):
+            return sum(len(str(i)) if isinstance(i, str) else 32 for i in items) + len(subject) * len(items)
+    if name in ("format", "format_map", "%") and isinstance(subject, str):
+        # Every number in the text may be a width or a precision: "%4000000s%4000000s" builds 8 MB.
+        widths = sum(int(n) for n in _NUMBER.findall(subject))
+        return len(subject) + widths + sum(_size(v) for v in (*args, *kwargs.values()))
+    counts = [v for v in (*args, *kwargs.values()) if isinstance(v, int) and not isinstance(v, bool)]
+    if isinstance(subject, str) and counts:
+        # A width applied per line or per tab (indent, expandtabs), or once (center, ljust, zfill, ...).
+        return len(subject) + max(counts) * (subject.count("\n") + subject.count("\t") + 1)
+    return 0
+
+
+def _guard_filter(name: str, func: Any) -> Any:
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        values = [a for a in args if not isinstance(a, jinja2.runtime.Context | jinja2.nodes.EvalContext)]
+        values = [a for a in values if not isinstance(a, jinja2.Environment)]
+        _check_arguments(values[1:], kwargs, f"filter '{name}'")
+        if name == "replace" and len(values) >= 3:  # value|replace(old, new)
+            estimate = _estimate("replace", values[0], tuple(values[1:3]), {})
+        elif name == "join" and values:  # value|join(separator)
+            separator = str(values[1]) if len(values) > 1 else str(kwargs.get("d", ""))
+            estimate = _estimate("join", separator, (values[0],), {})
+        elif values:  # value|format(...), value|indent(width), value|center(width), ...
+            estimate = _estimate(name, values[0], tuple(values[1:]), kwargs)
+        else:
+            estimate = 0
+        if estimate > MAX_OUTPUT_CHARS:
+            raise _too_big(f"the result of filter '{name}'")
+        return _check_value(func(*args, **kwargs), f"the result of filter '{name}'")
+
+    return guarded
+
+
+def _concat(*parts: Any) -> str:
+    texts = [str(p) for p in parts]
+    if sum(len(t) for t in texts) > MAX_OUTPUT_CHARS:
+        raise _too_big("the result of '~'")
+    return "".join(texts)
+
+
+def _loop(iterable: Any) -> Iterator[Any]:
+    """Every `{% for %}` iterates through this: each iteration counts against the budget."""
+    if isinstance(iterable, jinja2.Undefined):
+        iterable = iter(iterable)  # StrictUndefined raises here, at the loop's line
+    for item in iterable:
+        _tick()
+        yield item
+
+
+class _Generator(CodeGenerator):
+    def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
+        self.write("environment.kpipe_concat(")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")")
+
+
+class BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox with bounds on work, time and the size of every value built (see the module docstring)."""
+
+    code_generator_class = _Generator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.filters = {name: _guard_filter(name, f) for name, f in self.filters.items()}
+        self.globals["_kpipe_loop"] = _loop
+        del self.globals["lipsum"]  # lipsum(10**6) builds hundreds of MB of text, and is no configuration
+        self.kpipe_concat = _concat
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(
+                nodes.Name("_kpipe_loop", "load", lineno=loop.lineno),
+                [loop.iter],
+                [],
+                None,
+                None,
+                lineno=loop.lineno,
+            )
+        return tree
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _tick()
+        what = f"the result of '{operator}'"
+        _check_value(left, what)
+        _check_value(right, what)
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 64 and abs(left) > 1:
+                raise TemplateLimit(f"an exponent above 64 ({right}) is not configuration")
+        elif operator == "*":
+            sizes = (_size(left), _size(right))
+            counts = [v for v in (left, right) if isinstance(v, int) and not isinstance(v, bool)]
+            if max(sizes) and counts and max(sizes) * max(counts) > MAX_OUTPUT_CHARS:
+                raise _too_big(what)
+        elif operator == "+":
+            if _size(left) + _size(right) > MAX_OUTPUT_CHARS:
+                raise _too_big(what)
+        elif operator == "%" and isinstance(left, str):
+            _check_arguments([left], {}, "'%'")
+            values = right if isinstance(right, tuple) else (right,)
+            _check_arguments(values, right if isinstance(right, Mapping) else {}, "'%'")
+            if _estimate("%", left, values, {}) > MAX_OUTPUT_CHARS:
+                raise _too_big(what)
+        return _check_value(super().call_binop(context, operator, left, right), what)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text, name = value.__self__, value.__name__
+
+        @functools.wraps(wrapped)
+        def bounded_format(*args: Any, **kwargs: Any) -> str:
+            _tick()
+            _check_arguments(args, kwargs, f"'{name}'")
+            if _HUGE_WIDTH.search(text):
+                raise TemplateLimit(
+                    f"'{name}': a format width in the text is larger than {MAX_OUTPUT_CHARS:,}"
+                )
+            if _estimate(name, text, args, kwargs) > MAX_OUTPUT_CHARS:
+                raise _too_big(f"the result of '{name}'")
+            return _check_value(wrapped(*args, **kwargs), f"the result of '{name}'")
+
+        return bounded_format
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _tick()
+        name = getattr(__obj, "__name__", "a function")
+        name = "range" if name == "safe_range" else name
+        _check_arguments(args, kwargs, f"'{name}'")
+        subject = getattr(__obj, "__self__", None)
+        if _estimate(name, subject, args, kwargs) > MAX_OUTPUT_CHARS:
+            raise _too_big(f"the result of '{name}'")
+        return _check_value(super().call(__context, __obj, *args, **kwargs), f"the result of '{name}'")
+
+
 def _make_environment() -> SandboxedEnvironment:
-    environment = SandboxedEnvironment(
+    environment = BoundedEnvironment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
     environment.globals["env"] = _env
     return environment
+
+
+def _render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> str:
+    budget = _Budget(MAX_STEPS, MAX_SECONDS)
+    token = _BUDGET.set(budget)
+    try:
+        chunks: list[str] = []
+        size = 0
+        # As Template.generate does, but with the generator in hand to tell which line was rendering.
+        stream = template.root_render_func(template.new_context(dict(context)))
+        try:
+            for chunk in stream:
+                size += len(chunk)
+                if size > MAX_OUTPUT_CHARS:
+                    frame = stream.gi_frame
+                    line = template.get_corresponding_lineno(frame.f_lineno) if frame is not None else 0
+                    raise TemplateLimit(
+                        f"the rendered file is larger than {MAX_OUTPUT_CHARS // 1024 // 1024} MiB", line
+                    )
+                budget.check_time()
+                chunks.append(chunk)
+        except TemplateLimit as exc:
+            if exc.line:
+                raise
+            template.environment.handle_exception()  # re-raised with the template's lines in the traceback
+        except Exception:
+            template.environment.handle_exception()
+        return "".join(chunks)
+    finally:
+        _BUDGET.reset(token)
 
 
 _ENVIRONMENT: SandboxedEnvironment | None = None
@@ -71,7 +346,7 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
     try:
         template = _ENVIRONMENT.from_string(text)
         template.name = template.filename = file
-        return template.render(context), []
+        return _render_bounded(template, context), []
     except jinja2.TemplateSyntaxError as exc:
         # At the end of the template Jinja's line is wherever the text stopped, not the unclosed tag.
         at_end = (exc.message or "").startswith("Unexpected end of template")
@@ -107,6 +382,32 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
                 hint=hint,
             )
         ]
+    except TemplateLimit as exc:
+        return None, [
+            error(
+                f"template error: {exc}",
+                _where(text, file, exc.line or _template_line(exc, file), None),
+                code="template-limit",
+                hint="templates are bounded (output size, loop iterations, time); generate less",
+            )
+        ]
+    except (MemoryError, RecursionError) as exc:
+        what = "too much memory" if isinstance(exc, MemoryError) else "too deep a recursion"
+        return None, [
+            error(
+                f"template error: rendering needs {what}",
+                _where(text, file, _template_line(exc, file), None),
+                code="template-limit",
+            )
+        ]
+    except OverflowError as exc:  # the sandbox's range() limit
+        return None, [
+            error(
+                f"template error: {exc}",
+                _where(text, file, _template_line(exc, file), None),
+                code="template-limit",
+            )
+        ]
     except SecurityError as exc:
         attribute = re.search(r"attribute '([^']+)'", str(exc))
         return None, [
@@ -133,6 +434,7 @@ def _unset_env_names(text: str, context: Mapping[str, Any]) -> list[str]:
     def collect(name: str, default: Any = _MISSING) -> Any:
         value = os.environ.get(name)
         if value is not None:
+            remember_env(name, value)
             return value
         if default is _MISSING:
             if name not in unset:
@@ -143,7 +445,7 @@ def _unset_env_names(text: str, context: Mapping[str, Any]) -> list[str]:
     environment = _make_environment()
     environment.globals["env"] = collect
     with contextlib.suppress(Exception):  # anything else wrong is reported once the variables are set
-        environment.from_string(text).render(context)
+        _render_bounded(environment.from_string(text), context)  # as bounded as the first rendering
     return unset
 
 
@@ -165,7 +467,7 @@ def _env_position(text: str, file: str, name: str) -> Position | None:
 
 def _where(text: str, file: str, line: int, needle: str | None) -> Position:
     """Point at the first mention of `needle` on the failing line, else at the line's first template tag."""
-    lines = text.splitlines()
+    lines = text.split("\n")  # not splitlines(): U+2028 and U+0085 do not end a line in an editor
     if not 0 < line <= len(lines):
         return Position(file, line, 1 if line else 0)
     source = lines[line - 1]

@@ -12,6 +12,7 @@ the node tree with the safe loader and builds plain Python data from it itself, 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,13 +104,13 @@ def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]
     if node is None:
         loader.dispose()
         return None, positions, []
-    builder = _Builder(file, positions, loader)
+    builder = _Builder(file, positions, loader, _Lines(text))
     try:
         data = builder.build(node, ())
     except PipelineInvalid as exc:  # raised by the builder: the document stops here
         return None, positions, exc.diagnostics
     except RecursionError:
-        return None, positions, [_too_deep(Position(file))]
+        return None, positions, [_too_deep_at(text, file)]
     finally:
         loader.dispose()
     return data, positions, builder.diagnostics
@@ -121,7 +122,8 @@ def _compose_pure(text: str, file: str) -> tuple[Any, Node | None, Diagnostic | 
         return loader, loader.get_single_node(), None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
+        lines = _Lines(text)
+        pos = Position(file, *lines.at(mark)) if mark else Position(file)
         problem = exc.problem or exc.context or "invalid YAML"
         if "expected a single document" in (exc.context or ""):
             problem = "a file holds one YAML document, found a second one (a '---' separator)"
@@ -129,8 +131,8 @@ def _compose_pure(text: str, file: str) -> tuple[Any, Node | None, Diagnostic | 
             context = exc.context
             # "while parsing a flow mapping" alone does not say which one: name the line it started on.
             started = exc.context_mark
-            if started is not None and mark is not None and started.line != mark.line:
-                context = f"{context} that starts at line {started.line + 1}"
+            if started is not None and mark is not None and lines.at(started)[0] != pos.line:
+                context = f"{context} that starts at line {lines.at(started)[0]}"
             problem = f"{problem} ({context})"
         explained = _indentation_problem(text, file, exc) if mark is not None else None
         if explained is not None:
@@ -140,7 +142,35 @@ def _compose_pure(text: str, file: str) -> tuple[Any, Node | None, Diagnostic | 
         return loader, None, error(f"invalid YAML: {exc}", Position(file), code="yaml-syntax")
     except RecursionError:
         # PyYAML composes nested collections recursively; thousands of levels exhaust Python's stack.
-        return loader, None, _too_deep(Position(file))
+        return loader, None, _too_deep_at(text, file)
+
+
+def _too_deep_at(text: str, file: str) -> Diagnostic:
+    """The too-deep error at the bracket that went past MAX_DEPTH (flow style), else at the file."""
+    depth, quote, comment = 0, "", False
+    line, column = 1, 0
+    previous = "\n"
+    for char in text:
+        column += 1
+        if char == "\n":
+            line, column, comment = line + 1, 0, False
+        elif comment:
+            pass
+        elif quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'" and previous in " \t\n[{,:":
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return _too_deep(Position(file, line, column))
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+    return _too_deep(Position(file))
 
 
 def _indent(line: str) -> int:
@@ -269,7 +299,7 @@ def _too_deep(position: Position) -> Diagnostic:
 
 
 def _leading_tab(text: str) -> tuple[int, int] | None:
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
         stripped = line.lstrip(" ")
         if stripped.startswith("\t") and stripped.strip():
             return lineno, len(line) - len(stripped) + 1
@@ -281,13 +311,27 @@ def _show_tag(tag: str) -> str:
     return "!!" + tag[len(STANDARD_TAG_PREFIX) :] if tag.startswith(STANDARD_TAG_PREFIX) else tag
 
 
-def _pos(node: Node) -> tuple[int, int]:
-    return node.start_mark.line + 1, node.start_mark.column + 1
+class _Lines:
+    """Positions as editors count them: YAML 1.1 (PyYAML, libyaml) also breaks lines at U+0085, U+2028 and
+    U+2029, which would shift every later line number; marks carry the character index, so count only the
+    newlines before it."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"] if text else [0]
+
+    def at(self, mark: Any) -> tuple[int, int]:
+        index = getattr(mark, "index", None)
+        if index is None or index > len(self.text):
+            return mark.line + 1, mark.column + 1
+        line = bisect.bisect_right(self.starts, index)
+        return line, index - self.starts[line - 1] + 1
 
 
 class _Builder:
-    def __init__(self, file: str, positions: PositionMap, loader: yaml.SafeLoader):
+    def __init__(self, file: str, positions: PositionMap, loader: yaml.SafeLoader, lines: _Lines):
         self.file = file
+        self.lines = lines
         self.positions = positions
         self.loader = loader
         self.expanded = 0
@@ -295,6 +339,9 @@ class _Builder:
         # The collections being built right now: meeting one again means an alias points into itself.
         self.building: set[int] = set()
         self.diagnostics: list[Diagnostic] = []
+
+    def _pos(self, node: Node) -> tuple[int, int]:
+        return self.lines.at(node.start_mark)
 
     def build(self, node: Node, path: PathKey) -> Any:
         # Count only the nodes built a second time (reached through an alias): a long file without aliases
@@ -304,7 +351,7 @@ class _Builder:
         else:
             self.visited.add(id(node))
         if self.expanded > MAX_EXPANDED_NODES:
-            line, col = _pos(node)
+            line, col = self._pos(node)
             raise PipelineInvalid(
                 [
                     error(
@@ -315,17 +362,17 @@ class _Builder:
                     )
                 ]
             )
-        self.positions.values.setdefault(path, _pos(node))
+        self.positions.values.setdefault(path, self._pos(node))
         if isinstance(node, ScalarNode):
             return self._scalar(node)
         if len(path) >= MAX_DEPTH:
-            raise PipelineInvalid([_too_deep(Position(self.file, *_pos(node)))])
+            raise PipelineInvalid([_too_deep(Position(self.file, *self._pos(node)))])
         if id(node) in self.building:
             raise PipelineInvalid(
                 [
                     error(
                         "an alias refers to a collection that contains it (a recursive anchor)",
-                        Position(self.file, *_pos(node)),
+                        Position(self.file, *self._pos(node)),
                         code="yaml-recursive-alias",
                     )
                 ]
@@ -340,7 +387,7 @@ class _Builder:
                 return self._mapping(node, path)
         finally:
             self.building.discard(id(node))
-        raise PipelineInvalid([error("unsupported YAML node", Position(self.file, *_pos(node)))])
+        raise PipelineInvalid([error("unsupported YAML node", Position(self.file, *self._pos(node)))])
 
     def _check_tag(self, node: Node, expected: str) -> None:
         if node.tag != expected:
@@ -348,7 +395,7 @@ class _Builder:
                 [
                     error(
                         f"YAML tag '{_show_tag(node.tag)}' is not allowed",
-                        Position(self.file, *_pos(node)),
+                        Position(self.file, *self._pos(node)),
                         code="yaml-tag",
                     )
                 ]
@@ -365,7 +412,7 @@ class _Builder:
                         f"YAML tag '{_show_tag(node.tag)}' is not allowed"
                         if "tag" in str(exc.problem)
                         else f"{exc.problem}",
-                        Position(self.file, mark.line + 1, mark.column + 1),
+                        Position(self.file, *self.lines.at(mark)),
                         code="yaml-tag",
                     )
                 ]
@@ -382,7 +429,7 @@ class _Builder:
                 [
                     error(
                         "a '<<' merge key needs a mapping or a list of mappings",
-                        Position(self.file, *_pos(node)),
+                        Position(self.file, *self._pos(node)),
                     )
                 ]
             )
@@ -402,13 +449,13 @@ class _Builder:
                     [
                         error(
                             "mapping keys must be plain scalars",
-                            Position(self.file, *_pos(key_node)),
+                            Position(self.file, *self._pos(key_node)),
                             code="yaml-key",
                         )
                     ]
                 )
             key = self._scalar(key_node)
-            here = _pos(key_node)
+            here = self._pos(key_node)
             try:
                 hash(key)
             except TypeError:

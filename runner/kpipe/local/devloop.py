@@ -201,6 +201,7 @@ def worker_specs(
         variables=variables,
         values_files=(str(v) for v in values_files),
         bootstrap_override=project.bootstrap_servers,
+        project_root=str(project.spec.root) if project.spec.root else None,
         embedded_broker=local,
         extra_consumer_config=DEV_STATISTICS,
         metrics=True,

@@ -61,11 +61,15 @@ class ProjectSpec:
     metrics: Declared[spec.MetricsSpec] | None = None
     # Names whose declaration was invalid (already reported): they exist for reference checks.
     broken: dict[str, dict[str, Position]] = field(default_factory=lambda: {s: {} for s in NOUN})
+    # The project root (kpipe.loading.files.project_root): nothing outside it is read; it is importable.
+    root: Path | None = None
 
     @property
     def directories(self) -> list[str]:
-        """The pipeline files' directories, in order: where their handlers and schema models are imported from."""
-        return list(dict.fromkeys(str(d.path.parent) for d in self.documents))
+        """Where handlers and schema models are imported from, in order: the pipeline files' directories, then
+        the project root (as a Python program's own directory is importable)."""
+        dirs = [str(d.path.parent) for d in self.documents]
+        return list(dict.fromkeys(dirs + ([str(self.root)] if self.root else [])))
 
     def names(self, section: str) -> set[str]:
         return set(getattr(self, section)) | set(self.broken[section])

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from kpipe.diagnostics import did_you_mean
 
@@ -586,6 +586,24 @@ def is_secret(name: str) -> bool:
     if info.secret:
         return True
     return info.alias_of is not None and is_secret(info.alias_of)
+
+
+def remember_secret_values(data: Any) -> None:
+    """Register the value of every secret-named key in a parsed file with kpipe.redaction, so it is masked
+    wherever it is printed (a diagnostic quoting it, `render`, a log line)."""
+    from kpipe.redaction import remember
+
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and is_secret(key) and not isinstance(value, dict | list):
+                    remember(value)
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def check_client_property(name: str, value: object, kind: ClientKind) -> tuple[str | None, str | None]:

@@ -1,12 +1,13 @@
 """Consumer-group handlers: importing `module:function`, and the context each call receives.
 
-A handler is `def handle(event, ctx) -> None`. `event` is the validated pydantic model instance (or the raw
-value bytes when the topic has no schema); `ctx` is a HandlerContext. Returning means the event is processed and
-its offset may be committed; raising means it failed (retried, then dead-lettered, skipped or the worker stops,
-per the group's on_error policy).
+A handler is `def handle(event, ctx) -> None` or `async def handle(event, ctx) -> None`. `event` is the
+validated pydantic model instance (or the raw value bytes when the topic has no schema); `ctx` is a
+HandlerContext. Returning means the event is processed and its offset may be committed; raising means it failed
+(retried, then dead-lettered, skipped or the worker stops, per the group's on_error policy).
 
-The worker reuses one HandlerContext for every message: read what you need from it during the call, do not
-keep the object (call `ctx.snapshot()` for a detached copy).
+The sequential worker reuses one HandlerContext for every message; the concurrent one (concurrency > 1, or an
+async handler) gives each event its own (kpipe.runtime.concurrent.executor.EventContext). Either way, read what
+you need from it during the call and do not keep the object (call `ctx.snapshot()` for a detached copy).
 """
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ class Emitter:
         # kpipe Producers handlers emitted through, with their failure count before: settled before commits.
         self._external: dict[int, tuple[Any, int]] = {}
 
-    def emit(self, target: Any, event: Any, key: Any, headers: Any) -> None:
+    def emit(self, target: Any, event: Any, key: Any, headers: Any, on_delivery: Any = None) -> None:
+        """Send an event. With `on_delivery(err, msg)` the caller tracks this delivery itself (concurrent
+        workers track each event's emits); otherwise it counts towards `unsettled`/`failures`."""
         if not isinstance(target, str):
             # A kpipe Producer: it validates against its own schema and counts its own deliveries; the worker
             # waits for them (settle_external) before committing, as for events emitted by topic name.
@@ -155,13 +158,13 @@ class Emitter:
         elif type(key) is not str:
             key = key_text(key)
         value = to_json_bytes(event)
+        callback = on_delivery or self._on_delivery
         try:
-            self._producer.produce(target, value, key, headers=headers, on_delivery=self._on_delivery)
+            self._producer.produce(target, value, key, headers=headers, on_delivery=callback)
         except BufferError:
-            produce_when_room(
-                self._producer, target, value, key, headers=headers, on_delivery=self._on_delivery
-            )
-        self.unsettled = True
+            produce_when_room(self._producer, target, value, key, headers=headers, on_delivery=callback)
+        if on_delivery is None:
+            self.unsettled = True
         self.emitted += 1
 
     def _undeclared(self, target: str) -> str:

@@ -40,6 +40,8 @@ class WorkerSpec:
     # long a worker has between SIGTERM and SIGKILL.
     state_dir: str | None = None
     shutdown_timeout: float = 30.0
+    # The project root the supervisor loaded with (--root or found): workers read and import from the same.
+    project_root: str | None = None
     # Measure for Prometheus (kpipe run --metrics-port): histograms, and consumer lag from statistics.
     metrics: bool = False
     # bootstrap_override is kpipe's embedded broker (`local`, resolved): compile its consumer defaults in.
@@ -123,6 +125,11 @@ class WorkerStatus:
     error: str | None = None
     # A handler call running for long: "orders[0]@42 for 35 s" (the supervisor names it if it must kill).
     busy: str | None = None
+    # Concurrent workers (concurrency > 1): events being handled, events buffered and not started yet, and
+    # per partition the lowest offset not finished yet, as (topic, partition, offset).
+    in_flight: int = 0
+    queued: int = 0
+    oldest_unfinished: tuple[tuple[str, int, int], ...] = field(default=())
     # Everything a worker counts for metrics; None from a worker that does not count them.
     counters: WorkerCounters | None = None
     # Consumer lag per assigned partition, (topic, partition, lag), from librdkafka's statistics.
@@ -149,6 +156,7 @@ def worker_specs(
     bootstrap_override: str | None = None,
     log_format: str = "text",
     extra_consumer_config: Iterable[tuple[str, str]] = (),
+    project_root: str | None = None,
     metrics: bool = False,
     embedded_broker: bool = False,
 ) -> list[WorkerSpec]:
@@ -160,6 +168,7 @@ def worker_specs(
         "bootstrap_override": bootstrap_override,
         "log_format": log_format,
         "extra_consumer_config": tuple(extra_consumer_config),
+        "project_root": project_root,
         "metrics": metrics,
         "embedded_broker": embedded_broker,
     }

@@ -27,8 +27,10 @@ Decisions:
   several non-null types, patternProperties, propertyNames, min/maxProperties, prefixItems and tuple
   `items`, contains, uniqueItems: true, unevaluated*, dependent*, remote and recursive $ref, formats other
   than date-time, date, time, uuid and email, enum/const values that are objects or arrays.
-- `pattern` runs on pydantic's Rust regex engine; a model falls back to Python's `re` for patterns Rust cannot
-  compile (look-around, back-references). Neither is exactly ECMA-262, the dialect JSON Schema names.
+- `pattern` runs on pydantic-core's Rust regex engine only, which matches in linear time: a pattern it cannot
+  compile (look-around, back-references, a compiled size over its limit) is an error, never a fallback to
+  Python's backtracking `re` (one crafted event could pin a worker). It is not exactly ECMA-262, the dialect
+  JSON Schema names.
 
 The source document stays on the model as `__kpipe_json_schema__` for the schema-evolution checker.
 """
@@ -47,7 +49,7 @@ from urllib.parse import unquote
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, TypeAdapter, ValidationError, create_model
-from pydantic_core import PydanticUndefined, SchemaError
+from pydantic_core import PydanticUndefined, SchemaError, SchemaValidator, core_schema
 
 from kpipe.diagnostics import Diagnostic, Position, did_you_mean, error, warning
 from kpipe.errors import SchemaModelImportError
@@ -368,12 +370,21 @@ class _Compiler:
         return Annotated[base, Field(**constraints)] if constraints else base
 
     def pattern_compiles(self, pattern: str, path: Path) -> bool:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            self.error(path, f"'pattern' is not a valid regular expression: {exc}")
-            return False
-        return True
+        """Whether pydantic-core's Rust regex engine (linear time) compiles `pattern`; else one error saying why.
+
+        There is no fallback to Python's `re`: a backtracking engine lets one crafted value pin a worker.
+        """
+        reason = rust_regex_problem(pattern)
+        if reason is None:
+            return True
+        hint = None
+        if "look-around" in reason or "backreference" in reason:
+            hint = (
+                "patterns run on a linear-time engine without look-around or backreferences, so no event can "
+                "make validation slow; rewrite it without them"
+            )
+        self.error(path, f"'pattern' cannot be used: {reason}", code="schema-pattern", hint=hint)
+        return False
 
     def array(self, schema: Mapping[str, Any], path: Path, name: str) -> Any:
         if schema.get("uniqueItems", False) is not False:
@@ -451,15 +462,11 @@ class _Compiler:
             validate_by_name=False,
             serialize_by_alias=True,
             protected_namespaces=(),
+            regex_engine="rust-regex",  # linear time; patterns were checked to compile with it
             title=schema["title"] if isinstance(schema.get("title"), str) else None,
         )
         model_name = _pascal(name)
-        try:
-            model = create_model(model_name, __config__=config, **fields)
-        except SchemaError:
-            # Rust's regex cannot compile one of the patterns; Python's re can (checked before).
-            config["regex_engine"] = "python-re"
-            model = create_model(model_name, __config__=config, **fields)
+        model = create_model(model_name, __config__=config, **fields)
         model.__kpipe_json_schema__ = copy.deepcopy(dict(schema))
         return model
 
@@ -480,10 +487,7 @@ class _Compiler:
             # unless the schema is nullable.
             return None
         try:
-            try:
-                adapter = TypeAdapter(annotation)
-            except SchemaError:  # a pattern Rust's regex cannot compile, as in object()
-                adapter = TypeAdapter(annotation, config=ConfigDict(regex_engine="python-re"))
+            adapter = TypeAdapter(annotation, config=ConfigDict(regex_engine="rust-regex"))
             return adapter.validate_python(schema["default"])
         except ValidationError as exc:
             reason = exc.errors()[0]["msg"]
@@ -549,6 +553,19 @@ def import_model(ref: str) -> type[BaseModel]:
             f"schema model '{ref}' is not a pydantic BaseModel subclass (it is {_kind(target)})"
         )
     return target
+
+
+def rust_regex_problem(pattern: str) -> str | None:
+    """Why pydantic-core's Rust regex engine cannot compile `pattern` (one line), or None when it can."""
+    try:
+        SchemaValidator(core_schema.str_schema(pattern=pattern, regex_engine="rust-regex"))
+    except SchemaError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reasons = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+        if reasons:
+            return reasons[-1]
+        return lines[-1].removeprefix("SchemaError: ") if lines else "not a valid regular expression"
+    return None
 
 
 def _is_null_schema(schema: Mapping[str, Any]) -> bool:

@@ -12,11 +12,12 @@ both versions (it passes the function that inspects a project), so this module s
 from __future__ import annotations
 
 import io
+import os
 import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,11 +124,14 @@ def check_evolution(
     inspection: Inspection,
     against: str,
     *,
-    inspect: Callable[[list[Path]], Inspection],
+    inspect: Callable[..., Inspection],
     paths: list[Path] | None = None,
+    import_code: bool = False,
 ) -> list[Diagnostic]:
-    """Diagnostics for every unsafe schema or key change since `against`. `inspect(paths)` loads a project's
-    files (with the current template values) into an Inspection; it is called for the previous version."""
+    """Diagnostics for every unsafe schema or key change since `against`. `inspect(paths, root=, import_code=)`
+    loads a project's files (with the current template values) into an Inspection; it is called for the
+    previous version, with the previous tree's project root. Without `import_code`, pydantic-model schemas
+    are not imported (old or new), so only JSON Schema files are compared."""
     root = Path.cwd()
     out: list[Diagnostic] = []
     with ExitStack() as stack:
@@ -142,8 +146,11 @@ def check_evolution(
         existing = [p for p in old_paths if p.exists()]
         if not existing:
             return []  # a new project: nothing to be compatible with
-        with _fresh_model_modules(inspection):
-            old = inspect(existing)
+        # The previous project's root is where the current root sits in the previous tree.
+        current_root = inspection.spec.root or root
+        old_root = (base / os.path.relpath(current_root, root)).resolve()
+        with _fresh_model_modules(inspection) if import_code else nullcontext():
+            old = inspect(existing, root=old_root, import_code=import_code)
         if not old.valid:
             first = next(d for d in old.diagnostics if d.is_error)
             return [
@@ -154,6 +161,16 @@ def check_evolution(
                 )
             ]
         for name, declared in sorted(inspection.spec.schemas.items()):
+            if isinstance(declared.spec, SchemaModel) and not import_code:
+                out.append(
+                    warning(
+                        f"schema '{name}' is a pydantic model; its changes are compared only with "
+                        "--import-code (which imports the old and new model modules)",
+                        declared.locate("model"),
+                        code="against-model-not-imported",
+                    )
+                )
+                continue
             new_document = _schema_document(inspection, name)
             old_document = _schema_document(old, name) if name in old.spec.schemas else None
             if new_document is None or old_document is None:

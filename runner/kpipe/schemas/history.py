@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kpipe.diagnostics import Position
 from kpipe.errors import GitFailed, UsageError
+from kpipe.loading.files import MAX_FILE_BYTES, ProjectFiles
+from kpipe.loading.yaml_source import parse_yaml
 
 
 def previous_documents(paths: list[Path], against: str, repo_root: Path) -> dict[Path, Mapping | None]:
@@ -63,11 +64,11 @@ def _read_dir(base: Path, rel: Path) -> Mapping | None:
     file = base / rel
     if not file.is_file():
         return None
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot read {file}: {e.strerror}") from None
-    return _parse(text, str(file))
+    # The same rules as the project's own files: inside the directory, a regular file, size-capped.
+    raw, problems = ProjectFiles(base).read_bytes_of(file, str(file), Position(str(file)))
+    if raw is None:
+        raise UsageError(problems[0].format())
+    return _parse(raw.decode("utf-8", errors="replace"), str(file))
 
 
 def _verify_ref(ref: str, repo_root: Path) -> str:
@@ -95,12 +96,13 @@ def _show(commit: str, rel: Path, repo_root: Path, *, label: str) -> Mapping | N
 
 
 def _parse(text: str, where: str) -> Mapping:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise UsageError(f"cannot parse {where}{at}: {getattr(e, 'problem', None) or e}") from None
+    # Old versions come from the same untrusted history as the new ones: size-capped, alias-bomb-safe parsing.
+    if len(text) > MAX_FILE_BYTES:
+        raise UsageError(f"{where} is larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
+    doc, _, problems = parse_yaml(text, where)
+    errors = [d for d in problems if d.is_error]
+    if errors:
+        raise UsageError(f"cannot parse {errors[0].format()}")
     if not isinstance(doc, Mapping):
         raise UsageError(f"{where} is not a JSON Schema object")
     return doc

@@ -53,8 +53,12 @@ class ChangeResult:
     ok: bool
     note: str = ""
     error: ClusterError | None = None
+    # A create that found the topic already there (another apply won the race): done, but not "created".
+    already_existed: bool = False
 
     def line(self) -> str:
+        if self.ok and self.already_existed:
+            return f"topic {self.change.topic} already existed (created meanwhile by someone else)"
         verb = {
             CreateTopic: "created topic",
             UpdateConfig: "updated config of topic",
@@ -84,10 +88,13 @@ class ApplyReport:
         done = [r for r in self.results if r.ok]
 
         def count(kind: type[Change]) -> int:
-            return sum(1 for r in done if isinstance(r.change, kind))
+            return sum(1 for r in done if isinstance(r.change, kind) and not r.already_existed)
 
         updated = count(UpdateConfig) + count(IncreasePartitions)
         text = f"{count(CreateTopic)} created, {updated} updated, {count(DeleteTopic)} deleted"
+        existed = sum(1 for r in done if r.already_existed)
+        if existed:
+            text += f", {existed} already existed"
         if self.failed:
             return f"Apply failed for {len(self.failed)} of {len(self.results)} changes ({text})."
         return f"Apply complete: {text} in {self.seconds:.1f} s."
@@ -214,7 +221,7 @@ def _results(
             continue
         answered.add(r.topic)
         text = existed_note if r.already_existed else note
-        out.append(ChangeResult(change, ok=r.ok, note=text, error=r.error))
+        out.append(ChangeResult(change, ok=r.ok, note=text, error=r.error, already_existed=r.already_existed))
     for topic, change in by_topic.items():
         if topic not in answered:
             error = ClusterError("the broker did not answer for this topic; its state is unknown")

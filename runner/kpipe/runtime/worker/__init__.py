@@ -8,6 +8,8 @@ offsets are ever committed, after the events its handler emitted were acknowledg
 
     core.py        GroupWorker: builds the clients through injected factories and wires the parts below
     loop.py        the consume loop and the per-message hot path
+    concurrent.py  the concurrent consume loop (concurrency > 1 or async handlers): per-key order, commits of
+                   the finished prefix (its pure parts: kpipe.runtime.concurrent)
     commit.py      CommitStrategy: AutoCommit, PerMessageCommit, BatchCommit (a new strategy is a new class)
     failures.py    retry with backoff, dead letter, skip, stop; returns an Outcome
     membership.py  assigned partitions, whether a join is in flight; pause and poll during long waits to keep
@@ -33,7 +35,7 @@ from kpipe.runtime.worker.commit import (
     PerMessageCommit,
     commit_list,
 )
-from kpipe.runtime.worker.core import GroupWorker
+from kpipe.runtime.worker.core import GroupWorker, is_concurrent
 from kpipe.runtime.worker.failures import Outcome, backoff_delays, dead_letter_headers
 from kpipe.runtime.worker.process import build_worker, settle_heap, worker_main
 
@@ -49,6 +51,7 @@ __all__ = [
     "build_worker",
     "commit_list",
     "dead_letter_headers",
+    "is_concurrent",
     "settle_heap",
     "worker_main",
 ]

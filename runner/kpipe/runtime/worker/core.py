@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.compilation.compiler import commit_settings
 from kpipe.logs import RateLimitedLog
+from kpipe.runtime.concurrent.executor import is_async_handler
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
 from kpipe.runtime.hangs import HangBook
 from kpipe.runtime.meter import WorkerMeter
@@ -30,6 +31,7 @@ from kpipe.runtime.protocol import (
     WorkerStatus,
 )
 from kpipe.runtime.worker.commit import STRATEGIES, CommitStrategy
+from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
 from kpipe.runtime.worker.health import ClusterHealth
@@ -138,7 +140,9 @@ class GroupWorker:
         self._consumer: Any = None
         self._producer: Any = None
         self._strategy: CommitStrategy | None = None
-        self._loop: ConsumeLoop | None = None
+        self._loop: ConsumeLoop | ConcurrentLoop | None = None
+        # concurrency > 1 or an async handler: the concurrent loop (None: the sequential one).
+        self._concurrent: ConcurrentLoop | None = None
 
     # -- control and state ------------------------------------------------------------------------------------
 
@@ -192,6 +196,7 @@ class GroupWorker:
                 handler_seconds=meter.handler_seconds.snapshot(),
                 event_age_seconds=meter.event_age_seconds.snapshot(),
             )
+        extra = self._concurrent.metrics() if self._concurrent is not None else {}
         return WorkerStatus(
             group=self.group,
             instance=self.instance,
@@ -207,6 +212,7 @@ class GroupWorker:
             busy=self._watch.busy if self._watch.current is not None else None,
             counters=counters,
             lag=meter.lag if meter is not None else (),
+            **extra,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -286,24 +292,34 @@ class GroupWorker:
             self.group, settings.on_error, self._handler, ctx, self._producer, membership, control, counters,
             self._rng,
         )  # fmt: skip
-        failures.watch = self._watch
         consumer.subscribe(
             list(settings.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
+        parts: dict[str, Any] = dict(
+            consumer=consumer, handler=self._handler, validators=Validators(settings.topics, self._models),
+            strategy=strategy, failures=failures, membership=membership, health=health, control=control,
+            counters=counters, max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
+            housekeeping=self._housekeeping, meter=self.meter,
+        )  # fmt: skip
+        if is_concurrent(settings, self._handler):
+            loop: ConsumeLoop | ConcurrentLoop = ConcurrentLoop(
+                **parts, settings=settings, producer=self._producer,
+                emitter=emitter if self._producer is not None else None, rng=self._rng,
+            )  # fmt: skip
+            self._concurrent = loop
+            how = f", {loop.describe()}"
+        else:
+            loop = ConsumeLoop(**parts, ctx=ctx, watch=self._watch)
+            loop.exhausted = self._hangs.exhausted()
+            failures.watch = self._watch  # its retries call the handler too
+            how = ""
         log.info(
-            "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s)",
-            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action,
+            "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s%s)",
+            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action, how,
         )  # fmt: skip
         self._log_joining(time.monotonic())
-        self._loop = ConsumeLoop(
-            consumer=consumer, handler=self._handler, ctx=ctx,
-            validators=Validators(settings.topics, self._models), strategy=strategy, failures=failures,
-            membership=membership, health=health, control=control, counters=counters,
-            max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
-            housekeeping=self._housekeeping, watch=self._watch, meter=self.meter,
-        )  # fmt: skip
-        self._loop.exhausted = self._hangs.exhausted()
-        return self._loop
+        self._loop = loop
+        return loop
 
     def _close(self) -> None:
         """Commit what was processed, close the consumer, and let the producer deliver what it holds."""
@@ -380,7 +396,9 @@ class GroupWorker:
         self.counters.rebalances += 1
         self._health.down_since = None
         self._membership.joined(partitions)
-        if self._loop is not None:
+        if self._concurrent is not None:
+            self._concurrent.on_assign((tp.topic, tp.partition) for tp in partitions)
+        elif isinstance(self._loop, ConsumeLoop):
             # An event another instance hung on may come with these partitions.
             self._loop.exhausted = self._hangs.exhausted()
         log.info("assigned %s", describe(partitions) or "no partitions")
@@ -390,6 +408,9 @@ class GroupWorker:
         self.counters.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions]
         try:
+            if self._concurrent is not None:
+                # Wait (bounded) for the revoked partitions' events in flight; what they finish is committed.
+                self._concurrent.before_revoke(keys)
             # With no broker reachable a commit can only block (and a revocation then comes from close()).
             if self._strategy is not None and self._health.down_since is None:
                 self._strategy.commit_all("partitions revoked", keys)
@@ -403,6 +424,8 @@ class GroupWorker:
         # Lost (not revoked): another member may own them already, so committing would be wrong.
         self.counters.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        if self._concurrent is not None:
+            self._concurrent.on_lost(keys)
         self._forget(keys)
         self._membership.rejoining()
         log.warning(
@@ -483,6 +506,13 @@ class GroupWorker:
                 consumer.close()  # the partitions move now rather than after session.timeout.ms
         except Exception as exc:
             log.warning("leaving the group: %s", exc)
+
+
+def is_concurrent(settings: ConsumerGroupSettings, handler: Any) -> bool:
+    """Whether a group runs the concurrent loop: `concurrency` above 1, or an `async def` handler (it needs the
+    event loop, even one event at a time). `concurrency: 1` with a plain function keeps the sequential loop,
+    today's exact path and speed."""
+    return settings.concurrency > 1 or is_async_handler(handler)
 
 
 def _require_compiled(settings: ConsumerGroupSettings, config: Mapping[str, str]) -> None:

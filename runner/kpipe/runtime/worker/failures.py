@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from kpipe.compilation.compiled import ErrorPolicy
+from kpipe.redaction import redact
 from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.dead_letters import H_PAYLOAD, TOO_LARGE, smaller_dead_letters
 from kpipe.runtime.handler import Handler, HandlerContext
@@ -89,7 +90,7 @@ def dead_letter_headers(
         (H_SOURCE_PARTITION, str(partition).encode()),
         (H_SOURCE_OFFSET, str(offset).encode()),
         (H_ERROR_TYPE, error_type.encode()),
-        (H_ERROR_MESSAGE, truncate(error_message).encode()),
+        (H_ERROR_MESSAGE, truncate(redact(error_message)).encode()),  # no secret leaves in a header
         (H_GROUP, group.encode()),
     ]
     return headers
@@ -164,6 +165,11 @@ class Failures:
                 self.watch.current = None
         attempts = f" after {len(delays) + 1} attempts" if delays else ""
         return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
+
+    def dispose(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
+        """The on_error action for a message that failed for good, without retries (the concurrent loop retries
+        on its own timers and writes dead letters without waiting: it calls this for skip and stop)."""
+        return self._apply(msg, error_type, text, attempts)
 
     def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
         self._counters.failed += 1

@@ -48,13 +48,15 @@ class Validators:
         self.only = only.model_validate_json if only is not None else None
 
 
-class ConsumeLoop:
+class LoopParts:
+    """What a consume loop works with (the sequential one here, the concurrent one in concurrent.py), as
+    GroupWorker builds it."""
+
     def __init__(
         self,
         *,
         consumer: Any,
         handler: Handler,
-        ctx: HandlerContext,
         validators: Validators,
         strategy: CommitStrategy,
         failures: Failures,
@@ -70,7 +72,6 @@ class ConsumeLoop:
     ):
         self._consumer = consumer
         self._handler = handler
-        self._ctx = ctx
         self._validators = validators
         self._strategy = strategy
         self._failures = failures
@@ -87,6 +88,14 @@ class ConsumeLoop:
         self.exhausted: dict[tuple[str, int, int], int] = {}
         self._meter = meter
         self._timed = meter.timed(handler, _message_of) if meter is not None else handler
+
+
+class ConsumeLoop(LoopParts):
+    """The sequential loop: one message at a time, one HandlerContext reused for every message."""
+
+    def __init__(self, *, ctx: HandlerContext, **parts: Any):
+        super().__init__(**parts)
+        self._ctx = ctx
 
     def run(self) -> None:
         """Consume until stopped."""

@@ -82,12 +82,20 @@ class Membership:
             self.joining, self.joining_since = True, time.monotonic()
 
     def forget(self, keys: list[Partition]) -> None:
-        """Partitions revoked or lost."""
+        """Partitions revoked or lost (called from the rebalance callback, while they are still assigned)."""
         for key in keys:
             self.assigned.discard(key)
         if self.in_batch:
             self.revoked_in_batch.update(keys)
-        self.paused = [tp for tp in self.paused if (tp.topic, tp.partition) not in keys]
+        gone = [tp for tp in self.paused if (tp.topic, tp.partition) in keys]
+        if gone:
+            # librdkafka keeps a partition paused through a rebalance: resume it now, or it would stay paused
+            # (and never be read) if the group gave it back to this member.
+            self.paused = [tp for tp in self.paused if (tp.topic, tp.partition) not in keys]
+            try:
+                self.consumer.resume(gone)
+            except KafkaException as exc:
+                log.debug("could not resume %s on revocation: %s", describe(gone), exc.args[0].str())
 
 
 def describe(partitions: Iterable[Any]) -> str:

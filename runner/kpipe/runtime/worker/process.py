@@ -72,6 +72,7 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
         values_files=list(spec.values_files),
         bootstrap_override=spec.bootstrap_override,
         consumer_overrides=dict(spec.extra_consumer_config),
+        root=spec.project_root,
         embedded_broker=spec.embedded_broker,
     )
     if project.uses_local_broker:

@@ -1,0 +1,400 @@
+"""The concurrent consume loop against a fake consumer and producer (built through GroupWorker's client
+factories): revocation waits for events in flight and commits what they finish, lost partitions commit
+nothing, per_message coalesces, failures block only their key, the stop action and a lost dead letter halt."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, Message, TopicPartition
+from pydantic import BaseModel
+
+from helpers import wait_for
+from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
+from kpipe.compilation.compiler import commit_settings
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK
+from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.worker import concurrent as concurrent_loop
+
+
+class Event(BaseModel):
+    key: str
+    n: int
+
+
+def msg(partition: int, offset: int, key: str) -> Message:
+    value = json.dumps({"key": key, "n": offset}).encode()
+    return Message(topic="t", partition=partition, offset=offset, key=key.encode(), value=value)
+
+
+class FakeConsumer:
+    """confluent_kafka.Consumer's part the loop uses: partitions t[0..] assigned on the first poll, their
+    messages delivered in order (none from paused partitions), commits recorded. The test drives rebalances
+    with revoke()/lose(), which run the callbacks inside the next consume(), as librdkafka does."""
+
+    def __init__(self, messages: dict[int, list[Message]]):
+        self.pending = {p: deque(ms) for p, ms in messages.items()}
+        self.assigned = [TopicPartition("t", p) for p in messages]
+        self.paused: set[int] = set()
+        self.commits: list[list[tuple[int, int]]] = []
+        self._callbacks: dict[str, Any] = {}
+        self._started = False
+        self._rebalance: list[Callable[[], None]] = []
+
+    def build(self, config: dict[str, Any]) -> FakeConsumer:
+        return self
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self._callbacks = callbacks
+
+    def revoke(self, partitions: list[int]) -> None:
+        tps = [TopicPartition("t", p) for p in partitions]
+        self._rebalance.append(lambda: self._take_away("on_revoke", tps))
+
+    def lose(self, partitions: list[int]) -> None:
+        tps = [TopicPartition("t", p) for p in partitions]
+        self._rebalance.append(lambda: self._take_away("on_lost", tps))
+
+    def _take_away(self, callback: str, tps: list[TopicPartition]) -> None:
+        self._callbacks[callback](self, tps)
+        gone = {tp.partition for tp in tps}
+        self.assigned = [tp for tp in self.assigned if tp.partition not in gone]
+
+    def consume(self, n: int, timeout: float) -> list:
+        if not self._started:
+            self._started = True
+            self._callbacks["on_assign"](self, list(self.assigned))
+        while self._rebalance:
+            self._rebalance.pop(0)()
+        out: list[Message] = []
+        for tp in self.assigned:
+            queue = self.pending[tp.partition]
+            while queue and len(out) < n and tp.partition not in self.paused:
+                out.append(queue.popleft())
+        if not out and timeout:
+            time.sleep(min(timeout, 0.01))
+        return out
+
+    def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+        if offsets is None:
+            return []
+        self.commits.append(sorted((tp.partition, tp.offset) for tp in offsets))
+        return offsets
+
+    def committed_offset(self, partition: int) -> int | None:
+        found = [o for commit in self.commits for p, o in commit if p == partition]
+        return max(found) if found else None
+
+    def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
+        self.commits.append([(message.partition(), message.offset() + 1)])
+
+    def assignment(self) -> list[TopicPartition]:
+        return list(self.assigned)
+
+    def pause(self, tps: list[TopicPartition]) -> None:
+        self.paused |= {tp.partition for tp in tps}
+
+    def resume(self, tps: list[TopicPartition]) -> None:
+        self.paused -= {tp.partition for tp in tps}
+
+    def close(self) -> None:
+        pass
+
+
+class FakeProducer:
+    """Acks (or fails) what was produced on the next poll/flush."""
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.sent: list[str] = []
+        self._waiting: list[Any] = []
+        self._lock = threading.Lock()
+
+    def build(self, config: dict[str, Any]) -> FakeProducer:
+        return self
+
+    def produce(self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None):
+        with self._lock:
+            self.sent.append(topic)
+            self._waiting.append((on_delivery, topic))
+
+    def poll(self, timeout: float = 0) -> int:
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+        for callback, topic in waiting:
+            callback(KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail else None, Message(topic=topic))
+        return len(waiting)
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll()
+        return 0
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
+class Harness:
+    """A concurrent GroupWorker of group 'g' on topic 't' with fake clients, running in a thread."""
+
+    def __init__(self, handler: Any, messages: dict[int, list[Message]], *, concurrency: int = 8,
+                 strategy: str = "batch", action: str = "dead_letter", retries: int = 0, backoff_ms: int = 1,
+                 batch_size: int = 1000, producer: FakeProducer | None = None, ordering: str = "key",
+                 client: dict[str, str] | None = None):  # fmt: skip
+        commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=60_000)  # type: ignore[arg-type]
+        conf = {
+            "bootstrap.servers": "unused:9092",
+            "group.id": "g",
+            **(client or {}),
+            **commit_settings(commit),
+        }
+        settings = ConsumerGroupSettings(
+            group_id="g", topics=("t",), handler="m:f", instances=1, commit=commit,
+            on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms),  # type: ignore[arg-type]
+                                 "t.dlq" if action == "dead_letter" else None),
+            client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
+            producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
+            concurrency=concurrency, ordering=ordering,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.consumer = FakeConsumer(messages)
+        self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
+        self.worker = GroupWorker(settings, {"t": Event}, handler, rng=lambda: 0.5,
+                                  consumer_factory=self.consumer.build, producer_factory=self.producer.build)  # fmt: skip
+        self.code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.code = self.worker.run()
+
+    def stop(self) -> int | None:
+        self.worker.stop()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+        return self.code
+
+
+def test_revocation_waits_for_events_in_flight_commits_them_and_drops_the_queue() -> None:
+    release = threading.Event()
+    handled: list[tuple[int, int]] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.partition == 0:
+            release.wait(10)
+        handled.append((ctx.partition, ctx.offset))
+
+    # Partition 0: 4 keys in flight (concurrency 4), each key's next event queued behind it.
+    h = Harness(handle, {0: [msg(0, i, f"k{i % 4}") for i in range(8)], 1: [msg(1, 0, "x")]}, concurrency=4)
+    try:
+        wait_for(lambda: h.worker.status().in_flight == 4, 5)
+        h.consumer.revoke([0])
+        threading.Timer(0.3, release.set).start()  # the revocation waits for them
+        wait_for(lambda: ("t", 0) not in h.worker.assigned, 5)
+        # The 4 in flight finished and were committed on revocation; the 4 queued behind them never ran.
+        assert sorted(o for p, o in handled if p == 0) == [0, 1, 2, 3]
+        assert h.consumer.committed_offset(0) == 4
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+    assert sorted(o for p, o in handled if p == 0) == [0, 1, 2, 3]
+
+
+def test_revocation_gives_up_on_an_event_that_outlasts_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(concurrent_loop, "REVOKE_TIMEOUT", 0.2)
+    release = threading.Event()
+    handled: list[int] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.offset == 1:
+            release.wait(10)
+        handled.append(ctx.offset)
+
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(3)]})
+    try:
+        wait_for(lambda: sorted(handled) == [0, 2], 5)
+        h.consumer.revoke([0])
+        wait_for(lambda: ("t", 0) not in h.worker.assigned, 5)
+        assert h.consumer.committed_offset(0) == 1  # up to the event still running, not past it
+        release.set()
+        wait_for(lambda: h.worker.status().in_flight == 0, 5)  # it came back: its slot is free again
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+    assert h.consumer.committed_offset(0) == 1  # its late completion counts for nothing
+
+
+def test_lost_partitions_commit_nothing() -> None:
+    release = threading.Event()
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.offset == 0:
+            release.wait(10)
+
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(5)]})
+    try:
+        wait_for(lambda: h.worker.status().oldest_unfinished == (("t", 0, 0),) and h.worker.handled == 4, 5)
+        h.consumer.lose([0])
+        wait_for(lambda: not h.worker.assigned, 5)
+        release.set()
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+    assert h.consumer.commits == []
+
+
+def test_per_message_commits_the_prefix_once_per_turn_not_once_per_event() -> None:
+    h = Harness(lambda e, ctx: None, {0: [msg(0, i, f"k{i % 50}") for i in range(500)]}, concurrency=50,
+                strategy="per_message")  # fmt: skip
+    try:
+        wait_for(lambda: h.worker.handled == 500 and h.consumer.committed_offset(0) == 500, 10)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    offsets = [o for commit in h.consumer.commits for _p, o in commit]
+    assert offsets == sorted(offsets)  # never backwards
+    assert len(offsets) < 500
+
+
+def test_a_failing_key_retries_on_its_own_while_other_keys_run() -> None:
+    attempts: list[float] = []
+    done: dict[int, float] = {}
+
+    def handle(event: Event, ctx: Any) -> None:
+        if event.key == "bad" and len(attempts) < 3:
+            attempts.append(time.monotonic())
+            raise ValueError("not yet")
+        done[ctx.offset] = time.monotonic()
+
+    events = [msg(0, 0, "bad"), msg(0, 1, "bad")] + [msg(0, i, f"k{i}") for i in range(2, 30)]
+    h = Harness(handle, {0: events}, retries=3, backoff_ms=100)
+    try:
+        wait_for(lambda: len(done) == 30, 10)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    assert len(attempts) == 3
+    assert h.worker.counters.retried == 3 and h.worker.counters.failed == 0
+    assert max(t for o, t in done.items() if o >= 2) < attempts[-1]  # other keys did not wait
+    assert done[0] < done[1]  # the bad key's second event waited for its first
+    assert h.consumer.committed_offset(0) == 30
+
+
+def test_the_stop_action_halts_and_commits_only_below_the_failed_event() -> None:
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.offset == 3:
+            raise ValueError("poison")
+
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(10)]}, action="stop")
+    h.thread.join(10)
+    assert h.code == WORKER_EXIT_HALT
+    assert "t[0]@3" in (h.worker.error or "")
+    assert h.consumer.committed_offset(0) == 3
+
+
+def test_a_dead_letter_that_is_not_delivered_halts_without_committing_it() -> None:
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.offset == 2:
+            raise ValueError("poison")
+
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(6)]}, producer=FakeProducer(fail=True))
+    h.thread.join(10)
+    assert h.code == WORKER_EXIT_CLUSTER
+    assert h.worker.counters.failed == 1
+    assert "dead-letter topic 't.dlq'" in (h.worker.error or "")
+    assert h.consumer.committed_offset(0) == 2
+    assert h.producer.sent == ["t.dlq"]
+
+
+def test_a_full_buffer_pauses_new_partitions_too() -> None:
+    release = threading.Event()
+
+    def handle(event: Event, ctx: Any) -> None:
+        release.wait(10)
+
+    # concurrency 1, max_poll_records 500: the buffer (500) fills from partition 0 and stays full.
+    h = Harness(handle, {0: [msg(0, i, "k") for i in range(600)], 1: [msg(1, 0, "k")]}, concurrency=2)
+    try:
+        wait_for(lambda: h.consumer.paused == {0, 1}, 5)
+        h.worker._on_assign(h.consumer, [TopicPartition("t", 2)])  # as a rebalance would, mid-pause
+        assert h.consumer.paused == {0, 1, 2}
+        release.set()
+        wait_for(lambda: h.consumer.paused == set(), 10)
+    finally:
+        release.set()
+        h.stop()
+
+
+@pytest.mark.parametrize(("ordering", "expected_peak"), [("key", 1), ("partition", 2), ("none", 6)])
+def test_ordering_decides_what_runs_at_once(ordering: str, expected_peak: int) -> None:
+    """Six events of one key, concurrency 6: per key, one at a time; per partition (three in each of two),
+    one per partition; none, all at once."""
+    lock = threading.Lock()
+    active = 0
+    peak = 0
+    gate = threading.Barrier(expected_peak, timeout=5)
+
+    def handle(event: Event, ctx: Any) -> None:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        if ctx.offset < 3:
+            gate.wait()  # the first events wait until `expected_peak` run together (a timeout fails it)
+        with lock:
+            active -= 1
+
+    if ordering == "key":
+        messages = {0: [msg(0, i, "same") for i in range(6)]}
+    else:
+        messages = {p: [msg(p, i, "same") for i in range(3)] for p in (0, 1)}
+    h = Harness(handle, messages, concurrency=6, ordering=ordering)
+    try:
+        wait_for(lambda: h.worker.handled == 6, 10)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    assert peak == expected_peak
+
+
+def test_a_keep_alive_pause_does_not_outlive_a_revocation() -> None:
+    """The sequential loop pauses its partitions while a retry waits (to keep the membership); librdkafka keeps
+    a pause through a rebalance, so revoked partitions are resumed before they go."""
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.partition == 0:
+            raise ValueError("again")
+
+    h = Harness(handle, {0: [msg(0, 0, "a")], 1: [msg(1, 0, "b")]}, concurrency=1, retries=1, backoff_ms=3000,
+                client={"max.poll.interval.ms": "300"})  # fmt: skip
+    try:
+        wait_for(lambda: h.consumer.paused == {0, 1}, 5)  # the retry's backoff keeps the membership
+        h.consumer.revoke([0])
+        wait_for(lambda: ("t", 0) not in h.worker.assigned, 5)
+        assert 0 not in h.consumer.paused
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+
+
+def test_a_stuck_event_bounds_what_is_held_for_commits() -> None:
+    """Events finished after a stuck one cannot be committed and stay in memory: their number is bounded (4
+    buffers), then fetching stops and the partition is paused until the stuck event finishes."""
+    release = threading.Event()
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.offset == 0:
+            release.wait(10)
+
+    # concurrency 2, max_poll_records 500: a buffer of 500, so at most 2,000 events held.
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(3000)]}, concurrency=2)
+    try:
+        wait_for(lambda: h.consumer.paused == {0}, 10, message=lambda: f"handled {h.worker.handled}")
+        assert 1500 <= h.worker.handled < 2000 + 500  # the bound, plus at most the fetch that crossed it
+        assert h.consumer.committed_offset(0) is None  # nothing passes the stuck offset 0
+        release.set()
+        wait_for(lambda: h.worker.handled == 3000 and h.consumer.paused == set(), 10)
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+    assert h.consumer.committed_offset(0) == 3000

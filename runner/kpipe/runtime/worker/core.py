@@ -417,7 +417,6 @@ class GroupWorker:
         except Exception:  # an exception here would escape from consume(); log it and carry on
             log.exception("commit on revocation failed")
         self._forget(keys)
-        self._membership.rejoining()
         log.info("revoked %s", describe(partitions) or "no partitions")
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -427,7 +426,6 @@ class GroupWorker:
         if self._concurrent is not None:
             self._concurrent.on_lost(keys)
         self._forget(keys)
-        self._membership.rejoining()
         log.warning(
             "lost %s (session timed out?); their uncommitted offsets will be re-read", describe(partitions)
         )

@@ -48,6 +48,10 @@ class Validators:
         self.only = only.model_validate_json if only is not None else None
 
 
+class _Unwatched:
+    current: Any = None
+
+
 class LoopParts:
     """What a consume loop works with (the sequential one here, the concurrent one in concurrent.py), as
     GroupWorker builds it."""
@@ -67,7 +71,6 @@ class LoopParts:
         max_records: int,
         poll_timeout: float,
         housekeeping: Callable[[float], None],
-        watch: Any,
         meter: WorkerMeter | None = None,
     ):
         self._consumer = consumer
@@ -82,10 +85,6 @@ class LoopParts:
         self._max_records = max_records
         self._poll_timeout = poll_timeout
         self._housekeeping = housekeeping
-        self._watch = watch  # hung.HandlerWatch: `current` marks the message whose handler runs
-        # (topic, partition, offset) -> hangs, for events the handler hung on too often (hangs.py): not handed to
-        # it again. Refreshed on start and on each assignment; empty nearly always, so one truth test per message.
-        self.exhausted: dict[tuple[str, int, int], int] = {}
         self._meter = meter
         self._timed = meter.timed(handler, _message_of) if meter is not None else handler
 
@@ -93,9 +92,14 @@ class LoopParts:
 class ConsumeLoop(LoopParts):
     """The sequential loop: one message at a time, one HandlerContext reused for every message."""
 
-    def __init__(self, *, ctx: HandlerContext, **parts: Any):
+    def __init__(self, *, ctx: HandlerContext, watch: Any = None, **parts: Any):
         super().__init__(**parts)
         self._ctx = ctx
+        # hung.HandlerWatch: `current` marks the message whose handler runs (a stand-in when none is given).
+        self._watch = watch if watch is not None else _Unwatched()
+        # (topic, partition, offset) -> hangs, for events the handler hung on too often (hangs.py): not handed to
+        # it again. Refreshed on start and on each assignment; empty nearly always, so one truth test per message.
+        self.exhausted: dict[tuple[str, int, int], int] = {}
 
     def run(self) -> None:
         """Consume until stopped."""

@@ -31,8 +31,9 @@ class Membership:
         self.carry: list[Any] = []  # messages a keep-alive poll returned, processed as the next batch
         self.paused: list[Any] = []
         self.last_poll = time.monotonic()
-        # A join is in flight from subscribe() until the assignment, and again from a revocation or a loss
-        # (a rebalance) until the next assignment. Leaving the group mid-join is what core._close avoids.
+        # The first join is in flight from subscribe() until the first assignment: leaving the group then is
+        # what core._close avoids. (Rejoins during a rebalance are not tracked: with cooperative assignment a
+        # revocation need not be followed by an assignment, and a stop would wait for one in vain.)
         self.joining = True
         self.joining_since = time.monotonic()
         self._max_records = max_records
@@ -75,11 +76,6 @@ class Membership:
         """An assignment arrived (possibly of no partitions): the join is over."""
         self.assigned.update((tp.topic, tp.partition) for tp in partitions)
         self.joining = False
-
-    def rejoining(self) -> None:
-        """Partitions were revoked or lost: a rebalance, whose join ends with the next assignment."""
-        if not self.joining:
-            self.joining, self.joining_since = True, time.monotonic()
 
     def forget(self, keys: list[Partition]) -> None:
         """Partitions revoked or lost (called from the rebalance callback, while they are still assigned)."""

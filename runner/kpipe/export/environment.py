@@ -9,7 +9,7 @@ takes those from a Secret, never from a ConfigMap or the command line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,15 +81,21 @@ def _calls(text: str, display: str) -> list[_Call]:
     return out
 
 
-def env_vars(files: Iterable[tuple[Path, str]]) -> list[EnvVar]:
-    """The variables read by `(path, display name)` files, sorted by name.
+def env_vars(
+    files: Iterable[tuple[Path, str]], read: Callable[[Path, str], str | None] | None = None
+) -> list[EnvVar]:
+    """The variables read by `(path, display name)` files, sorted by name. `read` reads one file (None: one
+    that cannot be read, which loading reports); without it the files are read as they are.
 
     A call on a YAML comment line is rendered but its value is thrown away: it counts only when it has no
     default (rendering fails without the variable).
     """
     found: dict[str, list[_Call]] = {}
     for path, display in files:
-        for call in _calls(path.read_text(encoding="utf-8"), display):
+        text = read(path, display) if read is not None else path.read_text(encoding="utf-8")
+        if text is None:
+            continue
+        for call in _calls(text, display):
             if call.commented and call.has_default:
                 continue
             found.setdefault(call.name, []).append(call)

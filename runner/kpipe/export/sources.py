@@ -1,15 +1,14 @@
-"""What the pods need from disk: the project's files below its root, and a refusal to publish a secret that
-is written into one of them. Reads only files the loaded project already read."""
+"""What the pods need from disk: the project's files below its root, and the code its handlers and schema
+models are imported from (found by looking, never by importing). Reads only files the loaded project already
+read; secrets are export.secrets' business."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kpipe.errors import UsageError
-from kpipe.model import librdkafka as props
 
 
 @dataclass(frozen=True)
@@ -32,32 +31,33 @@ def project_files(files: Sequence[Path], root: Path) -> list[ProjectFile]:
     return sorted(out, key=lambda f: f.relative)
 
 
-def project_root(first: Path, override: Path | None = None) -> Path:
-    """The project root (kpipe.loading.files.project_root): `override` (--root), else found from `first`."""
-    from kpipe.loading.files import project_root as find_root
-
-    return find_root([first], override)
-
-
-def refuse_literal_secrets(spec: Any) -> None:
-    """A secret librdkafka value written into a file (not read with env()) would be published by the files
-    ConfigMap: refuse, naming the line."""
-    owners = [spec.cluster] if spec.cluster else []
-    owners += [*spec.producers.values(), *spec.consumers.values()]
-    for owner in owners:
-        for key, value in owner.spec.config.items():
-            text = str(value)
-            if not props.is_secret(key) or not text:
-                continue
-            raw = owner.document.path.read_text(encoding="utf-8", errors="replace").splitlines()
-            for number, line in enumerate(raw, 1):
-                if key in line and text in line and "{{" not in line and not line.lstrip().startswith("#"):
-                    raise UsageError(
-                        f"{owner.document.display}:{number}: {key} is written into the file; the files "
-                        f"ConfigMap would publish it: read it with env('...') from a Secret, or use "
-                        "--files-in-image"
-                    )
-
-
 def below(path: Path, root: Path) -> bool:
     return path.resolve() == root or root in path.resolve().parents
+
+
+def code_paths(
+    import_paths: Sequence[str], modules: Sequence[str], root: Path
+) -> tuple[list[str], list[str]]:
+    """Where the image must hold the code of `modules` ('package.module' or 'package.module:attr'): the
+    top-level package directory (or module file) below the project root, found in the pipeline files'
+    directories and the root (the import path `kpipe run` uses), without importing anything.
+
+    Returns (root-relative paths to copy, modules not found below the root)."""
+    found: set[str] = set()
+    missing: list[str] = []
+    bases = [Path(d).resolve() for d in import_paths] + [root]
+    for module in dict.fromkeys(modules):
+        top = module.split(":", 1)[0].split(".", 1)[0]
+        hit = None
+        for base in bases:
+            for candidate in (base / top, base / f"{top}.py"):
+                if candidate.exists() and below(candidate, root):
+                    hit = candidate.resolve().relative_to(root)
+                    break
+            if hit is not None:
+                break
+        if hit is None:
+            missing.append(module)
+        else:
+            found.add(hit.parts[0] if len(hit.parts) > 1 else hit.as_posix())
+    return sorted(found), missing

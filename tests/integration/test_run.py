@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ def record(event, ctx):
     delay = float(os.environ.get("KPIPE_TEST_DELAY_S") or 0)
     if delay:
         time.sleep(delay)  # a slow handler, so a worker can be killed with work left on its partitions
+    if event.decode() == os.environ.get("KPIPE_TEST_HANG_ON"):
+        open(os.path.join(os.environ["KPIPE_TEST_OUT"], f"hanging-{os.getpid()}"), "w").close()
+        time.sleep(3600)  # a handler that hangs on this one event
     line = {"group": ctx.group, "pid": os.getpid(), "partition": ctx.partition, "offset": ctx.offset,
             "value": event.decode()}
     with open(os.path.join(os.environ["KPIPE_TEST_OUT"], f"{os.getpid()}.jsonl"), "a") as f:
@@ -253,7 +257,10 @@ def test_killed_instance_partitions_are_taken_over_and_the_topic_finished(
     assert max(counts.values()) <= 2
     assert duplicated <= victim_partitions, (duplicated, assignment)
     supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
-    assert any(m.endswith(f"(pid {victim}) was killed by SIGKILL (out of memory?)") for m in supervisor)
+    # Not "out of memory?": kpipe says the kill came from outside (and whether the cgroup recorded an OOM kill).
+    assert any(f"(pid {victim}) was killed by SIGKILL from outside kpipe (" in m for m in supervisor), (
+        supervisor
+    )
 
     assert run.stop() == 0, run.log()
     reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
@@ -344,3 +351,135 @@ def test_group_option_runs_only_the_named_groups(
         if r["logger"] == "kpipe.runtime.supervisor" and r["msg"].startswith("started ")
     ]
     assert [r["group"] for r in started] == [chosen]
+
+
+def test_ctrl_c_during_the_group_join_does_not_leave_the_group_stuck(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    fast_group_config: dict[str, str | int],
+    kpipe_runs: list[KpipeRun],
+) -> None:
+    # Closing a consumer whose JoinGroup is in flight sends a LeaveGroup that Tansu mishandles: the group keeps
+    # the departed member as its leader and no later member is ever assigned (measured: none within 360 s).
+    # A worker stopped mid-join waits for the join to finish, then leaves a formed group.
+    topic, group = unique_name("joins"), unique_name("joiners")
+    create_topic(kafka_bootstrap, topic, 2)
+    project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {group: 1})
+    (tmp_path / "first").mkdir()
+    first = KpipeRun(tmp_path / "first", project, fast_group_config)
+    kpipe_runs.append(first)
+
+    def worker_said(run: KpipeRun, start: str) -> list[str]:
+        return [r["msg"] for r in run.records() if r.get("group") == group and r["msg"].startswith(start)]
+
+    wait_for(lambda: worker_said(first, f"joining group '{group}'…"), timeout=30, message=first.log)
+    assert not worker_said(first, "assigned"), "the join finished before Ctrl-C: nothing was tested"
+    assert first.stop(ctrl_c=True) == 0, first.log()
+    assert worker_said(first, f"stopping while joining group '{group}'"), first.log()
+
+    values = produce(kafka_bootstrap, topic, 10, 2)
+    (tmp_path / "second").mkdir()
+    started = time.monotonic()
+    second = KpipeRun(tmp_path / "second", project, fast_group_config)
+    kpipe_runs.append(second)
+    wait_for(lambda: len(second.handled()) >= 10, timeout=30, message=second.log)
+    assert time.monotonic() - started < 20  # measured ~5 s: start-up and one ~3 s join (stuck: never)
+    assert sorted(h["value"] for h in second.handled()) == sorted(values)
+    assert second.stop() == 0, second.log()
+
+
+def write_hanging_project(directory: Path, bootstrap: str, topic: str, group: str, on_error: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "recorder.py").write_text(RECORDER)
+    (directory / "project.yaml").write_text(
+        f"""\
+cluster:
+  bootstrap_servers: "{bootstrap}"
+topics:
+  {topic}: {{partitions: 1, replication_factor: 1}}
+  {topic}.dlq: {{partitions: 1, replication_factor: 1}}
+consumers:
+  {group}:
+    topics: [{topic}]
+    handler: recorder:record
+    commit: {{strategy: batch, batch_size: 5, interval_ms: 200}}
+    on_error: {on_error}
+"""
+    )
+    return directory
+
+
+def test_a_hung_handler_restarts_its_worker_and_the_event_is_dead_lettered_after_two_hangs(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    fast_group_config: dict[str, str | int],
+    kpipe_runs: list[KpipeRun],
+) -> None:
+    topic, group = unique_name("hangs"), unique_name("hangers")
+    create_topic(kafka_bootstrap, topic, 1)
+    create_topic(kafka_bootstrap, f"{topic}.dlq", 1)
+    values = produce(kafka_bootstrap, topic, 10, 1)
+    project = write_hanging_project(
+        tmp_path / "project",
+        kafka_bootstrap,
+        topic,
+        group,
+        f"{{timeout_ms: 1500, dead_letter_topic: {topic}.dlq}}",
+    )
+    run = KpipeRun(tmp_path, project, fast_group_config, env={"KPIPE_TEST_HANG_ON": "event-3"})
+    kpipe_runs.append(run)
+    rest = set(values) - {"event-3"}
+    wait_for(lambda: {h["value"] for h in run.handled()} >= rest, timeout=120, message=run.log)
+
+    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
+    hung = [m for m in supervisor if "exited with code 5 (handler hung): handler hung on " in m]
+    assert len(hung) == 2, supervisor
+    assert f"handler hung on {topic}[0]@3 (consumer group '{group}'): still running after " in hung[0]
+    assert "hang 1 of 2 on this event" in hung[0] and "hang 2 of 2 on this event" in hung[1]
+    assert len(list(run.out.glob("hanging-*"))) == 2  # the handler got the event twice, not a third time
+    worker = [r["msg"] for r in run.records() if r.get("group") == group]
+    assert any(m.startswith(f"handler hung {topic}[0]@3: the handler hung 2 times on it") for m in worker), (
+        worker
+    )
+
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "kpipe-test-reader"})
+    reader.assign([TopicPartition(f"{topic}.dlq", 0, 0)])
+    try:
+        letter = wait_for(lambda: next((m for m in reader.consume(1, 0.2) if not m.error()), None), 20)
+    finally:
+        reader.close()
+    assert letter.value() == b"event-3"
+    assert dict(letter.headers())["kpipe.error.type"] == b"timeout"
+    assert run.stop() == 0, run.log()
+
+
+def test_sigterm_while_a_handler_hangs_stops_within_the_shutdown_timeout_naming_the_event(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    fast_group_config: dict[str, str | int],
+    kpipe_runs: list[KpipeRun],
+) -> None:
+    topic, group = unique_name("stuck"), unique_name("stuckers")
+    create_topic(kafka_bootstrap, topic, 1)
+    produce(kafka_bootstrap, topic, 3, 1)
+    project = write_hanging_project(tmp_path / "project", kafka_bootstrap, topic, group, "{action: skip}")
+    run = KpipeRun(tmp_path, project, fast_group_config, env={"KPIPE_TEST_HANG_ON": "event-1"})
+    kpipe_runs.append(run)
+    wait_for(lambda: list(run.out.glob("hanging-*")), timeout=60, message=run.log)
+    stopped = time.monotonic()
+    run.proc.send_signal(signal.SIGTERM)
+    code = run.proc.wait(30)  # --shutdown-timeout is 20 s
+    assert time.monotonic() - stopped < 20
+    assert code == 1, run.log()  # not a clean stop: a handler did not return
+    worker = [r["msg"] for r in run.records() if r.get("group") == group]
+    assert any(m.startswith(f"stopping: waiting for the handler on {topic}[0]@1 (consumer group '{group}'")
+               for m in worker), worker  # fmt: skip
+    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
+    assert any(
+        f"exited with code 5 (handler hung): stopped while the handler on {topic}[0]@1 (consumer group "
+        f"'{group}') was still running after " in m
+        for m in supervisor
+    ), supervisor

@@ -194,3 +194,54 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
         for offset in re.findall(rf"{topic}\[0\]@(\d+)", r.getMessage())
     ]
     assert committed == [5, 10, 15, 20]
+
+
+def test_worker_busy_with_a_prefetched_backlog_notices_the_broker_is_gone(
+    own_broker: LocalBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # librdkafka prefetches: a worker with a backlog in hand keeps receiving messages after the broker died,
+    # until its session times out. They are no sign of a broker, so the "no broker reachable for
+    # cluster_timeout" rule still holds, also in the middle of a batch.
+    bootstrap, topic, total = own_broker.bootstrap, "backlog", 3000
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+    del admin
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for n in range(total):
+        producer.produce(topic, json.dumps({"key": "k", "n": n}).encode(), b"k")
+    assert producer.flush(10) == 0
+    del producer
+
+    handled: list[int] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        time.sleep(0.02)  # what was prefetched (about 1000 events on Tansu) is 20 s of work
+        handled.append(event.n)
+
+    caplog.set_level(logging.INFO, logger="kpipe.runtime.worker")
+    settings = group_settings(
+        bootstrap, "g", (topic,), strategy="auto", interval_ms=1000,
+        # A session that outlasts the cluster timeout, as librdkafka's default 45 s outlasts kpipe's 60 s - 15 s.
+        client={"session.timeout.ms": 20000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 50},
+    )  # fmt: skip
+    stuck: list[str] = []
+    worker = GroupWorker(settings, {topic: Event}, handler, cluster_timeout=3, on_stuck=stuck.append)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: len(handled) >= 50, timeout=60, message=caplog.text)
+        os.kill(own_broker.pid, signal.SIGKILL)
+        own_broker.wait(10)
+        lost_at, handled_then = time.monotonic(), len(handled)
+        wait_for(lambda: codes or stuck, timeout=40,
+                 message=lambda: f"{len(handled)} handled; still running:\n{stack_of(thread)}")  # fmt: skip
+    finally:
+        worker.stop()
+    took = time.monotonic() - lost_at
+    assert 3 <= took < 12, took
+    assert len(handled) - handled_then < 600, (
+        f"it worked through its backlog: {handled_then} -> {len(handled)}"
+    )
+    assert codes == [WORKER_EXIT_CLUSTER], stuck
+    assert (worker.error or "").startswith(f"no broker reachable at {bootstrap} for ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -14,6 +15,8 @@ from typing import Any
 
 import pytest
 from broker_helpers import Running, committed, produce, read_all, read_at
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from handlers_for_tests import Event, group_settings, read_records, run_worker_main
 
 from helpers import wait_for
@@ -258,3 +261,89 @@ def test_worker_process_restart_loses_nothing(
     assert committed(kafka_bootstrap, group, topic, 2) == [
         max(o for _, _, p, o in records if p == part) + 1 for part in range(2)
     ]
+
+
+def _produce_big_then_valid(bootstrap: str, topic: str, size: int, valid: int) -> bytes:
+    """A schema-invalid event of `size` bytes, then `valid` valid ones; returns the big one."""
+    big = b'{"key": "big", "n": "' + b"x" * (size - 23) + b'"}'
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 10_000_000})
+    producer.produce(topic, big, b"big", headers=[("trace-id", b"t-1")])
+    for n in range(valid):
+        producer.produce(topic, json.dumps({"key": f"k{n % 4}", "n": n}).encode(), f"k{n % 4}".encode())
+    assert producer.flush(20) == 0
+    return big
+
+
+def test_a_5_mb_invalid_event_is_dead_lettered_smaller_and_the_100_behind_it_are_handled(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], make_topics: Callable[..., None],
+    fast_group_config: dict,
+) -> None:  # fmt: skip
+    import hashlib
+
+    topic, group = unique_name("big"), unique_name("g")
+    dlq = topic + ".dlq"
+    make_topics(topic, dlq)
+    big = _produce_big_then_valid(kafka_bootstrap, topic, 5 * 1024 * 1024, 100)
+    handled: list[int] = []
+    settings = group_settings(
+        kafka_bootstrap, group, (topic,), batch_size=50, dead_letter_topic=dlq,
+        client={**fast_group_config, **SINGLE_MEMBER},
+    )  # fmt: skip
+    # The dead-letter producer keeps librdkafka's 1 MB message.max.bytes: it refuses the 5 MB event at once.
+    run = Running(GroupWorker(settings, {topic: Event}, lambda e, ctx: handled.append(e.n)))
+    try:
+        wait_for(lambda: len(handled) == 100 and run.worker.dead_lettered == 1, 60,
+                 message=lambda: f"handled {len(handled)}, dead-lettered {run.worker.dead_lettered}")  # fmt: skip
+    finally:
+        assert run.stop() == WORKER_EXIT_OK
+    assert sorted(handled) == list(range(100))
+    [letter] = read_all(kafka_bootstrap, dlq, 1)
+    headers = dict(letter.headers())
+    assert headers["kpipe.payload"] == b"truncated"
+    assert letter.value() == big[:16384]
+    assert headers["kpipe.payload.size"] == str(len(big)).encode()
+    assert headers["kpipe.payload.sha256"] == hashlib.sha256(big).hexdigest().encode()
+    assert (headers["kpipe.source.topic"], headers["kpipe.source.offset"]) == (topic.encode(), b"0")
+    assert headers["kpipe.error.type"] == b"schema" and letter.key() == b"big"
+    assert committed(kafka_bootstrap, group, topic) == [101]
+
+
+@pytest.mark.apache_kafka
+def test_a_dead_letter_the_broker_refuses_as_too_large_is_sent_without_its_payload(
+    kafka_bootstrap: str, unique_name: Callable[[str], str], admin: AdminClient, fast_group_config: dict,
+) -> None:  # fmt: skip
+    # Apache Kafka enforces a topic's max.message.bytes (Tansu does not): the client lets the 5 MB event through
+    # (message.max.bytes 10 MB), the broker refuses it and the 16 KiB preview, and takes the payload-less one.
+    import dataclasses
+
+    from kpipe.compilation.compiled import ClientConfig, Setting
+
+    topic, group = unique_name("big"), unique_name("g")
+    dlq = topic + ".dlq"
+    futures = admin.create_topics(
+        [NewTopic(topic, 1, 1), NewTopic(dlq, 1, 1, config={"max.message.bytes": "4096"})]
+    )
+    for future in futures.values():
+        future.result(10)
+    try:
+        _produce_big_then_valid(kafka_bootstrap, topic, 5 * 1024 * 1024, 10)
+        handled: list[int] = []
+        settings = group_settings(
+            kafka_bootstrap, group, (topic,), batch_size=50, dead_letter_topic=dlq,
+            client={**fast_group_config, **SINGLE_MEMBER},
+        )  # fmt: skip
+        producer = {"bootstrap.servers": kafka_bootstrap, "message.max.bytes": "10000000"}
+        settings = dataclasses.replace(
+            settings,
+            producer_client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in producer.items())),
+        )
+        run = Running(GroupWorker(settings, {topic: Event}, lambda e, ctx: handled.append(e.n)))
+        try:
+            wait_for(lambda: len(handled) == 10 and run.worker.dead_lettered == 1, 60)
+        finally:
+            assert run.stop() == WORKER_EXIT_OK
+        [letter] = read_all(kafka_bootstrap, dlq, 1)
+        assert dict(letter.headers())["kpipe.payload"] == b"omitted" and letter.value() is None
+    finally:
+        for future in admin.delete_topics([topic, dlq]).values():
+            future.exception(10)

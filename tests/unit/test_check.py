@@ -203,6 +203,22 @@ def test_cluster_wide_acks_reach_idempotent_producers() -> None:
     ]
 
 
+def test_handler_timeout_must_be_below_max_poll_interval() -> None:
+    timeout = "    on_error: {timeout_ms: 300000}\n"
+    assert _check(TOPIC + GROUP + timeout) == [
+        "p0.yaml:8:28: warning: consumer group 'billing': on_error.timeout_ms (300000) is not below "
+        "max.poll.interval.ms (300000); the group evicts a hung member before the hang is reported"
+    ]
+    raised = "    config: {max.poll.interval.ms: 600000}\n"
+    assert _check(TOPIC + GROUP + timeout + raised) == []
+    cluster = "cluster:\n  config: {max.poll.interval.ms: 100000}\n"
+    assert _check(cluster + TOPIC + GROUP + "    on_error: {timeout_ms: 200000}\n")[0].startswith(
+        "p0.yaml:10:28: warning: consumer group 'billing': on_error.timeout_ms (200000) is not below "
+        "max.poll.interval.ms (100000)"
+    )
+    assert _check(TOPIC + GROUP + "    on_error: {timeout_ms: 30000}\n") == []
+
+
 def test_ordering_without_concurrency_has_no_effect() -> None:
     assert _check(TOPIC + GROUP + "    concurrency: 8\n    ordering: none\n") == []
     assert _check(TOPIC + GROUP + "    ordering: partition\n") == [

@@ -21,7 +21,7 @@ import pytest
 
 from helpers import process_exists, wait_for
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
-from kpipe.runtime.supervisor import Supervisor, describe_exit
+from kpipe.runtime.supervisor import Supervisor, describe_exit, oom_kill_count
 
 FAST_BACKOFF = (0.05, 2.0, 0.4)
 
@@ -50,7 +50,11 @@ def scripted_worker(spec: WorkerSpec, status_queue: object) -> int:
     with starts.open("a") as f:
         f.write(f"{os.getpid()} {time.time()}\n")
     started = len(starts.read_text().splitlines())
-    status_queue.put(WorkerStatus(spec.group, spec.instance, os.getpid(), handled=started, state="running"))
+    status_queue.put(
+        WorkerStatus(
+            spec.group, spec.instance, os.getpid(), handled=started, state="running", busy=opts.get("busy")
+        )
+    )
 
     if behaviour == "exit":
         return int(opts["code"])
@@ -116,9 +120,53 @@ def test_describe_exit() -> None:
     assert describe_exit(3) == "exited with code 3 (cluster unreachable)"
     assert describe_exit(WORKER_EXIT_HALT) == "exited with code 78 (halted)"
     assert describe_exit(7) == "exited with code 7"
-    assert describe_exit(-9) == "was killed by SIGKILL (out of memory?)"
     assert describe_exit(-9, killed_by_us=True) == "was killed by SIGKILL"
     assert describe_exit(-15) == "was killed by SIGTERM"
+    # A SIGKILL kpipe did not send: the cgroup's OOM-kill count tells the OOM killer from a kill -9.
+    assert describe_exit(-9, oom_killed=True) == (
+        "was killed by SIGKILL: out of memory (the kernel's OOM killer killed it)"
+    )
+    assert describe_exit(-9, oom_killed=False) == (
+        "was killed by SIGKILL from outside kpipe (no out-of-memory kill recorded)"
+    )
+    assert describe_exit(-9) == (
+        "was killed by SIGKILL from outside kpipe (out of memory, or kill -9: the kernel log tells which)"
+    )
+    # The worker's own last words name the cause better than its exit code.
+    assert describe_exit(4, error="dead-letter topic 'g.dlq' refused it") == (
+        "exited with code 4 (dead letter not written): dead-letter topic 'g.dlq' refused it"
+    )
+    assert describe_exit(5) == "exited with code 5 (handler hung)"
+    assert describe_exit(0, error="ignored when it stopped on request") == "exited with code 0 (stopped)"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {
+                "proc/self/cgroup": "0::/kube/pod1\n",
+                "sys/fs/cgroup/kube/pod1/memory.events": "oom 2\noom_kill 2\n",
+            },
+            2,
+        ),
+        ({"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/memory.events": "low 0\noom_kill 7\n"}, 7),
+        (
+            {
+                "proc/self/cgroup": "4:memory:/docker/abc\n0::/\n",
+                "sys/fs/cgroup/memory/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+            },
+            1,
+        ),
+        ({"proc/self/cgroup": "0::/\n"}, None),
+        ({}, None),
+    ],
+)
+def test_oom_kill_count_reads_the_cgroup(tmp_path: Path, files: dict[str, str], expected: int | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert oom_kill_count(tmp_path) == expected
 
 
 @pytest.mark.parametrize(("code", "meaning"), [(1, "crashed"), (WORKER_EXIT_CLUSTER, "cluster unreachable")])
@@ -197,7 +245,11 @@ def test_worker_killed_by_a_signal_is_named_and_restarted(
     wait_for(lambda: len(starts(tmp_path, "oom")) == 2, timeout=10, message=lambda: messages(logs))
     sup.stop()
     assert running.wait() == 0
-    assert f"oom[0] (pid {first_pid}) was killed by SIGKILL (out of memory?)" in messages(logs)
+    # Killed from outside, not by the OOM killer (this machine's cgroup counts OOM kills, or says nothing).
+    expected = (
+        "no out-of-memory kill recorded" if oom_kill_count() is not None else "out of memory, or kill -9"
+    )
+    assert f"oom[0] (pid {first_pid}) was killed by SIGKILL from outside kpipe ({expected}" in messages(logs)
     assert sup.snapshot()[("oom", 0)].last_exit == "exited with code 0 (stopped)"
 
 
@@ -313,6 +365,21 @@ def test_worker_ignoring_sigterm_is_killed_after_the_timeout(tmp_path: Path) -> 
         f"deaf[0] (pid {deaf_pid}) was killed by SIGKILL; 0 still running" in log
     )  # no OOM guess: we killed it
     assert (tmp_path / "ok-0.SIGTERM").exists()
+
+
+def test_a_worker_killed_at_the_timeout_is_named_with_the_event_its_handler_was_stuck_on(
+    tmp_path: Path,
+) -> None:
+    # A handler holding the GIL in C code keeps the worker from leaving by itself; its last status said what.
+    busy = {"behaviour": "ignore_term", "busy": "orders[1]@42 for 35 s"}
+    sup = SupervisorProcess(tmp_path, [("deaf", 1, busy)], timeout=1.0)
+    deaf_pid = sup.wait_ready()[0]
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait() == 1, sup.log()
+    assert (
+        f"killing 1 worker that did not stop within 1 s: deaf[0] (pid {deaf_pid}), its handler stuck on "
+        "orders[1]@42 for 35 s" in sup.log()
+    )
 
 
 def test_second_signal_kills_every_worker_at_once(tmp_path: Path) -> None:

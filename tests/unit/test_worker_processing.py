@@ -4,20 +4,26 @@ factories: which offsets become committable, and what happens to failures."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from pydantic import BaseModel
 
 from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
 from kpipe.runtime.handler import HandlerContext
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK
+from kpipe.runtime.protocol import (
+    WORKER_EXIT_CLUSTER,
+    WORKER_EXIT_DEAD_LETTER,
+    WORKER_EXIT_HALT,
+    WORKER_EXIT_OK,
+)
 from kpipe.runtime.worker import GroupWorker
 
 ASSIGNMENT = [TopicPartition("t", 0), TopicPartition("t", 1)]
@@ -147,6 +153,7 @@ class Harness:
         client: dict[str, str] | None = None,
         consumer: FakeConsumer | None = None,
         producer: FakeProducer | None = None,
+        timeout_ms: int | None = None,
         **options: Any,
     ) -> None:
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms)  # type: ignore[arg-type]
@@ -163,7 +170,7 @@ class Harness:
             handler="m:f",
             instances=1,
             commit=commit,
-            on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms), dlq),  # type: ignore[arg-type]
+            on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms), dlq, timeout_ms),  # type: ignore[arg-type]
             client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
             producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
             emits=("out",),
@@ -278,8 +285,10 @@ def test_handler_failure_is_retried_then_dead_lettered() -> None:
 
 def test_failed_dead_letter_write_stops_without_committing_that_offset() -> None:
     h = Harness(lambda e, ctx: 1 / (e.n - 3), producer=FakeProducer(fail=True))
-    assert h.run(messages(6)) == WORKER_EXIT_CLUSTER
-    assert "_MSG_TIMED_OUT" in (h.worker.error or "")
+    assert (
+        h.run(messages(6)) == WORKER_EXIT_DEAD_LETTER
+    )  # "dead letter not written", not "cluster unreachable"
+    assert "writing it to dead-letter topic 't.dlq' failed: _MSG_TIMED_OUT" in (h.worker.error or "")
     assert h.commits == [[("t", 0, 3)]]
 
 
@@ -509,3 +518,303 @@ def test_settings_not_compiled_for_their_commit_policy_are_refused() -> None:
     )  # fmt: skip
     with pytest.raises(ValueError, match="not compiled for its commit policy"):
         GroupWorker(settings, {}, lambda e, ctx: None)
+
+
+class SlowJoinConsumer(FakeConsumer):
+    """A consumer whose group join finishes only at its `joins_at`-th poll (never when None)."""
+
+    def __init__(self, joins_at: int | None) -> None:
+        super().__init__()
+        self.joins_at = joins_at
+        self.polls = 0
+
+    def consume(self, n: int, timeout: float) -> list:
+        self.polls += 1
+        if self.joins_at is not None and self.polls >= self.joins_at and "assigned" not in self._callbacks:
+            self._callbacks["assigned"] = True
+            self._callbacks["on_assign"](self, ASSIGNMENT)
+        time.sleep(min(timeout, 0.01))
+        return []
+
+
+def test_stopped_mid_join_it_waits_for_the_assignment_then_closes(caplog: pytest.LogCaptureFixture) -> None:
+    # Closing mid-join sends a LeaveGroup that leaves a Tansu group without a leader, stuck for good.
+    consumer = SlowJoinConsumer(joins_at=5)
+    h = Harness(lambda e, ctx: None, consumer=consumer)
+    h.worker.stop()  # Ctrl-C before the first assignment
+    caplog.set_level("INFO", logger="kpipe.runtime.worker")
+    assert h.run() == WORKER_EXIT_OK
+    assert consumer.polls >= 5 and consumer.closed
+    assert not h.worker.left_without_close
+    # Up to half of librdkafka's default session.timeout.ms (45 s) + 5 s, within the 30 s shutdown timeout.
+    assert (
+        "stopping while joining group 'g': waiting up to 27 s for the join to finish before leaving"
+        in caplog.text
+    )
+
+
+def test_stopped_mid_join_that_never_finishes_it_leaves_without_closing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = SlowJoinConsumer(joins_at=None)
+    h = Harness(lambda e, ctx: None, consumer=consumer, shutdown_timeout=3.5)  # 0.5 s for the join
+    h.worker.stop()
+    started = time.monotonic()
+    assert h.run() == WORKER_EXIT_OK
+    assert 0.4 < time.monotonic() - started < 5
+    assert not consumer.closed and h.worker.left_without_close
+    assert "still joining the group; leaving without closing the consumer" in caplog.text
+
+
+def test_joining_is_logged_at_start_and_every_10_s_until_assigned(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kpipe.runtime.worker.core as core
+
+    monkeypatch.setattr(core, "JOIN_LOG_EVERY", 0.2)
+    consumer = SlowJoinConsumer(joins_at=250)  # ~2.5 s of polls without an assignment
+    h = Harness(lambda e, ctx: None, consumer=consumer, poll_timeout=0.01)
+    consumer.when_idle = lambda: None
+    caplog.set_level("INFO", logger="kpipe.runtime.worker")
+    thread = threading.Thread(target=h.worker.run, daemon=True)
+    thread.start()
+    wait_for(lambda: h.worker.assigned, timeout=10)
+    h.worker.stop()
+    thread.join(10)
+    joining = [r.getMessage() for r in caplog.records if r.getMessage().startswith("joining group 'g'…")]
+    assert joining[0] == "joining group 'g'…"
+    assert len(joining) >= 2 and all("no assignment yet" in m for m in joining[1:]), joining
+    said = [r.getMessage() for r in caplog.records]
+    assigned = next(i for i, m in enumerate(said) if m.startswith("assigned"))
+    assert not any(m.startswith("joining") for m in said[assigned:])
+
+
+class RefusingCommits(FakeConsumer):
+    """Every commit fails as it does while the group coordinator is unknown."""
+
+    def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+        raise KafkaException(KafkaError(KafkaError._WAIT_COORD, "Waiting for coordinator"))
+
+
+def test_commits_failing_for_the_cluster_timeout_halt_the_worker_while_it_is_busy() -> None:
+    # A worker with events in hand keeps handling them, but none of it can be committed: after the cluster
+    # timeout it exits for a restart, rather than handling (and later re-handling) its whole backlog.
+    handled: list[int] = []
+
+    def slow(event: Event, ctx: HandlerContext) -> None:
+        time.sleep(0.01)
+        handled.append(event.n)
+
+    consumer = RefusingCommits()
+    h = Harness(slow, batch_size=5, consumer=consumer, cluster_timeout=0.5)
+    started = time.monotonic()
+    assert h.run(messages(1000)) == WORKER_EXIT_CLUSTER
+    assert time.monotonic() - started < 5
+    assert 20 < len(handled) < 1000  # it stopped within the batch, long before the backlog's end
+    assert (h.worker.error or "").startswith("every commit has failed for ")
+    assert "(last: Waiting for coordinator)" in (h.worker.error or "")
+
+
+def test_tcp_reachable_is_any_bootstrap_server_accepting_a_connection() -> None:
+    import socket
+
+    from kpipe.runtime.worker.health import tcp_reachable
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        assert tcp_reachable(f"127.0.0.1:1,PLAINTEXT://127.0.0.1:{port}")
+        assert not tcp_reachable("127.0.0.1:1")
+        assert tcp_reachable("not-a-list")  # unparsable: never a reason to give up
+    finally:
+        listener.close()
+
+
+class SizeLimitedProducer(FakeProducer):
+    """Refuses what is too large, as librdkafka does at once (message.max.bytes of the client) or as the
+    broker does on delivery (its message.max.bytes or the topic's max.message.bytes), headers included."""
+
+    def __init__(self, client_limit: int, broker_limit: int) -> None:
+        super().__init__()
+        self.client_limit, self.broker_limit = client_limit, broker_limit
+
+    def produce(
+        self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None
+    ) -> None:
+        size = len(value or b"") + len(key or b"") + sum(len(k) + len(v) for k, v in headers or [])
+        if size > self.client_limit:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Message size too large"))
+        self.sent.append({"topic": topic, "value": value, "key": key, "headers": dict(headers or [])})
+        self.waiting.append((on_delivery, topic, size))
+
+    def poll(self, timeout: float = 0) -> int:
+        waiting, self.waiting = self.waiting, []
+        for callback, topic, size in waiting:
+            err = (
+                KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")
+                if size > self.broker_limit
+                else None
+            )
+            callback(err, Message(topic=topic))
+        return len(waiting)
+
+
+def huge_invalid(size: int) -> list[Message]:
+    """A schema-invalid event of `size` bytes at offset 0, then 3 valid ones."""
+    bad = Message(topic="t", partition=0, offset=0, key=b"k0", value=b"x" * size, headers=[("trace", b"t1")])
+    return [bad, *messages(4)[1:]]
+
+
+@pytest.mark.parametrize(
+    ("client_limit", "broker_limit", "fit"),
+    [
+        (1_000_000, 10_000_000, "truncated"),  # refused by the client at once
+        (10_000_000, 1_000_000, "truncated"),  # refused by the broker on delivery
+        (10_000_000, 4_000, "omitted"),  # even the 16 KiB preview is too large
+    ],
+)
+def test_a_dead_letter_too_large_is_sent_smaller_and_the_group_goes_on(
+    client_limit: int, broker_limit: int, fit: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import hashlib
+
+    producer = SizeLimitedProducer(client_limit, broker_limit)
+    handled: list[int] = []
+    h = Harness(lambda e, ctx: handled.append(e.n), producer=producer)
+    assert h.run(huge_invalid(5_000_000)) == WORKER_EXIT_OK
+    assert handled == [1, 2, 3] and h.worker.dead_lettered == 1
+    assert h.commits == [[("t", 0, 4)]]
+    written = producer.sent[-1]
+    assert written["topic"] == "t.dlq" and written["key"] == b"k0"
+    assert written["headers"]["kpipe.payload"] == fit.encode()
+    assert written["value"] == (b"x" * 16384 if fit == "truncated" else None)
+    assert written["headers"]["kpipe.payload.size"] == b"5000000"
+    assert written["headers"]["kpipe.payload.sha256"] == hashlib.sha256(b"x" * 5_000_000).hexdigest().encode()
+    assert written["headers"]["kpipe.source.offset"] == b"0"
+    assert written["headers"]["kpipe.error.type"] == b"schema"
+    assert "trace" not in written["headers"]
+    assert f"dead-lettered to 't.dlq' (payload {fit}: too large for it)" in caplog.text
+
+
+def test_a_dead_letter_refused_even_without_payload_stops_the_group_saying_so() -> None:
+    producer = SizeLimitedProducer(10_000_000, 100)  # not even the headers fit
+    h = Harness(lambda e, ctx: None, producer=producer)
+    assert h.run(huge_invalid(5_000_000)) == WORKER_EXIT_DEAD_LETTER
+    assert h.worker.error == (
+        "schema-invalid event t[0]@0; writing it to dead-letter topic 't.dlq' failed: refused even without "
+        "its payload: MSG_SIZE_TOO_LARGE: Broker: Message size too large"
+    )
+    assert h.commits == []  # nothing after it was handled, nothing committed
+
+
+# -- hung handlers ------------------------------------------------------------------------------------------
+
+
+def blocking_on(n: int, release: threading.Event, seen: list[int]) -> Callable[[Event, HandlerContext], None]:
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == n:
+            release.wait(30)
+        seen.append(event.n)
+
+    return handler
+
+
+def test_a_handler_running_past_its_timeout_is_reported_and_the_worker_leaves_for_a_restart(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kpipe.runtime.hangs import HangBook
+    from kpipe.runtime.protocol import WORKER_EXIT_HUNG
+
+    release, seen, exits = threading.Event(), [], []
+    h = Harness(
+        blocking_on(2, release, seen), timeout_ms=300, state_dir=str(tmp_path),
+        exit_process=lambda code: (exits.append(code), release.set()),  # the process would end here
+    )  # fmt: skip
+    h.consumer.when_idle = lambda: None
+    thread = threading.Thread(target=lambda: h.run(messages(5)), daemon=True)
+    started = time.monotonic()
+    thread.start()
+    wait_for(lambda: exits, timeout=10, message=caplog.text)
+    assert 0.3 <= time.monotonic() - started < 3
+    assert exits == [WORKER_EXIT_HUNG]
+    assert h.worker.exit_code == WORKER_EXIT_HUNG
+    assert re.fullmatch(
+        r"handler hung on t\[0\]@2 \(consumer group 'g'\): still running after \d+ s, over "
+        r"on_error.timeout_ms \(300\); hang 1 of 2 on this event, after 2 hangs it is no longer given to the handler",
+        h.worker.error or "",
+    ), h.worker.error
+    assert HangBook(str(tmp_path), "g").counts() == {("t", 0, 2): 1}
+    # What was processed before the hung event was committed on the way out, and the group left.
+    assert h.commits[0] == [("t", 0, 2)] and h.consumer.closed
+    thread.join(10)
+
+
+def test_an_event_the_handler_hung_on_twice_is_not_given_to_it_again(tmp_path: Any) -> None:
+    from kpipe.runtime.hangs import HangBook
+
+    book = HangBook(str(tmp_path), "g")
+    book.record(("t", 0, 1))
+    book.record(("t", 0, 1))  # two earlier processes hung on it
+    seen: list[int] = []
+    h = Harness(lambda e, ctx: seen.append(e.n), timeout_ms=1000, state_dir=str(tmp_path))
+    assert h.run(messages(4)) == WORKER_EXIT_OK
+    assert seen == [0, 2, 3]
+    [letter] = h.producer.sent
+    assert letter["headers"]["kpipe.error.type"] == b"timeout"
+    assert letter["headers"]["kpipe.source.offset"] == b"1"
+    assert (
+        letter["headers"]["kpipe.error.message"]
+        == b"the handler hung 2 times on it (on_error.timeout_ms: 1000)"
+    )
+    assert h.commits == [[("t", 0, 4)]]
+
+
+def test_a_long_handler_call_is_reported_even_without_a_timeout(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kpipe.runtime.worker.hung as hung
+
+    monkeypatch.setattr(hung, "STILL_RUNNING_EVERY", 0.4)
+    statuses: list[Any] = []
+    seen: list[int] = []
+
+    def slow(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 1:
+            time.sleep(1.5)
+        seen.append(event.n)
+
+    h = Harness(slow, status_callback=statuses.append)
+    assert h.run(messages(3)) == WORKER_EXIT_OK
+    assert seen == [0, 1, 2]
+    said = [r.getMessage() for r in caplog.records if "still running" in r.getMessage()]
+    assert said and said[0].startswith("handler still running on t[0]@1 (consumer group 'g') after ")
+    assert said[0].endswith("; set on_error.timeout_ms to restart the worker when one hangs")
+    assert any(s.busy and s.busy.startswith("t[0]@1 for ") for s in statuses)
+    assert statuses[-1].busy is None
+
+
+def test_stopped_while_a_handler_hangs_it_leaves_before_the_shutdown_timeout_naming_the_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kpipe.runtime.protocol import WORKER_EXIT_HUNG
+
+    release, seen, exits = threading.Event(), [], []
+    h = Harness(
+        blocking_on(0, release, seen), shutdown_timeout=3.0,  # leaves 1 s after the stop (2 s margin)
+        exit_process=lambda code: (exits.append(code), release.set()),
+    )  # fmt: skip
+    h.consumer.when_idle = lambda: None
+    thread = threading.Thread(target=lambda: h.run(messages(2)), daemon=True)
+    thread.start()
+    wait_for(lambda: h.worker.assigned, timeout=10)
+    time.sleep(0.2)  # the handler is now inside event 0
+    stopped = time.monotonic()
+    h.worker.stop()
+    wait_for(lambda: exits, timeout=10, message=caplog.text)
+    assert 0.8 < time.monotonic() - stopped < 3
+    assert exits == [WORKER_EXIT_HUNG]
+    assert "stopping: waiting for the handler on t[0]@0 (consumer group 'g', running for " in caplog.text
+    assert (h.worker.error or "").startswith(
+        "stopped while the handler on t[0]@0 (consumer group 'g') was still running after "
+    )
+    thread.join(10)

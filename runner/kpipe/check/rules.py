@@ -280,6 +280,8 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
         _check_consumer_config(name, group, label, out)
         _check_static_member(project, name, group, out)
         _check_error_policy(project, name, group, label, out)
+        config = {props.canonical_name(k): v for k, v in spec.config.items()}
+        _check_handler_timeout(project, group, config, label, out)
         partitions = [project.topics[t].spec.partitions for t in known if t in project.topics]
         out += _check_concurrency(group, label, partitions)
         # Instances beyond the partitions: the extra members sit idle.
@@ -399,6 +401,37 @@ def _check_error_policy(
                 f"{label}: on_error.max_backoff_ms ({spec.on_error.max_backoff_ms}) is below backoff_ms ({spec.on_error.backoff_ms})",
                 group.locate("on_error", "max_backoff_ms"),
                 code="invalid-value",
+            )
+        )
+
+
+# librdkafka's max.poll.interval.ms when nothing sets it.
+DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
+
+
+def _check_handler_timeout(
+    project: ProjectSpec, group: Declared, config: Mapping, label: str, out: list[Diagnostic]
+) -> None:
+    """A handler timeout at or above max.poll.interval.ms never fires: the group evicts the member first."""
+    timeout = group.spec.on_error.timeout_ms
+    if timeout is None:
+        return
+    cluster = {props.canonical_name(k): v for k, v in project.cluster_spec.config.items()}
+    raw = config.get(
+        "max.poll.interval.ms", cluster.get("max.poll.interval.ms", DEFAULT_MAX_POLL_INTERVAL_MS)
+    )
+    try:
+        limit = int(str(raw))
+    except ValueError:
+        return  # the librdkafka property check reports a bad value
+    if timeout >= limit:
+        out.append(
+            warning(
+                f"{label}: on_error.timeout_ms ({timeout}) is not below max.poll.interval.ms ({limit}); "
+                "the group evicts a hung member before the hang is reported",
+                group.locate("on_error", "timeout_ms"),
+                hint=f"lower timeout_ms below {limit}, or raise max.poll.interval.ms in the group's config",
+                code="unreachable-timeout",
             )
         )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +19,14 @@ from kpipe.cli.common import (
     project_options,
     shutdown_timeout_option,
 )
-from kpipe.errors import BrokerUnreachable, ClusterError, EventInvalid, KpipeError, UsageError
+from kpipe.errors import (
+    EXIT_INTERRUPTED,
+    BrokerUnreachable,
+    ClusterError,
+    EventInvalid,
+    KpipeError,
+    UsageError,
+)
 
 log = logging.getLogger("kpipe.run")
 # How often `kpipe run` logs one line per group (handled, rate, dead-lettered).
@@ -231,12 +240,13 @@ def produce(
     key_field: str | None,
     timeout: float | None,
     create_topics: bool | None,
-) -> None:
+) -> int | None:
     """Send JSON-lines events through PRODUCER: each line is checked against the producer's schema.
 
-    A line that is not JSON or not a valid event is reported as FILE:LINE and not sent. Prints
-    `delivered N, failed M, invalid K`; exits 0 only if every line was delivered (1: invalid lines,
-    3: failed deliveries).
+    A line that is not UTF-8, not JSON or not a valid event is reported as FILE:LINE and not sent. However
+    it ends (Ctrl-C and SIGTERM included), the events already queued are flushed and
+    `delivered N, failed M, invalid K` is printed; exits 0 only if every line was delivered (1: invalid lines,
+    3: failed deliveries, 130: interrupted).
     """
     project = options.load()
     producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
@@ -253,34 +263,89 @@ def produce(
         )
     )
     display = "<stdin>" if events_file == "-" else events_file
-    invalid = 0
+    invalid = refused = 0
+    number = 0
     stopped: BaseException | None = None
-    try:
-        with click.open_file(events_file, "r", encoding="utf-8") as stream:
-            for number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                problem = _send_line(producer, line, key_field, topic_ready, model)
-                if problem is not None:
-                    invalid += 1
-                    click.echo(f"{display}:{number}: error: {problem}", err=True)
-    except (ClusterError, KeyboardInterrupt) as exc:
-        stopped = exc  # report what was delivered before giving up
-    except OSError as exc:
-        raise UsageError(f"cannot read {display}: {exc.strerror or exc}") from None
-
     delivery_error: ClusterError | None = None
-    try:
-        producer.close(timeout)
-    except ClusterError as exc:
-        delivery_error = exc
-    click.echo(f"delivered {producer.delivered}, failed {producer.failed}, invalid {invalid}")
+    # Whatever ends the reading (the end of the input, Ctrl-C or SIGTERM, a read error, a broker error, a bug),
+    # everything already queued is flushed and counted before the summary and the exit code.
+    with _Interrupts() as interrupts:
+        try:
+            with click.open_file(events_file, "rb") as stream:
+                for number, raw in enumerate(stream, start=1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        problem = _send_line(producer, raw, key_field, topic_ready, model)
+                    except ClusterError as exc:
+                        if exc.code not in _REFUSED_EVENT_CODES:
+                            raise
+                        refused += 1  # this event only (e.g. larger than message.max.bytes): go on
+                        click.echo(f"{display}:{number}: error: not sent: {exc}", err=True)
+                        continue
+                    if problem is not None:
+                        invalid += 1
+                        click.echo(f"{display}:{number}: error: {problem}", err=True)
+        except BaseException as exc:
+            stopped = exc
+        interrupts.raising = False  # from here on an interrupt only cuts the wait for deliveries short
+        seen = interrupts.count
+        if seen:
+            click.echo(
+                f"{display}: interrupted at line {number}: waiting for queued events "
+                "(interrupt again to drop them)",
+                err=True,
+            )
+        try:
+            producer.close(timeout, abandon=lambda: interrupts.count > seen)
+        except ClusterError as exc:
+            delivery_error = exc
+        failed = producer.failed + refused
+        click.echo(f"delivered {producer.delivered}, failed {failed}, invalid {invalid}")
+    if isinstance(stopped, OSError):
+        raise UsageError(f"cannot read {display}: {stopped.strerror or stopped}") from None
+    if interrupts.count:
+        return EXIT_INTERRUPTED  # already said so above
     if stopped is not None:
         raise stopped
     if delivery_error is not None:
         raise delivery_error
+    if refused:
+        raise ClusterError(
+            f"{refused} event{'s' if refused != 1 else ''} refused by producer '{producer_name}'"
+        )
     if invalid:
         raise KpipeError(f"{invalid} invalid line{'s' if invalid != 1 else ''} not sent")
+
+
+# librdkafka refuses these per event, at once: the event is reported and the rest of the input still sent.
+_REFUSED_EVENT_CODES = frozenset({"MSG_SIZE_TOO_LARGE"})
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM while `produce` runs. While `raising`, the first one raises KeyboardInterrupt (to stop
+    reading); every one is counted, so the flush that follows can stop waiting when the user insists."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.raising = True
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.raising:
+            self.raising = False  # never a second KeyboardInterrupt, which could land in the cleanup
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 class _Once:
@@ -294,11 +359,16 @@ class _Once:
 
 
 def _send_line(
-    producer: Any, line: str, key_field: str | None, before_send: _Once, model: Any = None
+    producer: Any, raw: bytes, key_field: str | None, before_send: _Once, model: Any = None
 ) -> str | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
     from pydantic import ValidationError
 
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[: exc.start].decode("utf-8", "replace")) + 1
+        return f"not valid UTF-8: byte 0x{raw[exc.start]:02x} (column {column})"
     text = line.rstrip("\r\n")  # the newline is not part of the event: a column past it would be line 2's
     try:
         event = json.loads(text)

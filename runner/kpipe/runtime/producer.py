@@ -44,6 +44,8 @@ POLL_EVERY = 1000
 # How many failed deliveries are kept for the error message.
 KEEP_ERRORS = 20
 DEFAULT_CLOSE_TIMEOUT = 30.0
+# After a purge, how long to wait for the purged events' failure reports.
+DROP_REPORT_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ class Producer:
         # len() also counts client events waiting to be served (errors and log lines, many a second while no
         # broker answers): serve them first, so that what remains are messages.
         self._poll(0)
-        return len(self._producer)
+        # Served events can arrive again at any moment: never count more than could still be in flight.
+        return max(0, min(len(self._producer), self.sent - self.failed))
 
     @property
     def delivered(self) -> int:
@@ -203,6 +206,9 @@ class Producer:
             value = to_json_bytes(event)
         if key is not None and type(key) is not str:
             key = key_text(key)
+        # Counted before it is queued and uncounted if queuing fails, so that an interruption (Ctrl-C inside
+        # produce or while waiting for room) can never leave a queued event out of the counters.
+        sent = self.sent = self.sent + 1
         try:
             if headers is None:
                 self._produce(self.topic, value, key)
@@ -210,14 +216,21 @@ class Producer:
                 self._produce(self.topic, value, key, headers=headers)
         except BufferError:
             kwargs = {} if headers is None else {"headers": headers}
-            produce_when_room(self._producer, self.topic, value, key, **kwargs)
+            try:
+                produce_when_room(self._producer, self.topic, value, key, **kwargs)
+            except BaseException:
+                self.sent -= 1
+                raise
         except KafkaException as exc:
+            self.sent -= 1
             err = exc.args[0]
             raise ClusterError(
                 f"producer '{self.settings.name}': cannot send to '{self.topic}': {err.str()}",
                 code=err.name(),
             ) from None
-        sent = self.sent = self.sent + 1
+        except BaseException:
+            self.sent -= 1
+            raise
         if not sent % POLL_EVERY:
             self._poll(0)
 
@@ -295,31 +308,57 @@ class Producer:
             errors=tuple(self._errors),
         )
 
-    def close(self, timeout: float | None = None) -> DeliverySummary:
-        """Flush, then raise ClusterError if any event failed or is still undelivered after `timeout`."""
+    def close(
+        self, timeout: float | None = None, *, abandon: Callable[[], bool] | None = None
+    ) -> DeliverySummary:
+        """Flush, then raise ClusterError if any event failed or is still undelivered after `timeout`.
+
+        `abandon` is asked between short waits: once it returns True (the user interrupted again), what is
+        still queued is dropped and counted as failed at once. An exception while waiting drops it too.
+        """
         if self._closed:
             return self.summary()
         if timeout is None:
             timeout = _close_timeout(self.settings)
         deadline = time.monotonic() + timeout
-        while len(self._producer) and time.monotonic() < deadline:
-            self._producer.flush(min(0.5, max(0.0, deadline - time.monotonic())))
+        abandoned = False
+        try:
+            while len(self._producer) and time.monotonic() < deadline:
+                if abandon is not None and abandon():
+                    abandoned = True
+                    break
+                self._producer.flush(min(0.2, max(0.0, deadline - time.monotonic())))
+        except BaseException:
+            self._drop_pending()
+            raise
         summary = self.summary()
         if summary.pending:
-            # Drop what is left so the client can be torn down now rather than after message.timeout.ms.
-            self._producer.purge()
-            self._producer.flush(0)
+            self._drop_pending()
         self._closed = True
         if summary.ok:
             return summary
         text = summary.describe()
         if summary.pending:
-            text += f" after {timeout:g} s"
+            text += " (abandoned)" if abandoned else f" after {timeout:g} s"
         if self._broker_error is not None:
             text += f"; broker: {self._broker_error.str()}"
             raise BrokerUnreachable(text, code=self._broker_error.name(), retriable=True)
         code = summary.errors[-1].code if summary.errors else None
         raise ClusterError(text, code=code, retriable=True)
+
+    def _drop_pending(self) -> None:
+        """Purge what librdkafka still holds so the client can be torn down now rather than after
+        message.timeout.ms. Each purged event gets a failed delivery report; one whose report does not arrive
+        within a moment is counted as failed too, so that sent = delivered + failed holds after close."""
+        self._closed = True
+        self._producer.purge()
+        deadline = time.monotonic() + DROP_REPORT_WAIT
+        while len(self._producer) and time.monotonic() < deadline:
+            self._producer.poll(0.05)
+        unreported = max(0, min(len(self._producer), self.sent - self.failed))
+        if unreported:
+            self.failed += unreported
+            self._errors.append(DeliveryError(None, "_PURGE_QUEUE", f"{unreported} events dropped on close"))
 
     def __enter__(self) -> Producer:
         return self

@@ -16,6 +16,12 @@ WORKER_EXIT_CRASH = 1  # unexpected error: restart with backoff
 WORKER_EXIT_CLUSTER = (
     3  # broker unreachable for longer than the worker's bounded retries: restart with backoff
 )
+WORKER_EXIT_DEAD_LETTER = (
+    4  # a dead letter could not be written even without its payload: restart with backoff
+)
+WORKER_EXIT_HUNG = (
+    5  # a handler call outlived on_error.timeout_ms: restart (the hang is counted, see HangBook)
+)
 WORKER_EXIT_HALT = 78  # do not restart: invalid project, handler import failed, or on_error: stop was hit
 
 
@@ -30,6 +36,10 @@ class WorkerSpec:
     log_format: str = "text"  # "text" | "json"
     # Extra librdkafka consumer settings layered last (tests use it for fast group joins).
     extra_consumer_config: tuple[tuple[str, str], ...] = ()
+    # Set by the supervisor: a directory for this run's shared worker state (hung-handler counts), and how
+    # long a worker has between SIGTERM and SIGKILL.
+    state_dir: str | None = None
+    shutdown_timeout: float = 30.0
     # The project root the supervisor loaded with (--root or found): workers read and import from the same.
     project_root: str | None = None
     # Measure for Prometheus (kpipe run --metrics-port): histograms, and consumer lag from statistics.
@@ -113,6 +123,8 @@ class WorkerStatus:
     assigned: tuple[tuple[str, int], ...] = field(default=())
     state: str = "starting"  # starting | running | stopping | stopped | failed
     error: str | None = None
+    # A handler call running for long: "orders[0]@42 for 35 s" (the supervisor names it if it must kill).
+    busy: str | None = None
     # Concurrent workers (concurrency > 1): events being handled, events buffered and not started yet, and
     # per partition the lowest offset not finished yet, as (topic, partition, offset).
     in_flight: int = 0

@@ -21,24 +21,30 @@ can run the supervisor in a background thread (`run(install_signals=False)`) and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 from kpipe.runtime.protocol import (
     WORKER_EXIT_CLUSTER,
     WORKER_EXIT_CRASH,
+    WORKER_EXIT_DEAD_LETTER,
     WORKER_EXIT_HALT,
+    WORKER_EXIT_HUNG,
     WORKER_EXIT_OK,
     WorkerCounters,
     WorkerSpec,
@@ -55,6 +61,8 @@ _EXIT_MEANINGS = {
     WORKER_EXIT_OK: "stopped",
     WORKER_EXIT_CRASH: "crashed",
     WORKER_EXIT_CLUSTER: "cluster unreachable",
+    WORKER_EXIT_DEAD_LETTER: "dead letter not written",
+    WORKER_EXIT_HUNG: "handler hung",
     WORKER_EXIT_HALT: "halted",
 }
 # How often shutdown says which workers it is still waiting for.
@@ -63,17 +71,67 @@ _PROGRESS_EVERY = 5.0
 HEARTBEAT_EVERY = 2.0
 
 
-def describe_exit(exitcode: int, *, killed_by_us: bool = False) -> str:
-    """Why a worker ended: 'exited with code 78 (halted)', 'was killed by SIGKILL (out of memory?)'."""
+def describe_exit(
+    exitcode: int, *, killed_by_us: bool = False, oom_killed: bool | None = None, error: str | None = None
+) -> str:
+    """Why a worker ended: 'exited with code 78 (halted): <its error>', 'was killed by SIGKILL from outside ...'.
+
+    oom_killed: whether the kernel's OOM killer killed a process of this cgroup meanwhile (None: unknown).
+    error: what the worker last reported as its error; it names the cause better than the code alone.
+    """
     if exitcode < 0:
         try:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        hint = " (out of memory?)" if exitcode == -signal.SIGKILL and not killed_by_us else ""
-        return f"was killed by {name}{hint}"
+        text = f"was killed by {name}"
+        if exitcode == -signal.SIGKILL and not killed_by_us:
+            if oom_killed:
+                text += ": out of memory (the kernel's OOM killer killed it)"
+            elif oom_killed is False:
+                text += " from outside kpipe (no out-of-memory kill recorded)"
+            else:
+                text += " from outside kpipe (out of memory, or kill -9: the kernel log tells which)"
+        return text
     meaning = _EXIT_MEANINGS.get(exitcode)
-    return f"exited with code {exitcode}" + (f" ({meaning})" if meaning else "")
+    text = f"exited with code {exitcode}" + (f" ({meaning})" if meaning else "")
+    if error and exitcode != WORKER_EXIT_OK:
+        text += f": {error}"
+    return text
+
+
+def oom_kill_count(root: Path = Path("/")) -> int | None:
+    """How many processes the kernel's OOM killer has killed in this process's memory cgroup; None if unknown.
+
+    Read from cgroup v2 `memory.events` or v1 `memory.oom_control` (the `oom_kill` line): a SIGKILL that
+    comes with a higher count than at the worker's start was the OOM killer, one without was sent by someone.
+    """
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    candidates: list[Path] = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        relative = path.strip().lstrip("/")
+        if controllers == "":
+            candidates += [
+                root / "sys/fs/cgroup" / relative / "memory.events",
+                root / "sys/fs/cgroup/memory.events",
+            ]
+        elif "memory" in controllers.split(","):
+            base = root / "sys/fs/cgroup/memory"
+            candidates += [base / relative / "memory.oom_control", base / "memory.oom_control"]
+    for candidate in candidates:
+        try:
+            text = candidate.read_text()
+        except OSError:
+            continue
+        for entry in text.splitlines():
+            key, _, value = entry.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,6 +178,7 @@ class _Slot:
     # Set when the slot is finished for good: stopped | halted | gave_up | killed | failed
     outcome: str | None = None
     killed_by_us: bool = False
+    oom_kills_at_start: int | None = None
     last_exit: str | None = None
     status: WorkerStatus | None = None
     # The counters of the slot's processes that have ended.
@@ -171,6 +230,8 @@ class Supervisor:
         self._forced = False
         self._killed_all = False
         self._wake_closed = False
+        # This run's directory for state the workers share (hung-handler counts); removed when the run ends.
+        self._state_dir: str | None = None
         self._loop_at: float | None = None  # monotonic time of the loop's latest turn while run() runs
         self._summary_every = summary_every
         self._summary_at: float | None = None
@@ -216,6 +277,7 @@ class Supervisor:
         if self._wake_closed:
             raise RuntimeError("a Supervisor runs only once")
         previous = self._install_signals() if install_signals else {}
+        self._state_dir = tempfile.mkdtemp(prefix="kpipe-run-")
         try:
             started = self._loop_at = time.monotonic()
             self._summary_last = (started, {})
@@ -232,6 +294,7 @@ class Supervisor:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._kill_all(reap=False)  # only does anything if the loop ended on an exception
+            shutil.rmtree(self._state_dir, ignore_errors=True)
             self._wake_closed = True
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -341,7 +404,7 @@ class Supervisor:
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_worker_entry,
-            args=(self._target, slot.spec, StatusChannel(writer), os.getpid()),
+            args=(self._target, self._spec_for(slot), StatusChannel(writer), os.getpid()),
             name=f"kpipe-worker-{slot.label}",
             daemon=False,
         )
@@ -359,8 +422,14 @@ class Supervisor:
             slot.status_conn = reader
             slot.started_at = time.monotonic()
             slot.killed_by_us = False
+            slot.oom_kills_at_start = oom_kill_count()
             slot.status = None
         log.info("started %s (pid %s)", slot.label, process.pid, extra=_extra(slot))
+
+    def _spec_for(self, slot: _Slot) -> WorkerSpec:
+        return dataclasses.replace(
+            slot.spec, state_dir=self._state_dir, shutdown_timeout=self._shutdown_timeout
+        )
 
     def _reap(self, slot: _Slot) -> None:
         process = slot.process
@@ -368,7 +437,12 @@ class Supervisor:
         if slot.status_conn is not None:
             self._read_statuses(slot, until_eof=True)
         code, pid = process.exitcode, process.pid
-        reason = describe_exit(code, killed_by_us=slot.killed_by_us)
+        oom_killed = None
+        if code == -signal.SIGKILL and not slot.killed_by_us and slot.oom_kills_at_start is not None:
+            now = oom_kill_count()
+            oom_killed = None if now is None else now > slot.oom_kills_at_start
+        error = slot.status.error if slot.status is not None else None
+        reason = describe_exit(code, killed_by_us=slot.killed_by_us, oom_killed=oom_killed, error=error)
         with self._lock:
             slot.process = None
             slot.last_exit = reason
@@ -589,7 +663,13 @@ def _extra(slot: _Slot, exitcode: int | None = None) -> dict[str, Any]:
 
 
 def _names(slots: Sequence[_Slot]) -> str:
-    return ", ".join(f"{s.label} (pid {s.process.pid})" for s in slots if s.process is not None)
+    def name(s: _Slot) -> str:
+        text = f"{s.label} (pid {s.process.pid})"
+        if s.status is not None and s.status.busy:
+            text += f", its handler stuck on {s.status.busy}"
+        return text
+
+    return ", ".join(name(s) for s in slots if s.process is not None)
 
 
 def _plural(n: int, word: str) -> str:

@@ -12,10 +12,13 @@ offsets are ever committed, after the events its handler emitted were acknowledg
                    the finished prefix (its pure parts: kpipe.runtime.concurrent)
     commit.py      CommitStrategy: AutoCommit, PerMessageCommit, BatchCommit (a new strategy is a new class)
     failures.py    retry with backoff, dead letter, skip, stop; returns an Outcome
-    membership.py  assigned partitions; pause and poll during long waits to keep the group membership
+    membership.py  assigned partitions, whether a join is in flight; pause and poll during long waits to keep
+                   the group membership
     emits.py       waiting for emitted events before a commit
-    health.py      client errors, and exiting for a restart when no broker answers for too long
-    watchdog.py    noticing a librdkafka call blocked past the cluster timeout
+    health.py      client errors, and exiting for a restart when no broker answers (or no commit succeeds)
+                   for too long, also while busy
+    hung.py        a handler call running too long: reported, and past on_error.timeout_ms the worker leaves
+    watchdog.py    the thread that notices a blocked librdkafka call and runs the checks above mid-batch
     state.py       stop/halt control and counters shared by the parts
     process.py     the worker process: start-up from a WorkerSpec, signals, status reports
 

@@ -133,7 +133,7 @@ class AutoCommit(_Strategy):
                 results = self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
-                self._counters.commit_failed(time.perf_counter() - started)
+                self._counters.commit_failed(time.perf_counter() - started, error=exc.args[0].str())
                 log.warning("commit on %s failed: %s", reason, exc.args[0].str())
             return
         self._counters.committed(time.perf_counter() - started)
@@ -178,8 +178,8 @@ class _ExplicitCommit(_Strategy):
             with self._watchdog.blocking("commit"):
                 results = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            self._counters.commit_failed(time.perf_counter() - started)
             err = exc.args[0]
+            self._counters.commit_failed(time.perf_counter() - started, error=err.str())
             self._limited(logging.WARNING, ("commit", err.code()), "commit of %s failed: %s",
                           describe(offsets), err.str())  # fmt: skip
             return False
@@ -193,7 +193,7 @@ class _ExplicitCommit(_Strategy):
             first = next(iter(failed.values()))
             self._limited(logging.WARNING, ("commit", "partial"), "commit failed for %s: %s",
                           describe(failed.values()), first.error.str())  # fmt: skip
-            self._counters.commit_failed(seconds)
+            self._counters.commit_failed(seconds, error=first.error.str())
         else:
             self._counters.committed(seconds)
         if reason:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -18,6 +20,7 @@ from kpipe.compilation.compiler import commit_settings
 from kpipe.logs import RateLimitedLog
 from kpipe.runtime.concurrent.executor import is_async_handler
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
+from kpipe.runtime.hangs import HangBook
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.producer import LibrdkafkaLog
 from kpipe.runtime.protocol import (
@@ -32,6 +35,7 @@ from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
 from kpipe.runtime.worker.health import ClusterHealth
+from kpipe.runtime.worker.hung import HandlerWatch
 from kpipe.runtime.worker.loop import ConsumeLoop, Validators
 from kpipe.runtime.worker.membership import Membership, describe
 from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT, Control, Counters
@@ -41,6 +45,13 @@ log = logging.getLogger("kpipe.runtime.worker")
 
 DEFAULT_POLL_TIMEOUT = 0.1
 DEFAULT_CLUSTER_TIMEOUT = 60.0
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+# While no assignment has come, "joining group 'x'…" is logged at start and every this many seconds.
+JOIN_LOG_EVERY = 10.0
+# Stopped mid-join, the worker leaves this much of the supervisor's shutdown timeout for closing.
+JOIN_CLOSE_MARGIN = 3.0
+# Leaving because a handler hung: how long committing and leaving the group may take before the process ends.
+LEAVE_TIMEOUT = 10.0
 
 # Build a librdkafka client from its final config (callbacks included): confluent_kafka's classes, or fakes.
 ClientFactory = Callable[[dict[str, Any]], Any]
@@ -70,8 +81,15 @@ class GroupWorker:
         cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
         rng: Callable[[], float] = random.random,
         on_stuck: Callable[[str], None] | None = None,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        state_dir: str | None = None,
+        exit_process: Callable[[int], None] | None = None,
         metrics: bool = False,
     ):
+        """state_dir: the run's shared state (hung-handler counts, kpipe.runtime.hangs); None keeps them in
+        memory. exit_process(code): how the worker process ends at once when a handler hangs or will not
+        return at a stop (worker_main: os._exit); None (in-process) only stops the worker, which then ends when
+        the handler returns."""
         self.settings = settings
         self.group = settings.group_id
         self.instance = instance
@@ -97,10 +115,28 @@ class GroupWorker:
         self._control = Control()
         self._limited = RateLimitedLog(log)
         bootstrap = self.consumer_config.get("bootstrap.servers")
-        self._health = ClusterHealth(bootstrap, cluster_timeout, self._control, self._limited)
+        self._health = ClusterHealth(bootstrap, cluster_timeout, self._control, self._limited, self.counters)
         self._watchdog = Watchdog(self.group, cluster_timeout, on_stuck)
+        self._exit_process = exit_process
+        self._report_lock = threading.Lock()  # the watchdog thread reports too
+        self._leaving = (
+            threading.Lock()
+        )  # _close (the loop) and _close_for_restart (the watchdog): one closes
+        self._left = False
+        self._hangs = HangBook(state_dir, self.group)
+        self._watch = HandlerWatch(
+            self.group, settings.on_error.timeout_ms, self._hangs, self._control, shutdown_timeout,
+            self._leave, self._report,
+        )  # fmt: skip
         max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
         self._membership = Membership(settings.max_poll_records, max_poll_interval)
+        # Stopped while its join is in flight, the worker waits this long for the join to finish (see _close).
+        session_timeout = int(self.consumer_config.get("session.timeout.ms", 45_000)) / 1000.0
+        self._join_wait = max(0.0, min(session_timeout / 2 + 5.0, shutdown_timeout - JOIN_CLOSE_MARGIN))
+        self._next_join_log = 0.0
+        # True when the worker stopped mid-join and left the consumer unclosed (no LeaveGroup): its process
+        # must then end with os._exit, since destroying the client would send the LeaveGroup after all.
+        self.left_without_close = False
         self._consumer: Any = None
         self._producer: Any = None
         self._strategy: CommitStrategy | None = None
@@ -173,6 +209,7 @@ class GroupWorker:
             assigned=tuple(sorted(self.assigned)),
             state=self.state,
             error=self.error,
+            busy=self._watch.busy if self._watch.current is not None else None,
             counters=counters,
             lag=meter.lag if meter is not None else (),
             **extra,
@@ -193,6 +230,15 @@ class GroupWorker:
             return WORKER_EXIT_HALT
         self.state = "running"
         self._report()
+        self._watchdog.every_tick(self._watch.tick)
+        # The cluster is watched from the watchdog thread too: also while a long batch is being handled.
+        health, membership = self._health, self._membership
+
+        def watch_cluster(now: float) -> None:
+            health.probe_while_busy(now, membership.last_poll)
+            health.expire(now)
+
+        self._watchdog.every_tick(watch_cluster)
         self._watchdog.start()
         try:
             loop.run()
@@ -263,12 +309,15 @@ class GroupWorker:
             self._concurrent = loop
             how = f", {loop.describe()}"
         else:
-            loop = ConsumeLoop(**parts, ctx=ctx)
+            loop = ConsumeLoop(**parts, ctx=ctx, watch=self._watch)
+            loop.exhausted = self._hangs.exhausted()
+            failures.watch = self._watch  # its retries call the handler too
             how = ""
         log.info(
             "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s%s)",
             self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action, how,
         )  # fmt: skip
+        self._log_joining(time.monotonic())
         self._loop = loop
         return loop
 
@@ -279,29 +328,79 @@ class GroupWorker:
         consumer = self._consumer
         if consumer is None:
             return
-        try:
-            if self._strategy is not None:
-                self._strategy.commit_all("shutdown")
-        except Exception:
-            log.exception("final commit failed")
-        try:
-            consumer.close()
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("closing the consumer: %s", exc)
-        if self._producer is not None:
-            left = self._producer.flush(SHUTDOWN_SETTLE_TIMEOUT)
-            if left:
-                log.warning("%d dead-letter/emitted events undelivered at shutdown", left)
-        log.info("consumer group '%s' instance %d stopped", self.group, self.instance)
+        with self._leaving:  # a handler that returns just as the watchdog leaves for it: one of them closes
+            if self._left:
+                return
+            self._left = True
+            unreachable = self._health.down_since is not None
+            try:
+                if unreachable:
+                    log.warning(
+                        "no broker reachable: nothing more is committed (uncommitted events will be read again)"
+                    )
+                elif self._strategy is not None:
+                    self._strategy.commit_all("shutdown")
+            except Exception:
+                log.exception("final commit failed")
+            if self._membership.joining and not unreachable:
+                self._finish_join(consumer)
+            if unreachable:
+                # close() would try to commit and leave through a broker that is gone, blocking for up to the
+                # session timeout; the group drops this member by itself.
+                self.left_without_close = True
+                log.warning("no broker reachable: leaving without closing the consumer")
+            elif self._membership.joining:
+                self.left_without_close = True
+                log.warning(
+                    "consumer group '%s' instance %d: still joining the group; leaving without closing the consumer "
+                    "(a LeaveGroup sent mid-join can leave the group without a leader on some brokers); "
+                    "the group drops this member after session.timeout.ms",
+                    self.group, self.instance,
+                )  # fmt: skip
+            else:
+                try:
+                    consumer.close()
+                except (KafkaException, RuntimeError) as exc:
+                    log.warning("closing the consumer: %s", exc)
+            if self._producer is not None:
+                # Without a broker, waiting serves nothing: what they belong to is uncommitted and read again.
+                left = self._producer.flush(1.0 if unreachable else SHUTDOWN_SETTLE_TIMEOUT)
+                if left:
+                    log.warning("%d dead-letter/emitted events undelivered at shutdown", left)
+            log.info("consumer group '%s' instance %d stopped", self.group, self.instance)
+
+    def _finish_join(self, consumer: Any) -> None:
+        """Stopped while a join is in flight: wait (bounded) for its assignment, so that close() leaves a formed
+        group. Closing mid-join sends a LeaveGroup that Tansu mishandles: it removes the member but keeps it as
+        the forming group's leader, and every later member waits forever for that leader's assignment (the
+        group stays stuck until the broker restarts). Messages fetched meanwhile are not handled or committed.
+        """
+        if self._join_wait <= 0:
+            return
+        log.info(
+            "stopping while joining group '%s': waiting up to %.0f s for the join to finish before leaving",
+            self.group, self._join_wait,
+        )  # fmt: skip
+        deadline = time.monotonic() + self._join_wait
+        membership = self._membership
+        while membership.joining and time.monotonic() < deadline:
+            try:
+                consumer.consume(self.settings.max_poll_records, 0.1)
+            except (KafkaException, RuntimeError) as exc:
+                log.debug("polling while joining: %s", exc)
+                return
 
     # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.counters.rebalances += 1
         self._health.down_since = None
-        self._membership.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._membership.joined(partitions)
         if self._concurrent is not None:
             self._concurrent.on_assign((tp.topic, tp.partition) for tp in partitions)
+        elif isinstance(self._loop, ConsumeLoop):
+            # An event another instance hung on may come with these partitions.
+            self._loop.exhausted = self._hangs.exhausted()
         log.info("assigned %s", describe(partitions) or "no partitions")
         self._report()
 
@@ -312,7 +411,8 @@ class GroupWorker:
             if self._concurrent is not None:
                 # Wait (bounded) for the revoked partitions' events in flight; what they finish is committed.
                 self._concurrent.before_revoke(keys)
-            if self._strategy is not None:
+            # With no broker reachable a commit can only block (and a revocation then comes from close()).
+            if self._strategy is not None and self._health.down_since is None:
                 self._strategy.commit_all("partitions revoked", keys)
         except Exception:  # an exception here would escape from consume(); log it and carry on
             log.exception("commit on revocation failed")
@@ -346,16 +446,64 @@ class GroupWorker:
     # -- status -----------------------------------------------------------------------------------------------
 
     def _housekeeping(self, now: float) -> None:
-        self._health.check(now, self._consumer)
+        self._health.probe(now, self._consumer)
+        if self._membership.joining and now >= self._next_join_log:
+            self._log_joining(now)
         self._report()
+
+    def _log_joining(self, now: float) -> None:
+        """Say what the worker waits for while no assignment has come: at start and every JOIN_LOG_EVERY."""
+        self._next_join_log = now + JOIN_LOG_EVERY
+        waited = now - self._membership.joining_since
+        if waited < 1.0:
+            log.info("joining group '%s'…", self.group)
+        else:
+            log.info("joining group '%s'… (%.0f s so far, no assignment yet)", self.group, waited)
 
     def _report(self) -> None:
         if self._status_callback is None:
             return
         try:
-            self._status_callback(self.status())
+            with self._report_lock:
+                self._status_callback(self.status())
         except Exception:  # a status reader's problem must never stop consumption
             log.debug("status callback failed", exc_info=True)
+
+    # -- leaving with a handler still running (hung.py; the watchdog thread) -------------------------------------
+
+    def _leave(self, code: int, reason: str) -> None:
+        """A handler hung, or will not return at a stop: stop with `code`, and in a worker process leave now.
+
+        The consume loop is stuck in the handler, so this thread commits what was processed and leaves the group
+        (bounded, so that it cannot hang too), then ends the process; the hung event stays uncommitted."""
+        self._control.halt(code, reason)
+        self.state = "failed"
+        self._report()
+        if self._exit_process is None:
+            return
+        closing = threading.Thread(target=self._close_for_restart, name="kpipe-leave", daemon=True)
+        closing.start()
+        closing.join(LEAVE_TIMEOUT)
+        self._exit_process(code)
+
+    def _close_for_restart(self) -> None:
+        consumer = self._consumer
+        if consumer is None or self._health.down_since is not None:
+            return
+        with self._leaving:
+            if self._left:
+                return
+            self._left = True
+            self._commit_and_leave(consumer)
+
+    def _commit_and_leave(self, consumer: Any) -> None:
+        try:
+            if self._strategy is not None:
+                self._strategy.commit_all("leaving for a restart")
+            if not self._membership.joining:
+                consumer.close()  # the partitions move now rather than after session.timeout.ms
+        except Exception as exc:
+            log.warning("leaving the group: %s", exc)
 
 
 def is_concurrent(settings: ConsumerGroupSettings, handler: Any) -> bool:

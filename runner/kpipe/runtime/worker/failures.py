@@ -5,8 +5,9 @@ An event that fails schema validation cannot succeed on retry, so it goes straig
 exponential backoff (backoff_ms doubling up to max_backoff_ms, ±20 % jitter); then the group's on_error action:
 
     dead_letter  write the original message to the dead-letter topic with kpipe.* headers and wait for the
-                 broker's ack before the offset counts as processed (a failed write halts the worker without
-                 committing it, exit code CLUSTER)
+                 broker's ack before the offset counts as processed; one refused as too large is sent again
+                 smaller (payload truncated, then omitted: dead_letters.py); a write that still fails halts
+                 the worker without committing it, exit code DEAD_LETTER
     skip         log and count it
     stop         halt the worker without committing it (exit code HALT)
 
@@ -27,8 +28,9 @@ from confluent_kafka import KafkaError, KafkaException
 from kpipe.compilation.compiled import ErrorPolicy
 from kpipe.redaction import redact
 from kpipe.runtime.backpressure import produce_when_room
+from kpipe.runtime.dead_letters import H_PAYLOAD, TOO_LARGE, smaller_dead_letters
 from kpipe.runtime.handler import Handler, HandlerContext
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT
+from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HALT
 from kpipe.runtime.serde import truncate
 from kpipe.runtime.worker.emits import WAIT_SLICE
 from kpipe.runtime.worker.membership import Membership, Partition
@@ -94,6 +96,10 @@ def dead_letter_headers(
     return headers
 
 
+class _Unwatched:
+    current: Any = None
+
+
 class Failures:
     """Applies a group's ErrorPolicy to the messages whose validation or handler failed."""
 
@@ -119,6 +125,16 @@ class Failures:
         self._counters = counters
         self._rng = rng
         self._dlq_error = ""
+        self._dlq_error_code = ""
+        self._dlq_fit = ""  # "truncated" | "omitted" when the dead letter had to be made smaller
+        self.watch: Any = _Unwatched()  # marks the message whose handler runs (hung.py); set by the worker
+
+    def hung_too_often(self, msg: Any, hangs: int) -> Outcome:
+        """The handler hung on this event `hangs` times (hangs.py): fail it without calling the handler again."""
+        timeout = self._policy.timeout_ms
+        return self._apply(
+            msg, "timeout", f"the handler hung {hangs} times on it (on_error.timeout_ms: {timeout})"
+        )
 
     def invalid(self, msg: Any, text: str) -> Outcome:
         """The event failed schema validation: no retry."""
@@ -136,6 +152,7 @@ class Failures:
             if not self._wait(delay, tp):
                 return Outcome.DROPPED
             self._ctx._msg = msg
+            self.watch.current = msg
             self._counters.retried += 1
             try:
                 self._handler(event, self._ctx)
@@ -144,6 +161,8 @@ class Failures:
             else:
                 self._counters.handled += 1
                 return Outcome.HANDLED
+            finally:
+                self.watch.current = None
         attempts = f" after {len(delays) + 1} attempts" if delays else ""
         return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
 
@@ -155,7 +174,7 @@ class Failures:
     def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
         self._counters.failed += 1
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-        what = "schema-invalid event" if error_type == "schema" else "handler failed"
+        what = {"schema": "schema-invalid event", "timeout": "handler hung"}.get(error_type, "handler failed")
         dlq = self._policy.dead_letter_topic
         action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
         if action == "dead_letter" and dlq:
@@ -164,13 +183,20 @@ class Failures:
                 return Outcome.DROPPED
             if delivered:
                 self._counters.dead_lettered += 1
+                fit = f" (payload {self._dlq_fit}: too large for it)" if self._dlq_fit else ""
                 log.warning(
-                    "%s %s%s: %s; dead-lettered to '%s'", what, where, attempts, truncate(text, 300), dlq
+                    "%s %s%s: %s; dead-lettered to '%s'%s",
+                    what,
+                    where,
+                    attempts,
+                    truncate(text, 300),
+                    dlq,
+                    fit,
                 )
                 return Outcome.DEAD_LETTERED
             reason = f"{what} {where}; writing it to dead-letter topic '{dlq}' failed"
             log.error("%s: %s; stopping without committing it", reason, self._dlq_error)
-            self._control.halt(WORKER_EXIT_CLUSTER, f"{reason}: {self._dlq_error}")
+            self._control.halt(WORKER_EXIT_DEAD_LETTER, f"{reason}: {self._dlq_error}")
             return Outcome.HALTED
         if action == "skip":
             self._counters.skipped += 1
@@ -183,13 +209,42 @@ class Failures:
 
     def _dead_letter(self, msg: Any, error_type: str, text: str) -> bool | None:
         """Write the message to the dead-letter topic and wait for the ack: True delivered, False failed,
-        None when the partition was revoked or shutdown gave up waiting (the message stays uncommitted)."""
+        None when the partition was revoked or shutdown gave up waiting (the message stays uncommitted).
+
+        A dead letter refused as too large is sent again smaller (dead_letters.py): payload truncated, then
+        omitted, with the original's size, hash and coordinates in headers. `self._dlq_fit` says which."""
         topic = self._policy.dead_letter_topic
-        producer = self._producer
-        assert topic is not None and producer is not None
+        assert topic is not None and self._producer is not None
+        value, key = msg.value(), msg.key()
         headers = dead_letter_headers(
             msg.topic(), msg.partition(), msg.offset(), error_type, text, self._group, msg.headers()
         )
+        tp = (msg.topic(), msg.partition())
+        smaller = None
+        self._dlq_fit = ""
+        while True:
+            sent = self._send_dead_letter(topic, value, key, headers, tp)
+            if sent is not False:
+                return sent
+            if self._dlq_error_code not in TOO_LARGE:
+                return False
+            if smaller is None:
+                size = len(msg.value() or b"")
+                smaller = smaller_dead_letters(msg.value(), msg.key(), headers)
+                log.warning(
+                    "dead letter for %s[%d]@%d (%d bytes) refused as too large by '%s' (%s); sending it smaller",
+                    tp[0], tp[1], msg.offset(), size, topic, self._dlq_error,
+                )  # fmt: skip
+            version = next(smaller, None)
+            if version is None:
+                self._dlq_error = f"refused even without its payload: {self._dlq_error}"
+                return False
+            value, key, headers = version
+            self._dlq_fit = dict(headers)[H_PAYLOAD].decode()
+
+    def _send_dead_letter(self, topic: str, value: Any, key: Any, headers: Any, tp: Partition) -> bool | None:
+        """One attempt: True acknowledged, False refused (self._dlq_error and _code say why), None dropped."""
+        producer = self._producer
         result: list[KafkaError | None] = []
 
         def on_delivery(err: KafkaError | None, _msg: Any) -> None:
@@ -197,15 +252,13 @@ class Failures:
 
         try:
             try:
-                producer.produce(topic, msg.value(), msg.key(), headers=headers, on_delivery=on_delivery)
+                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
             except BufferError:
-                produce_when_room(
-                    producer, topic, msg.value(), msg.key(), headers=headers, on_delivery=on_delivery
-                )
+                produce_when_room(producer, topic, value, key, headers=headers, on_delivery=on_delivery)
         except KafkaException as exc:
-            self._dlq_error = exc.args[0].str()
+            err = exc.args[0]
+            self._dlq_error, self._dlq_error_code = f"{err.name()}: {err.str()}", err.name()
             return False
-        tp = (msg.topic(), msg.partition())
         while not result:
             producer.poll(WAIT_SLICE)
             self._membership.keep_alive()
@@ -215,7 +268,7 @@ class Failures:
                 self._dlq_error = "no acknowledgement before shutdown"
                 return None
         if result[0] is not None:
-            self._dlq_error = f"{result[0].name()}: {result[0].str()}"
+            self._dlq_error, self._dlq_error_code = f"{result[0].name()}: {result[0].str()}", result[0].name()
             return False
         return True
 

@@ -48,6 +48,10 @@ class Validators:
         self.only = only.model_validate_json if only is not None else None
 
 
+class _Unwatched:
+    current: Any = None
+
+
 class LoopParts:
     """What a consume loop works with (the sequential one here, the concurrent one in concurrent.py), as
     GroupWorker builds it."""
@@ -88,9 +92,14 @@ class LoopParts:
 class ConsumeLoop(LoopParts):
     """The sequential loop: one message at a time, one HandlerContext reused for every message."""
 
-    def __init__(self, *, ctx: HandlerContext, **parts: Any):
+    def __init__(self, *, ctx: HandlerContext, watch: Any = None, **parts: Any):
         super().__init__(**parts)
         self._ctx = ctx
+        # hung.HandlerWatch: `current` marks the message whose handler runs (a stand-in when none is given).
+        self._watch = watch if watch is not None else _Unwatched()
+        # (topic, partition, offset) -> hangs, for events the handler hung on too often (hangs.py): not handed to
+        # it again. Refreshed on start and on each assignment; empty nearly always, so one truth test per message.
+        self.exhausted: dict[tuple[str, int, int], int] = {}
 
     def run(self) -> None:
         """Consume until stopped."""
@@ -111,7 +120,7 @@ class ConsumeLoop(LoopParts):
                 msgs = consume(max_records, timeout)
                 membership.last_poll = monotonic()
             if msgs:
-                self._health.down_since = None
+                # Not a sign that a broker answers: these may have been prefetched before it went away.
                 membership.in_batch = True
                 started = perf()
                 try:
@@ -147,6 +156,8 @@ class ConsumeLoop(LoopParts):
         control = self._control
         failures = self._failures
         revoked = self._membership.revoked_in_batch
+        watch = self._watch
+        exhausted = self.exhausted
         processed = self._strategy.begin_batch()
         handled = 0
         try:
@@ -172,10 +183,21 @@ class ConsumeLoop(LoopParts):
                         if outcome is not _DROPPED:
                             processed(msg)
                         continue
+                if exhausted and (msg.topic(), msg.partition(), msg.offset()) in exhausted:
+                    outcome = failures.hung_too_often(
+                        msg, exhausted[(msg.topic(), msg.partition(), msg.offset())]
+                    )
+                    if outcome is _HALTED:
+                        break
+                    if outcome is not _DROPPED:
+                        processed(msg)
+                    continue
                 ctx._msg = msg
+                watch.current = msg
                 try:
                     call(event, ctx)
                 except Exception as exc:
+                    watch.current = None
                     call = handler
                     outcome = failures.handler_failed(msg, event, exc)
                     if outcome is _HALTED:
@@ -183,6 +205,7 @@ class ConsumeLoop(LoopParts):
                     if outcome is _DROPPED:
                         continue
                 else:
+                    watch.current = None
                     handled += 1
                     call = handler
                 # The message is processed: make its offset committable.

@@ -31,6 +31,11 @@ class Membership:
         self.carry: list[Any] = []  # messages a keep-alive poll returned, processed as the next batch
         self.paused: list[Any] = []
         self.last_poll = time.monotonic()
+        # The first join is in flight from subscribe() until the first assignment: leaving the group then is
+        # what core._close avoids. (Rejoins during a rebalance are not tracked: with cooperative assignment a
+        # revocation need not be followed by an assignment, and a stop would wait for one in vain.)
+        self.joining = True
+        self.joining_since = time.monotonic()
         self._max_records = max_records
         self._max_poll_interval = max_poll_interval
         self._polling = False
@@ -66,6 +71,11 @@ class Membership:
                 self.consumer.resume(still)
             except KafkaException as exc:
                 log.warning("could not resume %s: %s", describe(still), exc.args[0].str())
+
+    def joined(self, partitions: Iterable[Any]) -> None:
+        """An assignment arrived (possibly of no partitions): the join is over."""
+        self.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self.joining = False
 
     def forget(self, keys: list[Partition]) -> None:
         """Partitions revoked or lost (called from the rebalance callback, while they are still assigned)."""

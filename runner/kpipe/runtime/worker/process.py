@@ -27,7 +27,10 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     configure_logging(spec.log_format, context={"group": spec.group, "instance": spec.instance})
     status_put = status_sender(status_queue)
     try:
-        worker = build_worker(spec, status_callback=status_put, on_stuck=exit_stuck, metrics=spec.metrics)
+        worker = build_worker(
+            spec, status_callback=status_put, on_stuck=exit_stuck, metrics=spec.metrics,
+            shutdown_timeout=spec.shutdown_timeout, state_dir=spec.state_dir, exit_process=_exit_now,
+        )  # fmt: skip
     except KpipeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.error("cannot start consumer group '%s': %s", spec.group, first)
@@ -47,7 +50,12 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     # A closed terminal (kpipe dev, kpipe run in a shell) hangs up the whole process group: stop the same way.
     signal.signal(signal.SIGHUP, on_signal)
     settle_heap()
-    return worker.run()
+    code = worker.run()
+    if worker.left_without_close:
+        # Stopped mid-join: the consumer was deliberately not closed, and destroying it at interpreter exit
+        # would close it (sending the LeaveGroup after all). Leave as a killed process would.
+        _exit_now(code)
+    return code
 
 
 def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
@@ -96,10 +104,15 @@ def exit_stuck(reason: str) -> None:
 
     Exiting without closing the consumer commits nothing more, which keeps delivery at-least-once.
     """
+    _exit_now(WORKER_EXIT_CLUSTER)
+
+
+def _exit_now(code: int) -> None:
+    """End the process at once (no interpreter teardown, no client destruction), logs flushed."""
     for handler in logging.getLogger().handlers:
         with contextlib.suppress(Exception):
             handler.flush()
-    os._exit(WORKER_EXIT_CLUSTER)
+    os._exit(code)
 
 
 def settle_heap() -> None:

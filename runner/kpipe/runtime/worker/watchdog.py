@@ -1,9 +1,12 @@
-"""The blocked-call watchdog: notice a librdkafka call that has been blocked for too long.
+"""The watchdog thread: notice what the consume loop cannot, because it is busy or blocked.
 
 A synchronous commit blocks inside librdkafka, out of reach of stop() and of signal handlers, and with the
 broker gone it can block for minutes. The watchdog thread notices a call marked with `blocking(...)` that has
 lasted longer than the limit (the cluster timeout) and calls `on_stuck` once for it (worker_main: exit for a
 restart, committing nothing more).
+
+It also runs the periodic checks given to `every_tick` (the cluster's health, a handler running for long), so
+they happen while the loop is inside a long batch or a long handler call, not only between batches.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ class Watchdog:
         self._since: float | None = None
         self._what = ""
         self._done = threading.Event()
+        self._checks: list[Callable[[float], None]] = []
+
+    def every_tick(self, check: Callable[[float], None]) -> None:
+        """Call check(time.monotonic()) from the watchdog thread every CHECK_INTERVAL."""
+        self._checks.append(check)
 
     @contextmanager
     def blocking(self, what: str) -> Iterator[None]:
@@ -46,6 +54,11 @@ class Watchdog:
     def _watch(self) -> None:
         reported = None
         while not self._done.wait(CHECK_INTERVAL):
+            for check in self._checks:
+                try:
+                    check(time.monotonic())
+                except Exception:  # a check's bug must not end the watchdog
+                    log.exception("consumer group '%s': watchdog check failed", self._group)
             since = self._since
             if since is None or time.monotonic() - since < self._limit or since == reported:
                 continue

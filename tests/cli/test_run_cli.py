@@ -110,7 +110,7 @@ def test_produce_reports_invalid_lines_and_sends_the_rest(
     assert code == 1
     assert out == "delivered 2, failed 0, invalid 3\n"
     lines = err.splitlines()
-    assert lines[0] == f"{events}:2: error: invalid JSON: Expecting value (column 1)"
+    assert lines[0] == f"{events}:2:1: error: invalid JSON: Expecting value"
     assert lines[1].startswith(
         f"{events}:4: error: invalid event for producer 'payments-api' (topic '{topic}'): "
     )
@@ -209,7 +209,7 @@ def test_produce_reports_a_line_that_is_not_utf8_and_sends_the_rest(
     code, out, err = kpipe("produce", "payments-api", str(project), "--file", str(events))
     assert (code, out) == (1, "delivered 200, failed 0, invalid 1\n")
     assert err.splitlines() == [
-        f"{events}:101: error: not valid UTF-8: byte 0xff (column 10)",
+        f"{events}:101:10: error: not valid UTF-8: byte 0xff",
         "error: 1 invalid line not sent",
     ]
     assert len(read_all(kafka_bootstrap, topic, 2, expected=200)) == 200
@@ -219,7 +219,7 @@ def test_produce_not_utf8_on_stdin_needs_no_broker(tmp_path: Path) -> None:
     project = write_project(tmp_path / "p", "payments", NOWHERE)
     code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=b"\x80{}\n")  # type: ignore[arg-type]
     assert (code, out) == (1, "delivered 0, failed 0, invalid 1\n")
-    assert err.splitlines()[0] == "<stdin>:1: error: not valid UTF-8: byte 0x80 (column 1)"
+    assert err.splitlines()[0] == "<stdin>:1:1: error: not valid UTF-8: byte 0x80"
 
 
 def test_produce_event_too_large_is_reported_by_line_and_the_rest_sent(
@@ -296,7 +296,7 @@ def test_produce_interrupted_flushes_what_it_queued_and_prints_the_summary(
         process.stdin.write("not json\n")  # its error line says that every line before it was queued
         process.stdin.flush()
         first = process.stderr.readline()
-        assert first == "<stdin>:31: error: invalid JSON: Expecting value (column 1)\n"
+        assert first == "<stdin>:31:1: error: invalid JSON: Expecting value\n"
         process.send_signal(signum)  # stdin stays open: produce is still reading when the signal comes
         out, err = process.communicate(timeout=30)
     finally:
@@ -446,7 +446,7 @@ def test_produce_truncated_json_names_the_column_where_the_line_ends(tmp_path: P
     code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=stdin)
     assert (code, out) == (1, "delivered 0, failed 0, invalid 2\n")
     assert err.splitlines()[:2] == [
-        "<stdin>:1: error: invalid JSON: Expecting ',' delimiter "
-        "(column 24: the line ends before the JSON does; truncated?)",
-        "<stdin>:2: error: invalid JSON: Expecting property name enclosed in double quotes (column 12)",
+        "<stdin>:1:24: error: invalid JSON: Expecting ',' delimiter "
+        "(the line ends before the JSON does; truncated?)",
+        "<stdin>:2:12: error: invalid JSON: Expecting property name enclosed in double quotes",
     ]

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -243,7 +243,7 @@ def produce(
 ) -> int | None:
     """Send JSON-lines events through PRODUCER: each line is checked against the producer's schema.
 
-    A line that is not UTF-8, not JSON or not a valid event is reported as FILE:LINE and not sent. However
+    A line that is not UTF-8, not JSON or not a valid event is reported as FILE:LINE[:COL] and not sent. However
     it ends (Ctrl-C and SIGTERM included), the events already queued are flushed and
     `delivered N, failed M, invalid K` is printed; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries, 130: interrupted).
@@ -285,7 +285,8 @@ def produce(
                         continue
                     if problem is not None:
                         invalid += 1
-                        click.echo(f"{display}:{number}: error: {problem}", err=True)
+                        column = f":{problem.column}" if problem.column else ""
+                        click.echo(f"{display}:{number}{column}: error: {problem.text}", err=True)
         except BaseException as exc:
             stopped = exc
         interrupts.raising = False  # from here on an interrupt only cuts the wait for deliveries short
@@ -358,9 +359,16 @@ class _Once:
             self.done = True
 
 
+class _Invalid(NamedTuple):
+    """Why a line was not sent, and the column it went wrong at when one can be named (FILE:LINE:COL)."""
+
+    text: str
+    column: int | None = None
+
+
 def _send_line(
     producer: Any, raw: bytes, key_field: str | None, before_send: _Once, model: Any = None
-) -> str | None:
+) -> _Invalid | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
     from pydantic import ValidationError
 
@@ -368,21 +376,23 @@ def _send_line(
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         column = len(raw[: exc.start].decode("utf-8", "replace")) + 1
-        return f"not valid UTF-8: byte 0x{raw[exc.start]:02x} (column {column})"
+        return _Invalid(f"not valid UTF-8: byte 0x{raw[exc.start]:02x}", column)
     text = line.rstrip("\r\n")  # the newline is not part of the event: a column past it would be line 2's
     try:
         event = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()):
-            return f"invalid JSON: {exc.msg} (column {exc.colno}: the line ends before the JSON does; truncated?)"
-        return f"invalid JSON: {exc.msg} (column {exc.colno})"
+            return _Invalid(
+                f"invalid JSON: {exc.msg} (the line ends before the JSON does; truncated?)", exc.colno
+            )
+        return _Invalid(f"invalid JSON: {exc.msg}", exc.colno)
     if not isinstance(event, dict):
-        return f"expected a JSON object, got {_json_type(event)}"
+        return _Invalid(f"expected a JSON object, got {_json_type(event)}")
     key = None
     if key_field is not None:
         key = event.get(key_field)
         if key is None:
-            return f"event has no value for key field '{key_field}'"
+            return _Invalid(f"event has no value for key field '{key_field}'")
     if not before_send.done:
         try:
             if model is not None:
@@ -393,7 +403,7 @@ def _send_line(
     try:
         producer.send(event, key=key)
     except EventInvalid as exc:
-        return str(exc)
+        return _Invalid(str(exc))
     return None
 
 

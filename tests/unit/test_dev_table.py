@@ -70,9 +70,11 @@ def test_group_totals_add_up_instances_counting_earlier_processes() -> None:
                 assigned=(("t", 1),), lag=(("t", 1, 7),), last_commit_at=60.0,
             ),
             ("h", 0): view("h", 0, state="starting"),
+            ("j", 0): view("j", 0, joining=True),
         }
     )  # fmt: skip
-    assert list(totals) == ["g", "h"]
+    assert list(totals) == ["g", "h", "j"]
+    assert (totals["j"].running, totals["j"].joining) == (1, 1)
     g = totals["g"]
     assert (g.instances, g.running, g.handled, g.dead_lettered, g.skipped, g.restarts) == (2, 1, 13, 1, 2, 2)
     assert g.partitions == [("t", 0)] and g.lag == 5 and g.last_commit_at == 60.0

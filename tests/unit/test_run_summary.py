@@ -29,6 +29,13 @@ def test_summary_lines_give_counts_rate_and_workers() -> None:
     ]
 
 
+def test_workers_waiting_for_their_assignment_are_joining_not_running() -> None:
+    totals = {"g": GroupTotals("g", instances=2, running=2, joining=1)}
+    assert summary_lines(totals, {}, 30.0) == [
+        "group 'g': handled 0 (0/s), dead-lettered 0, skipped 0; 1/2 workers running, 1 joining the group"
+    ]
+
+
 def test_a_slow_group_reads_per_minute_not_as_stopped() -> None:
     assert [format_rate(r) for r in (0.0, 1 / 30, 0.0001, 0.1, 3.46, 4123.4)] == [
         "0/s", "2.0/min", "<0.1/min", "0.1/s", "3.5/s", "4123/s",

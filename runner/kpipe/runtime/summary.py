@@ -27,6 +27,7 @@ class GroupTotals:
     group: str
     instances: int = 0
     running: int = 0
+    joining: int = 0  # of the running ones: still waiting for the group's assignment
     handled: int = 0
     dead_lettered: int = 0
     skipped: int = 0
@@ -61,6 +62,7 @@ def group_totals(views: Mapping[tuple[str, int], WorkerView]) -> dict[str, Group
         if view.state != "running":
             continue  # a worker that is not up holds nothing, whatever its last status said
         t.running += 1
+        t.joining += int(status.joining)
         t.partitions += status.assigned
         if status.lag:
             held = set(status.assigned)
@@ -95,7 +97,9 @@ def summary_lines(
         if final:
             text = f"final: {text} in {_duration(elapsed)}"
         else:
-            text += f"; {t.running}/{t.instances} worker{'s' if t.instances != 1 else ''} running"
+            text += f"; {t.running - t.joining}/{t.instances} worker{'s' if t.instances != 1 else ''} running"
+            if t.joining:
+                text += f", {t.joining} joining the group"
             if t.lag is not None:
                 text += f", lag {t.lag}"
         lines.append(text)

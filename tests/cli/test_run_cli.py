@@ -376,6 +376,24 @@ consumers:
 """
 
 
+def test_run_refuses_a_handler_that_is_certainly_missing_before_touching_the_cluster(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path / "p", "payments", NOWHERE,
+        "consumers:\n  billing:\n    topics: [payments]\n    handler: handlers:handel\n",
+    )  # fmt: skip
+    (tmp_path / "p" / "handlers.py").write_text("def handle(event, ctx):\n    pass\n")
+    code, out, err = kpipe("run", str(project))
+    assert (code, out) == (1, "")
+    assert re.search(
+        r"project\.yaml:\d+:\d+: error: consumer group 'billing': handler 'handlers:handel': module 'handlers' "
+        r"\(.*handlers\.py\) defines no top-level 'handel'",
+        err,
+    ), err
+    assert "did you mean 'handle'" in err
+    # Nothing was started or created: not even the broker was asked about the topics.
+    assert "running" not in err and "127.0.0.1:1" not in err
+
+
 def test_run_unknown_group_suggests_the_closest(tmp_path: Path) -> None:
     project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
     code, out, err = kpipe("run", str(project), "--group", "biling")
@@ -430,7 +448,8 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
 def test_run_log_format(tmp_path: Path, fmt: str) -> None:
     project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
     result = kpipe("run", str(project), "--group", "audit", "--log-format", fmt, process=True)
-    first = result.err.splitlines()[0]
+    # The first line about the workers comes after the topics were seen to (here: the broker is unreachable).
+    first = next(line for line in result.err.splitlines() if "running" in line)
     if fmt == "json":
         record = json.loads(first)
         assert record["level"] == "info" and record["logger"] == "kpipe.run"

@@ -25,6 +25,7 @@ from kpipe.errors import (
     ClusterError,
     EventInvalid,
     KpipeError,
+    PipelineInvalid,
     UsageError,
 )
 
@@ -116,14 +117,9 @@ def run(
         from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
 
         extra_config += (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
+    _check_handlers(project, selected)  # before anything is created for workers that could not start
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
-    workers = sum(instances or g.instances for g in selected)
-    log.info(
-        "running %s: %s",
-        "1 worker" if workers == 1 else f"{workers} workers",
-        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
-    )
     try:
         ensure_topics(project, create_topics, groups=[g.group_id for g in selected])
     except BrokerUnreachable as exc:
@@ -131,6 +127,12 @@ def run(
         log.warning(
             "%s; starting the workers anyway: missing topics are not created (see `kpipe apply`)", exc
         )
+    workers = sum(instances or g.instances for g in selected)
+    log.info(
+        "running %s: %s",
+        "1 worker" if workers == 1 else f"{workers} workers",
+        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
+    )
     specs = worker_specs(
         ((g.group_id, instances or g.instances) for g in selected),
         project_paths=(str(p) for p in options.paths),
@@ -159,6 +161,32 @@ def run(
             if view.state != "stopped"
         ]
         raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
+
+
+def _check_handlers(project: Any, groups: list[Any]) -> None:
+    """Handlers whose module or function is certainly not there, found without importing them (the supervisor
+    runs no project code; each worker imports its handler): PipelineInvalid before topics are created. A
+    module found nowhere passes (it may be installed in a way the check cannot see); its workers halt."""
+    from kpipe.check.imports import check_import_target
+
+    spec = project.spec
+    problems = []
+    for group in groups:
+        declared = spec.consumers[group.group_id]
+        problems += [
+            d
+            for d in check_import_target(
+                declared.spec.handler,
+                what=f"consumer group '{group.group_id}': handler",
+                position=declared.locate("handler"),
+                import_directories=spec.directories,
+                code="handler-import",
+                root=str(spec.root) if spec.root else None,
+            )
+            if d.is_error
+        ]
+    if problems:
+        raise PipelineInvalid(problems)
 
 
 def _metrics_server(project: Any, supervisor: Any, groups: list[Any], settings: Any) -> Any:

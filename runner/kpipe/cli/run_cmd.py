@@ -167,24 +167,10 @@ def _check_handlers(project: Any, groups: list[Any]) -> None:
     """Handlers whose module or function is certainly not there, found without importing them (the supervisor
     runs no project code; each worker imports its handler): PipelineInvalid before topics are created. A
     module found nowhere passes (it may be installed in a way the check cannot see); its workers halt."""
-    from kpipe.check.imports import check_import_target
+    from kpipe.compilation.project import check_handlers_statically
 
-    spec = project.spec
-    problems = []
-    for group in groups:
-        declared = spec.consumers[group.group_id]
-        problems += [
-            d
-            for d in check_import_target(
-                declared.spec.handler,
-                what=f"consumer group '{group.group_id}': handler",
-                position=declared.locate("handler"),
-                import_directories=spec.directories,
-                code="handler-import",
-                root=str(spec.root) if spec.root else None,
-            )
-            if d.is_error
-        ]
+    found = check_handlers_statically(project.spec, [g.group_id for g in groups])
+    problems = [d for d in found if d.is_error]
     if problems:
         raise PipelineInvalid(problems)
 

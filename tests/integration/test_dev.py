@@ -100,6 +100,12 @@ def test_dev_demo_handles_every_sample_event_then_stops_cleanly(tmp_path: Path) 
     reader.join(timeout=5)
     text = "".join(lines)
     assert "local broker stopped" in text
+    # It ends with `kpipe run`'s final line per group.
+    final_lines = [line for line in lines if line.startswith("final: ")]
+    assert [line.split("'")[1] for line in final_lines] == ["analytics", "order-processors", "welcome-mailer"]
+    assert all(
+        re.search(r": handled \d+ \([^)]*\), dead-lettered \d+, skipped \d+ in ", x) for x in final_lines
+    )
     started = re.search(r"started the local broker on \S+ \(pid (\d+)\)", text)
     assert started, text
     pid = int(started.group(1))

@@ -4,6 +4,7 @@ nothing, per_message coalesces, failures block only their key, the stop action a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -145,7 +146,7 @@ class Harness:
     def __init__(self, handler: Any, messages: dict[int, list[Message]], *, concurrency: int = 8,
                  strategy: str = "batch", action: str = "dead_letter", retries: int = 0, backoff_ms: int = 1,
                  batch_size: int = 1000, producer: FakeProducer | None = None, ordering: str = "key",
-                 client: dict[str, str] | None = None):  # fmt: skip
+                 client: dict[str, str] | None = None, metrics: bool = False):  # fmt: skip
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=60_000)  # type: ignore[arg-type]
         conf = {
             "bootstrap.servers": "unused:9092",
@@ -164,7 +165,8 @@ class Harness:
         self.consumer = FakeConsumer(messages)
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
         self.worker = GroupWorker(settings, {"t": Event}, handler, rng=lambda: 0.5,
-                                  consumer_factory=self.consumer.build, producer_factory=self.producer.build)  # fmt: skip
+                                  consumer_factory=self.consumer.build, producer_factory=self.producer.build,
+                                  metrics=metrics)  # fmt: skip
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -398,3 +400,41 @@ def test_a_stuck_event_bounds_what_is_held_for_commits() -> None:
         release.set()
         assert h.stop() == WORKER_EXIT_OK
     assert h.consumer.committed_offset(0) == 3000
+
+
+def test_metrics_time_only_the_first_event_started_while_handlers_are_fast() -> None:
+    # Ordering none, concurrency 50: the first turn starts 50 events at once and times only the first.
+    h = Harness(lambda e, ctx: None, {0: [msg(0, i, "k") for i in range(200)]}, concurrency=50, ordering="none",
+                metrics=True)  # fmt: skip
+    try:
+        wait_for(lambda: h.worker.handled == 200, 10)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    counters = h.worker.status().counters
+    assert counters is not None
+    assert 1 <= counters.handler_seconds.count <= 200 - 49
+    assert counters.event_age_seconds.count == 0  # the fake's messages carry no timestamp
+
+
+def test_metrics_time_every_event_once_handlers_are_slow() -> None:
+    now_ms = int(time.time() * 1000)
+
+    def stamped(i: int) -> Message:
+        m = msg(0, i, f"k{i % 4}")
+        return Message(topic="t", partition=0, offset=i, key=m.key(), value=m.value(), timestamp=(1, now_ms))
+
+    async def handle(event: Event, ctx: Any) -> None:
+        await asyncio.sleep(0.002)
+
+    h = Harness(handle, {0: [stamped(i) for i in range(40)]}, concurrency=4, metrics=True)
+    try:
+        wait_for(lambda: h.worker.handled == 40, 10)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    counters = h.worker.status().counters
+    assert counters is not None
+    durations = counters.handler_seconds
+    # The first turn starts 4 and times one; from its completion on, every event is timed.
+    assert 40 - 3 >= durations.count >= 40 // 2
+    assert durations.sum >= durations.count * 0.002
+    assert counters.event_age_seconds.count == durations.count

@@ -97,6 +97,32 @@ def test_counters_histograms_and_gauges_per_group_and_instance() -> None:
     assert got[("kpipe_workers_desired", (("group", "billing"),))] == 2
 
 
+def test_concurrency_gauges_per_instance_and_partition() -> None:
+    views = [
+        view(
+            "g",
+            0,
+            assigned=(("t", 0), ("t", 1)),
+            in_flight=12,
+            queued=40,
+            oldest_unfinished=(("t", 0, 1500), ("t", 1, 77)),
+        ),  # fmt: skip
+        view("g", 1, assigned=(("t", 2),)),  # sequential: reports no concurrency fields
+        # Dead: its last status must not count as events in flight.
+        view("g", 2, state="restarting", in_flight=5, queued=3, oldest_unfinished=(("t", 3, 9),)),
+    ]
+    got = samples(views)
+    g0, g1, g2 = ((("group", "g"), ("instance", str(i))) for i in range(3))
+    assert got[("kpipe_events_in_flight", g0)] == 12
+    assert got[("kpipe_events_queued", g0)] == 40
+    assert got[("kpipe_oldest_unfinished_offset", (*g0, ("partition", "0"), ("topic", "t")))] == 1500
+    assert got[("kpipe_oldest_unfinished_offset", (*g0, ("partition", "1"), ("topic", "t")))] == 77
+    assert got[("kpipe_events_in_flight", g1)] == 0 and got[("kpipe_events_queued", g1)] == 0
+    assert got[("kpipe_events_in_flight", g2)] == 0 and got[("kpipe_events_queued", g2)] == 0
+    oldest = {labels for name, labels in got if name == "kpipe_oldest_unfinished_offset"}
+    assert len(oldest) == 2
+
+
 def test_lag_of_a_partition_two_instances_report_comes_from_its_holder() -> None:
     views = [
         view("g", 0, assigned=(), lag=(("t", 0, 50),)),  # revoked a moment ago, still reporting

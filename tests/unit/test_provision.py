@@ -100,6 +100,15 @@ def test_creation_off_names_every_missing_topic(create: bool | None, switch: str
     assert cluster.request_kinds() == []
 
 
+def test_one_missing_topic_is_named_in_the_singular() -> None:
+    wanted = Provisioning((topic("a"),), create_missing=False)
+    with pytest.raises(ClusterError) as raised:
+        ensure_topics(FakeCluster(), wanted, create=False)
+    assert str(raised.value) == (
+        "topic a is missing on fake:9092 (not creating it: --no-create-topics); create it with `kpipe apply`"
+    )
+
+
 def test_the_flag_wins_over_the_file() -> None:
     cluster = FakeCluster()
     ensure_topics(cluster, Provisioning((topic("a"),), create_missing=False), create=True)

@@ -10,19 +10,39 @@ import pytest
 from test_supervisor import FAST_BACKOFF, Running, scripted_worker, specs, starts
 
 from helpers import wait_for
-from kpipe.runtime.summary import GroupTotals, summary_lines
+from kpipe.runtime.summary import GroupTotals, format_rate, summary_lines
 from kpipe.runtime.supervisor import Supervisor
 
 
 def test_summary_lines_give_counts_rate_and_workers() -> None:
-    before = GroupTotals.of([("orders", True, 10, 0, 0), ("orders", True, 5, 1, 0)])
-    now = GroupTotals.of([("orders", True, 70, 1, 0), ("orders", False, 44, 2, 3), ("mail", True, 0, 0, 0)])
+    before = {"orders": GroupTotals("orders", 2, 2, handled=15, dead_lettered=1)}
+    now = {
+        "orders": GroupTotals("orders", 2, 1, handled=114, dead_lettered=3, skipped=3, lag=12),
+        "mail": GroupTotals("mail", 1, 1),
+    }
     assert summary_lines(now, before, 30.0) == [
-        "group 'mail': handled 0 (0.0/s), dead-lettered 0, skipped 0; 1/1 worker running",
-        "group 'orders': handled 114 (3.5/s), dead-lettered 3, skipped 3; 1/2 workers running",
+        "group 'mail': handled 0 (0/s), dead-lettered 0, skipped 0; 1/1 worker running",
+        "group 'orders': handled 114 (3.5/s), dead-lettered 3, skipped 3; 1/2 workers running, lag 12",
     ]
     assert summary_lines({"orders": now["orders"]}, {}, 125.0, final=True) == [
         "final: group 'orders': handled 114 (1.0/s), dead-lettered 3, skipped 3 in 2 min 5 s"
+    ]
+
+
+def test_workers_waiting_for_their_assignment_are_joining_not_running() -> None:
+    totals = {"g": GroupTotals("g", instances=2, running=2, joining=1)}
+    assert summary_lines(totals, {}, 30.0) == [
+        "group 'g': handled 0 (0/s), dead-lettered 0, skipped 0; 1/2 workers running, 1 joining the group"
+    ]
+
+
+def test_a_slow_group_reads_per_minute_not_as_stopped() -> None:
+    assert [format_rate(r) for r in (0.0, 1 / 30, 0.0001, 0.1, 3.46, 4123.4)] == [
+        "0/s", "2.0/min", "<0.1/min", "0.1/s", "3.5/s", "4123/s",
+    ]  # fmt: skip
+    totals = {"mail": GroupTotals("mail", 1, 1, handled=1)}
+    assert summary_lines(totals, {}, 60.0) == [
+        "group 'mail': handled 1 (1.0/min), dead-lettered 0, skipped 0; 1/1 worker running"
     ]
 
 
@@ -48,7 +68,7 @@ def test_the_supervisor_logs_a_summary_periodically_and_a_final_one(
     assert lines("group 'g'")[-1].endswith("; 1/1 worker running")
     sup.stop()
     assert running.wait() == 0
-    final = [re.sub(r"\([\d.]+/s\)", "(R/s)", line) for line in lines("final: ")]
+    final = [re.sub(r"\([\d.<]+/(s|min)\)", "(R/s)", line) for line in lines("final: ")]
     assert [re.sub(r" in \d+ s$", " in N s", line) for line in final] == [
         "final: group 'g': handled 3 (R/s), dead-lettered 0, skipped 0 in N s",
         "final: group 'h': handled 1 (R/s), dead-lettered 0, skipped 0 in N s",

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kpipe.schemas.compat import MODES, Violation, check_compatibility, describe, diff_schemas
+from kpipe.schemas.compat import MODES, check_compatibility, describe
 
 
 def obj(props: dict[str, Any], required: tuple[str, ...] = (), closed: bool = False, **extra: Any) -> dict:
@@ -690,7 +690,7 @@ def test_unknown_mode_is_rejected() -> None:
     assert "FULL_TRANSITIVE" in MODES
 
 
-# --- deploy order, fixes, describe, diff_schemas ----------------------------------------------------------------------
+# --- deploy order, fixes, describe ----------------------------------------------------------------------------------
 
 
 def test_deploy_first_names_the_safe_order_when_there_is_one() -> None:
@@ -715,15 +715,6 @@ def test_required_without_default_suggests_a_default() -> None:
 def test_forward_removal_from_open_model_suggests_closing_it() -> None:
     [v] = check_compatibility(without_prop(OPEN, "amount"), [OPEN], "FORWARD")
     assert "additionalProperties: false" in (v.fix or "")
-
-
-def test_diff_schemas_is_writer_to_reader() -> None:
-    writer, reader = field({"type": "integer"}), field({"type": "number"})
-    assert diff_schemas(writer, reader) == []
-    [v] = diff_schemas(reader, writer)
-    assert isinstance(v, Violation) and v.rule == "TYPE_NARROWED" and v.path == "x"
-    [v] = diff_schemas(reader, writer, direction="forward")
-    assert "in the new schema but integer in the old schema" in v.message
 
 
 def test_real_order_event_evolution() -> None:

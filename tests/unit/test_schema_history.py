@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kpipe.errors import UsageError
-from kpipe.schemas.history import history_documents, previous_documents
+from kpipe.schemas.history import history_documents
 
 SCHEMA = Path("schemas/order.schema.yaml")
 NEW_SCHEMA = Path("schemas/refund.schema.json")
@@ -49,16 +49,17 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def test_previous_documents_from_git_ref(repo: Path) -> None:
-    docs = previous_documents([SCHEMA, NEW_SCHEMA], "HEAD~1", repo)
-    assert docs[SCHEMA] == {"type": "object", "properties": {"id": {"type": "string"}}}
-    assert docs[NEW_SCHEMA] is None
-    assert set(previous_documents([SCHEMA], "HEAD", repo)[SCHEMA]["properties"]) == {"id", "note"}
+def test_versions_up_to_a_git_ref(repo: Path) -> None:
+    assert history_documents(SCHEMA, "HEAD~1", repo) == [
+        {"type": "object", "properties": {"id": {"type": "string"}}}
+    ]
+    assert set(history_documents(SCHEMA, "HEAD", repo)[-1]["properties"]) == {"id", "note"}
+    assert history_documents(NEW_SCHEMA, "HEAD~1", repo) == []
 
 
 def test_absolute_paths_are_taken_relative_to_the_repo(repo: Path) -> None:
-    docs = previous_documents([repo / SCHEMA], "main", repo)
-    assert list(docs) == [SCHEMA]
+    assert history_documents(repo / SCHEMA, "main", repo) == history_documents(SCHEMA, "main", repo)
+    assert len(history_documents(repo / SCHEMA, "main", repo)) == 2
 
 
 def test_repo_root_below_the_git_top_level(tmp_path: Path) -> None:
@@ -66,7 +67,7 @@ def test_repo_root_below_the_git_top_level(tmp_path: Path) -> None:
     top.mkdir()
     git(top, "init", "-q")
     commit(top, {Path("kpipe") / SCHEMA: "type: string\n"}, "v1")
-    assert previous_documents([SCHEMA], "HEAD", top / "kpipe")[SCHEMA] == {"type": "string"}
+    assert history_documents(SCHEMA, "HEAD", top / "kpipe") == [{"type": "string"}]
 
 
 def test_history_is_oldest_first_and_skips_deletions(repo: Path) -> None:
@@ -85,15 +86,13 @@ def test_directory_instead_of_a_ref(tmp_path: Path, repo: Path) -> None:
     old = tmp_path / "released"
     (old / "schemas").mkdir(parents=True)
     (old / SCHEMA).write_text('{"type": "object", "required": ["id"]}')  # JSON is YAML
-    docs = previous_documents([SCHEMA, NEW_SCHEMA], str(old), repo)
-    assert docs == {SCHEMA: {"type": "object", "required": ["id"]}, NEW_SCHEMA: None}
     assert history_documents(SCHEMA, str(old), repo) == [{"type": "object", "required": ["id"]}]
     assert history_documents(NEW_SCHEMA, str(old), repo) == []
 
 
 def test_unknown_ref_is_a_usage_error(repo: Path) -> None:
     with pytest.raises(UsageError, match="unknown git ref 'no-such-branch'"):
-        previous_documents([SCHEMA], "no-such-branch", repo)
+        history_documents(SCHEMA, "no-such-branch", repo)
     with pytest.raises(UsageError, match="unknown git ref"):
         history_documents(SCHEMA, "HEAD~99", repo)
 
@@ -102,7 +101,7 @@ def test_not_a_git_repository_is_a_usage_error(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
     with pytest.raises(UsageError, match="not in a git repository"):
-        previous_documents([SCHEMA], "HEAD~1", plain)
+        history_documents(SCHEMA, "HEAD~1", plain)
 
 
 def test_unparsable_old_version_is_a_usage_error(tmp_path: Path) -> None:
@@ -110,4 +109,4 @@ def test_unparsable_old_version_is_a_usage_error(tmp_path: Path) -> None:
     (old / "schemas").mkdir(parents=True)
     (old / SCHEMA).write_text("type: [unclosed\n")
     with pytest.raises(UsageError, match=r"cannot parse .*order\.schema\.yaml:\d+:\d+"):
-        previous_documents([SCHEMA], str(old), tmp_path)
+        history_documents(SCHEMA, str(old), tmp_path)

@@ -578,7 +578,10 @@ def test_joining_is_logged_at_start_and_every_10_s_until_assigned(
     caplog.set_level("INFO", logger="kpipe.runtime.worker")
     thread = threading.Thread(target=h.worker.run, daemon=True)
     thread.start()
+    # The status says so too (the supervisor's periodic line counts it as joining, not running).
+    wait_for(lambda: h.worker.status().joining, timeout=10)
     wait_for(lambda: h.worker.assigned, timeout=10)
+    assert not h.worker.status().joining
     h.worker.stop()
     thread.join(10)
     joining = [r.getMessage() for r in caplog.records if r.getMessage().startswith("joining group 'g'…")]

@@ -27,18 +27,11 @@ def test_locate_falls_back_to_the_nearest_ancestor_then_the_file() -> None:
         "p.yaml", 2, 3
     )
     assert positions.locate(("nothing",)) == Position("p.yaml", 1, 1)
-    assert positions.exact(("topics", "orders"))
-    assert not positions.exact(("topics", "payments"))
 
 
 def test_list_items_have_positions() -> None:
     _, positions, _ = parse_yaml("topics: [a, b]\n", "p.yaml")
     assert positions.locate(("topics", 1)) == Position("p.yaml", 1, 13)
-
-
-def test_shifted_prefixes_every_path() -> None:
-    _, positions, _ = parse_yaml("a: 1\n", "p.yaml")
-    assert positions.shifted(("root",)).locate(("root", "a")) == Position("p.yaml", 1, 4)
 
 
 def test_empty_and_comment_only_documents_are_none() -> None:

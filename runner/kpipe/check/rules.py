@@ -277,110 +277,14 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
         _client_config(out, group, spec.config, "consumer", label)
         _check_emits(project, name, group, out)
         _check_deploy(project, name, group, out)
-        config = {props.canonical_name(k): v for k, v in spec.config.items()}
-        strategy = spec.commit.strategy
-        if "group.id" in config:
-            out.append(
-                error(
-                    f"{label}: config sets group.id, but a group's id is its name",
-                    group.locate("config", "group.id", prefer="key"),
-                    hint=f"rename the group instead (it is '{name}')",
-                    code="contradiction",
-                )
-            )
+        _check_consumer_config(name, group, label, out)
         _check_static_member(project, name, group, out)
-        auto_commit = _truthy(config["enable.auto.commit"]) if "enable.auto.commit" in config else None
-        if auto_commit is True and strategy != "auto":
-            out.append(
-                error(
-                    f"{label}: enable.auto.commit=true contradicts commit strategy '{strategy}'",
-                    group.locate("config", "enable.auto.commit"),
-                    hint="remove it: kpipe commits by the declared strategy",
-                    code="contradiction",
-                )
-            )
-        if auto_commit is False and strategy == "auto":
-            out.append(
-                error(
-                    f"{label}: enable.auto.commit=false contradicts commit strategy 'auto'",
-                    group.locate("config", "enable.auto.commit"),
-                    hint="use strategy: batch or per_message for manual commits",
-                    code="contradiction",
-                )
-            )
-        if "enable.auto.offset.store" in config and _truthy(config["enable.auto.offset.store"]):
-            out.append(
-                error(
-                    f"{label}: enable.auto.offset.store=true would commit events before the handler finished",
-                    group.locate("config", "enable.auto.offset.store"),
-                    hint="remove it: kpipe stores each offset after the handler succeeds",
-                    code="contradiction",
-                )
-            )
-        if "auto.offset.reset" in config:
-            out.append(
-                error(
-                    f"{label}: config sets auto.offset.reset; use the 'auto_offset_reset' field",
-                    group.locate("config", "auto.offset.reset", prefer="key"),
-                    code="contradiction",
-                )
-            )
-        if strategy == "auto" and "auto.commit.interval.ms" in config:
-            out.append(
-                error(
-                    f"{label}: config sets auto.commit.interval.ms; use commit.interval_ms",
-                    group.locate("config", "auto.commit.interval.ms", prefer="key"),
-                    code="contradiction",
-                )
-            )
-        # Dead letters.
-        dlq = dead_letter_topic(name, spec)
-        if dlq is not None:
-            problem = topic_name_problem(dlq)
-            where = ("on_error", "dead_letter_topic") if spec.on_error.dead_letter_topic else ("on_error",)
-            if problem:
-                out.append(error(f"{label}: dead-letter {problem}", group.locate(*where), code="topic-name"))
-            elif dlq in spec.topics:
-                out.append(
-                    error(
-                        f"{label}: dead-letter topic '{dlq}' is also one of the group's input topics; failures would loop",
-                        group.locate(*where),
-                        code="dead-letter-loop",
-                    )
-                )
-            elif spec.on_error.dead_letter_topic and dlq not in project.topics:
-                hint = did_you_mean(dlq, project.topics)
-                if hint:
-                    out.append(
-                        warning(
-                            f"{label}: dead-letter topic '{dlq}' is not declared; kpipe will create it",
-                            group.locate(*where),
-                            hint=hint,
-                            code="undeclared-dead-letter-topic",
-                        )
-                    )
-        elif spec.on_error.dead_letter_topic:
-            out.append(
-                warning(
-                    f"{label}: dead_letter_topic is ignored with on_error.action '{spec.on_error.action}'",
-                    group.locate("on_error", "dead_letter_topic", prefer="key"),
-                    code="unused-setting",
-                )
-            )
-        if spec.on_error.max_backoff_ms < spec.on_error.backoff_ms:
-            out.append(
-                error(
-                    f"{label}: on_error.max_backoff_ms ({spec.on_error.max_backoff_ms}) is below backoff_ms ({spec.on_error.backoff_ms})",
-                    group.locate("on_error", "max_backoff_ms"),
-                    code="invalid-value",
-                )
-            )
+        _check_error_policy(project, name, group, label, out)
+        config = {props.canonical_name(k): v for k, v in spec.config.items()}
         _check_handler_timeout(project, group, config, label, out)
-        out += _check_concurrency(
-            group, label, [project.topics[t].spec.partitions for t in known if t in project.topics]
-        )
-        # Instances beyond the partitions: the extra members sit idle.
         partitions = [project.topics[t].spec.partitions for t in known if t in project.topics]
+        out += _check_concurrency(group, label, partitions)
+        # Instances beyond the partitions: the extra members sit idle.
         if partitions and spec.instances > max(partitions):
             out.append(
                 warning(
@@ -391,6 +295,114 @@ def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
                     code="idle-instances",
                 )
             )
+
+
+def _check_consumer_config(name: str, group: Declared, label: str, out: list[Diagnostic]) -> None:
+    """librdkafka settings in a group's config that contradict what kpipe manages: its id, commits, offsets."""
+    spec: ConsumerGroupSpec = group.spec
+    config = {props.canonical_name(k): v for k, v in spec.config.items()}
+    strategy = spec.commit.strategy
+    if "group.id" in config:
+        out.append(
+            error(
+                f"{label}: config sets group.id, but a group's id is its name",
+                group.locate("config", "group.id", prefer="key"),
+                hint=f"rename the group instead (it is '{name}')",
+                code="contradiction",
+            )
+        )
+    auto_commit = _truthy(config["enable.auto.commit"]) if "enable.auto.commit" in config else None
+    if auto_commit is True and strategy != "auto":
+        out.append(
+            error(
+                f"{label}: enable.auto.commit=true contradicts commit strategy '{strategy}'",
+                group.locate("config", "enable.auto.commit"),
+                hint="remove it: kpipe commits by the declared strategy",
+                code="contradiction",
+            )
+        )
+    if auto_commit is False and strategy == "auto":
+        out.append(
+            error(
+                f"{label}: enable.auto.commit=false contradicts commit strategy 'auto'",
+                group.locate("config", "enable.auto.commit"),
+                hint="use strategy: batch or per_message for manual commits",
+                code="contradiction",
+            )
+        )
+    if "enable.auto.offset.store" in config and _truthy(config["enable.auto.offset.store"]):
+        out.append(
+            error(
+                f"{label}: enable.auto.offset.store=true would commit events before the handler finished",
+                group.locate("config", "enable.auto.offset.store"),
+                hint="remove it: kpipe stores each offset after the handler succeeds",
+                code="contradiction",
+            )
+        )
+    if "auto.offset.reset" in config:
+        out.append(
+            error(
+                f"{label}: config sets auto.offset.reset; use the 'auto_offset_reset' field",
+                group.locate("config", "auto.offset.reset", prefer="key"),
+                code="contradiction",
+            )
+        )
+    if strategy == "auto" and "auto.commit.interval.ms" in config:
+        out.append(
+            error(
+                f"{label}: config sets auto.commit.interval.ms; use commit.interval_ms",
+                group.locate("config", "auto.commit.interval.ms", prefer="key"),
+                code="contradiction",
+            )
+        )
+
+
+def _check_error_policy(
+    project: ProjectSpec, name: str, group: Declared, label: str, out: list[Diagnostic]
+) -> None:
+    """on_error: the dead-letter topic (its name, a loop back into the group, a typo) and the backoff bounds."""
+    spec: ConsumerGroupSpec = group.spec
+    dlq = dead_letter_topic(name, spec)
+    if dlq is not None:
+        problem = topic_name_problem(dlq)
+        where = ("on_error", "dead_letter_topic") if spec.on_error.dead_letter_topic else ("on_error",)
+        if problem:
+            out.append(error(f"{label}: dead-letter {problem}", group.locate(*where), code="topic-name"))
+        elif dlq in spec.topics:
+            out.append(
+                error(
+                    f"{label}: dead-letter topic '{dlq}' is also one of the group's input topics; failures would loop",
+                    group.locate(*where),
+                    code="dead-letter-loop",
+                )
+            )
+        elif spec.on_error.dead_letter_topic and dlq not in project.topics:
+            hint = did_you_mean(dlq, project.topics)
+            if hint:
+                out.append(
+                    warning(
+                        f"{label}: dead-letter topic '{dlq}' is not declared; kpipe will create it",
+                        group.locate(*where),
+                        hint=hint,
+                        code="undeclared-dead-letter-topic",
+                    )
+                )
+    elif spec.on_error.dead_letter_topic:
+        out.append(
+            warning(
+                f"{label}: dead_letter_topic is ignored with on_error.action '{spec.on_error.action}'",
+                group.locate("on_error", "dead_letter_topic", prefer="key"),
+                code="unused-setting",
+            )
+        )
+    if spec.on_error.max_backoff_ms < spec.on_error.backoff_ms:
+        out.append(
+            error(
+                f"{label}: on_error.max_backoff_ms ({spec.on_error.max_backoff_ms}) is below backoff_ms ({spec.on_error.backoff_ms})",
+                group.locate("on_error", "max_backoff_ms"),
+                code="invalid-value",
+            )
+        )
 
 
 # librdkafka's max.poll.interval.ms when nothing sets it.

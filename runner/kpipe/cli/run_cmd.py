@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -25,6 +25,7 @@ from kpipe.errors import (
     ClusterError,
     EventInvalid,
     KpipeError,
+    PipelineInvalid,
     UsageError,
 )
 
@@ -116,14 +117,9 @@ def run(
         from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
 
         extra_config += (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
+    _check_handlers(project, selected)  # before anything is created for workers that could not start
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
-    workers = sum(instances or g.instances for g in selected)
-    log.info(
-        "running %s: %s",
-        "1 worker" if workers == 1 else f"{workers} workers",
-        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
-    )
     try:
         ensure_topics(project, create_topics, groups=[g.group_id for g in selected])
     except BrokerUnreachable as exc:
@@ -131,6 +127,12 @@ def run(
         log.warning(
             "%s; starting the workers anyway: missing topics are not created (see `kpipe apply`)", exc
         )
+    workers = sum(instances or g.instances for g in selected)
+    log.info(
+        "running %s: %s",
+        "1 worker" if workers == 1 else f"{workers} workers",
+        ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
+    )
     specs = worker_specs(
         ((g.group_id, instances or g.instances) for g in selected),
         project_paths=(str(p) for p in options.paths),
@@ -159,6 +161,18 @@ def run(
             if view.state != "stopped"
         ]
         raise KpipeError("workers did not all stop cleanly: " + ", ".join(unclean))
+
+
+def _check_handlers(project: Any, groups: list[Any]) -> None:
+    """Handlers whose module or function is certainly not there, found without importing them (the supervisor
+    runs no project code; each worker imports its handler): PipelineInvalid before topics are created. A
+    module found nowhere passes (it may be installed in a way the check cannot see); its workers halt."""
+    from kpipe.compilation.project import check_handlers_statically
+
+    found = check_handlers_statically(project.spec, [g.group_id for g in groups])
+    problems = [d for d in found if d.is_error]
+    if problems:
+        raise PipelineInvalid(problems)
 
 
 def _metrics_server(project: Any, supervisor: Any, groups: list[Any], settings: Any) -> Any:
@@ -243,7 +257,7 @@ def produce(
 ) -> int | None:
     """Send JSON-lines events through PRODUCER: each line is checked against the producer's schema.
 
-    A line that is not UTF-8, not JSON or not a valid event is reported as FILE:LINE and not sent. However
+    A line that is not UTF-8, not JSON or not a valid event is reported as FILE:LINE[:COL] and not sent. However
     it ends (Ctrl-C and SIGTERM included), the events already queued are flushed and
     `delivered N, failed M, invalid K` is printed; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries, 130: interrupted).
@@ -285,7 +299,8 @@ def produce(
                         continue
                     if problem is not None:
                         invalid += 1
-                        click.echo(f"{display}:{number}: error: {problem}", err=True)
+                        column = f":{problem.column}" if problem.column else ""
+                        click.echo(f"{display}:{number}{column}: error: {problem.text}", err=True)
         except BaseException as exc:
             stopped = exc
         interrupts.raising = False  # from here on an interrupt only cuts the wait for deliveries short
@@ -358,9 +373,16 @@ class _Once:
             self.done = True
 
 
+class _Invalid(NamedTuple):
+    """Why a line was not sent, and the column it went wrong at when one can be named (FILE:LINE:COL)."""
+
+    text: str
+    column: int | None = None
+
+
 def _send_line(
     producer: Any, raw: bytes, key_field: str | None, before_send: _Once, model: Any = None
-) -> str | None:
+) -> _Invalid | None:
     """Send one JSON line; return why it is invalid, or None once it is queued."""
     from pydantic import ValidationError
 
@@ -368,21 +390,23 @@ def _send_line(
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         column = len(raw[: exc.start].decode("utf-8", "replace")) + 1
-        return f"not valid UTF-8: byte 0x{raw[exc.start]:02x} (column {column})"
+        return _Invalid(f"not valid UTF-8: byte 0x{raw[exc.start]:02x}", column)
     text = line.rstrip("\r\n")  # the newline is not part of the event: a column past it would be line 2's
     try:
         event = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()):
-            return f"invalid JSON: {exc.msg} (column {exc.colno}: the line ends before the JSON does; truncated?)"
-        return f"invalid JSON: {exc.msg} (column {exc.colno})"
+            return _Invalid(
+                f"invalid JSON: {exc.msg} (the line ends before the JSON does; truncated?)", exc.colno
+            )
+        return _Invalid(f"invalid JSON: {exc.msg}", exc.colno)
     if not isinstance(event, dict):
-        return f"expected a JSON object, got {_json_type(event)}"
+        return _Invalid(f"expected a JSON object, got {_json_type(event)}")
     key = None
     if key_field is not None:
         key = event.get(key_field)
         if key is None:
-            return f"event has no value for key field '{key_field}'"
+            return _Invalid(f"event has no value for key field '{key_field}'")
     if not before_send.done:
         try:
             if model is not None:
@@ -393,7 +417,7 @@ def _send_line(
     try:
         producer.send(event, key=key)
     except EventInvalid as exc:
-        return str(exc)
+        return _Invalid(str(exc))
     return None
 
 

@@ -187,11 +187,15 @@ def _static_model_fields(spec: ProjectSpec) -> dict[str, SchemaFields]:
     return out
 
 
-def check_handlers_statically(spec: ProjectSpec) -> list[Diagnostic]:
+def check_handlers_statically(spec: ProjectSpec, groups: Iterable[str] | None = None) -> list[Diagnostic]:
+    """Each handler's module and function looked for without importing them (`groups`: only these)."""
     from kpipe.check.imports import check_import_target
 
     out: list[Diagnostic] = []
+    wanted = set(groups) if groups is not None else None
     for name, group in sorted(spec.consumers.items()):
+        if wanted is not None and name not in wanted:
+            continue
         out += check_import_target(
             group.spec.handler,
             what=f"consumer group '{name}': handler",

@@ -382,49 +382,41 @@ def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | No
                 hint=hint,
             )
         ]
-    except TemplateLimit as exc:
-        return None, [
-            error(
-                f"template error: {exc}",
-                _where(text, file, exc.line or _template_line(exc, file), None),
-                code="template-limit",
-                hint="templates are bounded (output size, loop iterations, time); generate less",
-            )
-        ]
-    except (MemoryError, RecursionError) as exc:
+    except (
+        Exception
+    ) as exc:  # the limits, the sandbox, a filter raising on bad input, a division by zero, ...
+        return None, [_render_error(exc, text, file)]
+
+
+def _render_error(exc: Exception, text: str, file: str) -> Diagnostic:
+    """A template that failed while rendering (not a syntax error, an unset variable or environment variable)."""
+    line = exc.line if isinstance(exc, TemplateLimit) and exc.line else _template_line(exc, file)
+    if isinstance(exc, TemplateLimit):
+        return error(
+            f"template error: {exc}",
+            _where(text, file, line, None),
+            code="template-limit",
+            hint="templates are bounded (output size, loop iterations, time); generate less",
+        )
+    if isinstance(exc, MemoryError | RecursionError):
         what = "too much memory" if isinstance(exc, MemoryError) else "too deep a recursion"
-        return None, [
-            error(
-                f"template error: rendering needs {what}",
-                _where(text, file, _template_line(exc, file), None),
-                code="template-limit",
-            )
-        ]
-    except OverflowError as exc:  # the sandbox's range() limit
-        return None, [
-            error(
-                f"template error: {exc}",
-                _where(text, file, _template_line(exc, file), None),
-                code="template-limit",
-            )
-        ]
-    except SecurityError as exc:
+        return error(
+            f"template error: rendering needs {what}", _where(text, file, line, None), code="template-limit"
+        )
+    if isinstance(exc, OverflowError):  # the sandbox's range() limit
+        return error(f"template error: {exc}", _where(text, file, line, None), code="template-limit")
+    if isinstance(exc, SecurityError):
         attribute = re.search(r"attribute '([^']+)'", str(exc))
-        return None, [
-            error(
-                f"template error: not allowed in the sandbox: {str(exc).rstrip('.')}",
-                _where(text, file, _template_line(exc, file), attribute.group(1) if attribute else None),
-                code="template-sandbox",
-            )
-        ]
-    except Exception as exc:  # a filter raising on bad input, a division by zero, ...
-        return None, [
-            error(
-                f"template error: {type(exc).__name__}: {exc}",
-                _where(text, file, _template_line(exc, file), None),
-                code="template-error",
-            )
-        ]
+        return error(
+            f"template error: not allowed in the sandbox: {str(exc).rstrip('.')}",
+            _where(text, file, line, attribute.group(1) if attribute else None),
+            code="template-sandbox",
+        )
+    return error(
+        f"template error: {type(exc).__name__}: {exc}",
+        _where(text, file, line, None),
+        code="template-error",
+    )
 
 
 def _unset_env_names(text: str, context: Mapping[str, Any]) -> list[str]:

@@ -56,17 +56,6 @@ class PositionMap:
                 return Position(self.file)
             path = path[:-1]
 
-    def exact(self, path: PathKey) -> bool:
-        return tuple(path) in self.keys or tuple(path) in self.values
-
-    def shifted(self, prefix: PathKey) -> PositionMap:
-        """A view of this map with every path prefixed (used when a document is nested in a larger one)."""
-        return PositionMap(
-            self.file,
-            {prefix + k: v for k, v in self.keys.items()},
-            {prefix + k: v for k, v in self.values.items()},
-        )
-
 
 def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]]:
     """Parse one YAML document. Returns (data, positions, diagnostics); data is None when parsing failed."""

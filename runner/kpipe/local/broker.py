@@ -100,9 +100,6 @@ class LocalBroker:
     def pid(self) -> int:
         return self._process.pid
 
-    def is_running(self) -> bool:
-        return self._process.poll() is None
-
     def wait(self, timeout: float | None = None) -> int:
         return self._process.wait(timeout)
 

@@ -10,8 +10,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from kpipe.compilation.project import Project
 from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
 from kpipe.runtime.protocol import WorkerSpec
 from kpipe.runtime.protocol import worker_specs as make_worker_specs
-from kpipe.runtime.supervisor import Supervisor, WorkerView
+from kpipe.runtime.summary import GroupTotals, group_totals, rate, summary_lines
+from kpipe.runtime.supervisor import Supervisor
 
 log = logging.getLogger("kpipe.dev")
 
@@ -29,59 +29,12 @@ log = logging.getLogger("kpipe.dev")
 DEV_STATISTICS = (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
 
 
-@dataclass
-class GroupRow:
-    group: str
-    instances: int = 0
-    running: int = 0
-    handled: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0
-    restarts: int = 0
-    last_commit_at: float | None = None
-    partitions: list[str] = field(default_factory=list)
-    rate: float = 0.0
-    # Events behind the log end over the group's partitions (librdkafka statistics); None until reported.
-    lag: int | None = None
-
-    @property
-    def done(self) -> int:
-        return self.handled + self.dead_lettered + self.skipped
-
-
-def group_rows(
-    snapshot: dict[tuple[str, int], WorkerView], previous: dict[str, GroupRow], elapsed: float
-) -> dict[str, GroupRow]:
-    rows: dict[str, GroupRow] = {}
-    for (group, _instance), view in sorted(snapshot.items()):
-        row = rows.setdefault(group, GroupRow(group))
-        row.instances += 1
-        row.restarts += view.restarts
-        status = view.status
-        if view.state == "running":
-            row.running += 1
-        if status is not None:
-            row.handled += status.handled
-            row.dead_lettered += status.dead_lettered
-            row.skipped += status.skipped
-            row.partitions += [f"{t}[{p}]" for t, p in status.assigned]
-            if status.lag and view.state == "running":
-                held = set(status.assigned)
-                behind = sum(n for t, p, n in status.lag if (t, p) in held)
-                row.lag = behind + (row.lag or 0)
-            if status.last_commit_at and (
-                row.last_commit_at is None or status.last_commit_at > row.last_commit_at
-            ):
-                row.last_commit_at = status.last_commit_at
-    for group, row in rows.items():
-        before = previous.get(group)
-        if before is not None and elapsed > 0:
-            row.rate = max(0.0, (row.done - before.done) / elapsed)
-    return rows
-
-
 def render_table(
-    rows: dict[str, GroupRow], bootstrap: str, now: float, auto_commit: frozenset[str] = frozenset()
+    rows: Mapping[str, GroupTotals],
+    rates: Mapping[str, float],
+    bootstrap: str,
+    now: float,
+    auto_commit: frozenset[str] = frozenset(),
 ) -> Any:
     """The live table; readable in an 80-column terminal (short headers, partitions as ranges: orders[0-2])."""
     from rich import box
@@ -114,7 +67,7 @@ def render_table(
             name,
             f"{row.running}/{row.instances}",
             str(row.handled),
-            f"{row.rate:.0f}",
+            rate_cell(rates.get(row.group, 0.0)),
             "-" if row.lag is None else str(row.lag),
             str(row.dead_lettered),
             str(row.skipped),
@@ -124,12 +77,20 @@ def render_table(
     return table
 
 
-def partition_ranges(partitions: list[str]) -> str:
-    """["orders[0]", "orders[1]", "orders[2]", "audit[5]"] -> "audit[5] orders[0-2]"."""
+def rate_cell(per_second: float) -> str:
+    """The table's ev/s, four characters for most rates: a slow group shows "<0.1" or "0.4", not "0"."""
+    if per_second <= 0:
+        return "0"
+    if per_second < 0.1:
+        return "<0.1"
+    return f"{per_second:.1f}" if per_second < 10 else f"{per_second:.0f}"
+
+
+def partition_ranges(partitions: Iterable[tuple[str, int]]) -> str:
+    """[("orders", 0), ("orders", 1), ("orders", 2), ("audit", 5)] -> "audit[5] orders[0-2]"."""
     by_topic: dict[str, list[int]] = {}
-    for item in partitions:
-        topic, _, rest = item.rpartition("[")
-        by_topic.setdefault(topic, []).append(int(rest.rstrip("]")))
+    for topic, partition in partitions:
+        by_topic.setdefault(topic, []).append(partition)
     parts = []
     for topic, numbers in sorted(by_topic.items()):
         numbers = sorted(set(numbers))
@@ -146,7 +107,8 @@ def partition_ranges(partitions: list[str]) -> str:
     return " ".join(parts)
 
 
-def status_line(rows: dict[str, GroupRow]) -> str:
+def status_line(rows: Mapping[str, GroupTotals]) -> str:
+    """`kpipe dev --no-live`'s line, printed when it changes (no rate, so an idle project prints nothing)."""
     return "status: " + "; ".join(
         f"{r.group} handled={r.handled} dead_lettered={r.dead_lettered} skipped={r.skipped} running={r.running}/{r.instances}"
         + ("" if r.lag is None else f" lag={r.lag}")
@@ -257,15 +219,20 @@ def supervise(
         target=lambda: result.setdefault("code", supervisor.run(install_signals=False)), daemon=True
     )
     thread.start()
-    previous: dict[str, GroupRow] = {}
-    last = time.monotonic()
+    started = last = time.monotonic()
+    previous: dict[str, GroupTotals] = {}
 
-    def rows_now() -> dict[str, GroupRow]:
+    def rows_now() -> dict[str, GroupTotals]:
+        return group_totals(supervisor.snapshot())
+
+    def rates_since_last(rows: Mapping[str, GroupTotals]) -> dict[str, float]:
         nonlocal previous, last
         now = time.monotonic()
-        rows = group_rows(supervisor.snapshot(), previous, now - last)
-        previous, last = rows, now
-        return rows
+        rates = {
+            name: rate(t, previous.get(name), now - last) if previous else 0.0 for name, t in rows.items()
+        }
+        previous, last = dict(rows), now
+        return rates
 
     try:
         if live:
@@ -282,7 +249,8 @@ def supervise(
                 echo.redirect(messages.append)  # type: ignore[attr-defined]
 
             def view() -> Group:
-                table = render_table(rows_now(), bootstrap, time.time(), auto_commit)
+                rows = rows_now()
+                table = render_table(rows, rates_since_last(rows), bootstrap, time.time(), auto_commit)
                 return Group(table, Text("\n".join(messages), style="dim"))
 
             console = Console(stderr=True)
@@ -306,5 +274,6 @@ def supervise(
             echo("stopping consumers (they commit what they processed)...")
             supervisor.stop()
             thread.join()
-    echo(status_line(rows_now()).replace("status:", "final:"))
+    for line in summary_lines(rows_now(), {}, time.monotonic() - started, final=True):
+        echo(line)  # the lines `kpipe run` ends with
     return result.get("code", 1)

@@ -198,22 +198,7 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
         label = _field_label(path)
         hint = None
         if "[key]" in loc:
-            # A name YAML did not read as a string: `yes:`, `null:`, `123:`.
-            section = loc[0]
-            key = err.get("input")
-            noun = SECTION_NOUN.get(str(section), "name")
-            if isinstance(key, bool) or key is None:  # (1 == True: look bools up only as bools)
-                shown = {True: "yes/true", False: "no/false", None: "null"}[key]
-            else:
-                shown = str(key)
-            diagnostics.append(
-                error(
-                    f"{noun} name {shown} is read by YAML as {_yaml_kind(key)}, not a name",
-                    positions.locate((section, key), prefer="key"),
-                    hint="quote it, e.g. 'yes': or '123':",
-                    code="invalid-name",
-                )
-            )
+            diagnostics.append(_name_not_a_string(loc[0], err.get("input"), positions))
             continue
         config_at = _config_entry(path)
         if config_at is not None and kind not in ("extra_forbidden", "missing"):
@@ -233,21 +218,7 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
                 )
             continue
         if kind == "extra_forbidden":
-            key = loc[-1]
-            parent = path[:-1] if path and path[-1] == key else path
-            model = model_at(data, parent)
-            allowed = field_names(model) if model else []
-            hint = did_you_mean(str(key), allowed) or _variant_hint(str(key), data, parent)
-            if hint is None and allowed:
-                hint = "valid keys: " + ", ".join(allowed)
-            where = f"in {who}" if who != "file" else "at the top level"
-            # Below the object itself (commit, on_error), name the key by its dotted path, like other errors.
-            shown = label if label and path and path[-1] == key else str(key)
-            message = f"unknown key '{shown}' {where}"
-            if parent == ():
-                hint = hint or "valid sections: " + ", ".join(spec.SECTION_NAMES)
-            position = positions.locate(path, prefer="key")
-            diagnostics.append(error(message, position, hint=hint, code="unknown-key"))
+            diagnostics.append(_unknown_key(loc[-1], path, data, positions))
             continue
         if kind == "missing":
             missing = loc[-1]
@@ -267,6 +238,40 @@ def translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[D
         lead = f"{who}: " if who != "file" else ""
         diagnostics.append(error(f"{lead}{message}", position, hint=hint, code="invalid-value"))
     return diagnostics
+
+
+def _name_not_a_string(section: Any, key: Any, positions: PositionMap) -> Diagnostic:
+    """A name YAML did not read as a string: `yes:`, `null:`, `123:`."""
+    noun = SECTION_NOUN.get(str(section), "name")
+    if isinstance(key, bool) or key is None:  # (1 == True: look bools up only as bools)
+        shown = {True: "yes/true", False: "no/false", None: "null"}[key]
+    else:
+        shown = str(key)
+    return error(
+        f"{noun} name {shown} is read by YAML as {_yaml_kind(key)}, not a name",
+        positions.locate((section, key), prefer="key"),
+        hint="quote it, e.g. 'yes': or '123':",
+        code="invalid-name",
+    )
+
+
+def _unknown_key(key: Any, path: tuple, data: Any, positions: PositionMap) -> Diagnostic:
+    """A key the model does not have, with the closest valid one (or the list of them)."""
+    who = subject(path)
+    label = _field_label(path)
+    parent = path[:-1] if path and path[-1] == key else path
+    model = model_at(data, parent)
+    allowed = field_names(model) if model else []
+    hint = did_you_mean(str(key), allowed) or _variant_hint(str(key), data, parent)
+    if hint is None and allowed:
+        hint = "valid keys: " + ", ".join(allowed)
+    where = f"in {who}" if who != "file" else "at the top level"
+    # Below the object itself (commit, on_error), name the key by its dotted path, like other errors.
+    shown = label if label and path and path[-1] == key else str(key)
+    if parent == ():
+        hint = hint or "valid sections: " + ", ".join(spec.SECTION_NAMES)
+    position = positions.locate(path, prefer="key")
+    return error(f"unknown key '{shown}' {where}", position, hint=hint, code="unknown-key")
 
 
 def _choice_hint(err: dict) -> str | None:

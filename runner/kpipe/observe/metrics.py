@@ -123,6 +123,25 @@ METRICS: tuple[MetricDef, ...] = (
         ("group", "topic", "partition"),
         "Events behind the partition's log end, from librdkafka statistics of the instance that holds it.",
     ),
+    MetricDef(
+        "kpipe_events_in_flight",
+        "gauge",
+        _INSTANCE,
+        "Events whose handler is running or waiting for a retry (concurrent groups; 0 for sequential ones).",
+    ),
+    MetricDef(
+        "kpipe_events_queued",
+        "gauge",
+        _INSTANCE,
+        "Events fetched and buffered, not started yet (concurrent groups; 0 for sequential ones).",
+    ),
+    MetricDef(
+        "kpipe_oldest_unfinished_offset",
+        "gauge",
+        ("group", "instance", "topic", "partition"),
+        "Lowest offset of the partition not finished yet, where the next commit stops (concurrent groups, "
+        "partitions with unfinished events).",
+    ),
     MetricDef("kpipe_workers_up", "gauge", ("group",), "Worker processes of the group that are running."),
     MetricDef("kpipe_workers_desired", "gauge", ("group",), "Instances the group is declared to run."),
 )
@@ -178,12 +197,18 @@ class WorkerCollector:
             alive = view.state in UP_STATES
             desired[group] = desired.get(group, 0) + 1
             up[group] = up.get(group, 0) + (1 if alive else 0)
-            status = view.status
-            assigned = status.assigned if status is not None and alive else ()
-            families["kpipe_assigned_partitions"].add_metric(labels, len(assigned))
-            if status is None or not alive:
+            # A worker that is not up holds nothing and runs nothing, whatever its last status said.
+            status = view.status if alive else None
+            families["kpipe_assigned_partitions"].add_metric(labels, len(status.assigned) if status else 0)
+            families["kpipe_events_in_flight"].add_metric(labels, status.in_flight if status else 0)
+            families["kpipe_events_queued"].add_metric(labels, status.queued if status else 0)
+            if status is None:
                 continue
-            held = set(assigned)
+            for topic, partition, offset in status.oldest_unfinished:
+                families["kpipe_oldest_unfinished_offset"].add_metric(
+                    [*labels, topic, str(partition)], offset
+                )
+            held = set(status.assigned)
             for topic, partition, behind in status.lag:
                 key = (group, topic, partition)
                 owner = (topic, partition) in held

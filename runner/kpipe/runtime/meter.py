@@ -5,6 +5,8 @@ or on the rare paths (failures, commits, rebalances). This module holds what cos
 
     Buckets          a histogram being counted in this process (snapshot() -> protocol.Histogram)
     WorkerMeter      the worker's three histograms, which events to time, and the lag from statistics
+                     (the sequential loop wraps the handler with timed(); the concurrent loop's executor
+                     times the events it marks, and reports them through event_started/handler_done)
     lag_from_stats   librdkafka's statistics JSON -> ((topic, partition, lag), ...)
 
 Which events are timed: reading the clock and the message timestamp around every handler call costs about
@@ -75,6 +77,18 @@ class WorkerMeter:
                 observe_duration(perf() - started)
 
         return timed_handler
+
+    def event_started(self, msg: Any) -> None:
+        """The concurrent loop starts a timed event: observe its age (now minus its timestamp)."""
+        kind, millis = msg.timestamp()
+        if kind:  # 0: the message has no timestamp
+            self.event_age_seconds.observe(max(0.0, self._wall_clock() - millis / 1000.0))
+
+    def handler_done(self, seconds: float) -> None:
+        """The concurrent loop's timed handler call took `seconds`: observe it, and time every event from now
+        on while calls take `slow_after` or more (the concurrent loop's rule for batch_done)."""
+        self.handler_seconds.observe(seconds)
+        self.time_every_event = seconds >= self._slow_after
 
     def batch_done(self, events: int, seconds: float) -> None:
         """After a batch: time every event of the next one if these took `slow_after` or more each."""

@@ -123,6 +123,8 @@ class WorkerStatus:
     assigned: tuple[tuple[str, int], ...] = field(default=())
     state: str = "starting"  # starting | running | stopping | stopped | failed
     error: str | None = None
+    # Subscribed and waiting for the group's assignment (at start, and during a rebalance).
+    joining: bool = False
     # A handler call running for long: "orders[0]@42 for 35 s" (the supervisor names it if it must kill).
     busy: str | None = None
     # Concurrent workers (concurrency > 1): events being handled, events buffered and not started yet, and

@@ -16,6 +16,10 @@ Workers report WorkerStatus snapshots through one pipe each rather than a shared
 worker SIGKILLed while holding a shared queue's write lock would block every other worker's reports, and their
 exit. `snapshot()` gives the latest view of every worker and is safe to call from any thread, so `kpipe dev`
 can run the supervisor in a background thread (`run(install_signals=False)`) and draw a table from it.
+
+Parts: _Slot (one instance's process, its status pipe and its view), RestartPolicy (backoff, crash loop),
+StopRequests (kpipe.runtime.stop_requests: signals and the self-pipe that wakes the loop), and the summary
+lines (kpipe.runtime.summary); Supervisor starts, reaps and stops.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from kpipe.runtime.protocol import (
     WorkerSpec,
     WorkerStatus,
 )
-from kpipe.runtime.summary import GroupTotals, summary_lines
+from kpipe.runtime.stop_requests import StopRequests
+from kpipe.runtime.summary import GroupTotals, group_totals, summary_lines
 
 log = logging.getLogger("kpipe.runtime.supervisor")
 
@@ -192,6 +197,82 @@ class _Slot:
     def alive(self) -> bool:
         return self.process is not None
 
+    def read_statuses(self, lock: threading.Lock, until_eof: bool = False) -> None:
+        """Take the worker's latest WorkerStatus from its pipe (all of them, to its end, when it exited)."""
+        conn = self.status_conn
+        assert conn is not None
+        try:
+            while conn.poll(0):
+                item = conn.recv()
+                if isinstance(item, WorkerStatus):
+                    with lock:
+                        self.status = item
+        except (EOFError, OSError):
+            until_eof = True
+        except Exception as exc:  # an unpicklable report must not take the supervisor down
+            log.debug("dropped an unreadable status from %s: %s", self.label, exc)
+        if until_eof:
+            conn.close()
+            self.status_conn = None
+
+    def view(self) -> WorkerView:
+        if self.outcome is not None:
+            state = self.outcome
+        elif self.restart_at is not None:
+            state = "restarting"
+        elif self.status is not None:
+            state = self.status.state
+        else:
+            state = "starting"
+        pid = self.process.pid if self.process is not None else (self.status.pid if self.status else None)
+        return WorkerView(
+            group=self.spec.group,
+            instance=self.spec.instance,
+            pid=pid,
+            state=state,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            status=self.status,
+            counters=_counters(self),
+        )
+
+
+class RestartPolicy:
+    """When a dead worker is started again: after an exponential backoff, unless it is crash-looping."""
+
+    def __init__(self, backoff: tuple[float, float, float], crash_loop: tuple[int, float]):
+        self.initial, self.factor, self.maximum = backoff
+        self.restarts, self.window = crash_loop
+
+    def delay(self, slot: _Slot, now: float) -> float | None:
+        """Seconds until the slot's next start (recorded as a restart), or None: give up (a crash loop)."""
+        if slot.started_at and now - slot.started_at >= self.window:
+            slot.consecutive_failures = 0  # it ran stably for a while: this is a fresh failure, not a loop
+        while slot.restart_times and now - slot.restart_times[0] > self.window:
+            slot.restart_times.popleft()
+        if len(slot.restart_times) >= self.restarts:
+            return None
+        delay = min(self.initial * self.factor**slot.consecutive_failures, self.maximum)
+        slot.consecutive_failures += 1
+        slot.restart_times.append(now)
+        return delay
+
+
+def _log_if_group_failed(group: list[_Slot]) -> None:
+    """Every worker of the group halted or gave up: the group has failed; say so once."""
+    outcomes = {s.outcome for s in group}
+    if not outcomes <= {"halted", "gave_up"}:
+        return
+    verb = " or ".join(v for o, v in (("halted", "halted"), ("gave_up", "crash-looped")) if o in outcomes)
+    name = group[0].spec.group
+    log.error(
+        "consumer group '%s' failed: %s %s",
+        name,
+        "its only worker" if len(group) == 1 else f"all {len(group)} workers",
+        verb,
+        extra={"group": name},
+    )
+
 
 class Supervisor:
     """Run one process per WorkerSpec until stopped; see the module docstring for the rules."""
@@ -216,20 +297,13 @@ class Supervisor:
         """
         self._slots = [_Slot(spec) for spec in specs]
         self._target = target if target is not None else DEFAULT_TARGET
-        self._backoff_initial, self._backoff_factor, self._backoff_max = restart_backoff
-        self._crash_loop_restarts, self._crash_loop_window = crash_loop
+        self._restarts = RestartPolicy(restart_backoff, crash_loop)
         self._shutdown_timeout = shutdown_timeout
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        # One entry per stop request: the signal's name or "stop()".
-        self._stop_requests: list[str] = []
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._stops = StopRequests()
         self._shutdown_deadline: float | None = None
-        self._forced = False
         self._killed_all = False
-        self._wake_closed = False
         # This run's directory for state the workers share (hung-handler counts); removed when the run ends.
         self._state_dir: str | None = None
         self._loop_at: float | None = None  # monotonic time of the loop's latest turn while run() runs
@@ -242,7 +316,7 @@ class Supervisor:
     def snapshot(self) -> dict[tuple[str, int], WorkerView]:
         """The latest view of every worker, keyed by (group, instance). Safe from any thread."""
         with self._lock:
-            return {(s.spec.group, s.spec.instance): self._view(s) for s in self._slots}
+            return {(s.spec.group, s.spec.instance): s.view() for s in self._slots}
 
     def seconds_since_loop(self) -> float | None:
         """How long ago the supervising loop last turned (it turns at least every HEARTBEAT_EVERY seconds);
@@ -252,13 +326,7 @@ class Supervisor:
 
     def totals(self) -> dict[str, GroupTotals]:
         """Per group: events handled, dead-lettered and skipped so far (restarted workers included)."""
-        with self._lock:
-            rows = []
-            for s in self._slots:
-                c = _counters(s)
-                running = s.process is not None and s.status is not None and s.status.state == "running"
-                rows.append((s.spec.group, running, c.handled, c.dead_lettered, c.skipped))
-        return GroupTotals.of(rows)
+        return group_totals(self.snapshot())
 
     def _log_summary(self, now: float) -> None:
         since, previous = self._summary_last
@@ -272,7 +340,7 @@ class Supervisor:
 
     def stop(self, force: bool = False) -> None:
         """Ask run() to shut down gracefully; with force, or asked a second time, SIGKILL every worker."""
-        self._request_stop("stop(force=True)" if force else "stop()", force=force)
+        self._stops.request("stop(force=True)" if force else "stop()", force=force)
 
     def run(self, install_signals: bool = True) -> int:
         """Start the workers and supervise them until they have all ended. 0 if every worker stopped cleanly.
@@ -280,9 +348,9 @@ class Supervisor:
         A Supervisor runs once. install_signals: handle SIGTERM/SIGINT (possible only on the main thread;
         skipped elsewhere, where the caller stops it with stop()).
         """
-        if self._wake_closed:
+        if self._stops.closed:
             raise RuntimeError("a Supervisor runs only once")
-        previous = self._install_signals() if install_signals else {}
+        previous = self._stops.install_signals() if install_signals else {}
         self._state_dir = tempfile.mkdtemp(prefix="kpipe-run-")
         try:
             started = self._loop_at = time.monotonic()
@@ -297,13 +365,10 @@ class Supervisor:
                     log.info(line)
         finally:
             self._loop_at = None
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            self._stops.restore(previous)
             self._kill_all(reap=False)  # only does anything if the loop ended on an exception
             shutil.rmtree(self._state_dir, ignore_errors=True)
-            self._wake_closed = True
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            self._stops.close()
         return self._exit_code()
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -327,20 +392,20 @@ class Supervisor:
                 deadlines.append(self._summary_at)
             timeout = max(0.0, min(deadlines) - now)
 
-            waitables: list[Any] = [self._wake_r]
+            waitables: list[Any] = [self._stops.fd]
             for s in alive:
                 waitables.append(s.process.sentinel)
                 if s.status_conn is not None:
                     waitables.append(s.status_conn)
             ready = set(wait(waitables, timeout))
 
-            if self._wake_r in ready:
-                self._drain_wake_pipe()
+            if self._stops.fd in ready:
+                self._stops.drain()
                 # Before reaping: Ctrl-C reaches the workers too, and their exits belong to the shutdown.
                 self._handle_stop_requests()
             for s in alive:
                 if s.status_conn is not None and s.status_conn in ready:
-                    self._read_statuses(s)
+                    s.read_statuses(self._lock)
                 if s.process is not None and s.process.sentinel in ready:
                     self._reap(s)
 
@@ -371,11 +436,11 @@ class Supervisor:
                         self._shutdown_deadline - now,
                         _names(remaining),
                     )
-        if self._stop_requests:
+        if self._stops.requests:
             log.info("all workers stopped")
 
     def _handle_stop_requests(self) -> None:
-        requests = list(self._stop_requests)
+        requests = list(self._stops.requests)
         if not requests:
             return
         if self._shutdown_deadline is None:
@@ -386,7 +451,7 @@ class Supervisor:
                         s.restart_at = None
                     self._finish(s, "stopped")  # it was waiting to be restarted: nothing left to stop
             alive = [s for s in self._slots if s.alive]
-            if not self._forced and alive:
+            if not self._stops.forced and alive:
                 log.info(
                     "%s received: stopping %s (waiting up to %g s; a second signal kills them)",
                     requests[0],
@@ -395,7 +460,7 @@ class Supervisor:
                 )
                 for s in alive:
                     self._signal(s, signal.SIGTERM)
-        if (self._forced or len(requests) > 1) and not self._killed_all:
+        if (self._stops.forced or len(requests) > 1) and not self._killed_all:
             self._killed_all = True
             alive = [s for s in self._slots if s.alive]
             if alive:
@@ -441,7 +506,7 @@ class Supervisor:
         process = slot.process
         process.join()
         if slot.status_conn is not None:
-            self._read_statuses(slot, until_eof=True)
+            slot.read_statuses(self._lock, until_eof=True)
         code, pid = process.exitcode, process.pid
         oom_killed = None
         if code == -signal.SIGKILL and not slot.killed_by_us and slot.oom_kills_at_start is not None:
@@ -478,24 +543,17 @@ class Supervisor:
 
     def _after_failure(self, slot: _Slot) -> None:
         now = time.monotonic()
-        if slot.started_at and now - slot.started_at >= self._crash_loop_window:
-            slot.consecutive_failures = 0  # it ran stably for a while: this is a fresh failure, not a loop
-        while slot.restart_times and now - slot.restart_times[0] > self._crash_loop_window:
-            slot.restart_times.popleft()
-        if len(slot.restart_times) >= self._crash_loop_restarts:
+        delay = self._restarts.delay(slot, now)
+        if delay is None:
             log.error(
                 "giving up on %s: it died again after %s within %g s (crash loop)",
                 slot.label,
                 _plural(len(slot.restart_times), "restart"),
-                self._crash_loop_window,
+                self._restarts.window,
                 extra=_extra(slot),
             )
             self._finish(slot, "gave_up")
             return
-        delay = self._backoff_initial * self._backoff_factor**slot.consecutive_failures
-        delay = min(delay, self._backoff_max)
-        slot.consecutive_failures += 1
-        slot.restart_times.append(now)
         with self._lock:
             slot.restarts += 1
             slot.restart_at = now + delay
@@ -504,71 +562,10 @@ class Supervisor:
     def _finish(self, slot: _Slot, outcome: str) -> None:
         with self._lock:
             slot.outcome = outcome
-        if outcome not in ("halted", "gave_up"):
-            return
-        group = [s for s in self._slots if s.spec.group == slot.spec.group]
-        outcomes = {s.outcome for s in group}
-        if outcomes <= {"halted", "gave_up"}:
-            verb = " or ".join(
-                v for o, v in (("halted", "halted"), ("gave_up", "crash-looped")) if o in outcomes
-            )
-            log.error(
-                "consumer group '%s' failed: %s %s",
-                slot.spec.group,
-                "its only worker" if len(group) == 1 else f"all {len(group)} workers",
-                verb,
-                extra={"group": slot.spec.group},
-            )
-
-    def _read_statuses(self, slot: _Slot, until_eof: bool = False) -> None:
-        conn = slot.status_conn
-        assert conn is not None
-        try:
-            while conn.poll(0):
-                item = conn.recv()
-                if isinstance(item, WorkerStatus):
-                    with self._lock:
-                        slot.status = item
-        except (EOFError, OSError):
-            until_eof = True
-        except Exception as exc:  # an unpicklable report must not take the supervisor down
-            log.debug("dropped an unreadable status from %s: %s", slot.label, exc)
-        if until_eof:
-            conn.close()
-            slot.status_conn = None
+        if outcome in ("halted", "gave_up"):
+            _log_if_group_failed([s for s in self._slots if s.spec.group == slot.spec.group])
 
     # -- signals and stopping -------------------------------------------------------------------------------
-
-    def _install_signals(self) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            log.debug("not installing signal handlers: not on the main thread")
-            return {}
-        previous = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        # Runs between bytecodes of the main thread: record and wake the loop, log nothing here.
-        self._request_stop(signal.Signals(signum).name, force=False)
-
-    def _request_stop(self, why: str, *, force: bool) -> None:
-        # No lock: this runs inside a signal handler, possibly while the interrupted main thread holds one.
-        # list.append and a bool store are atomic under the GIL.
-        if force:
-            self._forced = True
-        self._stop_requests.append(why)
-        if self._wake_closed:
-            return
-        with contextlib.suppress(OSError):  # a full pipe: the loop is being woken already
-            os.write(self._wake_w, b"\0")
-
-    def _drain_wake_pipe(self) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
     def _signal(self, slot: _Slot, signum: int) -> None:
         if slot.process is None:
@@ -598,27 +595,6 @@ class Supervisor:
 
     def _exit_code(self) -> int:
         return 0 if all(s.outcome == "stopped" for s in self._slots) else 1
-
-    def _view(self, slot: _Slot) -> WorkerView:
-        if slot.outcome is not None:
-            state = slot.outcome
-        elif slot.restart_at is not None:
-            state = "restarting"
-        elif slot.status is not None:
-            state = slot.status.state
-        else:
-            state = "starting"
-        pid = slot.process.pid if slot.process is not None else (slot.status.pid if slot.status else None)
-        return WorkerView(
-            group=slot.spec.group,
-            instance=slot.spec.instance,
-            pid=pid,
-            state=state,
-            restarts=slot.restarts,
-            last_exit=slot.last_exit,
-            status=slot.status,
-            counters=_counters(slot),
-        )
 
 
 def _worker_entry(target: WorkerTarget | str, spec: WorkerSpec, channel: StatusChannel, parent: int) -> None:

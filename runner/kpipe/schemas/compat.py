@@ -87,16 +87,6 @@ def check_compatibility(new: Mapping, previous: Sequence[Mapping], mode: Mode) -
     return list(found.values())
 
 
-def diff_schemas(writer: Mapping, reader: Mapping, *, direction: Direction = "backward") -> list[Violation]:
-    """Why a consumer holding `reader` cannot read every event valid under `writer` (empty when it can).
-
-    `direction` only names the sides: "backward" means writer is the old version and reader the new one.
-    """
-    mine = _violations(writer, reader, direction)
-    other = _violations(reader, writer, "forward" if direction == "backward" else "backward")
-    return _with_deploy_order(mine, other)
-
-
 def describe(v: Violation) -> str:
     """`customer.zip: REQUIRED_ATTRIBUTE_ADDED: <message> (fix: ...)` on one line."""
     fix = f" (fix: {v.fix})" if v.fix else ""

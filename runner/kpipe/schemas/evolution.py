@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from kpipe.diagnostics import Diagnostic, Position, error, warning
 from kpipe.errors import GitFailed, UsageError
 from kpipe.loading.loader import load_yaml_file
-from kpipe.model.pipeline import SchemaModel
+from kpipe.model.assemble import Declared
+from kpipe.model.pipeline import SchemaModel, TopicSpecModel
 from kpipe.schemas.compat import Violation, check_compatibility
 from kpipe.schemas.history import git
 
@@ -200,93 +201,116 @@ def _field_type(inspection: Inspection, schema: str | None, field: str | None) -
 
 
 def _check_topics(new: Inspection, old: Inspection) -> list[Diagnostic]:
+    """Changes to topics declared on both sides that break what is already in them: partitions, keys, schemas."""
     out: list[Diagnostic] = []
     for name, topic in sorted(new.spec.topics.items()):
         before = old.spec.topics.get(name)
         if before is None:
             continue
-        was, now = before.spec, topic.spec
-        if now.partitions < was.partitions:
-            out.append(
-                error(
-                    f"topic '{name}': partitions decreased from {was.partitions} to {now.partitions}; Kafka cannot "
-                    "remove partitions from a topic, so `kpipe apply` will refuse this",
-                    topic.locate("partitions"),
-                    hint=f"keep partitions: {was.partitions}, or declare a topic under a new name to have fewer",
-                    code="partitions-decreased",
-                )
-            )
-        if was.key and not now.key:
-            out.append(
-                error(
-                    f"topic '{name}': key field '{was.key}' was removed; events will be produced without a key, "
-                    "so events of one key no longer stay on one partition, in order",
-                    topic.position,
-                    hint=f"keep key: {was.key}",
-                    code="key-removed",
-                )
-            )
-        elif was.key and now.key and was.key != now.key:
-            out.append(
-                error(
-                    f"topic '{name}': key field changed from '{was.key}' to '{now.key}'; existing keys map to "
-                    "other partitions, so per-key ordering breaks across the change",
-                    topic.locate("key"),
-                    code="key-changed",
-                )
-            )
-        elif was.key and now.key:
-            old_type = _field_type(old, was.schema_, was.key)
-            new_type = _field_type(new, now.schema_, now.key)
-            if old_type is not None and new_type is not None and old_type != new_type:
-                out.append(
-                    error(
-                        f"topic '{name}': key field '{now.key}' changed type from {old_type} to {new_type}; the same "
-                        "entity now serialises to a different key and lands on another partition",
-                        topic.locate("key"),
-                        code="key-retyped",
-                    )
-                )
-        if was.schema_ and now.schema_ and was.schema_ != now.schema_:
-            old_document = _schema_document(old, was.schema_)
-            new_document = _schema_document(new, now.schema_)
-            mode = (
-                new.spec.schemas[now.schema_].spec.compatibility
-                if now.schema_ in new.spec.schemas
-                else "BACKWARD"
-            )
-            problems = (
-                check_compatibility(new_document, [old_document], mode)
-                if old_document and new_document
-                else []
-            )
-            if problems:
-                first = problems[0]
-                out.append(
-                    error(
-                        f"topic '{name}': schema swapped from '{was.schema_}' to '{now.schema_}', which is not {mode} "
-                        f"compatible with it: {first.path or '(root)'}: {first.message} [{first.rule}]"
-                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-                        topic.locate("schema"),
-                        hint=first.fix,
-                        code="schema-swapped",
-                    )
-                )
-            else:
-                out.append(
-                    warning(
-                        f"topic '{name}': schema swapped from '{was.schema_}' to '{now.schema_}' (compatible under {mode})",
-                        topic.locate("schema"),
-                        code="schema-swapped",
-                    )
-                )
-        elif was.schema_ and not now.schema_:
-            out.append(
-                error(
-                    f"topic '{name}': schema '{was.schema_}' was removed; consumers relying on validated events will "
-                    "receive raw bytes",
-                    topic.position,
-                    code="schema-removed",
-                )
-            )
+        _check_partitions(name, topic, before.spec, out)
+        _check_key(name, topic, before.spec, new, old, out)
+        _check_schema(name, topic, before.spec, new, old, out)
     return out
+
+
+Topic = Declared[TopicSpecModel]
+
+
+def _check_partitions(name: str, topic: Topic, was: TopicSpecModel, out: list[Diagnostic]) -> None:
+    """Kafka cannot take partitions away."""
+    now = topic.spec
+    if now.partitions < was.partitions:
+        out.append(
+            error(
+                f"topic '{name}': partitions decreased from {was.partitions} to {now.partitions}; Kafka cannot "
+                "remove partitions from a topic, so `kpipe apply` will refuse this",
+                topic.locate("partitions"),
+                hint=f"keep partitions: {was.partitions}, or declare a topic under a new name to have fewer",
+                code="partitions-decreased",
+            )
+        )
+
+
+def _check_key(
+    name: str, topic: Topic, was: TopicSpecModel, new: Inspection, old: Inspection, out: list[Diagnostic]
+) -> None:
+    """A removed, renamed or retyped key field sends the same entity to another partition."""
+    now = topic.spec
+    if was.key and not now.key:
+        out.append(
+            error(
+                f"topic '{name}': key field '{was.key}' was removed; events will be produced without a key, "
+                "so events of one key no longer stay on one partition, in order",
+                topic.position,
+                hint=f"keep key: {was.key}",
+                code="key-removed",
+            )
+        )
+    elif was.key and now.key and was.key != now.key:
+        out.append(
+            error(
+                f"topic '{name}': key field changed from '{was.key}' to '{now.key}'; existing keys map to "
+                "other partitions, so per-key ordering breaks across the change",
+                topic.locate("key"),
+                code="key-changed",
+            )
+        )
+    elif was.key and now.key:
+        old_type = _field_type(old, was.schema_, was.key)
+        new_type = _field_type(new, now.schema_, now.key)
+        if old_type is not None and new_type is not None and old_type != new_type:
+            out.append(
+                error(
+                    f"topic '{name}': key field '{now.key}' changed type from {old_type} to {new_type}; the same "
+                    "entity now serialises to a different key and lands on another partition",
+                    topic.locate("key"),
+                    code="key-retyped",
+                )
+            )
+
+
+def _check_schema(
+    name: str, topic: Topic, was: TopicSpecModel, new: Inspection, old: Inspection, out: list[Diagnostic]
+) -> None:
+    """A topic's schema swapped for another (compatible or not with the old one), or removed."""
+    now = topic.spec
+    if was.schema_ and now.schema_ and was.schema_ != now.schema_:
+        old_document = _schema_document(old, was.schema_)
+        new_document = _schema_document(new, now.schema_)
+        mode = (
+            new.spec.schemas[now.schema_].spec.compatibility
+            if now.schema_ in new.spec.schemas
+            else "BACKWARD"
+        )
+        problems = (
+            check_compatibility(new_document, [old_document], mode) if old_document and new_document else []
+        )
+        if problems:
+            first = problems[0]
+            out.append(
+                error(
+                    f"topic '{name}': schema swapped from '{was.schema_}' to '{now.schema_}', which is not {mode} "
+                    f"compatible with it: {first.path or '(root)'}: {first.message} [{first.rule}]"
+                    + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                    topic.locate("schema"),
+                    hint=first.fix,
+                    code="schema-swapped",
+                )
+            )
+        else:
+            out.append(
+                warning(
+                    f"topic '{name}': schema swapped from '{was.schema_}' to '{now.schema_}' (compatible under {mode})",
+                    topic.locate("schema"),
+                    code="schema-swapped",
+                )
+            )
+    elif was.schema_ and not now.schema_:
+        out.append(
+            error(
+                f"topic '{name}': schema '{was.schema_}' was removed; consumers relying on validated events will "
+                "receive raw bytes",
+                topic.position,
+                code="schema-removed",
+            )
+        )

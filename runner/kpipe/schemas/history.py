@@ -17,19 +17,6 @@ from kpipe.loading.files import MAX_FILE_BYTES, ProjectFiles
 from kpipe.loading.yaml_source import parse_yaml
 
 
-def previous_documents(paths: list[Path], against: str, repo_root: Path) -> dict[Path, Mapping | None]:
-    """For each schema file (relative to repo_root), its parsed document at `against`; None where it is absent.
-
-    `against` is a directory holding the same relative paths, or else a git ref (HEAD~1, main, a tag, a commit).
-    """
-    relative = [_relative(p, repo_root) for p in paths]
-    base = Path(against)
-    if base.is_dir():
-        return {p: _read_dir(base, p) for p in relative}
-    ref = _verify_ref(against, repo_root)
-    return {p: _show(ref, p, repo_root, label=against) for p in relative}
-
-
 def history_documents(path: Path, against: str, repo_root: Path) -> list[Mapping]:
     """Every committed version of one schema file up to `against`, oldest → newest (for *_TRANSITIVE modes).
 

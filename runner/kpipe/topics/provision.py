@@ -77,12 +77,15 @@ def ensure_topics(
         return report
     if not (provisioning.create_missing if create is None else create):
         why = "--no-create-topics" if create is False else "cluster.create_missing_topics: false"
-        names = ", ".join(c.topic for c in missing)
-        noun = "topic is" if len(missing) == 1 else f"{len(missing)} topics are"
+        if len(missing) == 1:
+            what = f"topic {missing[0].topic} is missing on {cluster.bootstrap}"
+            it = "it"
+        else:
+            names = ", ".join(c.topic for c in missing)
+            what = f"{len(missing)} topics are missing on {cluster.bootstrap}: {names}"
+            it = "them"
         raise ClusterError(
-            f"{noun} missing on {cluster.bootstrap}: {names} (not creating them: {why}); "
-            "create them with `kpipe apply`",
-            code="UNKNOWN_TOPIC_OR_PART",
+            f"{what} (not creating {it}: {why}); create {it} with `kpipe apply`", code="UNKNOWN_TOPIC_OR_PART"
         )
     # No declarations for apply to reconcile with: a topic created meanwhile by someone else is left as it is.
     result = apply_plan(Plan(tuple(missing)), cluster, ())

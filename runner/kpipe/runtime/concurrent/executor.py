@@ -6,7 +6,8 @@
 
 Both put `(DONE, work, exception or None)` on the completion queue when a handler returns or raises; events a
 handler emits report `(ACK, work, error or None)` there too, through EventContext. Only the consumer thread
-reads the queue, so the offset tracker and the scheduler need no locks.
+reads the queue, so the offset tracker and the scheduler need no locks. A call whose `work.seconds` is set
+(metrics on, an event the worker chose to time) is timed, and its duration left in `work.seconds`.
 """
 
 from __future__ import annotations
@@ -211,12 +212,28 @@ def make_executor(
 
         def call_async(work: Work) -> Any:
             ctx = work.ctx = EventContext(group, emitter, work, completions)
-            return handler(work.event, ctx)
+            awaitable = handler(work.event, ctx)
+            return awaitable if work.seconds is None else _timed_await(awaitable, work)
 
         return EventLoop(call_async, completions, timeout, name=group)
 
     def call(work: Work) -> Any:
         ctx = work.ctx = EventContext(group, emitter, work, completions)
-        return handler(work.event, ctx)
+        if work.seconds is None:
+            return handler(work.event, ctx)
+        started = time.perf_counter()
+        try:
+            return handler(work.event, ctx)
+        finally:
+            work.seconds = time.perf_counter() - started
 
     return ThreadPool(call, concurrency, completions, name=group)
+
+
+async def _timed_await(awaitable: Any, work: Work) -> Any:
+    """An async handler's call, timed from start to return, raise, or cancellation (its timeout)."""
+    started = time.perf_counter()
+    try:
+        return await awaitable
+    finally:
+        work.seconds = time.perf_counter() - started

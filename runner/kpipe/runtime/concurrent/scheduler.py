@@ -37,7 +37,7 @@ class Work:
     """One event from delivery to completion. `payload` is whatever the caller attaches (the message)."""
 
     __slots__ = ("tp", "offset", "lane", "seq", "epoch", "payload", "event", "ctx", "attempts", "emits", "acks",
-                 "state")  # fmt: skip
+                 "state", "seconds")  # fmt: skip
 
     def __init__(self, tp: TP, offset: int, lane: Hashable, seq: int, epoch: int = 0, payload: Any = None):
         self.tp = tp
@@ -53,6 +53,8 @@ class Work:
         self.emits = 0
         self.acks = 0
         self.state: Any = None
+        # Set (to 0.0) to time this call of the handler: the executor puts its duration here.
+        self.seconds: float | None = None
 
     def __repr__(self) -> str:
         return f"Work({self.tp[0]}[{self.tp[1]}]@{self.offset})"

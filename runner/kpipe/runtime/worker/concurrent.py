@@ -7,16 +7,18 @@ thread:
 
     fetch     consume() what fits in the buffer (with events queued: once a quarter of it is free); with
               events in flight it does not block, so completions never wait for a fetch
-    start     the scheduler's ready events are validated here and handed to the executor
+    start     the scheduler's ready events are validated here and handed to the executor; with metrics on,
+              the first of them (all of them while handlers are slow) is timed, as in the sequential loop
     finish    completions come back on one queue (handler returned or raised; an emitted event acknowledged;
               a dead letter acknowledged). An event is finished when its handler returned and each event it
               emitted by topic name was acknowledged, or when the error policy disposed of it
-    retry     a failed event waits for its backoff on a timer, its key blocked and its slot held
+    retry     a failed event waits for its backoff on a timer, its key blocked and its slot held; retries,
+              dead letters and slow sync calls are EventFailures' (event_failures.py)
     commit    the messages that became committable (the contiguous finished prefix of each partition, in
               offset order) go to the group's CommitStrategy as processed messages, exactly as the
               sequential loop hands them over; per_message gets the last one per partition per turn
     flow      no fetch possible for FULL_POLL_INTERVAL: pause the assigned partitions (and poll, for
-              rebalances and the membership); drained to half: resume them
+              rebalances and the membership); drained to half: resume them (FlowControl, flow.py)
 
 Revocation (before_revoke, from the worker's rebalance callback) drops the revoked partitions' queued events,
 waits (bounded) for their events in flight and hands over what became committable, so the strategy's
@@ -26,27 +28,29 @@ dropped and events in flight finish (bounded) before the worker's final commit.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import queue
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
 from pydantic import ValidationError
 
 from kpipe.compilation.compiled import ConsumerGroupSettings
-from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, make_executor
 from kpipe.runtime.concurrent.offsets import OffsetTracker
-from kpipe.runtime.concurrent.scheduler import PAUSE, RESUME, KeyScheduler, Work
+from kpipe.runtime.concurrent.scheduler import KeyScheduler, Work
 from kpipe.runtime.handler import Emitter
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
 from kpipe.runtime.serde import describe_validation_error
-from kpipe.runtime.worker.failures import Outcome, backoff_delays, dead_letter_headers
+from kpipe.runtime.worker.event_failures import DLQ, EventFailures
+from kpipe.runtime.worker.event_failures import DLQ_WAIT as _DLQ_WAIT
+from kpipe.runtime.worker.event_failures import DONE as _DONE
+from kpipe.runtime.worker.event_failures import HANDLED as _HANDLED
+from kpipe.runtime.worker.event_failures import RUNNING as _RUNNING
+from kpipe.runtime.worker.flow import FlowControl
 from kpipe.runtime.worker.loop import STATUS_INTERVAL, LoopParts
-from kpipe.runtime.worker.membership import Partition, describe
+from kpipe.runtime.worker.membership import Partition
 from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT
 
 log = logging.getLogger("kpipe.runtime.worker")
@@ -66,11 +70,6 @@ FULL_POLL_INTERVAL = 0.5
 # How long a revocation waits for the revoked partitions' events in flight before releasing them anyway.
 REVOKE_TIMEOUT = 10.0
 
-DLQ = 2  # completion kind: a dead letter was acknowledged (or not)
-
-# Work.state values.
-_RUNNING, _HANDLED, _RETRY_WAIT, _DLQ_WAIT, _DONE = 1, 2, 3, 4, 5
-
 
 def buffer_capacity(concurrency: int, max_poll_records: int) -> int:
     return max(max_poll_records, concurrency * BUFFER_PER_SLOT)
@@ -89,10 +88,7 @@ class ConcurrentLoop(LoopParts):
         super().__init__(**parts)
         handler = self._handler
         max_records = self._max_records
-        self._group = settings.group_id
-        self._policy = settings.on_error
         self._producer = producer
-        self._rng = rng
         self.concurrency = settings.concurrency
         self.ordering = settings.ordering
         self._completions: queue.SimpleQueue = queue.SimpleQueue()
@@ -101,25 +97,26 @@ class ConcurrentLoop(LoopParts):
             settings.concurrency, buffer_capacity(settings.concurrency, max_records), settings.ordering
         )
         timeout_ms = settings.on_error.timeout_ms
-        self._timeout = timeout_ms / 1000.0 if timeout_ms else None
+        timeout = timeout_ms / 1000.0 if timeout_ms else None
         self._executor = make_executor(
-            handler, settings.concurrency, self._completions, group=self._group, emitter=emitter,
-            timeout=self._timeout,
+            handler, settings.concurrency, self._completions, group=settings.group_id, emitter=emitter,
+            timeout=timeout,
         )  # fmt: skip
         self.is_async = isinstance(self._executor, EventLoop)
-        # (due, seq, work) of failed events waiting for their retry.
-        self._timers: list[tuple[float, int, Work]] = []
+        self._errors = EventFailures(
+            group=settings.group_id, policy=settings.on_error, failures=self._failures, producer=producer,
+            completions=self._completions, control=self._control, counters=self._counters, rng=rng,
+            finish=self._finish, give_up=self._give_up, is_current=self._tracker.is_current,
+            submit=self._executor.submit, watch_slow=timeout is not None and not self.is_async, timeout=timeout,
+        )  # fmt: skip
         # Events started and not finished or given up yet, per partition.
         self._running: dict[Partition, int] = {}
         # Messages that became committable, not yet handed to the commit strategy.
         self._committable: list[Any] = []
         self._hook: Callable[[Any], None] | None = None
         self._coalesce = self._strategy.name == "per_message"
-        self._flow_paused: list[TopicPartition] = []
+        self._flow = FlowControl(self._consumer, self._membership, self._scheduler)
         self._stopping = False
-        # Sync handlers cannot be cancelled: with a timeout, calls running over it are reported (seq -> start).
-        self._watch_slow = self._timeout is not None and not self.is_async
-        self._slow: dict[int, tuple[float, Work]] = {}
 
     def describe(self) -> str:
         how = (
@@ -150,6 +147,7 @@ class ConcurrentLoop(LoopParts):
         tracker = self._tracker
         max_held = sched.capacity * HELD_PER_BUFFER
         producer = self._producer
+        errors = self._errors
         next_status = 0.0
         while not control.requested:
             self._start()  # what the last turn's completions unblocked, before a fetch that may block
@@ -163,7 +161,7 @@ class ConcurrentLoop(LoopParts):
                     msgs = consume(min(max_records, room), 0 if sched.in_flight else timeout)
                     membership.last_poll = monotonic()
                 elif monotonic() - membership.last_poll >= FULL_POLL_INTERVAL:
-                    self._flow(stalled=True)
+                    self._flow.update(stalled=True)
                     msgs = consume(1, 0)  # paused partitions deliver nothing: rebalances, membership
                     membership.last_poll = monotonic()
                 else:
@@ -173,10 +171,10 @@ class ConcurrentLoop(LoopParts):
                 self._intake(msgs)
                 self._start()
             self._drain(IDLE_WAIT if not msgs and sched.in_flight else 0.0)
-            if self._timers:
-                self._retry_due()
+            if errors.timers:
+                errors.retry_due()
             if sched.paused:
-                self._flow()
+                self._flow.update()
             now = monotonic()
             self._hand_over()
             self._strategy.tick(now)
@@ -185,8 +183,8 @@ class ConcurrentLoop(LoopParts):
             if now >= next_status:
                 next_status = now + STATUS_INTERVAL
                 self._housekeeping(now)
-                if self._slow:
-                    self._report_slow(now)
+                if errors.slow:
+                    errors.report_slow(now)
             if membership.paused and not sched.paused:
                 membership.resume()  # a long wait (emits settling) paused everything to keep the membership
 
@@ -228,14 +226,25 @@ class ConcurrentLoop(LoopParts):
                 try:
                     work.event = validate(msg.value())
                 except ValidationError as exc:
-                    self._dispose(work, "schema", describe_validation_error(exc))
+                    self._errors.dispose(work, "schema", describe_validation_error(exc))
                     continue
             work.state = _RUNNING
             ready.append(work)
-        if self._watch_slow:
+        if self._errors.watch_slow:
             now = time.monotonic()
-            self._slow.update((w.seq, (now, w)) for w in ready)
+            self._errors.slow.update((w.seq, (now, w)) for w in ready)
+        if self._meter is not None and ready:
+            self._time(ready)
         self._executor.submit(ready)
+
+    def _time(self, ready: list[Work]) -> None:
+        """Metrics on: mark the events whose handler call is timed, and observe their age. Like the sequential
+        loop, the first of each batch started, or every one while the calls are slow (WorkerMeter)."""
+        meter = self._meter
+        assert meter is not None
+        for work in ready if meter.time_every_event else ready[:1]:
+            work.seconds = 0.0
+            meter.event_started(work.payload)
 
     # -- completions ----------------------------------------------------------------------------------------
 
@@ -255,8 +264,11 @@ class ConcurrentLoop(LoopParts):
 
     def _complete(self, kind: int, work: Work, error: Any) -> None:
         if kind == DONE:
-            if self._watch_slow:
-                self._slow.pop(work.seq, None)
+            if self._errors.watch_slow:
+                self._errors.slow.pop(work.seq, None)
+            if work.seconds is not None:
+                self._meter.handler_done(work.seconds)  # type: ignore[union-attr]
+                work.seconds = None
             if work.state is not _RUNNING:
                 return  # given up meanwhile (revoked, stopping)
             if error is None:
@@ -265,7 +277,7 @@ class ConcurrentLoop(LoopParts):
                 if work.acks >= work.emits:
                     self._finish(work)
             else:
-                self._handler_failed(work, error)
+                self._errors.handler_failed(work, error)
         elif kind == ACK:
             work.acks += 1
             if error is not None:
@@ -276,17 +288,7 @@ class ConcurrentLoop(LoopParts):
             elif work.state is _HANDLED and work.acks >= work.emits:
                 self._finish(work)
         elif kind == DLQ and work.state is _DLQ_WAIT:
-            if error is None:
-                self._counters.dead_lettered += 1
-                self._finish(work)
-            else:
-                reason = (
-                    f"writing {work} to dead-letter topic '{self._policy.dead_letter_topic}' failed: "
-                    f"{error.name()}: {error.str()}"
-                )
-                log.error("%s; stopping without committing it", reason)
-                self._give_up(work)
-                self._control.halt(WORKER_EXIT_CLUSTER, reason)
+            self._errors.dead_letter_done(work, error)
 
     def _finish(self, work: Work) -> None:
         """The event is processed: what became committable by it goes to the commit strategy."""
@@ -326,115 +328,6 @@ class ConcurrentLoop(LoopParts):
             hook(msg)
         self._strategy.end_batch()
 
-    # -- failures -------------------------------------------------------------------------------------------
-
-    def _handler_failed(self, work: Work, exc: BaseException) -> None:
-        work.attempts += 1
-        if self._control.requested or not self._tracker.is_current(work.tp, work.epoch):
-            self._give_up(work)  # revoked or stopping: its next owner (or run) handles it again
-            return
-        if work.attempts <= self._policy.retries:
-            delay = backoff_delays(self._policy, self._rng)[work.attempts - 1]
-            log.debug("handler failed for %s (%s: %s); retry %d/%d in %.2f s",
-                      work, type(exc).__name__, exc, work.attempts, self._policy.retries, delay)  # fmt: skip
-            work.state = _RETRY_WAIT
-            heapq.heappush(self._timers, (time.monotonic() + delay, work.seq, work))
-            return
-        attempts = f" after {work.attempts} attempts" if work.attempts > 1 else ""
-        self._dispose(work, "handler", f"{type(exc).__name__}: {exc}", attempts)
-
-    def _retry_due(self) -> None:
-        now = time.monotonic()
-        timers = self._timers
-        again = []
-        while timers and timers[0][0] <= now:
-            work = heapq.heappop(timers)[2]
-            if work.state is not _RETRY_WAIT:
-                continue
-            if not self._tracker.is_current(work.tp, work.epoch):
-                self._give_up(work)
-                continue
-            work.state = _RUNNING
-            again.append(work)
-            self._counters.retried += 1
-            if self._watch_slow:
-                self._slow[work.seq] = (now, work)
-        if again:
-            self._executor.submit(again)
-
-    def _dispose(self, work: Work, error_type: str, text: str, attempts: str = "") -> None:
-        """The on_error action for an event that cannot be processed; its key stays blocked until it is done.
-        Skip and stop are the sequential worker's (Failures); a dead letter is written without waiting here:
-        its acknowledgement comes back as a completion."""
-        msg = work.payload
-        dlq = self._policy.dead_letter_topic
-        action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
-        if action == "dead_letter" and dlq:
-            self._counters.failed += 1  # (skip and stop are counted by Failures)
-            headers = dead_letter_headers(
-                msg.topic(), msg.partition(), msg.offset(), error_type, text, self._group, msg.headers()
-            )
-            work.state = _DLQ_WAIT
-            completions = self._completions
-
-            def on_delivery(err: Any, _msg: Any, work: Work = work) -> None:
-                completions.put((DLQ, work, err))
-
-            producer = self._producer
-            try:
-                try:
-                    producer.produce(dlq, msg.value(), msg.key(), headers=headers, on_delivery=on_delivery)
-                except BufferError:
-                    produce_when_room(producer, dlq, msg.value(), msg.key(), headers=headers,
-                                      on_delivery=on_delivery)  # fmt: skip
-            except KafkaException as exc:
-                completions.put((DLQ, work, exc.args[0]))
-                return
-            what = "schema-invalid event" if error_type == "schema" else "handler failed"
-            log.warning("%s %s%s: %s; dead-lettering to '%s'", what, _where(msg), attempts, text[:300], dlq)
-            return
-        outcome = self._failures.dispose(msg, error_type, text, attempts)
-        if outcome is Outcome.SKIPPED:
-            self._finish(work)
-        else:
-            self._give_up(work)
-
-    def _report_slow(self, now: float) -> None:
-        limit = self._timeout or 0.0
-        for seq, (started, work) in list(self._slow.items()):
-            if now - started > limit:
-                del self._slow[seq]  # once per call
-                log.warning(
-                    "handler for %s has run for over %g ms (on_error.timeout_ms); a sync handler cannot be "
-                    "cancelled: the events of its key wait, and it is not committed until it returns",
-                    _where(work.payload), limit * 1000,
-                )  # fmt: skip
-
-    # -- back-pressure --------------------------------------------------------------------------------------
-
-    def _flow(self, stalled: bool = False) -> None:
-        change = self._scheduler.flow(stalled)
-        if change is None:
-            return
-        consumer = self._consumer
-        membership = self._membership
-        try:
-            if change == PAUSE:
-                self._flow_paused = [TopicPartition(t, p) for t, p in sorted(membership.assigned)]
-                if self._flow_paused:
-                    consumer.pause(self._flow_paused)
-                log.debug("buffer full (%d events): paused %s", self._scheduler.buffered,
-                          describe(self._flow_paused))  # fmt: skip
-            elif change == RESUME:
-                paused = {(tp.topic, tp.partition) for tp in self._flow_paused + membership.paused}
-                still = [TopicPartition(t, p) for t, p in sorted(paused & membership.assigned)]
-                self._flow_paused, membership.paused = [], []
-                if still:
-                    consumer.resume(still)
-                log.debug("buffer drained: resumed %s", describe(still))
-        except KafkaException as exc:
-            log.warning("could not %s partitions: %s", change, exc.args[0].str())
-
     # -- revocation and stopping ------------------------------------------------------------------------------
 
     def _wait_for(self, tps: set[Partition] | None, deadline: float) -> None:
@@ -446,9 +339,7 @@ class ConcurrentLoop(LoopParts):
 
         while busy():
             # Events of these partitions waiting for a retry are not started again: they stay unfinished.
-            for _due, _seq, work in self._timers:
-                if work.state is _RETRY_WAIT and (tps is None or work.tp in tps):
-                    self._give_up(work)
+            self._errors.give_up_waiting(tps)
             left = deadline - time.monotonic()
             if not busy() or left <= 0:
                 return
@@ -470,14 +361,7 @@ class ConcurrentLoop(LoopParts):
     def on_assign(self, keys: Iterable[Partition]) -> None:
         keys = list(keys)
         self._tracker.assign(keys)
-        if self._scheduler.paused and keys:
-            # The buffer is full: new partitions wait like the others (resumed with them).
-            new = [TopicPartition(t, p) for t, p in keys]
-            try:
-                self._consumer.pause(new)
-                self._flow_paused.extend(new)
-            except KafkaException as exc:
-                log.warning("could not pause %s: %s", describe(new), exc.args[0].str())
+        self._flow.assigned(keys)
 
     def before_revoke(self, keys: Iterable[Partition]) -> None:
         """Partitions are being revoked: drop their queued events, wait (bounded) for those in flight, and hand
@@ -504,15 +388,7 @@ class ConcurrentLoop(LoopParts):
         # Events of these partitions still running keep their slot (and key) until they return; their
         # completion no longer counts (the tracker's epoch moved on).
         self._tracker.revoke(keys)
-        mine = [tp for tp in self._flow_paused if (tp.topic, tp.partition) in keys]
-        if mine:
-            # librdkafka keeps a partition paused through a rebalance: resume it while it is still ours, or
-            # it would stay paused if it came back to this member (Membership.forget does the same for its own).
-            self._flow_paused = [tp for tp in self._flow_paused if (tp.topic, tp.partition) not in keys]
-            try:
-                self._consumer.resume(mine)
-            except KafkaException as exc:
-                log.debug("could not resume %s on revocation: %s", describe(mine), exc.args[0].str())
+        self._flow.release(keys)
 
     # -- status ---------------------------------------------------------------------------------------------
 
@@ -524,7 +400,3 @@ class ConcurrentLoop(LoopParts):
             "queued": self._scheduler.queued,
             "oldest_unfinished": tuple(sorted((t, p, o) for (t, p), o in oldest.items())),
         }
-
-
-def _where(msg: Any) -> str:
-    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"

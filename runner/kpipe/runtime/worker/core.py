@@ -209,6 +209,7 @@ class GroupWorker:
             assigned=tuple(sorted(self.assigned)),
             state=self.state,
             error=self.error,
+            joining=self.state == "running" and self._membership.joining,
             busy=self._watch.busy if self._watch.current is not None else None,
             counters=counters,
             lag=meter.lag if meter is not None else (),

@@ -1,0 +1,177 @@
+"""What the concurrent loop (concurrent.py) does with an event that failed: retry it after its backoff, dead-
+letter it without waiting, or hand it to the sequential worker's Failures for skip and stop; and, for sync
+handlers with on_error.timeout_ms, report calls running over it (they cannot be cancelled).
+
+A failed event keeps its key blocked and its slot held until it is done. Only the consumer thread calls this.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaException
+
+from kpipe.compilation.compiled import ErrorPolicy
+from kpipe.runtime.backpressure import produce_when_room
+from kpipe.runtime.concurrent.scheduler import Work
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
+from kpipe.runtime.worker.failures import Failures, Outcome, backoff_delays, dead_letter_headers
+from kpipe.runtime.worker.state import Control, Counters
+
+log = logging.getLogger("kpipe.runtime.worker")
+
+DLQ = 2  # completion kind: a dead letter was acknowledged (or not)
+
+# Work.state values (the loop's; these are the ones failures move an event through).
+RUNNING, HANDLED, RETRY_WAIT, DLQ_WAIT, DONE = 1, 2, 3, 4, 5
+
+
+class EventFailures:
+    def __init__(
+        self,
+        *,
+        group: str,
+        policy: ErrorPolicy,
+        failures: Failures,
+        producer: Any,
+        completions: queue.SimpleQueue,
+        control: Control,
+        counters: Counters,
+        rng: Callable[[], float],
+        finish: Callable[[Work], None],
+        give_up: Callable[[Work], None],
+        is_current: Callable[[Any, int], bool],
+        submit: Callable[[list[Work]], None],
+        watch_slow: bool,
+        timeout: float | None,
+    ):
+        self._group = group
+        self._policy = policy
+        self._failures = failures
+        self._producer = producer
+        self._completions = completions
+        self._control = control
+        self._counters = counters
+        self._rng = rng
+        self._finish = finish
+        self._give_up = give_up
+        self._is_current = is_current
+        self._submit = submit
+        self._timeout = timeout
+        # (due, seq, work) of failed events waiting for their retry.
+        self.timers: list[tuple[float, int, Work]] = []
+        # Sync handlers cannot be cancelled: with a timeout, calls running over it are reported (seq -> start).
+        self.watch_slow = watch_slow
+        self.slow: dict[int, tuple[float, Work]] = {}
+
+    def handler_failed(self, work: Work, exc: BaseException) -> None:
+        work.attempts += 1
+        if self._control.requested or not self._is_current(work.tp, work.epoch):
+            self._give_up(work)  # revoked or stopping: its next owner (or run) handles it again
+            return
+        if work.attempts <= self._policy.retries:
+            delay = backoff_delays(self._policy, self._rng)[work.attempts - 1]
+            log.debug("handler failed for %s (%s: %s); retry %d/%d in %.2f s",
+                      work, type(exc).__name__, exc, work.attempts, self._policy.retries, delay)  # fmt: skip
+            work.state = RETRY_WAIT
+            heapq.heappush(self.timers, (time.monotonic() + delay, work.seq, work))
+            return
+        attempts = f" after {work.attempts} attempts" if work.attempts > 1 else ""
+        self.dispose(work, "handler", f"{type(exc).__name__}: {exc}", attempts)
+
+    def retry_due(self) -> None:
+        now = time.monotonic()
+        timers = self.timers
+        again = []
+        while timers and timers[0][0] <= now:
+            work = heapq.heappop(timers)[2]
+            if work.state is not RETRY_WAIT:
+                continue
+            if not self._is_current(work.tp, work.epoch):
+                self._give_up(work)
+                continue
+            work.state = RUNNING
+            again.append(work)
+            self._counters.retried += 1
+            if self.watch_slow:
+                self.slow[work.seq] = (now, work)
+        if again:
+            self._submit(again)
+
+    def give_up_waiting(self, tps: set | None) -> None:
+        """Events of these partitions (None: of all) waiting for a retry are not started again."""
+        for _due, _seq, work in self.timers:
+            if work.state is RETRY_WAIT and (tps is None or work.tp in tps):
+                self._give_up(work)
+
+    def dispose(self, work: Work, error_type: str, text: str, attempts: str = "") -> None:
+        """The on_error action for an event that cannot be processed; its key stays blocked until it is done.
+        Skip and stop are the sequential worker's (Failures); a dead letter is written without waiting here:
+        its acknowledgement comes back as a completion (dead_letter_done)."""
+        msg = work.payload
+        dlq = self._policy.dead_letter_topic
+        action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
+        if action == "dead_letter" and dlq:
+            self._counters.failed += 1  # (skip and stop are counted by Failures)
+            headers = dead_letter_headers(
+                msg.topic(), msg.partition(), msg.offset(), error_type, text, self._group, msg.headers()
+            )
+            work.state = DLQ_WAIT
+            completions = self._completions
+
+            def on_delivery(err: Any, _msg: Any, work: Work = work) -> None:
+                completions.put((DLQ, work, err))
+
+            producer = self._producer
+            try:
+                try:
+                    producer.produce(dlq, msg.value(), msg.key(), headers=headers, on_delivery=on_delivery)
+                except BufferError:
+                    produce_when_room(producer, dlq, msg.value(), msg.key(), headers=headers,
+                                      on_delivery=on_delivery)  # fmt: skip
+            except KafkaException as exc:
+                completions.put((DLQ, work, exc.args[0]))
+                return
+            what = "schema-invalid event" if error_type == "schema" else "handler failed"
+            log.warning("%s %s%s: %s; dead-lettering to '%s'", what, where(msg), attempts, text[:300], dlq)
+            return
+        outcome = self._failures.dispose(msg, error_type, text, attempts)
+        if outcome is Outcome.SKIPPED:
+            self._finish(work)
+        else:
+            self._give_up(work)
+
+    def dead_letter_done(self, work: Work, error: Any) -> bool:
+        """A dead letter's acknowledgement; False when it was not written (the worker halts)."""
+        if error is None:
+            self._counters.dead_lettered += 1
+            self._finish(work)
+            return True
+        reason = (
+            f"writing {work} to dead-letter topic '{self._policy.dead_letter_topic}' failed: "
+            f"{error.name()}: {error.str()}"
+        )
+        log.error("%s; stopping without committing it", reason)
+        self._give_up(work)
+        self._control.halt(WORKER_EXIT_CLUSTER, reason)
+        return False
+
+    def report_slow(self, now: float) -> None:
+        limit = self._timeout or 0.0
+        for seq, (started, work) in list(self.slow.items()):
+            if now - started > limit:
+                del self.slow[seq]  # once per call
+                log.warning(
+                    "handler for %s has run for over %g ms (on_error.timeout_ms); a sync handler cannot be "
+                    "cancelled: the events of its key wait, and it is not committed until it returns",
+                    where(work.payload), limit * 1000,
+                )  # fmt: skip
+
+
+def where(msg: Any) -> str:
+    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"

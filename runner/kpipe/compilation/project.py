@@ -153,7 +153,7 @@ def inspect_project(
     `paths`); imports pydantic-model schemas only with `import_code`, else checks them and the handlers
     statically (unless not `check_code`: commands that need neither, such as plan)."""
     files = ProjectFiles(project_root(list(paths), root))
-    loaded = load_documents(paths, variables=variables, values_files=values_files, root=files.root)
+    loaded = load_documents(paths, variables=variables, values_files=values_files, files=files)
     for document in loaded.documents:
         remember_secret_values(document.data)
     spec, diagnostics = assemble(loaded.documents)

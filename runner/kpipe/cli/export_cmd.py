@@ -61,15 +61,6 @@ def _secrets(
     return secret_values(project, env, seen)
 
 
-def _check_below_root(project: Any, options: ProjectOptions) -> None:
-    """Nothing outside the project root is read into an export (a schema at ../../elsewhere.yaml)."""
-    from kpipe.export.sources import project_files
-    from kpipe.loading.files import project_root
-
-    root = project_root(options.paths[:1], options.root)
-    project_files([*project.files, *project.inspection.schema_sources.values(), *options.values_files], root)
-
-
 @click.group()
 def export() -> None:
     """Describe the project for other tools: AsyncAPI, a topology graph, Kubernetes manifests, a Dockerfile.
@@ -111,7 +102,6 @@ def asyncapi(
     from kpipe.export.secrets import refuse_secrets
 
     project = _load(options, import_code)
-    _check_below_root(project, options)
     doc = document(project, title=title, version=doc_version, bootstrap_servers=options.bootstrap_servers)
     if output_format == "json":
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
@@ -296,7 +286,7 @@ def kubernetes(
         list(options.values_files),
         options.variables,
         settings,
-        root=project_root(options.paths[:1], options.root),
+        root=project.spec.root,
     )
     refuse_secrets(((f"{o['kind']} {o['metadata']['name']}", dump_yaml(o)) for o in objects), secrets)
     _write_manifests(objects, output)
@@ -383,11 +373,10 @@ def dockerfile(
     """
     from kpipe.export.dockerfile import dockerfile as build
     from kpipe.export.sources import code_paths, project_files
-    from kpipe.loading.files import project_root
     from kpipe.model.pipeline import SchemaModel
 
     project = _load(options, import_code=False)
-    root = project_root(options.paths[:1], options.root)
+    root = project.spec.root
     files = project_files(
         [*project.files, *project.inspection.schema_sources.values(), *options.values_files], root
     )

@@ -105,9 +105,9 @@ class ProjectOptions:
 
     def documents(self) -> LoadResult:
         """The rendered files, before any validation (for `render`)."""
-        from kpipe.loading.loader import load_documents
+        from kpipe.compilation.project import read_documents
 
-        return load_documents(
+        return read_documents(
             self.paths, variables=self.variables, values_files=self.values_files, root=self.root
         )
 

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -90,6 +91,32 @@ def fast_group_config() -> dict[str, str | int]:
         "fetch.wait.max.ms": 50,
         "fetch.queue.backoff.ms": 10,
     }
+
+
+@pytest.fixture
+def admin(kafka_bootstrap: str) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture
+def make_topics(admin: Any) -> Iterator[Callable[..., None]]:
+    """make_topics(*names, partitions=1) creates topics on the session broker for this test and
+    deletes them after it (Tansu keeps every topic in memory for the whole session)."""
+    from confluent_kafka.admin import NewTopic
+
+    created: list[str] = []
+
+    def make(*names: str, partitions: int = 1) -> None:
+        for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+            future.result(10)
+        created.extend(names)
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created).values():
+            future.exception(10)
 
 
 @pytest.fixture

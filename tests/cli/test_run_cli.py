@@ -92,10 +92,13 @@ def read_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list
 
 
 def test_produce_reports_invalid_lines_and_sends_the_rest(
-    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str]
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
 ) -> None:
     topic = unique_name("payments")
-    create_topic(kafka_bootstrap, topic)
+    make_topics(topic, partitions=2)
     project = write_project(tmp_path / "p", topic, kafka_bootstrap)
     events = tmp_path / "events.jsonl"
     events.write_text(
@@ -123,10 +126,13 @@ def test_produce_reports_invalid_lines_and_sends_the_rest(
 
 
 def test_produce_from_stdin_exits_zero_when_everything_is_delivered(
-    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str]
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
 ) -> None:
     topic = unique_name("payments")
-    create_topic(kafka_bootstrap, topic)
+    make_topics(topic, partitions=2)
     project = write_project(tmp_path / "p", topic, kafka_bootstrap)
     stdin = "".join(json.dumps({"id": f"k{i % 10}", "amount": i}) + "\n" for i in range(50))
     code, out, err = kpipe("produce", "payments-api", str(project), stdin=stdin)
@@ -196,10 +202,13 @@ def test_produce_missing_file_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_produce_reports_a_line_that_is_not_utf8_and_sends_the_rest(
-    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str]
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
 ) -> None:
     topic = unique_name("payments")
-    create_topic(kafka_bootstrap, topic)
+    make_topics(topic, partitions=2)
     project = write_project(tmp_path / "p", topic, kafka_bootstrap)
     events = tmp_path / "events.jsonl"
     valid = [json.dumps({"id": f"k{i}", "amount": i}).encode() + b"\n" for i in range(200)]
@@ -223,10 +232,13 @@ def test_produce_not_utf8_on_stdin_needs_no_broker(tmp_path: Path) -> None:
 
 
 def test_produce_event_too_large_is_reported_by_line_and_the_rest_sent(
-    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str]
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
 ) -> None:
     topic = unique_name("payments")
-    create_topic(kafka_bootstrap, topic)
+    make_topics(topic, partitions=2)
     project = write_project(tmp_path / "p", topic, kafka_bootstrap)
     huge = json.dumps({"id": "x" * 1_500_000, "amount": 1})  # above librdkafka's message.max.bytes (1 MB)
     stdin = '{"id": "a", "amount": 1}\n' + huge + '\n{"id": "b", "amount": 2}\n'
@@ -240,14 +252,18 @@ def test_produce_event_too_large_is_reported_by_line_and_the_rest_sent(
 
 
 def test_produce_flushes_queued_events_when_something_breaks_mid_file(
-    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    make_topics: Callable[..., None],
 ) -> None:
     # Any failure while reading (here a bug on line 51) still flushes the 50 events queued before it and
     # prints the summary; the failure itself is not swallowed.
     import kpipe.cli.run_cmd as run_cmd
 
     topic = unique_name("payments")
-    create_topic(kafka_bootstrap, topic)
+    make_topics(topic, partitions=2)
     project = (
         write_project(tmp_path / "p", topic, kafka_bootstrap)
         .read_text()
@@ -276,10 +292,14 @@ def test_produce_flushes_queued_events_when_something_breaks_mid_file(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_produce_interrupted_flushes_what_it_queued_and_prints_the_summary(
-    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str], signum: int
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    signum: int,
+    make_topics: Callable[..., None],
 ) -> None:
     topic = unique_name("payments")
-    create_topic(kafka_bootstrap, topic)
+    make_topics(topic, partitions=2)
     project = write_project(tmp_path / "p", topic, kafka_bootstrap)
     # A long linger keeps the events queued in the client: only the flush on the way out delivers them.
     project.write_text(project.read_text().replace("linger_ms: 1", "linger_ms: 60000"))

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from helpers import wait_for
 
@@ -29,10 +28,10 @@ def test_run_imports_the_handler_from_the_project_root(
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("rootimport"), unique_name("rootimporters")
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+    make_topics(topic)
     project = tmp_path / "myproj"
     (project / "app").mkdir(parents=True)
     (project / "pyproject.toml").write_text("[project]\nname = 'myproj'\n")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from helpers import wait_for
 
@@ -70,11 +69,6 @@ consumers:
 {consumers}"""
     )
     return directory
-
-
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=10)
 
 
 def produce(bootstrap: str, topic: str, count: int, partitions: int, keys: int = 0) -> list[str]:
@@ -189,9 +183,10 @@ def test_two_instances_split_the_partitions_and_sigterm_stops_cleanly(
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
     kpipe_runs: list[KpipeRun],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("split"), unique_name("splitters")
-    create_topic(kafka_bootstrap, topic, 4)
+    make_topics(topic, partitions=4)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 4, {group: 2})
     run = KpipeRun(tmp_path, project, fast_group_config)
     kpipe_runs.append(run)
@@ -222,9 +217,10 @@ def test_killed_instance_partitions_are_taken_over_and_the_topic_finished(
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
     kpipe_runs: list[KpipeRun],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("takeover"), unique_name("takers")
-    create_topic(kafka_bootstrap, topic, 4)
+    make_topics(topic, partitions=4)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 4, {group: 2})
     # 20 ms per event: the killed worker still has most of its partitions' events ahead of it.
     run = KpipeRun(tmp_path, project, fast_group_config, env={"KPIPE_TEST_DELAY_S": "0.02"})
@@ -277,9 +273,10 @@ def test_sigterm_commits_what_was_handled(
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
     kpipe_runs: list[KpipeRun],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("commits"), unique_name("committers")
-    create_topic(kafka_bootstrap, topic, 2)
+    make_topics(topic, partitions=2)
     produce(kafka_bootstrap, topic, 13, 2)  # 7 on partition 0, 6 on partition 1: not a multiple of batch_size
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {group: 1})
     run = KpipeRun(tmp_path, project, fast_group_config)
@@ -301,9 +298,10 @@ def test_two_groups_on_one_topic_each_receive_every_event(
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
     kpipe_runs: list[KpipeRun],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, billing, audit = unique_name("shared"), unique_name("billing"), unique_name("audit")
-    create_topic(kafka_bootstrap, topic, 2)
+    make_topics(topic, partitions=2)
     keys = 5
     values = produce(kafka_bootstrap, topic, 40, 2, keys=keys)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {billing: 1, audit: 1})
@@ -335,9 +333,10 @@ def test_group_option_runs_only_the_named_groups(
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
     kpipe_runs: list[KpipeRun],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, chosen, other = unique_name("some"), unique_name("chosen"), unique_name("other")
-    create_topic(kafka_bootstrap, topic, 1)
+    make_topics(topic, partitions=1)
     produce(kafka_bootstrap, topic, 3, 1)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 1, {chosen: 1, other: 1})
     run = KpipeRun(tmp_path, project, fast_group_config, "--group", chosen)
@@ -359,12 +358,13 @@ def test_ctrl_c_during_the_group_join_does_not_leave_the_group_stuck(
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
     kpipe_runs: list[KpipeRun],
+    make_topics: Callable[..., None],
 ) -> None:
     # Closing a consumer whose JoinGroup is in flight sends a LeaveGroup that Tansu mishandles: the group keeps
     # the departed member as its leader and no later member is ever assigned (measured: none within 360 s).
     # A worker stopped mid-join waits for the join to finish, then leaves a formed group.
     topic, group = unique_name("joins"), unique_name("joiners")
-    create_topic(kafka_bootstrap, topic, 2)
+    make_topics(topic, partitions=2)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {group: 1})
     (tmp_path / "first").mkdir()
     first = KpipeRun(tmp_path / "first", project, fast_group_config)
@@ -416,10 +416,11 @@ def test_a_hung_handler_restarts_its_worker_and_the_event_is_dead_lettered_after
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
     kpipe_runs: list[KpipeRun],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("hangs"), unique_name("hangers")
-    create_topic(kafka_bootstrap, topic, 1)
-    create_topic(kafka_bootstrap, f"{topic}.dlq", 1)
+    make_topics(topic, partitions=1)
+    make_topics(f"{topic}.dlq", partitions=1)
     values = produce(kafka_bootstrap, topic, 10, 1)
     project = write_hanging_project(
         tmp_path / "project",
@@ -461,9 +462,10 @@ def test_sigterm_while_a_handler_hangs_stops_within_the_shutdown_timeout_naming_
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
     kpipe_runs: list[KpipeRun],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("stuck"), unique_name("stuckers")
-    create_topic(kafka_bootstrap, topic, 1)
+    make_topics(topic, partitions=1)
     produce(kafka_bootstrap, topic, 3, 1)
     project = write_hanging_project(tmp_path / "project", kafka_bootstrap, topic, group, "{action: skip}")
     run = KpipeRun(tmp_path, project, fast_group_config, env={"KPIPE_TEST_HANG_ON": "event-1"})

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-from test_run import KpipeRun, create_topic, produce, write_project
+from test_run import KpipeRun, produce, write_project
 
 from helpers import wait_for
 from kpipe.local.broker import free_port
@@ -51,9 +51,10 @@ def test_metrics_health_and_readiness_through_join_work_and_a_killed_worker(
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("metrics"), unique_name("measured")
-    create_topic(kafka_bootstrap, topic, 2)
+    make_topics(topic, partitions=2)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {group: 1})
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -152,9 +153,10 @@ def test_a_concurrent_group_publishes_in_flight_queued_and_oldest_unfinished(
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
     fast_group_config: dict[str, str | int],
+    make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("metrics"), unique_name("concurrent")
-    create_topic(kafka_bootstrap, topic, 1)
+    make_topics(topic, partitions=1)
     project = tmp_path / "project"
     project.mkdir()
     (project / "gated.py").write_text(GATED)

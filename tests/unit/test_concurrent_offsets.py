@@ -25,7 +25,6 @@ def test_nothing_tracked_means_nothing_to_commit() -> None:
     tracker = OffsetTracker()
     tracker.assign([TP])
     assert tracker.committable(TP) is None
-    assert tracker.to_commit() == {}
 
 
 def test_in_order_completion_commits_past_the_last_finished() -> None:
@@ -80,26 +79,6 @@ def test_finishing_twice_or_tracking_backwards_is_refused() -> None:
         part.track(3)
 
 
-def test_to_commit_reports_only_progress_since_the_last_commit() -> None:
-    tracker, epoch = tracked(0, 1)
-    tracker.finish(TP, 0, epoch)
-    assert tracker.to_commit() == {TP: 1}
-    tracker.committed({TP: 1})
-    assert tracker.to_commit() == {}
-    tracker.finish(TP, 1, epoch)
-    assert tracker.to_commit() == {TP: 2}
-
-
-def test_to_commit_can_be_limited_to_some_partitions() -> None:
-    tracker = OffsetTracker()
-    tracker.assign([TP, TP1])
-    e0 = tracker.track(TP, 0)
-    e1 = tracker.track(TP1, 0)
-    tracker.finish(TP, 0, e0)
-    tracker.finish(TP1, 0, e1)
-    assert tracker.to_commit([TP1, ("other", 0)]) == {TP1: 1}
-
-
 def test_revocation_drops_the_partition_and_stale_completions_change_nothing() -> None:
     tracker, old = tracked(0, 1)
     tracker.revoke([TP])
@@ -113,14 +92,6 @@ def test_revocation_drops_the_partition_and_stale_completions_change_nothing() -
     assert tracker.committable(TP) == 0
     assert tracker.finish(TP, 0, new) == [None]
     assert tracker.committable(TP) == 1
-
-
-def test_committed_for_a_revoked_partition_is_ignored() -> None:
-    tracker, epoch = tracked(0)
-    tracker.finish(TP, 0, epoch)
-    tracker.revoke([TP])
-    tracker.committed({TP: 1})
-    assert tracker.to_commit() == {}
 
 
 def test_metrics_oldest_unfinished_and_count() -> None:

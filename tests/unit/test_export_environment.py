@@ -9,12 +9,16 @@ import pytest
 from kpipe.errors import UsageError
 from kpipe.export.environment import env_vars
 from kpipe.export.kubernetes import dns_name
+from kpipe.loading.files import ProjectFiles
 
 
 def _vars(tmp_path: Path, text: str) -> dict[str, tuple[bool, bool, tuple[str, ...]]]:
     path = tmp_path / "p.yaml"
     path.write_text(text)
-    return {v.name: (v.secret, v.has_default, v.keys) for v in env_vars([(path, "p.yaml")])}
+    return {
+        v.name: (v.secret, v.has_default, v.keys)
+        for v in env_vars([(path, "p.yaml")], ProjectFiles(tmp_path))
+    }
 
 
 def test_calls_are_found_without_rendering(tmp_path: Path) -> None:

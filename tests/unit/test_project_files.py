@@ -43,3 +43,23 @@ def test_whole_project_cap(tmp_path: Path) -> None:
     (tmp_path / "d.yaml").write_text("x" * 101)
     _, problems = files.read_bytes_of(tmp_path / "d.yaml", "d.yaml", Position("d.yaml"))
     assert problems[0].code == "file-too-large"
+
+
+def test_one_cap_covers_pipeline_and_schema_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    import kpipe.compilation.project as project
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "_schemas").mkdir()
+    schema = "type: object\nproperties:\n  order_id: {type: string}\n" + "#" * 300 + "\n"
+    (tmp_path / "_schemas" / "order.schema.yaml").write_text(schema)
+    pipeline = "schemas:\n  Order: _schemas/order.schema.yaml\ntopics:\n  orders:\n    partitions: 1\n"
+    pipeline += "    schema: Order\n" + "#" * 300 + "\n"
+    (tmp_path / "pipeline.yaml").write_text(pipeline)
+    # Each file fits the cap; together they do not.
+    cap = max(len(schema), len(pipeline)) + 10
+    assert len(schema) + len(pipeline) > cap
+    monkeypatch.setattr(project, "ProjectFiles", functools.partial(ProjectFiles, max_project_bytes=cap))
+    inspection = project.inspect_project([tmp_path / "pipeline.yaml"], check_code=False)
+    assert [d.code for d in inspection.diagnostics if d.is_error] == ["project-too-large"]

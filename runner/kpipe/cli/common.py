@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from kpipe.api import Project
     from kpipe.compilation.project import Inspection
     from kpipe.loading.loader import LoadResult
+    from kpipe.topics.cluster import KafkaCluster
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,9 +106,9 @@ class ProjectOptions:
 
     def documents(self) -> LoadResult:
         """The rendered files, before any validation (for `render`)."""
-        from kpipe.loading.loader import load_documents
+        from kpipe.compilation.project import read_documents
 
-        return load_documents(
+        return read_documents(
             self.paths, variables=self.variables, values_files=self.values_files, root=self.root
         )
 
@@ -168,6 +169,19 @@ class ProjectOptions:
             check_code=check_code,
         )
         return resolve(project) if resolve_local else project
+
+    def connect(self, timeout: float) -> tuple[Project, KafkaCluster]:
+        """The project as the commands that read the cluster need it (no project code imported or checked),
+        with its warnings printed to stderr, and a client of its cluster, which the caller closes."""
+        from kpipe.topics.cluster import connect
+
+        project = self.load(import_code=False, check_code=False)
+        if project.warnings:
+            from kpipe.diagnostics import render_text, sort_diagnostics
+
+            click.echo(render_text(sort_diagnostics(project.warnings)), err=True)
+        # The client config may hold secrets (sasl.password, …): it goes to the cluster clients, never to output.
+        return project, connect(project.cluster_client_config().as_dict(), timeout=timeout)
 
 
 def project_options(*, bootstrap: bool = False) -> Callable[[F], F]:
@@ -249,6 +263,15 @@ import_code_option = click.option(
     "import_code",
     is_flag=True,
     help="Import handler and model modules: runs project code (default: checked without running them).",
+)
+
+# The commands that talk to the cluster (plan, apply, status).
+cluster_timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the cluster to answer before giving up (exit 3).",
 )
 
 # `kpipe run` takes it; `kpipe export kubernetes` passes it on to the pods' `kpipe run`.

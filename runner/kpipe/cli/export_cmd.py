@@ -45,25 +45,20 @@ def _cannot_write(path: Path, exc: OSError) -> UsageError:
     return UsageError(f"cannot write {path}: {exc.strerror or exc}")
 
 
-def _secrets(project: Any, environ: Mapping[str, str | None] | None = None) -> list[Any]:
+def _secrets(
+    project: Any, environ: Mapping[str, str | None] | None = None, env: list[Any] | None = None
+) -> list[Any]:
     """The project's secret values (export.secrets), with the env() values the render saw: `environ`, or
-    this process's environment."""
+    this process's environment. `env` is the variables the files read, when already found."""
     from kpipe.export.environment import env_vars
     from kpipe.export.secrets import secret_values
+    from kpipe.loading.files import ProjectFiles
     from kpipe.loading.loader import display_path
 
-    env = env_vars((f, display_path(f)) for f in project.files)
+    if env is None:
+        env = env_vars(((f, display_path(f)) for f in project.files), ProjectFiles(project.spec.root))
     seen = {k: v for k, v in (environ if environ is not None else os.environ).items() if v is not None}
     return secret_values(project, env, seen)
-
-
-def _check_below_root(project: Any, options: ProjectOptions) -> None:
-    """Nothing outside the project root is read into an export (a schema at ../../elsewhere.yaml)."""
-    from kpipe.export.sources import project_files
-    from kpipe.loading.files import project_root
-
-    root = project_root(options.paths[:1], options.root)
-    project_files([*project.files, *project.inspection.schema_sources.values(), *options.values_files], root)
 
 
 @click.group()
@@ -107,7 +102,6 @@ def asyncapi(
     from kpipe.export.secrets import refuse_secrets
 
     project = _load(options, import_code)
-    _check_below_root(project, options)
     doc = document(project, title=title, version=doc_version, bootstrap_servers=options.bootstrap_servers)
     if output_format == "json":
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
@@ -250,7 +244,7 @@ def kubernetes(
     from kpipe.export.text import dump_yaml
     from kpipe.export.topology import topology
     from kpipe.loading.files import ProjectFiles, project_root
-    from kpipe.loading.loader import discover, display_path, read_text
+    from kpipe.loading.loader import discover, display_path
 
     env_values = parse_vars(set_env, "--set-env")
     for label, value in (
@@ -278,12 +272,12 @@ def kubernetes(
     # Read as loading reads them: inside the project root, regular files, size caps.
     reader = ProjectFiles(project_root(options.paths[:1], options.root))
     files, _ = discover(options.paths, reader)
-    env = env_vars(((f, display_path(f)) for f in files), lambda f, shown: read_text(f, shown, reader)[0])
+    env = env_vars(((f, display_path(f)) for f in files), reader)
     check_environment(env, env_values, Pods(env, [], settings).secret_name)
     render_env = render_environment(env, env_values)
     with _environment(render_env):
         project = _load(options, import_code=False)
-        secrets = _secrets(project, render_env)
+        secrets = _secrets(project, render_env, env)
     objects = manifests(
         project,
         topology(project),
@@ -292,7 +286,7 @@ def kubernetes(
         list(options.values_files),
         options.variables,
         settings,
-        root=project_root(options.paths[:1], options.root),
+        root=project.spec.root,
     )
     refuse_secrets(((f"{o['kind']} {o['metadata']['name']}", dump_yaml(o)) for o in objects), secrets)
     _write_manifests(objects, output)
@@ -379,11 +373,10 @@ def dockerfile(
     """
     from kpipe.export.dockerfile import dockerfile as build
     from kpipe.export.sources import code_paths, project_files
-    from kpipe.loading.files import project_root
     from kpipe.model.pipeline import SchemaModel
 
     project = _load(options, import_code=False)
-    root = project_root(options.paths[:1], options.root)
+    root = project.spec.root
     files = project_files(
         [*project.files, *project.inspection.schema_sources.values(), *options.values_files], root
     )

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
-from kpipe.cli.common import ProjectOptions, project_options
+from kpipe.cli.common import ProjectOptions, cluster_timeout_option, project_options
 from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_INVALID, EXIT_OK, UsageError
-
-if TYPE_CHECKING:
-    from kpipe.compilation.compiled import TopicSpec
-    from kpipe.topics.cluster import KafkaCluster
 
 
 def cluster_options(func):  # type: ignore[no-untyped-def]
-    func = click.option(
-        "--timeout",
-        type=click.FloatRange(min=0.1),
-        default=10.0,
-        show_default=True,
-        help="Seconds to wait for the cluster to answer before giving up (exit 3).",
-    )(func)
+    func = cluster_timeout_option(func)
     func = click.option(
         "--force", is_flag=True, help="With --prune: also delete topics that consumer groups have offsets on."
     )(func)
@@ -30,20 +19,6 @@ def cluster_options(func):  # type: ignore[no-untyped-def]
         "--prune", is_flag=True, help="Also list (plan) or delete (apply) topics that no file declares."
     )(func)
     return func
-
-
-def _connect(options: ProjectOptions, timeout: float) -> tuple[list[TopicSpec], KafkaCluster]:
-    from kpipe.topics.cluster import connect
-
-    project = options.load(import_code=False, check_code=False)  # topics need no project code, nor its check
-    if project.warnings:
-        from kpipe.diagnostics import render_text, sort_diagnostics
-
-        click.echo(render_text(sort_diagnostics(project.warnings)), err=True)
-    desired = project.topic_specs()
-    # The client config may hold secrets (sasl.password, …): it goes to the AdminClient, never to output.
-    cluster = connect(project.cluster_client_config().as_dict(), timeout=timeout)
-    return desired, cluster
 
 
 @click.command()
@@ -84,9 +59,9 @@ def plan(
     """
     from kpipe.topics.apply import read_plan
 
-    desired, cluster = _connect(options, timeout)
+    project, cluster = options.connect(timeout)
     try:
-        the_plan = read_plan(cluster, desired, prune=prune, force=force)
+        the_plan = read_plan(cluster, project.topic_specs(), prune=prune, force=force)
     finally:
         cluster.close()
     click.echo(the_plan.render_json() if output_format == "json" else the_plan.render_text())
@@ -114,8 +89,9 @@ def apply(options: ProjectOptions, prune: bool, force: bool, timeout: float, yes
     from kpipe.topics.apply import apply_plan, read_plan
     from kpipe.topics.plan import DeleteTopic
 
-    desired, cluster = _connect(options, timeout)
+    project, cluster = options.connect(timeout)
     try:
+        desired = project.topic_specs()
         the_plan = read_plan(cluster, desired, prune=prune, force=force)
         click.echo(the_plan.render_text())
         the_plan.raise_if_unsafe()

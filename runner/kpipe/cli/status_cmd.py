@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kpipe.cli.common import ProjectOptions, project_options
+from kpipe.cli.common import ProjectOptions, cluster_timeout_option, project_options
 from kpipe.errors import EXIT_LAG_EXCEEDED, ClusterError, LagExceeded, UsageError
 
 if TYPE_CHECKING:
@@ -43,13 +43,7 @@ if TYPE_CHECKING:
     metavar="SECONDS",
     help="With --watch: seconds between refreshes.",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    help="Seconds to wait for the cluster to answer before giving up (exit 3).",
-)
+@cluster_timeout_option
 def status(
     options: ProjectOptions,
     groups: tuple[str, ...],
@@ -73,20 +67,16 @@ def status(
       kpipe status pipelines/ --format json
       kpipe status pipelines/ --watch
     """
-    from kpipe.topics.cluster import connect
-
     if watch and output_format == "json":
         raise UsageError("--watch draws a table; use --format json without --watch (e.g. from a loop)")
-    project = options.load(import_code=False, check_code=False)  # reading offsets needs no project code
-    selected = (
-        [project.consumer_group(name) for name in dict.fromkeys(groups)]
-        if groups
-        else project.consumer_groups()
-    )
-    topics = project.topic_specs()
-    # The client config may hold secrets: it goes to the cluster clients, never to output.
-    cluster = connect(project.cluster_client_config().as_dict(), timeout=timeout)
+    project, cluster = options.connect(timeout)  # reading offsets needs no project code
     try:
+        selected = (
+            [project.consumer_group(name) for name in dict.fromkeys(groups)]
+            if groups
+            else project.consumer_groups()
+        )
+        topics = project.topic_specs()
         if watch:
             _watch(cluster, selected, topics, interval, max_lag)
             return

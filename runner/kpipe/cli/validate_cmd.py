@@ -99,15 +99,12 @@ def render(options: ProjectOptions, show_secrets: bool) -> None:
     Example:
       kpipe render pipelines/ --values pipelines/values/prod.yaml
     """
-    from kpipe.model.librdkafka import remember_secret_values
     from kpipe.redaction import escape_controls, safe_text
 
     loaded = options.documents()
     if any(d.is_error for d in loaded.diagnostics):
         raise PipelineInvalid(loaded.diagnostics)
     show = escape_controls if show_secrets else safe_text
-    for document in loaded.documents:
-        remember_secret_values(document.data)
     for i, document in enumerate(loaded.documents):
         if i:
             click.echo("---")

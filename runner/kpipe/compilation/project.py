@@ -37,7 +37,7 @@ from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
 from kpipe.loading.code import import_paths
 from kpipe.loading.files import ProjectFiles, project_root
-from kpipe.loading.loader import load_documents, load_yaml_file
+from kpipe.loading.loader import LoadResult, load_documents, load_yaml_file
 from kpipe.model.aliases import json_names
 from kpipe.model.assemble import ProjectSpec, assemble
 from kpipe.model.librdkafka import remember_secret_values
@@ -140,6 +140,22 @@ def resolve_schemas(
     return models, sources, diagnostics
 
 
+def read_documents(
+    paths: Iterable[Path | str],
+    *,
+    variables: Mapping[str, str] | None = None,
+    values_files: Iterable[Path | str] = (),
+    root: Path | str | None = None,
+    files: ProjectFiles | None = None,
+) -> LoadResult:
+    """kpipe.loading.loader.load_documents, with every secret value in the files registered for redaction
+    (kpipe.redaction) before anything is shown."""
+    loaded = load_documents(paths, variables=variables, values_files=values_files, root=root, files=files)
+    for document in loaded.documents:
+        remember_secret_values(document.data)
+    return loaded
+
+
 def inspect_project(
     paths: Iterable[Path | str],
     *,
@@ -153,9 +169,7 @@ def inspect_project(
     `paths`); imports pydantic-model schemas only with `import_code`, else checks them and the handlers
     statically (unless not `check_code`: commands that need neither, such as plan)."""
     files = ProjectFiles(project_root(list(paths), root))
-    loaded = load_documents(paths, variables=variables, values_files=values_files, root=files.root)
-    for document in loaded.documents:
-        remember_secret_values(document.data)
+    loaded = read_documents(paths, variables=variables, values_files=values_files, files=files)
     spec, diagnostics = assemble(loaded.documents)
     spec.root = files.root
     diagnostics = loaded.diagnostics + diagnostics

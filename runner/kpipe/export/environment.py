@@ -9,7 +9,7 @@ takes those from a Secret, never from a ConfigMap or the command line.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from jinja2 import nodes
 
 from kpipe.diagnostics import Position
 from kpipe.errors import UsageError
+from kpipe.loading.files import ProjectFiles
+from kpipe.loading.loader import read_text
 from kpipe.model import librdkafka as props
 
 # `  sasl.password: "{{ env('KAFKA_PASSWORD') }}"` → sasl.password (quotes, a list dash and a comment mark
@@ -81,18 +83,17 @@ def _calls(text: str, display: str) -> list[_Call]:
     return out
 
 
-def env_vars(
-    files: Iterable[tuple[Path, str]], read: Callable[[Path, str], str | None] | None = None
-) -> list[EnvVar]:
-    """The variables read by `(path, display name)` files, sorted by name. `read` reads one file (None: one
-    that cannot be read, which loading reports); without it the files are read as they are.
+def env_vars(files: Iterable[tuple[Path, str]], reader: ProjectFiles) -> list[EnvVar]:
+    """The variables read by `(path, display name)` files, sorted by name. The files are read as loading
+    reads them, through `reader` (inside the project root, regular files, size caps); one that cannot be
+    read is skipped (loading reports it).
 
     A call on a YAML comment line is rendered but its value is thrown away: it counts only when it has no
     default (rendering fails without the variable).
     """
     found: dict[str, list[_Call]] = {}
     for path, display in files:
-        text = read(path, display) if read is not None else path.read_text(encoding="utf-8")
+        text, _ = read_text(path, display, reader)
         if text is None:
             continue
         for call in _calls(text, display):

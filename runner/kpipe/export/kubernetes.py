@@ -25,9 +25,9 @@ from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.errors import UsageError
 from kpipe.export.environment import EnvVar
 from kpipe.export.pods import Options, Pods, config_key, dns_name
-from kpipe.export.sources import below, project_files
+from kpipe.export.sources import project_files
 from kpipe.export.topology import Topology, partitions_read
-from kpipe.loading.files import project_root
+from kpipe.loading.files import ProjectFiles, project_root
 from kpipe.model import librdkafka as props
 from kpipe.observe import DEFAULT_METRICS_PORT
 
@@ -320,7 +320,7 @@ def manifests(
             "env('KAFKA_BOOTSTRAP_SERVERS')"
         )
     files = project_files([*project.files, *project.inspection.schema_sources.values(), *values_files], root)
-    args = [p.resolve().relative_to(root).as_posix() or "." for p in paths if below(p, root)]
+    args = [p.resolve().relative_to(root).as_posix() or "." for p in paths if ProjectFiles(root).inside(p)]
     if len(args) != len(paths):
         raise UsageError(f"every project path must lie below the project root {root}")
     for value_file in values_files:

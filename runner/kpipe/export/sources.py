@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kpipe.check.imports import find_module_source
 from kpipe.errors import UsageError
+from kpipe.loading.files import ProjectFiles
 
 
 @dataclass(frozen=True)
@@ -31,33 +33,21 @@ def project_files(files: Sequence[Path], root: Path) -> list[ProjectFile]:
     return sorted(out, key=lambda f: f.relative)
 
 
-def below(path: Path, root: Path) -> bool:
-    return path.resolve() == root or root in path.resolve().parents
-
-
 def code_paths(
     import_paths: Sequence[str], modules: Sequence[str], root: Path
 ) -> tuple[list[str], list[str]]:
     """Where the image must hold the code of `modules` ('package.module' or 'package.module:attr'): the
-    top-level package directory (or module file) below the project root, found in the pipeline files'
-    directories and the root (the import path `kpipe run` uses), without importing anything.
+    top-level package directory (or module file) below the project root, found in `import_paths` (the
+    project's directories, as `kpipe run` imports from them) without importing anything.
 
     Returns (root-relative paths to copy, modules not found below the root)."""
+    files = ProjectFiles(root)
     found: set[str] = set()
     missing: list[str] = []
-    bases = [Path(d).resolve() for d in import_paths] + [root]
     for module in dict.fromkeys(modules):
-        top = module.split(":", 1)[0].split(".", 1)[0]
-        hit = None
-        for base in bases:
-            for candidate in (base / top, base / f"{top}.py"):
-                if candidate.exists() and below(candidate, root):
-                    hit = candidate.resolve().relative_to(root)
-                    break
-            if hit is not None:
-                break
-        if hit is None:
-            missing.append(module)
+        source = find_module_source(module.split(":", 1)[0], import_paths)
+        if isinstance(source, Path) and files.inside(source):
+            found.add(source.resolve().relative_to(files.root).parts[0])
         else:
-            found.add(hit.parts[0] if len(hit.parts) > 1 else hit.as_posix())
+            missing.append(module)
     return sorted(found), missing

@@ -202,11 +202,13 @@ def load_documents(
     variables: Mapping[str, str] | None = None,
     values_files: Iterable[Path | str] = (),
     root: Path | str | None = None,
+    files: ProjectFiles | None = None,
 ) -> LoadResult:
     """Load every pipeline file under `paths`; nothing outside the project root (`root`, else found from the
-    paths: see kpipe.loading.files.project_root) is read."""
+    paths: see kpipe.loading.files.project_root) is read. Pass the project's `files` reader when it reads more
+    afterwards (schemas), so that one whole-project size cap covers everything read."""
     paths = list(paths)
-    reader = ProjectFiles(project_root(paths, root))
+    reader = files if files is not None else ProjectFiles(project_root(paths, root))
     template_vars, diagnostics = load_values(values_files, variables or {}, reader)
     files, problems = discover(paths, reader)
     diagnostics.extend(problems)

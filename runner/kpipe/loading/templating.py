@@ -32,7 +32,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jinja2
@@ -52,14 +52,25 @@ class _EnvMissing(Exception):
         self.name = name
 
 
-def _env(name: str, default: Any = _MISSING) -> Any:
-    value = os.environ.get(name)
-    if value is not None:
-        remember_env(name, value)  # shown as env('NAME') in every output from now on
-        return value
-    if default is _MISSING:
-        raise _EnvMissing(name)
-    return default
+def _env_function(unset: list[str] | None = None) -> Callable[..., Any]:
+    """The templates' env(NAME[, default]). A variable that is set is remembered for redaction (shown as
+    env('NAME') in every output from then on). One that is unset and has no default stops the rendering
+    (_EnvMissing); with `unset` it is recorded there instead and renders as ""."""
+
+    def env(name: str, default: Any = _MISSING) -> Any:
+        value = os.environ.get(name)
+        if value is not None:
+            remember_env(name, value)
+            return value
+        if default is not _MISSING:
+            return default
+        if unset is None:
+            raise _EnvMissing(name)
+        if name not in unset:
+            unset.append(name)
+        return ""
+
+    return env
 
 
 MAX_OUTPUT_CHARS = 5 * 1024 * 1024
@@ -293,7 +304,7 @@ def _make_environment() -> SandboxedEnvironment:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    environment.globals["env"] = _env
+    environment.globals["env"] = _env_function()
     return environment
 
 
@@ -423,19 +434,8 @@ def _unset_env_names(text: str, context: Mapping[str, Any]) -> list[str]:
     """Render again with an env() that records unset variables instead of stopping at the first."""
     unset: list[str] = []
 
-    def collect(name: str, default: Any = _MISSING) -> Any:
-        value = os.environ.get(name)
-        if value is not None:
-            remember_env(name, value)
-            return value
-        if default is _MISSING:
-            if name not in unset:
-                unset.append(name)
-            return ""
-        return default
-
     environment = _make_environment()
-    environment.globals["env"] = collect
+    environment.globals["env"] = _env_function(unset)
     with contextlib.suppress(Exception):  # anything else wrong is reported once the variables are set
         _render_bounded(environment.from_string(text), context)  # as bounded as the first rendering
     return unset

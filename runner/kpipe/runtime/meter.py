@@ -4,9 +4,10 @@ The worker's exact counters (handled, failed, retried, …) are plain ints it ad
 or on the rare paths (failures, commits, rebalances). This module holds what costs more than an int:
 
     Buckets          a histogram being counted in this process (snapshot() -> protocol.Histogram)
-    WorkerMeter      the worker's three histograms, which events to time, and the lag from statistics
-                     (the sequential loop wraps the handler with timed(); the concurrent loop's executor
-                     times the events it marks, and reports them through event_started/handler_done)
+    WorkerMeter      the worker's handler-duration and event-age histograms, which events to time, and the lag
+                     from statistics (commit durations are the worker's counters'; the sequential loop wraps the
+                     handler with timed(), the concurrent loop's executor times the events it marks and reports
+                     them through event_started/handler_done)
     lag_from_stats   librdkafka's statistics JSON -> ((topic, partition, lag), ...)
 
 Which events are timed: reading the clock and the message timestamp around every handler call costs about
@@ -52,7 +53,6 @@ class WorkerMeter:
 
     def __init__(self, slow_after: float = SLOW_AFTER, wall_clock: Callable[[], float] = time.time):
         self.handler_seconds = Buckets(DURATION_BUCKETS)
-        self.commit_seconds = Buckets(DURATION_BUCKETS)
         self.event_age_seconds = Buckets(AGE_BUCKETS)
         self.time_every_event = False
         self.lag: tuple[tuple[str, int, int], ...] = ()

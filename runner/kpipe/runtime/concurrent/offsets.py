@@ -29,7 +29,7 @@ TP = tuple[str, int]  # (topic, partition)
 class PartitionOffsets:
     """The tracked offsets of one partition in one assignment epoch."""
 
-    __slots__ = ("epoch", "_pending", "_unfinished", "_payloads", "_next", "committed")
+    __slots__ = ("epoch", "_pending", "_unfinished", "_payloads", "_next")
 
     def __init__(self, epoch: int):
         self.epoch = epoch
@@ -41,8 +41,6 @@ class PartitionOffsets:
         self._payloads: dict[int, Any] = {}
         # The committable offset once everything tracked finished: highest tracked + 1 (None: nothing seen).
         self._next: int | None = None
-        # The last offset committed (or stored) for this partition in this epoch.
-        self.committed: int | None = None
 
     def track(self, offset: int, payload: Any = None) -> None:
         if self._next is not None and offset < self._next:
@@ -154,25 +152,6 @@ class OffsetTracker:
     def committable(self, tp: TP) -> int | None:
         part = self._partitions.get(tp)
         return None if part is None else part.committable
-
-    def to_commit(self, only: Iterable[TP] | None = None) -> dict[TP, int]:
-        """Partitions whose committable offset moved past the last commit, with that offset."""
-        parts = self._partitions
-        keys = parts.keys() if only is None else [tp for tp in only if tp in parts]
-        out = {}
-        for tp in keys:
-            part = parts[tp]
-            offset = part.committable
-            if offset is not None and (part.committed is None or offset > part.committed):
-                out[tp] = offset
-        return out
-
-    def committed(self, offsets: dict[TP, int]) -> None:
-        """Note offsets as committed (or stored); partitions revoked meanwhile are ignored."""
-        for tp, offset in offsets.items():
-            part = self._partitions.get(tp)
-            if part is not None and (part.committed is None or offset > part.committed):
-                part.committed = offset
 
     # -- metrics --------------------------------------------------------------------------------------------------
 

@@ -170,7 +170,7 @@ class KeyScheduler:
     def fetch_room(self) -> int:
         """How many events to fetch now: the room left, once a quarter of the buffer is free (or nothing is
         queued), so a busy consumer fetches in batches rather than one event per finished one."""
-        room = self.capacity - self.queued - self.in_flight
+        room = self.room()
         if room <= 0 or (self.queued and room < max(1, self.capacity // 4)):
             return 0
         return room
@@ -185,11 +185,3 @@ class KeyScheduler:
             self.paused = False
             return RESUME
         return None
-
-    def queued_per_partition(self) -> dict[TP, int]:
-        out: dict[TP, int] = {}
-        for queue in self._lanes.values():
-            if queue:
-                tp = queue[0].tp
-                out[tp] = out.get(tp, 0) + len(queue)
-        return out

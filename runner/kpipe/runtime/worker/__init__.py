@@ -23,7 +23,7 @@ offsets are ever committed, after the events its handler emitted were acknowledg
                    for too long, also while busy
     hung.py        a handler call running too long: reported, and past on_error.timeout_ms the worker leaves
     watchdog.py    the thread that notices a blocked librdkafka call and runs the checks above mid-batch
-    state.py       stop/halt control and counters shared by the parts
+    state.py       stop/halt control and counters shared by the parts (and their part of a status report)
     process.py     the worker process: start-up from a WorkerSpec, signals, status reports
 
 The consumer's librdkafka config is compiled (kpipe.compilation.compiler), per instance, and passed to the

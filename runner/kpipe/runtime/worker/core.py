@@ -8,10 +8,9 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import Producer as KafkaProducer
 from pydantic import BaseModel
 
@@ -23,13 +22,7 @@ from kpipe.runtime.handler import Emitter, Handler, HandlerContext
 from kpipe.runtime.hangs import HangBook
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.producer import LibrdkafkaLog
-from kpipe.runtime.protocol import (
-    WORKER_EXIT_CRASH,
-    WORKER_EXIT_HALT,
-    WORKER_EXIT_OK,
-    WorkerCounters,
-    WorkerStatus,
-)
+from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
 from kpipe.runtime.worker.commit import STRATEGIES
 from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
@@ -179,36 +172,17 @@ class GroupWorker:
         return self.counters.commits
 
     def status(self) -> WorkerStatus:
-        c = self.counters
-        meter = self.meter
-        counters = WorkerCounters(
-            handled=c.handled, failed=c.failed, retried=c.retried, dead_lettered=c.dead_lettered,
-            skipped=c.skipped, commits=c.commits, commit_failures=c.commit_failures, rebalances=c.rebalances,
-            commit_seconds=c.commit_seconds.snapshot(),
-        )  # fmt: skip
-        if meter is not None:
-            counters = replace(
-                counters,
-                handler_seconds=meter.handler_seconds.snapshot(),
-                event_age_seconds=meter.event_age_seconds.snapshot(),
-            )
         extra = self._concurrent.metrics() if self._concurrent is not None else {}
         return WorkerStatus(
             group=self.group,
             instance=self.instance,
             pid=os.getpid(),
-            handled=c.handled,
-            dead_lettered=c.dead_lettered,
-            skipped=c.skipped,
-            committed=c.commits,
-            last_commit_at=c.last_commit_at,
             assigned=tuple(sorted(self.assigned)),
             state=self.state,
             error=self.error,
             joining=self.state == "running" and self._membership.joining,
             busy=self._watch.busy if self._watch.current is not None else None,
-            counters=counters,
-            lag=meter.lag if meter is not None else (),
+            **self.counters.status_fields(self.meter),
             **extra,
         )
 
@@ -258,7 +232,7 @@ class GroupWorker:
         conf: dict[str, Any] = {**self.consumer_config, "error_cb": health.on_client_error}
         strategy_class = STRATEGIES[self.settings.commit.strategy]
         if strategy_class.commits_in_background:
-            conf["on_commit"] = self._on_background_commit
+            conf["on_commit"] = self.counters.on_background_commit
         if self.meter is not None:
             conf["stats_cb"] = self.meter.on_statistics  # consumer lag, every statistics.interval.ms
         conf.setdefault("logger", LibrdkafkaLog())
@@ -325,13 +299,6 @@ class GroupWorker:
         self.state = "stopping"
         self._report()
         self._shutdown.close()
-
-    def _on_background_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """librdkafka's on_commit, for the commits it makes by itself (enable.auto.commit)."""
-        if err is None:
-            self.counters.committed()
-        elif err.code() != KafkaError._NO_OFFSET:
-            self.counters.commit_failed()
 
     # -- status -----------------------------------------------------------------------------------------------
 

@@ -320,7 +320,7 @@ def test_a_full_buffer_pauses_new_partitions_too() -> None:
     h = Harness(handle, {0: [msg(0, i, "k") for i in range(600)], 1: [msg(1, 0, "k")]}, concurrency=2)
     try:
         wait_for(lambda: h.consumer.paused == {0, 1}, 5)
-        h.worker._on_assign(h.consumer, [TopicPartition("t", 2)])  # as a rebalance would, mid-pause
+        h.worker._rebalance.on_assign(h.consumer, [TopicPartition("t", 2)])  # as a rebalance would, mid-pause
         assert h.consumer.paused == {0, 1, 2}
         release.set()
         wait_for(lambda: h.consumer.paused == set(), 10)

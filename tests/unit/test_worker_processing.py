@@ -569,9 +569,9 @@ def test_stopped_mid_join_that_never_finishes_it_leaves_without_closing(
 def test_joining_is_logged_at_start_and_every_10_s_until_assigned(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kpipe.runtime.worker.core as core
+    import kpipe.runtime.worker.rebalance as rebalance
 
-    monkeypatch.setattr(core, "JOIN_LOG_EVERY", 0.2)
+    monkeypatch.setattr(rebalance, "JOIN_LOG_EVERY", 0.2)
     consumer = SlowJoinConsumer(joins_at=250)  # ~2.5 s of polls without an assignment
     h = Harness(lambda e, ctx: None, consumer=consumer, poll_timeout=0.01)
     consumer.when_idle = lambda: None

@@ -14,12 +14,16 @@ offsets are ever committed, after the events its handler emitted were acknowledg
     failures.py    retry with backoff, dead letter, skip, stop; returns an Outcome
     membership.py  assigned partitions, whether a join is in flight; pause and poll during long waits to keep
                    the group membership
+    rebalance.py   the rebalance callbacks (assigned, revoked, lost), and the join in flight: logged while no
+                   assignment has come, waited for (bounded) when stopped mid-join
+    shutdown.py    the final commit and closing the clients, at the end of run() or, when a handler hangs, from
+                   the watchdog thread; whichever comes first closes
     emits.py       waiting for emitted events before a commit
     health.py      client errors, and exiting for a restart when no broker answers (or no commit succeeds)
                    for too long, also while busy
     hung.py        a handler call running too long: reported, and past on_error.timeout_ms the worker leaves
     watchdog.py    the thread that notices a blocked librdkafka call and runs the checks above mid-batch
-    state.py       stop/halt control and counters shared by the parts
+    state.py       stop/halt control and counters shared by the parts (and their part of a status report)
     process.py     the worker process: start-up from a WorkerSpec, signals, status reports
 
 The consumer's librdkafka config is compiled (kpipe.compilation.compiler), per instance, and passed to the

@@ -8,10 +8,9 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import Producer as KafkaProducer
 from pydantic import BaseModel
 
@@ -23,22 +22,18 @@ from kpipe.runtime.handler import Emitter, Handler, HandlerContext
 from kpipe.runtime.hangs import HangBook
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.producer import LibrdkafkaLog
-from kpipe.runtime.protocol import (
-    WORKER_EXIT_CRASH,
-    WORKER_EXIT_HALT,
-    WORKER_EXIT_OK,
-    WorkerCounters,
-    WorkerStatus,
-)
-from kpipe.runtime.worker.commit import STRATEGIES, CommitStrategy
+from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
+from kpipe.runtime.worker.commit import STRATEGIES
 from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
 from kpipe.runtime.worker.health import ClusterHealth
 from kpipe.runtime.worker.hung import HandlerWatch
 from kpipe.runtime.worker.loop import ConsumeLoop, Validators
-from kpipe.runtime.worker.membership import Membership, describe
-from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT, Control, Counters
+from kpipe.runtime.worker.membership import Membership
+from kpipe.runtime.worker.rebalance import Rebalance
+from kpipe.runtime.worker.shutdown import Shutdown
+from kpipe.runtime.worker.state import Control, Counters
 from kpipe.runtime.worker.watchdog import Watchdog
 
 log = logging.getLogger("kpipe.runtime.worker")
@@ -46,12 +41,6 @@ log = logging.getLogger("kpipe.runtime.worker")
 DEFAULT_POLL_TIMEOUT = 0.1
 DEFAULT_CLUSTER_TIMEOUT = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
-# While no assignment has come, "joining group 'x'…" is logged at start and every this many seconds.
-JOIN_LOG_EVERY = 10.0
-# Stopped mid-join, the worker leaves this much of the supervisor's shutdown timeout for closing.
-JOIN_CLOSE_MARGIN = 3.0
-# Leaving because a handler hung: how long committing and leaving the group may take before the process ends.
-LEAVE_TIMEOUT = 10.0
 
 # Build a librdkafka client from its final config (callbacks included): confluent_kafka's classes, or fakes.
 ClientFactory = Callable[[dict[str, Any]], Any]
@@ -117,12 +106,7 @@ class GroupWorker:
         bootstrap = self.consumer_config.get("bootstrap.servers")
         self._health = ClusterHealth(bootstrap, cluster_timeout, self._control, self._limited, self.counters)
         self._watchdog = Watchdog(self.group, cluster_timeout, on_stuck)
-        self._exit_process = exit_process
         self._report_lock = threading.Lock()  # the watchdog thread reports too
-        self._leaving = (
-            threading.Lock()
-        )  # _close (the loop) and _close_for_restart (the watchdog): one closes
-        self._left = False
         self._hangs = HangBook(state_dir, self.group)
         self._watch = HandlerWatch(
             self.group, settings.on_error.timeout_ms, self._hangs, self._control, shutdown_timeout,
@@ -130,17 +114,15 @@ class GroupWorker:
         )  # fmt: skip
         max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
         self._membership = Membership(settings.max_poll_records, max_poll_interval)
-        # Stopped while its join is in flight, the worker waits this long for the join to finish (see _close).
-        session_timeout = int(self.consumer_config.get("session.timeout.ms", 45_000)) / 1000.0
-        self._join_wait = max(0.0, min(session_timeout / 2 + 5.0, shutdown_timeout - JOIN_CLOSE_MARGIN))
-        self._next_join_log = 0.0
-        # True when the worker stopped mid-join and left the consumer unclosed (no LeaveGroup): its process
-        # must then end with os._exit, since destroying the client would send the LeaveGroup after all.
-        self.left_without_close = False
+        self._rebalance = Rebalance(
+            self.group, settings.max_poll_records, self.consumer_config, shutdown_timeout, self._membership,
+            self._health, self.counters, self._hangs, self._report,
+        )  # fmt: skip
+        self._shutdown = Shutdown(
+            self.group, instance, self._membership, self._health, self._rebalance, exit_process
+        )
         self._consumer: Any = None
         self._producer: Any = None
-        self._strategy: CommitStrategy | None = None
-        self._loop: ConsumeLoop | ConcurrentLoop | None = None
         # concurrency > 1 or an async handler: the concurrent loop (None: the sequential one).
         self._concurrent: ConcurrentLoop | None = None
 
@@ -167,6 +149,13 @@ class GroupWorker:
         return self._membership.assigned
 
     @property
+    def left_without_close(self) -> bool:
+        """True when the worker stopped mid-join (or with no broker) and left the consumer unclosed (no
+        LeaveGroup): its process must then end with os._exit, since destroying the client would send it after all.
+        """
+        return self._shutdown.left_without_close
+
+    @property
     def handled(self) -> int:
         return self.counters.handled
 
@@ -183,36 +172,17 @@ class GroupWorker:
         return self.counters.commits
 
     def status(self) -> WorkerStatus:
-        c = self.counters
-        meter = self.meter
-        counters = WorkerCounters(
-            handled=c.handled, failed=c.failed, retried=c.retried, dead_lettered=c.dead_lettered,
-            skipped=c.skipped, commits=c.commits, commit_failures=c.commit_failures, rebalances=c.rebalances,
-            commit_seconds=c.commit_seconds.snapshot(),
-        )  # fmt: skip
-        if meter is not None:
-            counters = replace(
-                counters,
-                handler_seconds=meter.handler_seconds.snapshot(),
-                event_age_seconds=meter.event_age_seconds.snapshot(),
-            )
         extra = self._concurrent.metrics() if self._concurrent is not None else {}
         return WorkerStatus(
             group=self.group,
             instance=self.instance,
             pid=os.getpid(),
-            handled=c.handled,
-            dead_lettered=c.dead_lettered,
-            skipped=c.skipped,
-            committed=c.commits,
-            last_commit_at=c.last_commit_at,
             assigned=tuple(sorted(self.assigned)),
             state=self.state,
             error=self.error,
             joining=self.state == "running" and self._membership.joining,
             busy=self._watch.busy if self._watch.current is not None else None,
-            counters=counters,
-            lag=meter.lag if meter is not None else (),
+            **self.counters.status_fields(self.meter),
             **extra,
         )
 
@@ -262,17 +232,17 @@ class GroupWorker:
         conf: dict[str, Any] = {**self.consumer_config, "error_cb": health.on_client_error}
         strategy_class = STRATEGIES[self.settings.commit.strategy]
         if strategy_class.commits_in_background:
-            conf["on_commit"] = self._on_background_commit
+            conf["on_commit"] = self.counters.on_background_commit
         if self.meter is not None:
             conf["stats_cb"] = self.meter.on_statistics  # consumer lag, every statistics.interval.ms
         conf.setdefault("logger", LibrdkafkaLog())
-        consumer = self._consumer = self._consumer_factory(conf)
+        consumer = self._consumer = self._shutdown.consumer = self._consumer_factory(conf)
         emitter: Any = NoEmitter()
         ctx = HandlerContext(self.group, None)
         if self.producer_config is not None:
             pconf: dict[str, Any] = {**self.producer_config, "error_cb": health.on_producer_error}
             pconf.setdefault("logger", LibrdkafkaLog())
-            self._producer = self._producer_factory(pconf)
+            self._producer = self._shutdown.producer = self._producer_factory(pconf)
             # Only the declared emits, each validated against its topic's schema model.
             emitter = Emitter(
                 self._producer,
@@ -286,16 +256,18 @@ class GroupWorker:
         membership.consumer = consumer
         settings, control, counters = self.settings, self._control, self.counters
         settler = EmitSettler(emitter, self._producer, membership, control)
-        strategy = self._strategy = strategy_class(
+        strategy = self._shutdown.strategy = self._rebalance.strategy = strategy_class(
             settings.commit, consumer, settler, membership, self._watchdog, counters, self._limited
         )
         failures = Failures(
             self.group, settings.on_error, self._handler, ctx, self._producer, membership, control, counters,
             self._rng,
         )  # fmt: skip
+        rebalance = self._rebalance
         consumer.subscribe(
-            list(settings.topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+            list(settings.topics), on_assign=rebalance.on_assign, on_revoke=rebalance.on_revoke,
+            on_lost=rebalance.on_lost,
+        )  # fmt: skip
         parts: dict[str, Any] = dict(
             consumer=consumer, handler=self._handler, validators=Validators(settings.topics, self._models),
             strategy=strategy, failures=failures, membership=membership, health=health, control=control,
@@ -307,7 +279,7 @@ class GroupWorker:
                 **parts, settings=settings, producer=self._producer,
                 emitter=emitter if self._producer is not None else None, rng=self._rng,
             )  # fmt: skip
-            self._concurrent = loop
+            self._concurrent = rebalance.concurrent = loop
             how = f", {loop.describe()}"
         else:
             loop = ConsumeLoop(**parts, ctx=ctx, watch=self._watch)
@@ -318,148 +290,22 @@ class GroupWorker:
             "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s%s)",
             self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action, how,
         )  # fmt: skip
-        self._log_joining(time.monotonic())
-        self._loop = loop
+        rebalance.log_joining(time.monotonic())
+        rebalance.loop = loop
         return loop
 
     def _close(self) -> None:
         """Commit what was processed, close the consumer, and let the producer deliver what it holds."""
         self.state = "stopping"
         self._report()
-        consumer = self._consumer
-        if consumer is None:
-            return
-        with self._leaving:  # a handler that returns just as the watchdog leaves for it: one of them closes
-            if self._left:
-                return
-            self._left = True
-            unreachable = self._health.down_since is not None
-            try:
-                if unreachable:
-                    log.warning(
-                        "no broker reachable: nothing more is committed (uncommitted events will be read again)"
-                    )
-                elif self._strategy is not None:
-                    self._strategy.commit_all("shutdown")
-            except Exception:
-                log.exception("final commit failed")
-            if self._membership.joining and not unreachable:
-                self._finish_join(consumer)
-            if unreachable:
-                # close() would try to commit and leave through a broker that is gone, blocking for up to the
-                # session timeout; the group drops this member by itself.
-                self.left_without_close = True
-                log.warning("no broker reachable: leaving without closing the consumer")
-            elif self._membership.joining:
-                self.left_without_close = True
-                log.warning(
-                    "consumer group '%s' instance %d: still joining the group; leaving without closing the consumer "
-                    "(a LeaveGroup sent mid-join can leave the group without a leader on some brokers); "
-                    "the group drops this member after session.timeout.ms",
-                    self.group, self.instance,
-                )  # fmt: skip
-            else:
-                try:
-                    consumer.close()
-                except (KafkaException, RuntimeError) as exc:
-                    log.warning("closing the consumer: %s", exc)
-            if self._producer is not None:
-                # Without a broker, waiting serves nothing: what they belong to is uncommitted and read again.
-                left = self._producer.flush(1.0 if unreachable else SHUTDOWN_SETTLE_TIMEOUT)
-                if left:
-                    log.warning("%d dead-letter/emitted events undelivered at shutdown", left)
-            log.info("consumer group '%s' instance %d stopped", self.group, self.instance)
-
-    def _finish_join(self, consumer: Any) -> None:
-        """Stopped while a join is in flight: wait (bounded) for its assignment, so that close() leaves a formed
-        group. Closing mid-join sends a LeaveGroup that Tansu mishandles: it removes the member but keeps it as
-        the forming group's leader, and every later member waits forever for that leader's assignment (the
-        group stays stuck until the broker restarts). Messages fetched meanwhile are not handled or committed.
-        """
-        if self._join_wait <= 0:
-            return
-        log.info(
-            "stopping while joining group '%s': waiting up to %.0f s for the join to finish before leaving",
-            self.group, self._join_wait,
-        )  # fmt: skip
-        deadline = time.monotonic() + self._join_wait
-        membership = self._membership
-        while membership.joining and time.monotonic() < deadline:
-            try:
-                consumer.consume(self.settings.max_poll_records, 0.1)
-            except (KafkaException, RuntimeError) as exc:
-                log.debug("polling while joining: %s", exc)
-                return
-
-    # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
-
-    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self.counters.rebalances += 1
-        self._health.down_since = None
-        self._membership.joined(partitions)
-        if self._concurrent is not None:
-            self._concurrent.on_assign((tp.topic, tp.partition) for tp in partitions)
-        elif isinstance(self._loop, ConsumeLoop):
-            # An event another instance hung on may come with these partitions.
-            self._loop.exhausted = self._hangs.exhausted()
-        log.info("assigned %s", describe(partitions) or "no partitions")
-        self._report()
-
-    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        self.counters.rebalances += 1
-        keys = [(tp.topic, tp.partition) for tp in partitions]
-        try:
-            if self._concurrent is not None:
-                # Wait (bounded) for the revoked partitions' events in flight; what they finish is committed.
-                self._concurrent.before_revoke(keys)
-            # With no broker reachable a commit can only block (and a revocation then comes from close()).
-            if self._strategy is not None and self._health.down_since is None:
-                self._strategy.commit_all("partitions revoked", keys)
-        except Exception:  # an exception here would escape from consume(); log it and carry on
-            log.exception("commit on revocation failed")
-        self._forget(keys)
-        log.info("revoked %s", describe(partitions) or "no partitions")
-
-    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # Lost (not revoked): another member may own them already, so committing would be wrong.
-        self.counters.rebalances += 1
-        keys = [(tp.topic, tp.partition) for tp in partitions]
-        if self._concurrent is not None:
-            self._concurrent.on_lost(keys)
-        self._forget(keys)
-        log.warning(
-            "lost %s (session timed out?); their uncommitted offsets will be re-read", describe(partitions)
-        )
-
-    def _forget(self, keys: list[tuple[str, int]]) -> None:
-        if self._strategy is not None:
-            self._strategy.forget(keys)
-        self._membership.forget(keys)
-        self._report()
-
-    def _on_background_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """librdkafka's on_commit, for the commits it makes by itself (enable.auto.commit)."""
-        if err is None:
-            self.counters.committed()
-        elif err.code() != KafkaError._NO_OFFSET:
-            self.counters.commit_failed()
+        self._shutdown.close()
 
     # -- status -----------------------------------------------------------------------------------------------
 
     def _housekeeping(self, now: float) -> None:
         self._health.probe(now, self._consumer)
-        if self._membership.joining and now >= self._next_join_log:
-            self._log_joining(now)
+        self._rebalance.housekeeping(now)
         self._report()
-
-    def _log_joining(self, now: float) -> None:
-        """Say what the worker waits for while no assignment has come: at start and every JOIN_LOG_EVERY."""
-        self._next_join_log = now + JOIN_LOG_EVERY
-        waited = now - self._membership.joining_since
-        if waited < 1.0:
-            log.info("joining group '%s'…", self.group)
-        else:
-            log.info("joining group '%s'… (%.0f s so far, no assignment yet)", self.group, waited)
 
     def _report(self) -> None:
         if self._status_callback is None:
@@ -475,36 +321,12 @@ class GroupWorker:
     def _leave(self, code: int, reason: str) -> None:
         """A handler hung, or will not return at a stop: stop with `code`, and in a worker process leave now.
 
-        The consume loop is stuck in the handler, so this thread commits what was processed and leaves the group
-        (bounded, so that it cannot hang too), then ends the process; the hung event stays uncommitted."""
+        The consume loop is stuck in the handler, so the watchdog thread commits what was processed and leaves
+        the group (Shutdown.leave, bounded), then ends the process; the hung event stays uncommitted."""
         self._control.halt(code, reason)
         self.state = "failed"
         self._report()
-        if self._exit_process is None:
-            return
-        closing = threading.Thread(target=self._close_for_restart, name="kpipe-leave", daemon=True)
-        closing.start()
-        closing.join(LEAVE_TIMEOUT)
-        self._exit_process(code)
-
-    def _close_for_restart(self) -> None:
-        consumer = self._consumer
-        if consumer is None or self._health.down_since is not None:
-            return
-        with self._leaving:
-            if self._left:
-                return
-            self._left = True
-            self._commit_and_leave(consumer)
-
-    def _commit_and_leave(self, consumer: Any) -> None:
-        try:
-            if self._strategy is not None:
-                self._strategy.commit_all("leaving for a restart")
-            if not self._membership.joining:
-                consumer.close()  # the partitions move now rather than after session.timeout.ms
-        except Exception as exc:
-            log.warning("leaving the group: %s", exc)
+        self._shutdown.leave(code)
 
 
 def is_concurrent(settings: ConsumerGroupSettings, handler: Any) -> bool:

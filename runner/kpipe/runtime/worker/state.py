@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from kpipe.runtime.meter import Buckets
-from kpipe.runtime.protocol import DURATION_BUCKETS, WORKER_EXIT_OK
+from confluent_kafka import KafkaError, TopicPartition
+
+from kpipe.runtime.meter import Buckets, WorkerMeter
+from kpipe.runtime.protocol import DURATION_BUCKETS, WORKER_EXIT_OK, WorkerCounters
 
 # How long shutdown still waits for acknowledgements (dead letters, emitted events) before giving up on them.
 SHUTDOWN_SETTLE_TIMEOUT = 10.0
@@ -81,3 +84,33 @@ class Counters:
         if self.commit_failing_since is None:
             self.commit_failing_since = time.monotonic()
         self.last_commit_error = error or self.last_commit_error
+
+    def on_background_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's on_commit, for the commits it makes by itself (enable.auto.commit)."""
+        if err is None:
+            self.committed()
+        elif err.code() != KafkaError._NO_OFFSET:
+            self.commit_failed()
+
+    def status_fields(self, meter: WorkerMeter | None) -> dict[str, Any]:
+        """What a WorkerStatus reports of these counters (and of the meter, when metrics are on)."""
+        return dict(
+            handled=self.handled, dead_lettered=self.dead_lettered, skipped=self.skipped, committed=self.commits,
+            last_commit_at=self.last_commit_at, counters=self.snapshot(meter),
+            lag=meter.lag if meter is not None else (),
+        )  # fmt: skip
+
+    def snapshot(self, meter: WorkerMeter | None) -> WorkerCounters:
+        """The counters for a status report, with the meter's histograms when metrics are on."""
+        counters = WorkerCounters(
+            handled=self.handled, failed=self.failed, retried=self.retried, dead_lettered=self.dead_lettered,
+            skipped=self.skipped, commits=self.commits, commit_failures=self.commit_failures,
+            rebalances=self.rebalances, commit_seconds=self.commit_seconds.snapshot(),
+        )  # fmt: skip
+        if meter is None:
+            return counters
+        return replace(
+            counters,
+            handler_seconds=meter.handler_seconds.snapshot(),
+            event_age_seconds=meter.event_age_seconds.snapshot(),
+        )

@@ -557,7 +557,7 @@ class Bench:
             prefix = f"bench-apply-{uuid.uuid4().hex[:6]}"
             root = projects.apply_project(self.workdir / prefix, self.bootstrap, prefix, n)
             project = load_project([root])
-            desired = project.topic_specs()
+            desired = project.topic_settings()
             t0 = time.perf_counter()
             cluster = connect(project.cluster_client_config().as_dict())
             report = apply_plan(read_plan(cluster, desired), cluster, desired, console=_quiet_console())

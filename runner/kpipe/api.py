@@ -19,7 +19,7 @@ from kpipe.local.state import resolve
 from kpipe.runtime.producer import Producer, open_producer
 
 
-class Project(compiled.Project):
+class Project(compiled.CompiledProject):
     """A loaded, valid project: compiled settings on demand, and producers to send events with."""
 
     def producer(self, name: str, **kwargs: Any) -> Producer:
@@ -51,7 +51,7 @@ def load(
 
 
 def ensure_topics(
-    project: compiled.Project,
+    project: compiled.CompiledProject,
     *,
     groups: Iterable[str] = (),
     producers: Iterable[str] = (),

@@ -195,7 +195,7 @@ def test_schema_is_json_schema_of_the_file_format(tmp_path: Path) -> None:
         "consumers",
         "metrics",
     }
-    topic = document["$defs"]["TopicSpecModel"]
+    topic = document["$defs"]["TopicSpec"]
     assert topic["required"] == ["partitions"]
     assert topic["properties"]["partitions"]["minimum"] == 1
     assert "schema" in topic["properties"]  # the alias, as users write it

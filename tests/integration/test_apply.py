@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from kpipe.compilation.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSettings
 from kpipe.errors import BrokerUnreachable, UnsafePlanRefused
 from kpipe.topics.apply import apply_plan, read_plan
 from kpipe.topics.cluster import ClusterAPI, KafkaCluster, connect
@@ -47,8 +47,8 @@ def test_creates_missing_topics_with_their_configs_and_second_apply_is_a_no_op(
     cluster: KafkaCluster, prefix: str
 ) -> None:
     desired = [
-        TopicSpec(f"{prefix}.orders", 3, 1, config={"retention.ms": "604800000", "cleanup.policy": "delete"}),
-        TopicSpec(f"{prefix}.dlq", 1, 1, implicit=True),
+        TopicSettings(f"{prefix}.orders", 3, 1, config={"retention.ms": "604800000", "cleanup.policy": "delete"}),
+        TopicSettings(f"{prefix}.dlq", 1, 1, implicit=True),
     ]
     plan = read_plan(cluster, desired)
     assert [type(c) for c in plan.changes] == [CreateTopic, CreateTopic]
@@ -76,7 +76,7 @@ def test_config_drift_is_detected_and_fixed_and_undeclared_keys_never_drift(
     cluster: KafkaCluster, prefix: str, kafka_bootstrap: str
 ) -> None:
     name = f"{prefix}.t"
-    desired = [TopicSpec(name, 1, 1, config={"retention.ms": "1000"})]
+    desired = [TopicSettings(name, 1, 1, config={"retention.ms": "1000"})]
     apply_plan(read_plan(cluster, desired), cluster, desired)
 
     # Someone changes the declared key and sets an undeclared one.
@@ -104,8 +104,8 @@ def test_config_drift_is_detected_and_fixed_and_undeclared_keys_never_drift(
 
 def test_a_newly_declared_key_is_set(cluster: KafkaCluster, prefix: str) -> None:
     name = f"{prefix}.t"
-    apply_plan(read_plan(cluster, [TopicSpec(name, 1, 1)]), cluster)
-    desired = [TopicSpec(name, 1, 1, config={"cleanup.policy": "compact"})]
+    apply_plan(read_plan(cluster, [TopicSettings(name, 1, 1)]), cluster)
+    desired = [TopicSettings(name, 1, 1, config={"cleanup.policy": "compact"})]
     (change,) = read_plan(cluster, desired).changes
     assert isinstance(change, UpdateConfig)
     assert change.diffs[0].new == "compact"
@@ -116,8 +116,8 @@ def test_a_newly_declared_key_is_set(cluster: KafkaCluster, prefix: str) -> None
 
 def test_partition_decrease_is_refused_and_nothing_is_applied(cluster: KafkaCluster, prefix: str) -> None:
     name = f"{prefix}.t"
-    apply_plan(read_plan(cluster, [TopicSpec(name, 3, 1)]), cluster)
-    desired = [TopicSpec(name, 1, 1, config={"retention.ms": "1000"}), TopicSpec(f"{prefix}.new", 1, 1)]
+    apply_plan(read_plan(cluster, [TopicSettings(name, 3, 1)]), cluster)
+    desired = [TopicSettings(name, 1, 1, config={"retention.ms": "1000"}), TopicSettings(f"{prefix}.new", 1, 1)]
     plan = read_plan(cluster, desired)
     assert isinstance(plan.refused[0], DecreasePartitions)
     with pytest.raises(UnsafePlanRefused, match=f"decrease partitions of topic {name}: 3 -> 1"):
@@ -134,14 +134,14 @@ def test_prune_lists_undeclared_topics_and_guards_ones_with_committed_offsets(
     cluster: KafkaCluster, prefix: str, kafka_bootstrap: str, fast_group_config: dict
 ) -> None:
     kept, idle, used = f"{prefix}.kept", f"{prefix}.idle", f"{prefix}.used"
-    everything = [TopicSpec(n, 1, 1) for n in (kept, idle, used)]
+    everything = [TopicSettings(n, 1, 1) for n in (kept, idle, used)]
     apply_plan(read_plan(cluster, everything), cluster, everything)
     group = f"{prefix}-group"
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, **fast_group_config})
     consumer.commit(offsets=[TopicPartition(used, 0, 0)], asynchronous=False)
     consumer.close()
 
-    desired = [TopicSpec(kept, 1, 1)]
+    desired = [TopicSettings(kept, 1, 1)]
     without_prune = read_plan(cluster, desired)
     assert only(without_prune, prefix).changes == ()
     assert {idle, used} <= set(without_prune.undeclared)
@@ -180,7 +180,7 @@ def test_unreachable_broker_is_one_clear_error_within_the_timeout() -> None:
 
 
 def test_two_applies_racing_both_succeed(kafka_bootstrap: str, prefix: str) -> None:
-    desired = [TopicSpec(f"{prefix}.{i}", 1, 1, config={"retention.ms": "1000"}) for i in range(20)]
+    desired = [TopicSettings(f"{prefix}.{i}", 1, 1, config={"retention.ms": "1000"}) for i in range(20)]
     clusters = [connect({"bootstrap.servers": kafka_bootstrap}) for _ in range(2)]
     plans = [read_plan(c, desired) for c in clusters]  # both plan before either applies
     barrier = threading.Barrier(2)
@@ -210,7 +210,7 @@ def test_two_applies_racing_both_succeed(kafka_bootstrap: str, prefix: str) -> N
 
 
 def test_apply_of_500_topics_is_one_batch_and_fast(cluster: KafkaCluster, prefix: str) -> None:
-    desired = [TopicSpec(f"{prefix}.{i:03d}", 1, 1, config={"retention.ms": "3600000"}) for i in range(500)]
+    desired = [TopicSettings(f"{prefix}.{i:03d}", 1, 1, config={"retention.ms": "3600000"}) for i in range(500)]
     started = time.monotonic()
     plan = read_plan(cluster, desired)
     report = apply_plan(plan, cluster, desired)
@@ -227,8 +227,8 @@ def test_apply_of_500_topics_is_one_batch_and_fast(cluster: KafkaCluster, prefix
 @pytest.mark.apache_kafka
 def test_partition_increase_on_apache_kafka(cluster: KafkaCluster, prefix: str) -> None:
     name = f"{prefix}.t"
-    apply_plan(read_plan(cluster, [TopicSpec(name, 2, 1)]), cluster)
-    desired = [TopicSpec(name, 4, 1, key_field="id")]
+    apply_plan(read_plan(cluster, [TopicSettings(name, 2, 1)]), cluster)
+    desired = [TopicSettings(name, 4, 1, key_field="id")]
     plan = read_plan(cluster, desired)
     assert plan.changes == (IncreasePartitions(name, old=2, new=4, key_field="id"),)
     report = apply_plan(plan, cluster, desired)

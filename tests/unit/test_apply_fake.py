@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from fake_cluster import FakeCluster
-from kpipe.compilation.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSettings
 from kpipe.errors import ClusterError, UnsafePlanRefused
 from kpipe.topics.apply import PROGRESS_THRESHOLD, apply_plan, read_plan
 from kpipe.topics.cluster import ClusterAPI
@@ -25,7 +25,7 @@ def test_fake_implements_the_cluster_protocol() -> None:
 
 def test_partition_increase_goes_through_create_partitions() -> None:
     cluster = FakeCluster([LiveTopic("orders", 3, 1)])
-    desired = [TopicSpec("orders", 6, 1, key_field="customer_id")]
+    desired = [TopicSettings("orders", 6, 1, key_field="customer_id")]
     plan = read_plan(cluster, desired)
     assert plan.warnings()[0].startswith("topic orders is keyed by 'customer_id': about 50% of keys")
     report = apply_plan(plan, cluster, desired, console=quiet())
@@ -40,11 +40,11 @@ def test_all_kinds_batched_one_request_each() -> None:
         [LiveTopic("cfg1", 1, 1), LiveTopic("cfg2", 1, 1), LiveTopic("grow1", 1, 1), LiveTopic("grow2", 1, 1)]
         + [LiveTopic("old1", 1, 1), LiveTopic("old2", 1, 1)]
     )
-    desired = [TopicSpec(f"new{i}", 1, 1) for i in range(5)] + [
-        TopicSpec("cfg1", 1, 1, config={"retention.ms": "5"}),
-        TopicSpec("cfg2", 1, 1, config={"retention.ms": "6"}),
-        TopicSpec("grow1", 2, 1),
-        TopicSpec("grow2", 3, 1),
+    desired = [TopicSettings(f"new{i}", 1, 1) for i in range(5)] + [
+        TopicSettings("cfg1", 1, 1, config={"retention.ms": "5"}),
+        TopicSettings("cfg2", 1, 1, config={"retention.ms": "6"}),
+        TopicSettings("grow1", 2, 1),
+        TopicSettings("grow2", 3, 1),
     ]
     plan = read_plan(cluster, desired, prune=True)
     report = apply_plan(plan, cluster, desired, console=quiet())
@@ -61,7 +61,7 @@ def test_all_kinds_batched_one_request_each() -> None:
 
 def test_refused_plan_makes_no_request() -> None:
     cluster = FakeCluster([LiveTopic("orders", 6, 1)])
-    desired = [TopicSpec("orders", 3, 1), TopicSpec("new", 1, 1)]
+    desired = [TopicSettings("orders", 3, 1), TopicSettings("new", 1, 1)]
     plan = read_plan(cluster, desired)
     with pytest.raises(UnsafePlanRefused, match="decrease partitions of topic orders: 6 -> 3"):
         apply_plan(plan, cluster, desired, console=quiet())
@@ -71,7 +71,7 @@ def test_refused_plan_makes_no_request() -> None:
 def test_partial_failure_reports_each_topic() -> None:
     cluster = FakeCluster()
     cluster.fail["b"] = "INVALID_REPLICATION_FACTOR"
-    desired = [TopicSpec(n, 1, 1) for n in ("a", "b", "c")]
+    desired = [TopicSettings(n, 1, 1) for n in ("a", "b", "c")]
     report = apply_plan(read_plan(cluster, desired), cluster, desired, console=quiet())
     assert report.render_text().splitlines() == [
         "failed: create topic b (partitions 1, replication 1): fake broker refused b (INVALID_REPLICATION_FACTOR)",
@@ -90,7 +90,7 @@ def test_topic_created_meanwhile_is_done_then_reconciled() -> None:
     cluster = FakeCluster()
     # Someone else creates "orders" after our plan, with a different retention.
     cluster.created_concurrently["orders"] = LiveTopic("orders", 3, 1, {"retention.ms": "1"})
-    desired = [TopicSpec("orders", 3, 1, config={"retention.ms": "2"})]
+    desired = [TopicSettings("orders", 3, 1, config={"retention.ms": "2"})]
     plan = read_plan(cluster, desired)
     report = apply_plan(plan, cluster, desired, console=quiet())
     assert not report.failed
@@ -109,7 +109,7 @@ def test_topic_created_meanwhile_with_fewer_partitions_grows_and_with_more_fails
     cluster = FakeCluster()
     cluster.created_concurrently["small"] = LiveTopic("small", 1, 1)
     cluster.created_concurrently["big"] = LiveTopic("big", 9, 1)
-    desired = [TopicSpec("small", 3, 1), TopicSpec("big", 3, 1)]
+    desired = [TopicSettings("small", 3, 1), TopicSettings("big", 3, 1)]
     report = apply_plan(read_plan(cluster, desired), cluster, desired, console=quiet())
     lines = report.render_text().splitlines()
     assert lines[0] == (
@@ -147,7 +147,7 @@ def test_forced_delete_of_a_topic_with_offsets() -> None:
 def test_progress_is_printed_on_large_applies() -> None:
     out = io.StringIO()
     cluster = FakeCluster()
-    desired = [TopicSpec(f"t{i}", 1, 1) for i in range(PROGRESS_THRESHOLD)]
+    desired = [TopicSettings(f"t{i}", 1, 1) for i in range(PROGRESS_THRESHOLD)]
     apply_plan(read_plan(cluster, desired), cluster, desired, console=Console(file=out, force_terminal=False))
     lines = out.getvalue().splitlines()
     assert lines[0] == f"creating topics: {PROGRESS_THRESHOLD}…"
@@ -157,7 +157,7 @@ def test_progress_is_printed_on_large_applies() -> None:
 def test_progress_bar_on_a_terminal_advances_per_topic() -> None:
     out = io.StringIO()
     cluster = FakeCluster()
-    desired = [TopicSpec(f"t{i}", 1, 1) for i in range(PROGRESS_THRESHOLD)]
+    desired = [TopicSettings(f"t{i}", 1, 1) for i in range(PROGRESS_THRESHOLD)]
     console = Console(file=out, force_terminal=True, width=100)
     report = apply_plan(read_plan(cluster, desired), cluster, desired, console=console)
     assert len(report.results) == PROGRESS_THRESHOLD
@@ -167,6 +167,6 @@ def test_progress_bar_on_a_terminal_advances_per_topic() -> None:
 def test_small_applies_print_no_progress() -> None:
     out = io.StringIO()
     cluster = FakeCluster()
-    desired = [TopicSpec("t", 1, 1)]
+    desired = [TopicSettings("t", 1, 1)]
     apply_plan(read_plan(cluster, desired), cluster, desired, console=Console(file=out))
     assert out.getvalue() == ""

@@ -10,13 +10,13 @@ from kpipe.check.rules import SchemaFields, check_project, dead_letter_topic, to
 from kpipe.diagnostics import Diagnostic
 from kpipe.loading.loader import SourceDocument
 from kpipe.loading.yaml_source import parse_yaml
-from kpipe.model.assemble import ProjectSpec, assemble
+from kpipe.model.assemble import Declarations, assemble
 
 TOPIC = "topics:\n  orders:\n    partitions: 3\n"
 GROUP = "consumers:\n  billing:\n    topics: [orders]\n    handler: app.billing:handle\n"
 
 
-def _spec(*texts: str) -> tuple[ProjectSpec, list[Diagnostic]]:
+def _spec(*texts: str) -> tuple[Declarations, list[Diagnostic]]:
     documents = []
     for i, text in enumerate(texts):
         name = f"p{i}.yaml"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from kpipe.compilation import compiler
-from kpipe.compilation.compiled import CommitPolicy, ErrorPolicy, TopicSpec
+from kpipe.compilation.compiled import CommitPolicy, ErrorPolicy, TopicSettings
 from kpipe.compilation.project import inspect_project
 from kpipe.diagnostics import Position
-from kpipe.model.assemble import ProjectSpec
+from kpipe.model.assemble import Declarations
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "pipelines"
@@ -19,12 +19,12 @@ COMMON = {"bootstrap.servers": "local", "socket.keepalive.enable": "true"}
 DLQ_PRODUCER = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5"}
 
 
-def _spec(monkeypatch: pytest.MonkeyPatch, values: list[Path] | None = None, **variables: str) -> ProjectSpec:
+def _spec(monkeypatch: pytest.MonkeyPatch, values: list[Path] | None = None, **variables: str) -> Declarations:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.chdir(ROOT)
     inspection = inspect_project([EXAMPLE], variables=variables, values_files=values or [])
     assert inspection.diagnostics == []
-    return inspection.spec
+    return inspection.declarations
 
 
 def test_producers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,7 +152,7 @@ def test_bootstrap_override(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_topics_include_the_implicit_dead_letter_topic(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec(monkeypatch)
     assert compiler.compile_topics(spec) == [
-        TopicSpec(
+        TopicSettings(
             "orders",
             3,
             1,
@@ -161,14 +161,14 @@ def test_topics_include_the_implicit_dead_letter_topic(monkeypatch: pytest.Monke
             "OrderEvent",
             Position("pipelines/orders.yaml", 4, 3),
         ),
-        TopicSpec(
+        TopicSettings(
             "orders.dlq",
             3,
             1,
             {"retention.ms": "1209600000"},
             position=Position("pipelines/orders.yaml", 14, 3),
         ),
-        TopicSpec(
+        TopicSettings(
             "user-events",
             3,
             1,
@@ -177,7 +177,7 @@ def test_topics_include_the_implicit_dead_letter_topic(monkeypatch: pytest.Monke
             "UserCreated",
             Position("pipelines/users.yaml", 3, 3),
         ),
-        TopicSpec(
+        TopicSettings(
             "welcome-mailer.dlq", 3, 1, {}, position=Position("pipelines/users.yaml", 19, 5), implicit=True
         ),
     ]
@@ -202,7 +202,7 @@ def test_env_sets_the_bootstrap_servers(monkeypatch: pytest.MonkeyPatch) -> None
     spec = _spec(monkeypatch)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9092")
     inspection = inspect_project([EXAMPLE])
-    assert compiler.compile_cluster_client(inspection.spec).get("bootstrap.servers") == "b1:9092,b2:9092"
+    assert compiler.compile_cluster_client(inspection.declarations).get("bootstrap.servers") == "b1:9092,b2:9092"
     assert spec.cluster_spec.bootstrap_servers == "local"
 
 
@@ -224,14 +224,14 @@ def test_passthrough_wins_over_cluster_config(tmp_path: Path) -> None:
     )
     inspection = inspect_project([tmp_path])
     assert inspection.diagnostics == []
-    producer = {s.key: s for s in compiler.compile_producer(inspection.spec, "p").client.settings}
+    producer = {s.key: s for s in compiler.compile_producer(inspection.declarations, "p").client.settings}
     assert (producer["socket.timeout.ms"].value, producer["socket.timeout.ms"].source) == (
         "2000",
         "passthrough",
     )
     # A field left at its default is a kpipe default, so cluster.config beats it.
     assert (producer["linger.ms"].value, producer["linger.ms"].source) == ("50", "cluster.config")
-    group = compiler.compile_consumer_group(inspection.spec, "g").client.as_dict()
+    group = compiler.compile_consumer_group(inspection.declarations, "g").client.as_dict()
     assert group["socket.timeout.ms"] == "1000"
     assert "linger.ms" not in group  # a producer setting does not reach consumers
 

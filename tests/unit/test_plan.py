@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from kpipe.compilation.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSettings
 from kpipe.errors import EXIT_UNSAFE, UnsafePlanRefused
 from kpipe.topics.plan import (
     ChangeReplicationFactor,
@@ -24,8 +24,8 @@ from kpipe.topics.plan import (
 )
 
 
-def spec(name: str, partitions: int = 3, rf: int = 1, **kw) -> TopicSpec:
-    return TopicSpec(name, partitions, rf, **kw)
+def spec(name: str, partitions: int = 3, rf: int = 1, **kw) -> TopicSettings:
+    return TopicSettings(name, partitions, rf, **kw)
 
 
 def live(*topics: LiveTopic, committed: dict[str, tuple[str, ...]] | None = None) -> ClusterState:
@@ -303,7 +303,7 @@ def test_no_changes_json() -> None:
 
 def test_an_existing_derived_dead_letter_topic_is_left_as_it_is() -> None:
     # Its partitions follow the source topic only when kpipe creates it; afterwards they are not managed.
-    dlq = TopicSpec("billing.dlq", partitions=1, replication_factor=3, implicit=True)
+    dlq = TopicSettings("billing.dlq", partitions=1, replication_factor=3, implicit=True)
     assert not make_plan([dlq], live(LiveTopic("billing.dlq", 6, 1))).has_changes
     created = make_plan([dlq], live())
     assert [type(c).__name__ for c in created.changes] == ["CreateTopic"]

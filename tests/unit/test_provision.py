@@ -10,7 +10,7 @@ import pytest
 
 from fake_cluster import FakeCluster
 from kpipe.compilation import compiler
-from kpipe.compilation.compiled import Provisioning, TopicSpec
+from kpipe.compilation.compiled import Provisioning, TopicSettings
 from kpipe.compilation.explain import explain_client
 from kpipe.compilation.project import inspect_project, load_project
 from kpipe.errors import ClusterError
@@ -27,11 +27,11 @@ def example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no
     monkeypatch.delenv("KPIPE_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.setenv("KPIPE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(ROOT)
-    return inspect_project([EXAMPLE]).spec
+    return inspect_project([EXAMPLE]).declarations
 
 
-def topic(name: str, partitions: int = 3, **config: str) -> TopicSpec:
-    return TopicSpec(name, partitions, 1, config)
+def topic(name: str, partitions: int = 3, **config: str) -> TopicSettings:
+    return TopicSettings(name, partitions, 1, config)
 
 
 def test_provisioning_holds_what_the_groups_read_dead_letter_and_emit_and_the_producers_write(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fake_cluster import FakeCluster
-from kpipe.compilation.project import Project, load_project
+from kpipe.compilation.project import CompiledProject, load_project
 from kpipe.observe.status import Status, read_status
 from kpipe.topics.cluster import GroupDescription, GroupMember, GroupsAPI, Partition, Watermarks
 from kpipe.topics.plan import LiveTopic
@@ -101,7 +101,7 @@ def test_members_client_ids_hosts_and_lag(project: Project) -> None:
         groups={"billing": GroupDescription("billing", "stable", members)},
         committed={"billing": {("orders", 0): 450, ("orders", 1): 300}, "newest": {("orders", 0): 480}},
     )
-    status = read_status(cluster, [project.consumer_group("billing")], project.topic_specs())
+    status = read_status(cluster, [project.consumer_group("billing")], project.topic_settings())
     (group,) = status.groups
     assert (group.state, group.lag, group.no_committed_offset) == ("stable", 50, False)
     assert group.to_json()["members"] == 2
@@ -126,7 +126,7 @@ def test_members_client_ids_hosts_and_lag(project: Project) -> None:
 
 def test_uncommitted_partitions_count_from_the_log_start_or_not_at_all_for_latest(project: Project) -> None:
     cluster = cluster_with(committed={"newest": {("orders", 0): 480}})
-    status = read_status(cluster, project.consumer_groups(), project.topic_specs())
+    status = read_status(cluster, project.consumer_groups(), project.topic_settings())
     billing, newest = status.groups
     # earliest (kpipe's default): everything from the log start is still to come.
     assert [(p.committed, p.lag) for p in billing.partitions] == [(None, 400), (None, 300)]
@@ -147,7 +147,7 @@ def test_a_committed_offset_past_the_end_is_no_negative_lag(project: Project) ->
 
 def test_topic_verdicts_come_from_the_plan(project: Project) -> None:
     cluster = FakeGroupsCluster([LiveTopic("orders", 2, 1, {"retention.ms": "1000"})])
-    status = read_status(cluster, [], project.topic_specs())
+    status = read_status(cluster, [], project.topic_settings())
     verdicts = {t.topic: (t.verdict, t.changes, t.implicit) for t in status.topics}
     assert verdicts == {
         "billing.dlq": ("missing", (), True),
@@ -161,7 +161,7 @@ def test_over_and_the_json_shape(project: Project) -> None:
         groups={"billing": GroupDescription("billing", "preparing_rebalance")},
         committed={"billing": {("orders", 0): 100, ("orders", 1): 0}},
     )
-    status = read_status(cluster, [project.consumer_group("billing")], project.topic_specs())
+    status = read_status(cluster, [project.consumer_group("billing")], project.topic_settings())
     assert [g.group for g in status.over(699)] == ["billing"]
     assert status.over(700) == []
     data = json.loads(status.render_json())
@@ -184,7 +184,7 @@ def test_over_and_the_json_shape(project: Project) -> None:
 def test_the_watch_view_renders(project: Project) -> None:
     from rich.console import Console
 
-    status: Status = read_status(cluster_with(), project.consumer_groups(), project.topic_specs())
+    status: Status = read_status(cluster_with(), project.consumer_groups(), project.topic_settings())
     console = Console(width=100, record=True, color_system=None)
     console.print(status.renderable(max_lag=10))
     text = console.export_text()

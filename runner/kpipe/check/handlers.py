@@ -11,10 +11,10 @@ from __future__ import annotations
 from kpipe.diagnostics import Diagnostic, error
 from kpipe.errors import HandlerError
 from kpipe.loading.code import import_paths, load_handler
-from kpipe.model.assemble import ProjectSpec
+from kpipe.model.assemble import Declarations
 
 
-def check_handlers(project: ProjectSpec) -> list[Diagnostic]:
+def check_handlers(project: Declarations) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     paths = project.directories
     with import_paths(paths):

@@ -1,6 +1,6 @@
 """Rules that span objects and files: references, names, keys, and settings that contradict each other.
 
-Pure: takes the assembled ProjectSpec and what is known about each schema, returns every diagnostic found.
+Pure: takes the assembled Declarations and what is known about each schema, returns every diagnostic found.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, warning
 from kpipe.model import librdkafka as props
-from kpipe.model.assemble import Declared, ProjectSpec
+from kpipe.model.assemble import Declared, Declarations
 from kpipe.model.pipeline import ConsumerGroupSpec, ProducerSpec
 
 TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -33,7 +33,7 @@ def dead_letter_topic(name: str, group: ConsumerGroupSpec) -> str | None:
     return group.on_error.dead_letter_topic or f"{name}.dlq"
 
 
-def check_project(project: ProjectSpec, schemas: Mapping[str, SchemaFields | None]) -> list[Diagnostic]:
+def check_project(project: Declarations, schemas: Mapping[str, SchemaFields | None]) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     _check_topic_names(project, out)
     _check_topics(project, schemas, out)
@@ -49,7 +49,7 @@ def _ref(
     subpath: tuple,
     target: str,
     section: str,
-    project: ProjectSpec,
+    project: Declarations,
     what: str,
 ) -> bool:
     """Report a reference to an undeclared name. True when the reference resolves."""
@@ -78,7 +78,7 @@ def topic_name_problem(name: str) -> str | None:
     return None
 
 
-def _check_topic_names(project: ProjectSpec, out: list[Diagnostic]) -> None:
+def _check_topic_names(project: Declarations, out: list[Diagnostic]) -> None:
     folded: dict[str, str] = {}
     for name, topic in sorted(project.topics.items()):
         problem = topic_name_problem(name)
@@ -104,7 +104,7 @@ def _check_topic_names(project: ProjectSpec, out: list[Diagnostic]) -> None:
 
 
 def _check_topics(
-    project: ProjectSpec, schemas: Mapping[str, SchemaFields | None], out: list[Diagnostic]
+    project: Declarations, schemas: Mapping[str, SchemaFields | None], out: list[Diagnostic]
 ) -> None:
     for name, topic in project.topics.items():
         spec = topic.spec
@@ -188,7 +188,7 @@ def _show(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
+def _check_producers(project: Declarations, out: list[Diagnostic]) -> None:
     for name, producer in project.producers.items():
         spec: ProducerSpec = producer.spec
         label = f"producer '{name}'"
@@ -265,7 +265,7 @@ def _check_producers(project: ProjectSpec, out: list[Diagnostic]) -> None:
                 )
 
 
-def _check_consumers(project: ProjectSpec, out: list[Diagnostic]) -> None:
+def _check_consumers(project: Declarations, out: list[Diagnostic]) -> None:
     for name, group in project.consumers.items():
         spec: ConsumerGroupSpec = group.spec
         label = f"consumer group '{name}'"
@@ -358,7 +358,7 @@ def _check_consumer_config(name: str, group: Declared, label: str, out: list[Dia
 
 
 def _check_error_policy(
-    project: ProjectSpec, name: str, group: Declared, label: str, out: list[Diagnostic]
+    project: Declarations, name: str, group: Declared, label: str, out: list[Diagnostic]
 ) -> None:
     """on_error: the dead-letter topic (its name, a loop back into the group, a typo) and the backoff bounds."""
     spec: ConsumerGroupSpec = group.spec
@@ -410,7 +410,7 @@ DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
 
 
 def _check_handler_timeout(
-    project: ProjectSpec, group: Declared, config: Mapping, label: str, out: list[Diagnostic]
+    project: Declarations, group: Declared, config: Mapping, label: str, out: list[Diagnostic]
 ) -> None:
     """A handler timeout at or above max.poll.interval.ms never fires: the group evicts the member first."""
     timeout = group.spec.on_error.timeout_ms
@@ -436,7 +436,7 @@ def _check_handler_timeout(
         )
 
 
-def _check_static_member(project: ProjectSpec, name: str, group: Declared, out: list[Diagnostic]) -> None:
+def _check_static_member(project: Declarations, name: str, group: Declared, out: list[Diagnostic]) -> None:
     """group.instance.id makes a member static: one id, one member. With more than one instance every one would
     join under the same id, and the broker fences all but the last (so would every pod of a Deployment)."""
     instances = group.spec.instances
@@ -495,7 +495,7 @@ def _check_concurrency(group: Declared, label: str, partitions: list[int]) -> li
 
 
 def _check_emits(
-    project: ProjectSpec, name: str, group: Declared[ConsumerGroupSpec], out: list[Diagnostic]
+    project: Declarations, name: str, group: Declared[ConsumerGroupSpec], out: list[Diagnostic]
 ) -> None:
     """Declared emits name declared topics; emitting into the group's own input loops every event."""
     spec = group.spec
@@ -528,7 +528,7 @@ def quantity_value(text: str) -> float:
 
 
 def _check_deploy(
-    project: ProjectSpec, name: str, group: Declared[ConsumerGroupSpec], out: list[Diagnostic]
+    project: Declarations, name: str, group: Declared[ConsumerGroupSpec], out: list[Diagnostic]
 ) -> None:
     """The Kubernetes export's settings: limits above requests, autoscaling within the partitions."""
     deploy = group.spec.deploy
@@ -569,7 +569,7 @@ def _check_deploy(
         )
 
 
-def _check_cluster(project: ProjectSpec, out: list[Diagnostic]) -> None:
+def _check_cluster(project: Declarations, out: list[Diagnostic]) -> None:
     if project.cluster is None:
         return
     for key, value in project.cluster.spec.config.items():

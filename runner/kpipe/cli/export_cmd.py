@@ -56,7 +56,7 @@ def _secrets(
     from kpipe.loading.loader import display_path
 
     if env is None:
-        env = env_vars(((f, display_path(f)) for f in project.files), ProjectFiles(project.spec.root))
+        env = env_vars(((f, display_path(f)) for f in project.files), ProjectFiles(project.declarations.root))
     seen = {k: v for k, v in (environ if environ is not None else os.environ).items() if v is not None}
     return secret_values(project, env, seen)
 
@@ -286,7 +286,7 @@ def kubernetes(
         list(options.values_files),
         options.variables,
         settings,
-        root=project.spec.root,
+        root=project.declarations.root,
     )
     refuse_secrets(((f"{o['kind']} {o['metadata']['name']}", dump_yaml(o)) for o in objects), secrets)
     _write_manifests(objects, output)
@@ -376,13 +376,13 @@ def dockerfile(
     from kpipe.model.pipeline import SchemaModel
 
     project = _load(options, import_code=False)
-    root = project.spec.root
+    root = project.declarations.root
     files = project_files(
         [*project.files, *project.inspection.schema_sources.values(), *options.values_files], root
     )
-    modules = [g.spec.handler for g in project.spec.consumers.values()]
-    modules += [s.spec.model for s in project.spec.schemas.values() if isinstance(s.spec, SchemaModel)]
-    code, missing = code_paths(project.spec.directories, modules, root)
+    modules = [g.spec.handler for g in project.declarations.consumers.values()]
+    modules += [s.spec.model for s in project.declarations.schemas.values() if isinstance(s.spec, SchemaModel)]
+    code, missing = code_paths(project.declarations.directories, modules, root)
     if missing:
         click.echo(
             f"warning: no code below the project root for {', '.join(missing)}: if the image must hold it, "

@@ -61,7 +61,7 @@ def plan(
 
     project, cluster = options.connect(timeout)
     try:
-        the_plan = read_plan(cluster, project.topic_specs(), prune=prune, force=force)
+        the_plan = read_plan(cluster, project.topic_settings(), prune=prune, force=force)
     finally:
         cluster.close()
     click.echo(the_plan.render_json() if output_format == "json" else the_plan.render_text())
@@ -91,7 +91,7 @@ def apply(options: ProjectOptions, prune: bool, force: bool, timeout: float, yes
 
     project, cluster = options.connect(timeout)
     try:
-        desired = project.topic_specs()
+        desired = project.topic_settings()
         the_plan = read_plan(cluster, desired, prune=prune, force=force)
         click.echo(the_plan.render_text())
         the_plan.raise_if_unsafe()

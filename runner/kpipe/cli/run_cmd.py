@@ -143,7 +143,7 @@ def run(
         bootstrap_override=project.bootstrap_override,
         log_format=log_format,
         extra_consumer_config=extra_config,
-        project_root=str(project.spec.root) if project.spec.root else None,
+        project_root=str(project.declarations.root) if project.declarations.root else None,
         metrics=metrics.port is not None,
         embedded_broker=project.embedded_broker,
     )
@@ -169,7 +169,7 @@ def _check_handlers(project: Any, groups: list[Any]) -> None:
     module found nowhere passes (it may be installed in a way the check cannot see); its workers halt."""
     from kpipe.compilation.project import check_handlers_statically
 
-    found = check_handlers_statically(project.spec, [g.group_id for g in groups])
+    found = check_handlers_statically(project.declarations, [g.group_id for g in groups])
     problems = [d for d in found if d.is_error]
     if problems:
         raise PipelineInvalid(problems)
@@ -182,7 +182,7 @@ def _metrics_server(project: Any, supervisor: Any, groups: list[Any], settings: 
     from kpipe.observe.health import MetricsServer, partitions_by_group
 
     server = MetricsServer(
-        supervisor, settings.host, settings.port, partitions_by_group(groups, project.topic_specs())
+        supervisor, settings.host, settings.port, partitions_by_group(groups, project.topic_settings())
     )
     log.info("serving metrics on %s/metrics (health: /healthz, /readyz)", server.url)
     return server

@@ -76,7 +76,7 @@ def status(
             if groups
             else project.consumer_groups()
         )
-        topics = project.topic_specs()
+        topics = project.topic_settings()
         if watch:
             _watch(cluster, selected, topics, interval, max_lag)
             return

@@ -57,7 +57,7 @@ def validate(
     if import_code and inspection.valid:
         from kpipe.check.handlers import check_handlers as run_handler_checks
 
-        diagnostics += run_handler_checks(inspection.spec)
+        diagnostics += run_handler_checks(inspection.declarations)
     if against and inspection.valid:
         from kpipe.schemas.evolution import check_evolution
 

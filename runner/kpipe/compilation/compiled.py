@@ -1,7 +1,7 @@
 """Compiled objects: what the spec becomes once every default, template and reference is resolved.
 
 These are frozen, plain data (no pydantic, no I/O, no confluent_kafka). The execute layers take only these:
-`plan`/`apply` take TopicSpec, the producer takes ProducerSettings, the worker takes ConsumerGroupSettings.
+`plan`/`apply` take TopicSettings, the producer takes ProducerSettings, the worker takes ConsumerGroupSettings.
 Tests compare them directly.
 """
 
@@ -49,7 +49,7 @@ class ClientConfig:
 
 
 @dataclass(frozen=True)
-class TopicSpec:
+class TopicSettings:
     name: str
     partitions: int
     replication_factor: int
@@ -142,6 +142,6 @@ class MetricsSettings:
 class Provisioning:
     """The topics a command's clients use (what `run` and `produce` make sure exist before they start)."""
 
-    topics: tuple[TopicSpec, ...]
+    topics: tuple[TopicSettings, ...]
     # cluster.create_missing_topics: create the missing ones (True) or refuse to start without them (False).
     create_missing: bool = True

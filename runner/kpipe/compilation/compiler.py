@@ -1,4 +1,4 @@
-"""Compile an assembled, checked ProjectSpec into plain client configs and topic specs. Pure.
+"""Compile an assembled, checked Declarations into plain client configs and topic specs. Pure.
 
 Every librdkafka setting is built from layers, lowest first, and each remembers where it came from so
 `kpipe explain` can show it:
@@ -30,10 +30,10 @@ from kpipe.compilation.compiled import (
     ProducerSettings,
     Provisioning,
     Setting,
-    TopicSpec,
+    TopicSettings,
 )
 from kpipe.model import librdkafka as props
-from kpipe.model.assemble import Declared, ProjectSpec
+from kpipe.model.assemble import Declared, Declarations
 from kpipe.model.librdkafka import PRODUCER_FIELDS
 from kpipe.model.pipeline import ConsumerGroupSpec, ProducerSpec
 
@@ -129,7 +129,7 @@ class _Layers:
 
 
 def _base(
-    project: ProjectSpec,
+    project: Declarations,
     kind: str,
     bootstrap_override: str | None,
     defaults: Mapping[str, str] | None = None,
@@ -158,7 +158,7 @@ def _base(
 
 
 def compile_producer(
-    project: ProjectSpec, name: str, bootstrap_override: str | None = None, *, embedded: bool = False
+    project: Declarations, name: str, bootstrap_override: str | None = None, *, embedded: bool = False
 ) -> ProducerSettings:
     declared = project.producers[name]
     spec: ProducerSpec = declared.spec
@@ -191,7 +191,7 @@ def compile_producer(
 
 
 def compile_consumer_group(
-    project: ProjectSpec,
+    project: Declarations,
     name: str,
     bootstrap_override: str | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -266,12 +266,12 @@ def compile_consumer_group(
     )
 
 
-def compile_topics(project: ProjectSpec) -> list[TopicSpec]:
+def compile_topics(project: Declarations) -> list[TopicSettings]:
     """Declared topics plus the dead-letter topics consumer groups need, sorted by name."""
-    topics: dict[str, TopicSpec] = {}
+    topics: dict[str, TopicSettings] = {}
     for name, declared in project.topics.items():
         spec = declared.spec
-        topics[name] = TopicSpec(
+        topics[name] = TopicSettings(
             name=name,
             partitions=spec.partitions,
             replication_factor=spec.replication_factor if spec.replication_factor is not None else -1,
@@ -285,7 +285,7 @@ def compile_topics(project: ProjectSpec) -> list[TopicSpec]:
         if dlq is None or dlq in topics:
             continue
         sources = [topics[t] for t in declared.spec.topics if t in topics]
-        topics[dlq] = TopicSpec(
+        topics[dlq] = TopicSettings(
             name=dlq,
             # Dead letters keep the source partitioning's parallelism; they hold no schema (they carry
             # whatever failed, byte for byte).
@@ -299,7 +299,7 @@ def compile_topics(project: ProjectSpec) -> list[TopicSpec]:
 
 
 def compile_metrics(
-    project: ProjectSpec, port_override: int | None = None, host_override: str | None = None
+    project: Declarations, port_override: int | None = None, host_override: str | None = None
 ) -> MetricsSettings:
     """The files' `metrics:` section, with `kpipe run --metrics-port/--metrics-host` winning over it."""
     declared = project.metrics_spec
@@ -310,7 +310,7 @@ def compile_metrics(
 
 
 def compile_provisioning(
-    project: ProjectSpec, groups: Iterable[str] = (), producers: Iterable[str] = ()
+    project: Declarations, groups: Iterable[str] = (), producers: Iterable[str] = ()
 ) -> Provisioning:
     """The declared topics the given groups read, dead-letter to and emit to, and the producers write to."""
     wanted: set[str] = set()
@@ -324,5 +324,5 @@ def compile_provisioning(
     return Provisioning(topics, create_missing=project.cluster_spec.create_missing_topics)
 
 
-def compile_cluster_client(project: ProjectSpec, bootstrap_override: str | None = None) -> ClientConfig:
+def compile_cluster_client(project: Declarations, bootstrap_override: str | None = None) -> ClientConfig:
     return _base(project, "admin", bootstrap_override).freeze()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from kpipe.compilation.compiled import ClientConfig
-from kpipe.compilation.project import Project
+from kpipe.compilation.project import CompiledProject
 from kpipe.diagnostics import did_you_mean
 from kpipe.errors import UsageError
 from kpipe.redaction import REDACTED, redact, safe_text
@@ -28,17 +28,17 @@ def _rows(config: ClientConfig) -> list[dict]:
     return rows
 
 
-def explain_client(project: Project, name: str, output_format: str = "text", *, instance: int = 0) -> str:
+def explain_client(project: CompiledProject, name: str, output_format: str = "text", *, instance: int = 0) -> str:
     """The final settings of producer or consumer group `name` (for a group: of its `instance`), exactly as the
     client is given them, with where each value came from. Secrets are redacted."""
-    if name in project.spec.producers:
+    if name in project.declarations.producers:
         settings = project.producer_settings(name)
         kind, rows, extra = (
             "producer",
             _rows(settings.client),
             {"topic": settings.topic, "key_field": settings.key_field},
         )
-    elif name in project.spec.consumers:
+    elif name in project.declarations.consumers:
         group = project.consumer_group(name)
         kind, rows = "consumer group", _rows(group.client_for(instance))
         extra = {
@@ -54,13 +54,13 @@ def explain_client(project: Project, name: str, output_format: str = "text", *, 
             "emits": list(group.emits) or None,
         }
     else:
-        names = list(project.spec.producers) + list(project.spec.consumers)
+        names = list(project.declarations.producers) + list(project.declarations.consumers)
         hint = did_you_mean(name, names)
         known = "; ".join(
             f"{noun}: {', '.join(sorted(section))}"
             for noun, section in (
-                ("producers", project.spec.producers),
-                ("consumer groups", project.spec.consumers),
+                ("producers", project.declarations.producers),
+                ("consumer groups", project.declarations.consumers),
             )
             if section
         )

@@ -10,7 +10,7 @@ pydantic-model schemas and handlers are checked statically (kpipe.check.imports)
 is imported; JSON Schema files are compiled without touching sys.path. The runtime (`kpipe run`, `produce`,
 `kpipe.load`) imports them: that is what it is asked to do.
 
-A Project is compiled data and does no I/O: `bootstrap_servers: local` (or `-b local`) stays the word `local`
+A CompiledProject is compiled data and does no I/O: `bootstrap_servers: local` (or `-b local`) stays the word `local`
 here. The edges that connect resolve it once to the running local broker's address (`kpipe.load`, the CLI:
 kpipe.local.state.resolve) and hand over a project with that address as its bootstrap override.
 """
@@ -31,7 +31,7 @@ from kpipe.compilation.compiled import (
     MetricsSettings,
     ProducerSettings,
     Provisioning,
-    TopicSpec,
+    TopicSettings,
 )
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, sort_diagnostics
 from kpipe.errors import PipelineInvalid, SchemaModelImportError, UsageError
@@ -39,7 +39,7 @@ from kpipe.loading.code import import_paths
 from kpipe.loading.files import ProjectFiles, project_root
 from kpipe.loading.loader import LoadResult, load_documents, load_yaml_file
 from kpipe.model.aliases import json_names
-from kpipe.model.assemble import ProjectSpec, assemble
+from kpipe.model.assemble import Declarations, assemble
 from kpipe.model.librdkafka import remember_secret_values
 from kpipe.model.pipeline import SchemaFile, SchemaModel
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 class Inspection:
     """Everything `validate` learns about a project, valid or not."""
 
-    spec: ProjectSpec
+    declarations: Declarations
     diagnostics: list[Diagnostic]
     files: list[Path]
     schema_models: dict[str, type[BaseModel] | None] = field(default_factory=dict)
@@ -71,7 +71,7 @@ def _schema_fields(model: type[BaseModel]) -> SchemaFields:
 
 
 def resolve_schemas(
-    spec: ProjectSpec,
+    spec: Declarations,
     files: ProjectFiles | None = None,
     *,
     import_code: bool = False,
@@ -188,7 +188,7 @@ def inspect_project(
     return Inspection(spec, sort_diagnostics(diagnostics), loaded.files, models, sources, import_code)
 
 
-def _static_model_fields(spec: ProjectSpec) -> dict[str, SchemaFields]:
+def _static_model_fields(spec: Declarations) -> dict[str, SchemaFields]:
     """The fields of pydantic-model schemas read from their source, so key-field checks run without importing."""
     from kpipe.check.imports import static_model_fields
 
@@ -201,7 +201,7 @@ def _static_model_fields(spec: ProjectSpec) -> dict[str, SchemaFields]:
     return out
 
 
-def check_handlers_statically(spec: ProjectSpec, groups: Iterable[str] | None = None) -> list[Diagnostic]:
+def check_handlers_statically(spec: Declarations, groups: Iterable[str] | None = None) -> list[Diagnostic]:
     """Each handler's module and function looked for without importing them (`groups`: only these)."""
     from kpipe.check.imports import check_import_target
 
@@ -221,10 +221,10 @@ def check_handlers_statically(spec: ProjectSpec, groups: Iterable[str] | None = 
     return out
 
 
-_P = TypeVar("_P", bound="Project")
+_P = TypeVar("_P", bound="CompiledProject")
 
 
-class Project:
+class CompiledProject:
     """A valid project, compiled on demand. Build one with `kpipe.load(...)`.
 
     bootstrap_override: the address clients connect to instead of the files' (`--bootstrap-servers`, the
@@ -241,7 +241,7 @@ class Project:
         embedded_broker: bool = False,
     ):
         self.inspection = inspection
-        self.spec = inspection.spec
+        self.declarations = inspection.declarations
         self.warnings = [d for d in inspection.diagnostics if not d.is_error]
         self.bootstrap_override = bootstrap_override or None
         self.consumer_overrides: dict[str, str] = dict(consumer_overrides or {})
@@ -254,7 +254,7 @@ class Project:
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.bootstrap_override or self.spec.cluster_spec.bootstrap_servers
+        return self.bootstrap_override or self.declarations.cluster_spec.bootstrap_servers
 
     def with_bootstrap(self: _P, bootstrap: str | None, *, embedded_broker: bool = False) -> _P:
         """The project connecting to `bootstrap`; embedded_broker: that address is kpipe's embedded broker."""
@@ -279,18 +279,18 @@ class Project:
         return self._embedded_broker or self.uses_local_broker
 
     def _lookup(self, section: str, name: str, noun: str) -> None:
-        names = getattr(self.spec, section)
+        names = getattr(self.declarations, section)
         if name not in names:
             hint = did_you_mean(name, names)
             known = ", ".join(sorted(names)) or "none"
             raise UsageError(f"no {noun} named '{name}'" + (f"; {hint}" if hint else f" (declared: {known})"))
 
     # --- compiled objects ---------------------------------------------------------------------------------
-    def topic_specs(self) -> list[TopicSpec]:
-        return compiler.compile_topics(self.spec)
+    def topic_settings(self) -> list[TopicSettings]:
+        return compiler.compile_topics(self.declarations)
 
-    def topic(self, name: str) -> TopicSpec:
-        for topic in self.topic_specs():
+    def topic(self, name: str) -> TopicSettings:
+        for topic in self.topic_settings():
             if topic.name == name:
                 return topic
         self._lookup("topics", name, "topic")
@@ -303,31 +303,31 @@ class Project:
             self._lookup("consumers", name, "consumer group")
         for name in producers:
             self._lookup("producers", name, "producer")
-        return compiler.compile_provisioning(self.spec, groups, producers)
+        return compiler.compile_provisioning(self.declarations, groups, producers)
 
     def cluster_client_config(self) -> ClientConfig:
-        return compiler.compile_cluster_client(self.spec, self.bootstrap_override)
+        return compiler.compile_cluster_client(self.declarations, self.bootstrap_override)
 
     def metrics_settings(self, port: int | None = None, host: str | None = None) -> MetricsSettings:
         """Where `kpipe run` serves metrics: the files' `metrics:` section, overridden by `port`/`host`."""
-        return compiler.compile_metrics(self.spec, port, host)
+        return compiler.compile_metrics(self.declarations, port, host)
 
     def producer_names(self) -> list[str]:
-        return sorted(self.spec.producers)
+        return sorted(self.declarations.producers)
 
     def producer_settings(self, name: str) -> ProducerSettings:
         self._lookup("producers", name, "producer")
         return compiler.compile_producer(
-            self.spec, name, self.bootstrap_override, embedded=self.embedded_broker
+            self.declarations, name, self.bootstrap_override, embedded=self.embedded_broker
         )
 
     def consumer_group_names(self) -> list[str]:
-        return sorted(self.spec.consumers)
+        return sorted(self.declarations.consumers)
 
     def consumer_group(self, name: str) -> ConsumerGroupSettings:
         self._lookup("consumers", name, "consumer group")
         return compiler.compile_consumer_group(
-            self.spec, name, self.bootstrap_override, self.consumer_overrides, embedded=self.embedded_broker
+            self.declarations, name, self.bootstrap_override, self.consumer_overrides, embedded=self.embedded_broker
         )
 
     def consumer_groups(self) -> list[ConsumerGroupSettings]:
@@ -337,7 +337,7 @@ class Project:
         model = self.inspection.schema_models.get(name)
         if model is None:
             self._lookup("schemas", name, "schema")
-            if not self.inspection.imported and isinstance(self.spec.schemas[name].spec, SchemaModel):
+            if not self.inspection.imported and isinstance(self.declarations.schemas[name].spec, SchemaModel):
                 raise UsageError(
                     f"schema '{name}' is a pydantic model and the project was loaded without importing "
                     "project code (load it with import_code=True)"
@@ -346,7 +346,7 @@ class Project:
         return model
 
     def topic_model(self, topic: str) -> type[BaseModel] | None:
-        declared = self.spec.topics.get(topic)
+        declared = self.declarations.topics.get(topic)
         if declared is None or declared.spec.schema_ is None:
             return None
         return self.schema_model(declared.spec.schema_)
@@ -359,7 +359,7 @@ def load_project(
     values_files: Iterable[Path | str] | None = None,
     bootstrap_override: str | None = None,
     consumer_overrides: Mapping[str, str] | None = None,
-    project_type: type[_P] = Project,  # type: ignore[assignment]
+    project_type: type[_P] = CompiledProject,  # type: ignore[assignment]
     root: Path | str | None = None,
     import_code: bool = True,
     check_code: bool = True,

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import PydanticUserError
 
 from kpipe import __version__
-from kpipe.compilation.compiled import ConsumerGroupSettings, TopicSpec
+from kpipe.compilation.compiled import ConsumerGroupSettings, TopicSettings
 from kpipe.export.topology import Topology, commit_label, topology
 from kpipe.model.pipeline import SchemaModel
 
@@ -61,7 +61,7 @@ def document(
 ) -> dict[str, Any]:
     """The AsyncAPI document of a loaded Project, as plain data (dump it as YAML or JSON)."""
     topo = topology(project)
-    spec = project.spec
+    spec = project.declarations
     doc: dict[str, Any] = {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -148,7 +148,7 @@ def _schemas(project: Any) -> dict[str, dict[str, Any] | None]:
 
     out: dict[str, dict[str, Any] | None] = {}
     inspection = project.inspection
-    for name, declared in sorted(project.spec.schemas.items()):
+    for name, declared in sorted(project.declarations.schemas.items()):
         base = f"#/components/schemas/{_id(name)}"
         out[name] = None
         if isinstance(declared.spec, SchemaModel):
@@ -174,7 +174,7 @@ def _schemas(project: Any) -> dict[str, dict[str, Any] | None]:
 
 
 def _message(
-    topic: TopicSpec, schemas: Mapping[str, Any], project: Any, topo: Topology
+    topic: TopicSettings, schemas: Mapping[str, Any], project: Any, topo: Topology
 ) -> tuple[str, dict[str, Any]]:
     dead_letters = topic.schema_name is None and bool(topo.dead_letter_sources(topic.name))
     if dead_letters:
@@ -196,7 +196,7 @@ def _message(
         if schemas.get(topic.schema_name) is not None:
             message["payload"] = {"$ref": f"#/components/schemas/{_id(topic.schema_name)}"}
         else:
-            declared = project.spec.schemas.get(topic.schema_name)
+            declared = project.declarations.schemas.get(topic.schema_name)
             if declared is not None and isinstance(declared.spec, SchemaModel):
                 message["description"] = (
                     f"Payload: the pydantic model {declared.spec.model} "
@@ -230,9 +230,9 @@ def _topic_configuration(config: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _channel(project: Any, topo: Topology, topic: TopicSpec, schemas: Mapping[str, Any]) -> dict[str, Any]:
+def _channel(project: Any, topo: Topology, topic: TopicSettings, schemas: Mapping[str, Any]) -> dict[str, Any]:
     channel: dict[str, Any] = {"address": topic.name}
-    declared = project.spec.topics.get(topic.name)
+    declared = project.declarations.topics.get(topic.name)
     description = declared.spec.description if declared is not None else None
     writers = topo.dead_letter_sources(topic.name)
     if writers:

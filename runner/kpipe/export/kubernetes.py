@@ -92,9 +92,9 @@ def render_environment(env: Sequence[EnvVar], set_env: Mapping[str, str]) -> dic
 class Manifests:
     """Builds every object for one project. `objects()` returns them in the order they should be applied."""
 
-    def __init__(self, topology: Topology, spec: Any, pods: Pods):
+    def __init__(self, topology: Topology, declarations: Any, pods: Pods):
         self.topology = topology
-        self.spec = spec
+        self.declarations = declarations
         self.pods = pods
         self.options = pods.options
 
@@ -131,7 +131,7 @@ class Manifests:
         }
 
     def _resources(self, group: str) -> dict[str, Any]:
-        declared = self.spec.consumers[group].spec.deploy.resources
+        declared = self.declarations.consumers[group].spec.deploy.resources
         requests = {**DEFAULT_REQUESTS, **declared.requests.model_dump(exclude_none=True)}
         limits = {**DEFAULT_LIMITS, **declared.limits.model_dump(exclude_none=True)}
         return {"requests": requests, "limits": limits}
@@ -171,7 +171,7 @@ class Manifests:
         container = self._probed_container(group.group_id, mounts)
         # Order per key (or partition) matters: never run an old and a new member side by side for the same
         # partitions; replace one pod at a time instead.
-        ordered = self.spec.consumers[group.group_id].spec.ordering != "none"
+        ordered = self.declarations.consumers[group.group_id].spec.ordering != "none"
         rolling = {"maxSurge": 0, "maxUnavailable": 1} if ordered else {"maxSurge": 1, "maxUnavailable": 0}
         annotations = {
             "prometheus.io/scrape": "true",
@@ -246,16 +246,16 @@ class Manifests:
         }
 
     def _secure(self) -> bool:
-        config = {k.lower(): str(v).upper() for k, v in self.spec.cluster_spec.config.items()}
+        config = {k.lower(): str(v).upper() for k, v in self.declarations.cluster_spec.config.items()}
         return config.get("security.protocol", "PLAINTEXT") in SECURE_PROTOCOLS
 
     def _autoscaled(self, group: ConsumerGroupSettings) -> bool:
-        return self.options.keda or self.spec.consumers[group.group_id].spec.deploy.autoscale is not None
+        return self.options.keda or self.declarations.consumers[group.group_id].spec.deploy.autoscale is not None
 
     def scaled_object(self, group: ConsumerGroupSettings, deployment: dict[str, Any]) -> dict[str, Any]:
         """KEDA's ScaledObject for the group. The Deployment then names no replicas: KEDA owns the count, and
         re-applying the manifests must not reset it to `instances`."""
-        autoscale = self.spec.consumers[group.group_id].spec.deploy.autoscale
+        autoscale = self.declarations.consumers[group.group_id].spec.deploy.autoscale
         partitions = partitions_read(self.topology, group)
         most = autoscale.max_replicas if autoscale and autoscale.max_replicas else partitions
         if most > 1 and group.client.get("group.instance.id"):
@@ -330,4 +330,4 @@ def manifests(
     options.project_args = tuple(args)
     pods = Pods(env, files, options)
     check_environment(env, options.set_env, pods.secret_name)
-    return Manifests(topology, project.spec, pods).objects()
+    return Manifests(topology, project.declarations, pods).objects()

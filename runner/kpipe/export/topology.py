@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kpipe.compilation.compiled import ConsumerGroupSettings, ProducerSettings, TopicSpec
+from kpipe.compilation.compiled import ConsumerGroupSettings, ProducerSettings, TopicSettings
 
 EdgeKind = Literal["send", "receive", "dead_letter", "emit"]
 
@@ -22,11 +22,11 @@ class Edge:
 
 @dataclass(frozen=True)
 class Topology:
-    topics: tuple[TopicSpec, ...]
+    topics: tuple[TopicSettings, ...]
     producers: tuple[ProducerSettings, ...]
     groups: tuple[ConsumerGroupSettings, ...]
 
-    def topic(self, name: str) -> TopicSpec | None:
+    def topic(self, name: str) -> TopicSettings | None:
         return next((t for t in self.topics if t.name == name), None)
 
     def edges(self) -> list[Edge]:
@@ -46,7 +46,7 @@ class Topology:
 def topology(project: Any) -> Topology:
     """The compiled topics, producers and groups of a loaded kpipe Project, each sorted by name."""
     return Topology(
-        topics=tuple(project.topic_specs()),
+        topics=tuple(project.topic_settings()),
         producers=tuple(project.producer_settings(n) for n in project.producer_names()),
         groups=tuple(project.consumer_groups()),
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kpipe.compilation.project import Project
+from kpipe.compilation.project import CompiledProject
 from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
 from kpipe.runtime.protocol import WorkerSpec
 from kpipe.runtime.protocol import worker_specs as make_worker_specs
@@ -116,7 +116,7 @@ def status_line(rows: Mapping[str, GroupTotals]) -> str:
     )
 
 
-def send_demo_events(project: Project, demo_dir: Path, echo: Callable[[str], None]) -> int:
+def send_demo_events(project: CompiledProject, demo_dir: Path, echo: Callable[[str], None]) -> int:
     """Send `<producer>.jsonl` through that producer, and `<topic>.poison.jsonl` raw (bypassing validation)."""
     from kpipe.runtime.producer import open_producer
 
@@ -128,7 +128,7 @@ def send_demo_events(project: Project, demo_dir: Path, echo: Callable[[str], Non
             sent += _send_raw(project, name.removesuffix(".poison"), lines)
             echo(f"demo: wrote {len(lines)} poison events straight to topic '{name.removesuffix('.poison')}'")
             continue
-        if name not in project.spec.producers:
+        if name not in project.declarations.producers:
             echo(f"demo: skipping {path.name}: no producer named '{name}'")
             continue
         with open_producer(project, name) as producer:
@@ -139,7 +139,7 @@ def send_demo_events(project: Project, demo_dir: Path, echo: Callable[[str], Non
     return sent
 
 
-def _send_raw(project: Project, topic: str, lines: list[str]) -> int:
+def _send_raw(project: CompiledProject, topic: str, lines: list[str]) -> int:
     from confluent_kafka import Producer
 
     producer = Producer({"bootstrap.servers": project.bootstrap_servers})
@@ -155,7 +155,7 @@ def _send_raw(project: Project, topic: str, lines: list[str]) -> int:
 
 
 def worker_specs(
-    project: Project, paths: list[Path], variables: dict[str, str], values_files: list[Path], local: bool
+    project: CompiledProject, paths: list[Path], variables: dict[str, str], values_files: list[Path], local: bool
 ) -> list[WorkerSpec]:
     return make_worker_specs(
         ((g.group_id, g.instances) for g in project.consumer_groups()),
@@ -163,7 +163,7 @@ def worker_specs(
         variables=variables,
         values_files=(str(v) for v in values_files),
         bootstrap_override=project.bootstrap_servers,
-        project_root=str(project.spec.root) if project.spec.root else None,
+        project_root=str(project.declarations.root) if project.declarations.root else None,
         embedded_broker=local,
         extra_consumer_config=DEV_STATISTICS,
         metrics=True,

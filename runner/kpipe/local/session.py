@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kpipe.compilation.project import Project
+from kpipe.compilation.project import CompiledProject
 from kpipe.errors import EXIT_INVALID, EXIT_OK, LocalBrokerError, UsageError
 from kpipe.local import devloop
 from kpipe.local import state as local_state
@@ -76,7 +76,7 @@ class DevOptions:
     live: bool = True  # a live table; status lines when False
 
 
-def run_dev(project: Project, options: DevOptions, echo: devloop.Echo) -> int:
+def run_dev(project: CompiledProject, options: DevOptions, echo: devloop.Echo) -> int:
     """`kpipe dev`: the whole local loop until a signal stops it. Returns the exit code."""
     # Checked before anything starts or changes: a typo must not cost a broker start and an apply.
     demo_dir = _demo_directory(options) if options.demo else None
@@ -114,8 +114,8 @@ def run_dev(project: Project, options: DevOptions, echo: devloop.Echo) -> int:
 
 
 def _local_broker(
-    project: Project, port: int | None, echo: Callable[[str], None]
-) -> tuple[Project, LocalBroker | None]:
+    project: CompiledProject, port: int | None, echo: Callable[[str], None]
+) -> tuple[CompiledProject, LocalBroker | None]:
     """The project pointed at the running local broker, or at one started now (returned, to be stopped)."""
     running = local_state.running_bootstrap()
     if running:
@@ -127,13 +127,13 @@ def _local_broker(
     return project.with_bootstrap(broker.bootstrap, embedded_broker=True), broker
 
 
-def _apply_topics(project: Project, *, local: bool, yes: bool, echo: Callable[[str], None]) -> None:
+def _apply_topics(project: CompiledProject, *, local: bool, yes: bool, echo: Callable[[str], None]) -> None:
     from kpipe.topics.apply import apply_plan, read_plan
     from kpipe.topics.cluster import connect
 
     cluster = connect(project.cluster_client_config().as_dict(), timeout=10.0)
     try:
-        desired = project.topic_specs()
+        desired = project.topic_settings()
         plan = read_plan(cluster, desired)
         plan.raise_if_unsafe()
         if not plan.has_changes:
@@ -160,7 +160,7 @@ def _demo_directory(options: DevOptions) -> Path:
     return directory
 
 
-def _start_demo(project: Project, directory: Path, echo: Callable[[str], None]) -> None:
+def _start_demo(project: CompiledProject, directory: Path, echo: Callable[[str], None]) -> None:
 
     def feed() -> None:
         try:

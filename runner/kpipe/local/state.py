@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, TypeVar
 from kpipe.errors import LocalBrokerError
 
 if TYPE_CHECKING:
-    from kpipe.compilation.project import Project
+    from kpipe.compilation.project import CompiledProject
 
-    P = TypeVar("P", bound=Project)
+    P = TypeVar("P", bound=CompiledProject)
 
 DEFAULT_PORT = 19092
 

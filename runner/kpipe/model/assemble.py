@@ -1,4 +1,4 @@
-"""Validate each parsed file against the spec models and merge them into one ProjectSpec.
+"""Validate each parsed file against the spec models and merge them into one Declarations.
 
 Names are global across a project's files: a topic, schema, producer or consumer group declared twice is an
 error that names both places. Pure: takes SourceDocuments, returns data and diagnostics.
@@ -51,11 +51,11 @@ class Declared(Generic[T]):
 
 
 @dataclass
-class ProjectSpec:
+class Declarations:
     documents: list[SourceDocument] = field(default_factory=list)
     cluster: Declared[spec.ClusterSpec] | None = None
     schemas: dict[str, Declared[spec.SchemaFile | spec.SchemaModel]] = field(default_factory=dict)
-    topics: dict[str, Declared[spec.TopicSpecModel]] = field(default_factory=dict)
+    topics: dict[str, Declared[spec.TopicSpec]] = field(default_factory=dict)
     producers: dict[str, Declared[spec.ProducerSpec]] = field(default_factory=dict)
     consumers: dict[str, Declared[spec.ConsumerGroupSpec]] = field(default_factory=dict)
     metrics: Declared[spec.MetricsSpec] | None = None
@@ -91,8 +91,8 @@ SECTIONS = ("schemas", "topics", "producers", "consumers")
 SINGLETONS = ("cluster", "metrics")
 
 
-def assemble(documents: list[SourceDocument]) -> tuple[ProjectSpec, list[Diagnostic]]:
-    project = ProjectSpec(documents=list(documents))
+def assemble(documents: list[SourceDocument]) -> tuple[Declarations, list[Diagnostic]]:
+    project = Declarations(documents=list(documents))
     diagnostics: list[Diagnostic] = []
     for document in documents:
         if not isinstance(document.data, dict):
@@ -144,7 +144,7 @@ def _salvage(data: dict) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
 
 
 def _merge(
-    project: ProjectSpec,
+    project: Declarations,
     singles: dict[str, Any],
     sections: dict[str, dict[str, Any]],
     document: SourceDocument,

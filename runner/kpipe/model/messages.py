@@ -66,7 +66,7 @@ def model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
         return spec.MetricsSpec
     if len(rest) == 1:
         if head == "topics":
-            return spec.TopicSpecModel
+            return spec.TopicSpec
         if head == "producers":
             return spec.ProducerSpec
         if head == "consumers":

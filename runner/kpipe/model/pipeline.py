@@ -96,7 +96,7 @@ SchemaSpec = Annotated[
 ]
 
 
-class TopicSpecModel(Strict):
+class TopicSpec(Strict):
     partitions: int = Field(ge=1, le=100_000)
     replication_factor: int | None = Field(
         default=None, ge=1, le=32, description="Omit to use the broker's default.replication.factor."
@@ -262,7 +262,7 @@ class PipelineFile(Strict):
 
     cluster: ClusterSpec | None = None
     schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
-    topics: dict[str, TopicSpecModel] = Field(default_factory=dict)
+    topics: dict[str, TopicSpec] = Field(default_factory=dict)
     producers: dict[str, ProducerSpec] = Field(default_factory=dict)
     consumers: dict[str, ConsumerGroupSpec] = Field(default_factory=dict)
     metrics: MetricsSpec | None = None

@@ -34,7 +34,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from kpipe.compilation.compiled import ConsumerGroupSettings, TopicSpec
+from kpipe.compilation.compiled import ConsumerGroupSettings, TopicSettings
 from kpipe.topics.cluster import GroupMember, GroupsAPI, Partition
 from kpipe.topics.plan import ClusterState, CreateTopic, make_plan
 
@@ -193,7 +193,7 @@ class Status:
 
 
 def read_status(
-    cluster: StatusCluster, groups: Sequence[ConsumerGroupSettings], topics: Sequence[TopicSpec]
+    cluster: StatusCluster, groups: Sequence[ConsumerGroupSettings], topics: Sequence[TopicSettings]
 ) -> Status:
     """Read the cluster once: topics and their configs, the groups, their offsets, and the log ends."""
     live = cluster.describe(config_for=[t.name for t in topics])
@@ -240,7 +240,7 @@ def read_status(
     return Status(tuple(out), topic_statuses(topics, live))
 
 
-def topic_statuses(topics: Sequence[TopicSpec], live: ClusterState) -> tuple[TopicStatus, ...]:
+def topic_statuses(topics: Sequence[TopicSettings], live: ClusterState) -> tuple[TopicStatus, ...]:
     """One verdict per declared topic, from the plan `kpipe plan` would show."""
     plan = make_plan(topics, live)
     changes: dict[str, list[Any]] = {}

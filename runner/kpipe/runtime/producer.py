@@ -33,7 +33,7 @@ from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.serde import EventInvalid, describe_validation_error, key_of, key_text, to_json_bytes
 
 if TYPE_CHECKING:
-    from kpipe.compilation.project import Project
+    from kpipe.compilation.project import CompiledProject
 
 __all__ = ["DeliveryError", "DeliverySummary", "EventInvalid", "Producer", "open_producer"]
 
@@ -379,7 +379,7 @@ class Producer:
         )
 
 
-def open_producer(project: Project, name: str, **kwargs: Any) -> Producer:
+def open_producer(project: CompiledProject, name: str, **kwargs: Any) -> Producer:
     """Open the project's declared producer `name` (an unknown name: UsageError with a did-you-mean)."""
     settings = project.producer_settings(name)
     model = project.schema_model(settings.schema_name) if settings.schema_name else None

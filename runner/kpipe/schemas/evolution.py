@@ -25,7 +25,7 @@ from kpipe.diagnostics import Diagnostic, Position, error, warning
 from kpipe.errors import GitFailed, UsageError
 from kpipe.loading.loader import load_yaml_file
 from kpipe.model.assemble import Declared
-from kpipe.model.pipeline import SchemaModel, TopicSpecModel
+from kpipe.model.pipeline import SchemaModel, TopicSpec
 from kpipe.schemas.compat import Violation, check_compatibility
 from kpipe.schemas.history import git
 
@@ -64,7 +64,7 @@ def _fresh_model_modules(inspection: Inspection) -> Iterator[None]:
     """
     packages = {
         declared.spec.model.partition(":")[0].split(".")[0]
-        for declared in inspection.spec.schemas.values()
+        for declared in inspection.declarations.schemas.values()
         if isinstance(declared.spec, SchemaModel)
     }
     saved = dict(sys.modules)
@@ -92,7 +92,7 @@ def _schema_locator(inspection: Inspection, name: str) -> Callable[[tuple], Posi
     source = inspection.schema_sources.get(name)
     document = load_yaml_file(source)[0] if source is not None else None
     if document is None:
-        declared = inspection.spec.schemas[name].position
+        declared = inspection.declarations.schemas[name].position
         return lambda path: declared
     return document.positions.locate
 
@@ -148,7 +148,7 @@ def check_evolution(
         if not existing:
             return []  # a new project: nothing to be compatible with
         # The previous project's root is where the current root sits in the previous tree.
-        current_root = inspection.spec.root or root
+        current_root = inspection.declarations.root or root
         old_root = (base / os.path.relpath(current_root, root)).resolve()
         with _fresh_model_modules(inspection) if import_code else nullcontext():
             old = inspect(existing, root=old_root, import_code=import_code)
@@ -161,7 +161,7 @@ def check_evolution(
                     code="against-invalid",
                 )
             ]
-        for name, declared in sorted(inspection.spec.schemas.items()):
+        for name, declared in sorted(inspection.declarations.schemas.items()):
             if isinstance(declared.spec, SchemaModel) and not import_code:
                 out.append(
                     warning(
@@ -173,7 +173,7 @@ def check_evolution(
                 )
                 continue
             new_document = _schema_document(inspection, name)
-            old_document = _schema_document(old, name) if name in old.spec.schemas else None
+            old_document = _schema_document(old, name) if name in old.declarations.schemas else None
             if new_document is None or old_document is None:
                 continue
             mode = declared.spec.compatibility
@@ -203,8 +203,8 @@ def _field_type(inspection: Inspection, schema: str | None, field: str | None) -
 def _check_topics(new: Inspection, old: Inspection) -> list[Diagnostic]:
     """Changes to topics declared on both sides that break what is already in them: partitions, keys, schemas."""
     out: list[Diagnostic] = []
-    for name, topic in sorted(new.spec.topics.items()):
-        before = old.spec.topics.get(name)
+    for name, topic in sorted(new.declarations.topics.items()):
+        before = old.declarations.topics.get(name)
         if before is None:
             continue
         _check_partitions(name, topic, before.spec, out)
@@ -213,10 +213,10 @@ def _check_topics(new: Inspection, old: Inspection) -> list[Diagnostic]:
     return out
 
 
-Topic = Declared[TopicSpecModel]
+Topic = Declared[TopicSpec]
 
 
-def _check_partitions(name: str, topic: Topic, was: TopicSpecModel, out: list[Diagnostic]) -> None:
+def _check_partitions(name: str, topic: Topic, was: TopicSpec, out: list[Diagnostic]) -> None:
     """Kafka cannot take partitions away."""
     now = topic.spec
     if now.partitions < was.partitions:
@@ -232,7 +232,7 @@ def _check_partitions(name: str, topic: Topic, was: TopicSpecModel, out: list[Di
 
 
 def _check_key(
-    name: str, topic: Topic, was: TopicSpecModel, new: Inspection, old: Inspection, out: list[Diagnostic]
+    name: str, topic: Topic, was: TopicSpec, new: Inspection, old: Inspection, out: list[Diagnostic]
 ) -> None:
     """A removed, renamed or retyped key field sends the same entity to another partition."""
     now = topic.spec
@@ -270,7 +270,7 @@ def _check_key(
 
 
 def _check_schema(
-    name: str, topic: Topic, was: TopicSpecModel, new: Inspection, old: Inspection, out: list[Diagnostic]
+    name: str, topic: Topic, was: TopicSpec, new: Inspection, old: Inspection, out: list[Diagnostic]
 ) -> None:
     """A topic's schema swapped for another (compatible or not with the old one), or removed."""
     now = topic.spec
@@ -278,8 +278,8 @@ def _check_schema(
         old_document = _schema_document(old, was.schema_)
         new_document = _schema_document(new, now.schema_)
         mode = (
-            new.spec.schemas[now.schema_].spec.compatibility
-            if now.schema_ in new.spec.schemas
+            new.declarations.schemas[now.schema_].spec.compatibility
+            if now.schema_ in new.declarations.schemas
             else "BACKWARD"
         )
         problems = (

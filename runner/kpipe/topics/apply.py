@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kpipe.compilation.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSettings
 from kpipe.errors import ClusterError
 from kpipe.topics.cluster import ClusterAPI, TopicResult
 from kpipe.topics.plan import (
@@ -37,7 +37,7 @@ PROGRESS_THRESHOLD = 20
 
 
 def read_plan(
-    cluster: ClusterAPI, desired: Sequence[TopicSpec], *, prune: bool = False, force: bool = False
+    cluster: ClusterAPI, desired: Sequence[TopicSettings], *, prune: bool = False, force: bool = False
 ) -> Plan:
     declared = {spec.name for spec in desired}
     live = cluster.describe(config_for=declared)
@@ -113,7 +113,7 @@ class ApplyReport:
 def apply_plan(
     plan: Plan,
     cluster: ClusterAPI,
-    desired: Sequence[TopicSpec] = (),
+    desired: Sequence[TopicSettings] = (),
     *,
     force: bool = False,
     console: Console | None = None,
@@ -167,7 +167,7 @@ def _apply_updates(
         report.results.extend(_results(by_topic, results, note=note))
 
 
-def _reconcile(cluster: ClusterAPI, specs: list[TopicSpec]) -> list[ChangeResult]:
+def _reconcile(cluster: ClusterAPI, specs: list[TopicSettings]) -> list[ChangeResult]:
     """Topics someone else created while we planned: bring their declared settings in line, or report why not."""
     if not specs:
         return []

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kpipe.compilation.compiled import TopicSpec
+from kpipe.compilation.compiled import TopicSettings
 from kpipe.errors import UnsafePlanRefused
 
 
@@ -322,7 +322,7 @@ class Plan:
 
 
 def make_plan(
-    desired: Sequence[TopicSpec],
+    desired: Sequence[TopicSettings],
     live: ClusterState,
     *,
     prune: bool = False,
@@ -371,7 +371,7 @@ def make_plan(
     )
 
 
-def _topic_changes(spec: TopicSpec, current: LiveTopic) -> Iterable[Change]:
+def _topic_changes(spec: TopicSettings, current: LiveTopic) -> Iterable[Change]:
     if spec.implicit:
         # A derived dead-letter topic's partitions and replication are only a choice made when creating it;
         # once it exists, whatever it has is right (the user can declare it to manage it).
@@ -406,9 +406,9 @@ def _topic_changes(spec: TopicSpec, current: LiveTopic) -> Iterable[Change]:
         yield UpdateConfig(spec.name, diffs=diffs)
 
 
-def _unique(specs: Sequence[TopicSpec]) -> list[TopicSpec]:
+def _unique(specs: Sequence[TopicSettings]) -> list[TopicSettings]:
     # The check step rejects duplicate declarations; a declared topic wins over an implicit dead-letter one.
-    by_name: dict[str, TopicSpec] = {}
+    by_name: dict[str, TopicSettings] = {}
     for spec in specs:
         if spec.name not in by_name or by_name[spec.name].implicit:
             by_name[spec.name] = spec

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from kpipe.compilation.compiled import Provisioning
-from kpipe.compilation.project import Project
+from kpipe.compilation.project import CompiledProject
 from kpipe.errors import ClusterError
 from kpipe.topics.apply import ChangeResult, apply_plan, read_plan
 from kpipe.topics.cluster import ClusterAPI
@@ -100,7 +100,7 @@ def ensure_topics(
 
 
 def ensure_project_topics(
-    project: Project,
+    project: CompiledProject,
     *,
     groups: Iterable[str] = (),
     producers: Iterable[str] = (),

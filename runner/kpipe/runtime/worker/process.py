@@ -86,7 +86,7 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
         for topic, name in settings.topic_schemas.items()
     }
     handler = load_handler(settings.handler, settings.import_paths)
-    key_fields = {t.name: t.key_field for t in project.topic_specs()}
+    key_fields = {t.name: t.key_field for t in project.topic_settings()}
     emit_models = {topic: project.topic_model(topic) for topic in settings.emits}
     return GroupWorker(
         settings,

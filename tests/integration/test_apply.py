@@ -47,7 +47,9 @@ def test_creates_missing_topics_with_their_configs_and_second_apply_is_a_no_op(
     cluster: KafkaCluster, prefix: str
 ) -> None:
     desired = [
-        TopicSettings(f"{prefix}.orders", 3, 1, config={"retention.ms": "604800000", "cleanup.policy": "delete"}),
+        TopicSettings(
+            f"{prefix}.orders", 3, 1, config={"retention.ms": "604800000", "cleanup.policy": "delete"}
+        ),
         TopicSettings(f"{prefix}.dlq", 1, 1, implicit=True),
     ]
     plan = read_plan(cluster, desired)
@@ -117,7 +119,10 @@ def test_a_newly_declared_key_is_set(cluster: KafkaCluster, prefix: str) -> None
 def test_partition_decrease_is_refused_and_nothing_is_applied(cluster: KafkaCluster, prefix: str) -> None:
     name = f"{prefix}.t"
     apply_plan(read_plan(cluster, [TopicSettings(name, 3, 1)]), cluster)
-    desired = [TopicSettings(name, 1, 1, config={"retention.ms": "1000"}), TopicSettings(f"{prefix}.new", 1, 1)]
+    desired = [
+        TopicSettings(name, 1, 1, config={"retention.ms": "1000"}),
+        TopicSettings(f"{prefix}.new", 1, 1),
+    ]
     plan = read_plan(cluster, desired)
     assert isinstance(plan.refused[0], DecreasePartitions)
     with pytest.raises(UnsafePlanRefused, match=f"decrease partitions of topic {name}: 3 -> 1"):
@@ -210,7 +215,9 @@ def test_two_applies_racing_both_succeed(kafka_bootstrap: str, prefix: str) -> N
 
 
 def test_apply_of_500_topics_is_one_batch_and_fast(cluster: KafkaCluster, prefix: str) -> None:
-    desired = [TopicSettings(f"{prefix}.{i:03d}", 1, 1, config={"retention.ms": "3600000"}) for i in range(500)]
+    desired = [
+        TopicSettings(f"{prefix}.{i:03d}", 1, 1, config={"retention.ms": "3600000"}) for i in range(500)
+    ]
     started = time.monotonic()
     plan = read_plan(cluster, desired)
     report = apply_plan(plan, cluster, desired)

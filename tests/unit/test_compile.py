@@ -19,7 +19,9 @@ COMMON = {"bootstrap.servers": "local", "socket.keepalive.enable": "true"}
 DLQ_PRODUCER = {"acks": "all", "enable.idempotence": "true", "linger.ms": "5"}
 
 
-def _spec(monkeypatch: pytest.MonkeyPatch, values: list[Path] | None = None, **variables: str) -> Declarations:
+def _spec(
+    monkeypatch: pytest.MonkeyPatch, values: list[Path] | None = None, **variables: str
+) -> Declarations:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.chdir(ROOT)
     inspection = inspect_project([EXAMPLE], variables=variables, values_files=values or [])
@@ -202,7 +204,9 @@ def test_env_sets_the_bootstrap_servers(monkeypatch: pytest.MonkeyPatch) -> None
     spec = _spec(monkeypatch)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9092")
     inspection = inspect_project([EXAMPLE])
-    assert compiler.compile_cluster_client(inspection.declarations).get("bootstrap.servers") == "b1:9092,b2:9092"
+    assert (
+        compiler.compile_cluster_client(inspection.declarations).get("bootstrap.servers") == "b1:9092,b2:9092"
+    )
     assert spec.cluster_spec.bootstrap_servers == "local"
 
 

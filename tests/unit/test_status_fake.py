@@ -75,7 +75,7 @@ consumers:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Project:
+def project(tmp_path: Path) -> CompiledProject:
     (tmp_path / "project.yaml").write_text(PROJECT)
     return load_project([tmp_path])
 
@@ -92,7 +92,7 @@ def test_the_fake_is_a_groups_api() -> None:
     assert isinstance(cluster_with(), GroupsAPI)
 
 
-def test_members_client_ids_hosts_and_lag(project: Project) -> None:
+def test_members_client_ids_hosts_and_lag(project: CompiledProject) -> None:
     members = (
         GroupMember("kpipe-billing-0", "/10.0.0.1", (("orders", 0),)),
         GroupMember("kpipe-billing-1", "/10.0.0.2", (("orders", 1),)),
@@ -124,7 +124,9 @@ def test_members_client_ids_hosts_and_lag(project: Project) -> None:
     ]
 
 
-def test_uncommitted_partitions_count_from_the_log_start_or_not_at_all_for_latest(project: Project) -> None:
+def test_uncommitted_partitions_count_from_the_log_start_or_not_at_all_for_latest(
+    project: CompiledProject,
+) -> None:
     cluster = cluster_with(committed={"newest": {("orders", 0): 480}})
     status = read_status(cluster, project.consumer_groups(), project.topic_settings())
     billing, newest = status.groups
@@ -139,13 +141,13 @@ def test_uncommitted_partitions_count_from_the_log_start_or_not_at_all_for_lates
     assert cluster.watermark_starts == {("orders", 0): 480}
 
 
-def test_a_committed_offset_past_the_end_is_no_negative_lag(project: Project) -> None:
+def test_a_committed_offset_past_the_end_is_no_negative_lag(project: CompiledProject) -> None:
     cluster = cluster_with(committed={"billing": {("orders", 0): 900, ("orders", 1): 300}})
     status = read_status(cluster, [project.consumer_group("billing")], [])
     assert [p.lag for p in status.groups[0].partitions] == [0, 0]
 
 
-def test_topic_verdicts_come_from_the_plan(project: Project) -> None:
+def test_topic_verdicts_come_from_the_plan(project: CompiledProject) -> None:
     cluster = FakeGroupsCluster([LiveTopic("orders", 2, 1, {"retention.ms": "1000"})])
     status = read_status(cluster, [], project.topic_settings())
     verdicts = {t.topic: (t.verdict, t.changes, t.implicit) for t in status.topics}
@@ -156,7 +158,7 @@ def test_topic_verdicts_come_from_the_plan(project: Project) -> None:
     }
 
 
-def test_over_and_the_json_shape(project: Project) -> None:
+def test_over_and_the_json_shape(project: CompiledProject) -> None:
     cluster = cluster_with(
         groups={"billing": GroupDescription("billing", "preparing_rebalance")},
         committed={"billing": {("orders", 0): 100, ("orders", 1): 0}},
@@ -181,7 +183,7 @@ def test_over_and_the_json_shape(project: Project) -> None:
     assert data["topics"][1] == {"topic": "orders", "status": "in_sync", "implicit": False, "changes": []}
 
 
-def test_the_watch_view_renders(project: Project) -> None:
+def test_the_watch_view_renders(project: CompiledProject) -> None:
     from rich.console import Console
 
     status: Status = read_status(cluster_with(), project.consumer_groups(), project.topic_settings())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kpipe.diagnostics import Diagnostic, did_you_mean, error, warning
 from kpipe.model import librdkafka as props
-from kpipe.model.assemble import Declared, Declarations
+from kpipe.model.assemble import Declarations, Declared
 from kpipe.model.pipeline import ConsumerGroupSpec, ProducerSpec
 
 TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")

@@ -381,7 +381,9 @@ def dockerfile(
         [*project.files, *project.inspection.schema_sources.values(), *options.values_files], root
     )
     modules = [g.spec.handler for g in project.declarations.consumers.values()]
-    modules += [s.spec.model for s in project.declarations.schemas.values() if isinstance(s.spec, SchemaModel)]
+    modules += [
+        s.spec.model for s in project.declarations.schemas.values() if isinstance(s.spec, SchemaModel)
+    ]
     code, missing = code_paths(project.declarations.directories, modules, root)
     if missing:
         click.echo(

@@ -33,7 +33,7 @@ from kpipe.compilation.compiled import (
     TopicSettings,
 )
 from kpipe.model import librdkafka as props
-from kpipe.model.assemble import Declared, Declarations
+from kpipe.model.assemble import Declarations, Declared
 from kpipe.model.librdkafka import PRODUCER_FIELDS
 from kpipe.model.pipeline import ConsumerGroupSpec, ProducerSpec
 

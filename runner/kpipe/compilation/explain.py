@@ -28,7 +28,9 @@ def _rows(config: ClientConfig) -> list[dict]:
     return rows
 
 
-def explain_client(project: CompiledProject, name: str, output_format: str = "text", *, instance: int = 0) -> str:
+def explain_client(
+    project: CompiledProject, name: str, output_format: str = "text", *, instance: int = 0
+) -> str:
     """The final settings of producer or consumer group `name` (for a group: of its `instance`), exactly as the
     client is given them, with where each value came from. Secrets are redacted."""
     if name in project.declarations.producers:

@@ -327,7 +327,11 @@ class CompiledProject:
     def consumer_group(self, name: str) -> ConsumerGroupSettings:
         self._lookup("consumers", name, "consumer group")
         return compiler.compile_consumer_group(
-            self.declarations, name, self.bootstrap_override, self.consumer_overrides, embedded=self.embedded_broker
+            self.declarations,
+            name,
+            self.bootstrap_override,
+            self.consumer_overrides,
+            embedded=self.embedded_broker,
         )
 
     def consumer_groups(self) -> list[ConsumerGroupSettings]:

@@ -230,7 +230,9 @@ def _topic_configuration(config: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _channel(project: Any, topo: Topology, topic: TopicSettings, schemas: Mapping[str, Any]) -> dict[str, Any]:
+def _channel(
+    project: Any, topo: Topology, topic: TopicSettings, schemas: Mapping[str, Any]
+) -> dict[str, Any]:
     channel: dict[str, Any] = {"address": topic.name}
     declared = project.declarations.topics.get(topic.name)
     description = declared.spec.description if declared is not None else None

@@ -250,7 +250,9 @@ class Manifests:
         return config.get("security.protocol", "PLAINTEXT") in SECURE_PROTOCOLS
 
     def _autoscaled(self, group: ConsumerGroupSettings) -> bool:
-        return self.options.keda or self.declarations.consumers[group.group_id].spec.deploy.autoscale is not None
+        return (
+            self.options.keda or self.declarations.consumers[group.group_id].spec.deploy.autoscale is not None
+        )
 
     def scaled_object(self, group: ConsumerGroupSettings, deployment: dict[str, Any]) -> dict[str, Any]:
         """KEDA's ScaledObject for the group. The Deployment then names no replicas: KEDA owns the count, and

@@ -155,7 +155,11 @@ def _send_raw(project: CompiledProject, topic: str, lines: list[str]) -> int:
 
 
 def worker_specs(
-    project: CompiledProject, paths: list[Path], variables: dict[str, str], values_files: list[Path], local: bool
+    project: CompiledProject,
+    paths: list[Path],
+    variables: dict[str, str],
+    values_files: list[Path],
+    local: bool,
 ) -> list[WorkerSpec]:
     return make_worker_specs(
         ((g.group_id, g.instances) for g in project.consumer_groups()),

@@ -258,7 +258,7 @@ def test_export_imports_no_project_code_without_the_flag(tmp_path: Path) -> None
         ("graph",),
         ("graph", "--format", "dot"),
         ("kubernetes", "--image", IMAGE),
-        ("dockerfile",),
+        ("dockerfile", "--kpipe", "kpipe @ https://x.example/kpipe-0.1.0-py3-none-any.whl"),
     ):
         ok("export", *args, str(project))
         assert not marker.exists(), f"kpipe export {args[0]} imported project code"
@@ -501,19 +501,23 @@ def test_dockerfile_of_the_example_project() -> None:
         (ROOT / "Dockerfile").write_text(text)
     assert text == (ROOT / "Dockerfile").read_text()
     lines = text.splitlines()
-    assert lines[4].startswith("FROM python:3.12-slim")
+    assert [line for line in lines if line.startswith("FROM ")] == [
+        "FROM python:3.12-slim AS build",
+        "FROM python:3.12-slim",
+    ]
+    assert 'RUN ["pip", "wheel", "--wheel-dir", "/wheels", "."]' in lines  # kpipe's own repository
     assert "USER 10001:10001" in lines
     assert 'ENTRYPOINT ["kpipe"]' in lines
-    assert "COPY --chown=root:root pipelines/ /app/pipelines/" in lines
-    assert "COPY --chown=root:root schemas/ /app/schemas/" in lines
+    assert 'COPY --chown=root:root ["pipelines/", "/app/pipelines/"]' in lines
+    assert 'COPY --chown=root:root ["schemas/", "/app/schemas/"]' in lines
 
 
 def test_dockerfile_never_installs_kpipe_by_its_bare_name(tmp_path: Path) -> None:
-    # PyPI's `kpipe` is an unrelated project: outside kpipe's own repository the image installs a wheel.
+    # PyPI's `kpipe` is an unrelated project: outside kpipe's own repository the project must name a source.
     project, _ = _marker_project(tmp_path)
-    text = ok("export", "dockerfile", str(project))
-    assert "COPY wheels/ /tmp/wheels/" in text
-    assert not any(line.startswith("RUN pip install") and "kpipe==" in line for line in text.splitlines())
+    code, out, err = kpipe("export", "dockerfile", str(project))
+    assert (code, out) == (2, "")
+    assert "the image needs kpipe, and the project names no source for it" in err
     pinned = ok(
         "export",
         "dockerfile",
@@ -521,7 +525,11 @@ def test_dockerfile_never_installs_kpipe_by_its_bare_name(tmp_path: Path) -> Non
         "--kpipe",
         "kpipe @ git+https://git.example/kpipe@v0.1.0",
     )
-    assert 'RUN pip install "kpipe @ git+https://git.example/kpipe@v0.1.0"' in pinned
+    assert (
+        'RUN ["pip", "wheel", "--wheel-dir", "/wheels", "kpipe @ git+https://git.example/kpipe@v0.1.0", "."]'
+        in pinned
+    )
+    assert not any("pip install" in line and "kpipe" in line for line in pinned.splitlines())
 
 
 def test_a_secret_written_into_a_file_is_not_published(tmp_path: Path) -> None:

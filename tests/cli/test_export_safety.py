@@ -187,12 +187,12 @@ def test_the_dockerfile_copies_handler_and_model_code(tmp_path: Path) -> None:
         "consumers:\n  g: {topics: [t], handler: 'app.handlers:handle'}\n"
         "  h: {topics: [t], handler: 'elsewhere.mod:handle'}\n"
     )
-    code, out, err = kpipe("export", "dockerfile", str(tmp_path / "pipelines"))
+    code, out, err = kpipe("export", "dockerfile", str(tmp_path / "pipelines"), "--kpipe", "vendor/kpipe.whl")
     assert code == 0, err
     lines = out.splitlines()
-    assert "COPY --chown=root:root app/ /app/app/" in lines
-    assert "COPY --chown=root:root models.py /app/models.py" in lines
-    assert "COPY --chown=root:root pipelines/ /app/pipelines/" in lines
+    assert 'COPY --chown=root:root ["app/", "/app/app/"]' in lines
+    assert 'COPY --chown=root:root ["models.py", "/app/models.py"]' in lines
+    assert 'COPY --chown=root:root ["pipelines/", "/app/pipelines/"]' in lines
     assert "warning: no code below the project root for elsewhere.mod:handle" in err and "--copy" in err
 
 

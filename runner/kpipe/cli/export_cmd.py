@@ -351,8 +351,8 @@ def _write_manifests(objects: list[dict[str, Any]], output: Path | None) -> None
 @click.option(
     "--kpipe",
     "kpipe_requirement",
-    help="pip requirement for kpipe (default: its source when the project is kpipe's repository, else a "
-    "wheel in wheels/; not the bare name, which PyPI gives to an unrelated project).",
+    help="pip requirement for kpipe (default: pyproject.toml's `kpipe @ URL` dependency, or the source when "
+    "the project is kpipe's repository; not the bare name, which PyPI gives to an unrelated project).",
 )
 @click.option(
     "--copy", "extra_dirs", multiple=True, metavar="DIR", help="Another directory to copy (handlers)."
@@ -364,14 +364,16 @@ def dockerfile(
     kpipe_requirement: str | None,
     extra_dirs: tuple[str, ...],
 ) -> None:
-    """Write a Dockerfile for the project's image: python slim, kpipe, the project's directories, a
-    non-root user, and `kpipe` as the entrypoint.
+    """Write a Dockerfile for the project's image: wheels built from the project's own packaging (kpipe, the
+    handler package and its dependencies), python slim, the project's directories, a non-root user, and
+    `kpipe` as the entrypoint. With -o, also the project root's .dockerignore.
 
     \b
     Example:
       kpipe export dockerfile pipelines/ -o Dockerfile && docker build -t registry/orders:1.4 .
     """
     from kpipe.export.dockerfile import dockerfile as build
+    from kpipe.export.dockerfile import read_packaging
     from kpipe.export.sources import code_paths, project_files
     from kpipe.model.pipeline import SchemaModel
 
@@ -396,15 +398,31 @@ def dockerfile(
     single_files = sorted(p for p in paths if (root / p).is_file())
     requirements = "requirements.txt" if (root / "requirements.txt").is_file() else None
     args = ["run", *(p.resolve().relative_to(root).as_posix() for p in options.paths)]
-    pyproject = root / "pyproject.toml"
-    from_source = pyproject.is_file() and 'name = "kpipe"' in pyproject.read_text(errors="replace")
-    text = build(
+    image = build(
         directories,
+        packaging=read_packaging(root),
         python=python_version,
         kpipe_requirement=kpipe_requirement,
-        kpipe_from_source=from_source,
         requirements=requirements,
         default_args=args,
         files=single_files,
     )
-    _write(text, output)
+    _write(image.dockerfile, output)
+    if output is not None:
+        _write_dockerignore(root / ".dockerignore", image.dockerignore)
+
+
+def _write_dockerignore(path: Path, generated: str) -> None:
+    """The build context's .dockerignore, beside the Dockerfile's sources: kpipe's own is replaced, the user's
+    kept (with a warning naming what it lacks)."""
+    from kpipe.export.dockerfile import merge_dockerignore
+
+    try:
+        existing = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    text, missing = merge_dockerignore(existing, generated)
+    if text is not None:
+        _write(text, path)
+    elif missing:
+        click.echo(f"warning: kept your {path}; kpipe's would also leave out: {', '.join(missing)}", err=True)

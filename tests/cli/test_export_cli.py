@@ -283,9 +283,10 @@ def test_kubernetes_manifests_of_the_example_project() -> None:
     k8s_validate(objects)
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert kinds[2][1].startswith("kpipe-apply-")  # a name of its own per image and files (see docs)
+    assert kinds[0][1].startswith("kpipe-files-") and kinds[1][1].startswith("kpipe-env-")  # content hashes
     assert kinds == [
-        ("ConfigMap", "kpipe-files"),
-        ("ConfigMap", "kpipe-env"),
+        ("ConfigMap", kinds[0][1]),
+        ("ConfigMap", kinds[1][1]),
         ("Job", kinds[2][1]),
         ("Deployment", "analytics"), ("PodDisruptionBudget", "analytics"), ("ScaledObject", "analytics"),
         ("Deployment", "order-processors"), ("PodDisruptionBudget", "order-processors"),
@@ -325,9 +326,10 @@ def test_each_deployment_runs_its_group() -> None:
     assert container["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}]
     annotations = pod["metadata"]["annotations"]
     assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == ("true", "9464")
+    [env_map] = [name for name in _by_kind(objects, "ConfigMap") if name.startswith("prod-kpipe-env-")]
     assert container["env"][0] == {
         "name": "KAFKA_BOOTSTRAP_SERVERS",
-        "valueFrom": {"configMapKeyRef": {"name": "prod-kpipe-env", "key": "KAFKA_BOOTSTRAP_SERVERS"}},
+        "valueFrom": {"configMapKeyRef": {"name": env_map, "key": "KAFKA_BOOTSTRAP_SERVERS"}},
     }
     assert pod["metadata"]["labels"]["kpipe.dev/group"] == "order-processors"
     assert processors["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
@@ -349,7 +351,9 @@ def test_files_in_image_leaves_out_the_files() -> None:
            "--files-in-image", "--hook", "helm")
     )  # fmt: skip
     k8s_validate(objects)
-    assert "kpipe-files" not in _by_kind(objects, "ConfigMap")
+    assert [
+        o["metadata"]["labels"]["app.kubernetes.io/component"] for o in objects if o["kind"] == "ConfigMap"
+    ] == ["environment"]
     for deployment in _by_kind(objects, "Deployment").values():
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
@@ -464,7 +468,7 @@ def test_keda_scaled_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 4)  # 4 partitions
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["metadata"] == {
-        "bootstrapServers": "k:9092",
+        "bootstrapServersFromEnv": "BROKERS",  # the pods' own variable, from the env ConfigMap
         "consumerGroup": "g",
         "topic": "t",
         "lagThreshold": "50",
@@ -488,7 +492,8 @@ def keda_validate(obj: dict[str, Any]) -> None:
     assert spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100)
     for trigger in spec["triggers"]:
         assert trigger["type"] == "kafka"
-        assert {"bootstrapServers", "consumerGroup", "topic", "lagThreshold"} <= set(trigger["metadata"])
+        assert {"consumerGroup", "topic", "lagThreshold"} <= set(trigger["metadata"])
+        assert len({"bootstrapServers", "bootstrapServersFromEnv"} & set(trigger["metadata"])) == 1
 
 
 # -- Dockerfile ------------------------------------------------------------------------------------------------
@@ -543,7 +548,7 @@ def test_a_secret_written_into_a_file_is_not_published(tmp_path: Path) -> None:
     code, out, err = kpipe("export", "kubernetes", str(project), "--image", IMAGE)
     assert (code, out) == (2, "")
     assert f"the secret value of sasl.username of cluster at {project}:6:" in err
-    assert "would be written into ConfigMap kpipe-files" in err
+    assert "would be written into ConfigMap kpipe-files-" in err
     assert "literal-pa55" not in err and "svc-user" not in err
     text = ok("export", "kubernetes", str(project), "--image", IMAGE, "--files-in-image")
     assert "literal-pa55" not in text and "svc-user" not in text
@@ -572,9 +577,10 @@ def test_one_file_per_object_in_apply_order(tmp_path: Path) -> None:
     assert (code, out, err) == (0, "", f"wrote {len(stream)} manifests to {tmp_path / 'deploy'}\n")
     files = sorted((tmp_path / "deploy").iterdir())
     job = next(o for o in stream if o["kind"] == "Job")["metadata"]["name"]
+    maps = [o["metadata"]["name"] for o in stream if o["kind"] == "ConfigMap"]
     assert [f.name for f in files][:4] == [
-        "00-configmap-kpipe-files.yaml",
-        "01-configmap-kpipe-env.yaml",
+        f"00-configmap-{maps[0]}.yaml",
+        f"01-configmap-{maps[1]}.yaml",
         f"02-job-{job}.yaml",
         "03-deployment-analytics.yaml",
     ]

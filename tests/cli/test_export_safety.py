@@ -112,9 +112,14 @@ def test_the_shells_environment_never_reaches_the_manifests(monkeypatch: pytest.
     assert code == 0, err
     assert "laptop" not in out
     scaled = [o for o in objects(out) if o["kind"] == "ScaledObject"]
-    assert {t["metadata"]["bootstrapServers"] for o in scaled for t in o["spec"]["triggers"]} == {
-        "kafka-0.kafka:9092"
+    # KEDA reads the pods' variable, whose value comes from --set-env, never from the shell.
+    assert {t["metadata"]["bootstrapServersFromEnv"] for o in scaled for t in o["spec"]["triggers"]} == {
+        "KAFKA_BOOTSTRAP_SERVERS"
     }
+    [env_map] = [
+        o for o in objects(out) if o["metadata"]["labels"]["app.kubernetes.io/component"] == "environment"
+    ]
+    assert env_map["data"] == {"KAFKA_BOOTSTRAP_SERVERS": "kafka-0.kafka:9092"}
 
 
 def test_a_secret_variable_is_rendered_with_a_placeholder(

@@ -238,7 +238,13 @@ def kubernetes(
       kpipe export kubernetes pipelines/ --image registry/orders:1.4 -n orders --keda -o deploy/
     """
     from kpipe.export.environment import env_vars
-    from kpipe.export.kubernetes import Options, check_environment, manifests, render_environment
+    from kpipe.export.kubernetes import (
+        Options,
+        check_environment,
+        default_warnings,
+        manifests,
+        render_environment,
+    )
     from kpipe.export.pods import Pods
     from kpipe.export.secrets import refuse_secrets
     from kpipe.export.text import dump_yaml
@@ -289,6 +295,8 @@ def kubernetes(
         root=project.declarations.root,
     )
     refuse_secrets(((f"{o['kind']} {o['metadata']['name']}", dump_yaml(o)) for o in objects), secrets)
+    for warning in default_warnings(env, env_values):
+        click.echo(warning, err=True)
     _write_manifests(objects, output)
 
 

@@ -92,7 +92,7 @@ def test_graph_labels_escape_hostile_names(tmp_path: Path) -> None:
         "    on_error: {action: skip}\n"
     )
     mermaid = ok("export", "graph", str(project))
-    assert '"]-->x' not in mermaid and "#quot;]--#gt;x" in mermaid
+    assert '"]-->x' not in mermaid and "#quot;#93;--#gt;x" in mermaid
     assert "-- emits --> topic_out" in mermaid
     dot = ok("export", "graph", str(project), "--format", "dot")
     assert '\\"]-->x' in dot and '[label="emits"]' in dot

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -103,12 +102,9 @@ def asyncapi(
 
     project = _load(options, import_code)
     doc = document(project, title=title, version=doc_version, bootstrap_servers=options.bootstrap_servers)
-    if output_format == "json":
-        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    else:
-        from kpipe.export.text import dump_yaml
+    from kpipe.export.text import dump_json, dump_yaml
 
-        text = dump_yaml(doc)
+    text = dump_json(doc) if output_format == "json" else dump_yaml(doc)
     refuse_secrets([("the AsyncAPI document", text)], _secrets(project))
     _write(text, output)
 

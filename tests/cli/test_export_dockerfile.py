@@ -119,32 +119,48 @@ def _repository_copy(target: Path) -> Path:
     return target
 
 
-def test_the_readme_commands_build_kpipes_own_example(tmp_path: Path) -> None:
-    # README "Running in production": `kpipe export dockerfile pipelines/ -o Dockerfile && docker build ... .`
+def _readme_commands() -> list[list[str]]:
+    """The commands of the README's "Running in production" block, in order, as argument lists."""
     readme = (ROOT / "README.md").read_text()
-    assert (
-        "kpipe export dockerfile pipelines/ -o Dockerfile && docker build -t registry.example/orders:1.4.0 ."
-        in readme
-    )
+    section = readme[readme.index("## Running in production") :]
+    start = section.index("```bash\n") + len("```bash\n")
+    block = section[start : section.index("\n```", start)]
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        for command in line.split("&&"):
+            commands.append(shlex.split(command))
+    return commands
+
+
+def test_the_readme_commands_work_in_order(tmp_path: Path) -> None:
+    commands = _readme_commands()
+    assert [c[:3] for c in commands] == [
+        ["kpipe", "export", "dockerfile"],
+        ["docker", "build", "-t"],
+        ["kpipe", "export", "kubernetes"],
+    ]
     context = _repository_copy(tmp_path / "repo")
     (context / "Dockerfile").unlink(missing_ok=True)
     (context / ".dockerignore").unlink(missing_ok=True)
-    (context / "deploy").mkdir()
-    (context / "deploy" / "old.yaml").write_text("kind: ConfigMap\n")
-    code, out, err = kpipe(
-        "export", "dockerfile", "pipelines/", "-o", "Dockerfile", cwd=context, process=True
-    )
-    assert (code, out) == (0, ""), err
-    assert "wrote Dockerfile" in err and ".dockerignore" in err
-    text = _check_context(context)
-    # The repository's own Dockerfile and .dockerignore are this output.
-    assert text == (ROOT / "Dockerfile").read_text()
-    assert (context / ".dockerignore").read_text() == (ROOT / ".dockerignore").read_text()
+    built = False
+    for command in commands:
+        if command[0] == "kpipe":
+            code, out, err = kpipe(*command[1:], cwd=context, process=True)
+            assert (code, out) == (0, ""), err
+            continue
+        assert command[-1] == "."  # the build context is the project root, where the export wrote
+        text = _check_context(context)
+        # The repository's own Dockerfile and .dockerignore are this output.
+        assert text == (ROOT / "Dockerfile").read_text()
+        assert (context / ".dockerignore").read_text() == (ROOT / ".dockerignore").read_text()
+        built = True
+    assert built and sorted((context / "deploy").glob("*-deployment-*.yaml"))
+    # What the commands wrote beside the project stays out of the next build's context.
     ignore = (context / ".dockerignore").read_text().splitlines()
     for left_out in (
         ".git",
         ".venv/bin/python",
-        "deploy/old.yaml",
+        "deploy/00-configmap.yaml",
         "data/x.jsonl",
         ".env",
         "a/__pycache__/m.pyc",

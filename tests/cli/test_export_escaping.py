@@ -183,3 +183,14 @@ def test_json_output_is_one_document_whatever_the_names(tmp_path: Path) -> None:
     document, end = decoder.raw_decode(text)
     assert text[end:] == "\n" and isinstance(document, dict)
     assert all(line.startswith((" ", "{", "}")) for line in text.splitlines())
+
+
+def test_two_paths_never_share_a_config_map_key() -> None:
+    from kpipe.export.pods import config_key
+
+    assert config_key("schemas/order.schema.json") == "schemas__order.schema.json"
+    keys = {config_key(p) for p in ("sch x/s.json", "sch_x/s.json", "sch\nx/s.json", "sch\tx/s.json")}
+    assert len(keys) == 4
+    assert all(re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", k) for k in keys)
+    long = {config_key("d/" + "x" * 300 + "a"), config_key("e/" + "x" * 300 + "a")}
+    assert len(long) == 2 and all(len(k) <= 253 for k in long)

@@ -63,9 +63,14 @@ def content_hash(data: Mapping[str, str]) -> str:
 
 
 def config_key(relative: str) -> str:
-    """A ConfigMap key for a file below the project root."""
-    key = re.sub(r"[^A-Za-z0-9._-]", "_", relative.replace("/", "__"))
-    return key[-253:]
+    """A ConfigMap key for a file below the project root. A path that had to change (a character a key cannot
+    hold, or too long) gets a short hash of itself, so `a b/x` and `a_b/x` never share a key."""
+    plain = relative.replace("/", "__")
+    key = re.sub(r"[^A-Za-z0-9._-]", "_", plain)
+    if key == plain and len(key) <= 253:
+        return key
+    digest = hashlib.sha256(relative.encode()).hexdigest()[:8]
+    return f"{digest}-{key[-244:]}"
 
 
 class Pods:

@@ -414,6 +414,8 @@ def dockerfile(
     _write(image.dockerfile, output)
     if output is not None:
         _write_dockerignore(root / ".dockerignore", image.dockerignore)
+    else:
+        click.echo("note: no .dockerignore written: give -o FILE to write it into the project root", err=True)
 
 
 def _write_dockerignore(path: Path, generated: str) -> None:

@@ -13,6 +13,7 @@ with the cluster boundary's `translate`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ _FATAL = {
     KafkaError.UNKNOWN_TOPIC_OR_PART,
 }
 ClientFactory = Callable[[dict[str, Any]], Any]
+# librdkafka prints connection failures to stderr unless given a logger; kpipe reports one line of its own.
+_librdkafka_log = logging.getLogger("kpipe.librdkafka")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class RecordReader:
             "fetch.queue.backoff.ms": 10,
         }
         config.setdefault("client.id", "kpipe-reader")
+        config.setdefault("logger", _librdkafka_log)
         self._consumer = _client(consumer_factory, config)
 
     def close(self) -> None:
@@ -226,6 +230,7 @@ class RecordWriter:
             "on_delivery": self._on_delivery,
         }
         config.setdefault("client.id", "kpipe-replay")
+        config.setdefault("logger", _librdkafka_log)
         self._producer = _client(producer_factory, config)
 
     def send(

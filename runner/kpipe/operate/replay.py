@@ -14,7 +14,7 @@ truncated | omitted) or that names no source cannot be replayed, and says why.
 
 Progress is a cursor: the committed offsets of the consumer group `kpipe-replay.<dlq>` on the dead-letter topic
 (`kpipe-replay.<dlq>/<error type>` for a replay narrowed with --error-type). A dead letter below the cursor that
-covers it is done and is never sent again; after a replay every cursor moves past the dead letters it examined
+covers it is done and is never sent again; a replay moves its own cursor past the dead letters it examined
 (sent, invalid, not replayable, or before --since), but never past one after --until or past --limit. The cursor is
 moved only after every event was acknowledged, so an interrupted replay sends again (at least once), never loses.
 The walk reads partition after partition, so a preview and the replay that follows it see the same dead letters.

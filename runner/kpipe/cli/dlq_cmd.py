@@ -7,7 +7,7 @@ import sys
 import click
 
 from kpipe.cli.common import ProjectOptions, cluster_timeout_option, project_options
-from kpipe.cli.reading import clients, format_option
+from kpipe.cli.reading import clients, format_option, load
 from kpipe.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 
@@ -47,13 +47,14 @@ def summary(options: ProjectOptions, topics: tuple[str, ...], output_format: str
     first and last times, how many are not replayed yet, and one sample per error type."""
     from kpipe.operate.dlq import dead_letter_topics, render_all_json, summarize
 
-    with clients(options, timeout) as c:
-        writers = dead_letter_topics(c.project.consumer_groups())
-        wanted = list(dict.fromkeys(topics)) or list(writers)
-        if not wanted:
-            raise UsageError(
-                "no consumer group writes dead letters (on_error.action: dead_letter); name one with --topic"
-            )
+    project = load(options)
+    writers = dead_letter_topics(project.consumer_groups())
+    wanted = list(dict.fromkeys(topics)) or list(writers)
+    if not wanted:
+        raise UsageError(
+            "no consumer group writes dead letters (on_error.action: dead_letter); name a topic with --topic"
+        )
+    with clients(project, timeout) as c:
         tallies = [summarize(c.cluster, c.reader, t, writers.get(t, [])) for t in wanted]
     if output_format == "json":
         click.echo(render_all_json(tallies))
@@ -116,12 +117,14 @@ def replay(
         until_ms=parse_time(until, "--until") if until else None,
         limit=limit,
     )
-    with clients(options, timeout, import_code=True) as c:
+    project = load(options, import_code=True)
+    models = {
+        t.name: project.topic_model(t.name) for t in project.topic_settings() if t.name != dead_letter_topic
+    }
+    with clients(project, timeout) as c:
         live = c.cluster.describe().topics
         sources = {
-            t.name: Source(t.name, c.project.topic_model(t.name), live[t.name].partitions)
-            for t in c.project.topic_settings()
-            if t.name in live and t.name != dead_letter_topic
+            name: Source(name, model, live[name].partitions) for name, model in models.items() if name in live
         }
         run = Replay(c.cluster, c.reader, dead_letter_topic, selection, sources)
         preview = run.preview()

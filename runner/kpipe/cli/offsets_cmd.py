@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kpipe.cli.common import ProjectOptions, cluster_timeout_option, project_options
-from kpipe.cli.reading import clients, format_option
+from kpipe.cli.reading import clients, format_option, load
 from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_OK, UsageError
 
 
@@ -65,9 +65,10 @@ def offsets(
     if (to is None) == (shift is None):
         raise UsageError(f"give one of --to {RESET_POSITIONS} or --shift N")
     target = Shift(shift) if shift is not None else parse_position(to or "", "--to", allowed=RESET_POSITIONS)
-    with clients(options, timeout) as c:
-        settings = c.project.consumer_group(group)  # an unknown name: a usage error with a did-you-mean
-        selection = parse_topic_selection(topics, settings)
+    project = load(options)
+    settings = project.consumer_group(group)  # an unknown name: a usage error with a did-you-mean
+    selection = parse_topic_selection(topics, settings)
+    with clients(project, timeout) as c:
         plan = read_reset_plan(c.cluster, c.reader, settings, group, target, selection)
         click.echo(plan.render_json() if output_format == "json" else plan.render_text())
         plan.raise_if_unsafe()

@@ -46,16 +46,22 @@ class Clients:
         return self.project.cluster_client_config().as_dict()
 
 
-@contextlib.contextmanager
-def clients(options: ProjectOptions, timeout: float, *, import_code: bool = False) -> Iterator[Clients]:
-    """The project, an admin client of its cluster and a record reader, closed on the way out."""
+def load(options: ProjectOptions, *, import_code: bool = False) -> Project:
+    """The project (its warnings printed to stderr), read before anything connects: a wrong name fails fast."""
     from kpipe.diagnostics import render_text, sort_diagnostics
-    from kpipe.runtime.records import RecordReader
-    from kpipe.topics.cluster import connect
 
     project = options.load(import_code=import_code, check_code=False)
     if project.warnings:
         click.echo(render_text(sort_diagnostics(project.warnings)), err=True)
+    return project
+
+
+@contextlib.contextmanager
+def clients(project: Project, timeout: float) -> Iterator[Clients]:
+    """An admin client of the project's cluster and a record reader, closed on the way out."""
+    from kpipe.runtime.records import RecordReader
+    from kpipe.topics.cluster import connect
+
     config = project.cluster_client_config().as_dict()
     cluster = connect(config, timeout=timeout)
     try:

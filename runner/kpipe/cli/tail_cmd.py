@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kpipe.cli.common import ProjectOptions, cluster_timeout_option, import_code_option, project_options
-from kpipe.cli.reading import clients, format_option, topic_model
+from kpipe.cli.reading import clients, format_option, load, topic_model
 from kpipe.errors import EXIT_OK
 
 
@@ -63,8 +63,9 @@ def tail(
     position = parse_position(start, "--from")
     request = TailRequest(topic, position, count, follow, partition, key)
     shown = invalid = 0
-    with clients(options, timeout, import_code=import_code) as c:
-        model = topic_model(c.project, topic)
+    project = load(options, import_code=import_code)
+    model = topic_model(project, topic)
+    with clients(project, timeout) as c:
         try:
             for event in tail_events(c.reader, c.cluster, request, model):
                 click.echo(event.render_json() if output_format == "json" else event.render_text())

@@ -4,6 +4,8 @@ was produced and what `kpipe run` then handles."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,6 +166,34 @@ def test_tail_prints_what_was_produced_and_flags_what_fails_the_schema(
     assert code == EXIT_USAGE and "has partitions 0 to 1" in err
 
 
+def test_tail_follow_keeps_printing_events_written_after_it_started(
+    tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str]
+) -> None:
+    topic = f"{prefix}.orders"
+    project = str(write_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g")))
+    assert kpipe("apply", project, "--yes").code == 0
+    produce(kafka_bootstrap, topic, [(0, b'{"key":"a","n":0}', b"a", [], None)])
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "kpipe", "tail", topic, project, "--follow", "-n", "3", "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert tail.stdout is not None
+        first = json.loads(tail.stdout.readline())  # the tail has read to the end it found
+        assert first["value"]["n"] == 0
+        produce(kafka_bootstrap, topic, [(1, b'{"key":"b","n":1}', b"b", [], None)])
+        produce(kafka_bootstrap, topic, [(0, b'{"key":"c","n":2}', b"c", [], None)])
+        out, err = tail.communicate(timeout=60)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
+    assert tail.returncode == 0, err
+    assert sorted(e["value"]["n"] for e in json_lines(out)) == [1, 2]
+
+
 def test_offsets_reset_to_a_datetime_then_run_handles_exactly_the_events_from_then(
     tmp_path: Path,
     kafka_bootstrap: str,
@@ -300,6 +330,12 @@ def test_fixed_handler_then_replay_handles_every_dead_letter_once_and_a_second_r
     assert sorted((s["partition"], s["count"]) for s in tally["by_source"]) == [(0, 1), (1, 4)]
     assert tally["pending"] == 5 and tally["replayed"] == 0
     assert "handler bug on" in tally["samples"]["handler"]["error"]
+    code, out, err = kpipe("tail", dlq, project, "--key", "k1")
+    assert code == 0, err
+    assert (
+        f"  dead letter: handler error in group '{group}', from {topic}[1]@0: RuntimeError: handler bug on 1"
+        in out
+    )
 
     broken.unlink()  # the handler is fixed
     code, out, err = kpipe("dlq", "replay", dlq, project)  # not on a terminal, no --yes

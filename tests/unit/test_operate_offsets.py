@@ -10,7 +10,7 @@ import pytest
 
 from fake_cluster import FakeGroups
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
-from kpipe.errors import UnsafePlanRefused, UsageError
+from kpipe.errors import ClusterError, UnsafePlanRefused, UsageError
 from kpipe.operate.offsets import execute_reset, parse_topic_selection, plan_reset, read_reset_plan
 from kpipe.operate.positions import AtOffset, Bounds, Earliest, Latest, Shift
 from kpipe.topics.cluster import GroupDescription, GroupMember
@@ -143,3 +143,44 @@ def test_topic_selection() -> None:
         parse_topic_selection(["refunds"], g)
     with pytest.raises(UsageError, match="expected TOPIC or TOPIC:PARTITION"):
         parse_topic_selection(["orders:x"], g)
+
+
+class FakeAdminClient:
+    """A fake of confluent_kafka's AdminClient answering AlterConsumerGroupOffsets with one error, as Apache Kafka
+    does for a group with members (the embedded broker accepts the request)."""
+
+    def __init__(self, code: int):
+        self.code = code
+
+    def alter_consumer_group_offsets(self, requests: list, request_timeout: float) -> dict:
+        import concurrent.futures
+
+        from confluent_kafka import KafkaError, KafkaException
+
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.set_exception(KafkaException(KafkaError(self.code)))
+        return {requests[0]: future}
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "message"),
+    [
+        (25, UnsafePlanRefused, "consumer group 'billing-v2' is active (the broker says UNKNOWN_MEMBER_ID)"),
+        (27, UnsafePlanRefused, "is active (the broker says REBALANCE_IN_PROGRESS)"),
+        (
+            30,
+            ClusterError,
+            "resetting the offsets of consumer group 'billing-v2': ",
+        ),  # GROUP_AUTHORIZATION_FAILED
+    ],
+)
+def test_the_brokers_refusal_is_translated_by_code(code: int, error: type, message: str) -> None:
+    from kpipe.topics.group_offsets import GroupOffsetsAdmin
+
+    admin = GroupOffsetsAdmin(
+        {"bootstrap.servers": "fake:9092"}, admin_factory=lambda config: FakeAdminClient(code)
+    )
+    with pytest.raises(error) as caught:
+        admin.alter("billing-v2", {("orders", 0): 5})
+    assert message in str(caught.value)
+    assert type(caught.value) is error

@@ -229,3 +229,14 @@ def test_decoded_events_are_flagged_and_escaped() -> None:
     raw = decode(Record("orders", 0, 8, None, None, b"\xff\xfe", ()), None)
     assert raw.valid is None and raw.value == "\\xff\\xfe"
     assert json.loads(raw.render_json())["timestamp"] is None
+
+
+def test_json_output_stays_valid_json_with_no_raw_control_character_and_no_secret() -> None:
+    from kpipe.redaction import REDACTED, remember
+
+    remember("hunter2-secret")
+    record = Record("orders", 0, 1, 1000, b"k", '{"note":"a\x7fb\u2028c hunter2-secret"}'.encode(), ())
+    line = decode(record, None).render_json()
+    assert json.loads(line)["value"] == {"note": f"a\x7fb\u2028c {REDACTED}"}
+    assert "\x7f" not in line and "\u2028" not in line and "hunter2" not in line
+    assert "hunter2" not in decode(record, None).render_text()

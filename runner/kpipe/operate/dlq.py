@@ -16,13 +16,12 @@ The JSON shape (fields are only ever added):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kpipe.compilation.compiled import ConsumerGroupSettings
-from kpipe.operate.events import dead_letter_of, header_text
+from kpipe.operate.events import dead_letter_of, header_text, json_text
 from kpipe.operate.positions import format_time
 from kpipe.operate.replay import Cursors, read_cursors
 from kpipe.operate.tail import partitions_of
@@ -156,6 +155,4 @@ def summarize(cluster: Any, reader: RecordReader, topic: str, groups: list[str])
 
 
 def render_all_json(tallies: list[DlqTally]) -> str:
-    return safe_text(
-        json.dumps({"dead_letter_topics": [t.to_json() for t in tallies]}, indent=2, ensure_ascii=False)
-    )
+    return json_text({"dead_letter_topics": [t.to_json() for t in tallies]}, indent=2)

@@ -14,6 +14,7 @@ so that it survives when a replayed event fails again (the worker keeps a source
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from kpipe.operate.positions import format_time
-from kpipe.redaction import safe_text
+from kpipe.redaction import redact, safe_text
 from kpipe.runtime.dead_letters import H_PAYLOAD
 from kpipe.runtime.records import Record
 from kpipe.runtime.serde import describe_validation_error
@@ -37,6 +38,18 @@ from kpipe.runtime.worker.failures import (
 # {"count": N, "source": "topic[p]@offset", "dead_letter": "dlq[p]@offset"}: the Nth replay of the event first
 # read at `source`, sent from that dead letter.
 REPLAY_HEADER = "kpipe-replay"
+
+
+# Characters json.dumps leaves raw (ensure_ascii=False) that a terminal acts on: written as \uXXXX escapes.
+_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
+def json_text(data: Any, *, indent: int | None = None) -> str:
+    """The one way the operate commands write JSON: valid JSON with no raw control character and every known
+    secret masked (escape_controls' backslash-x escapes would not be valid JSON: these are backslash-u ones)."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(data, ensure_ascii=False, indent=indent, separators=separators)
+    return redact(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text))
 
 
 def header_text(value: bytes | None) -> str:
@@ -153,7 +166,7 @@ class ShownEvent:
         return out
 
     def render_json(self) -> str:
-        return safe_text(json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")))
+        return json_text(self.to_json())
 
     def render_text(self) -> str:
         r = self.record

@@ -23,13 +23,13 @@ The JSON shape (fields are only ever added):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.errors import ClusterError, UnsafePlanRefused, UsageError
+from kpipe.operate.events import json_text
 from kpipe.operate.positions import AtTime, Bounds, Position
 from kpipe.operate.tail import ReadCluster, partitions_of
 from kpipe.redaction import safe_text
@@ -149,7 +149,7 @@ class ResetPlan:
         }
 
     def render_json(self) -> str:
-        return safe_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False))
+        return json_text(self.to_json(), indent=2)
 
     def render_text(self) -> str:
         lines = [

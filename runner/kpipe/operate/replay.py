@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kpipe.operate.events import REPLAY_HEADER, DeadLetter, dead_letter_of, schema_error
+from kpipe.operate.events import REPLAY_HEADER, DeadLetter, dead_letter_of, json_text, schema_error
 from kpipe.operate.positions import format_time
 from kpipe.operate.tail import partitions_of
 from kpipe.redaction import safe_text
@@ -244,7 +244,7 @@ class ReplayReport:
         }
 
     def render_json(self) -> str:
-        return safe_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False))
+        return json_text(self.to_json(), indent=2)
 
     def render_text(self) -> str:
         verb = "would send" if self.dry_run else "sent"

@@ -140,10 +140,10 @@ class RecordReader:
         pending = {tp for tp, start in starts.items() if follow or start < ends.get(tp, start)}
         if not pending:
             return
-        self._call(
-            "assigning partitions",
-            lambda: self._consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in sorted(pending)]),
-        )
+        assignment = [TopicPartition(t, p, starts[(t, p)]) for t, p in sorted(pending)]
+        self._call("assigning partitions", lambda: self._consumer.assign(assignment))
+        # A partition paused at the end of an earlier read stays paused across assign(): fetch it again.
+        self._call("resuming partitions", lambda: self._consumer.resume(assignment))
         quiet_since = time.monotonic()
         while follow or pending:
             messages = self._call("reading", lambda: self._consumer.consume(BATCH, 0.2))
@@ -155,17 +155,17 @@ class RecordReader:
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
                         if not follow and tp in pending and message.offset() >= ends.get(tp, 0):
-                            pending.discard(tp)
+                            self._done(pending, tp)
                         continue
                     if error.code() in _FATAL:
                         raise translate(error, "reading", self.bootstrap, self.timeout)
                     continue  # a transient fetch error: librdkafka retries it
                 if not follow:
                     if tp not in pending or message.offset() >= ends[tp]:
-                        pending.discard(tp)
+                        self._done(pending, tp)
                         continue
                     if message.offset() + 1 >= ends[tp]:
-                        pending.discard(tp)
+                        self._done(pending, tp)
                 yield _record(message)
             if not follow and pending and time.monotonic() - quiet_since > self.timeout:
                 shown = ", ".join(f"{t}[{p}]" for t, p in sorted(pending)[:5])
@@ -174,6 +174,12 @@ class RecordReader:
                     code="_TIMED_OUT",
                     retriable=True,
                 )
+
+    def _done(self, pending: set[Partition], tp: Partition) -> None:
+        """A partition read to its end: fetch no more of it (what was fetched already is dropped)."""
+        if tp in pending:
+            pending.discard(tp)
+            self._consumer.pause([TopicPartition(*tp)])
 
     def first_at_or_after(self, partition: Partition, start: int, end: int, timestamp_ms: int) -> int:
         """The offset of the first record in [start, end) whose timestamp is at or after `timestamp_ms`; `end`

@@ -7,8 +7,8 @@
 
 The JSON shape (fields are only ever added):
 
-    {"topic": str, "groups": [str], "total": int, "replayed": int, "pending": int, "not_dead_letters": int,
-     "first": str | null, "last": str | null,
+    {"topic": str, "groups": [str], "missing": bool, "total": int, "replayed": int, "pending": int,
+     "not_dead_letters": int, "first": str | null, "last": str | null,
      "by_error_type": {type: int}, "by_source": [{"topic": str, "partition": int, "count": int}],
      "samples": {type: {"dead_letter": str, "source": str, "group": str | null, "error": str,
                         "timestamp": str, "key": str | null, "value": str}}}
@@ -67,6 +67,8 @@ class DlqTally:
     topic: str
     groups: list[str]
     cursors: Cursors = field(default_factory=Cursors)
+    # Not on the cluster: nothing was ever dead-lettered to it (run and apply create it).
+    missing: bool = False
     total: int = 0
     replayed: int = 0
     not_dead_letters: int = 0
@@ -106,6 +108,7 @@ class DlqTally:
         return {
             "topic": self.topic,
             "groups": self.groups,
+            "missing": self.missing,
             "total": self.total,
             "replayed": self.replayed,
             "pending": self.pending,
@@ -122,6 +125,8 @@ class DlqTally:
     def render_text(self) -> str:
         writers = ", ".join(self.groups) or "no declared group"
         head = f"{self.topic} (dead letters of {writers}): "
+        if self.missing:
+            return safe_text(head + "not on the cluster (no dead letter was ever written to it)")
         if not self.total:
             return safe_text(head + "empty")
         lines = [
@@ -144,6 +149,8 @@ class DlqTally:
 
 
 def summarize(cluster: Any, reader: RecordReader, topic: str, groups: list[str]) -> DlqTally:
+    if topic not in cluster.describe().topics:
+        return DlqTally(topic, groups, missing=True)
     partitions = partitions_of(cluster, topic)
     marks = cluster.watermarks(partitions)
     tally = DlqTally(topic, groups, read_cursors(cluster, topic, partitions))

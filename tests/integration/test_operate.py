@@ -194,6 +194,34 @@ def test_tail_follow_keeps_printing_events_written_after_it_started(
     assert sorted(e["value"]["n"] for e in json_lines(out)) == [1, 2]
 
 
+def test_tail_into_a_reader_that_stops_early_ends_quietly(
+    tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str]
+) -> None:
+    """`kpipe tail … | head -1`: the closed pipe ends the tail with exit 0, no traceback."""
+    topic = f"{prefix}.orders"
+    project = str(write_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g")))
+    assert kpipe("apply", project, "--yes").code == 0
+    produce(
+        kafka_bootstrap,
+        topic,
+        [(0, json.dumps({"key": "a", "n": n}).encode(), b"a", [], None) for n in range(2000)],
+    )
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "kpipe", "tail", topic, project],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert tail.stdout is not None and tail.stderr is not None
+    assert tail.stdout.readline().startswith(f"{topic}[0]@0 ".encode())
+    tail.stdout.close()
+    try:
+        assert tail.wait(60) == 0
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    assert tail.stderr.read() == b""
+
+
 def test_offsets_reset_to_a_datetime_then_run_handles_exactly_the_events_from_then(
     tmp_path: Path,
     kafka_bootstrap: str,

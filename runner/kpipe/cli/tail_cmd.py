@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from kpipe.cli.common import ProjectOptions, cluster_timeout_option, import_code_option, project_options
@@ -75,6 +78,10 @@ def tail(
             if not follow:
                 raise
             # Ctrl-C is how a --follow ends: not an error.
+        except BrokenPipeError:
+            # The reader went away (`kpipe tail … | head`): stop quietly, and let nothing flush into the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
     flagged = f", {invalid} invalid" if invalid else ""
     hint = " (add --follow to wait for new ones)" if not shown and not follow else ""
     click.echo(f"{shown} event(s) from {topic}{flagged}{hint}", err=True)

@@ -129,6 +129,7 @@ def replay(
         run = Replay(c.cluster, c.reader, dead_letter_topic, selection, sources)
         preview = run.preview()
         if dry_run or not preview.to_send:
+            preview.dry_run = dry_run  # nothing to send: the report of a replay that sent nothing
             click.echo(preview.render_json() if output_format == "json" else preview.render_text())
             return EXIT_OK
         if not yes:

@@ -1,5 +1,5 @@
-"""The package tree is the pipeline: load → model → schemas → check → compilation → topics → runtime →
-local/operate → observe/export → cli. A module may import only from its own stage or a lower one. Imports under
+"""The package tree is the pipeline: load → model → schemas → check → compilation → topics → runtime → local →
+observe/export → cli. A module may import only from its own stage or a lower one. Imports under
 `if TYPE_CHECKING:` do not run and are not counted."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ RANKS = {
     "topics": 6,
     "runtime": 7,
     "local": 8,
-    "operate": 8,
+    "operate": 8,  # tail, dlq, offsets: read and repair data through topics and runtime
     "observe": 9,
     "export": 9,
     "api": 10,

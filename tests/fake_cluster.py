@@ -166,6 +166,9 @@ class FakeGroups:
             g: {tp: self.committed.get(g, {}).get(tp) for tp in tps} for g, tps in partitions_by_group.items()
         }
 
+    def group_ids(self, prefix: str) -> list[str]:
+        return sorted(g for g in {*self.committed, *self.groups} if g.startswith(prefix))
+
     def committed_groups(self, topics: Collection[str]) -> dict[str, tuple[str, ...]]:
         found = {
             t: tuple(sorted(g for g, o in self.committed.items() if any(tp[0] == t for tp in o)))

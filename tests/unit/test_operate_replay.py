@@ -162,7 +162,7 @@ class FakeWriter:
 
 
 def replay_of(records: list[Record], selection: Selection, fake: FakeGroups) -> Replay:
-    return Replay(fake, FakeReader(records), DLQ, selection, SOURCES)  # type: ignore[arg-type]
+    return Replay(fake, FakeReader(records), fake, DLQ, selection, SOURCES)  # type: ignore[arg-type]
 
 
 def groups(committed: dict | None = None) -> FakeGroups:
@@ -173,7 +173,7 @@ def test_a_replay_sends_then_moves_its_cursor_and_a_second_sends_nothing() -> No
     records = [dead_letter(i, n="x" if i == 2 else i) for i in range(6)]
     fake = groups()
     writer = FakeWriter()
-    report = replay_of(records, Selection(), fake).execute(writer, fake)  # type: ignore[arg-type]
+    report = replay_of(records, Selection(), fake).execute(writer)  # type: ignore[arg-type]
     assert (report.to_send, report.counts[Verdict.INVALID]) == (5, 1)
     assert writer.flushed and [s[3] for s in writer.sent] == [1] * 5  # back to the source partition
     assert fake.altered == [("kpipe-replay.orders.dlq", {(DLQ, 0): 6})]  # past the invalid one too
@@ -185,10 +185,10 @@ def test_a_replay_sends_then_moves_its_cursor_and_a_second_sends_nothing() -> No
 def test_limit_and_until_stop_the_cursor_where_the_replay_stopped() -> None:
     records = [dead_letter(i, n=i, stamp=1000 + i) for i in range(6)]
     fake = groups()
-    report = replay_of(records, Selection(limit=2), fake).execute(FakeWriter(), fake)  # type: ignore[arg-type]
+    report = replay_of(records, Selection(limit=2), fake).execute(FakeWriter())  # type: ignore[arg-type]
     assert report.to_send == 2 and fake.altered[-1] == ("kpipe-replay.orders.dlq", {(DLQ, 0): 2})
 
-    report = replay_of(records, Selection(until_ms=1003), fake).execute(FakeWriter(), fake)  # type: ignore[arg-type]
+    report = replay_of(records, Selection(until_ms=1003), fake).execute(FakeWriter())  # type: ignore[arg-type]
     assert report.to_send == 2  # offsets 2 and 3
     assert fake.altered[-1] == ("kpipe-replay.orders.dlq", {(DLQ, 0): 4})  # never past one after --until
 
@@ -197,12 +197,12 @@ def test_a_narrowed_replay_keeps_a_cursor_of_its_own() -> None:
     records = [dead_letter(i, n=i, error_type="handler" if i % 2 else "timeout") for i in range(6)]
     fake = groups()
     writer = FakeWriter()
-    replay_of(records, Selection(error_type="timeout"), fake).execute(writer, fake)  # type: ignore[arg-type]
+    replay_of(records, Selection(error_type="timeout"), fake).execute(writer)  # type: ignore[arg-type]
     assert len(writer.sent) == 3
     assert fake.altered[-1] == ("kpipe-replay.orders.dlq/timeout", {(DLQ, 0): 6})
     # An unnarrowed replay then sends only the others.
     writer = FakeWriter()
-    replay_of(records, Selection(), fake).execute(writer, fake)  # type: ignore[arg-type]
+    replay_of(records, Selection(), fake).execute(writer)  # type: ignore[arg-type]
     assert sorted(json.loads(s[1])["n"] for s in writer.sent) == [1, 3, 5]
 
 

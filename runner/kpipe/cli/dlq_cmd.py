@@ -55,7 +55,7 @@ def summary(options: ProjectOptions, topics: tuple[str, ...], output_format: str
             "no consumer group writes dead letters (on_error.action: dead_letter); name a topic with --topic"
         )
     with clients(project, timeout) as c:
-        tallies = [summarize(c.cluster, c.reader, t, writers.get(t, [])) for t in wanted]
+        tallies = [summarize(c.cluster, c.reader, c.admin, t, writers.get(t, [])) for t in wanted]
     if output_format == "json":
         click.echo(render_all_json(tallies))
     else:
@@ -109,7 +109,6 @@ def replay(
     from kpipe.operate.positions import parse_time
     from kpipe.operate.replay import Replay, Selection, Source
     from kpipe.runtime.records import RecordWriter
-    from kpipe.topics.group_offsets import GroupOffsetsAdmin
 
     selection = Selection(
         error_type=error_type,
@@ -126,7 +125,7 @@ def replay(
         sources = {
             name: Source(name, model, live[name].partitions) for name, model in models.items() if name in live
         }
-        run = Replay(c.cluster, c.reader, dead_letter_topic, selection, sources)
+        run = Replay(c.cluster, c.reader, c.admin, dead_letter_topic, selection, sources)
         preview = run.preview()
         if dry_run or not preview.to_send:
             preview.dry_run = dry_run  # nothing to send: the report of a replay that sent nothing
@@ -137,12 +136,7 @@ def replay(
             if not _confirm(f"Send {preview.to_send} event(s) back to their source topics?"):
                 click.echo("Replay cancelled; nothing sent.", err=True)
                 return EXIT_INVALID
-        writer = RecordWriter(c.client_config, timeout=max(timeout, 30.0))
-        admin = GroupOffsetsAdmin(c.client_config, request_timeout=max(timeout, 30.0))
-        try:
-            report = run.execute(writer, admin)
-        finally:
-            admin.close()
+        report = run.execute(RecordWriter(c.client_config, timeout=max(timeout, 30.0)))
     click.echo(report.render_json() if output_format == "json" else report.render_text())
     return EXIT_OK
 

@@ -77,12 +77,6 @@ def offsets(
         if not yes:
             click.echo("Nothing changed: run again with --yes to reset these offsets.", err=True)
             return EXIT_CHANGES_PENDING if detailed_exitcode else EXIT_OK
-        from kpipe.topics.group_offsets import GroupOffsetsAdmin
-
-        admin = GroupOffsetsAdmin(c.client_config, request_timeout=max(timeout, 30.0))
-        try:
-            done = execute_reset(plan, c.cluster, admin)
-        finally:
-            admin.close()
+        done = execute_reset(plan, c.cluster, c.admin)
     click.echo(f"Reset {len(done)} partition(s) of consumer group '{group}'.", err=True)
     return EXIT_OK

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from kpipe.api import Project
     from kpipe.runtime.records import RecordReader
     from kpipe.topics.cluster import KafkaCluster
+    from kpipe.topics.group_offsets import GroupOffsetsAdmin
 
 format_option = click.option(
     "--format",
@@ -39,6 +40,8 @@ class Clients:
     project: Project
     cluster: KafkaCluster
     reader: RecordReader
+    # Changes group offsets (a reset, a replay's cursor) and finds groups by id.
+    admin: GroupOffsetsAdmin
 
     @property
     def client_config(self) -> dict[str, str]:
@@ -58,19 +61,22 @@ def load(options: ProjectOptions, *, import_code: bool = False) -> Project:
 
 @contextlib.contextmanager
 def clients(project: Project, timeout: float) -> Iterator[Clients]:
-    """An admin client of the project's cluster and a record reader, closed on the way out."""
+    """Admin clients of the project's cluster and a record reader, closed on the way out."""
     from kpipe.runtime.records import RecordReader
     from kpipe.topics.cluster import connect
+    from kpipe.topics.group_offsets import GroupOffsetsAdmin
 
     config = project.cluster_client_config().as_dict()
-    cluster = connect(config, timeout=timeout)
+    cluster = connect(config, timeout=timeout)  # fails fast, within `timeout`, when no broker answers
+    admin = GroupOffsetsAdmin(config, request_timeout=max(timeout, 30.0))
     try:
         reader = RecordReader(config, timeout=timeout)
         try:
-            yield Clients(project, cluster, reader)
+            yield Clients(project, cluster, reader, admin)
         finally:
             reader.close()
     finally:
+        admin.close()
         cluster.close()
 
 

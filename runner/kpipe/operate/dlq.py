@@ -3,7 +3,8 @@
     dead_letter_topics(groups)            the dead-letter topics the files declare or derive, with their groups
     DlqTally.add(record)                  pure: counts by error type and by source partition, first and last
                                           times, one sample per error type, how many are already replayed
-    summarize(cluster, reader, topic)     the tally of one topic (memory bounded: counts, never the records)
+    summarize(cluster, reader, admin, topic, groups)
+                                          the tally of one topic (memory bounded: counts, never the records)
 
 The JSON shape (fields are only ever added):
 
@@ -148,12 +149,13 @@ class DlqTally:
         return "\n".join(safe_text(line) for line in lines)
 
 
-def summarize(cluster: Any, reader: RecordReader, topic: str, groups: list[str]) -> DlqTally:
+def summarize(cluster: Any, reader: RecordReader, admin: Any, topic: str, groups: list[str]) -> DlqTally:
+    """admin: finds the topic's replay cursors (GroupOffsetsAdmin.group_ids)."""
     if topic not in cluster.describe().topics:
         return DlqTally(topic, groups, missing=True)
     partitions = partitions_of(cluster, topic)
     marks = cluster.watermarks(partitions)
-    tally = DlqTally(topic, groups, read_cursors(cluster, topic, partitions))
+    tally = DlqTally(topic, groups, read_cursors(cluster, admin, topic, partitions))
     starts = {tp: marks[tp].low for tp in partitions}
     ends = {tp: marks[tp].high for tp in partitions}
     for record in reader.read(starts, ends):

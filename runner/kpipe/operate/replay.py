@@ -3,7 +3,7 @@
     decide(record, selection, cursors, sources)   pure: what becomes of one dead letter (a `Decision`)
     replay_headers(record, dead_letter)           pure: what the replayed event carries
     Replay(...).walk()                            every dead letter of the range with its decision, streamed
-    Replay(...).execute(writer, admin)            send what the walk selects, then move the cursor
+    Replay(...).execute(writer)                   send what the walk selects, then move the cursor
 
 What is sent: the dead letter's payload and key exactly as they were read, its source's own headers (a
 `traceparent`/`tracestate` among them, so the trace goes on), and REPLAY_HEADER with the replay count and both
@@ -179,14 +179,11 @@ def replay_headers(record: Record, dead_letter: DeadLetter) -> list[tuple[str, b
     return [*own, (REPLAY_HEADER, json.dumps(replay, separators=(",", ":")).encode())]
 
 
-def read_cursors(cluster: Any, dead_letter_topic: str, partitions: list[Partition]) -> Cursors:
-    """The committed offsets of every replay cursor of `dead_letter_topic` (through the cluster boundary)."""
+def read_cursors(cluster: Any, admin: Any, dead_letter_topic: str, partitions: list[Partition]) -> Cursors:
+    """The committed offsets of every replay cursor of `dead_letter_topic`: the groups are found by id through
+    `admin` (GroupOffsetsAdmin.group_ids), their offsets read through the cluster boundary."""
     base = cursor_group(dead_letter_topic)
-    groups = [
-        g
-        for g in cluster.committed_groups([dead_letter_topic]).get(dead_letter_topic, ())
-        if g == base or g.startswith(base + "/")
-    ]
+    groups = [g for g in admin.group_ids(base) if g == base or g.startswith(base + "/")]
     if not groups:
         return Cursors()
     committed = cluster.committed_offsets({g: partitions for g in groups})
@@ -276,17 +273,20 @@ class Replay:
         self,
         cluster: Any,
         reader: RecordReader,
+        admin: Any,
         dead_letter_topic: str,
         selection: Selection,
         sources: Mapping[str, Source],
     ):
+        """admin: finds the cursors and moves them (GroupOffsetsAdmin: group_ids, alter)."""
         self.dead_letter_topic = dead_letter_topic
         self.selection = selection
         self.cursor = cursor_group(dead_letter_topic, selection.error_type)
         self._reader = reader
+        self._admin = admin
         self._sources = sources
         partitions = partitions_of(cluster, dead_letter_topic)
-        self._cursors = read_cursors(cluster, dead_letter_topic, partitions)
+        self._cursors = read_cursors(cluster, admin, dead_letter_topic, partitions)
         marks = cluster.watermarks(partitions)
         self._ranges = {
             tp: (max(self._cursors.start(tp, selection.error_type), marks[tp].low), marks[tp].high)
@@ -318,7 +318,7 @@ class Replay:
             pass
         return report
 
-    def execute(self, writer: RecordWriter, admin: Any) -> ReplayReport:
+    def execute(self, writer: RecordWriter) -> ReplayReport:
         """Send what the walk selects, wait for every acknowledgement, then move the cursor."""
         report = ReplayReport(self.dead_letter_topic, self.cursor, self.selection, dry_run=False)
         for decision in self.walk(report):
@@ -334,5 +334,5 @@ class Replay:
                 source.topic, record.value, record.key, replay_headers(record, dead_letter), partition
             )
         writer.flush()
-        admin.alter(self.cursor, report.cursor_to)
+        self._admin.alter(self.cursor, report.cursor_to)
         return report

@@ -1,4 +1,5 @@
-"""The cluster boundary for changing a consumer group's committed offsets (`kpipe offsets`, `kpipe dlq replay`).
+"""The cluster boundary for changing a consumer group's committed offsets (`kpipe offsets`, `kpipe dlq replay`),
+and for finding groups by the start of their id (`group_ids`: the replay cursors of a dead-letter topic).
 
 `GroupOffsetsAdmin.alter(group, offsets)` commits offsets for a group from outside it, with the admin API's
 AlterConsumerGroupOffsets. Apache Kafka refuses that while the group has members (UNKNOWN_MEMBER_ID, or
@@ -71,6 +72,21 @@ class GroupOffsetsAdmin:
         for tp in result.topic_partitions or ():
             if tp.error is not None:
                 raise self._translate(tp.error, group, f"{context} on {tp.topic}[{tp.partition}]")
+
+    def group_ids(self, prefix: str) -> list[str]:
+        """The ids of the consumer groups whose id starts with `prefix` (one ListGroups request; no group's
+        offsets are read, so this stays cheap on a cluster with thousands of groups)."""
+        context = "listing consumer groups"
+        try:
+            future = self._admin.list_consumer_groups(request_timeout=self.request_timeout)
+            listing = future.result(timeout=self.request_timeout + 5)
+        except concurrent.futures.TimeoutError:
+            raise ClusterError(
+                f"{context}: no answer within {self.request_timeout:g} s", code="_TIMED_OUT", retriable=True
+            ) from None
+        except KafkaException as exc:
+            raise translate(exc.args[0], context, self.bootstrap) from None
+        return sorted(g.group_id for g in listing.valid if g.group_id.startswith(prefix))
 
     def _translate(self, error: KafkaError, group: str, context: str) -> Exception:
         if error.code() in _GROUP_ACTIVE:

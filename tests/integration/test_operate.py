@@ -396,3 +396,44 @@ def test_fixed_handler_then_replay_handles_every_dead_letter_once_and_a_second_r
         assert header["count"] == 1 and header["source"].startswith(f"{topic}[1]@")
         assert header["dead_letter"].startswith(f"{dlq}[")
         assert h["partition"] == 1  # back on the partition it came from
+
+
+def test_narrowed_replays_keep_cursors_of_their_own_and_never_send_a_dead_letter_twice(
+    tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str]
+) -> None:
+    topic, group = f"{prefix}.orders", unique_name("billing")
+    dlq = f"{topic}.dlq"
+    project = str(write_project(tmp_path / "p", kafka_bootstrap, topic, group))
+    assert kpipe("apply", project, "--yes").code == 0
+
+    def dead_letter(n: int, error_type: str) -> tuple[int, bytes, bytes, list, None]:
+        headers = [
+            ("kpipe.source.topic", topic.encode()),
+            ("kpipe.source.partition", b"0"),
+            ("kpipe.source.offset", str(n).encode()),
+            ("kpipe.error.type", error_type.encode()),
+            ("kpipe.error.message", b"boom"),
+            ("kpipe.group", group.encode()),
+        ]
+        return (0, json.dumps({"key": f"k{n}", "n": n}).encode(), f"k{n}".encode(), headers, None)
+
+    # As the worker writes them: 3 timeouts and 3 handler errors, interleaved, on one partition.
+    produce(kafka_bootstrap, dlq, [dead_letter(n, "timeout" if n % 2 else "handler") for n in range(6)])
+
+    def replay(*args: str) -> dict:
+        code, out, err = kpipe("dlq", "replay", dlq, project, "--yes", "--format", "json", *args)
+        assert code == 0, err
+        return json.loads(out)
+
+    assert replay("--error-type", "timeout", "--limit", "2")["sent"] == 2  # n = 1, 3
+    assert replay("--error-type", "timeout")["sent"] == 1  # n = 5
+    assert replay()["sent"] == 3  # the handler errors: n = 0, 2, 4
+    assert replay()["sent"] == 0
+    assert replay("--error-type", "timeout")["sent"] == 0
+
+    code, out, err = kpipe("tail", topic, project, "--format", "json")
+    assert code == 0, err
+    sent = [e["value"]["n"] for e in json_lines(out)]
+    assert sorted(sent) == [0, 1, 2, 3, 4, 5]  # each once
+    counts = [json.loads(dict(e["headers"])["kpipe-replay"])["count"] for e in json_lines(out)]
+    assert counts == [1] * 6

@@ -195,11 +195,11 @@ def test_groups_are_found_by_the_start_of_their_id_without_reading_their_offsets
     class ListingAdminClient:
         def list_consumer_groups(self, request_timeout: float) -> concurrent.futures.Future:
             future: concurrent.futures.Future = concurrent.futures.Future()
-            ids = ["kpipe-replay.a.dlq", "billing", "kpipe-replay.a.dlq/handler", "kpipe-replay.b.dlq"]
+            ids = ["kpipe-replay.a.dlq", "billing", "kpipe-replay.a.dlq:handler", "kpipe-replay.b.dlq"]
             future.set_result(SimpleNamespace(valid=[SimpleNamespace(group_id=g) for g in ids]))
             return future
 
     admin = GroupOffsetsAdmin(
         {"bootstrap.servers": "fake:9092"}, admin_factory=lambda config: ListingAdminClient()
     )
-    assert admin.group_ids("kpipe-replay.a.dlq") == ["kpipe-replay.a.dlq", "kpipe-replay.a.dlq/handler"]
+    assert admin.group_ids("kpipe-replay.a.dlq") == ["kpipe-replay.a.dlq", "kpipe-replay.a.dlq:handler"]

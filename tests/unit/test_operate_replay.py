@@ -133,7 +133,7 @@ def test_replay_headers_keep_the_sources_own_and_count_the_replays() -> None:
 
 def test_cursor_groups_cannot_collide_across_topics() -> None:
     assert cursor_group("orders.dlq") == "kpipe-replay.orders.dlq"
-    assert cursor_group("orders.dlq", "handler") == "kpipe-replay.orders.dlq/handler"
+    assert cursor_group("orders.dlq", "handler") == "kpipe-replay.orders.dlq:handler"
 
 
 class FakeReader:
@@ -199,7 +199,7 @@ def test_a_narrowed_replay_keeps_a_cursor_of_its_own() -> None:
     writer = FakeWriter()
     replay_of(records, Selection(error_type="timeout"), fake).execute(writer)  # type: ignore[arg-type]
     assert len(writer.sent) == 3
-    assert fake.altered[-1] == ("kpipe-replay.orders.dlq/timeout", {(DLQ, 0): 6})
+    assert fake.altered[-1] == ("kpipe-replay.orders.dlq:timeout", {(DLQ, 0): 6})
     # An unnarrowed replay then sends only the others.
     writer = FakeWriter()
     replay_of(records, Selection(), fake).execute(writer)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ first: one that fails it now is reported and not sent. A dead letter whose paylo
 truncated | omitted) or that names no source cannot be replayed, and says why.
 
 Progress is a cursor: the committed offsets of the consumer group `kpipe-replay.<dlq>` on the dead-letter topic
-(`kpipe-replay.<dlq>/<error type>` for a replay narrowed with --error-type). A dead letter below the cursor that
+(`kpipe-replay.<dlq>:<error type>` for a replay narrowed with --error-type). A dead letter below the cursor that
 covers it is done and is never sent again; a replay moves its own cursor past the dead letters it examined
 (sent, invalid, not replayable, or before --since), but never past one after --until or past --limit. The cursor is
 moved only after every event was acknowledged, so an interrupted replay sends again (at least once), never loses.
@@ -43,10 +43,11 @@ LISTED = 20
 
 
 def cursor_group(dead_letter_topic: str, error_type: str | None = None) -> str:
-    """The consumer group whose committed offsets on the dead-letter topic are the replay's progress. `/` cannot
-    appear in a topic name, so the error type's cursor never collides with another topic's."""
+    """The consumer group whose committed offsets on the dead-letter topic are the replay's progress. `:` cannot
+    appear in a topic name, so the error type's cursor never collides with another topic's. (Not `/`: the
+    embedded broker lists a group `a/b` as `a`, and `~` as `%7E`; measured.)"""
     base = CURSOR_PREFIX + dead_letter_topic
-    return base if error_type is None else f"{base}/{error_type}"
+    return base if error_type is None else f"{base}:{error_type}"
 
 
 class Verdict(enum.Enum):
@@ -183,7 +184,7 @@ def read_cursors(cluster: Any, admin: Any, dead_letter_topic: str, partitions: l
     """The committed offsets of every replay cursor of `dead_letter_topic`: the groups are found by id through
     `admin` (GroupOffsetsAdmin.group_ids), their offsets read through the cluster boundary."""
     base = cursor_group(dead_letter_topic)
-    groups = [g for g in admin.group_ids(base) if g == base or g.startswith(base + "/")]
+    groups = [g for g in admin.group_ids(base) if g == base or g.startswith(base + ":")]
     if not groups:
         return Cursors()
     committed = cluster.committed_offsets({g: partitions for g in groups})

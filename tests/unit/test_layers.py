@@ -25,6 +25,7 @@ RANKS = {
     "topics": 6,
     "runtime": 7,
     "local": 8,
+    "operate": 8,  # tail, dlq, offsets: read and repair data through topics and runtime
     "observe": 9,
     "export": 9,
     "api": 10,

@@ -260,7 +260,7 @@ def test_produce_flushes_queued_events_when_something_breaks_mid_file(
 ) -> None:
     # Any failure while reading (here a bug on line 51) still flushes the 50 events queued before it and
     # prints the summary; the failure itself is not swallowed.
-    import kpipe.cli.run_cmd as run_cmd
+    from kpipe.service.produce import ProduceSession
 
     topic = unique_name("payments")
     make_topics(topic, partitions=2)
@@ -270,14 +270,14 @@ def test_produce_flushes_queued_events_when_something_breaks_mid_file(
         .replace("linger_ms: 1", "linger_ms: 60000")
     )
     (tmp_path / "p" / "project.yaml").write_text(project)
-    send_line = run_cmd._send_line
+    send_line = ProduceSession._send_line
 
-    def breaking(producer: object, raw: bytes, *args: object) -> str | None:
+    def breaking(session: ProduceSession, raw: bytes) -> object:
         if b'"boom"' in raw:
             raise RuntimeError("boom")
-        return send_line(producer, raw, *args)  # type: ignore[arg-type]
+        return send_line(session, raw)
 
-    monkeypatch.setattr(run_cmd, "_send_line", breaking)
+    monkeypatch.setattr(ProduceSession, "_send_line", breaking)
     stdin = "".join(json.dumps({"id": f"k{i}", "amount": i}) + "\n" for i in range(50)) + '{"id": "boom"}\n'
     from click.testing import CliRunner
 
@@ -414,6 +414,16 @@ def test_run_refuses_a_handler_that_is_certainly_missing_before_touching_the_clu
     assert "running" not in err and "127.0.0.1:1" not in err
 
 
+def test_run_unreachable_cluster_exits_3_before_starting_workers(tmp_path: Path) -> None:
+    # Like produce and plan: a cluster that does not answer within the connect timeout is exit 3, one line,
+    # and no worker is started to wait for it.
+    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+    result = kpipe("run", str(project), "--group", "audit", process=True)
+    assert (result.code, result.out) == (3, ""), result.err
+    assert result.err.splitlines()[-1].startswith(f"error: cannot reach Kafka at {NOWHERE} within 10 s")
+    assert "running" not in result.err
+
+
 def test_run_unknown_group_suggests_the_closest(tmp_path: Path) -> None:
     project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
     code, out, err = kpipe("run", str(project), "--group", "biling")
@@ -438,9 +448,17 @@ def test_run_invalid_project_prints_diagnostics(tmp_path: Path) -> None:
     assert err.endswith("2 errors, 0 warnings\n")
 
 
-def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> None:
+def test_run_halting_workers_are_not_restarted_and_exit_1(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
+) -> None:
     # The handler cannot be imported: each worker halts (exit 78) before touching the cluster.
-    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+    topic = unique_name("payments")
+    make_topics(topic, partitions=2)
+    consumers = CONSUMERS.replace("[payments]", f"[{topic}]")
+    project = write_project(tmp_path / "p", topic, kafka_bootstrap, consumers)
     result = kpipe("run", str(project), "--group", "billing", "--log-format", "json", process=True)
     assert result.code == 1, result.err
     records = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
@@ -465,10 +483,19 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_run_log_format(tmp_path: Path, fmt: str) -> None:
-    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+def test_run_log_format(
+    tmp_path: Path,
+    fmt: str,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
+) -> None:
+    topic = unique_name("payments")
+    make_topics(topic, partitions=2)
+    consumers = CONSUMERS.replace("[payments]", f"[{topic}]")
+    project = write_project(tmp_path / "p", topic, kafka_bootstrap, consumers)
     result = kpipe("run", str(project), "--group", "audit", "--log-format", fmt, process=True)
-    # The first line about the workers comes after the topics were seen to (here: the broker is unreachable).
+    # The first line about the workers comes after the topics were seen to.
     first = next(line for line in result.err.splitlines() if "running" in line)
     if fmt == "json":
         record = json.loads(first)

@@ -2,4 +2,6 @@
 (`compat`), previous versions from git (`history`) and `validate --against` (`evolution`).
 
 May import: kpipe.model, kpipe.loading and the base modules.
+
+Imports: kpipe.model, kpipe.loading, kpipe.errors, kpipe.diagnostics, kpipe.logs, kpipe.redaction.
 """

@@ -7,6 +7,7 @@ the rest point the project at a port where nothing listens.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from helpers import kpipe
+from helpers import kpipe, wait_for
 
 NOWHERE = "127.0.0.1:1"  # nothing listens on port 1
 
@@ -516,3 +517,137 @@ def test_produce_truncated_json_names_the_column_where_the_line_ends(tmp_path: P
         "(the line ends before the JSON does; truncated?)",
         "<stdin>:2:12: error: invalid JSON: Expecting property name enclosed in double quotes",
     ]
+
+
+# -- Ctrl-C, swapped arguments, a terminal, a huge line ------------------------------------------------------
+
+
+def test_run_stopped_by_ctrl_c_exits_130(
+    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str], make_topics: Callable[..., None]
+) -> None:
+    # As the README's exit codes say for every command: Ctrl-C (SIGINT to the terminal's process group, so to
+    # the workers too) stops the workers cleanly, and `kpipe run` exits 130. SIGTERM stays 0 (test_run.py).
+    topic, group = unique_name("ctrl-c"), unique_name("ctrl-c-group")
+    make_topics(topic, partitions=1)
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "quiet.py").write_text("def handle(event, ctx):\n    pass\n")
+    (project / "project.yaml").write_text(
+        f'cluster:\n  bootstrap_servers: "{kafka_bootstrap}"\n'
+        f"topics:\n  {topic}: {{partitions: 1, replication_factor: 1}}\n"
+        f"consumers:\n  {group}:\n    topics: [{topic}]\n    handler: quiet:handle\n"
+    )
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kpipe", "run", str(project), "--log-format", "json"]
+            + ["-Xsession.timeout.ms=2000", "-Xheartbeat.interval.ms=500", "-Xfetch.wait.max.ms=50"],
+            stderr=log_file,
+            start_new_session=True,  # its own process group, like a job in a terminal
+        )
+    try:
+        # Stopped only once assigned: a member that leaves while its join is held wedges Tansu's group.
+        wait_for(lambda: "assigned " in log_path.read_text(), timeout=60, message=log_path.read_text)
+        os.killpg(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = log_path.read_text()
+    assert code == 130, log
+    assert "all workers stopped" in log
+    assert "Traceback" not in log
+
+
+def test_produce_with_swapped_arguments_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_project(tmp_path / "pipelines", "payments", NOWHERE)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = kpipe("produce", "pipelines/", "payments-api", stdin="")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: 'pipelines/' is a path, not a producer name, and payments-api is no file or directory: the "
+        "producer comes first; did you mean `kpipe produce payments-api pipelines/`?\n"
+    )
+
+
+def test_produce_on_a_terminal_says_it_reads_stdin(tmp_path: Path) -> None:
+    # Without --file on a terminal it would otherwise wait silently for lines nobody knows to type.
+    import pty
+
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kpipe", "produce", "payments-api", str(project), "--timeout", "1"],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(terminal)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        os.write(controller, b"\x04")  # Ctrl-D: the end of the input
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    assert first == (
+        "reading events for producer 'payments-api' from stdin, one JSON object per line "
+        "(end with Ctrl-D; --file FILE reads a file)\n"
+    )
+    assert (process.returncode, out, err) == (0, "delivered 0, failed 0, invalid 0\n", "")
+
+
+def test_produce_streams_a_1gb_line_in_bounded_memory_and_sends_the_lines_after_it(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
+) -> None:
+    # A line of 1 GiB (a sparse file: zeros on no disk) between two valid events. It is reported as FILE:LINE,
+    # counted as failed, never held in memory, and the event after it is still sent.
+    topic = unique_name("payments")
+    make_topics(topic, partitions=2)
+    project = write_project(tmp_path / "p", topic, kafka_bootstrap)
+    events = tmp_path / "events.jsonl"
+    size = 1 << 30
+    with events.open("wb") as f:
+        f.write(b'{"id": "a", "amount": 1}\n')
+        f.seek(size, os.SEEK_CUR)
+        f.write(b'\n{"id": "b", "amount": 2}\n')
+    # The peak RSS of `kpipe produce` as a child of a small wrapper process, which reports its
+    # RUSAGE_CHILDREN: only that one child, whatever else this test session ran.
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'kpipe', *sys.argv[1:]])\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(done.returncode)\n"
+    )
+
+    def produce(path: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", wrapper, "produce", "payments-api", str(project), "--file", path],
+            capture_output=True,
+            text=True,
+            timeout=600,  # generous: reading 1 GiB in 64 KiB chunks takes seconds
+        )
+
+    baseline = produce(os.devnull)
+    done = produce(str(events))
+    peak_kib = int(done.stderr.splitlines()[-1])
+    baseline_kib = int(baseline.stderr.splitlines()[-1])
+    assert (done.returncode, done.stdout) == (3, "delivered 2, failed 1, invalid 0\n"), done.stderr
+    assert done.stderr.splitlines()[:2] == [
+        f"{events}:2: error: not sent: producer 'payments-api': cannot send to {topic}: line too large (over "
+        "the producer's message.max.bytes, 1000000 bytes)",
+        "error: 1 event refused by producer 'payments-api'",
+    ]
+    assert "Traceback" not in done.stderr
+    assert peak_kib - baseline_kib < 100 * 1024, (peak_kib, baseline_kib)
+    assert sorted(e["id"] for e in read_all(kafka_bootstrap, topic, 2, expected=2)) == ["a", "b"]

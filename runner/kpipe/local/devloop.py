@@ -196,12 +196,16 @@ class StopFlag:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.supervisor: Supervisor | None = None
+        # The signal that asked for the stop: Ctrl-C (SIGINT) ends `kpipe dev` with 130, as any interrupted command.
+        self.first_signal: int | None = None
 
     def install(self) -> dict[int, Any]:
         # SIGHUP too: closing the terminal must stop the consumers and the broker, not orphan them.
         return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.first_signal is None:
+            self.first_signal = signum
         if self.event.is_set() and self.supervisor is not None:
             self.supervisor.stop(force=True)
         self.event.set()

@@ -80,7 +80,7 @@ def resolve_schemas(
     """Read and compile each schema file; import pydantic-model schemas only when `import_code`, else check
     statically that their module and class exist."""
     from kpipe.check.imports import check_import_target
-    from kpipe.schemas.compiler import compile_schema, import_model
+    from kpipe.schemas.schema_models import compile_schema, import_model
 
     files = files or ProjectFiles(spec.root or Path.cwd())
     models: dict[str, type[BaseModel] | None] = {}

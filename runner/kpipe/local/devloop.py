@@ -211,6 +211,37 @@ class StopFlag:
         self.event.set()
 
 
+def _show_live(
+    table: Callable[[], Any],
+    thread: threading.Thread,
+    stop: StopFlag,
+    echo: Callable[[str], None],
+    refresh: float,
+) -> None:
+    """Redraw `table()` on the terminal until the supervisor's thread ends or a stop is asked for."""
+    from collections import deque
+
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    # Messages from other threads (the demo feeder) are shown under the table instead of being written to
+    # the terminal, where they would tear the live display.
+    messages: deque[str] = deque(maxlen=6)
+    if hasattr(echo, "redirect"):
+        echo.redirect(messages.append)  # type: ignore[attr-defined]
+
+    def view() -> Group:
+        return Group(table(), Text("\n".join(messages), style="dim"))
+
+    console = Console(stderr=True)
+    with Live(
+        view(), console=console, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False
+    ) as display:
+        while thread.is_alive() and not stop.event.wait(refresh):
+            display.update(view())
+
+
 def supervise(
     supervisor: Supervisor,
     stop: StopFlag,
@@ -242,31 +273,13 @@ def supervise(
         previous, last = dict(rows), now
         return rates
 
+    def table() -> Any:
+        rows = rows_now()
+        return render_table(rows, rates_since_last(rows), bootstrap, time.time(), auto_commit)
+
     try:
         if live:
-            from collections import deque
-
-            from rich.console import Console, Group
-            from rich.live import Live
-            from rich.text import Text
-
-            # Messages from other threads (the demo feeder) are shown under the table instead of being written to
-            # the terminal, where they would tear the live display.
-            messages: deque[str] = deque(maxlen=6)
-            if hasattr(echo, "redirect"):
-                echo.redirect(messages.append)  # type: ignore[attr-defined]
-
-            def view() -> Group:
-                rows = rows_now()
-                table = render_table(rows, rates_since_last(rows), bootstrap, time.time(), auto_commit)
-                return Group(table, Text("\n".join(messages), style="dim"))
-
-            console = Console(stderr=True)
-            with Live(
-                view(), console=console, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False
-            ) as display:
-                while thread.is_alive() and not stop.event.wait(refresh):
-                    display.update(view())
+            _show_live(table, thread, stop, echo, refresh)
         else:
             printed = ""
             while thread.is_alive() and not stop.event.wait(refresh):

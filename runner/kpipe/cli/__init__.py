@@ -5,6 +5,10 @@ confluent_kafka or build schema models. A command that reads a project takes `@p
 ProjectOptions object); exceptions become exit codes in one place, `kpipe.cli.common.exit_code_for`.
 
 May import every stage below it; nothing imports kpipe.cli.
+
+Imports: kpipe (for __version__), kpipe.service, kpipe.operate, kpipe.export, kpipe.observe, kpipe.local, kpipe.runtime,
+    kpipe.topics, kpipe.compilation, kpipe.check, kpipe.schemas, kpipe.model, kpipe.loading, kpipe.errors,
+    kpipe.diagnostics, kpipe.logs, kpipe.redaction.
 """
 
 from __future__ import annotations

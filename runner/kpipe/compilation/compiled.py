@@ -130,6 +130,11 @@ class ConsumerGroupSettings:
         return ClientConfig(tuple(settings))
 
 
+# The metrics port the Kubernetes export gives `kpipe run --metrics-port` and declares for scraping. Metrics are
+# off unless a port is given (flag or the files' `metrics.port`).
+DEFAULT_METRICS_PORT = 9464
+
+
 @dataclass(frozen=True)
 class MetricsSettings:
     """Where `kpipe run` serves /metrics, /healthz and /readyz; port None: no server."""

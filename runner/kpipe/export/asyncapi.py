@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import PydanticUserError
@@ -354,39 +354,44 @@ def _operations(project: Any, topo: Topology, schemas: Mapping[str, Any]) -> dic
             {"clientId": {"type": "string", "enum": [client_id]}},
         )
     for group in topo.groups:
-        group_binding = {"groupId": {"type": "string", "enum": [group.group_id]}}
-        for topic in group.topics:
-            add(
-                f"{group.group_id}.receive.{topic}",
-                "receive",
-                topic,
-                f"Consumer group {group.group_id}",
-                _group_description(group),
-                group_binding,
-            )
-        if group.on_error.dead_letter_topic:
-            add(
-                f"{group.group_id}.dead-letter",
-                "send",
-                group.on_error.dead_letter_topic,
-                f"Dead letters of {group.group_id}",
-                f"Events consumer group '{group.group_id}' failed to handle after "
-                f"{group.on_error.retries} retries, copied byte for byte with the reason in headers.",
-                group_binding,
-            )
-        for topic in group.emits:
-            target = topo.topic(topic)
-            checked = (
-                f"validated against its schema {target.schema_name} before they are sent"
-                if target is not None and target.schema_name
-                else "as JSON, not validated: the topic declares no schema"
-            )
-            add(
-                f"{group.group_id}.emit.{topic}",
-                "send",
-                topic,
-                f"{group.group_id} emits to {topic}",
-                f"The handler of consumer group '{group.group_id}' emits events to '{topic}' ({checked}).",
-                group_binding,
-            )
+        _group_operations(group, topo, add)
     return operations
+
+
+def _group_operations(group: Any, topo: Topology, add: Callable[..., None]) -> None:
+    """A consumer group's operations: what it receives, its dead letters, what its handler emits."""
+    group_binding = {"groupId": {"type": "string", "enum": [group.group_id]}}
+    for topic in group.topics:
+        add(
+            f"{group.group_id}.receive.{topic}",
+            "receive",
+            topic,
+            f"Consumer group {group.group_id}",
+            _group_description(group),
+            group_binding,
+        )
+    if group.on_error.dead_letter_topic:
+        add(
+            f"{group.group_id}.dead-letter",
+            "send",
+            group.on_error.dead_letter_topic,
+            f"Dead letters of {group.group_id}",
+            f"Events consumer group '{group.group_id}' failed to handle after "
+            f"{group.on_error.retries} retries, copied byte for byte with the reason in headers.",
+            group_binding,
+        )
+    for topic in group.emits:
+        target = topo.topic(topic)
+        checked = (
+            f"validated against its schema {target.schema_name} before they are sent"
+            if target is not None and target.schema_name
+            else "as JSON, not validated: the topic declares no schema"
+        )
+        add(
+            f"{group.group_id}.emit.{topic}",
+            "send",
+            topic,
+            f"{group.group_id} emits to {topic}",
+            f"The handler of consumer group '{group.group_id}' emits events to '{topic}' ({checked}).",
+            group_binding,
+        )

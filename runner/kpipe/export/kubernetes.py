@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kpipe.compilation.compiled import ConsumerGroupSettings
+from kpipe.compilation.compiled import DEFAULT_METRICS_PORT, ConsumerGroupSettings
 from kpipe.errors import UsageError
 from kpipe.export.environment import EnvVar
 from kpipe.export.pods import Options, Pods, dns_name
@@ -30,7 +30,6 @@ from kpipe.export.sources import project_files
 from kpipe.export.topology import Topology, partitions_read
 from kpipe.loading.files import ProjectFiles, project_root
 from kpipe.model import librdkafka as props
-from kpipe.observe import DEFAULT_METRICS_PORT
 
 __all__ = [
     "Options",

@@ -14,4 +14,7 @@ runtime's record clients (kpipe.runtime.records); what is decided here (position
 and unit-tested without a broker.
 
 May import: kpipe.runtime, kpipe.topics and everything below them.
+
+Imports: kpipe.runtime, kpipe.topics, kpipe.compilation, kpipe.check, kpipe.schemas, kpipe.model,
+    kpipe.loading, kpipe.errors, kpipe.diagnostics, kpipe.logs, kpipe.redaction.
 """

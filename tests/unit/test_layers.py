@@ -25,6 +25,7 @@ RANKS = {
     "topics": 6,
     "runtime": 7,
     "local": 8,
+    "testing": 8,
     "observe": 9,
     "export": 9,
     "api": 10,

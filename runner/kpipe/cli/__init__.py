@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("kpipe.cli.run_cmd:produce", "Send JSON-lines events through a declared producer."),
     "broker": ("kpipe.cli.dev_cmd:broker", "Run the embedded local Kafka-protocol broker in the foreground."),
     "dev": ("kpipe.cli.dev_cmd:dev", "Local loop: broker, apply, run the groups, live table."),
+    "test": ("kpipe.cli.test_cmd:test", "Run YAML test cases against the consumer groups, in memory."),
     "export": (
         "kpipe.cli.export_cmd:export",
         "Describe the project for other tools: AsyncAPI, graph, Kubernetes, Dockerfile.",

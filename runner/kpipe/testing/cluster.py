@@ -34,6 +34,7 @@ class Record:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] | None
     timestamp: int  # milliseconds since the epoch (create time)
+    seq: int = 0  # the order of every append across the cluster (one partition's offsets follow it)
 
 
 def crc32_partition(key: bytes, partitions: int) -> int:
@@ -153,7 +154,7 @@ class MemoryCluster:
             record = Record(
                 topic, partition, len(log), key, value,
                 tuple(headers) if headers is not None else None,
-                timestamp if timestamp else int(time.time() * 1000),
+                timestamp if timestamp else int(time.time() * 1000), self.appended,
             )  # fmt: skip
             log.append(record)
             self.appended += 1
@@ -168,10 +169,12 @@ class MemoryCluster:
         """The partition's log-end offset (the high watermark: every record here is committed)."""
         return len(self._known(topic).logs[partition])
 
-    def records(self, topic: str) -> list[Record]:
-        """Every record of a topic: partition by partition, each in offset order."""
+    def records(self, topic: str, *, as_written: bool = False) -> list[Record]:
+        """Every record of a topic: partition by partition, each in offset order; or, `as_written`, in the
+        order they were appended across partitions."""
         with self._lock:
-            return [record for log in self._known(topic).logs for record in log]
+            records = [record for log in self._known(topic).logs for record in log]
+        return sorted(records, key=lambda r: r.seq) if as_written else records
 
     # -- consumer groups ----------------------------------------------------------------------------------
 

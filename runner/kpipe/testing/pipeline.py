@@ -107,7 +107,7 @@ class PipelineRun:
     def _producer_for(self, topic: str) -> Producer:
         settings = self._topic_settings(topic)
         producer_settings = ProducerSettings(
-            name=f"kpipe.testing:{topic}",
+            name="kpipe.testing",
             topic=topic,
             key_field=settings.key_field,
             schema_name=settings.schema_name,
@@ -140,15 +140,16 @@ class PipelineRun:
 
     # -- what happened ------------------------------------------------------------------------------------
 
-    def topic(self, name: str) -> list[TopicRecord]:
-        """Every record of a topic: partition by partition, each in offset order."""
+    def topic(self, name: str, *, as_written: bool = False) -> list[TopicRecord]:
+        """Every record of a topic: partition by partition, each in offset order (`as_written`: in the order
+        they were written, across partitions)."""
         self._topic_settings(name)
-        return [_topic_record(r) for r in self.cluster.records(name)]
+        return [_topic_record(r) for r in self.cluster.records(name, as_written=as_written)]
 
-    def dead_letters(self, topic: str) -> list[DeadLetter]:
+    def dead_letters(self, topic: str, *, as_written: bool = False) -> list[DeadLetter]:
         """The records of a dead-letter topic, with kpipe's dead-letter headers decoded."""
         self._topic_settings(topic)
-        return [_dead_letter(r) for r in self.cluster.records(topic)]
+        return [_dead_letter(r) for r in self.cluster.records(topic, as_written=as_written)]
 
     def handled(self, group: str) -> list[Any]:
         """The events whose handler returned (retries that succeeded included), in the order they returned."""

@@ -65,7 +65,7 @@ schemas:
 topics:
   {p}-in: {{partitions: 3, key: id, schema: Event}}
   {p}-out: {{partitions: 3, key: id, schema: Event}}
-  {p}-final: {{partitions: 2, key: id, schema: Event}}
+  {p}-final: {{partitions: 3, key: id, schema: Event}}
   {p}-dlq: {{partitions: 3}}
   {p}-skip: {{partitions: 2, key: id, schema: Event}}
   {p}-stop: {{partitions: 1, key: id, schema: Event}}
@@ -107,7 +107,9 @@ consumers:
     commit: {{strategy: per_message}}
 """
 
-# Topics whose contents an outcome holds (the inputs are what the scenario sent).
+# Topics whose contents an outcome holds (the inputs are what the scenario sent). Every keyed topic a scenario
+# chains through has 3 partitions: a key keeps its partition number from topic to topic, so each partition's
+# order is the order of one source partition, the same on any broker.
 OUTPUTS = ("out", "final", "dlq", "conc-out")
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kpipe.compilation.project import CompiledProject
@@ -133,7 +134,13 @@ def load_cases(
 
 
 def parse_cases(text: str, file: str, project: CompiledProject) -> tuple[list[Case], list[Diagnostic]]:
-    data, positions, problems = parse_yaml(text, file)
+    try:
+        data, positions, problems = parse_yaml(text, file)
+    except yaml.YAMLError as exc:  # the reader refuses some characters before parsing starts
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = Position(file, mark.line + 1, mark.column + 1) if mark is not None else Position(file)
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        return [], [error(f"not a YAML file: {reason}", where, code="yaml-invalid")]
     if problems or data is None:
         return [], problems or [
             error("the file is empty; expected a 'cases:' list", Position(file), code="no-cases")

@@ -91,7 +91,6 @@ class MemoryConsumer:
         self._position: dict[Partition, int] = {}
         self._stored: dict[Partition, int] = {}
         self._paused: set[Partition] = set()
-        self._next = 0  # the partition a fetch starts from: fetches go round the partitions
         self._closed = False
         self.fetched = 0  # messages the last consume() returned (the scheduler reads it)
 
@@ -160,24 +159,23 @@ class MemoryConsumer:
         return msgs[0] if msgs else None
 
     def _fetch(self, limit: int) -> list[MemoryMessage]:
-        readable = [tp for tp in self._assigned if tp not in self._paused]
-        out: list[MemoryMessage] = []
-        if not readable:
-            return out
+        """Up to `limit` records of the readable partitions, in the order they were written across them: one
+        order a broker may deliver too, and the one a test author expects (events handled in the order sent)."""
         cluster = self._cluster
         position = self._position
-        for i in range(len(readable)):
-            if len(out) >= limit:
-                break
-            tp = readable[(self._next + i) % len(readable)]
-            records = cluster.read(tp[0], tp[1], position[tp], limit - len(out))
-            if records:
-                position[tp] = records[-1].offset + 1
-                out.extend(MemoryMessage(r) for r in records)
-                if self._auto_store:
-                    self._stored[tp] = position[tp]
-        self._next = (self._next + 1) % len(readable)
-        return out
+        pending: list[Record] = []
+        for tp in self._assigned:
+            if tp not in self._paused:
+                pending += cluster.read(tp[0], tp[1], position[tp], limit)
+        if not pending:
+            return []
+        taken = sorted(pending, key=lambda r: r.seq)[:limit]
+        for record in taken:
+            tp = (record.topic, record.partition)
+            position[tp] = record.offset + 1
+            if self._auto_store:
+                self._stored[tp] = position[tp]
+        return [MemoryMessage(r) for r in taken]
 
     # -- offsets ------------------------------------------------------------------------------------------
 

@@ -135,6 +135,31 @@ def test_an_invalid_case_file_is_a_positioned_error(tmp_path: Path, text: str, e
     assert err.splitlines()[:-1] == [line.format(f=cases) for line in expected]
 
 
+def test_every_problem_of_a_case_file_at_once(tmp_path: Path) -> None:
+    cases = _cases(
+        tmp_path,
+        "cases:\n  - name: x\n    expect:\n      handeld: {analytics: 1}\n"
+        "  - name: y\n    given: [{topic: order, raw: x}]\n    expect: {}\n  - name: y\n    expect: {}\n",
+    )
+    code, out, err = kpipe("test", "pipelines/", "--cases", str(cases))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{cases}:4:7: error: unknown field 'handeld'",
+        "  hint: did you mean 'handled'?",
+        f"{cases}:6:21: error: case 'y': unknown topic 'order'",
+        "  hint: did you mean 'orders'?",
+        f"{cases}:8:11: error: a case named 'y' is already defined at {cases}:5:11",
+        "3 errors, 0 warnings",
+    ]
+
+
+def test_k_selects_cases_by_name() -> None:
+    code, out, _ = kpipe("test", "pipelines/", "--cases", "pipeline-tests/", "-k", "welcome")
+    assert (code, out) == (0, "PASS a new user gets a welcome mail\n")
+    code, _, err = kpipe("test", "pipelines/", "--cases", "pipeline-tests/", "-k", "nothing like it")
+    assert (code, err) == (2, "error: no case name contains 'nothing like it'\n")
+
+
 def test_a_case_file_outside_the_project_root_is_refused(tmp_path: Path) -> None:
     cases = tmp_path / "cases.yaml"
     cases.write_text("cases:\n  - name: x\n    expect: {}\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from kpipe.cli.common import ProjectOptions, print_diagnostics, project_options
-from kpipe.errors import EXIT_INVALID, EXIT_OK
+from kpipe.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 
 @click.command(name="test")
@@ -83,6 +83,8 @@ def test(
         return EXIT_INVALID
     if match:
         cases = [c for c in cases if match in c.name]
+        if not cases:
+            raise UsageError(f"no case name contains '{match}'")
     started = time.perf_counter()
     results = []
     to_stdout = output_format == "text" or output is not None

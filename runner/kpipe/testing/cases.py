@@ -83,6 +83,12 @@ class CaseFileSpec(_Strict):
     cases: list[CaseSpec] = Field(min_length=1)
 
 
+class _CaseFileShape(_Strict):
+    """The file's top level, checked before each case is (so that each case's problems are reported)."""
+
+    cases: list[Any]
+
+
 @dataclass(frozen=True)
 class Case:
     """A checked case, with where each of its parts is written."""
@@ -145,13 +151,32 @@ def parse_cases(text: str, file: str, project: CompiledProject) -> tuple[list[Ca
         return [], problems or [
             error("the file is empty; expected a 'cases:' list", Position(file), code="no-cases")
         ]
+    if not isinstance(data, dict):
+        return [], [
+            error("a case file is a mapping with a 'cases:' list", positions.locate(()), code="no-cases")
+        ]
     try:
-        spec = CaseFileSpec.model_validate(data)
+        _CaseFileShape.model_validate(data)
     except ValidationError as exc:
         return [], _translate(exc, data, positions)
-    cases = [Case(case, file, i, positions) for i, case in enumerate(spec.cases)]
+    items = data["cases"]
+    if not items:
+        return [], [
+            error(
+                "'cases' must be a list of at least one case", positions.locate(("cases",)), code="no-cases"
+            )
+        ]
+    # Each case on its own, so that one case's typo does not hide another case's unknown topic.
+    cases: list[Case] = []
     diagnostics: list[Diagnostic] = []
-    for case in cases:
+    for i, item in enumerate(items):
+        try:
+            spec = CaseSpec.model_validate(item)
+        except ValidationError as exc:
+            diagnostics += _translate(exc, data, positions, prefix=("cases", i))
+            continue
+        case = Case(spec, file, i, positions)
+        cases.append(case)
         diagnostics += check_case(case, project)
     seen: dict[str, Case] = {}
     for case in cases:
@@ -206,11 +231,13 @@ def check_case(case: Case, project: CompiledProject) -> list[Diagnostic]:
     return out
 
 
-def _translate(exc: ValidationError, data: Any, positions: PositionMap) -> list[Diagnostic]:
-    """pydantic's errors on a case file, each at the place it names."""
+def _translate(
+    exc: ValidationError, data: Any, positions: PositionMap, prefix: tuple[Any, ...] = ()
+) -> list[Diagnostic]:
+    """pydantic's errors on a case file (or on the part of it at `prefix`), each at the place it names."""
     out: list[Diagnostic] = []
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
+        loc = prefix + tuple(err["loc"])
         path: PathKey = data_path(data, loc)
         kind = err["type"]
         label = ".".join(str(p) for p in loc) or "file"

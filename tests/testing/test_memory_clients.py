@@ -167,3 +167,19 @@ def test_a_record_above_message_max_bytes_is_refused_at_once(cluster: MemoryClus
         producer.produce("dlq", b"x" * 101)
     assert refused.value.args[0].name() == "MSG_SIZE_TOO_LARGE"
     assert cluster.records("dlq") == []
+
+
+def test_a_virtual_wait_takes_no_time_and_moves_the_clock() -> None:
+    import threading
+    import time
+
+    from kpipe.testing.clock import VirtualClock
+
+    clock, stop = VirtualClock(), threading.Event()
+    real, virtual = time.monotonic(), clock.monotonic()
+    assert clock.wait(stop, 1e6) is False  # a real wait of 11 days would hang the test instead
+    assert clock.monotonic() - virtual >= 1e6 > time.monotonic() - real
+    stop.set()
+    before = clock.monotonic()
+    assert clock.wait(stop, 1e6) is True
+    assert clock.monotonic() - before < 1e6  # a set event: the clock did not move on

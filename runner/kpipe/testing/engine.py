@@ -88,7 +88,11 @@ def build_group(
     **options: Any,
 ) -> GroupRun:
     """The group's worker as kpipe.runtime.worker.process.build_worker makes it from a loaded project, with these
-    client factories, its handler recording what it returned from."""
+    client factories, its handler recording what it returned from.
+
+    The only call into the worker's constructor in kpipe.testing: when the consume engine takes its outside
+    world as one object (client factories, executors, a Clock), this is where the factories and a
+    kpipe.testing.clock.VirtualClock go."""
     settings = project.consumer_group(group)
     models = {
         topic: (project.schema_model(name) if name else None)

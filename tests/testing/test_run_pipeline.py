@@ -108,3 +108,21 @@ def test_a_handler_that_never_returns_times_the_drain_out(tmp_path: Path) -> Non
         import run_handlers  # type: ignore[import-not-found]
 
         run_handlers.release.set()
+
+
+def test_unkeyed_events_spread_by_the_seed(tmp_path: Path) -> None:
+    root = _project(
+        tmp_path,
+        "def handle(event, ctx):\n    pass\n",
+        "    topics: [in]\n    handler: run_handlers:handle\n",
+    )
+
+    def partitions(seed: int) -> list[int]:
+        with run_pipeline(root / "pipelines", root=root, groups=[], seed=seed) as p:
+            for _ in range(30):
+                p.send_raw("in", b"x")
+            return [r.partition for r in p.topic("in", as_written=True)]
+
+    assert partitions(1) == partitions(1)
+    assert partitions(1) != partitions(2)
+    assert set(partitions(1)) == {0, 1}

@@ -11,6 +11,7 @@ The consumer's consume() is where a worker thread gives the turn back (Turns): o
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import SimpleNamespace
@@ -255,7 +256,10 @@ class MemoryProducer:
         )
         self._only_errors = _true(config.get("delivery.report.only.error", False))
         self._max_bytes = int(config.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
-        self._partitioner = Partitioner(str(config.get("partitioner", "consistent_random")))
+        # Unkeyed records: spread at random as librdkafka does, from the run's seed so that a run repeats.
+        self._partitioner = Partitioner(
+            str(config.get("partitioner", "consistent_random")), random.Random(cluster.seed)
+        )
         self._reports: deque[tuple[Callable[..., Any] | None, KafkaError | None, Any]] = deque()
 
     def produce(

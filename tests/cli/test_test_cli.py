@@ -153,6 +153,21 @@ def test_every_problem_of_a_case_file_at_once(tmp_path: Path) -> None:
     ]
 
 
+def test_cases_takes_every_argument_up_to_the_next_option() -> None:
+    code, out, _ = kpipe(
+        "test",
+        "pipelines/",
+        "--cases",
+        "pipeline-tests/users.yaml",
+        "pipeline-tests/orders.yaml",
+        "-k",
+        "welcome",
+    )
+    assert (code, out) == (0, "PASS a new user gets a welcome mail\n")
+    code, out, _ = kpipe("test", "--cases", "pipeline-tests/users.yaml", "--", "pipelines/")
+    assert (code, out) == (0, "PASS a new user gets a welcome mail\n")
+
+
 def test_k_selects_cases_by_name() -> None:
     code, out, _ = kpipe("test", "pipelines/", "--cases", "pipeline-tests/", "-k", "welcome")
     assert (code, out) == (0, "PASS a new user gets a welcome mail\n")

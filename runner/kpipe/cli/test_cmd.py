@@ -14,7 +14,28 @@ from kpipe.cli.common import ProjectOptions, print_diagnostics, project_options
 from kpipe.errors import EXIT_INVALID, EXIT_OK, UsageError
 
 
-@click.command(name="test")
+class _CasesCommand(click.Command):
+    """`--cases A B C` as written in `kpipe test PATHS... --cases FILE_OR_DIR...`: every argument after --cases up
+    to the next option is a case file or directory (click's options take one value each)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        taking = False
+        for arg in args:
+            if arg == "--":
+                taking = False
+            elif arg.startswith("-"):
+                taking = arg == "--cases"
+                if taking:
+                    continue
+            elif taking:
+                rewritten += ["--cases", arg]
+                continue
+            rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
+
+
+@click.command(name="test", cls=_CasesCommand)
 @project_options()
 @click.option(
     "--cases",
@@ -23,7 +44,7 @@ from kpipe.errors import EXIT_INVALID, EXIT_OK, UsageError
     required=True,
     type=click.Path(path_type=Path),
     metavar="FILE_OR_DIR",
-    help="A test case file, or a directory of them (*.yaml, *.yml). Repeatable.",
+    help="Test case files or directories of them (*.yaml, *.yml): every argument up to the next option.",
 )
 @click.option(
     "--format",
@@ -63,9 +84,9 @@ def test(
 
     \b
     Examples:
-      kpipe test pipelines/ --cases tests/pipelines/
-      kpipe test pipelines/ --cases tests/pipelines/orders.yaml -k dead
-      kpipe test pipelines/ --cases tests/pipelines/ --format junit -o kpipe-tests.xml
+      kpipe test pipelines/ --cases pipeline-tests/
+      kpipe test pipelines/ --cases pipeline-tests/orders.yaml pipeline-tests/users.yaml -k refused
+      kpipe test pipelines/ --cases pipeline-tests/ --format junit -o kpipe-tests.xml
     """
     from kpipe.loading.files import ProjectFiles, project_root
     from kpipe.testing.cases import load_cases

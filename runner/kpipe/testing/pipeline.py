@@ -22,6 +22,7 @@ from typing import Any
 
 from kpipe.compilation.compiled import ProducerSettings
 from kpipe.compilation.project import CompiledProject, load_project
+from kpipe.diagnostics import did_you_mean
 from kpipe.errors import UsageError
 from kpipe.runtime.producer import Producer
 from kpipe.runtime.worker.failures import (
@@ -265,10 +266,8 @@ def decode_value(value: bytes | None) -> Any:
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    hint = did_you_mean(name, known)
+    return f" ({hint})" if hint else ""
 
 
 __all__ = ["DeadLetter", "Partitioner", "PipelineRun", "TopicRecord", "run_pipeline"]

@@ -80,11 +80,8 @@ class CaseSpec(_Strict):
 
 
 class CaseFileSpec(_Strict):
-    cases: list[CaseSpec] = Field(min_length=1)
-
-
-class _CaseFileShape(_Strict):
-    """The file's top level, checked before each case is (so that each case's problems are reported)."""
+    """A case file's top level. Its cases are validated one by one (CaseSpec), so that one case's typo does not
+    hide another case's problems."""
 
     cases: list[Any]
 
@@ -156,7 +153,7 @@ def parse_cases(text: str, file: str, project: CompiledProject) -> tuple[list[Ca
             error("a case file is a mapping with a 'cases:' list", positions.locate(()), code="no-cases")
         ]
     try:
-        _CaseFileShape.model_validate(data)
+        CaseFileSpec.model_validate(data)
     except ValidationError as exc:
         return [], _translate(exc, data, positions)
     items = data["cases"]

@@ -25,7 +25,8 @@ RANKS = {
     "topics": 6,
     "runtime": 7,
     "local": 8,
-    "testing": 8,
+    "operate": 8,  # tail, dlq, offsets: read and repair data through topics and runtime
+    "testing": 8,  # kpipe.testing: the runtime's workers on an in-memory cluster
     "observe": 9,
     "export": 9,
     "api": 10,

@@ -46,6 +46,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "kpipe.cli.export_cmd:export",
         "Describe the project for other tools: AsyncAPI, graph, Kubernetes, Dockerfile.",
     ),
+    "tail": ("kpipe.cli.tail_cmd:tail", "Print a topic's events, decoded and checked against its schema."),
+    "dlq": (
+        "kpipe.cli.dlq_cmd:dlq",
+        "Summarise dead-letter topics; `dlq replay` sends their events back.",
+    ),
+    "offsets": ("kpipe.cli.offsets_cmd:offsets", "Reset a consumer group's committed offsets, as a plan."),
 }
 
 

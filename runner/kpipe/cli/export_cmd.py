@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -103,12 +102,9 @@ def asyncapi(
 
     project = _load(options, import_code)
     doc = document(project, title=title, version=doc_version, bootstrap_servers=options.bootstrap_servers)
-    if output_format == "json":
-        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    else:
-        from kpipe.export.text import dump_yaml
+    from kpipe.export.text import dump_json, dump_yaml
 
-        text = dump_yaml(doc)
+    text = dump_json(doc) if output_format == "json" else dump_yaml(doc)
     refuse_secrets([("the AsyncAPI document", text)], _secrets(project))
     _write(text, output)
 
@@ -238,7 +234,13 @@ def kubernetes(
       kpipe export kubernetes pipelines/ --image registry/orders:1.4 -n orders --keda -o deploy/
     """
     from kpipe.export.environment import env_vars
-    from kpipe.export.kubernetes import Options, check_environment, manifests, render_environment
+    from kpipe.export.kubernetes import (
+        Options,
+        check_environment,
+        default_warnings,
+        manifests,
+        render_environment,
+    )
     from kpipe.export.pods import Pods
     from kpipe.export.secrets import refuse_secrets
     from kpipe.export.text import dump_yaml
@@ -289,6 +291,8 @@ def kubernetes(
         root=project.declarations.root,
     )
     refuse_secrets(((f"{o['kind']} {o['metadata']['name']}", dump_yaml(o)) for o in objects), secrets)
+    for warning in default_warnings(env, env_values):
+        click.echo(warning, err=True)
     _write_manifests(objects, output)
 
 
@@ -351,8 +355,8 @@ def _write_manifests(objects: list[dict[str, Any]], output: Path | None) -> None
 @click.option(
     "--kpipe",
     "kpipe_requirement",
-    help="pip requirement for kpipe (default: its source when the project is kpipe's repository, else a "
-    "wheel in wheels/; not the bare name, which PyPI gives to an unrelated project).",
+    help="pip requirement for kpipe (default: pyproject.toml's `kpipe @ URL` dependency, or the source when "
+    "the project is kpipe's repository; not the bare name, which PyPI gives to an unrelated project).",
 )
 @click.option(
     "--copy", "extra_dirs", multiple=True, metavar="DIR", help="Another directory to copy (handlers)."
@@ -364,14 +368,16 @@ def dockerfile(
     kpipe_requirement: str | None,
     extra_dirs: tuple[str, ...],
 ) -> None:
-    """Write a Dockerfile for the project's image: python slim, kpipe, the project's directories, a
-    non-root user, and `kpipe` as the entrypoint.
+    """Write a Dockerfile for the project's image: wheels built from the project's own packaging (kpipe, the
+    handler package and its dependencies), python slim, the project's directories, a non-root user, and
+    `kpipe` as the entrypoint. With -o, also the project root's .dockerignore.
 
     \b
     Example:
       kpipe export dockerfile pipelines/ -o Dockerfile && docker build -t registry/orders:1.4 .
     """
     from kpipe.export.dockerfile import dockerfile as build
+    from kpipe.export.dockerfile import read_packaging
     from kpipe.export.sources import code_paths, project_files
     from kpipe.model.pipeline import SchemaModel
 
@@ -396,15 +402,33 @@ def dockerfile(
     single_files = sorted(p for p in paths if (root / p).is_file())
     requirements = "requirements.txt" if (root / "requirements.txt").is_file() else None
     args = ["run", *(p.resolve().relative_to(root).as_posix() for p in options.paths)]
-    pyproject = root / "pyproject.toml"
-    from_source = pyproject.is_file() and 'name = "kpipe"' in pyproject.read_text(errors="replace")
-    text = build(
+    image = build(
         directories,
+        packaging=read_packaging(root),
         python=python_version,
         kpipe_requirement=kpipe_requirement,
-        kpipe_from_source=from_source,
         requirements=requirements,
         default_args=args,
         files=single_files,
     )
-    _write(text, output)
+    _write(image.dockerfile, output)
+    if output is not None:
+        _write_dockerignore(root / ".dockerignore", image.dockerignore)
+    else:
+        click.echo("note: no .dockerignore written: give -o FILE to write it into the project root", err=True)
+
+
+def _write_dockerignore(path: Path, generated: str) -> None:
+    """The build context's .dockerignore, beside the Dockerfile's sources: kpipe's own is replaced, the user's
+    kept (with a warning naming what it lacks)."""
+    from kpipe.export.dockerfile import merge_dockerignore
+
+    try:
+        existing = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+    text, missing = merge_dockerignore(existing, generated)
+    if text is not None:
+        _write(text, path)
+    elif missing:
+        click.echo(f"warning: kept your {path}; kpipe's would also leave out: {', '.join(missing)}", err=True)

@@ -41,6 +41,7 @@ from confluent_kafka.admin import (
 )
 
 from kpipe.errors import BrokerUnreachable, ClusterError
+from kpipe.redaction import reveal
 from kpipe.topics.plan import ClusterState, ConfigDiff, CreateTopic, LiveTopic
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -442,7 +443,7 @@ class KafkaCluster:
                 t.topic,
                 num_partitions=t.partitions,
                 replication_factor=t.replication_factor if t.replication_factor > 0 else -1,
-                config={k: str(v) for k, v in t.config.items()},
+                config={k: reveal(str(v)) for k, v in t.config.items()},  # env() tokens: real values
             )
             for t in topics
         ]
@@ -465,7 +466,8 @@ class KafkaCluster:
                 ResourceType.TOPIC,
                 topic,
                 incremental_configs=[
-                    ConfigEntry(d.key, d.new, incremental_operation=AlterConfigOpType.SET) for d in diffs
+                    ConfigEntry(d.key, reveal(d.new), incremental_operation=AlterConfigOpType.SET)
+                    for d in diffs
                 ],
             )
             for topic, diffs in updates.items()

@@ -278,16 +278,17 @@ def kubernetes(
     with _environment(render_env):
         project = _load(options, import_code=False)
         secrets = _secrets(project, render_env, env)
-    objects = manifests(
-        project,
-        topology(project),
-        env,
-        list(options.paths),
-        list(options.values_files),
-        options.variables,
-        settings,
-        root=project.declarations.root,
-    )
+        # Inside: an env() value the manifests consume (KEDA's bootstrapServers) is the --set-env one.
+        objects = manifests(
+            project,
+            topology(project),
+            env,
+            list(options.paths),
+            list(options.values_files),
+            options.variables,
+            settings,
+            root=project.declarations.root,
+        )
     refuse_secrets(((f"{o['kind']} {o['metadata']['name']}", dump_yaml(o)) for o in objects), secrets)
     _write_manifests(objects, output)
 

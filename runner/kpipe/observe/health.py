@@ -78,7 +78,11 @@ def partitions_by_group(groups: Any, topics: Any) -> dict[str, int]:
     return {g.group_id: sum(declared.get(t, 0) for t in g.topics) or len(g.topics) for g in groups}
 
 
-# The server moved to its own module; imported here last (it reads the rules above) for existing callers.
-from kpipe.observe.http_server import MetricsServer  # noqa: E402
+def __getattr__(name: str) -> Any:
+    # The server moved to kpipe.observe.http_server (which reads the rules above); existing callers import it
+    # from here.
+    if name == "MetricsServer":
+        from kpipe.observe.http_server import MetricsServer
 
-__all__ = ["MetricsServer", "Supervised", "health", "partitions_by_group", "readiness"]
+        return MetricsServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -135,7 +135,7 @@ class MetricsServer:
                 self._waiting.pop(key, None)
             answer = await self._loop.run_in_executor(self._pool, self._answer, *_request_of(head))
             await self._write(writer, answer)
-        except Exception:  # noqa: BLE001 (one connection's trouble never stops the server)
+        except (Exception, asyncio.CancelledError):  # noqa: BLE001 (nor does closing the server log anything)
             pass
         finally:
             self._open -= 1

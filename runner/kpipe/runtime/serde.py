@@ -84,9 +84,7 @@ def parse_json_event(text: str) -> Any:
             )
         return value
 
-    return json.loads(
-        text, parse_constant=refuse_constant, parse_int=bounded_int, parse_float=finite_float
-    )
+    return json.loads(text, parse_constant=refuse_constant, parse_int=bounded_int, parse_float=finite_float)
 
 
 def _column_of(text: str, wanted: Callable[[str], bool]) -> int | None:

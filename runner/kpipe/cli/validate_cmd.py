@@ -51,6 +51,7 @@ def validate(
       kpipe validate pipelines/ --format github --against origin/main
     """
     from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
+    from kpipe.outputs import annotation_lines
 
     inspection = options.inspect(import_code=import_code)
     diagnostics = list(inspection.diagnostics)
@@ -74,7 +75,7 @@ def validate(
         click.echo(render_json(diagnostics, files))
     elif output_format == "github":
         if diagnostics:
-            click.echo(render_github(diagnostics))
+            click.echo(annotation_lines(render_github(diagnostics)))
         click.echo(summary_line(diagnostics, files), err=True)
     else:
         print_diagnostics(diagnostics, files)

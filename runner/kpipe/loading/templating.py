@@ -250,7 +250,9 @@ def _guard_filter(name: str, func: Any) -> Any:
         _tick()
         values = [a for a in args if not isinstance(a, jinja2.runtime.Context | jinja2.nodes.EvalContext)]
         values = [a for a in values if not isinstance(a, jinja2.Environment)]
-        _check_arguments(values, kwargs, f"filter '{name}'")
+        if values:  # the value filtered: as large as it may be written out
+            _check_value(values[0], f"the value given to filter '{name}'", built=False)
+        _check_arguments(values[1:], kwargs, f"filter '{name}'")
         if name in ("tojson", "pprint"):
             indent = kwargs.get("indent", values[1] if len(values) > 1 else None)
             if isinstance(indent, int) and indent > MAX_INDENT:

@@ -35,7 +35,7 @@ DEFAULT_PROJECT_PATH = Path("pipelines")
 
 def run_cli(cli: click.Group, argv: list[str] | None) -> int:
     """Run the command line and return the process exit code; never raises for a kpipe or usage error."""
-    from kpipe.outputs import guarded_output
+    from kpipe.cli.output_guard import guarded_output
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     with guarded_output():  # no line printed can start a GitHub Actions command unless kpipe wrote it

@@ -51,7 +51,7 @@ def validate(
       kpipe validate pipelines/ --format github --against origin/main
     """
     from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
-    from kpipe.outputs import annotation_lines
+    from kpipe.cli.output_guard import annotation_lines
 
     inspection = options.inspect(import_code=import_code)
     diagnostics = list(inspection.diagnostics)

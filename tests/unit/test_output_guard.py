@@ -1,4 +1,4 @@
-"""kpipe.outputs: while a command runs, no line it prints can start a GitHub Actions workflow command."""
+"""kpipe.cli.output_guard: while a command runs, no line it prints can start a GitHub Actions workflow command."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from kpipe.outputs import annotation_lines, guarded_output
+from kpipe.cli.output_guard import annotation_lines, guarded_output
 
 
 def printed(*writes: str) -> str:

@@ -50,8 +50,8 @@ def validate(
       kpipe validate pipelines/ --values pipelines/values/prod.yaml
       kpipe validate pipelines/ --format github --against origin/main
     """
-    from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
     from kpipe.cli.output_guard import annotation_lines
+    from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
 
     inspection = options.inspect(import_code=import_code)
     diagnostics = list(inspection.diagnostics)

@@ -165,7 +165,7 @@ def _request_of(head: bytes) -> tuple[str | None, str]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     accept = next((v for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "accept"), "")
-    if len(parts) != 3 or parts[0] not in ("GET", "HEAD"):
+    if len(parts) != 3 or parts[0] != "GET":
         return None, accept
     return parts[1].split("?", 1)[0], accept.strip()
 

@@ -51,6 +51,27 @@ CASES = {
     "nested format": ("{{ '{}'.format([['x'*5000]*5000]*5000) }}", "would be larger than 5 MiB"),
     "nested percent": ("{{ '%s' % ([['x'*5000]*5000]*5000,) }}", "would be larger than 5 MiB"),
     "nested join": ("{{ ([['x'*5000]*5000]*500)|join(',') }}", "would be larger than 5 MiB"),
+    **{
+        # The same nesting built by append, which no size check sees: each way of writing it out is bounded.
+        f"nested by append, {how}": (
+            "{% set a = 'x'*5000 %}{% set b = [] %}{% for i in range(5000) %}{% set _ = b.append(a) %}"
+            "{% endfor %}{% set c = [] %}{% for i in range(5000) %}{% set _ = c.append(b) %}{% endfor %}"
+            + expression,
+            "would be larger than 5 MiB",
+        )
+        for how, expression in {
+            "output": "{{ c }}",
+            "tojson": "{{ c|tojson }}",
+            "string": "{{ c|string }}",
+            "pprint": "{{ c|pprint }}",
+            "format method": "{{ '{}'.format(c) }}",
+            "format filter": "{{ '%s'|format(c) }}",
+            "percent": "{{ '%s' % (c,) }}",
+            "concat": "{{ 'x' ~ c }}",
+            "join": "{{ c|join(',') }}",
+            "dict": "{{ {'k': c} }}",
+        }.items()
+    },
     "literal list of big values": (
         "{% set a = 'x'*4000000 %}{{ [a, a, a, a, a, a, a, a] }}",
         "the value written out would be larger than 5 MiB",

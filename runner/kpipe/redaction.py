@@ -128,11 +128,6 @@ def reveal(text: str, *, remember: bool = True) -> str:
     return TOKEN.sub(value_of, text)
 
 
-def reveal_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A client or topic configuration as handed to librdkafka."""
-    return {k: reveal(v) if isinstance(v, str) else v for k, v in config.items()}
-
-
 def typed_value(value: object) -> object:
     """The value behind a whole token, for a field that parses it as a number, boolean or choice: the real
     text, read as YAML would read a scalar (`6` -> 6, `true` -> True). Anything else is returned unchanged."""

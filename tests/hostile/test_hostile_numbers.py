@@ -154,3 +154,18 @@ def test_a_consumer_s_schema_model_refuses_nan(raw: bytes) -> None:
         validated(model, raw, "topic 'payments'")
     with pytest.raises(ValueError):
         model.model_validate_json(raw)  # the worker's decoding (runtime.worker.loop) raises: invalid event
+
+
+@pytest.mark.parametrize("model", [None, UserModel])
+def test_producer_send_refuses_an_integer_no_peer_can_read(model: Any) -> None:
+    class Counted(BaseModel):
+        id: str
+        amount: float
+        n: int = 0
+
+    sent: list[bytes] = []
+    producer = _producer(Counted if model is UserModel else None, sent)
+    with pytest.raises(EventInvalid):
+        producer.send({"id": "a", "amount": 1.0, "n": 10**4301})
+    producer.send({"id": "a", "amount": 1.0, "n": 10**4000, "digits": "9" * 5000})  # a string may be long
+    assert len(sent) == 1

@@ -36,6 +36,7 @@ from kpipe.runtime.serde import (
     key_of,
     key_text,
     require_finite,
+    require_readable_numbers,
     to_json_bytes,
 )
 
@@ -217,6 +218,7 @@ class Producer:
             value = event.__pydantic_serializer__.to_json(
                 event, exclude_unset=True
             )  # see serde.to_json_bytes
+            require_readable_numbers(value, f"producer '{self.settings.name}' (topic '{self.topic}')")
         else:
             if key is None and self._key_field is not None:
                 if not isinstance(event, Mapping | BaseModel):

@@ -124,6 +124,22 @@ def require_finite(value: Any, what: str) -> None:
         )
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+
+
+def require_readable_numbers(encoded: bytes, what: str) -> None:
+    """EventInvalid when the JSON `encoded` holds an integer past MAX_INT_DIGITS digits, which peers (and
+    kpipe's own consumers) cannot read. Costs nothing for an event too short to hold one."""
+    if len(encoded) <= MAX_INT_DIGITS or _LONG_DIGITS.search(encoded) is None:
+        return
+    try:
+        parse_json_event(encoded.decode("utf-8"))
+    except EventNotJson as exc:
+        raise EventInvalid(f"{what}: {exc}") from None
+    except ValueError:
+        pass
+
+
 def _json_default(value: Any) -> Any:
     # datetimes, dates, UUIDs, Decimals: the same text pydantic would write for them.
     if hasattr(value, "isoformat"):

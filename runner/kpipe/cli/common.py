@@ -35,12 +35,15 @@ DEFAULT_PROJECT_PATH = Path("pipelines")
 
 def run_cli(cli: click.Group, argv: list[str] | None) -> int:
     """Run the command line and return the process exit code; never raises for a kpipe or usage error."""
+    from kpipe.cli.output_guard import guarded_output
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        # Not standalone: click hands back what the command returned instead of exiting with it.
-        code = cli.main(args=argv, standalone_mode=False, prog_name="kpipe")
-    except (Exception, KeyboardInterrupt) as exc:
-        return exit_code_for(exc, debug=debug)
+    with guarded_output():  # no line printed can start a GitHub Actions command unless kpipe wrote it
+        try:
+            # Not standalone: click hands back what the command returned instead of exiting with it.
+            code = cli.main(args=argv, standalone_mode=False, prog_name="kpipe")
+        except (Exception, KeyboardInterrupt) as exc:
+            return exit_code_for(exc, debug=debug)
     return code if isinstance(code, int) else EXIT_OK
 
 
@@ -64,12 +67,12 @@ def exit_code_for(exc: BaseException, *, debug: bool = False) -> int:
         return EXIT_USAGE if exc.exit_code == 1 else exc.exit_code
     if not isinstance(exc, KpipeError):
         raise exc
-    from kpipe.redaction import redact, safe_text
+    from kpipe.redaction import safe_block, safe_text
 
     if debug:
         import traceback
 
-        click.echo(redact("".join(traceback.format_exception(exc))).rstrip(), err=True)
+        click.echo(safe_block("".join(traceback.format_exception(exc))).rstrip(), err=True)
     if isinstance(exc, PipelineInvalid):
         print_diagnostics(exc.diagnostics)
     else:

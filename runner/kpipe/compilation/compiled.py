@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from kpipe.diagnostics import Position
+from kpipe.redaction import reveal
 
 CommitStrategy = Literal["auto", "per_message", "batch"]
 ErrorAction = Literal["dead_letter", "stop", "skip"]
@@ -34,17 +35,20 @@ class Setting:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """A librdkafka configuration with the provenance of every key."""
+    """A librdkafka configuration with the provenance of every key.
+
+    A value from env() is held as its token (kpipe.redaction), which is what `explain` shows, through
+    `settings`; `as_dict` and `get` are the config as the client is given it, with the real values."""
 
     settings: tuple[Setting, ...]
 
     def as_dict(self) -> dict[str, str]:
-        return {s.key: s.value for s in self.settings}
+        return {s.key: reveal(s.value) for s in self.settings}
 
     def get(self, key: str, default: str | None = None) -> str | None:
         for s in self.settings:
             if s.key == key:
-                return s.value
+                return reveal(s.value)
         return default
 
 

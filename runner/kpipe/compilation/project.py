@@ -42,6 +42,7 @@ from kpipe.model.aliases import json_names
 from kpipe.model.assemble import Declarations, assemble
 from kpipe.model.librdkafka import remember_secret_values
 from kpipe.model.pipeline import SchemaFile, SchemaModel
+from kpipe.redaction import reveal
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -283,7 +284,7 @@ class CompiledProject:
     @property
     def uses_local_broker(self) -> bool:
         """True while the bootstrap servers are the word `local`, not yet resolved to an address."""
-        return self.bootstrap_servers == "local"
+        return reveal(self.bootstrap_servers, remember=False) == "local"  # KAFKA_BOOTSTRAP_SERVERS=local too
 
     @property
     def embedded_broker(self) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kpipe.compilation.project import CompiledProject
+from kpipe.redaction import reveal
 from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
 from kpipe.runtime.protocol import WorkerSpec
 from kpipe.runtime.protocol import worker_specs as make_worker_specs
@@ -142,7 +143,7 @@ def send_demo_events(project: CompiledProject, demo_dir: Path, echo: Callable[[s
 def _send_raw(project: CompiledProject, topic: str, lines: list[str]) -> int:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": project.bootstrap_servers})
+    producer = Producer({"bootstrap.servers": reveal(project.bootstrap_servers)})  # an env() token: its value
     for line in lines:
         record = json.loads(line)
         value = record["value"]

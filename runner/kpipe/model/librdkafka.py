@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from kpipe.diagnostics import did_you_mean
+from kpipe.redaction import has_token, reveal
 
 LIBRDKAFKA_VERSION = "2.16.0"
 
@@ -752,6 +753,15 @@ def _check_value(
     """(error, hint) when `value` will not do for the property, else None."""
     if value is None:
         return f"'{name}' has no value", None
+    if isinstance(value, str) and has_token(value):
+        # An env() value: checked as the client will get it, named by its token (kpipe.redaction).
+        real = reveal(value, remember=False)
+        options = {"case_sensitive": case_sensitive, "c_ints": c_ints}
+        if _check_value(name, type_, allowed, lo, hi, real, **options) is None:
+            return None
+        kind = {"integer": "an integer", "float": "a number", "boolean": "true or false"}.get(type_, "")
+        shown_kind = kind or (f"one of {_one_of(allowed)}" if allowed else "a valid value")
+        return f"'{name}' must be {shown_kind} (got {_show(value)})", None
     expected = _Expected(name, allowed or (), lo, hi, case_sensitive, c_ints, _show(value))
     return _CHECKS.get(type_, _check_string)(expected, value)
 

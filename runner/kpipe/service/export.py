@@ -111,16 +111,17 @@ def kubernetes_manifests(
     with _environment(render_env):
         project = source.load()
         secrets = secrets_of(project, render_env, env)
-    objects = manifests(
-        project,
-        topology(project),
-        env,
-        list(source.paths),
-        list(source.values_files),
-        dict(source.variables),
-        settings,
-        root=project.declarations.root,
-    )
+        # Inside: an env() value the manifests consume (KEDA's bootstrapServers) is the --set-env one.
+        objects = manifests(
+            project,
+            topology(project),
+            env,
+            list(source.paths),
+            list(source.values_files),
+            dict(source.variables),
+            settings,
+            root=project.declarations.root,
+        )
     refuse_secrets(((f"{o['kind']} {o['metadata']['name']}", dump_yaml(o)) for o in objects), secrets)
     for line in default_warnings(env, settings.set_env):
         warn(line)

@@ -23,6 +23,7 @@ from typing import IO, Any, NamedTuple
 
 from kpipe.errors import ClusterError, EventInvalid, KpipeError, UsageError
 from kpipe.runtime.producer import Producer
+from kpipe.runtime.serde import EventNotJson, parse_json_event
 from kpipe.service.load import Project, ensure_topics
 from kpipe.topics.cluster import DEFAULT_CONNECT_TIMEOUT_S
 
@@ -251,7 +252,9 @@ def parse_line(raw: bytes) -> dict[str, Any] | Problem:
         return Problem(f"not valid UTF-8: byte 0x{raw[exc.start]:02x}", column)
     text = line.rstrip("\r\n")  # the newline is not part of the event: a column past it would be line 2's
     try:
-        event = json.loads(text)
+        event = parse_json_event(text)  # NaN, Infinity and numbers past what peers read are refused
+    except EventNotJson as exc:
+        return Problem(str(exc), exc.column)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()):
             return Problem(

@@ -28,6 +28,7 @@ from confluent_kafka.admin import (
 )
 
 from kpipe.errors import ClusterError
+from kpipe.redaction import reveal
 from kpipe.topics.group_reads import (
     WATERMARK_PROBE_GROUP,
     ConsumerFactory,
@@ -238,7 +239,7 @@ class KafkaCluster(GroupReads):
                 t.topic,
                 num_partitions=t.partitions,
                 replication_factor=t.replication_factor if t.replication_factor > 0 else -1,
-                config={k: str(v) for k, v in t.config.items()},
+                config={k: reveal(str(v)) for k, v in t.config.items()},  # env() tokens: real values
             )
             for t in topics
         ]
@@ -261,7 +262,8 @@ class KafkaCluster(GroupReads):
                 ResourceType.TOPIC,
                 topic,
                 incremental_configs=[
-                    ConfigEntry(d.key, d.new, incremental_operation=AlterConfigOpType.SET) for d in diffs
+                    ConfigEntry(d.key, reveal(d.new), incremental_operation=AlterConfigOpType.SET)
+                    for d in diffs
                 ],
             )
             for topic, diffs in updates.items()

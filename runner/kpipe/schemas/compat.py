@@ -18,6 +18,11 @@ properties must match a schema (additionalProperties: {...} or patternProperties
     property added to the reader       writer closed: fine unless required without a default
                                        writer open: *_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL (the writer may already
                                        have put any value under that name), unless its schema is {}
+
+kpipe's reading (`declared_only=True`, what `validate --against` uses): an object that declares properties and
+says nothing about additionalProperties is compared as closed, because kpipe's producers serialise the
+compiled model, which drops undeclared properties; so adding an optional property passes BACKWARD, and
+removing one does not. Only `additionalProperties: true` is open there.
 """
 
 from __future__ import annotations
@@ -62,8 +67,16 @@ class Violation:
     previous_index: int | None = None
 
 
-def check_compatibility(new: Mapping, previous: Sequence[Mapping], mode: Mode) -> list[Violation]:
-    """Every violation of `mode` by `new` against `previous` (oldest → newest)."""
+def check_compatibility(
+    new: Mapping, previous: Sequence[Mapping], mode: Mode, *, declared_only: bool = False
+) -> list[Violation]:
+    """Every violation of `mode` by `new` against `previous` (oldest → newest).
+
+    `declared_only` is kpipe's reading of a schema that says nothing about additionalProperties: kpipe's
+    producers write only the properties it declares, so its events hold nothing else, and the schema is
+    compared as closed. Without it, the registry's reading: such a schema is open."""
+    if declared_only:
+        new, previous = close_declared(new), [close_declared(p) for p in previous]
     if mode not in MODES:
         raise ValueError(f"unknown compatibility mode {mode!r}; expected one of {', '.join(MODES)}")
     if mode == "NONE" or not previous:
@@ -85,6 +98,41 @@ def check_compatibility(new: Mapping, previous: Sequence[Mapping], mode: Mode) -
             for v in _with_deploy_order(mine, other):
                 found.setdefault((v.direction, v.rule, v.path), replace(v, previous_index=index))
     return list(found.values())
+
+
+IMPLICITLY_CLOSED = "x-kpipe-declared-only"
+"""Marks an object closed by `close_declared` (not by its author), so messages say why it counts as closed."""
+
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMAS = ("additionalProperties", "items", "additionalItems", "not", "contains", "if", "then", "else")
+_OPENNESS = ("additionalProperties", "patternProperties", "unevaluatedProperties")
+
+
+def close_declared(schema: Any) -> Any:
+    """A copy of `schema` in which every object that declares properties and says nothing about extra ones is
+    closed (additionalProperties: false, marked IMPLICITLY_CLOSED). That is what kpipe's producers put on the
+    wire: the compiled model drops undeclared properties before serialising. An object without properties
+    stays open: kpipe keeps it as a free-form map."""
+    if not isinstance(schema, Mapping):
+        return schema
+    out = dict(schema)
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), Mapping):
+            out[key] = {name: close_declared(sub) for name, sub in out[key].items()}
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [close_declared(sub) for sub in out[key]]
+    for key in _SUBSCHEMAS:
+        if key in out:
+            value = out[key]
+            out[key] = (
+                [close_declared(v) for v in value] if isinstance(value, list) else close_declared(value)
+            )
+    if isinstance(out.get("properties"), Mapping) and out["properties"] and not (_OPENNESS & out.keys()):
+        out["additionalProperties"] = False
+        out[IMPLICITLY_CLOSED] = True
+    return out
 
 
 def describe(v: Violation) -> str:
@@ -366,6 +414,19 @@ _TEXT: dict[str, tuple[str, str | None]] = {
     "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL": (
         "the {R} schema requires '{at}', which {W} events never carry",
         "give '{name}' a default, or make it optional",
+    ),
+    "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL/declared-only": (
+        "'{at}' is missing from the {R} schema, but {W} events carry it; a schema without additionalProperties "
+        "counts as closed (kpipe's producers write only declared properties), so a name stays declared while "
+        "events in the topic may hold it, lest a later version reuse it with another meaning",
+        "keep '{name}' declared and mark it deprecated: true (a required one made optional first, which is "
+        "BACKWARD compatible: deploy the consumers first)",
+    ),
+    "ADDITIONAL_PROPERTIES_REMOVED/declared-only": (
+        "the {R} schema declares no additionalProperties, so its producers write only what it declares, but the "
+        "{W} schema (additionalProperties: true) let events carry undeclared properties of '{at}'",
+        "keep additionalProperties: true, or drop it under compatibility: NONE once no producer sends "
+        "undeclared properties",
     ),
     "ADDITIONAL_PROPERTIES_REMOVED": (
         "the {R} schema closes '{at}' with additionalProperties: false, but the {W} schema allowed extra properties",
@@ -705,7 +766,9 @@ class _Differ:
                 self.add(rule, field, wprop, partial, keyword=partial.loc[len(r.loc)])
             return  # else PROPERTY_REMOVED_IS_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL
         if wprop.raw is not False:  # else PROPERTY_WITH_FALSE_REMOVED_FROM_CLOSED_CONTENT_MODEL
-            self.add("PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL", field, wprop, None)
+            implicit = r.raw.get(IMPLICITLY_CLOSED) is True
+            key = "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL" + ("/declared-only" if implicit else "")
+            self.add(key, field, wprop, None)
 
     def added(self, w: _Node, name: str, field: str, rprop: _Node, required: bool) -> None:
         """A property the reader declares and the writer does not; only the writer's content model matters."""
@@ -722,6 +785,12 @@ class _Differ:
             )
             if self.W == "new":  # forward: the new, open schema stopped declaring what old consumers read
                 fix = f"keep '{name}' in the new schema, or close it with additionalProperties: false"
+            elif w.raw.get("additionalProperties") is True:
+                fix = (
+                    "the old schema says additionalProperties: true, so its producers kept undeclared properties; "
+                    "if none was ever sent, drop additionalProperties: true (kpipe then holds the schema to what "
+                    f"it declares) as a change of its own under compatibility: NONE; or declare '{name}' as {{}}"
+                )
             else:
                 fix = (
                     "close the schema first (additionalProperties: false, as a change of its own under "
@@ -749,6 +818,9 @@ class _Differ:
         wa, ra = w.raw.get("additionalProperties", True), r.raw.get("additionalProperties", True)
         at_w, at_r = _Node(wa, (*w.loc, "additionalProperties")), _Node(ra, (*r.loc, "additionalProperties"))
         if ra is False and wa is not False:
+            if r.raw.get(IMPLICITLY_CLOSED) is True:
+                self.add("ADDITIONAL_PROPERTIES_REMOVED/declared-only", path, w if wa is True else at_w, at_r)
+                return
             if self.R == "new":
                 fix = (
                     "closing is safe when no producer ever sent undeclared properties (kpipe's producers drop "

@@ -192,37 +192,8 @@ def check_import_target(
         return []  # the spec layer already reports the form
     path = search_path(import_directories)
     source = find_module_source(module, path)
-    shown = ", ".join(
-        f"the project root ({_show(d)})" if root is not None and d == root else _show(d)
-        for d in import_directories
-    )
     if source is None:
-        relative = module.replace(".", "/") + ".py"
-        package = module.split(".")[0]
-        hint = f"looked for {relative} in {shown} and the installed packages"
-        near = near_module(module, import_directories, path)
-        if near is not None:
-            # A module that is not there beside one that is, by a letter or two: a typo, whatever CI installs.
-            return [
-                error(
-                    f"{what} '{target}': module '{module}' not found",
-                    position,
-                    code=code,
-                    hint=f"did you mean '{near}:{attr}'? ({hint})",
-                )
-            ]
-        if "." in module and find_module_source(package, path) is not None:
-            # The package is there, the module in it is not: a mistake, not a package CI lacks.
-            return [error(f"{what} '{target}': module '{module}' not found", position, code=code, hint=hint)]
-        # A warning, not an error: CI may validate without the application's packages installed.
-        return [
-            warning(
-                f"{what} '{target}': module '{module}' not found",
-                position,
-                code=code,
-                hint=f"{hint}; create it there or install the package that holds it",
-            )
-        ]
+        return _module_not_found(target, what, position, import_directories, path, code, root)
     if source == "":
         return []
     try:
@@ -301,6 +272,50 @@ def _module_names(directories: Iterable[Path], *, packages_only: bool) -> set[st
 def _closest(name: str, candidates: set[str]) -> str | None:
     hint = did_you_mean(name, candidates)
     return hint.split("'")[1] if hint else None
+
+
+def _module_not_found(
+    target: str,
+    what: str,
+    position: Position,
+    import_directories: Sequence[str],
+    path: Sequence[str],
+    code: str,
+    root: str | None,
+) -> list[Diagnostic]:
+    """A module found nowhere: an error when a module of a close name exists or its package is there, else a
+    warning (CI may validate without the application's packages installed)."""
+    module, _, attr = target.partition(":")
+    shown = ", ".join(
+        f"the project root ({_show(d)})" if root is not None and d == root else _show(d)
+        for d in import_directories
+    )
+    relative = module.replace(".", "/") + ".py"
+    package = module.split(".")[0]
+    hint = f"looked for {relative} in {shown} and the installed packages"
+    near = near_module(module, import_directories, path)
+    if near is not None:
+        # A module that is not there beside one that is, by a letter or two: a typo, whatever CI installs.
+        return [
+            error(
+                f"{what} '{target}': module '{module}' not found",
+                position,
+                code=code,
+                hint=f"did you mean '{near}:{attr}'? ({hint})",
+            )
+        ]
+    if "." in module and find_module_source(package, path) is not None:
+        # The package is there, the module in it is not: a mistake, not a package CI lacks.
+        return [error(f"{what} '{target}': module '{module}' not found", position, code=code, hint=hint)]
+    # A warning, not an error: CI may validate without the application's packages installed.
+    return [
+        warning(
+            f"{what} '{target}': module '{module}' not found",
+            position,
+            code=code,
+            hint=f"{hint}; create it there or install the package that holds it",
+        )
+    ]
 
 
 def _show(path: str) -> str:

@@ -162,34 +162,42 @@ def check_evolution(
                     code="against-invalid",
                 )
             ]
-        for name, declared in sorted(inspection.declarations.schemas.items()):
-            if isinstance(declared.spec, SchemaModel) and not import_code:
-                out.append(
-                    warning(
-                        f"schema '{name}' is a pydantic model; its changes are compared only with "
-                        "--import-code (which imports the old and new model modules)",
-                        declared.locate("model"),
-                        code="against-model-not-imported",
-                    )
-                )
-                continue
-            new_document = _schema_document(inspection, name)
-            old_document = _schema_document(old, name) if name in old.declarations.schemas else None
-            if new_document is None or old_document is None:
-                continue
-            mode = declared.spec.compatibility
-            previous = (
-                _history(inspection, name, against, old_document)
-                if mode.endswith("_TRANSITIVE")
-                else [old_document]
-            )
-            violations = check_compatibility(new_document, previous, mode, declared_only=True)
-            if violations:
-                locate = _schema_locator(inspection, name)
-                out += [_violation_diagnostic(name, mode, v, locate(v.schema_path)) for v in violations]
-            else:
-                out += _unvouched_additions(inspection, name, new_document, previous, mode)
+        for name in sorted(inspection.declarations.schemas):
+            out += _check_schema_versions(inspection, old, name, against, import_code)
         out += _check_topics(inspection, old)
+    return out
+
+
+def _check_schema_versions(
+    inspection: Inspection, old: Inspection, name: str, against: str, import_code: bool
+) -> list[Diagnostic]:
+    """Schema `name` against its previous version(s), under its compatibility mode."""
+    declared = inspection.declarations.schemas[name]
+    out: list[Diagnostic] = []
+    if isinstance(declared.spec, SchemaModel) and not import_code:
+        out.append(
+            warning(
+                f"schema '{name}' is a pydantic model; its changes are compared only with "
+                "--import-code (which imports the old and new model modules)",
+                declared.locate("model"),
+                code="against-model-not-imported",
+            )
+        )
+        return out
+    new_document = _schema_document(inspection, name)
+    old_document = _schema_document(old, name) if name in old.declarations.schemas else None
+    if new_document is None or old_document is None:
+        return out
+    mode = declared.spec.compatibility
+    previous = (
+        _history(inspection, name, against, old_document) if mode.endswith("_TRANSITIVE") else [old_document]
+    )
+    violations = check_compatibility(new_document, previous, mode, declared_only=True)
+    if violations:
+        locate = _schema_locator(inspection, name)
+        out += [_violation_diagnostic(name, mode, v, locate(v.schema_path)) for v in violations]
+    else:
+        out += _unvouched_additions(inspection, name, new_document, previous, mode)
     return out
 
 

@@ -115,8 +115,11 @@ def profile(sides: Sides) -> str:
     )
     sides.delete(prefix)
     out = io.StringIO()
-    pstats.Stats(str(stats_file), stream=out).sort_stats("cumulative").print_stats(r"kpipe", 25)
-    return f"top-level imports (cumulative):\n{imports}\n\n{out.getvalue()}"
+    pstats.Stats(str(stats_file), stream=out).sort_stats("cumulative").print_stats(r"kpipe/", 20)
+    table = out.getvalue()
+    table = table[table.find("   ncalls") :] if "   ncalls" in table else table
+    table = re.sub(r"\S*/(kpipe/)", r"\1", table)  # paths relative to the package
+    return f"top-level imports (cumulative):\n{imports}\n\nfunctions by cumulative time:\n{table}"
 
 
 def section(kpipe: list[float], raw: list[float], sides: Sides, runs: int, info: dict[str, str]) -> str:
@@ -188,9 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     info = machine_info(bootstrap, external=bool(args.bootstrap))
     text = section(kpipe, raw, sides, runs, info)
-    print(text)
     if report:
-        print(report)
+        text += (
+            "\nWhere the CLI's own time goes (one more run each under `-X importtime` and cProfile, "
+            "`--profile`):\n\n```text\n" + report.rstrip() + "\n```\n"
+        )
+    print(text)
     if output:
         write_section(Path(output), text)
         log(f"wrote the section to {output}")

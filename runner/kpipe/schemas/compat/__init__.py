@@ -1,8 +1,12 @@
 """Schema evolution: can consumers on one version of an event's JSON Schema read data written with another?
 
 Pure functions over parsed schema documents; no I/O. The rules follow Confluent Schema Registry's JSON Schema
-checker (`json-schema-provider/.../json/diff`, STRICT policy, the default) so a schema kpipe accepts is one the
-registry accepts. Rule ids are the registry's `Difference.Type` names.
+checker (`json-schema-provider/.../json/diff`, STRICT policy, the default) so that, read the same way, a schema
+kpipe accepts is one the registry accepts. Rule ids are the registry's `Difference.Type` names.
+
+Modules: `versions` (modes, directions, who deploys first), `closing` (kpipe's reading of schemas without
+additionalProperties), `differ` (the comparison, built from `walk` and the rule sets `unions`, `scalars`,
+`objects`, `arrays`), `nodes` and `values` (what a schema node is), `wording` (what each rule says).
 
 Every comparison is writer → reader: "can a consumer holding `reader` read an event validated by `writer`?"
 

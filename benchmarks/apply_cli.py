@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import pstats
 import re
 import resource
@@ -139,6 +140,11 @@ def section(kpipe: list[float], raw: list[float], sides: Sides, runs: int, info:
         f"awaited) | {ratio:.2f}× | ≤ {TARGET}× | {verdict} |\n"
         f"| ↳ CPU time of the process (user + system) | {fmt_stats(sides.cpu['kpipe'], 's')} | "
         f"{fmt_stats(sides.cpu['raw'], 's')} | {cpu_ratio:.2f}× | report | – |\n"
+        f"| ↳ wall minus CPU (waiting on the broker, or for a CPU on a busy machine) | "
+        f"{fmt_stats([w - c for w, c in zip(kpipe, sides.cpu['kpipe'], strict=True)], 's')} | "
+        f"{fmt_stats([w - c for w, c in zip(raw, sides.cpu['raw'], strict=True)], 's')} | – | report | – |\n"
+        f"\nMachine load while it ran (1-minute average): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; a "
+        "CPU-bound step takes longer than its CPU time when the load exceeds the CPU count.\n"
     )
 
 

@@ -134,3 +134,44 @@ def test_what_the_declared_reading_rests_on_undeclared_properties_never_reach_th
     assert closed["properties"]["card"]["additionalProperties"] is False
     assert "additionalProperties" not in closed["properties"]["labels"]
     assert close_declared({**BASE, "additionalProperties": True})["additionalProperties"] is True
+
+
+class _RecordingFakeProducerClient:
+    """A fake of confluent_kafka.Producer that keeps the bytes produce() was given."""
+
+    def __init__(self) -> None:
+        self.values: list[bytes] = []
+
+    def produce(self, topic: str, value: bytes, key: object = None, headers: object = None) -> None:
+        self.values.append(value)
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+def test_producer_send_writes_only_declared_properties() -> None:
+    """The guarantee the declared reading rests on, through Producer.send itself (dict, JSON text, nested)."""
+    import json
+
+    from kpipe.compilation.compiled import ClientConfig, ProducerSettings, Setting
+    from kpipe.runtime.producer import Producer
+    from kpipe.schemas.compiler import compile_schema
+
+    document = copy.deepcopy(BASE)
+    document["properties"]["card"] = {"type": "object", "properties": {"last4": {"type": "string"}}}
+    model, diagnostics = compile_schema(document, name="Payment", file="payment.yaml")
+    assert model is not None, diagnostics
+    client = _RecordingFakeProducerClient()
+    settings = ProducerSettings(
+        name="api",
+        topic="payments",
+        key_field="id",
+        schema_name="Payment",
+        client=ClientConfig((Setting("bootstrap.servers", "127.0.0.1:1", "declared"),)),
+    )
+    producer = Producer(settings, model, client_factory=lambda config: client)
+    event = {"id": "p-1", "amount": 3, "coupon": "X", "card": {"last4": "4242", "pan": "4111"}}
+    producer.send(event)
+    producer.send(json.dumps(event))
+    expected = {"id": "p-1", "amount": 3, "card": {"last4": "4242"}}
+    assert [json.loads(v) for v in client.values] == [expected, expected]

@@ -22,7 +22,7 @@ from handlers_for_tests import Event, group_settings, read_records, run_worker_m
 from helpers import wait_for
 from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerSpec
-from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.worker import GroupWorker, Limits
 
 pytestmark = pytest.mark.integration  # workers on the session broker
 
@@ -154,7 +154,7 @@ def test_on_error_stop_halts_without_committing_the_failed_offset(
 
 def test_worker_exits_with_cluster_code_when_no_broker_answers_for_too_long() -> None:
     settings = group_settings("127.0.0.1:1", "g", ("orders",))
-    worker = GroupWorker(settings, {"orders": Event}, lambda e, ctx: None, cluster_timeout=2)
+    worker = GroupWorker(settings, {"orders": Event}, lambda e, ctx: None, limits=Limits(cluster=2))
     started = time.monotonic()
     assert worker.run() == WORKER_EXIT_CLUSTER
     assert time.monotonic() - started < 10

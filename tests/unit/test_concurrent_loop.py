@@ -20,7 +20,7 @@ from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK
-from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.worker import GroupWorker, Outside
 from kpipe.runtime.worker import concurrent as concurrent_loop
 
 
@@ -164,9 +164,8 @@ class Harness:
         )  # fmt: skip
         self.consumer = FakeConsumer(messages)
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
-        self.worker = GroupWorker(settings, {"t": Event}, handler, rng=lambda: 0.5,
-                                  consumer_factory=self.consumer.build, producer_factory=self.producer.build,
-                                  metrics=metrics)  # fmt: skip
+        outside = Outside(consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5)
+        self.worker = GroupWorker(settings, {"t": Event}, handler, outside=outside, metrics=metrics)
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -284,6 +283,26 @@ def test_a_failing_key_retries_on_its_own_while_other_keys_run() -> None:
     assert h.consumer.committed_offset(0) == 30
 
 
+def test_an_undeclared_emit_is_not_retried_by_the_concurrent_loop_either() -> None:
+    attempts: list[int] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        attempts.append(event.n)
+        if event.n == 1:
+            ctx.emit("not-declared", {"n": event.n})
+
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(3)]}, concurrency=2, retries=3)
+    try:
+        wait_for(lambda: h.consumer.committed_offset(0) == 3 or h.worker.dead_lettered == 1, 5)
+        wait_for(lambda: h.worker.dead_lettered == 1, 5)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    assert sorted(attempts) == [0, 1, 2]
+    assert h.producer.sent == ["t.dlq"]
+    assert h.worker.status().totals().retried == 0
+    assert h.consumer.committed_offset(0) == 3
+
+
 def test_the_stop_action_halts_and_commits_only_below_the_failed_event() -> None:
     def handle(event: Event, ctx: Any) -> None:
         if ctx.offset == 3:
@@ -320,7 +339,8 @@ def test_a_full_buffer_pauses_new_partitions_too() -> None:
     h = Harness(handle, {0: [msg(0, i, "k") for i in range(600)], 1: [msg(1, 0, "k")]}, concurrency=2)
     try:
         wait_for(lambda: h.consumer.paused == {0, 1}, 5)
-        h.worker._rebalance.on_assign(h.consumer, [TopicPartition("t", 2)])  # as a rebalance would, mid-pause
+        # As a rebalance would, mid-pause.
+        h.consumer._callbacks["on_assign"](h.consumer, [TopicPartition("t", 2)])
         assert h.consumer.paused == {0, 1, 2}
         release.set()
         wait_for(lambda: h.consumer.paused == set(), 10)

@@ -18,7 +18,7 @@ from kpipe.compilation.compiled import ErrorPolicy
 from kpipe.compilation.explain import explain_client
 from kpipe.compilation.project import load_project
 from kpipe.runtime.protocol import WorkerSpec
-from kpipe.runtime.worker import backoff_delays, build_worker, commit_list, dead_letter_headers
+from kpipe.runtime.worker import Outside, backoff_delays, build_worker, commit_list, dead_letter_headers
 
 
 def project(tmp_path: Path, strategy: str = "batch", config: str = "{}", cluster_config: str = "{}") -> Path:
@@ -138,7 +138,7 @@ def test_explain_shows_exactly_what_the_worker_passes_to_the_consumer(
         def flush(self, timeout: float) -> int:
             return 0
 
-    worker = build_worker(spec, consumer_factory=Consumer, producer_factory=Producer)
+    worker = build_worker(spec, outside=Outside(consumer=Consumer, producer=Producer))
     assert worker.run() == 0
     [config] = given
     callbacks = {k for k in config if not isinstance(config[k], str)}

@@ -24,7 +24,7 @@ from kpipe.runtime.protocol import (
     WORKER_EXIT_HALT,
     WORKER_EXIT_OK,
 )
-from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.worker import EmitTargets, GroupWorker, Hooks, Limits, Outside
 
 ASSIGNMENT = [TopicPartition("t", 0), TopicPartition("t", 1)]
 
@@ -178,9 +178,9 @@ class Harness:
         self.consumer = consumer if consumer is not None else FakeConsumer()
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
         self.worker = GroupWorker(
-            settings, {"t": Event}, handler, rng=lambda: 0.5,
-            consumer_factory=self.consumer.build, producer_factory=self.producer.build,
-            emit_key_fields={"out": "key"}, **options,
+            settings, {"t": Event}, handler,
+            outside=Outside(consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5),
+            emit_targets=EmitTargets(key_fields={"out": "key"}), **options,
         )  # fmt: skip
         self.consumer.when_idle = self.worker.stop
 
@@ -280,6 +280,24 @@ def test_handler_failure_is_retried_then_dead_lettered() -> None:
     assert attempts == [0, 1, 1, 1, 2]
     assert h.producer.sent[0]["headers"]["kpipe.error.type"] == b"handler"
     assert b"KeyError" in h.producer.sent[0]["headers"]["kpipe.error.message"]
+    assert h.commits == [[("t", 0, 3)]]
+
+
+def test_an_undeclared_emit_is_not_retried_it_goes_straight_to_on_error() -> None:
+    attempts: list[int] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        attempts.append(event.n)
+        if event.n == 1:
+            ctx.emit("not-declared", {"key": "x", "n": event.n})  # can never succeed: no retry helps
+
+    h = Harness(handler, retries=3)
+    h.run(messages(3))
+    assert attempts == [0, 1, 2]
+    [dead_letter] = h.producer.sent
+    assert dead_letter["topic"] == "t.dlq" and dead_letter["headers"]["kpipe.error.type"] == b"handler"
+    assert b"UndeclaredEmit" in dead_letter["headers"]["kpipe.error.message"]
+    assert h.worker.status().totals().retried == 0
     assert h.commits == [[("t", 0, 3)]]
 
 
@@ -389,8 +407,8 @@ def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> 
         lambda e, ctx: None,
         "per_message",
         consumer=BlockingConsumer(),
-        cluster_timeout=0.3,
-        on_stuck=stuck.append,
+        limits=Limits(cluster=0.3),
+        hooks=Hooks(on_stuck=stuck.append),
     )
     running = threading.Thread(target=h.run, args=(messages(1),), daemon=True)
     running.start()
@@ -557,7 +575,7 @@ def test_stopped_mid_join_that_never_finishes_it_leaves_without_closing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     consumer = SlowJoinConsumer(joins_at=None)
-    h = Harness(lambda e, ctx: None, consumer=consumer, shutdown_timeout=3.5)  # 0.5 s for the join
+    h = Harness(lambda e, ctx: None, consumer=consumer, limits=Limits(shutdown=3.5))  # 0.5 s for the join
     h.worker.stop()
     started = time.monotonic()
     assert h.run() == WORKER_EXIT_OK
@@ -573,7 +591,7 @@ def test_joining_is_logged_at_start_and_every_10_s_until_assigned(
 
     monkeypatch.setattr(rebalance, "JOIN_LOG_EVERY", 0.2)
     consumer = SlowJoinConsumer(joins_at=250)  # ~2.5 s of polls without an assignment
-    h = Harness(lambda e, ctx: None, consumer=consumer, poll_timeout=0.01)
+    h = Harness(lambda e, ctx: None, consumer=consumer, limits=Limits(poll=0.01))
     consumer.when_idle = lambda: None
     caplog.set_level("INFO", logger="kpipe.runtime.worker")
     thread = threading.Thread(target=h.worker.run, daemon=True)
@@ -609,7 +627,7 @@ def test_commits_failing_for_the_cluster_timeout_halt_the_worker_while_it_is_bus
         handled.append(event.n)
 
     consumer = RefusingCommits()
-    h = Harness(slow, batch_size=5, consumer=consumer, cluster_timeout=0.5)
+    h = Harness(slow, batch_size=5, consumer=consumer, limits=Limits(cluster=0.5))
     started = time.monotonic()
     assert h.run(messages(1000)) == WORKER_EXIT_CLUSTER
     assert time.monotonic() - started < 5
@@ -731,7 +749,7 @@ def test_a_handler_running_past_its_timeout_is_reported_and_the_worker_leaves_fo
     release, seen, exits = threading.Event(), [], []
     h = Harness(
         blocking_on(2, release, seen), timeout_ms=300, state_dir=str(tmp_path),
-        exit_process=lambda code: (exits.append(code), release.set()),  # the process would end here
+        hooks=Hooks(exit_process=lambda code: (exits.append(code), release.set())),  # the process would end here
     )  # fmt: skip
     h.consumer.when_idle = lambda: None
     thread = threading.Thread(target=lambda: h.run(messages(5)), daemon=True)
@@ -786,7 +804,7 @@ def test_a_long_handler_call_is_reported_even_without_a_timeout(
             time.sleep(1.5)
         seen.append(event.n)
 
-    h = Harness(slow, status_callback=statuses.append)
+    h = Harness(slow, hooks=Hooks(status=statuses.append))
     assert h.run(messages(3)) == WORKER_EXIT_OK
     assert seen == [0, 1, 2]
     said = [r.getMessage() for r in caplog.records if "still running" in r.getMessage()]
@@ -803,8 +821,8 @@ def test_stopped_while_a_handler_hangs_it_leaves_before_the_shutdown_timeout_nam
 
     release, seen, exits = threading.Event(), [], []
     h = Harness(
-        blocking_on(0, release, seen), shutdown_timeout=3.0,  # leaves 1 s after the stop (2 s margin)
-        exit_process=lambda code: (exits.append(code), release.set()),
+        blocking_on(0, release, seen), limits=Limits(shutdown=3.0),  # leaves 1 s after the stop (2 s margin)
+        hooks=Hooks(exit_process=lambda code: (exits.append(code), release.set())),
     )  # fmt: skip
     h.consumer.when_idle = lambda: None
     thread = threading.Thread(target=lambda: h.run(messages(2)), daemon=True)

@@ -195,6 +195,10 @@ class EventLoop:
                 self._loop.close()
 
 
+# make_executor's signature: the concurrent loop takes one (a test harness may pass a deterministic executor).
+ExecutorFactory = Callable[..., "ThreadPool | EventLoop"]
+
+
 def make_executor(
     handler: Any,
     concurrency: int,

@@ -1,6 +1,6 @@
 """The consumer worker: one consumer-group member, at least once, under the group's commit and error policy.
 
-    GroupWorker(settings, models, handler, consumer_factory=..., producer_factory=...).run() -> exit code
+    GroupWorker(settings, models, handler, outside=Outside(consumer=..., producer=...)).run() -> exit code
     worker_main(spec, status_queue) -> exit code            (the supervisor's spawned-process entry)
 
 Only a message whose handler returned (or that was dead-lettered or skipped) is "processed", and only processed
@@ -39,7 +39,7 @@ from kpipe.runtime.worker.commit import (
     PerMessageCommit,
     commit_list,
 )
-from kpipe.runtime.worker.core import GroupWorker, is_concurrent
+from kpipe.runtime.worker.core import EmitTargets, GroupWorker, Hooks, Limits, Outside, is_concurrent
 from kpipe.runtime.worker.failures import Outcome, backoff_delays, dead_letter_headers
 from kpipe.runtime.worker.process import build_worker, settle_heap, worker_main
 
@@ -48,7 +48,11 @@ __all__ = [
     "AutoCommit",
     "BatchCommit",
     "CommitStrategy",
+    "EmitTargets",
     "GroupWorker",
+    "Hooks",
+    "Limits",
+    "Outside",
     "Outcome",
     "PerMessageCommit",
     "backoff_delays",

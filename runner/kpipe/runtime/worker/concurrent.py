@@ -37,7 +37,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kpipe.compilation.compiled import ConsumerGroupSettings
-from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, make_executor
+from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, ExecutorFactory, make_executor
 from kpipe.runtime.concurrent.offsets import OffsetTracker
 from kpipe.runtime.concurrent.scheduler import KeyScheduler, Work
 from kpipe.runtime.handler import Emitter
@@ -83,8 +83,11 @@ class ConcurrentLoop(LoopParts):
         producer: Any,
         emitter: Emitter | None,
         rng: Callable[[], float],
+        executors: ExecutorFactory = make_executor,
         **parts: Any,
     ):
+        """executors: builds the executor that runs the handler (make_executor; a test harness may pass a
+        deterministic one)."""
         super().__init__(**parts)
         handler = self._handler
         max_records = self._max_records
@@ -98,7 +101,7 @@ class ConcurrentLoop(LoopParts):
         )
         timeout_ms = settings.on_error.timeout_ms
         timeout = timeout_ms / 1000.0 if timeout_ms else None
-        self._executor = make_executor(
+        self._executor = executors(
             handler, settings.concurrency, self._completions, group=settings.group_id, emitter=emitter,
             timeout=timeout,
         )  # fmt: skip
@@ -114,7 +117,7 @@ class ConcurrentLoop(LoopParts):
         # Messages that became committable, not yet handed to the commit strategy.
         self._committable: list[Any] = []
         self._hook: Callable[[Any], None] | None = None
-        self._coalesce = self._strategy.name == "per_message"
+        self._coalesce = self._strategy.coalesce
         self._flow = FlowControl(self._consumer, self._membership, self._scheduler)
         self._stopping = False
 
@@ -140,7 +143,7 @@ class ConcurrentLoop(LoopParts):
         consume = self._consumer.consume
         max_records = self._max_records
         timeout = self._poll_timeout
-        monotonic = time.monotonic
+        monotonic = self._clock.monotonic
         control = self._control
         membership = self._membership
         sched = self._scheduler

@@ -20,7 +20,7 @@ from kpipe.compilation.compiled import ErrorPolicy
 from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.concurrent.scheduler import Work
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
-from kpipe.runtime.worker.failures import Failures, Outcome, backoff_delays, dead_letter_headers
+from kpipe.runtime.worker.failures import Failures, Outcome, backoff_delays, dead_letter_headers, retryable
 from kpipe.runtime.worker.state import Control, Counters
 
 log = logging.getLogger("kpipe.runtime.worker")
@@ -74,7 +74,7 @@ class EventFailures:
         if self._control.requested or not self._is_current(work.tp, work.epoch):
             self._give_up(work)  # revoked or stopping: its next owner (or run) handles it again
             return
-        if work.attempts <= self._policy.retries:
+        if work.attempts <= self._policy.retries and retryable(exc):
             delay = backoff_delays(self._policy, self._rng)[work.attempts - 1]
             log.debug("handler failed for %s (%s: %s); retry %d/%d in %.2f s",
                       work, type(exc).__name__, exc, work.attempts, self._policy.retries, delay)  # fmt: skip

@@ -2,7 +2,8 @@
 
 An event that fails schema validation cannot succeed on retry, so it goes straight to the dead-letter topic
 (or, with no dead-letter topic, to the on_error action). A handler exception is retried `retries` times with
-exponential backoff (backoff_ms doubling up to max_backoff_ms, ±20 % jitter); then the group's on_error action:
+exponential backoff (backoff_ms doubling up to max_backoff_ms, ±20 % jitter), unless it can never succeed
+(NOT_RETRYABLE: an emit to an undeclared topic); then the group's on_error action:
 
     dead_letter  write the original message to the dead-letter topic with kpipe.* headers and wait for the
                  broker's ack before the offset counts as processed; one refused as too large is sent again
@@ -19,15 +20,16 @@ from __future__ import annotations
 import enum
 import logging
 import random
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from kpipe.compilation.compiled import ErrorPolicy
+from kpipe.errors import UndeclaredEmit
 from kpipe.redaction import redact
 from kpipe.runtime.backpressure import produce_when_room
+from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
 from kpipe.runtime.dead_letters import H_PAYLOAD, TOO_LARGE, smaller_dead_letters
 from kpipe.runtime.handler import Handler, HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HALT
@@ -45,6 +47,9 @@ H_SOURCE_OFFSET = "kpipe.source.offset"
 H_ERROR_TYPE = "kpipe.error.type"
 H_ERROR_MESSAGE = "kpipe.error.message"
 H_GROUP = "kpipe.group"
+
+# Handler errors that fail the same way every time.
+NOT_RETRYABLE: tuple[type[BaseException], ...] = (UndeclaredEmit,)
 
 
 class Outcome(enum.Enum):
@@ -72,6 +77,12 @@ def backoff_delays(policy: ErrorPolicy, rng: Callable[[], float] = random.random
         jittered = min(policy.max_backoff_ms, base * (0.8 + 0.4 * rng()))
         delays.append(jittered / 1000.0)
     return delays
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether another attempt can succeed: not for an error that says the handler itself is wrong (an emit to
+    a topic its group does not declare), which goes straight to the on_error action."""
+    return not isinstance(exc, NOT_RETRYABLE)
 
 
 def dead_letter_headers(
@@ -114,7 +125,10 @@ class Failures:
         control: Control,
         counters: Counters,
         rng: Callable[[], float] = random.random,
+        watch: Any = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
+        """watch: marks the message whose handler runs (hangs.HangWatch), retries included."""
         self._group = group
         self._policy = policy
         self._handler = handler
@@ -127,7 +141,8 @@ class Failures:
         self._dlq_error = ""
         self._dlq_error_code = ""
         self._dlq_fit = ""  # "truncated" | "omitted" when the dead letter had to be made smaller
-        self.watch: Any = _Unwatched()  # marks the message whose handler runs (hung.py); set by the worker
+        self._watch = watch if watch is not None else _Unwatched()
+        self._clock = clock
 
     def hung_too_often(self, msg: Any, hangs: int) -> Outcome:
         """The handler hung on this event `hangs` times (hangs.py): fail it without calling the handler again."""
@@ -142,7 +157,7 @@ class Failures:
 
     def handler_failed(self, msg: Any, event: Any, exc: Exception) -> Outcome:
         """The handler raised: retry with backoff, then apply the on_error action."""
-        delays = backoff_delays(self._policy, self._rng)
+        delays = backoff_delays(self._policy, self._rng) if retryable(exc) else []
         tp = (msg.topic(), msg.partition())
         for attempt, delay in enumerate(delays, start=1):
             log.debug(
@@ -152,7 +167,7 @@ class Failures:
             if not self._wait(delay, tp):
                 return Outcome.DROPPED
             self._ctx._msg = msg
-            self.watch.current = msg
+            self._watch.current = msg
             self._counters.retried += 1
             try:
                 self._handler(event, self._ctx)
@@ -162,7 +177,7 @@ class Failures:
                 self._counters.handled += 1
                 return Outcome.HANDLED
             finally:
-                self.watch.current = None
+                self._watch.current = None
         attempts = f" after {len(delays) + 1} attempts" if delays else ""
         return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
 
@@ -274,13 +289,14 @@ class Failures:
 
     def _wait(self, seconds: float, tp: Partition) -> bool:
         """Sleep for a retry backoff in short slices; False when stopping or `tp` was revoked meanwhile."""
-        deadline = time.monotonic() + seconds
+        clock = self._clock
+        deadline = clock.monotonic() + seconds
         event = self._control.event
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return True
-            if event.wait(min(WAIT_SLICE, remaining)):
+            if clock.wait(event, min(WAIT_SLICE, remaining)):
                 return False
             self._membership.keep_alive()
             if tp in self._membership.revoked_in_batch:

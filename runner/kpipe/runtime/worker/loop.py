@@ -17,13 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
 from kpipe.runtime.handler import Handler, HandlerContext
+from kpipe.runtime.hangs import HangBook as HangCounts
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.serde import describe_validation_error
 from kpipe.runtime.worker.commit import CommitStrategy
 from kpipe.runtime.worker.failures import Failures, Outcome
 from kpipe.runtime.worker.health import ClusterHealth
-from kpipe.runtime.worker.membership import Membership
+from kpipe.runtime.worker.membership import Membership, Partition
 from kpipe.runtime.worker.state import Control, Counters
 
 # How often status is reported and the cluster's health checked.
@@ -72,6 +74,7 @@ class LoopParts:
         poll_timeout: float,
         housekeeping: Callable[[float], None],
         meter: WorkerMeter | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self._consumer = consumer
         self._handler = handler
@@ -86,27 +89,49 @@ class LoopParts:
         self._poll_timeout = poll_timeout
         self._housekeeping = housekeeping
         self._meter = meter
+        self._clock = clock
         self._timed = meter.timed(handler, _message_of) if meter is not None else handler
 
 
 class ConsumeLoop(LoopParts):
     """The sequential loop: one message at a time, one HandlerContext reused for every message."""
 
-    def __init__(self, *, ctx: HandlerContext, watch: Any = None, **parts: Any):
+    def __init__(self, *, ctx: HandlerContext, hang_counts: HangCounts, watch: Any = None, **parts: Any):
         super().__init__(**parts)
         self._ctx = ctx
-        # hung.HandlerWatch: `current` marks the message whose handler runs (a stand-in when none is given).
+        # hangs.HangWatch: `current` marks the message whose handler runs (a stand-in when none is given).
         self._watch = watch if watch is not None else _Unwatched()
-        # (topic, partition, offset) -> hangs, for events the handler hung on too often (hangs.py): not handed to
-        # it again. Refreshed on start and on each assignment; empty nearly always, so one truth test per message.
-        self.exhausted: dict[tuple[str, int, int], int] = {}
+        self._hang_counts = hang_counts
+        # (topic, partition, offset) -> hangs, for events the handler hung on too often (hang_counts.py): not
+        # handed to it again. Refreshed on start and on each assignment; empty nearly always, so one truth test
+        # per message.
+        self.exhausted: dict[tuple[str, int, int], int] = hang_counts.exhausted()
+
+    def describe(self) -> str:
+        return ""
+
+    # -- the rebalance path (Rebalance calls these from inside consume()) --------------------------------------
+
+    def on_assign(self, keys: Iterable[Partition]) -> None:
+        # An event another instance hung on may come with these partitions.
+        self.exhausted = self._hang_counts.exhausted()
+
+    def before_revoke(self, keys: Iterable[Partition]) -> None:
+        """Nothing is in flight between two messages: the strategy's commit on revocation has it all."""
+
+    def on_lost(self, keys: Iterable[Partition]) -> None:
+        """Messages of lost partitions left in the batch are skipped (Membership.revoked_in_batch)."""
+
+    def metrics(self) -> dict[str, Any]:
+        """No WorkerStatus fields of its own (in_flight, queued: the concurrent loop's)."""
+        return {}
 
     def run(self) -> None:
         """Consume until stopped."""
         consume = self._consumer.consume
         max_records = self._max_records
         timeout = self._poll_timeout
-        monotonic = time.monotonic
+        monotonic = self._clock.monotonic
         control = self._control
         membership = self._membership
         strategy = self._strategy

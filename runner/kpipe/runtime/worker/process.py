@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
-from kpipe.runtime.worker.core import GroupWorker
+from kpipe.runtime.worker.core import EmitTargets, GroupWorker, Hooks, Limits
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -28,8 +28,8 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     status_put = status_sender(status_queue)
     try:
         worker = build_worker(
-            spec, status_callback=status_put, on_stuck=exit_stuck, metrics=spec.metrics,
-            shutdown_timeout=spec.shutdown_timeout, state_dir=spec.state_dir, exit_process=_exit_now,
+            spec, hooks=Hooks(status=status_put, on_stuck=exit_stuck, exit_process=_exit_now),
+            limits=Limits(shutdown=spec.shutdown_timeout), metrics=spec.metrics, state_dir=spec.state_dir,
         )  # fmt: skip
     except KpipeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -93,8 +93,7 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
         models,
         handler,
         instance=spec.instance,
-        emit_key_fields=key_fields,
-        emit_models=emit_models,
+        emit_targets=EmitTargets(key_fields, emit_models),
         **options,
     )
 

@@ -19,7 +19,11 @@ from pydantic import BaseModel
 from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK
+from kpipe.runtime.protocol import (
+    WORKER_EXIT_DEAD_LETTER,
+    WORKER_EXIT_HALT,
+    WORKER_EXIT_OK,
+)
 from kpipe.runtime.worker import GroupWorker, Outside
 from kpipe.runtime.worker import concurrent as concurrent_loop
 
@@ -322,11 +326,59 @@ def test_a_dead_letter_that_is_not_delivered_halts_without_committing_it() -> No
 
     h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(6)]}, producer=FakeProducer(fail=True))
     h.thread.join(10)
-    assert h.code == WORKER_EXIT_CLUSTER
+    assert h.code == WORKER_EXIT_DEAD_LETTER  # as in the sequential loop
     assert h.worker.counters.failed == 1
     assert "dead-letter topic 't.dlq'" in (h.worker.error or "")
     assert h.consumer.committed_offset(0) == 2
     assert h.producer.sent == ["t.dlq"]
+
+
+class SizeLimitedProducer(FakeProducer):
+    """Refuses on delivery, as a broker does, what is larger than `limit` bytes (value and headers)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.written: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None):
+        size = len(value or b"") + sum(len(k) + len(v) for k, v in headers or [])
+
+        def deliver(err: Any, message: Any) -> None:
+            if size > self.limit:
+                err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")
+            else:
+                self.written.append({"topic": topic, "value": value, "headers": dict(headers or [])})
+            on_delivery(err, message)
+
+        super().produce(topic, value, key, headers, deliver)
+
+
+@pytest.mark.parametrize(("limit", "fit"), [(100_000, "truncated"), (4_000, "omitted")])
+def test_a_dead_letter_too_large_is_sent_smaller_by_the_concurrent_loop_too(limit: int, fit: str) -> None:
+    huge = Message(topic="t", partition=0, offset=0, key=b"k0", value=b"x" * 1_000_000)  # schema-invalid
+    producer = SizeLimitedProducer(limit)
+    handled: list[int] = []
+    h = Harness(lambda e, ctx: handled.append(e.n), {0: [huge, *[msg(0, i, f"k{i}") for i in range(1, 4)]]},
+                producer=producer)  # fmt: skip
+    try:
+        wait_for(lambda: h.worker.dead_lettered == 1 and len(handled) == 3, 5)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    assert sorted(handled) == [1, 2, 3] and h.consumer.committed_offset(0) == 4
+    [written] = producer.written
+    assert written["topic"] == "t.dlq" and written["headers"]["kpipe.payload"] == fit.encode()
+    assert written["headers"]["kpipe.payload.size"] == b"1000000"
+    assert written["value"] == (b"x" * 16384 if fit == "truncated" else None)
+
+
+def test_a_dead_letter_refused_even_without_payload_halts_the_concurrent_loop() -> None:
+    huge = Message(topic="t", partition=0, offset=0, key=b"k0", value=b"x" * 1_000_000)
+    h = Harness(lambda e, ctx: None, {0: [huge, msg(0, 1, "k1")]}, producer=SizeLimitedProducer(10))
+    h.thread.join(10)
+    assert h.code == WORKER_EXIT_DEAD_LETTER
+    assert "refused even without its payload: MSG_SIZE_TOO_LARGE" in (h.worker.error or "")
+    assert h.consumer.committed_offset(0) is None
 
 
 def test_a_full_buffer_pauses_new_partitions_too() -> None:

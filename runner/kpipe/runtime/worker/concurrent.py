@@ -111,6 +111,7 @@ class ConcurrentLoop(LoopParts):
             completions=self._completions, control=self._control, counters=self._counters, rng=rng,
             finish=self._finish, give_up=self._give_up, is_current=self._tracker.is_current,
             submit=self._executor.submit, watch_slow=timeout is not None and not self.is_async, timeout=timeout,
+            clock=self._clock,
         )  # fmt: skip
         # Events started and not finished or given up yet, per partition.
         self._running: dict[Partition, int] = {}
@@ -234,7 +235,7 @@ class ConcurrentLoop(LoopParts):
             work.state = _RUNNING
             ready.append(work)
         if self._errors.watch_slow:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             self._errors.slow.update((w.seq, (now, w)) for w in ready)
         if self._meter is not None and ready:
             self._time(ready)
@@ -290,8 +291,11 @@ class ConcurrentLoop(LoopParts):
                 self._control.halt(WORKER_EXIT_CLUSTER, reason)
             elif work.state is _HANDLED and work.acks >= work.emits:
                 self._finish(work)
-        elif kind == DLQ and work.state is _DLQ_WAIT:
-            self._errors.dead_letter_done(work, error)
+        elif kind == DLQ:
+            if work.state is _DLQ_WAIT:
+                self._errors.dead_letter_done(work, error)
+            else:
+                self._errors.forget_dead_letter(work)  # given up meanwhile (revoked, stopping)
 
     def _finish(self, work: Work) -> None:
         """The event is processed: what became committable by it goes to the commit strategy."""

@@ -163,7 +163,7 @@ class GroupWorker:
         self._limited = RateLimitedLog(log)
         bootstrap = self.consumer_config.get("bootstrap.servers")
         self._health = ClusterHealth(bootstrap, limits.cluster, self._control, self._limited, self.counters)
-        self._watchdog = Watchdog(self.group, limits.cluster, hooks.on_stuck)
+        self._watchdog = Watchdog(self.group, limits.cluster, hooks.on_stuck, outside.clock)
         self._report_lock = threading.Lock()  # the watchdog thread reports too
         self._hangs = HangBook(state_dir, self.group)
         self._watch = HandlerWatch(

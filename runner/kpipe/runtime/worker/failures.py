@@ -30,7 +30,7 @@ from kpipe.errors import UndeclaredEmit
 from kpipe.redaction import redact
 from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
-from kpipe.runtime.dead_letters import H_PAYLOAD, TOO_LARGE, smaller_dead_letters
+from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
 from kpipe.runtime.handler import Handler, HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HALT
 from kpipe.runtime.serde import truncate
@@ -105,6 +105,29 @@ def dead_letter_headers(
         (H_GROUP, group.encode()),
     ]
     return headers
+
+
+def dead_letter_of(msg: Any, error_type: str, text: str, group: str) -> DeadLetter:
+    """The dead letter of a message that failed: its value and key as read, with dead_letter_headers."""
+    headers = dead_letter_headers(
+        msg.topic(), msg.partition(), msg.offset(), error_type, text, group, msg.headers()
+    )
+    return DeadLetter(msg.value(), msg.key(), headers)
+
+
+def send_dead_letter(producer: Any, topic: str, letter: DeadLetter, on_delivery: Any) -> KafkaError | None:
+    """Hand one version of a dead letter to the producer (waiting for room when its queue is full); the error
+    when the client refuses it at once (too large, unknown topic), else None: the ack comes to on_delivery."""
+    try:
+        try:
+            producer.produce(topic, letter.value, letter.key, headers=letter.headers, on_delivery=on_delivery)
+        except BufferError:
+            produce_when_room(
+                producer, topic, letter.value, letter.key, headers=letter.headers, on_delivery=on_delivery
+            )
+    except KafkaException as exc:
+        return exc.args[0]
+    return None
 
 
 class _Unwatched:
@@ -226,38 +249,31 @@ class Failures:
         """Write the message to the dead-letter topic and wait for the ack: True delivered, False failed,
         None when the partition was revoked or shutdown gave up waiting (the message stays uncommitted).
 
-        A dead letter refused as too large is sent again smaller (dead_letters.py): payload truncated, then
-        omitted, with the original's size, hash and coordinates in headers. `self._dlq_fit` says which."""
+        A dead letter refused as too large is sent again smaller (dead_letters.DeadLetter): payload truncated,
+        then omitted, with the original's size, hash and coordinates in headers. `self._dlq_fit` says which."""
         topic = self._policy.dead_letter_topic
         assert topic is not None and self._producer is not None
-        value, key = msg.value(), msg.key()
-        headers = dead_letter_headers(
-            msg.topic(), msg.partition(), msg.offset(), error_type, text, self._group, msg.headers()
-        )
+        letter = dead_letter_of(msg, error_type, text, self._group)
         tp = (msg.topic(), msg.partition())
-        smaller = None
         self._dlq_fit = ""
+        shrunk = False
         while True:
-            sent = self._send_dead_letter(topic, value, key, headers, tp)
+            sent = self._send_dead_letter(topic, letter, tp)
             if sent is not False:
+                self._dlq_fit = letter.fit
                 return sent
-            if self._dlq_error_code not in TOO_LARGE:
+            if not letter.shrink(self._dlq_error_code):
+                if self._dlq_error_code in TOO_LARGE:
+                    self._dlq_error = f"refused even without its payload: {self._dlq_error}"
                 return False
-            if smaller is None:
-                size = len(msg.value() or b"")
-                smaller = smaller_dead_letters(msg.value(), msg.key(), headers)
+            if not shrunk:
+                shrunk = True
                 log.warning(
                     "dead letter for %s[%d]@%d (%d bytes) refused as too large by '%s' (%s); sending it smaller",
-                    tp[0], tp[1], msg.offset(), size, topic, self._dlq_error,
+                    tp[0], tp[1], msg.offset(), len(msg.value() or b""), topic, self._dlq_error,
                 )  # fmt: skip
-            version = next(smaller, None)
-            if version is None:
-                self._dlq_error = f"refused even without its payload: {self._dlq_error}"
-                return False
-            value, key, headers = version
-            self._dlq_fit = dict(headers)[H_PAYLOAD].decode()
 
-    def _send_dead_letter(self, topic: str, value: Any, key: Any, headers: Any, tp: Partition) -> bool | None:
+    def _send_dead_letter(self, topic: str, letter: DeadLetter, tp: Partition) -> bool | None:
         """One attempt: True acknowledged, False refused (self._dlq_error and _code say why), None dropped."""
         producer = self._producer
         result: list[KafkaError | None] = []
@@ -265,14 +281,9 @@ class Failures:
         def on_delivery(err: KafkaError | None, _msg: Any) -> None:
             result.append(err)
 
-        try:
-            try:
-                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-            except BufferError:
-                produce_when_room(producer, topic, value, key, headers=headers, on_delivery=on_delivery)
-        except KafkaException as exc:
-            err = exc.args[0]
-            self._dlq_error, self._dlq_error_code = f"{err.name()}: {err.str()}", err.name()
+        error = send_dead_letter(producer, topic, letter, on_delivery)
+        if error is not None:
+            self._dlq_error, self._dlq_error_code = f"{error.name()}: {error.str()}", error.name()
             return False
         while not result:
             producer.poll(WAIT_SLICE)

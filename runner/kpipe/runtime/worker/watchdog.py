@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -23,8 +24,15 @@ CHECK_INTERVAL = 0.5
 
 
 class Watchdog:
-    def __init__(self, group: str, limit: float, on_stuck: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        group: str,
+        limit: float,
+        on_stuck: Callable[[str], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
         self._group = group
+        self._clock = clock
         self._limit = limit
         self._on_stuck = on_stuck
         self._since: float | None = None
@@ -39,7 +47,7 @@ class Watchdog:
     @contextmanager
     def blocking(self, what: str) -> Iterator[None]:
         """Mark a call that may block inside librdkafka, e.g. `with watchdog.blocking("commit"): ...`."""
-        self._what, self._since = what, time.monotonic()
+        self._what, self._since = what, self._clock.monotonic()
         try:
             yield
         finally:
@@ -56,11 +64,11 @@ class Watchdog:
         while not self._done.wait(CHECK_INTERVAL):
             for check in self._checks:
                 try:
-                    check(time.monotonic())
+                    check(self._clock.monotonic())
                 except Exception:  # a check's bug must not end the watchdog
                     log.exception("consumer group '%s': watchdog check failed", self._group)
             since = self._since
-            if since is None or time.monotonic() - since < self._limit or since == reported:
+            if since is None or self._clock.monotonic() - since < self._limit or since == reported:
                 continue
             reported = since
             reason = (

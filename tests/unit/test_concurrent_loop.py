@@ -22,6 +22,7 @@ from kpipe.compilation.compiler import commit_settings
 from kpipe.runtime.protocol import (
     WORKER_EXIT_DEAD_LETTER,
     WORKER_EXIT_HALT,
+    WORKER_EXIT_HUNG,
     WORKER_EXIT_OK,
 )
 from kpipe.runtime.worker import GroupWorker, Outside
@@ -150,7 +151,8 @@ class Harness:
     def __init__(self, handler: Any, messages: dict[int, list[Message]], *, concurrency: int = 8,
                  strategy: str = "batch", action: str = "dead_letter", retries: int = 0, backoff_ms: int = 1,
                  batch_size: int = 1000, producer: FakeProducer | None = None, ordering: str = "key",
-                 client: dict[str, str] | None = None, metrics: bool = False):  # fmt: skip
+                 client: dict[str, str] | None = None, metrics: bool = False,
+                 timeout_ms: int | None = None):  # fmt: skip
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=60_000)  # type: ignore[arg-type]
         conf = {
             "bootstrap.servers": "unused:9092",
@@ -161,7 +163,7 @@ class Harness:
         settings = ConsumerGroupSettings(
             group_id="g", topics=("t",), handler="m:f", instances=1, commit=commit,
             on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms),  # type: ignore[arg-type]
-                                 "t.dlq" if action == "dead_letter" else None),
+                                 "t.dlq" if action == "dead_letter" else None, timeout_ms),
             client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
             producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
             concurrency=concurrency, ordering=ordering,  # type: ignore[arg-type]
@@ -379,6 +381,73 @@ def test_a_dead_letter_refused_even_without_payload_halts_the_concurrent_loop() 
     assert h.code == WORKER_EXIT_DEAD_LETTER
     assert "refused even without its payload: MSG_SIZE_TOO_LARGE" in (h.worker.error or "")
     assert h.consumer.committed_offset(0) is None
+
+
+def test_a_sync_call_past_its_timeout_is_abandoned_and_its_key_goes_on() -> None:
+    release = threading.Event()
+    handled: list[tuple[int, int]] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        if (ctx.partition, ctx.offset) == (0, 0):
+            release.wait(30)  # hangs: never returns in time
+        handled.append((ctx.partition, ctx.offset))
+
+    # Key "a" on partition 0: offset 0 hangs, offsets 1-2 wait behind it; partition 1 never waits.
+    messages = {0: [msg(0, i, "a") for i in range(3)], 1: [msg(1, i, f"b{i}") for i in range(3)]}
+    h = Harness(handle, messages, concurrency=4, timeout_ms=200, producer=FakeProducer())
+    try:
+        wait_for(lambda: (1, 2) in handled and (0, 2) in handled, 10, message=lambda: f"handled {handled}")
+        status = h.worker.status()
+        assert status.abandoned == 1 and status.state == "running"
+        wait_for(lambda: h.worker.dead_lettered == 1, 5)
+        assert h.producer.sent == ["t.dlq"]
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+    assert h.consumer.committed_offset(0) == 3 and h.consumer.committed_offset(1) == 3
+    assert (0, 0) not in handled[: handled.index((0, 2))]
+
+
+def test_more_abandoned_threads_than_the_concurrency_restart_the_worker() -> None:
+    release = threading.Event()
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.offset < 3:
+            release.wait(30)
+
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(5)]}, concurrency=2, timeout_ms=100)
+    try:
+        h.thread.join(20)
+        assert h.code == WORKER_EXIT_HUNG
+        assert "its thread is abandoned (3 so far, a restart after 2)" in (h.worker.error or "")
+    finally:
+        release.set()
+
+
+def test_an_instance_holding_events_it_does_not_finish_reports_itself_stalled() -> None:
+    release = threading.Event()
+    h = Harness(lambda e, ctx: release.wait(30), {0: [msg(0, 0, "a")]}, concurrency=2, timeout_ms=60_000)
+    try:
+        wait_for(lambda: h.worker.status().in_flight == 1, 5)
+        assert h.worker.status().stalled is None  # within its hang limit (on_error.timeout_ms)
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+
+
+def test_stall_watch_reports_unfinished_events_without_progress_for_the_hang_limit() -> None:
+    from kpipe.runtime.worker.hung import StallWatch
+
+    watch = StallWatch(timeout_ms=None)  # 30 s without a timeout
+    assert watch.check(finished=5, unfinished=2, now=100.0) is None
+    assert watch.check(finished=5, unfinished=2, now=129.0) is None
+    assert watch.check(finished=5, unfinished=2, now=131.0) == "2 events unfinished, none finished for 31 s"
+    assert watch.check(finished=6, unfinished=2, now=132.0) is None  # progress: the clock starts again
+    assert watch.check(finished=6, unfinished=0, now=200.0) is None  # nothing held: not stalled
+    assert StallWatch(timeout_ms=500).check(finished=0, unfinished=1, now=0.0) is None
+    short = StallWatch(timeout_ms=500)
+    short.check(finished=0, unfinished=1, now=0.0)
+    assert short.check(finished=0, unfinished=1, now=0.6) == "1 event unfinished, none finished for 1 s"
 
 
 def test_a_full_buffer_pauses_new_partitions_too() -> None:

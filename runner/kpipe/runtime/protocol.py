@@ -24,6 +24,10 @@ WORKER_EXIT_HUNG = (
 )
 WORKER_EXIT_HALT = 78  # do not restart: invalid project, handler import failed, or on_error: stop was hit
 
+# A running worker reports its status at least every 2 s, also while a handler call runs long: a worker silent
+# for this long is stale (frozen: SIGSTOP, or a handler holding the GIL), and not ready.
+STALE_AFTER = 15.0
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -132,6 +136,11 @@ class WorkerStatus:
     in_flight: int = 0
     queued: int = 0
     oldest_unfinished: tuple[tuple[str, int, int], ...] = field(default=())
+    # Handler threads left running past on_error.timeout_ms (concurrent sync handlers; they cannot be stopped).
+    abandoned: int = 0
+    # Holding unfinished events, none finished for the group's hang limit: "2 events unfinished, none finished
+    # for 31 s" (on_error.timeout_ms, or 30 s without one). The instance is not ready while this is set.
+    stalled: str | None = None
     # Everything a worker counts for metrics; None from a worker that does not count them.
     counters: WorkerCounters | None = None
     # Consumer lag per assigned partition, (topic, partition, lag), from librdkafka's statistics.

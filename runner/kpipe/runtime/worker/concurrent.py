@@ -111,6 +111,7 @@ class ConcurrentLoop(LoopParts):
             completions=self._completions, control=self._control, counters=self._counters, rng=rng,
             finish=self._finish, give_up=self._give_up, is_current=self._tracker.is_current,
             submit=self._executor.submit, watch_slow=timeout is not None and not self.is_async, timeout=timeout,
+            abandon=self._executor.abandon, abandon_limit=settings.concurrency,
             clock=self._clock,
         )  # fmt: skip
         # Events started and not finished or given up yet, per partition.
@@ -188,7 +189,7 @@ class ConcurrentLoop(LoopParts):
                 next_status = now + STATUS_INTERVAL
                 self._housekeeping(now)
                 if errors.slow:
-                    errors.report_slow(now)
+                    errors.check_slow(now)
             if membership.paused and not sched.paused:
                 membership.resume()  # a long wait (emits settling) paused everything to keep the membership
 
@@ -405,5 +406,6 @@ class ConcurrentLoop(LoopParts):
         return {
             "in_flight": self._scheduler.in_flight,
             "queued": self._scheduler.queued,
+            "abandoned": self._errors.abandoned,
             "oldest_unfinished": tuple(sorted((t, p, o) for (t, p), o in oldest.items())),
         }

@@ -36,7 +36,7 @@ from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
 from kpipe.runtime.worker.health import ClusterHealth
-from kpipe.runtime.worker.hung import HandlerWatch
+from kpipe.runtime.worker.hung import HandlerWatch, StallWatch
 from kpipe.runtime.worker.loop import STATUS_INTERVAL, ConsumeLoop, Validators
 from kpipe.runtime.worker.membership import Membership
 from kpipe.runtime.worker.rebalance import Rebalance
@@ -170,6 +170,7 @@ class GroupWorker:
             self.group, settings.on_error.timeout_ms, self._hangs, self._control, limits.shutdown,
             self._leave, self._report,
         )  # fmt: skip
+        self._stall = StallWatch(settings.on_error.timeout_ms)
         self._engine: _Engine | None = None  # built by run(), once the clients exist
         self._reported_at = 0.0
 
@@ -220,6 +221,13 @@ class GroupWorker:
 
     def status(self) -> WorkerStatus:
         engine = self._engine
+        loop_fields = engine.loop.metrics() if engine is not None else {}
+        counters = self.counters
+        unfinished = loop_fields.get("in_flight", 0) + (1 if self._watch.current is not None else 0)
+        stalled = self._stall.check(
+            counters.handled + counters.dead_lettered + counters.skipped, unfinished,
+            self._outside.clock.monotonic(),
+        )  # fmt: skip
         return WorkerStatus(
             group=self.group,
             instance=self.instance,
@@ -229,8 +237,9 @@ class GroupWorker:
             error=self.error,
             joining=self.state == "running" and engine is not None and engine.membership.joining,
             busy=self._watch.busy if self._watch.current is not None else None,
-            **self.counters.status_fields(self.meter),
-            **(engine.loop.metrics() if engine is not None else {}),
+            stalled=stalled,
+            **counters.status_fields(self.meter),
+            **loop_fields,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """What the concurrent loop (concurrent.py) does with an event that failed: retry it after its backoff, dead-
 letter it without waiting, or hand it to the sequential worker's Failures for skip and stop; and, for sync
-handlers with on_error.timeout_ms, report calls running over it (they cannot be cancelled).
+handlers with on_error.timeout_ms, abandon calls running over it (they cannot be cancelled): the event fails
+as a `timeout`, and too many abandoned threads restart the worker.
 
 A failed event keeps its key blocked and its slot held until it is done. Only the consumer thread calls this.
 """
@@ -17,8 +18,9 @@ from kpipe.compilation.compiled import ErrorPolicy
 from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
 from kpipe.runtime.concurrent.scheduler import Work
 from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
-from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER
+from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HUNG
 from kpipe.runtime.worker.failures import (
+    WHAT_FAILED,
     Failures,
     Outcome,
     backoff_delays,
@@ -54,8 +56,12 @@ class EventFailures:
         submit: Callable[[list[Work]], None],
         watch_slow: bool,
         timeout: float | None,
+        abandon: Callable[[], None] = lambda: None,
+        abandon_limit: int = 0,
         clock: Clock = SYSTEM_CLOCK,
     ):
+        """abandon(): the executor replaces a thread left running past the timeout; abandon_limit: how many
+        may be left running before the worker restarts."""
         self._group = group
         self._policy = policy
         self._failures = failures
@@ -70,6 +76,9 @@ class EventFailures:
         self._submit = submit
         self._timeout = timeout
         self._clock = clock
+        self._abandon = abandon
+        self._abandon_limit = abandon_limit
+        self.abandoned = 0
         # Dead letters waiting for their acknowledgement, by Work.seq.
         self._dead_letters: dict[int, DeadLetter] = {}
         # (due, seq, work) of failed events waiting for their retry.
@@ -129,7 +138,7 @@ class EventFailures:
             self._counters.failed += 1  # (skip and stop are counted by Failures)
             work.state = DLQ_WAIT
             letter = self._dead_letters[work.seq] = dead_letter_of(msg, error_type, text, self._group)
-            what = "schema-invalid event" if error_type == "schema" else "handler failed"
+            what = WHAT_FAILED.get(error_type, "handler failed")
             log.warning("%s %s%s: %s; dead-lettering to '%s'", what, where(msg), attempts, text[:300], dlq)
             self._send(work, letter)
             return
@@ -179,16 +188,31 @@ class EventFailures:
         self._control.halt(WORKER_EXIT_DEAD_LETTER, reason)
         return False
 
-    def report_slow(self, now: float) -> None:
+    def check_slow(self, now: float) -> None:
+        """Sync calls running past on_error.timeout_ms: each is abandoned (its thread keeps running, counted;
+        the pool replaces it) and its event goes through on_error as a `timeout` failure, so the later events
+        of its key proceed. Past `abandon_limit` abandoned threads the worker stops for a restart (exit code
+        HUNG), committing what finished."""
         limit = self._timeout or 0.0
         for seq, (started, work) in list(self.slow.items()):
-            if now - started > limit:
-                del self.slow[seq]  # once per call
-                log.warning(
-                    "handler for %s has run for over %g ms (on_error.timeout_ms); a sync handler cannot be "
-                    "cancelled: the events of its key wait, and it is not committed until it returns",
-                    where(work.payload), limit * 1000,
-                )  # fmt: skip
+            if now - started <= limit:
+                continue
+            del self.slow[seq]  # once per call
+            if work.state is not RUNNING:
+                continue
+            self._abandon()
+            self.abandoned += 1
+            text = (
+                f"the handler ran for over {limit * 1000:g} ms (on_error.timeout_ms); its thread is abandoned "
+                f"({self.abandoned} so far, a restart after {self._abandon_limit})"
+            )
+            if self.abandoned > self._abandon_limit:
+                reason = f"handler hung on {where(work.payload)}: {text}"
+                log.error("%s; stopping for a restart, committing what finished", reason)
+                self._give_up(work)
+                self._control.halt(WORKER_EXIT_HUNG, reason)
+                return
+            self.dispose(work, "timeout", text)
 
 
 def where(msg: Any) -> str:

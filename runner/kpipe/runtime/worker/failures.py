@@ -48,6 +48,9 @@ H_ERROR_TYPE = "kpipe.error.type"
 H_ERROR_MESSAGE = "kpipe.error.message"
 H_GROUP = "kpipe.group"
 
+# How a log line names what failed, by error type (the kpipe.error.type header of a dead letter).
+WHAT_FAILED = {"schema": "schema-invalid event", "timeout": "handler hung"}
+
 # Handler errors that fail the same way every time.
 NOT_RETRYABLE: tuple[type[BaseException], ...] = (UndeclaredEmit,)
 
@@ -212,7 +215,7 @@ class Failures:
     def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
         self._counters.failed += 1
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-        what = {"schema": "schema-invalid event", "timeout": "handler hung"}.get(error_type, "handler failed")
+        what = WHAT_FAILED.get(error_type, "handler failed")
         dlq = self._policy.dead_letter_topic
         action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
         if action == "dead_letter" and dlq:

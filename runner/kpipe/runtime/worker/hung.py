@@ -129,3 +129,26 @@ class HandlerWatch:
             self.current = None  # said once
             self._seen = None
             self._leave(WORKER_EXIT_HUNG, reason)
+
+
+class StallWatch:
+    """Whether a worker holds unfinished events yet finished none for its hang limit (on_error.timeout_ms, or
+    STILL_RUNNING_EVERY without one): sampled at each status report; the supervisor's /readyz shows it."""
+
+    def __init__(self, timeout_ms: int | None):
+        self.limit = timeout_ms / 1000.0 if timeout_ms else STILL_RUNNING_EVERY
+        self._finished = -1
+        self._since = 0.0
+
+    def check(self, finished: int, unfinished: int, now: float) -> str | None:
+        """finished: events finished so far (handled, dead-lettered, skipped); unfinished: events started and
+        not finished now. The text for WorkerStatus.stalled, or None."""
+        if not unfinished or finished != self._finished:
+            self._finished, self._since = finished, now
+            return None
+        idle = now - self._since
+        if idle < self.limit:
+            return None
+        return (
+            f"{unfinished} event{'' if unfinished == 1 else 's'} unfinished, none finished for {idle:.0f} s"
+        )

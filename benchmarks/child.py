@@ -83,7 +83,7 @@ def kpipe_worker(job: dict, handler: Any) -> Any:
     """The GroupWorker of group bench-<strategy>, compiled as `kpipe run -X ...` would, on a fresh group.
     With job["metrics"]: measuring, and with statistics every second, as `kpipe run --metrics-port` runs it."""
     from kpipe.compilation.compiled import ClientConfig
-    from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
+    from kpipe.compilation.compiler import STATISTICS_INTERVAL_MS
     from kpipe.runtime.worker import GroupWorker, Limits
 
     overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}

@@ -8,14 +8,13 @@ import asyncio
 import json
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message, TopicPartition
 from pydantic import BaseModel
 
+from fakes import FakeConsumer, FakeProducer
 from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
@@ -37,112 +36,6 @@ class Event(BaseModel):
 def msg(partition: int, offset: int, key: str) -> Message:
     value = json.dumps({"key": key, "n": offset}).encode()
     return Message(topic="t", partition=partition, offset=offset, key=key.encode(), value=value)
-
-
-class FakeConsumer:
-    """confluent_kafka.Consumer's part the loop uses: partitions t[0..] assigned on the first poll, their
-    messages delivered in order (none from paused partitions), commits recorded. The test drives rebalances
-    with revoke()/lose(), which run the callbacks inside the next consume(), as librdkafka does."""
-
-    def __init__(self, messages: dict[int, list[Message]]):
-        self.pending = {p: deque(ms) for p, ms in messages.items()}
-        self.assigned = [TopicPartition("t", p) for p in messages]
-        self.paused: set[int] = set()
-        self.commits: list[list[tuple[int, int]]] = []
-        self._callbacks: dict[str, Any] = {}
-        self._started = False
-        self._rebalance: list[Callable[[], None]] = []
-
-    def build(self, config: dict[str, Any]) -> FakeConsumer:
-        return self
-
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        self._callbacks = callbacks
-
-    def revoke(self, partitions: list[int]) -> None:
-        tps = [TopicPartition("t", p) for p in partitions]
-        self._rebalance.append(lambda: self._take_away("on_revoke", tps))
-
-    def lose(self, partitions: list[int]) -> None:
-        tps = [TopicPartition("t", p) for p in partitions]
-        self._rebalance.append(lambda: self._take_away("on_lost", tps))
-
-    def _take_away(self, callback: str, tps: list[TopicPartition]) -> None:
-        self._callbacks[callback](self, tps)
-        gone = {tp.partition for tp in tps}
-        self.assigned = [tp for tp in self.assigned if tp.partition not in gone]
-
-    def consume(self, n: int, timeout: float) -> list:
-        if not self._started:
-            self._started = True
-            self._callbacks["on_assign"](self, list(self.assigned))
-        while self._rebalance:
-            self._rebalance.pop(0)()
-        out: list[Message] = []
-        for tp in self.assigned:
-            queue = self.pending[tp.partition]
-            while queue and len(out) < n and tp.partition not in self.paused:
-                out.append(queue.popleft())
-        if not out and timeout:
-            time.sleep(min(timeout, 0.01))
-        return out
-
-    def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
-        if offsets is None:
-            return []
-        self.commits.append(sorted((tp.partition, tp.offset) for tp in offsets))
-        return offsets
-
-    def committed_offset(self, partition: int) -> int | None:
-        found = [o for commit in self.commits for p, o in commit if p == partition]
-        return max(found) if found else None
-
-    def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
-        self.commits.append([(message.partition(), message.offset() + 1)])
-
-    def assignment(self) -> list[TopicPartition]:
-        return list(self.assigned)
-
-    def pause(self, tps: list[TopicPartition]) -> None:
-        self.paused |= {tp.partition for tp in tps}
-
-    def resume(self, tps: list[TopicPartition]) -> None:
-        self.paused -= {tp.partition for tp in tps}
-
-    def close(self) -> None:
-        pass
-
-
-class FakeProducer:
-    """Acks (or fails) what was produced on the next poll/flush."""
-
-    def __init__(self, fail: bool = False):
-        self.fail = fail
-        self.sent: list[str] = []
-        self._waiting: list[Any] = []
-        self._lock = threading.Lock()
-
-    def build(self, config: dict[str, Any]) -> FakeProducer:
-        return self
-
-    def produce(self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None):
-        with self._lock:
-            self.sent.append(topic)
-            self._waiting.append((on_delivery, topic))
-
-    def poll(self, timeout: float = 0) -> int:
-        with self._lock:
-            waiting, self._waiting = self._waiting, []
-        for callback, topic in waiting:
-            callback(KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail else None, Message(topic=topic))
-        return len(waiting)
-
-    def flush(self, timeout: float = 0) -> int:
-        self.poll()
-        return 0
-
-    def __len__(self) -> int:
-        return len(self._waiting)
 
 
 class Harness:
@@ -261,7 +154,7 @@ def test_per_message_commits_the_prefix_once_per_turn_not_once_per_event() -> No
         wait_for(lambda: h.worker.handled == 500 and h.consumer.committed_offset(0) == 500, 10)
     finally:
         assert h.stop() == WORKER_EXIT_OK
-    offsets = [o for commit in h.consumer.commits for _p, o in commit]
+    offsets = [o for commit in h.consumer.commits for _t, _p, o in commit]
     assert offsets == sorted(offsets)  # never backwards
     assert len(offsets) < 500
 
@@ -304,7 +197,7 @@ def test_an_undeclared_emit_is_not_retried_by_the_concurrent_loop_either() -> No
     finally:
         assert h.stop() == WORKER_EXIT_OK
     assert sorted(attempts) == [0, 1, 2]
-    assert h.producer.sent == ["t.dlq"]
+    assert h.producer.topics() == ["t.dlq"]
     assert h.worker.status().totals().retried == 0
     assert h.consumer.committed_offset(0) == 3
 
@@ -332,7 +225,7 @@ def test_a_dead_letter_that_is_not_delivered_halts_without_committing_it() -> No
     assert h.worker.counters.failed == 1
     assert "dead-letter topic 't.dlq'" in (h.worker.error or "")
     assert h.consumer.committed_offset(0) == 2
-    assert h.producer.sent == ["t.dlq"]
+    assert h.producer.topics() == ["t.dlq"]
 
 
 class SizeLimitedProducer(FakeProducer):
@@ -400,7 +293,7 @@ def test_a_sync_call_past_its_timeout_is_abandoned_and_its_key_goes_on() -> None
         status = h.worker.status()
         assert status.abandoned == 1 and status.state == "running"
         wait_for(lambda: h.worker.dead_lettered == 1, 5)
-        assert h.producer.sent == ["t.dlq"]
+        assert h.producer.topics() == ["t.dlq"]
     finally:
         release.set()
         assert h.stop() == WORKER_EXIT_OK
@@ -459,12 +352,12 @@ def test_a_full_buffer_pauses_new_partitions_too() -> None:
     # concurrency 1, max_poll_records 500: the buffer (500) fills from partition 0 and stays full.
     h = Harness(handle, {0: [msg(0, i, "k") for i in range(600)], 1: [msg(1, 0, "k")]}, concurrency=2)
     try:
-        wait_for(lambda: h.consumer.paused == {0, 1}, 5)
+        wait_for(lambda: h.consumer.paused_now == {("t", 0), ("t", 1)}, 5)
         # As a rebalance would, mid-pause.
-        h.consumer._callbacks["on_assign"](h.consumer, [TopicPartition("t", 2)])
-        assert h.consumer.paused == {0, 1, 2}
+        h.consumer.assign_now([TopicPartition("t", 2)])
+        assert h.consumer.paused_now == {("t", 0), ("t", 1), ("t", 2)}
         release.set()
-        wait_for(lambda: h.consumer.paused == set(), 10)
+        wait_for(lambda: h.consumer.paused_now == set(), 10)
     finally:
         release.set()
         h.stop()
@@ -512,10 +405,12 @@ def test_a_keep_alive_pause_does_not_outlive_a_revocation() -> None:
     h = Harness(handle, {0: [msg(0, 0, "a")], 1: [msg(1, 0, "b")]}, concurrency=1, retries=1, backoff_ms=3000,
                 client={"max.poll.interval.ms": "300"})  # fmt: skip
     try:
-        wait_for(lambda: h.consumer.paused == {0, 1}, 5)  # the retry's backoff keeps the membership
+        wait_for(
+            lambda: h.consumer.paused_now == {("t", 0), ("t", 1)}, 5
+        )  # the retry's backoff keeps the membership
         h.consumer.revoke([0])
         wait_for(lambda: ("t", 0) not in h.worker.assigned, 5)
-        assert 0 not in h.consumer.paused
+        assert ("t", 0) not in h.consumer.paused_now
     finally:
         assert h.stop() == WORKER_EXIT_OK
 
@@ -532,11 +427,13 @@ def test_a_stuck_event_bounds_what_is_held_for_commits() -> None:
     # concurrency 2, max_poll_records 500: a buffer of 500, so at most 2,000 events held.
     h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(3000)]}, concurrency=2)
     try:
-        wait_for(lambda: h.consumer.paused == {0}, 10, message=lambda: f"handled {h.worker.handled}")
+        wait_for(
+            lambda: h.consumer.paused_now == {("t", 0)}, 10, message=lambda: f"handled {h.worker.handled}"
+        )
         assert 1500 <= h.worker.handled < 2000 + 500  # the bound, plus at most the fetch that crossed it
         assert h.consumer.committed_offset(0) is None  # nothing passes the stuck offset 0
         release.set()
-        wait_for(lambda: h.worker.handled == 3000 and h.consumer.paused == set(), 10)
+        wait_for(lambda: h.worker.handled == 3000 and h.consumer.paused_now == set(), 10)
     finally:
         release.set()
         assert h.stop() == WORKER_EXIT_OK

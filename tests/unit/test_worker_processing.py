@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from pydantic import BaseModel
 
+from fakes import FakeConsumer, FakeProducer
 from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
@@ -32,109 +33,6 @@ ASSIGNMENT = [TopicPartition("t", 0), TopicPartition("t", 1)]
 class Event(BaseModel):
     key: str
     n: int
-
-
-class FakeConsumer:
-    """Stands in for confluent_kafka.Consumer: assigns partitions t[0] and t[1] on the first poll, delivers
-    the batches it is given (a number instead of a batch: that many seconds without messages), then calls
-    `when_idle` (the harness stops the worker there). Keep-alive polls (timeout 0) deliver nothing."""
-
-    def __init__(self) -> None:
-        self.config: dict[str, Any] | None = None
-        self.batches: list[Any] = []
-        self.when_idle: Callable[[], None] = lambda: None
-        self.stored: list[tuple[str, int, int]] = []
-        self.commits: list[list[tuple[str, int, int]]] = []
-        self.paused: list[TopicPartition] = []
-        self.resumed: list[TopicPartition] = []
-        self.paused_now: set[tuple[str, int]] = set()
-        self.keepalive_polls = 0
-        self.closed = False
-        self._callbacks: dict[str, Any] = {}
-
-    def build(self, config: dict[str, Any]) -> FakeConsumer:  # the consumer factory
-        self.config = config
-        return self
-
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        self._callbacks = callbacks
-
-    def consume(self, n: int, timeout: float) -> list:
-        if "assigned" not in self._callbacks:
-            self._callbacks["assigned"] = True
-            self._callbacks["on_assign"](self, ASSIGNMENT)
-        if timeout == 0:
-            self.keepalive_polls += 1
-            return []
-        if not self.batches:
-            self.when_idle()
-            return []
-        batch = self.batches.pop(0)
-        if isinstance(batch, int | float):
-            time.sleep(batch)
-            return []
-        return batch
-
-    def revoke(self, partitions: list[TopicPartition]) -> None:
-        """What librdkafka does in a poll when the group takes partitions away."""
-        self._callbacks["on_revoke"](self, partitions)
-
-    def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
-        self.stored.append((message.topic(), message.partition(), message.offset() + 1))
-
-    def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
-        if offsets is None:  # auto: commit the offset store
-            return []
-        self.commits.append(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
-        return offsets
-
-    def assignment(self) -> list[TopicPartition]:
-        return list(ASSIGNMENT)
-
-    def pause(self, tps: list[TopicPartition]) -> None:
-        self.paused.extend(tps)
-        self.paused_now |= {(tp.topic, tp.partition) for tp in tps}
-
-    def resume(self, tps: list[TopicPartition]) -> None:
-        self.resumed.extend(tps)
-        self.paused_now -= {(tp.topic, tp.partition) for tp in tps}
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeProducer:
-    """Acks (or fails) every produced message on the next poll/flush."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.config: dict[str, Any] | None = None
-        self.sent: list[dict[str, Any]] = []
-        self.waiting: list[Any] = []
-
-    def build(self, config: dict[str, Any]) -> FakeProducer:  # the producer factory
-        self.config = config
-        return self
-
-    def produce(
-        self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None
-    ) -> None:
-        self.sent.append({"topic": topic, "value": value, "key": key, "headers": dict(headers or [])})
-        self.waiting.append((on_delivery, topic))
-
-    def poll(self, timeout: float = 0) -> int:
-        waiting, self.waiting = self.waiting, []
-        for callback, topic in waiting:
-            err = KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail else None
-            callback(err, Message(topic=topic))
-        return len(waiting)
-
-    def flush(self, timeout: float = 0) -> int:
-        self.poll()
-        return 0
-
-    def __len__(self) -> int:
-        return len(self.waiting)
 
 
 class Harness:
@@ -374,7 +272,9 @@ def test_messages_of_partitions_revoked_during_a_wait_are_dropped() -> None:
 
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == 1:
-            h.consumer.revoke([TopicPartition("t", 0)])  # as a keep-alive poll during the retry wait would
+            h.consumer.revoke_now(
+                [TopicPartition("t", 0)]
+            )  # as a keep-alive poll during the retry wait would
             raise RuntimeError("fails while the partition moves away")
         seen.append(event.n)
 

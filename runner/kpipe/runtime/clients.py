@@ -55,6 +55,10 @@ class ProducerClient(Protocol):
 
     def purge(self, in_queue: bool = True, in_flight: bool = True, blocking: bool = True) -> None: ...
 
+    def __len__(self) -> int:
+        """Events produced and not yet acknowledged."""
+        ...
+
 
 ConsumerFactory = Callable[[dict[str, Any]], ConsumerClient]
 ProducerFactory = Callable[[dict[str, Any]], ProducerClient]

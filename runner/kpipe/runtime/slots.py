@@ -29,7 +29,7 @@ from kpipe.runtime.protocol import (
     WORKER_EXIT_HUNG,
     WORKER_EXIT_OK,
     WorkerCounters,
-    WorkerSpec,
+    WorkerStart,
     WorkerStatus,
 )
 
@@ -144,7 +144,7 @@ class StatusChannel:
 
 @dataclass(eq=False)
 class Slot:
-    spec: WorkerSpec
+    start: WorkerStart
     process: Any = None  # multiprocessing SpawnProcess while one is running
     status_conn: Connection | None = None
     started_at: float = 0.0
@@ -164,7 +164,7 @@ class Slot:
 
     @property
     def label(self) -> str:
-        return f"{self.spec.group}[{self.spec.instance}]"
+        return f"{self.start.group}[{self.start.instance}]"
 
     @property
     def alive(self) -> bool:
@@ -206,8 +206,8 @@ class Slot:
             state = "starting"
         pid = self.process.pid if self.process is not None else (self.status.pid if self.status else None)
         return WorkerView(
-            group=self.spec.group,
-            instance=self.spec.instance,
+            group=self.start.group,
+            instance=self.start.instance,
             pid=pid,
             state=state,
             restarts=self.restarts,

@@ -43,7 +43,7 @@ from typing import Any
 from kpipe.runtime.protocol import (
     WORKER_EXIT_HALT,
     WORKER_EXIT_OK,
-    WorkerSpec,
+    WorkerStart,
 )
 from kpipe.runtime.slots import (
     RestartPolicy,
@@ -59,7 +59,7 @@ from kpipe.runtime.summary import GroupTotals, group_totals, summary_lines
 log = logging.getLogger("kpipe.runtime.supervisor")
 
 DEFAULT_TARGET = "kpipe.runtime.worker.process:worker_main"
-WorkerTarget = Callable[[WorkerSpec, Any], int | None]
+WorkerTarget = Callable[[WorkerStart, Any], int | None]
 
 # How often shutdown says which workers it is still waiting for.
 _PROGRESS_EVERY = 5.0
@@ -75,7 +75,7 @@ def _log_if_group_failed(group: list[Slot]) -> None:
     if not outcomes <= {"halted", "gave_up"}:
         return
     verb = " or ".join(v for o, v in (("halted", "halted"), ("gave_up", "crash-looped")) if o in outcomes)
-    name = group[0].spec.group
+    name = group[0].start.group
     log.error(
         "consumer group '%s' failed: %s %s",
         name,
@@ -86,11 +86,11 @@ def _log_if_group_failed(group: list[Slot]) -> None:
 
 
 class Supervisor:
-    """Run one process per WorkerSpec until stopped; see the module docstring for the rules."""
+    """Run one process per WorkerStart until stopped; see the module docstring for the rules."""
 
     def __init__(
         self,
-        specs: Sequence[WorkerSpec],
+        starts: Sequence[WorkerStart],
         target: WorkerTarget | str | None = None,
         *,
         restart_backoff: tuple[float, float, float] = (1.0, 2.0, 30.0),
@@ -99,7 +99,7 @@ class Supervisor:
         summary_every: float | None = None,
         frozen_after: float = FROZEN_AFTER,
     ):
-        """target: called in each worker process as target(spec, status_channel) and returning its exit code;
+        """target: called in each worker process as target(start, status_channel) and returning its exit code;
         a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
         in the worker. Default: kpipe.runtime.worker.process:worker_main (so the supervisor never imports confluent_kafka).
         restart_backoff: (initial delay, factor, maximum) in seconds.
@@ -110,7 +110,7 @@ class Supervisor:
         reported stale, not ready, after STALE_AFTER already).
         """
         self._frozen_after = frozen_after
-        self._slots = [Slot(spec) for spec in specs]
+        self._slots = [Slot(start) for start in starts]
         self._target = target if target is not None else DEFAULT_TARGET
         self._restarts = RestartPolicy(restart_backoff, crash_loop)
         self._shutdown_timeout = shutdown_timeout
@@ -131,7 +131,7 @@ class Supervisor:
     def snapshot(self) -> dict[tuple[str, int], WorkerView]:
         """The latest view of every worker, keyed by (group, instance). Safe from any thread."""
         with self._lock:
-            return {(s.spec.group, s.spec.instance): s.view() for s in self._slots}
+            return {(s.start.group, s.start.instance): s.view() for s in self._slots}
 
     def seconds_since_loop(self) -> float | None:
         """How long ago the supervising loop last turned (it turns at least every HEARTBEAT_EVERY seconds);
@@ -291,7 +291,7 @@ class Supervisor:
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_worker_entry,
-            args=(self._target, self._spec_for(slot), StatusChannel(writer), os.getpid()),
+            args=(self._target, self._start_for(slot), StatusChannel(writer), os.getpid()),
             name=f"kpipe-worker-{slot.label}",
             daemon=False,
         )
@@ -330,9 +330,9 @@ class Supervisor:
             )  # fmt: skip
             self._signal(slot, signal.SIGKILL)
 
-    def _spec_for(self, slot: Slot) -> WorkerSpec:
+    def _start_for(self, slot: Slot) -> WorkerStart:
         return dataclasses.replace(
-            slot.spec, state_dir=self._state_dir, shutdown_timeout=self._shutdown_timeout
+            slot.start, state_dir=self._state_dir, shutdown_timeout=self._shutdown_timeout
         )
 
     def _reap(self, slot: Slot) -> None:
@@ -396,7 +396,7 @@ class Supervisor:
         with self._lock:
             slot.outcome = outcome
         if outcome in ("halted", "gave_up"):
-            _log_if_group_failed([s for s in self._slots if s.spec.group == slot.spec.group])
+            _log_if_group_failed([s for s in self._slots if s.start.group == slot.start.group])
 
     # -- signals and stopping -------------------------------------------------------------------------------
 
@@ -430,14 +430,16 @@ class Supervisor:
         return 0 if all(s.outcome == "stopped" for s in self._slots) else 1
 
 
-def _worker_entry(target: WorkerTarget | str, spec: WorkerSpec, channel: StatusChannel, parent: int) -> None:
+def _worker_entry(
+    target: WorkerTarget | str, start: WorkerStart, channel: StatusChannel, parent: int
+) -> None:
     """A worker process's first code: tie its life to the supervisor's, run the target, exit with its code."""
     _exit_with_parent(parent)
     if isinstance(target, str):
         module_name, _, attr = target.partition(":")
         target = getattr(importlib.import_module(module_name), attr)
     try:
-        code = target(spec, channel)
+        code = target(start, channel)
     except KeyboardInterrupt:
         # Ctrl-C reaches every process in the terminal's group; a worker that let it escape was asked to stop.
         code = WORKER_EXIT_OK
@@ -464,7 +466,7 @@ def _exit_with_parent(parent_pid: int) -> None:
 
 
 def _extra(slot: Slot, exitcode: int | None = None) -> dict[str, Any]:
-    extra: dict[str, Any] = {"group": slot.spec.group, "instance": slot.spec.instance}
+    extra: dict[str, Any] = {"group": slot.start.group, "instance": slot.start.instance}
     if exitcode is not None:
         extra["exitcode"] = exitcode
     return extra

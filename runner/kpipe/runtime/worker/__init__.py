@@ -24,7 +24,7 @@ offsets are ever committed, after the events its handler emitted were acknowledg
     hung.py        a handler call running too long: reported, and past on_error.timeout_ms the worker leaves
     watchdog.py    the thread that notices a blocked librdkafka call and runs the checks above mid-batch
     state.py       stop/halt control and counters shared by the parts (and their part of a status report)
-    process.py     the worker process: start-up from a WorkerSpec, signals, status reports
+    process.py     the worker process: start-up from a WorkerStart, signals, status reports
 
 The consumer's librdkafka config is compiled (kpipe.compilation.compiler), per instance, and passed to the
 consumer factory as it is, plus callbacks: what `kpipe explain` shows is what runs. All parts log to

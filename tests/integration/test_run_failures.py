@@ -160,7 +160,7 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
     if stuck and not codes:
         # About 1 run in 20: the synchronous commit made just as the broker died blocks inside librdkafka
         # (seen > 40 s; socket.timeout.ms does not bound it), where neither stop() nor a signal reaches it. The
-        # watchdog reports it after cluster_timeout; worker_main's on_stuck then exits the process for a restart
+        # monitor thread reports it after cluster_timeout; worker_main's on_stuck then exits the process for a restart
         # (tested with a blocking fake in tests/unit/test_worker_processing.py). Nothing was committed.
         assert stuck[0].startswith("a commit has been blocked for over 4 s: the cluster is unreachable")
         assert 4 <= down_for < 30

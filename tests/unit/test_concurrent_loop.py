@@ -329,7 +329,7 @@ def test_an_instance_holding_events_it_does_not_finish_reports_itself_stalled() 
 
 
 def test_stall_watch_reports_unfinished_events_without_progress_for_the_hang_limit() -> None:
-    from kpipe.runtime.worker.hung import StallWatch
+    from kpipe.runtime.worker.hangs import StallWatch
 
     watch = StallWatch(timeout_ms=None)  # 30 s without a timeout
     assert watch.check(finished=5, unfinished=2, now=100.0) is None

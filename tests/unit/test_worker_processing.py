@@ -294,7 +294,7 @@ def test_tombstone_on_schema_topic_is_a_schema_error(strategy: str) -> None:
 
 def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> None:
     # librdkafka's synchronous commit can block for minutes once the broker is gone, out of reach of stop()
-    # and of signal handlers; the watchdog must notice (worker_main's on_stuck then exits for a restart).
+    # and of signal handlers; the monitor must notice (worker_main's on_stuck then exits for a restart).
     release = threading.Event()
     stuck: list[str] = []
 
@@ -539,7 +539,7 @@ def test_commits_failing_for_the_cluster_timeout_halt_the_worker_while_it_is_bus
 def test_tcp_reachable_is_any_bootstrap_server_accepting_a_connection() -> None:
     import socket
 
-    from kpipe.runtime.worker.health import tcp_reachable
+    from kpipe.runtime.worker.cluster_health import tcp_reachable
 
     listener = socket.create_server(("127.0.0.1", 0))
     try:
@@ -643,7 +643,7 @@ def blocking_on(n: int, release: threading.Event, seen: list[int]) -> Callable[[
 def test_a_handler_running_past_its_timeout_is_reported_and_the_worker_leaves_for_a_restart(
     tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from kpipe.runtime.hangs import HangBook
+    from kpipe.runtime.hang_counts import HangCounts
     from kpipe.runtime.protocol import WORKER_EXIT_HUNG
 
     release, seen, exits = threading.Event(), [], []
@@ -664,16 +664,16 @@ def test_a_handler_running_past_its_timeout_is_reported_and_the_worker_leaves_fo
         r"on_error.timeout_ms \(300\); hang 1 of 2 on this event, after 2 hangs it is no longer given to the handler",
         h.worker.error or "",
     ), h.worker.error
-    assert HangBook(str(tmp_path), "g").counts() == {("t", 0, 2): 1}
+    assert HangCounts(str(tmp_path), "g").counts() == {("t", 0, 2): 1}
     # What was processed before the hung event was committed on the way out, and the group left.
     assert h.commits[0] == [("t", 0, 2)] and h.consumer.closed
     thread.join(10)
 
 
 def test_an_event_the_handler_hung_on_twice_is_not_given_to_it_again(tmp_path: Any) -> None:
-    from kpipe.runtime.hangs import HangBook
+    from kpipe.runtime.hang_counts import HangCounts
 
-    book = HangBook(str(tmp_path), "g")
+    book = HangCounts(str(tmp_path), "g")
     book.record(("t", 0, 1))
     book.record(("t", 0, 1))  # two earlier processes hung on it
     seen: list[int] = []
@@ -693,7 +693,7 @@ def test_an_event_the_handler_hung_on_twice_is_not_given_to_it_again(tmp_path: A
 def test_a_long_handler_call_is_reported_even_without_a_timeout(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kpipe.runtime.worker.hung as hung
+    import kpipe.runtime.worker.hangs as hung
 
     monkeypatch.setattr(hung, "STILL_RUNNING_EVERY", 0.4)
     statuses: list[Any] = []

@@ -26,7 +26,7 @@ WORKER_EXIT_DEAD_LETTER = (
     4  # a dead letter could not be written even without its payload: restart with backoff
 )
 WORKER_EXIT_HUNG = (
-    5  # a handler call outlived on_error.timeout_ms: restart (the hang is counted, see HangBook)
+    5  # a handler call outlived on_error.timeout_ms: restart (the hang is counted, see HangCounts)
 )
 WORKER_EXIT_HALT = 78  # do not restart: invalid project, handler import failed, or on_error: stop was hit
 

@@ -25,10 +25,10 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from kpipe.compilation.compiled import CommitPolicy
 from kpipe.logs import RateLimitedLog
 from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
+from kpipe.runtime.worker.control import Counters
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.membership import Membership, Partition, describe
-from kpipe.runtime.worker.state import Counters
-from kpipe.runtime.worker.watchdog import Watchdog
+from kpipe.runtime.worker.monitor import Monitor
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -76,7 +76,7 @@ class _Strategy:
         consumer: Any,
         settler: EmitSettler,
         membership: Membership,
-        watchdog: Watchdog,
+        monitor: Monitor,
         counters: Counters,
         limited: RateLimitedLog,
         clock: Clock = SYSTEM_CLOCK,
@@ -86,7 +86,7 @@ class _Strategy:
         self._consumer = consumer
         self._settler = settler
         self._membership = membership
-        self._watchdog = watchdog
+        self._monitor = monitor
         self._counters = counters
         self._limited = limited
 
@@ -136,7 +136,7 @@ class AutoCommit(_Strategy):
             self._store_deferred()
         started = time.perf_counter()
         try:
-            with self._watchdog.blocking("commit"):
+            with self._monitor.blocking("commit"):
                 results = self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
@@ -182,7 +182,7 @@ class _ExplicitCommit(_Strategy):
             return True
         started = time.perf_counter()
         try:
-            with self._watchdog.blocking("commit"):
+            with self._monitor.blocking("commit"):
                 results = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = exc.args[0]

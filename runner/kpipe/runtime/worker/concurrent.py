@@ -2,7 +2,7 @@
 
 GroupWorker (kpipe.runtime.worker) builds this loop instead of the sequential ConsumeLoop when the group's
 `concurrency` is above 1 or its handler is `async def`; everything around it (clients, commit strategies,
-membership, cluster health, the watchdog, status, shutdown) is the same. One turn of the loop, on the consumer
+membership, cluster health, the monitor, status, shutdown) is the same. One turn of the loop, on the consumer
 thread:
 
     fetch     consume() what fits in the buffer (with events queued: once a quarter of it is free); with
@@ -43,6 +43,7 @@ from kpipe.runtime.concurrent.scheduler import KeyScheduler, Work
 from kpipe.runtime.handler import Emitter
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
 from kpipe.runtime.serde import describe_validation_error
+from kpipe.runtime.worker.control import SHUTDOWN_SETTLE_TIMEOUT
 from kpipe.runtime.worker.event_failures import DLQ, EventFailures
 from kpipe.runtime.worker.event_failures import DLQ_WAIT as _DLQ_WAIT
 from kpipe.runtime.worker.event_failures import DONE as _DONE
@@ -51,7 +52,6 @@ from kpipe.runtime.worker.event_failures import RUNNING as _RUNNING
 from kpipe.runtime.worker.flow import FlowControl
 from kpipe.runtime.worker.loop import STATUS_INTERVAL, LoopParts
 from kpipe.runtime.worker.membership import Partition
-from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT
 
 log = logging.getLogger("kpipe.runtime.worker")
 

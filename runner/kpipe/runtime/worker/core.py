@@ -27,29 +27,29 @@ from kpipe.runtime.clients import (
 )
 from kpipe.runtime.concurrent.executor import ExecutorFactory, is_async_handler, make_executor
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
-from kpipe.runtime.hangs import HangBook
+from kpipe.runtime.hang_counts import HangCounts
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.producer import LibrdkafkaLog
 from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
+from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import STRATEGIES
 from kpipe.runtime.worker.concurrent import ConcurrentLoop
+from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
-from kpipe.runtime.worker.health import ClusterHealth
-from kpipe.runtime.worker.hung import HandlerWatch, StallWatch
+from kpipe.runtime.worker.hangs import HangWatch, StallWatch
 from kpipe.runtime.worker.loop import STATUS_INTERVAL, ConsumeLoop, Validators
 from kpipe.runtime.worker.membership import Membership
+from kpipe.runtime.worker.monitor import Monitor
 from kpipe.runtime.worker.rebalance import Rebalance
 from kpipe.runtime.worker.shutdown import Shutdown
-from kpipe.runtime.worker.state import Control, Counters
-from kpipe.runtime.worker.watchdog import Watchdog
 
 log = logging.getLogger("kpipe.runtime.worker")
 
 DEFAULT_POLL_TIMEOUT = 0.1
 DEFAULT_CLUSTER_TIMEOUT = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
-# The watchdog thread sends a status when none was sent for this long (the loop is in a long batch or call).
+# The monitor thread sends a status when none was sent for this long (the loop is in a long batch or call).
 HEARTBEAT_AFTER = 2 * STATUS_INTERVAL
 
 
@@ -138,7 +138,7 @@ class GroupWorker:
         state_dir: str | None = None,
         metrics: bool = False,
     ):
-        """state_dir: the run's shared state (hung-handler counts, kpipe.runtime.hangs); None keeps them in
+        """state_dir: the run's shared state (hung-handler counts, kpipe.runtime.hang_counts); None keeps them in
         memory. metrics: measure histograms and lag for Prometheus (None keeps the hot path free of timing)."""
         self.settings = settings
         self.group = settings.group_id
@@ -163,10 +163,10 @@ class GroupWorker:
         self._limited = RateLimitedLog(log)
         bootstrap = self.consumer_config.get("bootstrap.servers")
         self._health = ClusterHealth(bootstrap, limits.cluster, self._control, self._limited, self.counters)
-        self._watchdog = Watchdog(self.group, limits.cluster, hooks.on_stuck, outside.clock)
-        self._report_lock = threading.Lock()  # the watchdog thread reports too
-        self._hangs = HangBook(state_dir, self.group)
-        self._watch = HandlerWatch(
+        self._monitor = Monitor(self.group, limits.cluster, hooks.on_stuck, outside.clock)
+        self._report_lock = threading.Lock()  # the monitor thread reports too
+        self._hangs = HangCounts(state_dir, self.group)
+        self._watch = HangWatch(
             self.group, settings.on_error.timeout_ms, self._hangs, self._control, limits.shutdown,
             self._leave, self._report,
         )  # fmt: skip
@@ -257,7 +257,7 @@ class GroupWorker:
             return WORKER_EXIT_HALT
         self.state = "running"
         self._report()
-        self._start_watchdog(engine.membership)
+        self._start_monitor(engine.membership)
         try:
             engine.loop.run()
         except Exception as exc:  # a bug or an unexpected client failure: say so, keep what was processed
@@ -269,14 +269,14 @@ class GroupWorker:
                 self._report()
                 engine.shutdown.close()  # commit what was processed, close the clients
             finally:
-                self._watchdog.stop()
+                self._monitor.stop()
         code = control.exit_code = control.exit_code if control.exit_code is not None else WORKER_EXIT_OK
         self.state = "stopped" if code == WORKER_EXIT_OK else "failed"
         self._report()
         return code
 
-    def _start_watchdog(self, membership: Membership) -> None:
-        """The watchdog thread runs what must happen while the loop is inside a long batch or handler call:
+    def _start_monitor(self, membership: Membership) -> None:
+        """The monitor thread runs what must happen while the loop is inside a long batch or handler call:
         the hung-handler checks, the cluster's health, and status reports (their stopping means a frozen
         process: the supervisor's staleness rule)."""
         health = self._health
@@ -290,8 +290,8 @@ class GroupWorker:
                 self._report()
 
         for check in (self._watch.tick, watch_cluster, heartbeat):
-            self._watchdog.every_tick(check)
-        self._watchdog.start()
+            self._monitor.every_tick(check)
+        self._monitor.start()
 
     def _build(self) -> _Engine:
         """Build the clients through the factories, then each part that uses them, whole; subscribe."""
@@ -308,7 +308,7 @@ class GroupWorker:
             consumer,
             settler,
             membership,
-            self._watchdog,
+            self._monitor,
             counters,
             self._limited,
             outside.clock,
@@ -395,12 +395,12 @@ class GroupWorker:
         except Exception:  # a status reader's problem must never stop consumption
             log.debug("status callback failed", exc_info=True)
 
-    # -- leaving with a handler still running (hung.py; the watchdog thread) -------------------------------------
+    # -- leaving with a handler still running (hangs.py; the monitor thread) -------------------------------------
 
     def _leave(self, code: int, reason: str) -> None:
         """A handler hung, or will not return at a stop: stop with `code`, and in a worker process leave now.
 
-        The consume loop is stuck in the handler, so the watchdog thread commits what was processed and leaves
+        The consume loop is stuck in the handler, so the monitor thread commits what was processed and leaves
         the group (Shutdown.leave, bounded), then ends the process; the hung event stays uncommitted."""
         self._control.halt(code, reason)
         self.state = "failed"

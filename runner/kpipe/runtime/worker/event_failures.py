@@ -19,6 +19,7 @@ from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
 from kpipe.runtime.concurrent.scheduler import Work
 from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
 from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HUNG
+from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.failures import (
     WHAT_FAILED,
     Failures,
@@ -28,7 +29,6 @@ from kpipe.runtime.worker.failures import (
     retryable,
     send_dead_letter,
 )
-from kpipe.runtime.worker.state import Control, Counters
 
 log = logging.getLogger("kpipe.runtime.worker")
 

@@ -34,9 +34,9 @@ from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
 from kpipe.runtime.handler import Handler, HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HALT
 from kpipe.runtime.serde import truncate
+from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.emits import WAIT_SLICE
 from kpipe.runtime.worker.membership import Membership, Partition
-from kpipe.runtime.worker.state import Control, Counters
 
 log = logging.getLogger("kpipe.runtime.worker")
 

@@ -19,14 +19,14 @@ from pydantic import BaseModel, ValidationError
 
 from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
 from kpipe.runtime.handler import Handler, HandlerContext
-from kpipe.runtime.hangs import HangBook as HangCounts
+from kpipe.runtime.hang_counts import HangCounts
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.serde import describe_validation_error
+from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import CommitStrategy
+from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.failures import Failures, Outcome
-from kpipe.runtime.worker.health import ClusterHealth
 from kpipe.runtime.worker.membership import Membership, Partition
-from kpipe.runtime.worker.state import Control, Counters
 
 # How often status is reported and the cluster's health checked.
 STATUS_INTERVAL = 1.0

@@ -10,10 +10,10 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
+from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import CommitStrategy
-from kpipe.runtime.worker.health import ClusterHealth
+from kpipe.runtime.worker.control import Counters
 from kpipe.runtime.worker.membership import Membership, Partition, describe
-from kpipe.runtime.worker.state import Counters
 
 log = logging.getLogger("kpipe.runtime.worker")
 

@@ -1,5 +1,5 @@
 """Shutdown: committing what was processed and closing the clients, at the end of run() (the loop's thread) or
-for a restart while a handler is still running (hung.py; the watchdog thread). Whichever comes first closes."""
+for a restart while a handler is still running (hangs.py; the monitor thread). Whichever comes first closes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from kpipe.runtime.clients import ConsumerClient, ProducerClient
+from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import CommitStrategy
-from kpipe.runtime.worker.health import ClusterHealth
+from kpipe.runtime.worker.control import SHUTDOWN_SETTLE_TIMEOUT
 from kpipe.runtime.worker.membership import Membership
 from kpipe.runtime.worker.rebalance import Rebalance
-from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -44,7 +44,7 @@ class Shutdown:
         self._health = health
         self._rebalance = rebalance
         self._exit_process = exit_process
-        self._leaving = threading.Lock()  # close (the loop) and _close_for_restart (the watchdog): one closes
+        self._leaving = threading.Lock()  # close (the loop) and _close_for_restart (the monitor): one closes
         self._left = False
         # True when the worker stopped mid-join and left the consumer unclosed (no LeaveGroup): its process
         # must then end with os._exit, since destroying the client would send the LeaveGroup after all.
@@ -56,7 +56,7 @@ class Shutdown:
     def close(self) -> None:
         """Commit what was processed, close the consumer, and let the producer deliver what it holds."""
         consumer = self.consumer
-        with self._leaving:  # a handler that returns just as the watchdog leaves for it: one of them closes
+        with self._leaving:  # a handler that returns just as the monitor leaves for it: one of them closes
             if self._left:
                 return
             self._left = True
@@ -100,7 +100,7 @@ class Shutdown:
             except (KafkaException, RuntimeError) as exc:
                 log.warning("closing the consumer: %s", exc)
 
-    # -- leaving with a handler still running (hung.py; the watchdog thread) -------------------------------------
+    # -- leaving with a handler still running (hangs.py; the monitor thread) -------------------------------------
 
     def leave(self, code: int) -> None:
         """In a worker process, commit what was processed and leave the group from this thread (bounded, so that

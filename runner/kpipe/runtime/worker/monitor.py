@@ -1,7 +1,7 @@
-"""The watchdog thread: notice what the consume loop cannot, because it is busy or blocked.
+"""The monitor thread: notice what the consume loop cannot, because it is busy or blocked.
 
 A synchronous commit blocks inside librdkafka, out of reach of stop() and of signal handlers, and with the
-broker gone it can block for minutes. The watchdog thread notices a call marked with `blocking(...)` that has
+broker gone it can block for minutes. The monitor thread notices a call marked with `blocking(...)` that has
 lasted longer than the limit (the cluster timeout) and calls `on_stuck` once for it (worker_main: exit for a
 restart, committing nothing more).
 
@@ -23,7 +23,7 @@ log = logging.getLogger("kpipe.runtime.worker")
 CHECK_INTERVAL = 0.5
 
 
-class Watchdog:
+class Monitor:
     def __init__(
         self,
         group: str,
@@ -41,12 +41,12 @@ class Watchdog:
         self._checks: list[Callable[[float], None]] = []
 
     def every_tick(self, check: Callable[[float], None]) -> None:
-        """Call check(time.monotonic()) from the watchdog thread every CHECK_INTERVAL."""
+        """Call check(time.monotonic()) from the monitor thread every CHECK_INTERVAL."""
         self._checks.append(check)
 
     @contextmanager
     def blocking(self, what: str) -> Iterator[None]:
-        """Mark a call that may block inside librdkafka, e.g. `with watchdog.blocking("commit"): ...`."""
+        """Mark a call that may block inside librdkafka, e.g. `with monitor.blocking("commit"): ...`."""
         self._what, self._since = what, self._clock.monotonic()
         try:
             yield
@@ -54,7 +54,7 @@ class Watchdog:
             self._since = None
 
     def start(self) -> None:
-        threading.Thread(target=self._watch, name="kpipe-watchdog", daemon=True).start()
+        threading.Thread(target=self._watch, name="kpipe-monitor", daemon=True).start()
 
     def stop(self) -> None:
         self._done.set()
@@ -65,8 +65,8 @@ class Watchdog:
             for check in self._checks:
                 try:
                     check(self._clock.monotonic())
-                except Exception:  # a check's bug must not end the watchdog
-                    log.exception("consumer group '%s': watchdog check failed", self._group)
+                except Exception:  # a check's bug must not end the monitor
+                    log.exception("consumer group '%s': monitor check failed", self._group)
             since = self._since
             if since is None or self._clock.monotonic() - since < self._limit or since == reported:
                 continue

@@ -233,25 +233,7 @@ class Supervisor:
                     if s.restart_at is not None and s.restart_at <= now:
                         self._start(s)
             else:
-                remaining = [s for s in self._slots if s.alive]
-                if remaining and now >= self._shutdown_deadline:
-                    log.warning(
-                        "killing %s that did not stop within %g s: %s",
-                        _plural(len(remaining), "worker"),
-                        self._shutdown_timeout,
-                        _names(remaining),
-                    )
-                    self._kill_all(reap=True)
-                elif remaining and now - max(
-                    last_progress, self._shutdown_deadline - self._shutdown_timeout
-                ) >= (_PROGRESS_EVERY):
-                    last_progress = now
-                    log.info(
-                        "still waiting for %s to stop (%.0f s left): %s",
-                        _plural(len(remaining), "worker"),
-                        self._shutdown_deadline - now,
-                        _names(remaining),
-                    )
+                last_progress = self._while_stopping(now, last_progress)
         if self._stops.requests:
             log.info("all workers stopped")
 
@@ -314,20 +296,32 @@ class Supervisor:
             slot.status_at = None
         log.info("started %s (pid %s)", slot.label, process.pid, extra=_extra(slot))
 
+    def _while_stopping(self, now: float, last_progress: float) -> float:
+        """Past the shutdown deadline, SIGKILL the workers still running; before it, say every _PROGRESS_EVERY
+        which ones it waits for. Returns when that was last said."""
+        deadline = self._shutdown_deadline
+        assert deadline is not None
+        remaining = [s for s in self._slots if s.alive]
+        if remaining and now >= deadline:
+            log.warning(
+                "killing %s that did not stop within %g s: %s",
+                _plural(len(remaining), "worker"), self._shutdown_timeout, _names(remaining),
+            )  # fmt: skip
+            self._kill_all(reap=True)
+        elif remaining and now - max(last_progress, deadline - self._shutdown_timeout) >= _PROGRESS_EVERY:
+            log.info(
+                "still waiting for %s to stop (%.0f s left): %s",
+                _plural(len(remaining), "worker"), deadline - now, _names(remaining),
+            )  # fmt: skip
+            return now
+        return last_progress
+
     def _kill_frozen(self, now: float) -> None:
         """SIGKILL a worker whose status reports stopped for `frozen_after` (a frozen process: SIGSTOP, a
         handler holding the GIL in C code); its exit is reaped as any other, and it is started again."""
-        for slot in self._slots:
-            age = slot.status_age(now)
-            if age is None or age < self._frozen_after or slot.killed_by_us:
-                continue
-            busy = (
-                f"; its handler was busy with {slot.status.busy}" if slot.status and slot.status.busy else ""
-            )
-            log.error(
-                "%s (pid %s) sent no status for %.0f s: frozen; killing it for a restart%s",
-                slot.label, slot.process.pid, age, busy, extra=_extra(slot),
-            )  # fmt: skip
+        for slot, age in frozen(self._slots, now, self._frozen_after):
+            log.error("%s sent no status for %.0f s: frozen; killing it for a restart", _names([slot]), age,
+                      extra=_extra(slot))  # fmt: skip
             self._signal(slot, signal.SIGKILL)
 
     def _start_for(self, slot: Slot) -> WorkerStart:
@@ -463,6 +457,16 @@ def _exit_with_parent(parent_pid: int) -> None:
         return
     if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
         sys.exit(WORKER_EXIT_OK)
+
+
+def frozen(slots: Sequence[Slot], now: float, limit: float) -> list[tuple[Slot, float]]:
+    """The running slots whose latest status is older than `limit` seconds (not already being killed)."""
+    out = []
+    for slot in slots:
+        age = slot.status_age(now)
+        if age is not None and age >= limit and not slot.killed_by_us:
+            out.append((slot, age))
+    return out
 
 
 def _extra(slot: Slot, exitcode: int | None = None) -> dict[str, Any]:

@@ -165,14 +165,16 @@ class ConsumeLoop(LoopParts):
             if membership.paused:
                 membership.resume()
 
+    def _handlers(self) -> tuple[Any, Any]:
+        """(handler, first call) for a batch: with metrics on, the first event's call is timed, and after it
+        the plain handler (every call timed while handlers are slow: WorkerMeter)."""
+        meter = self._meter
+        handler = self._timed if meter is not None and meter.time_every_event else self._handler
+        return handler, self._timed
+
     def process(self, msgs: list[Any]) -> None:
         """The hot path: keep per-message work to a few local reads, the handler call and the strategy's hook."""
-        handler = self._handler
-        meter = self._meter
-        if meter is not None and meter.time_every_event:
-            handler = self._timed
-        # The first event's call is timed when metrics are on; after it, `call` is the plain handler again.
-        call = self._timed
+        handler, call = self._handlers()
         ctx = self._ctx
         validators = self._validators
         one_model = validators.single
@@ -202,20 +204,12 @@ class ConsumeLoop(LoopParts):
                     try:
                         event = validate(msg.value())
                     except ValidationError as exc:
-                        outcome = failures.invalid(msg, describe_validation_error(exc))
-                        if outcome is _HALTED:
+                        if _settle(failures.invalid(msg, describe_validation_error(exc)), msg, processed):
                             break
-                        if outcome is not _DROPPED:
-                            processed(msg)
                         continue
-                if exhausted and (msg.topic(), msg.partition(), msg.offset()) in exhausted:
-                    outcome = failures.hung_too_often(
-                        msg, exhausted[(msg.topic(), msg.partition(), msg.offset())]
-                    )
-                    if outcome is _HALTED:
+                if exhausted and (where := (msg.topic(), msg.partition(), msg.offset())) in exhausted:
+                    if _settle(failures.hung_too_often(msg, exhausted[where]), msg, processed):
                         break
-                    if outcome is not _DROPPED:
-                        processed(msg)
                     continue
                 ctx._msg = msg
                 watch.current = msg
@@ -224,11 +218,9 @@ class ConsumeLoop(LoopParts):
                 except Exception as exc:
                     watch.current = None
                     call = handler
-                    outcome = failures.handler_failed(msg, event, exc)
-                    if outcome is _HALTED:
+                    if _settle(failures.handler_failed(msg, event, exc), msg, processed):
                         break
-                    if outcome is _DROPPED:
-                        continue
+                    continue
                 else:
                     watch.current = None
                     handled += 1
@@ -238,6 +230,16 @@ class ConsumeLoop(LoopParts):
         finally:
             self._counters.handled += handled
             self._strategy.end_batch()
+
+
+def _settle(outcome: Outcome, msg: Any, processed: Callable[[Any], None]) -> bool:
+    """After a failed message's Outcome: make its offset committable when it was processed (retried, dead-
+    lettered, skipped); True when the worker halts (nothing after it is processed)."""
+    if outcome is _HALTED:
+        return True
+    if outcome is not _DROPPED:
+        processed(msg)
+    return False
 
 
 def _message_of(ctx: HandlerContext) -> Any:

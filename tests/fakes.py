@@ -1,7 +1,7 @@
 """The one fake of each librdkafka client the tests share: FakeConsumer and FakeProducer stand in for
 confluent_kafka's Consumer and Producer where no broker can show the behaviour (a scripted rebalance, a refused
 dead letter), built through the runtime's client factories (`.build`). They implement the runtime's client
-protocols (kpipe.runtime.clients.ConsumerClient, ProducerClient), and a test asserts it.
+protocols (kpipe.runtime.client_protocols.ConsumerClient, ProducerClient), and a test asserts it.
 
 Messages are confluent_kafka.Message objects built by the test (Message(topic=..., partition=..., ...)).
 """

@@ -2,6 +2,8 @@
 
 A Diagnostic is plain data. Every layer that inspects user input (loader, spec, check, schema compiler)
 returns a list of them rather than raising on the first, so `kpipe validate` can report everything at once.
+
+Imports: kpipe.redaction.
 """
 
 from __future__ import annotations

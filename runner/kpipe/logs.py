@@ -3,6 +3,8 @@
 The supervisor and every worker process call `configure_logging` once at start with the same format, so one
 stream (stderr) carries all of them; each line names its process so interleaved output can be told apart.
 Fields passed with `logger.info(..., extra={"group": "billing"})` become keys in JSON lines.
+
+Imports: kpipe.redaction.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ that quotes a value, a rendered file, a log line. `render --show-secrets` prints
 
 Values shorter than MIN_SECRET_LENGTH are not masked: env('PARTITIONS') = "3" is not a secret, and masking
 every "3" in every message would make them unreadable.
+
+Imports: nothing of kpipe.
 """
 
 from __future__ import annotations

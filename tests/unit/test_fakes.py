@@ -8,7 +8,7 @@ import inspect
 from confluent_kafka import Consumer, Producer
 
 from fakes import FakeConsumer, FakeProducer
-from kpipe.runtime.clients import ConsumerClient, ProducerClient
+from kpipe.runtime.client_protocols import ConsumerClient, ProducerClient
 
 
 def test_the_fakes_and_the_real_clients_implement_the_runtime_protocols() -> None:

@@ -20,9 +20,9 @@ import click
 from kpipe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KpipeError, PipelineInvalid
 
 if TYPE_CHECKING:
-    from kpipe.api import Project
     from kpipe.compilation.project import Inspection
     from kpipe.loading.loader import LoadResult
+    from kpipe.service.load import Project
     from kpipe.topics.cluster import KafkaCluster
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -153,22 +153,19 @@ class ProjectOptions:
         `-X` settings every consumer group's config gets last. `import_code` imports pydantic-model schemas
         (what running needs); offline commands pass False (and check_code=False when they need no check of
         project code either, as plan)."""
-        from kpipe.api import Project
-        from kpipe.compilation.project import load_project
-        from kpipe.local.state import resolve
+        from kpipe.service.load import load
 
-        project = load_project(
+        return load(
             self.paths,
             variables=self.variables,
             values_files=self.values_files,
             bootstrap_override=self.bootstrap_servers,
-            consumer_overrides=consumer_overrides,
-            project_type=Project,
             root=self.root,
+            resolve_local=resolve_local,
+            consumer_overrides=consumer_overrides,
             import_code=import_code,
             check_code=check_code,
         )
-        return resolve(project) if resolve_local else project
 
     def connect(self, timeout: float) -> tuple[Project, KafkaCluster]:
         """The project as the commands that read the cluster need it (no project code imported or checked),

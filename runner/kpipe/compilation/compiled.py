@@ -87,7 +87,7 @@ class ErrorPolicy:
     max_backoff_ms: int = 30_000
     dead_letter_topic: str | None = None
     # A handler call running longer: an async handler is cancelled (a failure); a sync one in the sequential
-    # worker is hung: reported, the worker restarts, and after HANG_LIMIT hangs its event fails (runtime.worker.hung).
+    # worker is hung: reported, the worker restarts, and after HANG_LIMIT hangs its event fails (runtime.worker.hangs).
     # None: no limit (long calls are still reported).
     timeout_ms: int | None = None
 
@@ -128,6 +128,11 @@ class ConsumerGroupSettings:
                 s = replace(s, value=f"{s.value}-{instance}", source="derived", origin=origin)
             settings.append(s)
         return ClientConfig(tuple(settings))
+
+
+# The metrics port the Kubernetes export gives `kpipe run --metrics-port` and declares for scraping. Metrics are
+# off unless a port is given (flag or the files' `metrics.port`).
+DEFAULT_METRICS_PORT = 9464
 
 
 @dataclass(frozen=True)

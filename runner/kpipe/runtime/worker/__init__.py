@@ -33,7 +33,7 @@ offsets are ever committed, after the events its handler emitted were acknowledg
 
 The consumer's librdkafka config is compiled (kpipe.compilation.compiler), per instance, and passed to the
 consumer factory as it is, plus callbacks: what `kpipe explain` shows is what runs. All parts log to
-"kpipe.runtime.worker". May import: compilation, runtime (clients, handler, producer, protocol, serde), base
+"kpipe.runtime.worker". May import: compilation, runtime (client_protocols, handler, producer, protocol, serde), base
 modules.
 """
 

@@ -24,7 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from kpipe.compilation.compiled import CommitPolicy
 from kpipe.logs import RateLimitedLog
-from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.worker.control import Counters
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.membership import Membership, Partition, describe

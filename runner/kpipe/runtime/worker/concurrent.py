@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, ExecutorFactory, make_executor
-from kpipe.runtime.concurrent.offsets import OffsetTracker
+from kpipe.runtime.concurrent.offset_tracker import OffsetTracker
 from kpipe.runtime.concurrent.scheduler import KeyScheduler, Work
 from kpipe.runtime.handler import Emitter
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.compilation.compiler import commit_settings
 from kpipe.logs import RateLimitedLog
-from kpipe.runtime.clients import (
+from kpipe.runtime.client_protocols import (
     SYSTEM_CLOCK,
     Clock,
     ConsumerClient,

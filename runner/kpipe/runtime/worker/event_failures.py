@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kpipe.compilation.compiled import ErrorPolicy
-from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.concurrent.scheduler import Work
 from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
 from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HUNG

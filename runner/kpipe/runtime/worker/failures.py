@@ -29,7 +29,7 @@ from kpipe.compilation.compiled import ErrorPolicy
 from kpipe.errors import UndeclaredEmit
 from kpipe.redaction import redact
 from kpipe.runtime.backpressure import produce_when_room
-from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
 from kpipe.runtime.handler import Handler, HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HALT

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.handler import Handler, HandlerContext
 from kpipe.runtime.hang_counts import HangCounts
 from kpipe.runtime.meter import WorkerMeter

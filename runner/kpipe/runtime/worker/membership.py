@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from kpipe.runtime.clients import ConsumerClient
+from kpipe.runtime.client_protocols import ConsumerClient
 
 log = logging.getLogger("kpipe.runtime.worker")
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from kpipe.runtime.clients import SYSTEM_CLOCK, Clock
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("kpipe.runtime.worker")
 

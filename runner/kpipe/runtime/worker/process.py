@@ -92,7 +92,7 @@ def rebuild_model(source: ModelSource, import_directories: tuple[str, ...]) -> t
     """A schema model as the supervisor compiled it: its JSON Schema compiled again, or its class imported."""
     from kpipe.errors import UsageError
     from kpipe.loading.code import import_paths
-    from kpipe.schemas.compiler import compile_schema, import_model
+    from kpipe.schemas.schema_models import compile_schema, import_model
 
     if source.import_target is not None:
         with import_paths(import_directories):

@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from kpipe.runtime.clients import ConsumerClient, ProducerClient
+from kpipe.runtime.client_protocols import ConsumerClient, ProducerClient
 from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import CommitStrategy
 from kpipe.runtime.worker.control import SHUTDOWN_SETTLE_TIMEOUT

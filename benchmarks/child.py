@@ -83,8 +83,8 @@ def kpipe_worker(job: dict, handler: Any) -> Any:
     """The GroupWorker of group bench-<strategy>, compiled as `kpipe run -X ...` would, on a fresh group.
     With job["metrics"]: measuring, and with statistics every second, as `kpipe run --metrics-port` runs it."""
     from kpipe.compilation.compiled import ClientConfig
-    from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
-    from kpipe.runtime.worker import GroupWorker
+    from kpipe.compilation.compiler import STATISTICS_INTERVAL_MS
+    from kpipe.runtime.worker import GroupWorker, Limits
 
     overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}
     if job.get("metrics"):
@@ -103,7 +103,9 @@ def kpipe_worker(job: dict, handler: Any) -> Any:
     if "concurrency" in job:
         settings = dataclasses.replace(settings, concurrency=job["concurrency"])
     models = {t: (project.schema_model(s) if s else None) for t, s in settings.topic_schemas.items()}
-    return GroupWorker(settings, models, handler, poll_timeout=POLL_TIMEOUT, metrics=bool(job.get("metrics")))
+    return GroupWorker(
+        settings, models, handler, limits=Limits(poll=POLL_TIMEOUT), metrics=bool(job.get("metrics"))
+    )
 
 
 def consume_kpipe(job: dict) -> dict:
@@ -380,7 +382,7 @@ def hotpath(job: dict) -> dict:
         Setting,
     )
     from kpipe.compilation.compiler import commit_settings
-    from kpipe.runtime.worker import GroupWorker
+    from kpipe.runtime.worker import GroupWorker, Outside
 
     n, batch = job["events"], job["max_poll_records"]
     created = int(time.time() * 1000)
@@ -425,7 +427,7 @@ def hotpath(job: dict) -> dict:
     def one(metrics: bool) -> float:
         holder: list = []
         worker = GroupWorker(settings, {}, lambda e, c: None, metrics=metrics,
-                             consumer_factory=lambda config: StubConsumer(config, holder))  # fmt: skip
+                             outside=Outside(consumer=lambda config: StubConsumer(config, holder)))  # fmt: skip
         holder.append(worker)
         gc.collect()
         started = time.process_time()

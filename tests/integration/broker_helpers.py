@@ -10,7 +10,15 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from helpers import wait_for
+from kpipe.compilation.project import load_project
+from kpipe.runtime.protocol import WorkerStart, worker_starts
 from kpipe.runtime.worker import GroupWorker
+
+
+def worker_start(path: str, group: str, consumer_config: tuple[tuple[str, str], ...] = ()) -> WorkerStart:
+    """What `kpipe run path -X ...` hands the group's instance 0: compiled here, as the supervisor does."""
+    project = load_project([path], consumer_overrides=dict(consumer_config))
+    return worker_starts(project, [(group, 1)])[0]
 
 
 def produce(bootstrap: str, topic: str, events: list[Any], partition: int | None = None) -> None:

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from broker_helpers import Running, committed, produce, read_all
+from broker_helpers import Running, committed, produce, read_all, worker_start
 from handlers_for_tests import Event, group_settings, read_records, run_worker_main
 
 from helpers import wait_for
-from kpipe.runtime.protocol import WORKER_EXIT_OK, WorkerSpec
+from kpipe.runtime.protocol import WORKER_EXIT_OK
 from kpipe.runtime.worker import GroupWorker, is_concurrent
 
 SINGLE_MEMBER = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 500}
@@ -325,8 +325,7 @@ def test_sigkill_mid_run_loses_nothing_and_sigterm_finishes_in_flight(
     monkeypatch.setenv("KPIPE_TEST_RECORD", record)  # spawned workers inherit the environment
     monkeypatch.setenv("KPIPE_TEST_DELAY_S", "0.05")
     extra = tuple((k, str(v)) for k, v in fast_group_config.items())
-    spec = WorkerSpec(project_paths=(write_project(tmp_path, kafka_bootstrap, topic, group),), group=group,
-                      instance=0, extra_consumer_config=extra)  # fmt: skip
+    spec = worker_start(write_project(tmp_path, kafka_bootstrap, topic, group), group, extra)
     ctx = multiprocessing.get_context("spawn")
     victim = ctx.Process(target=run_worker_main, args=(spec,))
     victim.start()

@@ -29,7 +29,7 @@ from helpers import wait_for
 from kpipe.local.broker import LocalBroker, free_port, start_local_broker
 from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
-from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.worker import GroupWorker, Hooks, Limits
 
 pytestmark = pytest.mark.integration  # starts a broker of its own and kills it (broker loss)
 
@@ -136,7 +136,9 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
         client={"session.timeout.ms": 2000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 50},
     )  # fmt: skip
     stuck: list[str] = []
-    worker = GroupWorker(settings, {topic: Event}, handler, cluster_timeout=4, on_stuck=stuck.append)
+    worker = GroupWorker(
+        settings, {topic: Event}, handler, limits=Limits(cluster=4), hooks=Hooks(on_stuck=stuck.append)
+    )
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
     thread.start()
@@ -158,7 +160,7 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
     if stuck and not codes:
         # About 1 run in 20: the synchronous commit made just as the broker died blocks inside librdkafka
         # (seen > 40 s; socket.timeout.ms does not bound it), where neither stop() nor a signal reaches it. The
-        # watchdog reports it after cluster_timeout; worker_main's on_stuck then exits the process for a restart
+        # monitor thread reports it after cluster_timeout; worker_main's on_stuck then exits the process for a restart
         # (tested with a blocking fake in tests/unit/test_worker_processing.py). Nothing was committed.
         assert stuck[0].startswith("a commit has been blocked for over 4 s: the cluster is unreachable")
         assert 4 <= down_for < 30
@@ -225,7 +227,9 @@ def test_worker_busy_with_a_prefetched_backlog_notices_the_broker_is_gone(
         client={"session.timeout.ms": 20000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 50},
     )  # fmt: skip
     stuck: list[str] = []
-    worker = GroupWorker(settings, {topic: Event}, handler, cluster_timeout=3, on_stuck=stuck.append)
+    worker = GroupWorker(
+        settings, {topic: Event}, handler, limits=Limits(cluster=3), hooks=Hooks(on_stuck=stuck.append)
+    )
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
     thread.start()

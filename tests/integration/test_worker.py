@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker_helpers import Running, committed, produce, read_all, read_at
+from broker_helpers import Running, committed, produce, read_all, read_at, worker_start
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from handlers_for_tests import Event, group_settings, read_records, run_worker_main
 
 from helpers import wait_for
 from kpipe.runtime.handler import HandlerContext
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerSpec
-from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStart
+from kpipe.runtime.worker import GroupWorker, Limits
 
 pytestmark = pytest.mark.integration  # workers on the session broker
 
@@ -154,7 +154,7 @@ def test_on_error_stop_halts_without_committing_the_failed_offset(
 
 def test_worker_exits_with_cluster_code_when_no_broker_answers_for_too_long() -> None:
     settings = group_settings("127.0.0.1:1", "g", ("orders",))
-    worker = GroupWorker(settings, {"orders": Event}, lambda e, ctx: None, cluster_timeout=2)
+    worker = GroupWorker(settings, {"orders": Event}, lambda e, ctx: None, limits=Limits(cluster=2))
     started = time.monotonic()
     assert worker.run() == WORKER_EXIT_CLUSTER
     assert time.monotonic() - started < 10
@@ -194,7 +194,7 @@ consumers:
     return pipelines
 
 
-def spawn(spec: WorkerSpec) -> Any:
+def spawn(spec: WorkerStart) -> Any:
     process = multiprocessing.get_context("spawn").Process(target=run_worker_main, args=(spec,))
     process.start()
     return process
@@ -219,7 +219,7 @@ def test_worker_process_restart_loses_nothing(
     produce(kafka_bootstrap, topic, [{"key": f"k{i % 7}", "n": i} for i in range(total)])
     pipelines = write_project(tmp_path, kafka_bootstrap, topic, group, batch_size=50)
     extra = tuple((k, str(v)) for k, v in {**fast_group_config, **SINGLE_MEMBER}.items())
-    spec = WorkerSpec(project_paths=(str(pipelines),), group=group, instance=0, extra_consumer_config=extra)
+    spec = worker_start(str(pipelines), group, extra)
 
     first = spawn(spec)
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from fakes import FakeProducer
 from helpers import wait_for
 from kpipe.runtime.concurrent.executor import (
     ACK,
@@ -43,24 +44,6 @@ class Msg:
 
     def key(self) -> bytes:
         return self._key
-
-
-class FakeProducer:
-    """Records produce() calls; the test delivers them (librdkafka would, from poll())."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any]] = []
-        self.lock = threading.Lock()
-
-    def produce(self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None):
-        with self.lock:
-            self.sent.append((topic, on_delivery))
-
-    def deliver_all(self, err: Any = None) -> None:
-        with self.lock:
-            sent, self.sent = self.sent, []
-        for _topic, callback in sent:
-            callback(err, None)
 
 
 def works(n: int) -> list[Work]:

@@ -8,19 +8,23 @@ import asyncio
 import json
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message, TopicPartition
 from pydantic import BaseModel
 
+from fakes import FakeConsumer, FakeProducer
 from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WORKER_EXIT_OK
-from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.protocol import (
+    WORKER_EXIT_DEAD_LETTER,
+    WORKER_EXIT_HALT,
+    WORKER_EXIT_HUNG,
+    WORKER_EXIT_OK,
+)
+from kpipe.runtime.worker import GroupWorker, Outside
 from kpipe.runtime.worker import concurrent as concurrent_loop
 
 
@@ -34,119 +38,14 @@ def msg(partition: int, offset: int, key: str) -> Message:
     return Message(topic="t", partition=partition, offset=offset, key=key.encode(), value=value)
 
 
-class FakeConsumer:
-    """confluent_kafka.Consumer's part the loop uses: partitions t[0..] assigned on the first poll, their
-    messages delivered in order (none from paused partitions), commits recorded. The test drives rebalances
-    with revoke()/lose(), which run the callbacks inside the next consume(), as librdkafka does."""
-
-    def __init__(self, messages: dict[int, list[Message]]):
-        self.pending = {p: deque(ms) for p, ms in messages.items()}
-        self.assigned = [TopicPartition("t", p) for p in messages]
-        self.paused: set[int] = set()
-        self.commits: list[list[tuple[int, int]]] = []
-        self._callbacks: dict[str, Any] = {}
-        self._started = False
-        self._rebalance: list[Callable[[], None]] = []
-
-    def build(self, config: dict[str, Any]) -> FakeConsumer:
-        return self
-
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        self._callbacks = callbacks
-
-    def revoke(self, partitions: list[int]) -> None:
-        tps = [TopicPartition("t", p) for p in partitions]
-        self._rebalance.append(lambda: self._take_away("on_revoke", tps))
-
-    def lose(self, partitions: list[int]) -> None:
-        tps = [TopicPartition("t", p) for p in partitions]
-        self._rebalance.append(lambda: self._take_away("on_lost", tps))
-
-    def _take_away(self, callback: str, tps: list[TopicPartition]) -> None:
-        self._callbacks[callback](self, tps)
-        gone = {tp.partition for tp in tps}
-        self.assigned = [tp for tp in self.assigned if tp.partition not in gone]
-
-    def consume(self, n: int, timeout: float) -> list:
-        if not self._started:
-            self._started = True
-            self._callbacks["on_assign"](self, list(self.assigned))
-        while self._rebalance:
-            self._rebalance.pop(0)()
-        out: list[Message] = []
-        for tp in self.assigned:
-            queue = self.pending[tp.partition]
-            while queue and len(out) < n and tp.partition not in self.paused:
-                out.append(queue.popleft())
-        if not out and timeout:
-            time.sleep(min(timeout, 0.01))
-        return out
-
-    def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
-        if offsets is None:
-            return []
-        self.commits.append(sorted((tp.partition, tp.offset) for tp in offsets))
-        return offsets
-
-    def committed_offset(self, partition: int) -> int | None:
-        found = [o for commit in self.commits for p, o in commit if p == partition]
-        return max(found) if found else None
-
-    def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
-        self.commits.append([(message.partition(), message.offset() + 1)])
-
-    def assignment(self) -> list[TopicPartition]:
-        return list(self.assigned)
-
-    def pause(self, tps: list[TopicPartition]) -> None:
-        self.paused |= {tp.partition for tp in tps}
-
-    def resume(self, tps: list[TopicPartition]) -> None:
-        self.paused -= {tp.partition for tp in tps}
-
-    def close(self) -> None:
-        pass
-
-
-class FakeProducer:
-    """Acks (or fails) what was produced on the next poll/flush."""
-
-    def __init__(self, fail: bool = False):
-        self.fail = fail
-        self.sent: list[str] = []
-        self._waiting: list[Any] = []
-        self._lock = threading.Lock()
-
-    def build(self, config: dict[str, Any]) -> FakeProducer:
-        return self
-
-    def produce(self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None):
-        with self._lock:
-            self.sent.append(topic)
-            self._waiting.append((on_delivery, topic))
-
-    def poll(self, timeout: float = 0) -> int:
-        with self._lock:
-            waiting, self._waiting = self._waiting, []
-        for callback, topic in waiting:
-            callback(KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail else None, Message(topic=topic))
-        return len(waiting)
-
-    def flush(self, timeout: float = 0) -> int:
-        self.poll()
-        return 0
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-
 class Harness:
     """A concurrent GroupWorker of group 'g' on topic 't' with fake clients, running in a thread."""
 
     def __init__(self, handler: Any, messages: dict[int, list[Message]], *, concurrency: int = 8,
                  strategy: str = "batch", action: str = "dead_letter", retries: int = 0, backoff_ms: int = 1,
                  batch_size: int = 1000, producer: FakeProducer | None = None, ordering: str = "key",
-                 client: dict[str, str] | None = None, metrics: bool = False):  # fmt: skip
+                 client: dict[str, str] | None = None, metrics: bool = False,
+                 timeout_ms: int | None = None):  # fmt: skip
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=60_000)  # type: ignore[arg-type]
         conf = {
             "bootstrap.servers": "unused:9092",
@@ -157,16 +56,15 @@ class Harness:
         settings = ConsumerGroupSettings(
             group_id="g", topics=("t",), handler="m:f", instances=1, commit=commit,
             on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms),  # type: ignore[arg-type]
-                                 "t.dlq" if action == "dead_letter" else None),
+                                 "t.dlq" if action == "dead_letter" else None, timeout_ms),
             client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
             producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
             concurrency=concurrency, ordering=ordering,  # type: ignore[arg-type]
         )  # fmt: skip
         self.consumer = FakeConsumer(messages)
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
-        self.worker = GroupWorker(settings, {"t": Event}, handler, rng=lambda: 0.5,
-                                  consumer_factory=self.consumer.build, producer_factory=self.producer.build,
-                                  metrics=metrics)  # fmt: skip
+        outside = Outside(consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5)
+        self.worker = GroupWorker(settings, {"t": Event}, handler, outside=outside, metrics=metrics)
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -256,7 +154,7 @@ def test_per_message_commits_the_prefix_once_per_turn_not_once_per_event() -> No
         wait_for(lambda: h.worker.handled == 500 and h.consumer.committed_offset(0) == 500, 10)
     finally:
         assert h.stop() == WORKER_EXIT_OK
-    offsets = [o for commit in h.consumer.commits for _p, o in commit]
+    offsets = [o for commit in h.consumer.commits for _t, _p, o in commit]
     assert offsets == sorted(offsets)  # never backwards
     assert len(offsets) < 500
 
@@ -284,6 +182,26 @@ def test_a_failing_key_retries_on_its_own_while_other_keys_run() -> None:
     assert h.consumer.committed_offset(0) == 30
 
 
+def test_an_undeclared_emit_is_not_retried_by_the_concurrent_loop_either() -> None:
+    attempts: list[int] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        attempts.append(event.n)
+        if event.n == 1:
+            ctx.emit("not-declared", {"n": event.n})
+
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(3)]}, concurrency=2, retries=3)
+    try:
+        wait_for(lambda: h.consumer.committed_offset(0) == 3 or h.worker.dead_lettered == 1, 5)
+        wait_for(lambda: h.worker.dead_lettered == 1, 5)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    assert sorted(attempts) == [0, 1, 2]
+    assert h.producer.topics() == ["t.dlq"]
+    assert h.worker.status().totals().retried == 0
+    assert h.consumer.committed_offset(0) == 3
+
+
 def test_the_stop_action_halts_and_commits_only_below_the_failed_event() -> None:
     def handle(event: Event, ctx: Any) -> None:
         if ctx.offset == 3:
@@ -303,11 +221,126 @@ def test_a_dead_letter_that_is_not_delivered_halts_without_committing_it() -> No
 
     h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(6)]}, producer=FakeProducer(fail=True))
     h.thread.join(10)
-    assert h.code == WORKER_EXIT_CLUSTER
+    assert h.code == WORKER_EXIT_DEAD_LETTER  # as in the sequential loop
     assert h.worker.counters.failed == 1
     assert "dead-letter topic 't.dlq'" in (h.worker.error or "")
     assert h.consumer.committed_offset(0) == 2
-    assert h.producer.sent == ["t.dlq"]
+    assert h.producer.topics() == ["t.dlq"]
+
+
+class SizeLimitedProducer(FakeProducer):
+    """Refuses on delivery, as a broker does, what is larger than `limit` bytes (value and headers)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.written: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None):
+        size = len(value or b"") + sum(len(k) + len(v) for k, v in headers or [])
+
+        def deliver(err: Any, message: Any) -> None:
+            if size > self.limit:
+                err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "Broker: Message size too large")
+            else:
+                self.written.append({"topic": topic, "value": value, "headers": dict(headers or [])})
+            on_delivery(err, message)
+
+        super().produce(topic, value, key, headers, deliver)
+
+
+@pytest.mark.parametrize(("limit", "fit"), [(100_000, "truncated"), (4_000, "omitted")])
+def test_a_dead_letter_too_large_is_sent_smaller_by_the_concurrent_loop_too(limit: int, fit: str) -> None:
+    huge = Message(topic="t", partition=0, offset=0, key=b"k0", value=b"x" * 1_000_000)  # schema-invalid
+    producer = SizeLimitedProducer(limit)
+    handled: list[int] = []
+    h = Harness(lambda e, ctx: handled.append(e.n), {0: [huge, *[msg(0, i, f"k{i}") for i in range(1, 4)]]},
+                producer=producer)  # fmt: skip
+    try:
+        wait_for(lambda: h.worker.dead_lettered == 1 and len(handled) == 3, 5)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    assert sorted(handled) == [1, 2, 3] and h.consumer.committed_offset(0) == 4
+    [written] = producer.written
+    assert written["topic"] == "t.dlq" and written["headers"]["kpipe.payload"] == fit.encode()
+    assert written["headers"]["kpipe.payload.size"] == b"1000000"
+    assert written["value"] == (b"x" * 16384 if fit == "truncated" else None)
+
+
+def test_a_dead_letter_refused_even_without_payload_halts_the_concurrent_loop() -> None:
+    huge = Message(topic="t", partition=0, offset=0, key=b"k0", value=b"x" * 1_000_000)
+    h = Harness(lambda e, ctx: None, {0: [huge, msg(0, 1, "k1")]}, producer=SizeLimitedProducer(10))
+    h.thread.join(10)
+    assert h.code == WORKER_EXIT_DEAD_LETTER
+    assert "refused even without its payload: MSG_SIZE_TOO_LARGE" in (h.worker.error or "")
+    assert h.consumer.committed_offset(0) is None
+
+
+def test_a_sync_call_past_its_timeout_is_abandoned_and_its_key_goes_on() -> None:
+    release = threading.Event()
+    handled: list[tuple[int, int]] = []
+
+    def handle(event: Event, ctx: Any) -> None:
+        if (ctx.partition, ctx.offset) == (0, 0):
+            release.wait(30)  # hangs: never returns in time
+        handled.append((ctx.partition, ctx.offset))
+
+    # Key "a" on partition 0: offset 0 hangs, offsets 1-2 wait behind it; partition 1 never waits.
+    messages = {0: [msg(0, i, "a") for i in range(3)], 1: [msg(1, i, f"b{i}") for i in range(3)]}
+    h = Harness(handle, messages, concurrency=4, timeout_ms=200, producer=FakeProducer())
+    try:
+        wait_for(lambda: (1, 2) in handled and (0, 2) in handled, 10, message=lambda: f"handled {handled}")
+        status = h.worker.status()
+        assert status.abandoned == 1 and status.state == "running"
+        wait_for(lambda: h.worker.dead_lettered == 1, 5)
+        assert h.producer.topics() == ["t.dlq"]
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+    assert h.consumer.committed_offset(0) == 3 and h.consumer.committed_offset(1) == 3
+    assert (0, 0) not in handled[: handled.index((0, 2))]
+
+
+def test_more_abandoned_threads_than_the_concurrency_restart_the_worker() -> None:
+    release = threading.Event()
+
+    def handle(event: Event, ctx: Any) -> None:
+        if ctx.offset < 3:
+            release.wait(30)
+
+    h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(5)]}, concurrency=2, timeout_ms=100)
+    try:
+        h.thread.join(20)
+        assert h.code == WORKER_EXIT_HUNG
+        assert "its thread is abandoned (3 so far, a restart after 2)" in (h.worker.error or "")
+    finally:
+        release.set()
+
+
+def test_an_instance_holding_events_it_does_not_finish_reports_itself_stalled() -> None:
+    release = threading.Event()
+    h = Harness(lambda e, ctx: release.wait(30), {0: [msg(0, 0, "a")]}, concurrency=2, timeout_ms=60_000)
+    try:
+        wait_for(lambda: h.worker.status().in_flight == 1, 5)
+        assert h.worker.status().stalled is None  # within its hang limit (on_error.timeout_ms)
+    finally:
+        release.set()
+        assert h.stop() == WORKER_EXIT_OK
+
+
+def test_stall_watch_reports_unfinished_events_without_progress_for_the_hang_limit() -> None:
+    from kpipe.runtime.worker.hangs import StallWatch
+
+    watch = StallWatch(timeout_ms=None)  # 30 s without a timeout
+    assert watch.check(finished=5, unfinished=2, now=100.0) is None
+    assert watch.check(finished=5, unfinished=2, now=129.0) is None
+    assert watch.check(finished=5, unfinished=2, now=131.0) == "2 events unfinished, none finished for 31 s"
+    assert watch.check(finished=6, unfinished=2, now=132.0) is None  # progress: the clock starts again
+    assert watch.check(finished=6, unfinished=0, now=200.0) is None  # nothing held: not stalled
+    assert StallWatch(timeout_ms=500).check(finished=0, unfinished=1, now=0.0) is None
+    short = StallWatch(timeout_ms=500)
+    short.check(finished=0, unfinished=1, now=0.0)
+    assert short.check(finished=0, unfinished=1, now=0.6) == "1 event unfinished, none finished for 1 s"
 
 
 def test_a_full_buffer_pauses_new_partitions_too() -> None:
@@ -319,11 +352,12 @@ def test_a_full_buffer_pauses_new_partitions_too() -> None:
     # concurrency 1, max_poll_records 500: the buffer (500) fills from partition 0 and stays full.
     h = Harness(handle, {0: [msg(0, i, "k") for i in range(600)], 1: [msg(1, 0, "k")]}, concurrency=2)
     try:
-        wait_for(lambda: h.consumer.paused == {0, 1}, 5)
-        h.worker._rebalance.on_assign(h.consumer, [TopicPartition("t", 2)])  # as a rebalance would, mid-pause
-        assert h.consumer.paused == {0, 1, 2}
+        wait_for(lambda: h.consumer.paused_now == {("t", 0), ("t", 1)}, 5)
+        # As a rebalance would, mid-pause.
+        h.consumer.assign_now([TopicPartition("t", 2)])
+        assert h.consumer.paused_now == {("t", 0), ("t", 1), ("t", 2)}
         release.set()
-        wait_for(lambda: h.consumer.paused == set(), 10)
+        wait_for(lambda: h.consumer.paused_now == set(), 10)
     finally:
         release.set()
         h.stop()
@@ -371,10 +405,12 @@ def test_a_keep_alive_pause_does_not_outlive_a_revocation() -> None:
     h = Harness(handle, {0: [msg(0, 0, "a")], 1: [msg(1, 0, "b")]}, concurrency=1, retries=1, backoff_ms=3000,
                 client={"max.poll.interval.ms": "300"})  # fmt: skip
     try:
-        wait_for(lambda: h.consumer.paused == {0, 1}, 5)  # the retry's backoff keeps the membership
+        wait_for(
+            lambda: h.consumer.paused_now == {("t", 0), ("t", 1)}, 5
+        )  # the retry's backoff keeps the membership
         h.consumer.revoke([0])
         wait_for(lambda: ("t", 0) not in h.worker.assigned, 5)
-        assert 0 not in h.consumer.paused
+        assert ("t", 0) not in h.consumer.paused_now
     finally:
         assert h.stop() == WORKER_EXIT_OK
 
@@ -391,11 +427,13 @@ def test_a_stuck_event_bounds_what_is_held_for_commits() -> None:
     # concurrency 2, max_poll_records 500: a buffer of 500, so at most 2,000 events held.
     h = Harness(handle, {0: [msg(0, i, f"k{i}") for i in range(3000)]}, concurrency=2)
     try:
-        wait_for(lambda: h.consumer.paused == {0}, 10, message=lambda: f"handled {h.worker.handled}")
+        wait_for(
+            lambda: h.consumer.paused_now == {("t", 0)}, 10, message=lambda: f"handled {h.worker.handled}"
+        )
         assert 1500 <= h.worker.handled < 2000 + 500  # the bound, plus at most the fetch that crossed it
         assert h.consumer.committed_offset(0) is None  # nothing passes the stuck offset 0
         release.set()
-        wait_for(lambda: h.worker.handled == 3000 and h.consumer.paused == set(), 10)
+        wait_for(lambda: h.worker.handled == 3000 and h.consumer.paused_now == set(), 10)
     finally:
         release.set()
         assert h.stop() == WORKER_EXIT_OK

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from kpipe.runtime.concurrent.offsets import OffsetTracker, PartitionOffsets
+from kpipe.runtime.concurrent.offset_tracker import OffsetTracker, PartitionOffsets
 
 TP = ("orders", 0)
 TP1 = ("orders", 1)

@@ -10,8 +10,7 @@ import kpipe
 from kpipe.compilation.project import load_project
 from kpipe.errors import LocalBrokerError
 from kpipe.local import state
-from kpipe.runtime.protocol import WorkerSpec
-from kpipe.runtime.worker import build_worker
+from kpipe.runtime.protocol import worker_starts
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "pipelines"  # bootstrap_servers: local
 
@@ -54,6 +53,6 @@ def test_kpipe_load_says_when_no_local_broker_runs(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_worker_is_never_left_to_resolve_local() -> None:
-    spec = WorkerSpec(project_paths=(str(EXAMPLE),), group="order-processors", instance=0)
+    project = load_project([EXAMPLE])  # `local`, not resolved: where the workers are started resolves it
     with pytest.raises(LocalBrokerError, match="not given the local broker's address"):
-        build_worker(spec)
+        worker_starts(project, [("order-processors", 1)])

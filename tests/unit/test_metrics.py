@@ -23,6 +23,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def view(group: str, instance: int, state: str = "running", **status: object) -> WorkerView:
     counters = status.pop("counters", WorkerCounters())
     restarts = int(status.pop("restarts", 0))  # type: ignore[call-overload]
+    status_age = status.pop("status_age", 0.5)
     return WorkerView(
         group=group,
         instance=instance,
@@ -32,6 +33,7 @@ def view(group: str, instance: int, state: str = "running", **status: object) ->
         last_exit=None,
         status=WorkerStatus(group, instance, 100 + instance, state=state, **status),  # type: ignore[arg-type]
         counters=counters,  # type: ignore[arg-type]
+        status_age=status_age,  # type: ignore[arg-type]
     )
 
 
@@ -158,6 +160,22 @@ def test_readiness_needs_every_instance_running_and_holding_partitions() -> None
     assert readiness(idle.snapshot(), {"g": 2}) == (True, [])
     starting = FakeSupervisor([view("g", 0, state="starting"), view("g", 1, state="restarting")])
     assert readiness(starting.snapshot(), {"g": 2}) == (False, ["g[0] is starting", "g[1] is restarting"])
+
+
+def test_readiness_names_a_stale_instance_and_a_stuck_one() -> None:
+    one, two = (("t", 0),), (("t", 1),)
+    frozen = FakeSupervisor([view("g", 0, assigned=one, status_age=16.2), view("g", 1, assigned=two)])
+    assert readiness(frozen.snapshot(), {"g": 2}) == (
+        False,
+        ["g[0] is stale: no status report for 16 s (frozen?)"],
+    )
+    recent = FakeSupervisor([view("g", 0, assigned=one, status_age=14.0)])
+    assert readiness(recent.snapshot(), {"g": 1}) == (True, [])
+    stuck = FakeSupervisor([view("g", 0, assigned=one, stalled="1 event unfinished, none finished for 31 s")])
+    assert readiness(stuck.snapshot(), {"g": 1}) == (
+        False,
+        ["g[0] is stuck: 1 event unfinished, none finished for 31 s"],
+    )
 
 
 def test_the_server_answers_each_path() -> None:

@@ -7,6 +7,7 @@ started and when it is safe to signal it. Tests that signal the supervisor itsel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,11 +17,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from helpers import process_exists, wait_for
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerStatus
 from kpipe.runtime.supervisor import Supervisor, describe_exit, oom_kill_count
 
 FAST_BACKOFF = (0.05, 2.0, 0.4)
@@ -29,12 +31,25 @@ FAST_BACKOFF = (0.05, 2.0, 0.4)
 # -- scripted workers (run in spawned processes) ------------------------------------------------------------
 
 
-def scripted_worker(spec: WorkerSpec, status_queue: object) -> int:
+@dataclasses.dataclass(frozen=True)
+class ScriptedStart:
+    """What the supervisor needs of a WorkerStart (group, instance, state_dir, shutdown_timeout), plus the
+    scripted worker's scratch directory and behaviour."""
+
+    group: str
+    instance: int
+    scratch: str
+    variables: tuple[tuple[str, str], ...] = ()
+    state_dir: str | None = None
+    shutdown_timeout: float = 30.0
+
+
+def scripted_worker(spec: ScriptedStart, status_queue: object) -> int:
     """Behave as spec.variables say: run until SIGTERM/SIGINT, exit with a code, crash, fail first, ignore SIGTERM."""
     opts = dict(spec.variables)
     behaviour = opts.get("behaviour", "run")
     stop = threading.Event()
-    scratch = Path(spec.project_paths[0])
+    scratch = Path(spec.scratch)
     if behaviour == "ignore_term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -56,6 +71,8 @@ def scripted_worker(spec: WorkerSpec, status_queue: object) -> int:
         )
     )
 
+    if behaviour == "freeze" and started == 1:
+        os.kill(os.getpid(), signal.SIGSTOP)  # as `kill -STOP` would: no more status reports
     if behaviour == "exit":
         return int(opts["code"])
     if behaviour == "crash":
@@ -69,9 +86,9 @@ def scripted_worker(spec: WorkerSpec, status_queue: object) -> int:
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
-def specs(scratch: Path, group: str, instances: int, **behaviour: str) -> list[WorkerSpec]:
+def specs(scratch: Path, group: str, instances: int, **behaviour: str) -> list[Any]:
     return [
-        WorkerSpec(project_paths=(str(scratch),), group=group, instance=i, variables=tuple(behaviour.items()))
+        ScriptedStart(group=group, instance=i, scratch=str(scratch), variables=tuple(behaviour.items()))
         for i in range(instances)
     ]
 
@@ -269,6 +286,23 @@ def test_snapshot_holds_the_latest_status_per_worker(tmp_path: Path) -> None:
     sup.stop()
     assert running.wait() == 0
     assert all(v.state == "stopped" for v in sup.snapshot().values())
+
+
+def test_a_worker_whose_status_reports_stop_is_killed_and_started_again(
+    tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
+    sup = Supervisor(
+        specs(tmp_path, "frozen", 1, behaviour="freeze"), scripted_worker, restart_backoff=FAST_BACKOFF,
+        frozen_after=1.0,
+    )  # fmt: skip
+    running = Running(sup)
+    try:
+        wait_for(lambda: len(starts(tmp_path, "frozen")) == 2, timeout=30, message=lambda: messages(logs))
+        assert "frozen[0] (pid " in messages(logs) and "frozen; killing it for a restart" in messages(logs)
+        wait_for(lambda: sup.snapshot()[("frozen", 0)].restarts == 1, timeout=10)
+    finally:
+        sup.stop()
+    assert running.wait(30) == 0
 
 
 def test_stop_twice_kills_at_once(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:

@@ -5,6 +5,7 @@ schedule and dead-letter headers."""
 from __future__ import annotations
 
 import json
+import pickle
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ from kpipe.cli.common import run_cli
 from kpipe.compilation.compiled import ErrorPolicy
 from kpipe.compilation.explain import explain_client
 from kpipe.compilation.project import load_project
-from kpipe.runtime.protocol import WorkerSpec
-from kpipe.runtime.worker import backoff_delays, build_worker, commit_list, dead_letter_headers
+from kpipe.runtime.protocol import worker_starts
+from kpipe.runtime.worker import Outside, backoff_delays, build_worker, commit_list, dead_letter_headers
 
 
-def project(tmp_path: Path, strategy: str = "batch", config: str = "{}", cluster_config: str = "{}") -> Path:
+def project(
+    tmp_path: Path, strategy: str = "batch", config: str = "{}", cluster_config: str = "{}", extra: str = ""
+) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     interval = "" if strategy == "per_message" else ", interval_ms: 750"
     (tmp_path / "p.yaml").write_text(
@@ -39,7 +42,8 @@ def project(tmp_path: Path, strategy: str = "batch", config: str = "{}", cluster
                 commit: {{strategy: {strategy}{interval}}}
                 on_error: {{action: dead_letter}}
                 config: {config}
-            """),
+            """)
+        + extra,
         encoding="utf-8",
     )
     (tmp_path / "policies_test_app.py").write_text("def handle(event, ctx):\n    pass\n", encoding="utf-8")
@@ -105,13 +109,14 @@ def test_the_group_producer_connects_like_the_consumer_without_consumer_settings
 def test_explain_shows_exactly_what_the_worker_passes_to_the_consumer(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = project(tmp_path, "auto", config="{fetch.wait.max.ms: 50}")
-    extra = (("session.timeout.ms", "7000"), ("statistics.interval.ms", "0"))
-    # What `kpipe run -b b9:9092 -X ...` hands each worker process.
-    spec = WorkerSpec(
-        project_paths=(str(root),), group="billing", instance=1, bootstrap_override="b9:9092",
-        extra_consumer_config=extra,
-    )  # fmt: skip
+    # Metrics on (the files' metrics section, as `kpipe run --metrics-port` would): statistics for consumer lag.
+    root = project(tmp_path, "auto", config="{fetch.wait.max.ms: 50}", extra="metrics: {port: 9464}\n")
+    extra = (("session.timeout.ms", "7000"),)
+    # What `kpipe run -b b9:9092 -X ... --metrics-port 9464` hands each worker process: compiled there, once.
+    overrides = dict(extra)
+    compiled = load_project([root], bootstrap_override="b9:9092", consumer_overrides=overrides)
+    start = worker_starts(compiled, [("billing", 2)], metrics=True)[1]
+    start = pickle.loads(pickle.dumps(start))  # what crosses to the spawned worker process
     given: list[dict[str, Any]] = []
 
     class Consumer:
@@ -138,7 +143,7 @@ def test_explain_shows_exactly_what_the_worker_passes_to_the_consumer(
         def flush(self, timeout: float) -> int:
             return 0
 
-    worker = build_worker(spec, consumer_factory=Consumer, producer_factory=Producer)
+    worker = build_worker(start, outside=Outside(consumer=Consumer, producer=Producer))
     assert worker.run() == 0
     [config] = given
     callbacks = {k for k in config if not isinstance(config[k], str)}
@@ -154,9 +159,8 @@ def test_explain_shows_exactly_what_the_worker_passes_to_the_consumer(
     assert sources["bootstrap.servers"] == "override" and sources["session.timeout.ms"] == "override"
     assert sources["client.id"] == "derived" and passed["client.id"] == "kpipe-billing-1"
     assert sources["enable.auto.offset.store"] == "derived" and sources["fetch.wait.max.ms"] == "passthrough"
+    assert passed["statistics.interval.ms"] == "1000" and sources["statistics.interval.ms"] == "derived"
     # The function behind the command returns the same.
-    overrides = dict(extra)
-    compiled = load_project([root], bootstrap_override="b9:9092", consumer_overrides=overrides)
     assert json.loads(explain_client(compiled, "billing", "json", instance=1)) == printed
 
 

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from pydantic import BaseModel
 
+from fakes import FakeConsumer, FakeProducer
 from helpers import wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
@@ -24,7 +25,7 @@ from kpipe.runtime.protocol import (
     WORKER_EXIT_HALT,
     WORKER_EXIT_OK,
 )
-from kpipe.runtime.worker import GroupWorker
+from kpipe.runtime.worker import EmitTargets, GroupWorker, Hooks, Limits, Outside
 
 ASSIGNMENT = [TopicPartition("t", 0), TopicPartition("t", 1)]
 
@@ -32,109 +33,6 @@ ASSIGNMENT = [TopicPartition("t", 0), TopicPartition("t", 1)]
 class Event(BaseModel):
     key: str
     n: int
-
-
-class FakeConsumer:
-    """Stands in for confluent_kafka.Consumer: assigns partitions t[0] and t[1] on the first poll, delivers
-    the batches it is given (a number instead of a batch: that many seconds without messages), then calls
-    `when_idle` (the harness stops the worker there). Keep-alive polls (timeout 0) deliver nothing."""
-
-    def __init__(self) -> None:
-        self.config: dict[str, Any] | None = None
-        self.batches: list[Any] = []
-        self.when_idle: Callable[[], None] = lambda: None
-        self.stored: list[tuple[str, int, int]] = []
-        self.commits: list[list[tuple[str, int, int]]] = []
-        self.paused: list[TopicPartition] = []
-        self.resumed: list[TopicPartition] = []
-        self.paused_now: set[tuple[str, int]] = set()
-        self.keepalive_polls = 0
-        self.closed = False
-        self._callbacks: dict[str, Any] = {}
-
-    def build(self, config: dict[str, Any]) -> FakeConsumer:  # the consumer factory
-        self.config = config
-        return self
-
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
-        self._callbacks = callbacks
-
-    def consume(self, n: int, timeout: float) -> list:
-        if "assigned" not in self._callbacks:
-            self._callbacks["assigned"] = True
-            self._callbacks["on_assign"](self, ASSIGNMENT)
-        if timeout == 0:
-            self.keepalive_polls += 1
-            return []
-        if not self.batches:
-            self.when_idle()
-            return []
-        batch = self.batches.pop(0)
-        if isinstance(batch, int | float):
-            time.sleep(batch)
-            return []
-        return batch
-
-    def revoke(self, partitions: list[TopicPartition]) -> None:
-        """What librdkafka does in a poll when the group takes partitions away."""
-        self._callbacks["on_revoke"](self, partitions)
-
-    def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
-        self.stored.append((message.topic(), message.partition(), message.offset() + 1))
-
-    def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
-        if offsets is None:  # auto: commit the offset store
-            return []
-        self.commits.append(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
-        return offsets
-
-    def assignment(self) -> list[TopicPartition]:
-        return list(ASSIGNMENT)
-
-    def pause(self, tps: list[TopicPartition]) -> None:
-        self.paused.extend(tps)
-        self.paused_now |= {(tp.topic, tp.partition) for tp in tps}
-
-    def resume(self, tps: list[TopicPartition]) -> None:
-        self.resumed.extend(tps)
-        self.paused_now -= {(tp.topic, tp.partition) for tp in tps}
-
-    def close(self) -> None:
-        self.closed = True
-
-
-class FakeProducer:
-    """Acks (or fails) every produced message on the next poll/flush."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.config: dict[str, Any] | None = None
-        self.sent: list[dict[str, Any]] = []
-        self.waiting: list[Any] = []
-
-    def build(self, config: dict[str, Any]) -> FakeProducer:  # the producer factory
-        self.config = config
-        return self
-
-    def produce(
-        self, topic: str, value: Any, key: Any = None, headers: Any = None, on_delivery: Any = None
-    ) -> None:
-        self.sent.append({"topic": topic, "value": value, "key": key, "headers": dict(headers or [])})
-        self.waiting.append((on_delivery, topic))
-
-    def poll(self, timeout: float = 0) -> int:
-        waiting, self.waiting = self.waiting, []
-        for callback, topic in waiting:
-            err = KafkaError(KafkaError._MSG_TIMED_OUT) if self.fail else None
-            callback(err, Message(topic=topic))
-        return len(waiting)
-
-    def flush(self, timeout: float = 0) -> int:
-        self.poll()
-        return 0
-
-    def __len__(self) -> int:
-        return len(self.waiting)
 
 
 class Harness:
@@ -178,9 +76,9 @@ class Harness:
         self.consumer = consumer if consumer is not None else FakeConsumer()
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
         self.worker = GroupWorker(
-            settings, {"t": Event}, handler, rng=lambda: 0.5,
-            consumer_factory=self.consumer.build, producer_factory=self.producer.build,
-            emit_key_fields={"out": "key"}, **options,
+            settings, {"t": Event}, handler,
+            outside=Outside(consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5),
+            emit_targets=EmitTargets(key_fields={"out": "key"}), **options,
         )  # fmt: skip
         self.consumer.when_idle = self.worker.stop
 
@@ -283,6 +181,24 @@ def test_handler_failure_is_retried_then_dead_lettered() -> None:
     assert h.commits == [[("t", 0, 3)]]
 
 
+def test_an_undeclared_emit_is_not_retried_it_goes_straight_to_on_error() -> None:
+    attempts: list[int] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        attempts.append(event.n)
+        if event.n == 1:
+            ctx.emit("not-declared", {"key": "x", "n": event.n})  # can never succeed: no retry helps
+
+    h = Harness(handler, retries=3)
+    h.run(messages(3))
+    assert attempts == [0, 1, 2]
+    [dead_letter] = h.producer.sent
+    assert dead_letter["topic"] == "t.dlq" and dead_letter["headers"]["kpipe.error.type"] == b"handler"
+    assert b"UndeclaredEmit" in dead_letter["headers"]["kpipe.error.message"]
+    assert h.worker.status().totals().retried == 0
+    assert h.commits == [[("t", 0, 3)]]
+
+
 def test_failed_dead_letter_write_stops_without_committing_that_offset() -> None:
     h = Harness(lambda e, ctx: 1 / (e.n - 3), producer=FakeProducer(fail=True))
     assert (
@@ -356,7 +272,9 @@ def test_messages_of_partitions_revoked_during_a_wait_are_dropped() -> None:
 
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == 1:
-            h.consumer.revoke([TopicPartition("t", 0)])  # as a keep-alive poll during the retry wait would
+            h.consumer.revoke_now(
+                [TopicPartition("t", 0)]
+            )  # as a keep-alive poll during the retry wait would
             raise RuntimeError("fails while the partition moves away")
         seen.append(event.n)
 
@@ -376,7 +294,7 @@ def test_tombstone_on_schema_topic_is_a_schema_error(strategy: str) -> None:
 
 def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> None:
     # librdkafka's synchronous commit can block for minutes once the broker is gone, out of reach of stop()
-    # and of signal handlers; the watchdog must notice (worker_main's on_stuck then exits for a restart).
+    # and of signal handlers; the monitor must notice (worker_main's on_stuck then exits for a restart).
     release = threading.Event()
     stuck: list[str] = []
 
@@ -389,8 +307,8 @@ def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> 
         lambda e, ctx: None,
         "per_message",
         consumer=BlockingConsumer(),
-        cluster_timeout=0.3,
-        on_stuck=stuck.append,
+        limits=Limits(cluster=0.3),
+        hooks=Hooks(on_stuck=stuck.append),
     )
     running = threading.Thread(target=h.run, args=(messages(1),), daemon=True)
     running.start()
@@ -557,7 +475,7 @@ def test_stopped_mid_join_that_never_finishes_it_leaves_without_closing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     consumer = SlowJoinConsumer(joins_at=None)
-    h = Harness(lambda e, ctx: None, consumer=consumer, shutdown_timeout=3.5)  # 0.5 s for the join
+    h = Harness(lambda e, ctx: None, consumer=consumer, limits=Limits(shutdown=3.5))  # 0.5 s for the join
     h.worker.stop()
     started = time.monotonic()
     assert h.run() == WORKER_EXIT_OK
@@ -573,7 +491,7 @@ def test_joining_is_logged_at_start_and_every_10_s_until_assigned(
 
     monkeypatch.setattr(rebalance, "JOIN_LOG_EVERY", 0.2)
     consumer = SlowJoinConsumer(joins_at=250)  # ~2.5 s of polls without an assignment
-    h = Harness(lambda e, ctx: None, consumer=consumer, poll_timeout=0.01)
+    h = Harness(lambda e, ctx: None, consumer=consumer, limits=Limits(poll=0.01))
     consumer.when_idle = lambda: None
     caplog.set_level("INFO", logger="kpipe.runtime.worker")
     thread = threading.Thread(target=h.worker.run, daemon=True)
@@ -609,7 +527,7 @@ def test_commits_failing_for_the_cluster_timeout_halt_the_worker_while_it_is_bus
         handled.append(event.n)
 
     consumer = RefusingCommits()
-    h = Harness(slow, batch_size=5, consumer=consumer, cluster_timeout=0.5)
+    h = Harness(slow, batch_size=5, consumer=consumer, limits=Limits(cluster=0.5))
     started = time.monotonic()
     assert h.run(messages(1000)) == WORKER_EXIT_CLUSTER
     assert time.monotonic() - started < 5
@@ -621,7 +539,7 @@ def test_commits_failing_for_the_cluster_timeout_halt_the_worker_while_it_is_bus
 def test_tcp_reachable_is_any_bootstrap_server_accepting_a_connection() -> None:
     import socket
 
-    from kpipe.runtime.worker.health import tcp_reachable
+    from kpipe.runtime.worker.cluster_health import tcp_reachable
 
     listener = socket.create_server(("127.0.0.1", 0))
     try:
@@ -725,13 +643,13 @@ def blocking_on(n: int, release: threading.Event, seen: list[int]) -> Callable[[
 def test_a_handler_running_past_its_timeout_is_reported_and_the_worker_leaves_for_a_restart(
     tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from kpipe.runtime.hangs import HangBook
+    from kpipe.runtime.hang_counts import HangCounts
     from kpipe.runtime.protocol import WORKER_EXIT_HUNG
 
     release, seen, exits = threading.Event(), [], []
     h = Harness(
         blocking_on(2, release, seen), timeout_ms=300, state_dir=str(tmp_path),
-        exit_process=lambda code: (exits.append(code), release.set()),  # the process would end here
+        hooks=Hooks(exit_process=lambda code: (exits.append(code), release.set())),  # the process would end here
     )  # fmt: skip
     h.consumer.when_idle = lambda: None
     thread = threading.Thread(target=lambda: h.run(messages(5)), daemon=True)
@@ -746,16 +664,16 @@ def test_a_handler_running_past_its_timeout_is_reported_and_the_worker_leaves_fo
         r"on_error.timeout_ms \(300\); hang 1 of 2 on this event, after 2 hangs it is no longer given to the handler",
         h.worker.error or "",
     ), h.worker.error
-    assert HangBook(str(tmp_path), "g").counts() == {("t", 0, 2): 1}
+    assert HangCounts(str(tmp_path), "g").counts() == {("t", 0, 2): 1}
     # What was processed before the hung event was committed on the way out, and the group left.
     assert h.commits[0] == [("t", 0, 2)] and h.consumer.closed
     thread.join(10)
 
 
 def test_an_event_the_handler_hung_on_twice_is_not_given_to_it_again(tmp_path: Any) -> None:
-    from kpipe.runtime.hangs import HangBook
+    from kpipe.runtime.hang_counts import HangCounts
 
-    book = HangBook(str(tmp_path), "g")
+    book = HangCounts(str(tmp_path), "g")
     book.record(("t", 0, 1))
     book.record(("t", 0, 1))  # two earlier processes hung on it
     seen: list[int] = []
@@ -775,7 +693,7 @@ def test_an_event_the_handler_hung_on_twice_is_not_given_to_it_again(tmp_path: A
 def test_a_long_handler_call_is_reported_even_without_a_timeout(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kpipe.runtime.worker.hung as hung
+    import kpipe.runtime.worker.hangs as hung
 
     monkeypatch.setattr(hung, "STILL_RUNNING_EVERY", 0.4)
     statuses: list[Any] = []
@@ -786,7 +704,7 @@ def test_a_long_handler_call_is_reported_even_without_a_timeout(
             time.sleep(1.5)
         seen.append(event.n)
 
-    h = Harness(slow, status_callback=statuses.append)
+    h = Harness(slow, hooks=Hooks(status=statuses.append))
     assert h.run(messages(3)) == WORKER_EXIT_OK
     assert seen == [0, 1, 2]
     said = [r.getMessage() for r in caplog.records if "still running" in r.getMessage()]
@@ -803,8 +721,8 @@ def test_stopped_while_a_handler_hangs_it_leaves_before_the_shutdown_timeout_nam
 
     release, seen, exits = threading.Event(), [], []
     h = Harness(
-        blocking_on(0, release, seen), shutdown_timeout=3.0,  # leaves 1 s after the stop (2 s margin)
-        exit_process=lambda code: (exits.append(code), release.set()),
+        blocking_on(0, release, seen), limits=Limits(shutdown=3.0),  # leaves 1 s after the stop (2 s margin)
+        hooks=Hooks(exit_process=lambda code: (exits.append(code), release.set())),
     )  # fmt: skip
     h.consumer.when_idle = lambda: None
     thread = threading.Thread(target=lambda: h.run(messages(2)), daemon=True)

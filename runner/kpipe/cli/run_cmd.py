@@ -94,18 +94,12 @@ def run(
     (--no-create-topics) or the broker refused to create it.
     """
     from kpipe.logs import LOG_LEVEL_ENV, configure_logging
-    from kpipe.runtime.protocol import worker_specs
+    from kpipe.runtime.protocol import worker_starts
     from kpipe.runtime.supervisor import Supervisor
     from kpipe.service.run import prepare, supervise
 
-    project = options.load()
-    extra_config = tuple(parse_vars(consumer_config, "--consumer-config").items())
+    project = options.load(consumer_overrides=parse_vars(consumer_config, "--consumer-config"))
     metrics = project.metrics_settings(metrics_port, metrics_host)
-    if metrics.port is not None and "statistics.interval.ms" not in dict(extra_config):
-        # Consumer lag comes from librdkafka's statistics; compiled in like -X, so the worker runs exactly it.
-        from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
-
-        extra_config += (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
     # Groups and handlers checked, the cluster reached (exit 3 when it cannot be), the topics there.
@@ -116,21 +110,13 @@ def run(
         "1 worker" if workers == 1 else f"{workers} workers",
         ", ".join(f"{s.group_id} ×{instances or s.instances}" for s in selected),
     )
-    specs = worker_specs(
-        ((g.group_id, instances or g.instances) for g in selected),
-        project_paths=(str(p) for p in options.paths),
-        variables=options.variables,
-        values_files=(str(v) for v in options.values_files),
-        # Resolved here, once: the workers connect where this process found the brokers (`local` included),
-        # and are told when that is the embedded broker (its consumer defaults).
-        bootstrap_override=project.bootstrap_override,
-        log_format=log_format,
-        extra_consumer_config=extra_config,
-        project_root=str(project.declarations.root) if project.declarations.root else None,
+    # Compiled here, once (with metrics on, librdkafka statistics for consumer lag): the workers run exactly
+    # these settings (`kpipe explain` shows them), connecting where this process found the brokers.
+    starts = worker_starts(
+        project, ((g.group_id, instances or g.instances) for g in selected), log_format=log_format,
         metrics=metrics.port is not None,
-        embedded_broker=project.embedded_broker,
-    )
-    supervisor = Supervisor(specs, shutdown_timeout=shutdown_timeout, summary_every=SUMMARY_EVERY_S)
+    )  # fmt: skip
+    supervisor = Supervisor(starts, shutdown_timeout=shutdown_timeout, summary_every=SUMMARY_EVERY_S)
     interrupted = supervise(supervisor, project, selected, metrics)
     return EXIT_INTERRUPTED if interrupted else None
 

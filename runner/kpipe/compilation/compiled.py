@@ -91,7 +91,7 @@ class ErrorPolicy:
     max_backoff_ms: int = 30_000
     dead_letter_topic: str | None = None
     # A handler call running longer: an async handler is cancelled (a failure); a sync one in the sequential
-    # worker is hung: reported, the worker restarts, and after HANG_LIMIT hangs its event fails (runtime.worker.hung).
+    # worker is hung: reported, the worker restarts, and after HANG_LIMIT hangs its event fails (runtime.worker.hangs).
     # None: no limit (long calls are still reported).
     timeout_ms: int | None = None
 

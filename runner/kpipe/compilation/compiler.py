@@ -96,6 +96,10 @@ def _applies_to(key: str, kind: str) -> bool:
     return {"P": "producer", "C": "consumer"}[info.scope] == kind
 
 
+# With metrics on, librdkafka statistics (consumer lag) once a second.
+STATISTICS_INTERVAL_MS = 1000
+
+
 class _Layers:
     """An ordered dict of settings where a later layer replaces an earlier value and its provenance."""
 
@@ -197,8 +201,11 @@ def compile_consumer_group(
     overrides: Mapping[str, Any] | None = None,
     *,
     embedded: bool = False,
+    metrics: bool = False,
 ) -> ConsumerGroupSettings:
-    """The group's settings with its final consumer config; `overrides` are runtime -X settings."""
+    """The group's settings with its final consumer config; `overrides` are runtime -X settings. With
+    `metrics` (kpipe run serving /metrics, kpipe dev's table), librdkafka reports statistics every
+    STATISTICS_INTERVAL_MS for consumer lag, unless the group's config or an override sets the interval."""
     declared = project.consumers[name]
     spec: ConsumerGroupSpec = declared.spec
     layers = _base(project, "consumer", bootstrap_override, embedded=embedded)
@@ -213,6 +220,8 @@ def compile_consumer_group(
         f"consumers.{name}.auto_offset_reset" if explicit_reset else None,
         declared.locate("auto_offset_reset") if explicit_reset else None,
     )
+    if metrics:
+        layers.set("statistics.interval.ms", STATISTICS_INTERVAL_MS, "derived", "metrics (consumer lag)")
     layers.update(spec.config, "passthrough", declared, f"consumers.{name}", "consumer")
     for key, value in (overrides or {}).items():
         layers.set(key, value, "override", f"{CONSUMER_OVERRIDE_ORIGIN} {key}")

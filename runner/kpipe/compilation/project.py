@@ -338,18 +338,23 @@ class CompiledProject:
     def consumer_group_names(self) -> list[str]:
         return sorted(self.declarations.consumers)
 
-    def consumer_group(self, name: str) -> ConsumerGroupSettings:
+    def consumer_group(self, name: str, *, metrics: bool | None = None) -> ConsumerGroupSettings:
+        """The group's compiled settings. metrics: compiled for a run that serves metrics (consumer lag from
+        librdkafka statistics); None: as the files' `metrics:` section says."""
         self._lookup("consumers", name, "consumer group")
+        if metrics is None:
+            metrics = self.metrics_settings().port is not None
         return compiler.compile_consumer_group(
             self.declarations,
             name,
             self.bootstrap_override,
             self.consumer_overrides,
             embedded=self.embedded_broker,
+            metrics=metrics,
         )
 
-    def consumer_groups(self) -> list[ConsumerGroupSettings]:
-        return [self.consumer_group(n) for n in self.consumer_group_names()]
+    def consumer_groups(self, *, metrics: bool | None = None) -> list[ConsumerGroupSettings]:
+        return [self.consumer_group(n, metrics=metrics) for n in self.consumer_group_names()]
 
     def schema_model(self, name: str) -> type[BaseModel]:
         model = self.inspection.schema_models.get(name)

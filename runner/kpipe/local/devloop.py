@@ -16,18 +16,15 @@ from typing import Any
 
 from kpipe.compilation.project import CompiledProject
 from kpipe.redaction import reveal
-from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
-from kpipe.runtime.protocol import WorkerSpec
-from kpipe.runtime.protocol import worker_specs as make_worker_specs
+from kpipe.runtime.protocol import WorkerStart
+from kpipe.runtime.protocol import worker_starts as make_worker_starts
 from kpipe.runtime.summary import GroupTotals, group_totals, rate, summary_lines
 from kpipe.runtime.supervisor import Supervisor
 
 log = logging.getLogger("kpipe.dev")
 
-# Fast group joins on the embedded broker come from the compiler's "embedded broker default" layer: the workers
-# are told they talk to it (WorkerSpec.embedded_broker) and get them, as `kpipe run` and `kpipe explain` do.
-# The table's lag column: librdkafka statistics every second, which the workers' meters read.
-DEV_STATISTICS = (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
+# Fast group joins on the embedded broker come from the compiler's "embedded broker default" layer: the groups
+# are compiled for it (worker_starts), as `kpipe run` and `kpipe explain` do.
 
 
 def render_table(
@@ -155,23 +152,12 @@ def _send_raw(project: CompiledProject, topic: str, lines: list[str]) -> int:
     return len(lines)
 
 
-def worker_specs(
-    project: CompiledProject,
-    paths: list[Path],
-    variables: dict[str, str],
-    values_files: list[Path],
-    local: bool,
-) -> list[WorkerSpec]:
-    return make_worker_specs(
-        ((g.group_id, g.instances) for g in project.consumer_groups()),
-        project_paths=(str(p) for p in paths),
-        variables=variables,
-        values_files=(str(v) for v in values_files),
-        bootstrap_override=project.bootstrap_servers,
-        project_root=str(project.declarations.root) if project.declarations.root else None,
-        embedded_broker=local,
-        extra_consumer_config=DEV_STATISTICS,
-        metrics=True,
+def worker_starts(project: CompiledProject, local: bool) -> list[WorkerStart]:
+    """What each worker of every group is given: compiled here, with metrics on (the table's lag column comes
+    from librdkafka statistics), and the embedded broker's consumer defaults when it is the local broker."""
+    project = project.with_bootstrap(project.bootstrap_servers, embedded_broker=local)
+    return make_worker_starts(
+        project, ((g.group_id, g.instances) for g in project.consumer_groups()), metrics=True
     )
 
 

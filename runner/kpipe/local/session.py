@@ -88,7 +88,7 @@ def run_dev(project: CompiledProject, options: DevOptions, echo: devloop.Echo) -
         if local:
             project, broker = _local_broker(project, options.port, echo)
         _apply_topics(project, local=local, yes=options.yes, echo=echo)
-        specs = devloop.worker_specs(project, options.paths, options.variables, options.values_files, local)
+        specs = devloop.worker_starts(project, local)
         if not specs:
             raise UsageError("the project declares no consumer groups to run")
         supervisor = Supervisor(specs, shutdown_timeout=30.0)

@@ -7,7 +7,7 @@ May import: kpipe.loading and the base modules (errors, diagnostics, logs).
 Words: a "spec" is what the files say, validated but not yet compiled: the `*Spec` models of `pipeline`,
 `Declared.spec` (one named object with its position) and `Declarations` (every file merged). What compile makes of
 it lives in kpipe.compilation.compiled (`*Settings`, `ClientConfig`, and `TopicSettings`, the topic as apply sees
-it); the runtime's `WorkerSpec` describes one worker process.
+it); the runtime's `WorkerStart` is what one worker process is given.
 
 Imports: kpipe.loading, kpipe.errors, kpipe.diagnostics, kpipe.logs, kpipe.redaction.
 """

@@ -2,8 +2,11 @@
 
     GET /metrics   Prometheus text (or OpenMetrics, when the scraper asks for it)
     GET /healthz   200 while the supervisor loop turns and no instance has given up (crash loop or halt)
-    GET /readyz    200 when every group is running and assigned: each instance holds partitions, or the group
-                   has more instances than partitions and every partition is held
+    GET /readyz    200 when every group is running, assigned and making progress: each instance runs, is not
+                   stale (it reported its status within STALE_AFTER, 15 s), is not stalled (it holds no
+                   unfinished events of which it finished none for its hang limit: on_error.timeout_ms, or
+                   30 s), and holds partitions, or the group has more instances than partitions and every
+                   partition is held
 
 Health answers carry a short JSON body: {"status": "ok"} or {"status": "unavailable", "reasons": [...]}.
 This module holds the rules (what each path answers); the server, bounded under abuse, is
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from kpipe.observe.metrics import Views
+from kpipe.runtime.protocol import STALE_AFTER
 from kpipe.runtime.supervisor import HEARTBEAT_EVERY
 
 # /healthz fails when the supervisor loop has not turned for this long (it turns every HEARTBEAT_EVERY).
@@ -48,8 +52,9 @@ def health(supervisor: Supervised) -> tuple[bool, list[str]]:
 
 
 def readiness(views: Views, partitions: Mapping[str, int]) -> tuple[bool, list[str]]:
-    """Readiness: per group, every instance runs, and every instance holds partitions unless the group has
-    more instances than partitions (`partitions`: group -> partitions of its topics; unknown: assume plenty)."""
+    """Readiness: per group, every instance runs, reports (not stale), progresses (not stalled), and holds
+    partitions unless the group has more instances than partitions (`partitions`: group -> partitions of its
+    topics; unknown: assume plenty)."""
     reasons = []
     groups: dict[str, list[tuple[int, Any]]] = {}
     for (group, instance), view in sorted(views.items()):
@@ -60,7 +65,15 @@ def readiness(views: Views, partitions: Mapping[str, int]) -> tuple[bool, list[s
         for instance, view in members:
             if view.state != "running" or view.status is None:
                 reasons.append(f"{group}[{instance}] is {view.state}")
-            elif view.status.assigned:
+                continue
+            if view.status_age is not None and view.status_age > STALE_AFTER:
+                reasons.append(
+                    f"{group}[{instance}] is stale: no status report for {view.status_age:.0f} s (frozen?)"
+                )
+                continue
+            if view.status.stalled:
+                reasons.append(f"{group}[{instance}] is stuck: {view.status.stalled}")
+            if view.status.assigned:
                 holding += 1
             else:
                 idle.append(instance)

@@ -64,6 +64,30 @@ def smaller_dead_letters(
     yield None, short_key, [*ours, (H_PAYLOAD, b"omitted"), *facts]
 
 
+class DeadLetter:
+    """One dead letter as it is to be sent (value, key, headers), made smaller by `shrink()` each time the
+    broker or client refuses it as too large; `fit` says what was cut ("" | "truncated" | "omitted")."""
+
+    def __init__(self, value: bytes | None, key: bytes | None, headers: Headers):
+        self.value, self.key, self.headers = value, key, headers
+        self.fit = ""
+        self._smaller: Iterator[tuple[bytes | None, bytes | None, Headers]] | None = None
+
+    def shrink(self, error_code: str) -> bool:
+        """After a refusal with `error_code`: switch to the next smaller version; False when the refusal was not
+        for size, or no smaller version is left."""
+        if error_code not in TOO_LARGE:
+            return False
+        if self._smaller is None:
+            self._smaller = smaller_dead_letters(self.value, self.key, self.headers)
+        version = next(self._smaller, None)
+        if version is None:
+            return False
+        self.value, self.key, self.headers = version
+        self.fit = dict(self.headers)[H_PAYLOAD].decode()
+        return True
+
+
 def _bytes(value: Any) -> bytes:
     if value is None:
         return b""

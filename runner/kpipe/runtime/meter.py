@@ -27,7 +27,6 @@ from typing import Any
 from kpipe.runtime.protocol import AGE_BUCKETS, DURATION_BUCKETS, Histogram
 
 SLOW_AFTER = 50e-6  # seconds per event, on average over a batch, from which every event is timed
-STATISTICS_INTERVAL_MS = 1000  # librdkafka statistics (consumer lag) once a second, unless the user set it
 
 
 class Buckets:

@@ -1,14 +1,20 @@
 """What passes between the supervisor and its worker processes: small, picklable, import-light.
 
-The supervisor spawns one process per consumer-group instance with a WorkerSpec; the worker loads the project
-itself (so nothing heavy is pickled), runs the group, reports WorkerStatus snapshots on a queue, and ends with
-one of the exit codes below, which tell the supervisor whether a restart can help.
+The supervisor spawns one process per consumer-group instance with a WorkerStart: the group's compiled settings
+and what rebuilding its models needs (never paths to read again). The worker runs the group, reports
+WorkerStatus snapshots on a pipe, and ends with one of the exit codes below, which tell the supervisor whether
+a restart can help.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from kpipe.compilation.compiled import ConsumerGroupSettings
+from kpipe.errors import LocalBrokerError
 
 # Worker process exit codes.
 WORKER_EXIT_OK = 0  # stopped on request (SIGTERM/SIGINT), offsets committed
@@ -20,32 +26,49 @@ WORKER_EXIT_DEAD_LETTER = (
     4  # a dead letter could not be written even without its payload: restart with backoff
 )
 WORKER_EXIT_HUNG = (
-    5  # a handler call outlived on_error.timeout_ms: restart (the hang is counted, see HangBook)
+    5  # a handler call outlived on_error.timeout_ms: restart (the hang is counted, see HangCounts)
 )
 WORKER_EXIT_HALT = 78  # do not restart: invalid project, handler import failed, or on_error: stop was hit
 
+# A running worker reports its status at least every 2 s, also while a handler call runs long: a worker silent
+# for this long is stale (frozen: SIGSTOP, or a handler holding the GIL), and not ready.
+STALE_AFTER = 15.0
+
 
 @dataclass(frozen=True)
-class WorkerSpec:
-    project_paths: tuple[str, ...]
-    group: str
+class ModelSource:
+    """How a worker rebuilds one schema model without reading a project file: from the JSON Schema document
+    the supervisor compiled (JSON text), or, for a pydantic-model schema, by importing it."""
+
+    name: str
+    document: str | None = None  # a JSON Schema schema
+    import_target: str | None = None  # a pydantic-model schema: "package.module:ClassName"
+
+
+@dataclass(frozen=True)
+class WorkerStart:
+    """What one worker process is given: the group's compiled, frozen settings (its final client configs
+    included, as `kpipe explain` shows them) and what rebuilding its models needs. No project file is read
+    again in the worker, so editing the files during a run changes nothing until `kpipe run` restarts."""
+
+    settings: ConsumerGroupSettings
     instance: int
-    variables: tuple[tuple[str, str], ...] = ()
-    values_files: tuple[str, ...] = ()
-    bootstrap_override: str | None = None
+    # The schemas the group reads and emits (by schema name); topic -> schema name is in the settings
+    # (topic_schemas) and in emit_schemas.
+    models: tuple[ModelSource, ...] = ()
+    emit_schemas: tuple[tuple[str, str | None], ...] = ()  # emitted-to topic -> its schema name
+    emit_key_fields: tuple[tuple[str, str | None], ...] = ()  # every topic -> its key field
     log_format: str = "text"  # "text" | "json"
-    # Extra librdkafka consumer settings layered last (tests use it for fast group joins).
-    extra_consumer_config: tuple[tuple[str, str], ...] = ()
+    # Measure for Prometheus (kpipe run --metrics-port): histograms, and consumer lag from statistics.
+    metrics: bool = False
     # Set by the supervisor: a directory for this run's shared worker state (hung-handler counts), and how
     # long a worker has between SIGTERM and SIGKILL.
     state_dir: str | None = None
     shutdown_timeout: float = 30.0
-    # The project root the supervisor loaded with (--root or found): workers read and import from the same.
-    project_root: str | None = None
-    # Measure for Prometheus (kpipe run --metrics-port): histograms, and consumer lag from statistics.
-    metrics: bool = False
-    # bootstrap_override is kpipe's embedded broker (`local`, resolved): compile its consumer defaults in.
-    embedded_broker: bool = False
+
+    @property
+    def group(self) -> str:
+        return self.settings.group_id
 
 
 # Upper bounds (seconds) of the histogram buckets a worker counts into; the last bucket is +Inf.
@@ -132,6 +155,11 @@ class WorkerStatus:
     in_flight: int = 0
     queued: int = 0
     oldest_unfinished: tuple[tuple[str, int, int], ...] = field(default=())
+    # Handler threads left running past on_error.timeout_ms (concurrent sync handlers; they cannot be stopped).
+    abandoned: int = 0
+    # Holding unfinished events, none finished for the group's hang limit: "2 events unfinished, none finished
+    # for 31 s" (on_error.timeout_ms, or 30 s without one). The instance is not ready while this is set.
+    stalled: str | None = None
     # Everything a worker counts for metrics; None from a worker that does not count them.
     counters: WorkerCounters | None = None
     # Consumer lag per assigned partition, (topic, partition, lag), from librdkafka's statistics.
@@ -149,31 +177,39 @@ class WorkerStatus:
         )
 
 
-def worker_specs(
-    groups: Iterable[tuple[str, int]],
-    *,
-    project_paths: Iterable[str],
-    variables: Mapping[str, str] | None = None,
-    values_files: Iterable[str] = (),
-    bootstrap_override: str | None = None,
-    log_format: str = "text",
-    extra_consumer_config: Iterable[tuple[str, str]] = (),
-    project_root: str | None = None,
-    metrics: bool = False,
-    embedded_broker: bool = False,
-) -> list[WorkerSpec]:
-    """One WorkerSpec per instance of each (group id, instances) pair, all loading the same project."""
-    common = {
-        "project_paths": tuple(str(p) for p in project_paths),
-        "variables": tuple((variables or {}).items()),
-        "values_files": tuple(str(v) for v in values_files),
-        "bootstrap_override": bootstrap_override,
-        "log_format": log_format,
-        "extra_consumer_config": tuple(extra_consumer_config),
-        "project_root": project_root,
-        "metrics": metrics,
-        "embedded_broker": embedded_broker,
-    }
-    return [
-        WorkerSpec(group=group, instance=i, **common) for group, instances in groups for i in range(instances)
-    ]
+def worker_starts(
+    project: Any, groups: Iterable[tuple[str, int]], *, log_format: str = "text", metrics: bool = False
+) -> list[WorkerStart]:
+    """One WorkerStart per instance of each (group id, instances) pair of a compiled project
+    (kpipe.compilation.project.CompiledProject, loaded with its code imported). With `metrics`, the groups are
+    compiled with metrics on (librdkafka statistics for consumer lag), as `kpipe explain` shows them."""
+    if getattr(project, "uses_local_broker", False):
+        # `local` is resolved where the workers are started (kpipe run, kpipe dev), never in a worker.
+        raise LocalBrokerError(
+            "bootstrap servers are `local`, but the worker was not given the local broker's address"
+        )
+    starts = []
+    key_fields = tuple((t.name, t.key_field) for t in project.topic_settings())
+    for group, instances in groups:
+        settings = project.consumer_group(group, metrics=metrics)
+        emit_schemas = tuple((topic, _schema_of(project, topic)) for topic in settings.emits)
+        names = {n for n in settings.topic_schemas.values() if n} | {n for _, n in emit_schemas if n}
+        common = dict(
+            settings=settings, models=tuple(_model_source(project, n) for n in sorted(names)),
+            emit_schemas=emit_schemas, emit_key_fields=key_fields, log_format=log_format, metrics=metrics,
+        )  # fmt: skip
+        starts += [WorkerStart(instance=i, **common) for i in range(instances)]  # type: ignore[arg-type]
+    return starts
+
+
+def _schema_of(project: Any, topic: str) -> str | None:
+    declared = project.declarations.topics.get(topic)
+    return declared.spec.schema_ if declared is not None else None
+
+
+def _model_source(project: Any, name: str) -> ModelSource:
+    target = getattr(project.declarations.schemas[name].spec, "model", None)
+    if target is not None:
+        return ModelSource(name, import_target=target)
+    document = project.schema_model(name).__kpipe_json_schema__
+    return ModelSource(name, document=json.dumps(document))

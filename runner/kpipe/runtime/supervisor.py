@@ -17,7 +17,7 @@ worker SIGKILLed while holding a shared queue's write lock would block every oth
 exit. `snapshot()` gives the latest view of every worker and is safe to call from any thread, so `kpipe dev`
 can run the supervisor in a background thread (`run(install_signals=False)`) and draw a table from it.
 
-Parts: _Slot (one instance's process, its status pipe and its view), RestartPolicy (backoff, crash loop),
+Parts: Slot (one instance's process, its status pipe and its view), RestartPolicy (backoff, crash loop),
 StopRequests (kpipe.runtime.stop_requests: signals and the self-pipe that wakes the loop), and the summary
 lines (kpipe.runtime.summary); Supervisor starts, reaps and stops.
 """
@@ -36,23 +36,22 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
-from pathlib import Path
+from multiprocessing.connection import wait
 from typing import Any
 
 from kpipe.runtime.protocol import (
-    WORKER_EXIT_CLUSTER,
-    WORKER_EXIT_CRASH,
-    WORKER_EXIT_DEAD_LETTER,
     WORKER_EXIT_HALT,
-    WORKER_EXIT_HUNG,
     WORKER_EXIT_OK,
-    WorkerCounters,
-    WorkerSpec,
-    WorkerStatus,
+    WorkerStart,
+)
+from kpipe.runtime.slots import (
+    RestartPolicy,
+    Slot,
+    StatusChannel,
+    WorkerView,
+    describe_exit,
+    oom_kill_count,
 )
 from kpipe.runtime.stop_requests import StopRequests
 from kpipe.runtime.summary import GroupTotals, group_totals, summary_lines
@@ -60,211 +59,23 @@ from kpipe.runtime.summary import GroupTotals, group_totals, summary_lines
 log = logging.getLogger("kpipe.runtime.supervisor")
 
 DEFAULT_TARGET = "kpipe.runtime.worker.process:worker_main"
-WorkerTarget = Callable[[WorkerSpec, Any], int | None]
+WorkerTarget = Callable[[WorkerStart, Any], int | None]
 
-_EXIT_MEANINGS = {
-    WORKER_EXIT_OK: "stopped",
-    WORKER_EXIT_CRASH: "crashed",
-    WORKER_EXIT_CLUSTER: "cluster unreachable",
-    WORKER_EXIT_DEAD_LETTER: "dead letter not written",
-    WORKER_EXIT_HUNG: "handler hung",
-    WORKER_EXIT_HALT: "halted",
-}
 # How often shutdown says which workers it is still waiting for.
 _PROGRESS_EVERY = 5.0
 # The loop wakes at least this often, so `seconds_since_loop()` tells a health check it is alive.
 HEARTBEAT_EVERY = 2.0
+# A worker whose status reports stopped this long is killed and restarted (/readyz says so after STALE_AFTER).
+FROZEN_AFTER = 60.0
 
 
-def describe_exit(
-    exitcode: int, *, killed_by_us: bool = False, oom_killed: bool | None = None, error: str | None = None
-) -> str:
-    """Why a worker ended: 'exited with code 78 (halted): <its error>', 'was killed by SIGKILL from outside ...'.
-
-    oom_killed: whether the kernel's OOM killer killed a process of this cgroup meanwhile (None: unknown).
-    error: what the worker last reported as its error; it names the cause better than the code alone.
-    """
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        text = f"was killed by {name}"
-        if exitcode == -signal.SIGKILL and not killed_by_us:
-            if oom_killed:
-                text += ": out of memory (the kernel's OOM killer killed it)"
-            elif oom_killed is False:
-                text += " from outside kpipe (no out-of-memory kill recorded)"
-            else:
-                text += " from outside kpipe (out of memory, or kill -9: the kernel log tells which)"
-        return text
-    meaning = _EXIT_MEANINGS.get(exitcode)
-    text = f"exited with code {exitcode}" + (f" ({meaning})" if meaning else "")
-    if error and exitcode != WORKER_EXIT_OK:
-        text += f": {error}"
-    return text
-
-
-def oom_kill_count(root: Path = Path("/")) -> int | None:
-    """How many processes the kernel's OOM killer has killed in this process's memory cgroup; None if unknown.
-
-    Read from cgroup v2 `memory.events` or v1 `memory.oom_control` (the `oom_kill` line): a SIGKILL that
-    comes with a higher count than at the worker's start was the OOM killer, one without was sent by someone.
-    """
-    try:
-        lines = (root / "proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    candidates: list[Path] = []
-    for line in lines:
-        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        relative = path.strip().lstrip("/")
-        if controllers == "":
-            candidates += [
-                root / "sys/fs/cgroup" / relative / "memory.events",
-                root / "sys/fs/cgroup/memory.events",
-            ]
-        elif "memory" in controllers.split(","):
-            base = root / "sys/fs/cgroup/memory"
-            candidates += [base / relative / "memory.oom_control", base / "memory.oom_control"]
-    for candidate in candidates:
-        try:
-            text = candidate.read_text()
-        except OSError:
-            continue
-        for entry in text.splitlines():
-            key, _, value = entry.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit():
-                return int(value)
-    return None
-
-
-@dataclass(frozen=True)
-class WorkerView:
-    """What the supervisor knows about one worker slot (a group instance), for `kpipe dev`'s table."""
-
-    group: str
-    instance: int
-    pid: int | None
-    # starting | running | stopping (as the worker reports) | restarting | stopped | halted | gave_up | killed
-    state: str
-    restarts: int
-    last_exit: str | None  # describe_exit() of the previous process, if one ended
-    status: WorkerStatus | None  # the latest snapshot the current (or last) process sent
-    # Counters summed over every process this slot has run, so they never go backwards across restarts.
-    counters: WorkerCounters = field(default_factory=WorkerCounters)
-
-
-class StatusChannel:
-    """The worker's end of its status pipe, with a queue's `put()`; a vanished reader is not an error."""
-
-    def __init__(self, conn: Connection):
-        self._conn = conn
-
-    def put(self, status: Any, block: bool = True, timeout: float | None = None) -> None:
-        # The supervisor gone or no longer listening: the worker's own signal handling deals with shutdown.
-        with contextlib.suppress(OSError, EOFError, ValueError):
-            self._conn.send(status)
-
-    def put_nowait(self, status: Any) -> None:
-        self.put(status)
-
-
-@dataclass(eq=False)
-class _Slot:
-    spec: WorkerSpec
-    process: Any = None  # multiprocessing SpawnProcess while one is running
-    status_conn: Connection | None = None
-    started_at: float = 0.0
-    restarts: int = 0
-    consecutive_failures: int = 0
-    restart_times: deque[float] = field(default_factory=deque)
-    restart_at: float | None = None
-    # Set when the slot is finished for good: stopped | halted | gave_up | killed | failed
-    outcome: str | None = None
-    killed_by_us: bool = False
-    oom_kills_at_start: int | None = None
-    last_exit: str | None = None
-    status: WorkerStatus | None = None
-    # The counters of the slot's processes that have ended.
-    retired: WorkerCounters = field(default_factory=WorkerCounters)
-
-    @property
-    def label(self) -> str:
-        return f"{self.spec.group}[{self.spec.instance}]"
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None
-
-    def read_statuses(self, lock: threading.Lock, until_eof: bool = False) -> None:
-        """Take the worker's latest WorkerStatus from its pipe (all of them, to its end, when it exited)."""
-        conn = self.status_conn
-        assert conn is not None
-        try:
-            while conn.poll(0):
-                item = conn.recv()
-                if isinstance(item, WorkerStatus):
-                    with lock:
-                        self.status = item
-        except (EOFError, OSError):
-            until_eof = True
-        except Exception as exc:  # an unpicklable report must not take the supervisor down
-            log.debug("dropped an unreadable status from %s: %s", self.label, exc)
-        if until_eof:
-            conn.close()
-            self.status_conn = None
-
-    def view(self) -> WorkerView:
-        if self.outcome is not None:
-            state = self.outcome
-        elif self.restart_at is not None:
-            state = "restarting"
-        elif self.status is not None:
-            state = self.status.state
-        else:
-            state = "starting"
-        pid = self.process.pid if self.process is not None else (self.status.pid if self.status else None)
-        return WorkerView(
-            group=self.spec.group,
-            instance=self.spec.instance,
-            pid=pid,
-            state=state,
-            restarts=self.restarts,
-            last_exit=self.last_exit,
-            status=self.status,
-            counters=_counters(self),
-        )
-
-
-class RestartPolicy:
-    """When a dead worker is started again: after an exponential backoff, unless it is crash-looping."""
-
-    def __init__(self, backoff: tuple[float, float, float], crash_loop: tuple[int, float]):
-        self.initial, self.factor, self.maximum = backoff
-        self.restarts, self.window = crash_loop
-
-    def delay(self, slot: _Slot, now: float) -> float | None:
-        """Seconds until the slot's next start (recorded as a restart), or None: give up (a crash loop)."""
-        if slot.started_at and now - slot.started_at >= self.window:
-            slot.consecutive_failures = 0  # it ran stably for a while: this is a fresh failure, not a loop
-        while slot.restart_times and now - slot.restart_times[0] > self.window:
-            slot.restart_times.popleft()
-        if len(slot.restart_times) >= self.restarts:
-            return None
-        delay = min(self.initial * self.factor**slot.consecutive_failures, self.maximum)
-        slot.consecutive_failures += 1
-        slot.restart_times.append(now)
-        return delay
-
-
-def _log_if_group_failed(group: list[_Slot]) -> None:
+def _log_if_group_failed(group: list[Slot]) -> None:
     """Every worker of the group halted or gave up: the group has failed; say so once."""
     outcomes = {s.outcome for s in group}
     if not outcomes <= {"halted", "gave_up"}:
         return
     verb = " or ".join(v for o, v in (("halted", "halted"), ("gave_up", "crash-looped")) if o in outcomes)
-    name = group[0].spec.group
+    name = group[0].start.group
     log.error(
         "consumer group '%s' failed: %s %s",
         name,
@@ -275,27 +86,31 @@ def _log_if_group_failed(group: list[_Slot]) -> None:
 
 
 class Supervisor:
-    """Run one process per WorkerSpec until stopped; see the module docstring for the rules."""
+    """Run one process per WorkerStart until stopped; see the module docstring for the rules."""
 
     def __init__(
         self,
-        specs: Sequence[WorkerSpec],
+        starts: Sequence[WorkerStart],
         target: WorkerTarget | str | None = None,
         *,
         restart_backoff: tuple[float, float, float] = (1.0, 2.0, 30.0),
         crash_loop: tuple[int, float] = (5, 60.0),
         shutdown_timeout: float = 30.0,
         summary_every: float | None = None,
+        frozen_after: float = FROZEN_AFTER,
     ):
-        """target: called in each worker process as target(spec, status_channel) and returning its exit code;
+        """target: called in each worker process as target(start, status_channel) and returning its exit code;
         a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
         in the worker. Default: kpipe.runtime.worker.process:worker_main (so the supervisor never imports confluent_kafka).
         restart_backoff: (initial delay, factor, maximum) in seconds.
         crash_loop: (restarts, window in seconds): a worker that dies again after that many restarts within
         the window is given up on.
         summary_every: log one line per group (handled, rate, dead-lettered) this often, and a final one.
+        frozen_after: a worker that has sent no status for this long is killed and started again (it is
+        reported stale, not ready, after STALE_AFTER already).
         """
-        self._slots = [_Slot(spec) for spec in specs]
+        self._frozen_after = frozen_after
+        self._slots = [Slot(start) for start in starts]
         self._target = target if target is not None else DEFAULT_TARGET
         self._restarts = RestartPolicy(restart_backoff, crash_loop)
         self._shutdown_timeout = shutdown_timeout
@@ -316,7 +131,7 @@ class Supervisor:
     def snapshot(self) -> dict[tuple[str, int], WorkerView]:
         """The latest view of every worker, keyed by (group, instance). Safe from any thread."""
         with self._lock:
-            return {(s.spec.group, s.spec.instance): s.view() for s in self._slots}
+            return {(s.start.group, s.start.instance): s.view() for s in self._slots}
 
     def seconds_since_loop(self) -> float | None:
         """How long ago the supervising loop last turned (it turns at least every HEARTBEAT_EVERY seconds);
@@ -418,29 +233,12 @@ class Supervisor:
             if self._summary_at is not None and now >= self._summary_at and self._shutdown_deadline is None:
                 self._log_summary(now)
             if self._shutdown_deadline is None:
+                self._kill_frozen(now)
                 for s in self._slots:
                     if s.restart_at is not None and s.restart_at <= now:
                         self._start(s)
             else:
-                remaining = [s for s in self._slots if s.alive]
-                if remaining and now >= self._shutdown_deadline:
-                    log.warning(
-                        "killing %s that did not stop within %g s: %s",
-                        _plural(len(remaining), "worker"),
-                        self._shutdown_timeout,
-                        _names(remaining),
-                    )
-                    self._kill_all(reap=True)
-                elif remaining and now - max(
-                    last_progress, self._shutdown_deadline - self._shutdown_timeout
-                ) >= (_PROGRESS_EVERY):
-                    last_progress = now
-                    log.info(
-                        "still waiting for %s to stop (%.0f s left): %s",
-                        _plural(len(remaining), "worker"),
-                        self._shutdown_deadline - now,
-                        _names(remaining),
-                    )
+                last_progress = self._while_stopping(now, last_progress)
         if self._stops.requests:
             log.info("all workers stopped")
 
@@ -474,13 +272,13 @@ class Supervisor:
 
     # -- starting and reaping -------------------------------------------------------------------------------
 
-    def _start(self, slot: _Slot) -> None:
+    def _start(self, slot: Slot) -> None:
         with self._lock:
             slot.restart_at = None
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_worker_entry,
-            args=(self._target, self._spec_for(slot), StatusChannel(writer), os.getpid()),
+            args=(self._target, self._start_for(slot), StatusChannel(writer), os.getpid()),
             name=f"kpipe-worker-{slot.label}",
             daemon=False,
         )
@@ -500,14 +298,43 @@ class Supervisor:
             slot.killed_by_us = False
             slot.oom_kills_at_start = oom_kill_count()
             slot.status = None
+            slot.status_at = None
         log.info("started %s (pid %s)", slot.label, process.pid, extra=_extra(slot))
 
-    def _spec_for(self, slot: _Slot) -> WorkerSpec:
+    def _while_stopping(self, now: float, last_progress: float) -> float:
+        """Past the shutdown deadline, SIGKILL the workers still running; before it, say every _PROGRESS_EVERY
+        which ones it waits for. Returns when that was last said."""
+        deadline = self._shutdown_deadline
+        assert deadline is not None
+        remaining = [s for s in self._slots if s.alive]
+        if remaining and now >= deadline:
+            log.warning(
+                "killing %s that did not stop within %g s: %s",
+                _plural(len(remaining), "worker"), self._shutdown_timeout, _names(remaining),
+            )  # fmt: skip
+            self._kill_all(reap=True)
+        elif remaining and now - max(last_progress, deadline - self._shutdown_timeout) >= _PROGRESS_EVERY:
+            log.info(
+                "still waiting for %s to stop (%.0f s left): %s",
+                _plural(len(remaining), "worker"), deadline - now, _names(remaining),
+            )  # fmt: skip
+            return now
+        return last_progress
+
+    def _kill_frozen(self, now: float) -> None:
+        """SIGKILL a worker whose status reports stopped for `frozen_after` (a frozen process: SIGSTOP, a
+        handler holding the GIL in C code); its exit is reaped as any other, and it is started again."""
+        for slot, age in frozen(self._slots, now, self._frozen_after):
+            log.error("%s sent no status for %.0f s: frozen; killing it for a restart", _names([slot]), age,
+                      extra=_extra(slot))  # fmt: skip
+            self._signal(slot, signal.SIGKILL)
+
+    def _start_for(self, slot: Slot) -> WorkerStart:
         return dataclasses.replace(
-            slot.spec, state_dir=self._state_dir, shutdown_timeout=self._shutdown_timeout
+            slot.start, state_dir=self._state_dir, shutdown_timeout=self._shutdown_timeout
         )
 
-    def _reap(self, slot: _Slot) -> None:
+    def _reap(self, slot: Slot) -> None:
         process = slot.process
         process.join()
         if slot.status_conn is not None:
@@ -546,7 +373,7 @@ class Supervisor:
             log.error(message, *args, extra=_extra(slot, code))
             self._after_failure(slot)
 
-    def _after_failure(self, slot: _Slot) -> None:
+    def _after_failure(self, slot: Slot) -> None:
         now = time.monotonic()
         delay = self._restarts.delay(slot, now)
         if delay is None:
@@ -564,15 +391,15 @@ class Supervisor:
             slot.restart_at = now + delay
         log.warning("restarting %s in %g s (restart %d)", slot.label, round(delay, 3), slot.restarts)
 
-    def _finish(self, slot: _Slot, outcome: str) -> None:
+    def _finish(self, slot: Slot, outcome: str) -> None:
         with self._lock:
             slot.outcome = outcome
         if outcome in ("halted", "gave_up"):
-            _log_if_group_failed([s for s in self._slots if s.spec.group == slot.spec.group])
+            _log_if_group_failed([s for s in self._slots if s.start.group == slot.start.group])
 
     # -- signals and stopping -------------------------------------------------------------------------------
 
-    def _signal(self, slot: _Slot, signum: int) -> None:
+    def _signal(self, slot: Slot, signum: int) -> None:
         if slot.process is None:
             return
         if signum == signal.SIGKILL:
@@ -602,14 +429,16 @@ class Supervisor:
         return 0 if all(s.outcome == "stopped" for s in self._slots) else 1
 
 
-def _worker_entry(target: WorkerTarget | str, spec: WorkerSpec, channel: StatusChannel, parent: int) -> None:
+def _worker_entry(
+    target: WorkerTarget | str, start: WorkerStart, channel: StatusChannel, parent: int
+) -> None:
     """A worker process's first code: tie its life to the supervisor's, run the target, exit with its code."""
     _exit_with_parent(parent)
     if isinstance(target, str):
         module_name, _, attr = target.partition(":")
         target = getattr(importlib.import_module(module_name), attr)
     try:
-        code = target(spec, channel)
+        code = target(start, channel)
     except KeyboardInterrupt:
         # Ctrl-C reaches every process in the terminal's group; a worker that let it escape was asked to stop.
         code = WORKER_EXIT_OK
@@ -635,22 +464,25 @@ def _exit_with_parent(parent_pid: int) -> None:
         sys.exit(WORKER_EXIT_OK)
 
 
-def _counters(slot: _Slot) -> WorkerCounters:
-    """What the slot's processes have done: the ended ones' counts plus the running one's latest."""
-    if slot.process is not None and slot.status is not None:  # else already counted in `retired`
-        return slot.retired + slot.status.totals()
-    return slot.retired
+def frozen(slots: Sequence[Slot], now: float, limit: float) -> list[tuple[Slot, float]]:
+    """The running slots whose latest status is older than `limit` seconds (not already being killed)."""
+    out = []
+    for slot in slots:
+        age = slot.status_age(now)
+        if age is not None and age >= limit and not slot.killed_by_us:
+            out.append((slot, age))
+    return out
 
 
-def _extra(slot: _Slot, exitcode: int | None = None) -> dict[str, Any]:
-    extra: dict[str, Any] = {"group": slot.spec.group, "instance": slot.spec.instance}
+def _extra(slot: Slot, exitcode: int | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"group": slot.start.group, "instance": slot.start.instance}
     if exitcode is not None:
         extra["exitcode"] = exitcode
     return extra
 
 
-def _names(slots: Sequence[_Slot]) -> str:
-    def name(s: _Slot) -> str:
+def _names(slots: Sequence[Slot]) -> str:
+    def name(s: Slot) -> str:
         text = f"{s.label} (pid {s.process.pid})"
         if s.status is not None and s.status.busy:
             text += f", its handler stuck on {s.status.busy}"

@@ -19,7 +19,7 @@ from kpipe.compilation.project import CompiledProject
 from kpipe.runtime.concurrent.executor import is_async_handler
 from kpipe.runtime.handler import load_handler
 from kpipe.runtime.protocol import WORKER_EXIT_OK
-from kpipe.runtime.worker.core import GroupWorker
+from kpipe.runtime.worker.core import EmitTargets, GroupWorker, Outside
 from kpipe.testing.clients import MemoryConsumer, MemoryProducer
 from kpipe.testing.memory_cluster import MemoryCluster
 from kpipe.testing.turns import Turns, TurnTimeout
@@ -102,15 +102,17 @@ def build_group(
     handler = recording(load_handler(settings.handler, settings.import_paths), handled)
     key_fields = {t.name: t.key_field for t in project.topic_settings()}
     emit_models = {topic: project.topic_model(topic) for topic in settings.emits}
+    outside = Outside(
+        consumer=consumer_factory,
+        producer=producer_factory,
+        rng=random.Random(seed).random,  # backoff jitter: the same from run to run
+    )
     worker = GroupWorker(
         settings,
         models,
         handler,
-        consumer_factory=consumer_factory,
-        producer_factory=producer_factory,
-        emit_key_fields=key_fields,
-        emit_models=emit_models,
-        rng=random.Random(seed).random,  # backoff jitter: the same from run to run
+        outside=outside,
+        emit_targets=EmitTargets(key_fields, emit_models),
         **options,
     )
     return GroupRun(group, worker, handled)

@@ -89,10 +89,18 @@ class ThreadPool:
         self._name = name
         self._queue: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        # Threads left running a call past on_error.timeout_ms: the pool grows by one for each, so the group
+        # keeps `size` threads that take events.
+        self.abandoned = 0
 
     @property
     def threads(self) -> int:
         return len(self._threads)
+
+    def abandon(self) -> None:
+        """A thread's call ran past its timeout and is given up on (it cannot be stopped): replace it."""
+        self.abandoned += 1
+        self._size += 1
 
     def submit(self, works: list[Work]) -> None:
         put = self._queue.put
@@ -132,6 +140,9 @@ class ThreadPool:
 
 class EventLoop:
     """Async handlers: one asyncio event loop on its own thread; each event is a task on it."""
+
+    def abandon(self) -> None:
+        """Coroutines are cancelled at their timeout (HandlerTimeout), never abandoned."""
 
     def __init__(
         self,
@@ -193,6 +204,10 @@ class EventLoop:
         if not self._thread.is_alive():
             with contextlib.suppress(Exception):
                 self._loop.close()
+
+
+# make_executor's signature: the concurrent loop takes one (a test harness may pass a deterministic executor).
+ExecutorFactory = Callable[..., "ThreadPool | EventLoop"]
 
 
 def make_executor(

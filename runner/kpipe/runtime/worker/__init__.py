@@ -1,34 +1,40 @@
 """The consumer worker: one consumer-group member, at least once, under the group's commit and error policy.
 
-    GroupWorker(settings, models, handler, consumer_factory=..., producer_factory=...).run() -> exit code
-    worker_main(spec, status_queue) -> exit code            (the supervisor's spawned-process entry)
+    GroupWorker(settings, models, handler, outside=Outside(consumer=..., producer=...)).run() -> exit code
+    worker_main(start, status_queue) -> exit code           (the supervisor's spawned-process entry)
 
 Only a message whose handler returned (or that was dead-lettered or skipped) is "processed", and only processed
 offsets are ever committed, after the events its handler emitted were acknowledged. The parts:
 
-    core.py        GroupWorker: builds the clients through injected factories and wires the parts below
-    loop.py        the consume loop and the per-message hot path
-    concurrent.py  the concurrent consume loop (concurrency > 1 or async handlers): per-key order, commits of
-                   the finished prefix (its pure parts: kpipe.runtime.concurrent)
-    commit.py      CommitStrategy: AutoCommit, PerMessageCommit, BatchCommit (a new strategy is a new class)
-    failures.py    retry with backoff, dead letter, skip, stop; returns an Outcome
-    membership.py  assigned partitions, whether a join is in flight; pause and poll during long waits to keep
-                   the group membership
-    rebalance.py   the rebalance callbacks (assigned, revoked, lost), and the join in flight: logged while no
-                   assignment has come, waited for (bounded) when stopped mid-join
-    shutdown.py    the final commit and closing the clients, at the end of run() or, when a handler hangs, from
-                   the watchdog thread; whichever comes first closes
-    emits.py       waiting for emitted events before a commit
-    health.py      client errors, and exiting for a restart when no broker answers (or no commit succeeds)
-                   for too long, also while busy
-    hung.py        a handler call running too long: reported, and past on_error.timeout_ms the worker leaves
-    watchdog.py    the thread that notices a blocked librdkafka call and runs the checks above mid-batch
-    state.py       stop/halt control and counters shared by the parts (and their part of a status report)
-    process.py     the worker process: start-up from a WorkerSpec, signals, status reports
+    core.py            GroupWorker: its options grouped (Outside: client factories, executors, clock, rng;
+                       Limits; Hooks; EmitTargets); run() builds the clients, then each part whole (_Engine)
+    loop.py            the sequential consume loop and the per-message hot path (concurrency 1, plain function)
+    concurrent.py      the concurrent consume loop (concurrency > 1 or async handlers): per-key order, commits of
+                       the finished prefix (its pure parts: kpipe.runtime.concurrent)
+    commit.py          CommitStrategy: AutoCommit, PerMessageCommit, BatchCommit (a new strategy is a new class)
+    failures.py        the failure policy: retry with backoff (not for NOT_RETRYABLE errors), dead letter
+                       (shrunk to fit), skip, stop; returns an Outcome
+    event_failures.py  the same policy on the concurrent loop's timers: retries without blocking, dead letters
+                       acknowledged as completions, sync calls past their timeout abandoned
+    membership.py      assigned partitions, whether a join is in flight; pause and poll during long waits to keep
+                       the group membership
+    rebalance.py       the rebalance callbacks (assigned, revoked, lost), one path for both loops (each loop's
+                       on_assign/before_revoke/on_lost), and the join in flight
+    shutdown.py        the final commit and closing the clients, at the end of run() or, when a handler hangs,
+                       from the monitor thread; whichever comes first closes
+    emits.py           waiting for emitted events before a commit
+    cluster_health.py  client errors, and exiting for a restart when no broker answers (or no commit succeeds)
+                       for too long, also while busy
+    hangs.py           hung handlers: a call running too long is reported, and past on_error.timeout_ms the
+                       worker leaves (HangWatch); an instance holding events it does not finish (StallWatch)
+    monitor.py         the thread that notices a blocked librdkafka call and runs the checks above mid-batch
+    control.py         stop/halt control and counters shared by the parts (and their part of a status report)
+    process.py         the worker process: start-up from a WorkerStart (no project file read), signals, statuses
 
 The consumer's librdkafka config is compiled (kpipe.compilation.compiler), per instance, and passed to the
 consumer factory as it is, plus callbacks: what `kpipe explain` shows is what runs. All parts log to
-"kpipe.runtime.worker". May import: compilation, runtime (handler, producer, protocol, serde), base modules.
+"kpipe.runtime.worker". May import: compilation, runtime (client_protocols, handler, producer, protocol, serde), base
+modules.
 """
 
 from kpipe.runtime.worker.commit import (
@@ -39,7 +45,7 @@ from kpipe.runtime.worker.commit import (
     PerMessageCommit,
     commit_list,
 )
-from kpipe.runtime.worker.core import GroupWorker, is_concurrent
+from kpipe.runtime.worker.core import EmitTargets, GroupWorker, Hooks, Limits, Outside, is_concurrent
 from kpipe.runtime.worker.failures import Outcome, backoff_delays, dead_letter_headers
 from kpipe.runtime.worker.process import build_worker, settle_heap, worker_main
 
@@ -48,7 +54,11 @@ __all__ = [
     "AutoCommit",
     "BatchCommit",
     "CommitStrategy",
+    "EmitTargets",
     "GroupWorker",
+    "Hooks",
+    "Limits",
+    "Outside",
     "Outcome",
     "PerMessageCommit",
     "backoff_delays",

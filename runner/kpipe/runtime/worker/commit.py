@@ -24,10 +24,11 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from kpipe.compilation.compiled import CommitPolicy
 from kpipe.logs import RateLimitedLog
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
+from kpipe.runtime.worker.control import Counters
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.membership import Membership, Partition, describe
-from kpipe.runtime.worker.state import Counters
-from kpipe.runtime.worker.watchdog import Watchdog
+from kpipe.runtime.worker.monitor import Monitor
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -41,6 +42,9 @@ class CommitStrategy(Protocol):
     name: ClassVar[str]
     # True when librdkafka commits in the background: the worker counts those commits from on_commit.
     commits_in_background: ClassVar[bool]
+    # True when each processed message commits at once: a loop that finishes many messages in one turn hands
+    # over only the last one per partition (the concurrent loop), one commit each.
+    coalesce: ClassVar[bool]
 
     def begin_batch(self) -> Callable[[Any], None]: ...
 
@@ -64,6 +68,7 @@ class _Strategy:
 
     name: ClassVar[str]
     commits_in_background: ClassVar[bool] = False
+    coalesce: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -71,15 +76,17 @@ class _Strategy:
         consumer: Any,
         settler: EmitSettler,
         membership: Membership,
-        watchdog: Watchdog,
+        monitor: Monitor,
         counters: Counters,
         limited: RateLimitedLog,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self._policy = policy
+        self._clock = clock
         self._consumer = consumer
         self._settler = settler
         self._membership = membership
-        self._watchdog = watchdog
+        self._monitor = monitor
         self._counters = counters
         self._limited = limited
 
@@ -129,7 +136,7 @@ class AutoCommit(_Strategy):
             self._store_deferred()
         started = time.perf_counter()
         try:
-            with self._watchdog.blocking("commit"):
+            with self._monitor.blocking("commit"):
                 results = self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
@@ -156,7 +163,7 @@ class _ExplicitCommit(_Strategy):
         super().__init__(*args, **kwargs)
         self.processed: dict[Partition, int] = {}  # last processed, not yet committed offset
         self._interval = self._policy.interval_ms / 1000.0
-        self.deadline = time.monotonic() + self._interval
+        self.deadline = self._clock.monotonic() + self._interval
 
     def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
         self.commit_processed(only, reason=reason)
@@ -167,7 +174,7 @@ class _ExplicitCommit(_Strategy):
 
     def commit_processed(self, only: Iterable[Partition] | None = None, *, reason: str = "") -> bool:
         """Commit processed offsets (all, or those of `only`); keep them on failure, for the next commit."""
-        self.deadline = time.monotonic() + self._interval
+        self.deadline = self._clock.monotonic() + self._interval
         if not self._settler.settle():
             return False
         offsets = commit_list(self.processed, only)
@@ -175,7 +182,7 @@ class _ExplicitCommit(_Strategy):
             return True
         started = time.perf_counter()
         try:
-            with self._watchdog.blocking("commit"):
+            with self._monitor.blocking("commit"):
                 results = self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             err = exc.args[0]
@@ -205,6 +212,7 @@ class _ExplicitCommit(_Strategy):
 
 class PerMessageCommit(_ExplicitCommit):
     name = "per_message"
+    coalesce = True
 
     def begin_batch(self) -> Callable[[Any], None]:
         processed = self.processed
@@ -224,7 +232,7 @@ class BatchCommit(_ExplicitCommit):
         processed = self.processed
         commit = self.commit_processed
         batch_size = self._policy.batch_size
-        monotonic = time.monotonic
+        monotonic = self._clock.monotonic
         since_commit = 0
         deadline = self.deadline
 

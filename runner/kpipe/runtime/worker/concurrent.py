@@ -2,7 +2,7 @@
 
 GroupWorker (kpipe.runtime.worker) builds this loop instead of the sequential ConsumeLoop when the group's
 `concurrency` is above 1 or its handler is `async def`; everything around it (clients, commit strategies,
-membership, cluster health, the watchdog, status, shutdown) is the same. One turn of the loop, on the consumer
+membership, cluster health, the monitor, status, shutdown) is the same. One turn of the loop, on the consumer
 thread:
 
     fetch     consume() what fits in the buffer (with events queued: once a quarter of it is free); with
@@ -37,12 +37,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from kpipe.compilation.compiled import ConsumerGroupSettings
-from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, make_executor
-from kpipe.runtime.concurrent.offsets import OffsetTracker
+from kpipe.runtime.concurrent.executor import ACK, DONE, EventLoop, ExecutorFactory, make_executor
+from kpipe.runtime.concurrent.offset_tracker import OffsetTracker
 from kpipe.runtime.concurrent.scheduler import KeyScheduler, Work
 from kpipe.runtime.handler import Emitter
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
 from kpipe.runtime.serde import describe_validation_error
+from kpipe.runtime.worker.control import SHUTDOWN_SETTLE_TIMEOUT
 from kpipe.runtime.worker.event_failures import DLQ, EventFailures
 from kpipe.runtime.worker.event_failures import DLQ_WAIT as _DLQ_WAIT
 from kpipe.runtime.worker.event_failures import DONE as _DONE
@@ -51,7 +52,6 @@ from kpipe.runtime.worker.event_failures import RUNNING as _RUNNING
 from kpipe.runtime.worker.flow import FlowControl
 from kpipe.runtime.worker.loop import STATUS_INTERVAL, LoopParts
 from kpipe.runtime.worker.membership import Partition
-from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -83,8 +83,11 @@ class ConcurrentLoop(LoopParts):
         producer: Any,
         emitter: Emitter | None,
         rng: Callable[[], float],
+        executors: ExecutorFactory = make_executor,
         **parts: Any,
     ):
+        """executors: builds the executor that runs the handler (make_executor; a test harness may pass a
+        deterministic one)."""
         super().__init__(**parts)
         handler = self._handler
         max_records = self._max_records
@@ -98,7 +101,7 @@ class ConcurrentLoop(LoopParts):
         )
         timeout_ms = settings.on_error.timeout_ms
         timeout = timeout_ms / 1000.0 if timeout_ms else None
-        self._executor = make_executor(
+        self._executor = executors(
             handler, settings.concurrency, self._completions, group=settings.group_id, emitter=emitter,
             timeout=timeout,
         )  # fmt: skip
@@ -108,13 +111,15 @@ class ConcurrentLoop(LoopParts):
             completions=self._completions, control=self._control, counters=self._counters, rng=rng,
             finish=self._finish, give_up=self._give_up, is_current=self._tracker.is_current,
             submit=self._executor.submit, watch_slow=timeout is not None and not self.is_async, timeout=timeout,
+            abandon=self._executor.abandon, abandon_limit=settings.concurrency,
+            clock=self._clock,
         )  # fmt: skip
         # Events started and not finished or given up yet, per partition.
         self._running: dict[Partition, int] = {}
         # Messages that became committable, not yet handed to the commit strategy.
         self._committable: list[Any] = []
         self._hook: Callable[[Any], None] | None = None
-        self._coalesce = self._strategy.name == "per_message"
+        self._coalesce = self._strategy.coalesce
         self._flow = FlowControl(self._consumer, self._membership, self._scheduler)
         self._stopping = False
 
@@ -140,7 +145,7 @@ class ConcurrentLoop(LoopParts):
         consume = self._consumer.consume
         max_records = self._max_records
         timeout = self._poll_timeout
-        monotonic = time.monotonic
+        monotonic = self._clock.monotonic
         control = self._control
         membership = self._membership
         sched = self._scheduler
@@ -184,7 +189,7 @@ class ConcurrentLoop(LoopParts):
                 next_status = now + STATUS_INTERVAL
                 self._housekeeping(now)
                 if errors.slow:
-                    errors.report_slow(now)
+                    errors.check_slow(now)
             if membership.paused and not sched.paused:
                 membership.resume()  # a long wait (emits settling) paused everything to keep the membership
 
@@ -231,7 +236,7 @@ class ConcurrentLoop(LoopParts):
             work.state = _RUNNING
             ready.append(work)
         if self._errors.watch_slow:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             self._errors.slow.update((w.seq, (now, w)) for w in ready)
         if self._meter is not None and ready:
             self._time(ready)
@@ -287,8 +292,11 @@ class ConcurrentLoop(LoopParts):
                 self._control.halt(WORKER_EXIT_CLUSTER, reason)
             elif work.state is _HANDLED and work.acks >= work.emits:
                 self._finish(work)
-        elif kind == DLQ and work.state is _DLQ_WAIT:
-            self._errors.dead_letter_done(work, error)
+        elif kind == DLQ:
+            if work.state is _DLQ_WAIT:
+                self._errors.dead_letter_done(work, error)
+            else:
+                self._errors.forget_dead_letter(work)  # given up meanwhile (revoked, stopping)
 
     def _finish(self, work: Work) -> None:
         """The event is processed: what became committable by it goes to the commit strategy."""
@@ -398,5 +406,6 @@ class ConcurrentLoop(LoopParts):
         return {
             "in_flight": self._scheduler.in_flight,
             "queued": self._scheduler.queued,
+            "abandoned": self._errors.abandoned,
             "oldest_unfinished": tuple(sorted((t, p, o) for (t, p), o in oldest.items())),
         }

@@ -6,8 +6,8 @@ import logging
 import os
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
@@ -17,41 +17,111 @@ from pydantic import BaseModel
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.compilation.compiler import commit_settings
 from kpipe.logs import RateLimitedLog
-from kpipe.runtime.concurrent.executor import is_async_handler
+from kpipe.runtime.client_protocols import (
+    SYSTEM_CLOCK,
+    Clock,
+    ConsumerClient,
+    ConsumerFactory,
+    ProducerClient,
+    ProducerFactory,
+)
+from kpipe.runtime.concurrent.executor import ExecutorFactory, is_async_handler, make_executor
 from kpipe.runtime.handler import Emitter, Handler, HandlerContext
-from kpipe.runtime.hangs import HangBook
+from kpipe.runtime.hang_counts import HangCounts
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.producer import LibrdkafkaLog
 from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
+from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import STRATEGIES
 from kpipe.runtime.worker.concurrent import ConcurrentLoop
+from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
 from kpipe.runtime.worker.failures import Failures
-from kpipe.runtime.worker.health import ClusterHealth
-from kpipe.runtime.worker.hung import HandlerWatch
-from kpipe.runtime.worker.loop import ConsumeLoop, Validators
+from kpipe.runtime.worker.hangs import HangWatch, StallWatch
+from kpipe.runtime.worker.loop import STATUS_INTERVAL, ConsumeLoop, Validators
 from kpipe.runtime.worker.membership import Membership
+from kpipe.runtime.worker.monitor import Monitor
 from kpipe.runtime.worker.rebalance import Rebalance
 from kpipe.runtime.worker.shutdown import Shutdown
-from kpipe.runtime.worker.state import Control, Counters
-from kpipe.runtime.worker.watchdog import Watchdog
 
 log = logging.getLogger("kpipe.runtime.worker")
 
 DEFAULT_POLL_TIMEOUT = 0.1
 DEFAULT_CLUSTER_TIMEOUT = 60.0
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+# The monitor thread sends a status when none was sent for this long (the loop is in a long batch or call).
+HEARTBEAT_AFTER = 2 * STATUS_INTERVAL
 
-# Build a librdkafka client from its final config (callbacks included): confluent_kafka's classes, or fakes.
-ClientFactory = Callable[[dict[str, Any]], Any]
+
+@dataclass(frozen=True)
+class Outside:
+    """What a worker talks to outside itself, each replaceable by a test or an in-memory harness: its
+    librdkafka clients (built from their final config), the executor of a concurrent group's handler, time,
+    and the randomness of retry jitter."""
+
+    consumer: ConsumerFactory = Consumer
+    producer: ProducerFactory = KafkaProducer
+    executors: ExecutorFactory = make_executor
+    clock: Clock = SYSTEM_CLOCK
+    rng: Callable[[], float] = random.random
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long a worker waits: for one consume() call, for an unreachable cluster before it exits for a
+    restart, and for a handler at a stop (the supervisor's SIGKILL comes after shutdown)."""
+
+    poll: float = DEFAULT_POLL_TIMEOUT
+    cluster: float = DEFAULT_CLUSTER_TIMEOUT
+    shutdown: float = DEFAULT_SHUTDOWN_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the worker tells its host. status(WorkerStatus): about once a second and on changes. on_stuck(reason):
+    a librdkafka call blocked past the cluster limit. exit_process(code): how the process ends at once when a
+    handler hangs or will not return at a stop (worker_main: os._exit); None (in-process) only stops the
+    worker, which then ends when the handler returns."""
+
+    status: Callable[[WorkerStatus], None] | None = None
+    on_stuck: Callable[[str], None] | None = None
+    exit_process: Callable[[int], None] | None = None
+
+
+@dataclass(frozen=True)
+class EmitTargets:
+    """The topics a handler may emit to: each one's key field and schema model (None: raw bytes)."""
+
+    key_fields: Mapping[str, str | None] | None = None
+    models: Mapping[str, type[BaseModel] | None] | None = None
+
+
+class _Engine:
+    """The parts that exist once the clients do, built whole by GroupWorker._build."""
+
+    def __init__(
+        self,
+        consumer: ConsumerClient,
+        producer: ProducerClient | None,
+        membership: Membership,
+        loop: ConsumeLoop | ConcurrentLoop,
+        rebalance: Rebalance,
+        shutdown: Shutdown,
+    ):
+        self.consumer = consumer
+        self.producer = producer
+        self.membership = membership
+        self.loop = loop
+        self.rebalance = rebalance
+        self.shutdown = shutdown
 
 
 class GroupWorker:
     """One member of a consumer group. `run()` blocks until stop() or a fatal condition; returns an exit code.
 
     settings: compiled (kpipe.compilation): `settings.client_for(instance)` is the consumer's final config,
-    which the worker passes to `consumer_factory` as it is, adding only callbacks; `settings.producer_client`
-    likewise to `producer_factory` (dead letters, emitted events).
+    which the worker passes to `outside.consumer` as it is, adding only callbacks; `settings.producer_client`
+    likewise to `outside.producer` (dead letters, emitted events).
     """
 
     def __init__(
@@ -61,24 +131,15 @@ class GroupWorker:
         handler: Handler,
         *,
         instance: int = 0,
-        consumer_factory: ClientFactory = Consumer,
-        producer_factory: ClientFactory = KafkaProducer,
-        status_callback: Callable[[WorkerStatus], None] | None = None,
-        emit_key_fields: Mapping[str, str | None] | None = None,
-        emit_models: Mapping[str, type[BaseModel] | None] | None = None,
-        poll_timeout: float = DEFAULT_POLL_TIMEOUT,
-        cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
-        rng: Callable[[], float] = random.random,
-        on_stuck: Callable[[str], None] | None = None,
-        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        outside: Outside = Outside(),
+        limits: Limits = Limits(),
+        hooks: Hooks = Hooks(),
+        emit_targets: EmitTargets = EmitTargets(),
         state_dir: str | None = None,
-        exit_process: Callable[[int], None] | None = None,
         metrics: bool = False,
     ):
-        """state_dir: the run's shared state (hung-handler counts, kpipe.runtime.hangs); None keeps them in
-        memory. exit_process(code): how the worker process ends at once when a handler hangs or will not
-        return at a stop (worker_main: os._exit); None (in-process) only stops the worker, which then ends when
-        the handler returns."""
+        """state_dir: the run's shared state (hung-handler counts, kpipe.runtime.hang_counts); None keeps them in
+        memory. metrics: measure histograms and lag for Prometheus (None keeps the hot path free of timing)."""
         self.settings = settings
         self.group = settings.group_id
         self.instance = instance
@@ -90,13 +151,10 @@ class GroupWorker:
         _require_compiled(settings, self.consumer_config)
         self._handler = handler
         self._models = models
-        self._consumer_factory = consumer_factory
-        self._producer_factory = producer_factory
-        self._status_callback = status_callback
-        self._emit_key_fields = emit_key_fields
-        self._emit_models = emit_models
-        self._poll_timeout = poll_timeout
-        self._rng = rng
+        self._outside = outside
+        self._limits = limits
+        self._hooks = hooks
+        self._emit_targets = emit_targets
         self.state = "starting"
         self.counters = Counters()
         # Histograms and lag for Prometheus; None keeps the hot path free of any timing.
@@ -104,27 +162,17 @@ class GroupWorker:
         self._control = Control()
         self._limited = RateLimitedLog(log)
         bootstrap = self.consumer_config.get("bootstrap.servers")
-        self._health = ClusterHealth(bootstrap, cluster_timeout, self._control, self._limited, self.counters)
-        self._watchdog = Watchdog(self.group, cluster_timeout, on_stuck)
-        self._report_lock = threading.Lock()  # the watchdog thread reports too
-        self._hangs = HangBook(state_dir, self.group)
-        self._watch = HandlerWatch(
-            self.group, settings.on_error.timeout_ms, self._hangs, self._control, shutdown_timeout,
+        self._health = ClusterHealth(bootstrap, limits.cluster, self._control, self._limited, self.counters)
+        self._monitor = Monitor(self.group, limits.cluster, hooks.on_stuck, outside.clock)
+        self._report_lock = threading.Lock()  # the monitor thread reports too
+        self._hangs = HangCounts(state_dir, self.group)
+        self._watch = HangWatch(
+            self.group, settings.on_error.timeout_ms, self._hangs, self._control, limits.shutdown,
             self._leave, self._report,
         )  # fmt: skip
-        max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
-        self._membership = Membership(settings.max_poll_records, max_poll_interval)
-        self._rebalance = Rebalance(
-            self.group, settings.max_poll_records, self.consumer_config, shutdown_timeout, self._membership,
-            self._health, self.counters, self._hangs, self._report,
-        )  # fmt: skip
-        self._shutdown = Shutdown(
-            self.group, instance, self._membership, self._health, self._rebalance, exit_process
-        )
-        self._consumer: Any = None
-        self._producer: Any = None
-        # concurrency > 1 or an async handler: the concurrent loop (None: the sequential one).
-        self._concurrent: ConcurrentLoop | None = None
+        self._stall = StallWatch(settings.on_error.timeout_ms)
+        self._engine: _Engine | None = None  # built by run(), once the clients exist
+        self._reported_at = 0.0
 
     # -- control and state ------------------------------------------------------------------------------------
 
@@ -146,14 +194,14 @@ class GroupWorker:
 
     @property
     def assigned(self) -> set[tuple[str, int]]:
-        return self._membership.assigned
+        return self._engine.membership.assigned if self._engine is not None else set()
 
     @property
     def left_without_close(self) -> bool:
         """True when the worker stopped mid-join (or with no broker) and left the consumer unclosed (no
         LeaveGroup): its process must then end with os._exit, since destroying the client would send it after all.
         """
-        return self._shutdown.left_without_close
+        return self._engine is not None and self._engine.shutdown.left_without_close
 
     @property
     def handled(self) -> int:
@@ -172,7 +220,14 @@ class GroupWorker:
         return self.counters.commits
 
     def status(self) -> WorkerStatus:
-        extra = self._concurrent.metrics() if self._concurrent is not None else {}
+        engine = self._engine
+        loop_fields = engine.loop.metrics() if engine is not None else {}
+        counters = self.counters
+        unfinished = loop_fields.get("in_flight", 0) + (1 if self._watch.current is not None else 0)
+        stalled = self._stall.check(
+            counters.handled + counters.dead_lettered + counters.skipped, unfinished,
+            self._outside.clock.monotonic(),
+        )  # fmt: skip
         return WorkerStatus(
             group=self.group,
             instance=self.instance,
@@ -180,10 +235,11 @@ class GroupWorker:
             assigned=tuple(sorted(self.assigned)),
             state=self.state,
             error=self.error,
-            joining=self.state == "running" and self._membership.joining,
+            joining=self.state == "running" and engine is not None and engine.membership.joining,
             busy=self._watch.busy if self._watch.current is not None else None,
-            **self.counters.status_fields(self.meter),
-            **extra,
+            stalled=stalled,
+            **counters.status_fields(self.meter),
+            **loop_fields,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -192,7 +248,7 @@ class GroupWorker:
         """Consume until stopped; returns a worker exit code (kpipe.runtime.protocol)."""
         control = self._control
         try:
-            loop = self._open()
+            engine = self._engine = self._build()
         except KafkaException as exc:
             reason = f"consumer group '{self.group}': invalid client configuration: {exc.args[0].str()}"
             log.error("%s", reason)
@@ -201,132 +257,156 @@ class GroupWorker:
             return WORKER_EXIT_HALT
         self.state = "running"
         self._report()
-        self._watchdog.every_tick(self._watch.tick)
-        # The cluster is watched from the watchdog thread too: also while a long batch is being handled.
-        health, membership = self._health, self._membership
-
-        def watch_cluster(now: float) -> None:
-            health.probe_while_busy(now, membership.last_poll)
-            health.expire(now)
-
-        self._watchdog.every_tick(watch_cluster)
-        self._watchdog.start()
+        self._start_monitor(engine.membership)
         try:
-            loop.run()
+            engine.loop.run()
         except Exception as exc:  # a bug or an unexpected client failure: say so, keep what was processed
             log.exception("consumer group '%s': worker failed", self.group)
             control.halt(WORKER_EXIT_CRASH, f"{type(exc).__name__}: {exc}")
         finally:
             try:
-                self._close()
+                self.state = "stopping"
+                self._report()
+                engine.shutdown.close()  # commit what was processed, close the clients
             finally:
-                self._watchdog.stop()
+                self._monitor.stop()
         code = control.exit_code = control.exit_code if control.exit_code is not None else WORKER_EXIT_OK
         self.state = "stopped" if code == WORKER_EXIT_OK else "failed"
         self._report()
         return code
 
-    def _open(self) -> ConsumeLoop:
-        """Build the clients through the factories, and the parts that use them; subscribe."""
+    def _start_monitor(self, membership: Membership) -> None:
+        """The monitor thread runs what must happen while the loop is inside a long batch or handler call:
+        the hung-handler checks, the cluster's health, and status reports (their stopping means a frozen
+        process: the supervisor's staleness rule)."""
         health = self._health
-        conf: dict[str, Any] = {**self.consumer_config, "error_cb": health.on_client_error}
-        strategy_class = STRATEGIES[self.settings.commit.strategy]
-        if strategy_class.commits_in_background:
-            conf["on_commit"] = self.counters.on_background_commit
-        if self.meter is not None:
-            conf["stats_cb"] = self.meter.on_statistics  # consumer lag, every statistics.interval.ms
-        conf.setdefault("logger", LibrdkafkaLog())
-        consumer = self._consumer = self._shutdown.consumer = self._consumer_factory(conf)
-        emitter: Any = NoEmitter()
-        ctx = HandlerContext(self.group, None)
-        if self.producer_config is not None:
-            pconf: dict[str, Any] = {**self.producer_config, "error_cb": health.on_producer_error}
-            pconf.setdefault("logger", LibrdkafkaLog())
-            self._producer = self._shutdown.producer = self._producer_factory(pconf)
-            # Only the declared emits, each validated against its topic's schema model.
-            emitter = Emitter(
-                self._producer,
-                self._emit_key_fields,
-                emits=self.settings.emits,
-                models=self._emit_models,
-                group=self.group,
-            )
-            ctx = HandlerContext(self.group, emitter)
-        membership = self._membership
-        membership.consumer = consumer
-        settings, control, counters = self.settings, self._control, self.counters
-        settler = EmitSettler(emitter, self._producer, membership, control)
-        strategy = self._shutdown.strategy = self._rebalance.strategy = strategy_class(
-            settings.commit, consumer, settler, membership, self._watchdog, counters, self._limited
+
+        def watch_cluster(now: float) -> None:
+            health.probe_while_busy(now, membership.last_poll)
+            health.expire(now)
+
+        def heartbeat(now: float) -> None:
+            if now - self._reported_at >= HEARTBEAT_AFTER:
+                self._report()
+
+        for check in (self._watch.tick, watch_cluster, heartbeat):
+            self._monitor.every_tick(check)
+        self._monitor.start()
+
+    def _build(self) -> _Engine:
+        """Build the clients through the factories, then each part that uses them, whole; subscribe."""
+        settings, control, counters, outside = self.settings, self._control, self.counters, self._outside
+        strategy_class = STRATEGIES[settings.commit.strategy]
+        consumer = outside.consumer(self._consumer_conf(strategy_class.commits_in_background))
+        producer, emitter = self._producer_and_emitter()
+        ctx = HandlerContext(self.group, emitter if producer is not None else None)
+        max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
+        membership = Membership(consumer, settings.max_poll_records, max_poll_interval)
+        settler = EmitSettler(emitter, producer, membership, control)
+        strategy = strategy_class(
+            settings.commit,
+            consumer,
+            settler,
+            membership,
+            self._monitor,
+            counters,
+            self._limited,
+            outside.clock,
         )
         failures = Failures(
-            self.group, settings.on_error, self._handler, ctx, self._producer, membership, control, counters,
-            self._rng,
+            self.group, settings.on_error, self._handler, ctx, producer, membership, control, counters,
+            outside.rng, watch=self._watch, clock=outside.clock,
         )  # fmt: skip
-        rebalance = self._rebalance
+        parts: dict[str, Any] = dict(
+            consumer=consumer, handler=self._handler, validators=Validators(settings.topics, self._models),
+            strategy=strategy, failures=failures, membership=membership, health=self._health, control=control,
+            counters=counters, max_records=settings.max_poll_records, poll_timeout=self._limits.poll,
+            housekeeping=self._housekeeping, meter=self.meter, clock=outside.clock,
+        )  # fmt: skip
+        loop: ConsumeLoop | ConcurrentLoop
+        if is_concurrent(settings, self._handler):
+            loop = ConcurrentLoop(
+                **parts, settings=settings, producer=producer, emitter=emitter if producer is not None else None,
+                rng=outside.rng, executors=outside.executors,
+            )  # fmt: skip
+        else:
+            loop = ConsumeLoop(**parts, ctx=ctx, watch=self._watch, hang_counts=self._hangs)
+        rebalance = Rebalance(
+            self.group, settings.max_poll_records, self.consumer_config, self._limits.shutdown, membership,
+            self._health, counters, strategy, loop, self._report,
+        )  # fmt: skip
+        shutdown = Shutdown(
+            self.group, self.instance, consumer, producer, strategy, membership, self._health, rebalance,
+            self._hooks.exit_process,
+        )  # fmt: skip
         consumer.subscribe(
             list(settings.topics), on_assign=rebalance.on_assign, on_revoke=rebalance.on_revoke,
             on_lost=rebalance.on_lost,
         )  # fmt: skip
-        parts: dict[str, Any] = dict(
-            consumer=consumer, handler=self._handler, validators=Validators(settings.topics, self._models),
-            strategy=strategy, failures=failures, membership=membership, health=health, control=control,
-            counters=counters, max_records=settings.max_poll_records, poll_timeout=self._poll_timeout,
-            housekeeping=self._housekeeping, meter=self.meter,
-        )  # fmt: skip
-        if is_concurrent(settings, self._handler):
-            loop: ConsumeLoop | ConcurrentLoop = ConcurrentLoop(
-                **parts, settings=settings, producer=self._producer,
-                emitter=emitter if self._producer is not None else None, rng=self._rng,
-            )  # fmt: skip
-            self._concurrent = rebalance.concurrent = loop
-            how = f", {loop.describe()}"
-        else:
-            loop = ConsumeLoop(**parts, ctx=ctx, watch=self._watch)
-            loop.exhausted = self._hangs.exhausted()
-            failures.watch = self._watch  # its retries call the handler too
-            how = ""
+        how = loop.describe()
         log.info(
             "consumer group '%s' instance %d: subscribed to %s (commit: %s, on_error: %s%s)",
-            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action, how,
+            self.group, self.instance, ", ".join(settings.topics), strategy.name, settings.on_error.action,
+            f", {how}" if how else "",
         )  # fmt: skip
-        rebalance.log_joining(time.monotonic())
-        rebalance.loop = loop
-        return loop
+        rebalance.log_joining(outside.clock.monotonic())
+        return _Engine(consumer, producer, membership, loop, rebalance, shutdown)
 
-    def _close(self) -> None:
-        """Commit what was processed, close the consumer, and let the producer deliver what it holds."""
-        self.state = "stopping"
-        self._report()
-        self._shutdown.close()
+    def _consumer_conf(self, commits_in_background: bool) -> dict[str, Any]:
+        """The compiled consumer config plus the worker's callbacks (nothing else is added)."""
+        conf: dict[str, Any] = {**self.consumer_config, "error_cb": self._health.on_client_error}
+        if commits_in_background:
+            conf["on_commit"] = self.counters.on_background_commit
+        if self.meter is not None:
+            conf["stats_cb"] = self.meter.on_statistics  # consumer lag, every statistics.interval.ms
+        conf.setdefault("logger", LibrdkafkaLog())
+        return conf
+
+    def _producer_and_emitter(self) -> tuple[ProducerClient | None, Any]:
+        """The producer (dead letters, emitted events) when the group has one, and what ctx.emit writes with:
+        only the declared emits, each validated against its topic's schema model."""
+        if self.producer_config is None:
+            return None, NoEmitter()
+        pconf: dict[str, Any] = {**self.producer_config, "error_cb": self._health.on_producer_error}
+        pconf.setdefault("logger", LibrdkafkaLog())
+        producer = self._outside.producer(pconf)
+        targets = self._emit_targets
+        emitter = Emitter(
+            producer, targets.key_fields, emits=self.settings.emits, models=targets.models, group=self.group
+        )
+        return producer, emitter
 
     # -- status -----------------------------------------------------------------------------------------------
 
     def _housekeeping(self, now: float) -> None:
-        self._health.probe(now, self._consumer)
-        self._rebalance.housekeeping(now)
+        engine = self._engine
+        if engine is not None:
+            self._health.probe(now, engine.consumer)
+            engine.rebalance.housekeeping(now)
         self._report()
 
     def _report(self) -> None:
-        if self._status_callback is None:
+        self._reported_at = self._outside.clock.monotonic()
+        if self._hooks.status is None:
             return
         try:
             with self._report_lock:
-                self._status_callback(self.status())
+                self._hooks.status(self.status())
         except Exception:  # a status reader's problem must never stop consumption
             log.debug("status callback failed", exc_info=True)
 
-    # -- leaving with a handler still running (hung.py; the watchdog thread) -------------------------------------
+    # -- leaving with a handler still running (hangs.py; the monitor thread) -------------------------------------
 
     def _leave(self, code: int, reason: str) -> None:
         """A handler hung, or will not return at a stop: stop with `code`, and in a worker process leave now.
 
-        The consume loop is stuck in the handler, so the watchdog thread commits what was processed and leaves
+        The consume loop is stuck in the handler, so the monitor thread commits what was processed and leaves
         the group (Shutdown.leave, bounded), then ends the process; the hung event stays uncommitted."""
         self._control.halt(code, reason)
         self.state = "failed"
         self._report()
-        self._shutdown.leave(code)
+        if self._engine is not None:
+            self._engine.shutdown.leave(code)
 
 
 def is_concurrent(settings: ConsumerGroupSettings, handler: Any) -> bool:

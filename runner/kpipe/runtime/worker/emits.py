@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
+from kpipe.runtime.worker.control import Control
 from kpipe.runtime.worker.membership import Membership
-from kpipe.runtime.worker.state import Control
 
 log = logging.getLogger("kpipe.runtime.worker")
 

@@ -1,6 +1,7 @@
 """What the concurrent loop (concurrent.py) does with an event that failed: retry it after its backoff, dead-
 letter it without waiting, or hand it to the sequential worker's Failures for skip and stop; and, for sync
-handlers with on_error.timeout_ms, report calls running over it (they cannot be cancelled).
+handlers with on_error.timeout_ms, abandon calls running over it (they cannot be cancelled): the event fails
+as a `timeout`, and too many abandoned threads restart the worker.
 
 A failed event keeps its key blocked and its slot held until it is done. Only the consumer thread calls this.
 """
@@ -10,18 +11,24 @@ from __future__ import annotations
 import heapq
 import logging
 import queue
-import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaException
-
 from kpipe.compilation.compiled import ErrorPolicy
-from kpipe.runtime.backpressure import produce_when_room
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.concurrent.scheduler import Work
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
-from kpipe.runtime.worker.failures import Failures, Outcome, backoff_delays, dead_letter_headers
-from kpipe.runtime.worker.state import Control, Counters
+from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
+from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HUNG
+from kpipe.runtime.worker.control import Control, Counters
+from kpipe.runtime.worker.failures import (
+    WHAT_FAILED,
+    Failures,
+    Outcome,
+    backoff_delays,
+    dead_letter_of,
+    retryable,
+    send_dead_letter,
+)
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -49,7 +56,12 @@ class EventFailures:
         submit: Callable[[list[Work]], None],
         watch_slow: bool,
         timeout: float | None,
+        abandon: Callable[[], None] = lambda: None,
+        abandon_limit: int = 0,
+        clock: Clock = SYSTEM_CLOCK,
     ):
+        """abandon(): the executor replaces a thread left running past the timeout; abandon_limit: how many
+        may be left running before the worker restarts."""
         self._group = group
         self._policy = policy
         self._failures = failures
@@ -63,6 +75,12 @@ class EventFailures:
         self._is_current = is_current
         self._submit = submit
         self._timeout = timeout
+        self._clock = clock
+        self._abandon = abandon
+        self._abandon_limit = abandon_limit
+        self.abandoned = 0
+        # Dead letters waiting for their acknowledgement, by Work.seq.
+        self._dead_letters: dict[int, DeadLetter] = {}
         # (due, seq, work) of failed events waiting for their retry.
         self.timers: list[tuple[float, int, Work]] = []
         # Sync handlers cannot be cancelled: with a timeout, calls running over it are reported (seq -> start).
@@ -74,18 +92,18 @@ class EventFailures:
         if self._control.requested or not self._is_current(work.tp, work.epoch):
             self._give_up(work)  # revoked or stopping: its next owner (or run) handles it again
             return
-        if work.attempts <= self._policy.retries:
+        if work.attempts <= self._policy.retries and retryable(exc):
             delay = backoff_delays(self._policy, self._rng)[work.attempts - 1]
             log.debug("handler failed for %s (%s: %s); retry %d/%d in %.2f s",
                       work, type(exc).__name__, exc, work.attempts, self._policy.retries, delay)  # fmt: skip
             work.state = RETRY_WAIT
-            heapq.heappush(self.timers, (time.monotonic() + delay, work.seq, work))
+            heapq.heappush(self.timers, (self._clock.monotonic() + delay, work.seq, work))
             return
         attempts = f" after {work.attempts} attempts" if work.attempts > 1 else ""
         self.dispose(work, "handler", f"{type(exc).__name__}: {exc}", attempts)
 
     def retry_due(self) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         timers = self.timers
         again = []
         while timers and timers[0][0] <= now:
@@ -118,27 +136,11 @@ class EventFailures:
         action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
         if action == "dead_letter" and dlq:
             self._counters.failed += 1  # (skip and stop are counted by Failures)
-            headers = dead_letter_headers(
-                msg.topic(), msg.partition(), msg.offset(), error_type, text, self._group, msg.headers()
-            )
             work.state = DLQ_WAIT
-            completions = self._completions
-
-            def on_delivery(err: Any, _msg: Any, work: Work = work) -> None:
-                completions.put((DLQ, work, err))
-
-            producer = self._producer
-            try:
-                try:
-                    producer.produce(dlq, msg.value(), msg.key(), headers=headers, on_delivery=on_delivery)
-                except BufferError:
-                    produce_when_room(producer, dlq, msg.value(), msg.key(), headers=headers,
-                                      on_delivery=on_delivery)  # fmt: skip
-            except KafkaException as exc:
-                completions.put((DLQ, work, exc.args[0]))
-                return
-            what = "schema-invalid event" if error_type == "schema" else "handler failed"
+            letter = self._dead_letters[work.seq] = dead_letter_of(msg, error_type, text, self._group)
+            what = WHAT_FAILED.get(error_type, "handler failed")
             log.warning("%s %s%s: %s; dead-lettering to '%s'", what, where(msg), attempts, text[:300], dlq)
+            self._send(work, letter)
             return
         outcome = self._failures.dispose(msg, error_type, text, attempts)
         if outcome is Outcome.SKIPPED:
@@ -146,31 +148,71 @@ class EventFailures:
         else:
             self._give_up(work)
 
+    def _send(self, work: Work, letter: DeadLetter) -> None:
+        """Hand (a version of) the dead letter to the producer; its ack comes back as a completion."""
+        completions = self._completions
+
+        def on_delivery(err: Any, _msg: Any, work: Work = work) -> None:
+            completions.put((DLQ, work, err))
+
+        error = send_dead_letter(self._producer, self._policy.dead_letter_topic, letter, on_delivery)
+        if error is not None:
+            completions.put((DLQ, work, error))
+
+    def forget_dead_letter(self, work: Work) -> None:
+        self._dead_letters.pop(work.seq, None)
+
     def dead_letter_done(self, work: Work, error: Any) -> bool:
-        """A dead letter's acknowledgement; False when it was not written (the worker halts)."""
+        """A dead letter's acknowledgement; one refused as too large is sent again smaller (as the sequential
+        loop does, dead_letters.DeadLetter). False when it was not written (the worker halts)."""
+        letter = self._dead_letters[work.seq]
         if error is None:
+            del self._dead_letters[work.seq]
             self._counters.dead_lettered += 1
+            if letter.fit:
+                log.warning("dead letter for %s written with its payload %s (too large for '%s')",
+                            where(work.payload), letter.fit, self._policy.dead_letter_topic)  # fmt: skip
             self._finish(work)
             return True
+        if letter.shrink(error.name()):
+            self._send(work, letter)
+            return True
+        del self._dead_letters[work.seq]
+        refused = "refused even without its payload: " if error.name() in TOO_LARGE else ""
         reason = (
             f"writing {work} to dead-letter topic '{self._policy.dead_letter_topic}' failed: "
-            f"{error.name()}: {error.str()}"
+            f"{refused}{error.name()}: {error.str()}"
         )
         log.error("%s; stopping without committing it", reason)
         self._give_up(work)
-        self._control.halt(WORKER_EXIT_CLUSTER, reason)
+        self._control.halt(WORKER_EXIT_DEAD_LETTER, reason)
         return False
 
-    def report_slow(self, now: float) -> None:
+    def check_slow(self, now: float) -> None:
+        """Sync calls running past on_error.timeout_ms: each is abandoned (its thread keeps running, counted;
+        the pool replaces it) and its event goes through on_error as a `timeout` failure, so the later events
+        of its key proceed. Past `abandon_limit` abandoned threads the worker stops for a restart (exit code
+        HUNG), committing what finished."""
         limit = self._timeout or 0.0
         for seq, (started, work) in list(self.slow.items()):
-            if now - started > limit:
-                del self.slow[seq]  # once per call
-                log.warning(
-                    "handler for %s has run for over %g ms (on_error.timeout_ms); a sync handler cannot be "
-                    "cancelled: the events of its key wait, and it is not committed until it returns",
-                    where(work.payload), limit * 1000,
-                )  # fmt: skip
+            if now - started <= limit:
+                continue
+            del self.slow[seq]  # once per call
+            if work.state is not RUNNING:
+                continue
+            self._abandon()
+            self.abandoned += 1
+            text = (
+                f"the handler ran for over {limit * 1000:g} ms (on_error.timeout_ms); its thread is abandoned "
+                f"({self.abandoned} so far, a restart after {self._abandon_limit})"
+            )
+            if self.abandoned > self._abandon_limit:
+                reason = f"handler hung on {where(work.payload)}: {text}"
+                log.error("%s; stopping for a restart, committing what finished", reason)
+                self._give_up(work)
+                self._control.halt(WORKER_EXIT_HUNG, reason)
+                return
+            self.dispose(work, "timeout", text)
 
 
 def where(msg: Any) -> str:

@@ -2,7 +2,8 @@
 
 An event that fails schema validation cannot succeed on retry, so it goes straight to the dead-letter topic
 (or, with no dead-letter topic, to the on_error action). A handler exception is retried `retries` times with
-exponential backoff (backoff_ms doubling up to max_backoff_ms, ±20 % jitter); then the group's on_error action:
+exponential backoff (backoff_ms doubling up to max_backoff_ms, ±20 % jitter), unless it can never succeed
+(NOT_RETRYABLE: an emit to an undeclared topic); then the group's on_error action:
 
     dead_letter  write the original message to the dead-letter topic with kpipe.* headers and wait for the
                  broker's ack before the offset counts as processed; one refused as too large is sent again
@@ -19,22 +20,23 @@ from __future__ import annotations
 import enum
 import logging
 import random
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from kpipe.compilation.compiled import ErrorPolicy
+from kpipe.errors import UndeclaredEmit
 from kpipe.redaction import redact
 from kpipe.runtime.backpressure import produce_when_room
-from kpipe.runtime.dead_letters import H_PAYLOAD, TOO_LARGE, smaller_dead_letters
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
+from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
 from kpipe.runtime.handler import Handler, HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HALT
 from kpipe.runtime.serde import truncate
+from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.emits import WAIT_SLICE
 from kpipe.runtime.worker.membership import Membership, Partition
-from kpipe.runtime.worker.state import Control, Counters
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -45,6 +47,12 @@ H_SOURCE_OFFSET = "kpipe.source.offset"
 H_ERROR_TYPE = "kpipe.error.type"
 H_ERROR_MESSAGE = "kpipe.error.message"
 H_GROUP = "kpipe.group"
+
+# How a log line names what failed, by error type (the kpipe.error.type header of a dead letter).
+WHAT_FAILED = {"schema": "schema-invalid event", "timeout": "handler hung"}
+
+# Handler errors that fail the same way every time.
+NOT_RETRYABLE: tuple[type[BaseException], ...] = (UndeclaredEmit,)
 
 
 class Outcome(enum.Enum):
@@ -74,6 +82,12 @@ def backoff_delays(policy: ErrorPolicy, rng: Callable[[], float] = random.random
     return delays
 
 
+def retryable(exc: BaseException) -> bool:
+    """Whether another attempt can succeed: not for an error that says the handler itself is wrong (an emit to
+    a topic its group does not declare), which goes straight to the on_error action."""
+    return not isinstance(exc, NOT_RETRYABLE)
+
+
 def dead_letter_headers(
     topic: str,
     partition: int,
@@ -96,6 +110,29 @@ def dead_letter_headers(
     return headers
 
 
+def dead_letter_of(msg: Any, error_type: str, text: str, group: str) -> DeadLetter:
+    """The dead letter of a message that failed: its value and key as read, with dead_letter_headers."""
+    headers = dead_letter_headers(
+        msg.topic(), msg.partition(), msg.offset(), error_type, text, group, msg.headers()
+    )
+    return DeadLetter(msg.value(), msg.key(), headers)
+
+
+def send_dead_letter(producer: Any, topic: str, letter: DeadLetter, on_delivery: Any) -> KafkaError | None:
+    """Hand one version of a dead letter to the producer (waiting for room when its queue is full); the error
+    when the client refuses it at once (too large, unknown topic), else None: the ack comes to on_delivery."""
+    try:
+        try:
+            producer.produce(topic, letter.value, letter.key, headers=letter.headers, on_delivery=on_delivery)
+        except BufferError:
+            produce_when_room(
+                producer, topic, letter.value, letter.key, headers=letter.headers, on_delivery=on_delivery
+            )
+    except KafkaException as exc:
+        return exc.args[0]
+    return None
+
+
 class _Unwatched:
     current: Any = None
 
@@ -114,7 +151,10 @@ class Failures:
         control: Control,
         counters: Counters,
         rng: Callable[[], float] = random.random,
+        watch: Any = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
+        """watch: marks the message whose handler runs (hangs.HangWatch), retries included."""
         self._group = group
         self._policy = policy
         self._handler = handler
@@ -127,7 +167,8 @@ class Failures:
         self._dlq_error = ""
         self._dlq_error_code = ""
         self._dlq_fit = ""  # "truncated" | "omitted" when the dead letter had to be made smaller
-        self.watch: Any = _Unwatched()  # marks the message whose handler runs (hung.py); set by the worker
+        self._watch = watch if watch is not None else _Unwatched()
+        self._clock = clock
 
     def hung_too_often(self, msg: Any, hangs: int) -> Outcome:
         """The handler hung on this event `hangs` times (hangs.py): fail it without calling the handler again."""
@@ -142,7 +183,7 @@ class Failures:
 
     def handler_failed(self, msg: Any, event: Any, exc: Exception) -> Outcome:
         """The handler raised: retry with backoff, then apply the on_error action."""
-        delays = backoff_delays(self._policy, self._rng)
+        delays = backoff_delays(self._policy, self._rng) if retryable(exc) else []
         tp = (msg.topic(), msg.partition())
         for attempt, delay in enumerate(delays, start=1):
             log.debug(
@@ -152,7 +193,7 @@ class Failures:
             if not self._wait(delay, tp):
                 return Outcome.DROPPED
             self._ctx._msg = msg
-            self.watch.current = msg
+            self._watch.current = msg
             self._counters.retried += 1
             try:
                 self._handler(event, self._ctx)
@@ -162,7 +203,7 @@ class Failures:
                 self._counters.handled += 1
                 return Outcome.HANDLED
             finally:
-                self.watch.current = None
+                self._watch.current = None
         attempts = f" after {len(delays) + 1} attempts" if delays else ""
         return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
 
@@ -174,7 +215,7 @@ class Failures:
     def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
         self._counters.failed += 1
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-        what = {"schema": "schema-invalid event", "timeout": "handler hung"}.get(error_type, "handler failed")
+        what = WHAT_FAILED.get(error_type, "handler failed")
         dlq = self._policy.dead_letter_topic
         action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
         if action == "dead_letter" and dlq:
@@ -211,38 +252,31 @@ class Failures:
         """Write the message to the dead-letter topic and wait for the ack: True delivered, False failed,
         None when the partition was revoked or shutdown gave up waiting (the message stays uncommitted).
 
-        A dead letter refused as too large is sent again smaller (dead_letters.py): payload truncated, then
-        omitted, with the original's size, hash and coordinates in headers. `self._dlq_fit` says which."""
+        A dead letter refused as too large is sent again smaller (dead_letters.DeadLetter): payload truncated,
+        then omitted, with the original's size, hash and coordinates in headers. `self._dlq_fit` says which."""
         topic = self._policy.dead_letter_topic
         assert topic is not None and self._producer is not None
-        value, key = msg.value(), msg.key()
-        headers = dead_letter_headers(
-            msg.topic(), msg.partition(), msg.offset(), error_type, text, self._group, msg.headers()
-        )
+        letter = dead_letter_of(msg, error_type, text, self._group)
         tp = (msg.topic(), msg.partition())
-        smaller = None
         self._dlq_fit = ""
+        shrunk = False
         while True:
-            sent = self._send_dead_letter(topic, value, key, headers, tp)
+            sent = self._send_dead_letter(topic, letter, tp)
             if sent is not False:
+                self._dlq_fit = letter.fit
                 return sent
-            if self._dlq_error_code not in TOO_LARGE:
+            if not letter.shrink(self._dlq_error_code):
+                if self._dlq_error_code in TOO_LARGE:
+                    self._dlq_error = f"refused even without its payload: {self._dlq_error}"
                 return False
-            if smaller is None:
-                size = len(msg.value() or b"")
-                smaller = smaller_dead_letters(msg.value(), msg.key(), headers)
+            if not shrunk:
+                shrunk = True
                 log.warning(
                     "dead letter for %s[%d]@%d (%d bytes) refused as too large by '%s' (%s); sending it smaller",
-                    tp[0], tp[1], msg.offset(), size, topic, self._dlq_error,
+                    tp[0], tp[1], msg.offset(), len(msg.value() or b""), topic, self._dlq_error,
                 )  # fmt: skip
-            version = next(smaller, None)
-            if version is None:
-                self._dlq_error = f"refused even without its payload: {self._dlq_error}"
-                return False
-            value, key, headers = version
-            self._dlq_fit = dict(headers)[H_PAYLOAD].decode()
 
-    def _send_dead_letter(self, topic: str, value: Any, key: Any, headers: Any, tp: Partition) -> bool | None:
+    def _send_dead_letter(self, topic: str, letter: DeadLetter, tp: Partition) -> bool | None:
         """One attempt: True acknowledged, False refused (self._dlq_error and _code say why), None dropped."""
         producer = self._producer
         result: list[KafkaError | None] = []
@@ -250,14 +284,9 @@ class Failures:
         def on_delivery(err: KafkaError | None, _msg: Any) -> None:
             result.append(err)
 
-        try:
-            try:
-                producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
-            except BufferError:
-                produce_when_room(producer, topic, value, key, headers=headers, on_delivery=on_delivery)
-        except KafkaException as exc:
-            err = exc.args[0]
-            self._dlq_error, self._dlq_error_code = f"{err.name()}: {err.str()}", err.name()
+        error = send_dead_letter(producer, topic, letter, on_delivery)
+        if error is not None:
+            self._dlq_error, self._dlq_error_code = f"{error.name()}: {error.str()}", error.name()
             return False
         while not result:
             producer.poll(WAIT_SLICE)
@@ -274,13 +303,14 @@ class Failures:
 
     def _wait(self, seconds: float, tp: Partition) -> bool:
         """Sleep for a retry backoff in short slices; False when stopping or `tp` was revoked meanwhile."""
-        deadline = time.monotonic() + seconds
+        clock = self._clock
+        deadline = clock.monotonic() + seconds
         event = self._control.event
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return True
-            if event.wait(min(WAIT_SLICE, remaining)):
+            if clock.wait(event, min(WAIT_SLICE, remaining)):
                 return False
             self._membership.keep_alive()
             if tp in self._membership.revoked_in_batch:

@@ -17,14 +17,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.handler import Handler, HandlerContext
+from kpipe.runtime.hang_counts import HangCounts
 from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.serde import describe_validation_error
+from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import CommitStrategy
+from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.failures import Failures, Outcome
-from kpipe.runtime.worker.health import ClusterHealth
-from kpipe.runtime.worker.membership import Membership
-from kpipe.runtime.worker.state import Control, Counters
+from kpipe.runtime.worker.membership import Membership, Partition
 
 # How often status is reported and the cluster's health checked.
 STATUS_INTERVAL = 1.0
@@ -72,6 +74,7 @@ class LoopParts:
         poll_timeout: float,
         housekeeping: Callable[[float], None],
         meter: WorkerMeter | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self._consumer = consumer
         self._handler = handler
@@ -86,27 +89,49 @@ class LoopParts:
         self._poll_timeout = poll_timeout
         self._housekeeping = housekeeping
         self._meter = meter
+        self._clock = clock
         self._timed = meter.timed(handler, _message_of) if meter is not None else handler
 
 
 class ConsumeLoop(LoopParts):
     """The sequential loop: one message at a time, one HandlerContext reused for every message."""
 
-    def __init__(self, *, ctx: HandlerContext, watch: Any = None, **parts: Any):
+    def __init__(self, *, ctx: HandlerContext, hang_counts: HangCounts, watch: Any = None, **parts: Any):
         super().__init__(**parts)
         self._ctx = ctx
-        # hung.HandlerWatch: `current` marks the message whose handler runs (a stand-in when none is given).
+        # hangs.HangWatch: `current` marks the message whose handler runs (a stand-in when none is given).
         self._watch = watch if watch is not None else _Unwatched()
-        # (topic, partition, offset) -> hangs, for events the handler hung on too often (hangs.py): not handed to
-        # it again. Refreshed on start and on each assignment; empty nearly always, so one truth test per message.
-        self.exhausted: dict[tuple[str, int, int], int] = {}
+        self._hang_counts = hang_counts
+        # (topic, partition, offset) -> hangs, for events the handler hung on too often (hang_counts.py): not
+        # handed to it again. Refreshed on start and on each assignment; empty nearly always, so one truth test
+        # per message.
+        self.exhausted: dict[tuple[str, int, int], int] = hang_counts.exhausted()
+
+    def describe(self) -> str:
+        return ""
+
+    # -- the rebalance path (Rebalance calls these from inside consume()) --------------------------------------
+
+    def on_assign(self, keys: Iterable[Partition]) -> None:
+        # An event another instance hung on may come with these partitions.
+        self.exhausted = self._hang_counts.exhausted()
+
+    def before_revoke(self, keys: Iterable[Partition]) -> None:
+        """Nothing is in flight between two messages: the strategy's commit on revocation has it all."""
+
+    def on_lost(self, keys: Iterable[Partition]) -> None:
+        """Messages of lost partitions left in the batch are skipped (Membership.revoked_in_batch)."""
+
+    def metrics(self) -> dict[str, Any]:
+        """No WorkerStatus fields of its own (in_flight, queued: the concurrent loop's)."""
+        return {}
 
     def run(self) -> None:
         """Consume until stopped."""
         consume = self._consumer.consume
         max_records = self._max_records
         timeout = self._poll_timeout
-        monotonic = time.monotonic
+        monotonic = self._clock.monotonic
         control = self._control
         membership = self._membership
         strategy = self._strategy
@@ -140,14 +165,16 @@ class ConsumeLoop(LoopParts):
             if membership.paused:
                 membership.resume()
 
+    def _handlers(self) -> tuple[Any, Any]:
+        """(handler, first call) for a batch: with metrics on, the first event's call is timed, and after it
+        the plain handler (every call timed while handlers are slow: WorkerMeter)."""
+        meter = self._meter
+        handler = self._timed if meter is not None and meter.time_every_event else self._handler
+        return handler, self._timed
+
     def process(self, msgs: list[Any]) -> None:
         """The hot path: keep per-message work to a few local reads, the handler call and the strategy's hook."""
-        handler = self._handler
-        meter = self._meter
-        if meter is not None and meter.time_every_event:
-            handler = self._timed
-        # The first event's call is timed when metrics are on; after it, `call` is the plain handler again.
-        call = self._timed
+        handler, call = self._handlers()
         ctx = self._ctx
         validators = self._validators
         one_model = validators.single
@@ -177,20 +204,12 @@ class ConsumeLoop(LoopParts):
                     try:
                         event = validate(msg.value())
                     except ValidationError as exc:
-                        outcome = failures.invalid(msg, describe_validation_error(exc))
-                        if outcome is _HALTED:
+                        if _settle(failures.invalid(msg, describe_validation_error(exc)), msg, processed):
                             break
-                        if outcome is not _DROPPED:
-                            processed(msg)
                         continue
-                if exhausted and (msg.topic(), msg.partition(), msg.offset()) in exhausted:
-                    outcome = failures.hung_too_often(
-                        msg, exhausted[(msg.topic(), msg.partition(), msg.offset())]
-                    )
-                    if outcome is _HALTED:
+                if exhausted and (where := (msg.topic(), msg.partition(), msg.offset())) in exhausted:
+                    if _settle(failures.hung_too_often(msg, exhausted[where]), msg, processed):
                         break
-                    if outcome is not _DROPPED:
-                        processed(msg)
                     continue
                 ctx._msg = msg
                 watch.current = msg
@@ -199,11 +218,9 @@ class ConsumeLoop(LoopParts):
                 except Exception as exc:
                     watch.current = None
                     call = handler
-                    outcome = failures.handler_failed(msg, event, exc)
-                    if outcome is _HALTED:
+                    if _settle(failures.handler_failed(msg, event, exc), msg, processed):
                         break
-                    if outcome is _DROPPED:
-                        continue
+                    continue
                 else:
                     watch.current = None
                     handled += 1
@@ -213,6 +230,16 @@ class ConsumeLoop(LoopParts):
         finally:
             self._counters.handled += handled
             self._strategy.end_batch()
+
+
+def _settle(outcome: Outcome, msg: Any, processed: Callable[[Any], None]) -> bool:
+    """After a failed message's Outcome: make its offset committable when it was processed (retried, dead-
+    lettered, skipped); True when the worker halts (nothing after it is processed)."""
+    if outcome is _HALTED:
+        return True
+    if outcome is not _DROPPED:
+        processed(msg)
+    return False
 
 
 def _message_of(ctx: HandlerContext) -> Any:

@@ -16,14 +16,16 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from kpipe.runtime.client_protocols import ConsumerClient
+
 log = logging.getLogger("kpipe.runtime.worker")
 
 Partition = tuple[str, int]
 
 
 class Membership:
-    def __init__(self, max_records: int, max_poll_interval: float):
-        self.consumer: Any = None  # set once the consumer exists
+    def __init__(self, consumer: ConsumerClient, max_records: int, max_poll_interval: float):
+        self.consumer = consumer
         self.assigned: set[Partition] = set()
         # Partitions revoked or lost while the current batch was processed: its remaining messages are skipped.
         self.revoked_in_batch: set[Partition] = set()

@@ -1,4 +1,4 @@
-"""The worker process: start-up from a WorkerSpec, signals, status reports, and leaving when wedged.
+"""The worker process: start-up from a WorkerStart (compiled settings; no project file read), signals, status reports, and leaving when wedged.
 
 worker_main(spec, status_queue) -> exit code      (the supervisor's spawned-process entry)
 """
@@ -7,35 +7,44 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
 from collections.abc import Callable
 from typing import Any
 
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
-from kpipe.runtime.worker.core import GroupWorker
+from pydantic import BaseModel
+
+from kpipe.runtime.protocol import (
+    WORKER_EXIT_CLUSTER,
+    WORKER_EXIT_HALT,
+    ModelSource,
+    WorkerStart,
+    WorkerStatus,
+)
+from kpipe.runtime.worker.core import EmitTargets, GroupWorker, Hooks, Limits
 
 log = logging.getLogger("kpipe.runtime.worker")
 
 
-def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
+def worker_main(start: WorkerStart, status_queue: Any = None) -> int:
     """Run one consumer-group instance in this (spawned) process until SIGTERM/SIGINT; return its exit code."""
     from kpipe.errors import KpipeError
     from kpipe.logs import configure_logging
 
-    configure_logging(spec.log_format, context={"group": spec.group, "instance": spec.instance})
+    configure_logging(start.log_format, context={"group": start.group, "instance": start.instance})
     status_put = status_sender(status_queue)
     try:
         worker = build_worker(
-            spec, status_callback=status_put, on_stuck=exit_stuck, metrics=spec.metrics,
-            shutdown_timeout=spec.shutdown_timeout, state_dir=spec.state_dir, exit_process=_exit_now,
+            start, hooks=Hooks(status=status_put, on_stuck=exit_stuck, exit_process=_exit_now),
+            limits=Limits(shutdown=start.shutdown_timeout), metrics=start.metrics, state_dir=start.state_dir,
         )  # fmt: skip
     except KpipeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        log.error("cannot start consumer group '%s': %s", spec.group, first)
+        log.error("cannot start consumer group '%s': %s", start.group, first)
         if status_put is not None:
-            status_put(WorkerStatus(spec.group, spec.instance, os.getpid(), state="failed", error=first))
+            status_put(WorkerStatus(start.group, start.instance, os.getpid(), state="failed", error=first))
         return WORKER_EXIT_HALT
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -58,45 +67,43 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     return code
 
 
-def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
-    """Load and compile the spec's project and build its group's worker (options: GroupWorker's keywords,
-    e.g. client factories). The bootstrap override and -X settings are compiled in, as `kpipe explain` shows
-    them. Raises KpipeError when the project, the handler or the broker address is unusable."""
-    from kpipe.compilation.project import load_project
-    from kpipe.errors import LocalBrokerError
+def build_worker(start: WorkerStart, **options: Any) -> GroupWorker:
+    """Build the worker of a WorkerStart (options: GroupWorker's keywords, e.g. `outside`): its models are
+    rebuilt from what the start carries and its handler imported; no project file is read. Raises KpipeError
+    when a model or the handler cannot be rebuilt."""
     from kpipe.runtime.handler import load_handler
 
-    project = load_project(
-        list(spec.project_paths),
-        variables=dict(spec.variables),
-        values_files=list(spec.values_files),
-        bootstrap_override=spec.bootstrap_override,
-        consumer_overrides=dict(spec.extra_consumer_config),
-        root=spec.project_root,
-        embedded_broker=spec.embedded_broker,
-    )
-    if project.uses_local_broker:
-        # `local` is resolved where the workers are started (kpipe run, kpipe dev), never in a worker.
-        raise LocalBrokerError(
-            "bootstrap servers are `local`, but the worker was not given the local broker's address"
-        )
-    settings = project.consumer_group(spec.group)
-    models = {
-        topic: (project.schema_model(name) if name else None)
-        for topic, name in settings.topic_schemas.items()
-    }
+    settings = start.settings
+    built = {source.name: rebuild_model(source, settings.import_paths) for source in start.models}
+    models = {topic: (built[name] if name else None) for topic, name in settings.topic_schemas.items()}
+    emit_models = {topic: (built[name] if name else None) for topic, name in start.emit_schemas}
     handler = load_handler(settings.handler, settings.import_paths)
-    key_fields = {t.name: t.key_field for t in project.topic_settings()}
-    emit_models = {topic: project.topic_model(topic) for topic in settings.emits}
     return GroupWorker(
         settings,
         models,
         handler,
-        instance=spec.instance,
-        emit_key_fields=key_fields,
-        emit_models=emit_models,
+        instance=start.instance,
+        emit_targets=EmitTargets(dict(start.emit_key_fields), emit_models),
         **options,
     )
+
+
+def rebuild_model(source: ModelSource, import_directories: tuple[str, ...]) -> type[BaseModel]:
+    """A schema model as the supervisor compiled it: its JSON Schema compiled again, or its class imported."""
+    from kpipe.errors import UsageError
+    from kpipe.loading.code import import_paths
+    from kpipe.schemas.schema_models import compile_schema, import_model
+
+    if source.import_target is not None:
+        with import_paths(import_directories):
+            return import_model(source.import_target)
+    assert source.document is not None
+    model, problems = compile_schema(
+        json.loads(source.document), name=source.name, file=f"schema '{source.name}'"
+    )
+    if model is None:
+        raise UsageError(f"schema '{source.name}' did not compile: {problems[0] if problems else 'unknown'}")
+    return model
 
 
 def exit_stuck(reason: str) -> None:

@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from kpipe.runtime.hangs import HangBook
+from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import CommitStrategy
-from kpipe.runtime.worker.concurrent import ConcurrentLoop
-from kpipe.runtime.worker.health import ClusterHealth
-from kpipe.runtime.worker.loop import ConsumeLoop
-from kpipe.runtime.worker.membership import Membership, describe
-from kpipe.runtime.worker.state import Counters
+from kpipe.runtime.worker.control import Counters
+from kpipe.runtime.worker.membership import Membership, Partition, describe
 
 log = logging.getLogger("kpipe.runtime.worker")
+
+
+class ConsumeLoopLike(Protocol):
+    """A consume loop's part of a rebalance (loop.ConsumeLoop, concurrent.ConcurrentLoop)."""
+
+    def on_assign(self, keys: Iterable[Partition]) -> None: ...
+
+    def before_revoke(self, keys: Iterable[Partition]) -> None: ...
+
+    def on_lost(self, keys: Iterable[Partition]) -> None: ...
+
 
 # While no assignment has come, "joining group 'x'…" is logged at start and every this many seconds.
 JOIN_LOG_EVERY = 10.0
@@ -27,9 +35,8 @@ JOIN_CLOSE_MARGIN = 3.0
 
 
 class Rebalance:
-    """on_assign/on_revoke/on_lost for consumer.subscribe(), and the join tracking around them.
-
-    The worker sets `strategy`, `loop` and `concurrent` as it builds them (GroupWorker._open)."""
+    """on_assign/on_revoke/on_lost for consumer.subscribe(), and the join tracking around them. One path for
+    every loop: the loop's own part (events in flight, hung events) is its on_assign/before_revoke/on_lost."""
 
     def __init__(
         self,
@@ -40,7 +47,8 @@ class Rebalance:
         membership: Membership,
         health: ClusterHealth,
         counters: Counters,
-        hangs: HangBook,
+        strategy: CommitStrategy,
+        loop: ConsumeLoopLike,
         report: Callable[[], None],
     ):
         self._group = group
@@ -48,15 +56,13 @@ class Rebalance:
         self._membership = membership
         self._health = health
         self._counters = counters
-        self._hangs = hangs
+        self._strategy = strategy
+        self._loop = loop
         self._report = report
         # Stopped while its join is in flight, the worker waits this long for the join to finish (finish_join).
         session_timeout = int(consumer_config.get("session.timeout.ms", 45_000)) / 1000.0
         self._join_wait = max(0.0, min(session_timeout / 2 + 5.0, shutdown_timeout - JOIN_CLOSE_MARGIN))
         self._next_join_log = 0.0
-        self.strategy: CommitStrategy | None = None
-        self.loop: ConsumeLoop | ConcurrentLoop | None = None
-        self.concurrent: ConcurrentLoop | None = None
 
     # -- rebalance callbacks (run inside consume()) -----------------------------------------------------------
 
@@ -64,11 +70,7 @@ class Rebalance:
         self._counters.rebalances += 1
         self._health.down_since = None
         self._membership.joined(partitions)
-        if self.concurrent is not None:
-            self.concurrent.on_assign((tp.topic, tp.partition) for tp in partitions)
-        elif isinstance(self.loop, ConsumeLoop):
-            # An event another instance hung on may come with these partitions.
-            self.loop.exhausted = self._hangs.exhausted()
+        self._loop.on_assign([(tp.topic, tp.partition) for tp in partitions])
         log.info("assigned %s", describe(partitions) or "no partitions")
         self._report()
 
@@ -76,12 +78,11 @@ class Rebalance:
         self._counters.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions]
         try:
-            if self.concurrent is not None:
-                # Wait (bounded) for the revoked partitions' events in flight; what they finish is committed.
-                self.concurrent.before_revoke(keys)
+            # Wait (bounded) for the revoked partitions' events in flight; what they finish is committed.
+            self._loop.before_revoke(keys)
             # With no broker reachable a commit can only block (and a revocation then comes from close()).
-            if self.strategy is not None and self._health.down_since is None:
-                self.strategy.commit_all("partitions revoked", keys)
+            if self._health.down_since is None:
+                self._strategy.commit_all("partitions revoked", keys)
         except Exception:  # an exception here would escape from consume(); log it and carry on
             log.exception("commit on revocation failed")
         self._forget(keys)
@@ -91,16 +92,14 @@ class Rebalance:
         # Lost (not revoked): another member may own them already, so committing would be wrong.
         self._counters.rebalances += 1
         keys = [(tp.topic, tp.partition) for tp in partitions]
-        if self.concurrent is not None:
-            self.concurrent.on_lost(keys)
+        self._loop.on_lost(keys)
         self._forget(keys)
         log.warning(
             "lost %s (session timed out?); their uncommitted offsets will be re-read", describe(partitions)
         )
 
     def _forget(self, keys: list[tuple[str, int]]) -> None:
-        if self.strategy is not None:
-            self.strategy.forget(keys)
+        self._strategy.forget(keys)
         self._membership.forget(keys)
         self._report()
 

@@ -1,5 +1,5 @@
 """Shutdown: committing what was processed and closing the clients, at the end of run() (the loop's thread) or
-for a restart while a handler is still running (hung.py; the watchdog thread). Whichever comes first closes."""
+for a restart while a handler is still running (hangs.py; the monitor thread). Whichever comes first closes."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
+from kpipe.runtime.client_protocols import ConsumerClient, ProducerClient
+from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import CommitStrategy
-from kpipe.runtime.worker.health import ClusterHealth
+from kpipe.runtime.worker.control import SHUTDOWN_SETTLE_TIMEOUT
 from kpipe.runtime.worker.membership import Membership
 from kpipe.runtime.worker.rebalance import Rebalance
-from kpipe.runtime.worker.state import SHUTDOWN_SETTLE_TIMEOUT
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -23,12 +24,15 @@ LEAVE_TIMEOUT = 10.0
 
 
 class Shutdown:
-    """The worker sets `consumer`, `producer` and `strategy` as it builds them (GroupWorker._open)."""
+    """Built with the clients it closes and the strategy whose final commit it makes."""
 
     def __init__(
         self,
         group: str,
         instance: int,
+        consumer: ConsumerClient,
+        producer: ProducerClient | None,
+        strategy: CommitStrategy,
         membership: Membership,
         health: ClusterHealth,
         rebalance: Rebalance,
@@ -40,21 +44,19 @@ class Shutdown:
         self._health = health
         self._rebalance = rebalance
         self._exit_process = exit_process
-        self._leaving = threading.Lock()  # close (the loop) and _close_for_restart (the watchdog): one closes
+        self._leaving = threading.Lock()  # close (the loop) and _close_for_restart (the monitor): one closes
         self._left = False
         # True when the worker stopped mid-join and left the consumer unclosed (no LeaveGroup): its process
         # must then end with os._exit, since destroying the client would send the LeaveGroup after all.
         self.left_without_close = False
-        self.consumer: Any = None
-        self.producer: Any = None
-        self.strategy: CommitStrategy | None = None
+        self.consumer = consumer
+        self.producer = producer
+        self.strategy = strategy
 
     def close(self) -> None:
         """Commit what was processed, close the consumer, and let the producer deliver what it holds."""
         consumer = self.consumer
-        if consumer is None:
-            return
-        with self._leaving:  # a handler that returns just as the watchdog leaves for it: one of them closes
+        with self._leaving:  # a handler that returns just as the monitor leaves for it: one of them closes
             if self._left:
                 return
             self._left = True
@@ -64,7 +66,7 @@ class Shutdown:
                     log.warning(
                         "no broker reachable: nothing more is committed (uncommitted events will be read again)"
                     )
-                elif self.strategy is not None:
+                else:
                     self.strategy.commit_all("shutdown")
             except Exception:
                 log.exception("final commit failed")
@@ -98,7 +100,7 @@ class Shutdown:
             except (KafkaException, RuntimeError) as exc:
                 log.warning("closing the consumer: %s", exc)
 
-    # -- leaving with a handler still running (hung.py; the watchdog thread) -------------------------------------
+    # -- leaving with a handler still running (hangs.py; the monitor thread) -------------------------------------
 
     def leave(self, code: int) -> None:
         """In a worker process, commit what was processed and leave the group from this thread (bounded, so that
@@ -112,7 +114,7 @@ class Shutdown:
 
     def _close_for_restart(self) -> None:
         consumer = self.consumer
-        if consumer is None or self._health.down_since is not None:
+        if self._health.down_since is not None:
             return
         with self._leaving:
             if self._left:
@@ -122,8 +124,7 @@ class Shutdown:
 
     def _commit_and_leave(self, consumer: Any) -> None:
         try:
-            if self.strategy is not None:
-                self.strategy.commit_all("leaving for a restart")
+            self.strategy.commit_all("leaving for a restart")
             if not self._membership.joining:
                 consumer.close()  # the partitions move now rather than after session.timeout.ms
         except Exception as exc:

@@ -1,7 +1,7 @@
-"""The watchdog thread: notice what the consume loop cannot, because it is busy or blocked.
+"""The monitor thread: notice what the consume loop cannot, because it is busy or blocked.
 
 A synchronous commit blocks inside librdkafka, out of reach of stop() and of signal handlers, and with the
-broker gone it can block for minutes. The watchdog thread notices a call marked with `blocking(...)` that has
+broker gone it can block for minutes. The monitor thread notices a call marked with `blocking(...)` that has
 lasted longer than the limit (the cluster timeout) and calls `on_stuck` once for it (worker_main: exit for a
 restart, committing nothing more).
 
@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("kpipe.runtime.worker")
 
 CHECK_INTERVAL = 0.5
 
 
-class Watchdog:
-    def __init__(self, group: str, limit: float, on_stuck: Callable[[str], None] | None = None):
+class Monitor:
+    def __init__(
+        self,
+        group: str,
+        limit: float,
+        on_stuck: Callable[[str], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
         self._group = group
+        self._clock = clock
         self._limit = limit
         self._on_stuck = on_stuck
         self._since: float | None = None
@@ -33,20 +41,20 @@ class Watchdog:
         self._checks: list[Callable[[float], None]] = []
 
     def every_tick(self, check: Callable[[float], None]) -> None:
-        """Call check(time.monotonic()) from the watchdog thread every CHECK_INTERVAL."""
+        """Call check(time.monotonic()) from the monitor thread every CHECK_INTERVAL."""
         self._checks.append(check)
 
     @contextmanager
     def blocking(self, what: str) -> Iterator[None]:
-        """Mark a call that may block inside librdkafka, e.g. `with watchdog.blocking("commit"): ...`."""
-        self._what, self._since = what, time.monotonic()
+        """Mark a call that may block inside librdkafka, e.g. `with monitor.blocking("commit"): ...`."""
+        self._what, self._since = what, self._clock.monotonic()
         try:
             yield
         finally:
             self._since = None
 
     def start(self) -> None:
-        threading.Thread(target=self._watch, name="kpipe-watchdog", daemon=True).start()
+        threading.Thread(target=self._watch, name="kpipe-monitor", daemon=True).start()
 
     def stop(self) -> None:
         self._done.set()
@@ -56,11 +64,11 @@ class Watchdog:
         while not self._done.wait(CHECK_INTERVAL):
             for check in self._checks:
                 try:
-                    check(time.monotonic())
-                except Exception:  # a check's bug must not end the watchdog
-                    log.exception("consumer group '%s': watchdog check failed", self._group)
+                    check(self._clock.monotonic())
+                except Exception:  # a check's bug must not end the monitor
+                    log.exception("consumer group '%s': monitor check failed", self._group)
             since = self._since
-            if since is None or time.monotonic() - since < self._limit or since == reported:
+            if since is None or self._clock.monotonic() - since < self._limit or since == reported:
                 continue
             reported = since
             reason = (

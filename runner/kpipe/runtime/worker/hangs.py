@@ -1,11 +1,11 @@
 """Hung handlers: a handler call that runs too long is seen, reported, and (with a timeout) ends the worker.
 
 The consume loop marks the message whose handler is running (`watch.current = msg` before the call, None after:
-two attribute stores per message). The watchdog thread calls `tick(now)` twice a second:
+two attribute stores per message). The monitor thread calls `tick(now)` twice a second:
 
     running for STILL_RUNNING_EVERY seconds, and every STILL_RUNNING_EVERY after: a warning naming the event and
         the group; the worker's status says what it is busy with, so the supervisor can name it too;
-    running longer than on_error.timeout_ms: the hang is counted in the hang book (kpipe.runtime.hangs), logged,
+    running longer than on_error.timeout_ms: the hang is counted in the hang counts (kpipe.runtime.hang_counts), logged,
         and the worker leaves for a restart (exit code HUNG): a running synchronous Python call cannot be
         stopped safely, so the process is replaced. The event stays uncommitted; once the handler has hung
         HANG_LIMIT times on it, the loop no longer hands it to the handler but fails it (error type "timeout");
@@ -23,9 +23,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kpipe.runtime.hangs import HANG_LIMIT, HangBook
+from kpipe.runtime.hang_counts import HANG_LIMIT, HangCounts
 from kpipe.runtime.protocol import WORKER_EXIT_HUNG
-from kpipe.runtime.worker.state import Control
+from kpipe.runtime.worker.control import Control
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -39,12 +39,12 @@ def where(msg: Any) -> str:
     return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
-class HandlerWatch:
+class HangWatch:
     def __init__(
         self,
         group: str,
         timeout_ms: int | None,
-        book: HangBook,
+        book: HangCounts,
         control: Control,
         shutdown_timeout: float,
         leave: Callable[[int, str], None],
@@ -129,3 +129,26 @@ class HandlerWatch:
             self.current = None  # said once
             self._seen = None
             self._leave(WORKER_EXIT_HUNG, reason)
+
+
+class StallWatch:
+    """Whether a worker holds unfinished events yet finished none for its hang limit (on_error.timeout_ms, or
+    STILL_RUNNING_EVERY without one): sampled at each status report; the supervisor's /readyz shows it."""
+
+    def __init__(self, timeout_ms: int | None):
+        self.limit = timeout_ms / 1000.0 if timeout_ms else STILL_RUNNING_EVERY
+        self._finished = -1
+        self._since = 0.0
+
+    def check(self, finished: int, unfinished: int, now: float) -> str | None:
+        """finished: events finished so far (handled, dead-lettered, skipped); unfinished: events started and
+        not finished now. The text for WorkerStatus.stalled, or None."""
+        if not unfinished or finished != self._finished:
+            self._finished, self._since = finished, now
+            return None
+        idle = now - self._since
+        if idle < self.limit:
+            return None
+        return (
+            f"{unfinished} event{'' if unfinished == 1 else 's'} unfinished, none finished for {idle:.0f} s"
+        )

@@ -5,7 +5,7 @@ CLUSTER_PROBE_INTERVAL to learn that one is back, and after `cluster_timeout` se
 exit code CLUSTER so the supervisor restarts it (with backoff). Messages still arriving are no sign of a
 broker: librdkafka prefetches, so a worker with a backlog in hand keeps receiving long after the broker is
 gone, and only an answer (a probe between batches, an assignment) clears the alarm. The timeout is checked in
-the watchdog thread, so it also fires in the middle of a long batch. The same limit holds for commits: when
+the monitor thread, so it also fires in the middle of a long batch. The same limit holds for commits: when
 every commit has failed for `cluster_timeout` seconds ("Waiting for coordinator"), the worker halts too,
 since what it handles meanwhile could never be committed.
 """
@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kpipe.logs import RateLimitedLog
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
-from kpipe.runtime.worker.state import Control, Counters
+from kpipe.runtime.worker.control import Control, Counters
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -91,9 +91,9 @@ class ClusterHealth:
             log.info("brokers reachable again")
 
     def probe_while_busy(self, now: float, last_poll: float) -> None:
-        """From the watchdog thread: librdkafka reports a lost broker through error_cb, which runs only inside
+        """From the monitor thread: librdkafka reports a lost broker through error_cb, which runs only inside
         the loop's consume(). A loop busy with a long batch (prefetched events, a slow handler) has not called
-        it for a while, so the watchdog checks itself whether any bootstrap server accepts a connection."""
+        it for a while, so the monitor checks itself whether any bootstrap server accepts a connection."""
         if now - last_poll < BUSY_PROBE_AFTER or now < self._next_busy_probe:
             return
         self._next_busy_probe = now + CLUSTER_PROBE_INTERVAL
@@ -111,7 +111,7 @@ class ClusterHealth:
             )  # fmt: skip
 
     def expire(self, now: float) -> None:
-        """From the watchdog thread, so also in the middle of a long batch: halt once no broker has answered,
+        """From the monitor thread, so also in the middle of a long batch: halt once no broker has answered,
         or every commit has failed, for cluster_timeout seconds. No client calls here."""
         if self._control.requested:
             return  # stopping already (or halted): nothing more to decide

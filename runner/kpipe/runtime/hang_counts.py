@@ -1,4 +1,4 @@
-"""How often a handler hung on an event, remembered across worker restarts: the hang book.
+"""How often a handler hung on an event, remembered across worker restarts: the hang counts.
 
 A synchronous handler that runs longer than `on_error.timeout_ms` cannot be interrupted, so its worker reports
 the event and exits for a restart (kpipe.runtime.protocol.WORKER_EXIT_HUNG). The restarted worker (or, after
@@ -27,7 +27,7 @@ HANG_LIMIT = 2
 EventId = tuple[str, int, int]  # (topic, partition, offset)
 
 
-class HangBook:
+class HangCounts:
     def __init__(self, state_dir: str | None, group: str):
         self.group = group
         digest = hashlib.sha256(group.encode()).hexdigest()[:16]

@@ -63,7 +63,7 @@ class Counters:
     rebalances: int = 0  # assignments, revocations and losses
     last_commit_at: float | None = None  # time.time()
     commit_seconds: Buckets = field(default_factory=lambda: Buckets(DURATION_BUCKETS))
-    # Since when every commit attempt has failed (time.monotonic()), and the last failure: health.py gives up
+    # Since when every commit attempt has failed (time.monotonic()), and the last failure: cluster_health.py gives up
     # on a cluster that refuses commits for as long as on one that does not answer at all.
     commit_failing_since: float | None = None
     last_commit_error: str = ""
@@ -77,7 +77,7 @@ class Counters:
             self.commit_seconds.observe(seconds)
 
     def commit_failed(self, seconds: float | None = None, error: str = "") -> None:
-        """A commit failed; `error`: why (the last one is kept for health.py's message)."""
+        """A commit failed; `error`: why (the last one is kept for cluster_health.py's message)."""
         self.commit_failures += 1
         if seconds is not None:
             self.commit_seconds.observe(seconds)

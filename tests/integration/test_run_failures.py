@@ -11,13 +11,11 @@ import logging
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from confluent_kafka import Producer
@@ -26,7 +24,7 @@ from handlers_for_tests import Event, group_settings
 from test_run import KpipeRun, kpipe_runs, write_project  # noqa: F401  (kpipe_runs is a fixture)
 
 from helpers import wait_for
-from kpipe.local.broker import LocalBroker, free_port, start_local_broker
+from kpipe.local.broker import LocalBroker, start_local_broker
 from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
 from kpipe.runtime.worker import GroupWorker, Hooks, Limits
@@ -48,51 +46,6 @@ def cpu_seconds(pid: int) -> float:
 def stack_of(thread: threading.Thread) -> str:
     frame = sys._current_frames().get(thread.ident or 0)
     return "".join(traceback.format_stack(frame)) if frame is not None else "(thread ended)"
-
-
-def test_run_without_a_broker_logs_it_waits_quietly_and_stops_on_sigterm(
-    tmp_path: Path,
-    unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
-) -> None:
-    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
-    topic, group = unique_name("nowhere"), unique_name("waiters")
-    project = write_project(tmp_path / "project", bootstrap, topic, 1, {group: 1})
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
-
-    def worker_says(text: str) -> dict | None:
-        return next(
-            (r for r in run.records() if r["logger"] == "kpipe.runtime.worker" and r["msg"] == text), None
-        )
-
-    waiting = (
-        f"no broker reachable at {bootstrap}; retrying, and exiting for a restart if none answers within 60 s"
-    )
-    down = wait_for(lambda: worker_says(waiting), timeout=30, message=run.log)
-    worker_pid = down["pid"]
-    refused = f"Connect to ipv4#{bootstrap} failed: Connection refused"
-    assert any(r["pid"] == worker_pid and refused in r["msg"] for r in run.records()), run.log()
-    lines_before = len(run.records())
-
-    worker_cpu, supervisor_cpu, started = cpu_seconds(worker_pid), cpu_seconds(run.proc.pid), time.monotonic()
-    with pytest.raises(subprocess.TimeoutExpired):  # the observation window: `kpipe run` keeps running
-        run.proc.wait(5)
-    wall = time.monotonic() - started
-    worker_share = (cpu_seconds(worker_pid) - worker_cpu) / wall
-    supervisor_share = (cpu_seconds(run.proc.pid) - supervisor_cpu) / wall
-    assert worker_share < MAX_IDLE_CPU_SHARE, f"worker used {worker_share:.0%} of a core waiting for a broker"
-    assert supervisor_share < MAX_IDLE_CPU_SHARE / 2, f"supervisor used {supervisor_share:.0%} of a core"
-    # librdkafka retries the connection many times a second; the log says so once per 10 s, not per attempt.
-    assert len(run.records()) - lines_before <= 6, run.log()
-
-    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
-    assert [m for m in supervisor if m.startswith("started ")] == [f"started {group}[0] (pid {worker_pid})"]
-    assert not [m for m in supervisor if m.startswith("restarting ")]  # the worker waits; it is not restarted
-
-    assert run.stop(timeout=20) == 0, run.log()
-    assert worker_says(f"consumer group '{group}' instance 0 stopped"), run.log()
 
 
 # --- a broker lost while a worker runs ---------------------------------------------------------------------

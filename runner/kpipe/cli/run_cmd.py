@@ -118,6 +118,10 @@ def run(
 
         extra_config += (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
     _check_handlers(project, selected)  # before anything is created for workers that could not start
+    # Tracing asked for without OpenTelemetry installed: one error here, not one per worker.
+    from kpipe.runtime import tracing
+
+    tracing.require(tracing.tracing_settings(project.declarations.cluster_spec.tracing, os.environ))
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
     try:
@@ -262,7 +266,24 @@ def produce(
     `delivered N, failed M, invalid K` is printed; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries, 130: interrupted).
     """
+    from kpipe.runtime import tracing
+
     project = options.load()
+    traced = tracing.start(project.declarations.cluster_spec.tracing, os.environ)  # before the producer
+    try:
+        return _produce(project, producer_name, events_file, key_field, timeout, create_topics)
+    finally:
+        traced.shutdown()
+
+
+def _produce(
+    project: Any,
+    producer_name: str,
+    events_file: str,
+    key_field: str | None,
+    timeout: float | None,
+    create_topics: bool | None,
+) -> int | None:
     producer = project.producer(producer_name)  # an unknown name: a usage error with a did-you-mean
     # The topic is checked (and created if missing) before the first valid event is sent, so a file whose lines
     # are all invalid is reported without a broker.

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from kpipe.runtime import tracing
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerSpec, WorkerStatus
 from kpipe.runtime.worker.core import GroupWorker
 
@@ -51,6 +52,7 @@ def worker_main(spec: WorkerSpec, status_queue: Any = None) -> int:
     signal.signal(signal.SIGHUP, on_signal)
     settle_heap()
     code = worker.run()
+    tracing.current().shutdown()  # tracing hook: spans exported before the process ends
     if worker.left_without_close:
         # Stopped mid-join: the consumer was deliberately not closed, and destroying it at interpreter exit
         # would close it (sending the LeaveGroup after all). Leave as a killed process would.
@@ -62,6 +64,8 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
     """Load and compile the spec's project and build its group's worker (options: GroupWorker's keywords,
     e.g. client factories). The bootstrap override and -X settings are compiled in, as `kpipe explain` shows
     them. Raises KpipeError when the project, the handler or the broker address is unusable."""
+    from confluent_kafka import Producer as KafkaProducer
+
     from kpipe.compilation.project import load_project
     from kpipe.errors import LocalBrokerError
     from kpipe.runtime.handler import load_handler
@@ -81,11 +85,15 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
             "bootstrap servers are `local`, but the worker was not given the local broker's address"
         )
     settings = project.consumer_group(spec.group)
+    # Tracing hooks: on before the handler module is imported (its own producers are traced too).
+    traced = tracing.start(project.declarations.cluster_spec.tracing, os.environ)
+    if traced.on:
+        options["producer_factory"] = traced.producer_factory(options.get("producer_factory", KafkaProducer))
     models = {
         topic: (project.schema_model(name) if name else None)
         for topic, name in settings.topic_schemas.items()
     }
-    handler = load_handler(settings.handler, settings.import_paths)
+    handler = traced.handler(load_handler(settings.handler, settings.import_paths), spec.group)
     key_fields = {t.name: t.key_field for t in project.topic_settings()}
     emit_models = {topic: project.topic_model(topic) for topic in settings.emits}
     return GroupWorker(
@@ -108,7 +116,9 @@ def exit_stuck(reason: str) -> None:
 
 
 def _exit_now(code: int) -> None:
-    """End the process at once (no interpreter teardown, no client destruction), logs flushed."""
+    """End the process at once (no interpreter teardown, no client destruction), logs and spans flushed."""
+    with contextlib.suppress(Exception):
+        tracing.current().flush()
     for handler in logging.getLogger().handlers:
         with contextlib.suppress(Exception):
             handler.flush()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import resource
 import sys
 import time
@@ -111,10 +112,20 @@ def consume_kpipe(job: dict) -> dict:
 
     holder: list[Any] = []
     counter = Counter(job["events"], lambda: holder[0].stop())
-    worker = kpipe_worker(job, counter)
+    handler: Any = counter
+    traced = None
+    if job.get("tracing"):
+        # As build_worker does when the OTEL_* environment turns tracing on.
+        from kpipe.runtime import tracing
+
+        traced = tracing.start(None, {**os.environ, **job["tracing"]})
+        handler = traced.handler(counter, job["group"])
+    worker = kpipe_worker(job, handler)
     holder.append(worker)
     settle_heap()  # as worker_main does right before run()
     code = worker.run()
+    if traced is not None:
+        traced.shutdown()  # as worker_main does; after the clock stopped
     conf = dict(worker.consumer_config)
     return {"code": code, "handled": counter.n, "seconds": counter.t1 - counter.t0, "config": conf,
             "cpu_seconds": counter.cpu1 - counter.cpu0,

@@ -54,7 +54,7 @@ TracesSampler = Literal[
 
 
 class TracingSpec(Strict):
-    """OpenTelemetry tracing of every worker and producer (needs `pip install 'kpipe[otel]'`). Each key has a
+    """OpenTelemetry tracing of every worker and producer (needs kpipe's `otel` extra). Each key has a
     standard OTEL_* environment variable, which wins over it; the block itself turns tracing on."""
 
     exporter: TracesExporter = Field(

@@ -2,7 +2,7 @@
 
 Tracing is turned on by the standard environment (OTEL_TRACES_EXPORTER=otlp|console, ...) or by a `tracing:`
 block in the cluster section of the files; the environment wins key by key (settings.py). When it is on, the
-implementation (otel.py, which needs `pip install 'kpipe[otel]'`) is imported and becomes this process's
+implementation (otel.py, which needs kpipe's `otel` extra) is imported and becomes this process's
 `current()`; when it is off, `current()` is NO_TRACING, whose hooks hand back what they are given, so the
 runtime pays one call per worker or producer built, and nothing per event.
 
@@ -109,9 +109,9 @@ def require(settings: TracingSettings | None) -> None:
         needed[GRPC_MODULE[0]] = GRPC_MODULE[1]
     missing = [dist for module, dist in needed.items() if not _installed(module)]
     if missing:
-        extra = "pip install 'kpipe[otel]'"
+        extra = "install kpipe's otel extra (from kpipe's checkout: pip install -e '.[otel]')"
         if GRPC_MODULE[1] in missing:
-            extra += f" {GRPC_MODULE[1]}"
+            extra += f" and {GRPC_MODULE[1]}"
         raise TracingUnavailable(
             f"tracing is on ({settings.origin}) but {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not installed; {extra}, or unset it"

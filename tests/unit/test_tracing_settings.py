@@ -293,3 +293,79 @@ def test_an_async_handler_stays_async_and_runs_in_its_span(on: tuple[OtelTracing
     [process] = exporter.get_finished_spans()
     assert span.get_span_context().span_id == process.context.span_id
     assert trace.get_current_span().get_span_context().is_valid is False  # detached afterwards
+
+
+# --- on, sampled by kpipe's own draw (parentbased_traceidratio and the like) -----------------------------------
+
+
+def drawn_tracing(draws: list[float], ratio: float = 0.01) -> tuple[OtelTracing, InMemorySpanExporter, Any]:
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from kpipe.runtime.tracing.otel import Drawn
+
+    exporter = InMemorySpanExporter()
+    # The configured sampler never keeps a root itself here: what is kept, kpipe's draw kept.
+    provider = TracerProvider(sampler=Drawn(ParentBased(TraceIdRatioBased(0.0))))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    draw = iter(draws).__next__
+    return OtelTracing(provider, set_global=False, root_ratio=ratio, draw=draw), exporter, provider
+
+
+def test_an_event_the_draw_does_not_keep_builds_no_span_and_its_emits_say_unsampled() -> None:
+    traced, exporter, provider = drawn_tracing([0.5, 0.5])
+    client = FakeProducerClient()
+    producer = traced.producer_factory(lambda config: client)({})
+    seen = []
+
+    def handle(event: Any, ctx: Any) -> None:
+        current = trace.get_current_span()
+        with provider.get_tracer("handler").start_as_current_span("own work") as own:
+            seen.append((current.get_span_context(), own.is_recording()))
+        producer.produce("shipments", b"{}", "o-1")
+
+    traced.handler(handle, "billing")(None, Ctx([]))
+    assert exporter.get_finished_spans() == ()  # neither the process span nor the handler's own: no orphans
+    [(context, own_recording)] = seen
+    assert context.is_valid and not context.trace_flags.sampled and not own_recording
+    [(name, value)] = client.produced[0]["headers"]
+    assert (name, value.decode().split("-")[1], value.decode()[-2:]) == (
+        "traceparent",
+        f"{context.trace_id:032x}",
+        "00",
+    )
+    assert trace.get_current_span().get_span_context().is_valid is False  # detached afterwards
+
+
+def test_an_event_the_draw_keeps_is_traced_whatever_the_configured_sampler_would_draw() -> None:
+    traced, exporter, _provider = drawn_tracing([0.001])
+    traced.handler(lambda event, ctx: None, "billing")(None, Ctx([]))
+    [process] = exporter.get_finished_spans()
+    assert process.name == "process orders" and process.parent is None and process.context.trace_flags.sampled
+
+
+def test_an_unsampled_traceparent_is_followed_without_building_a_span() -> None:
+    traced, exporter, _provider = drawn_tracing([])  # no draw: the parent decided
+    parent = f"00-{0xABC:032x}-{0xDEF:016x}-00".encode()
+    contexts = []
+    traced.handler(lambda e, c: contexts.append(trace.get_current_span().get_span_context()), "billing")(
+        None, Ctx([("traceparent", parent)])
+    )
+    assert exporter.get_finished_spans() == ()
+    assert (contexts[0].trace_id, contexts[0].span_id, contexts[0].trace_flags.sampled) == (
+        0xABC,
+        0xDEF,
+        False,
+    )
+
+
+def test_a_retry_of_a_kept_event_is_kept() -> None:
+    traced, exporter, _provider = drawn_tracing([0.001, 0.99])  # the retry would not be drawn again
+
+    def fail(event: Any, ctx: Any) -> None:
+        raise RuntimeError("no")
+
+    handler = traced.handler(fail, "billing")
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            handler(None, Ctx([]))
+    assert [s.attributes["kpipe.attempt"] for s in exporter.get_finished_spans()] == [1, 2]

@@ -72,7 +72,9 @@ def test_the_environment_wins_over_the_block_key_by_key() -> None:
     })  # fmt: skip
     assert settings is not None
     assert settings.exporters == ("otlp",)
-    assert settings.endpoint is None  # the exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself
+    assert settings.endpoint == "http://env:4318/v1/traces"
+    traces = tracing_settings(spec, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:4318/x"})
+    assert traces is not None and traces.endpoint == "http://t:4318/x"
     assert (settings.sampler, settings.sampler_arg) == ("parentbased_traceidratio", 0.01)
     assert dict(settings.resource_attributes) == {
         "service.name": "from-attributes", "team": "env", "region": "eu", "note": "a,b",

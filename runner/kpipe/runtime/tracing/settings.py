@@ -3,7 +3,8 @@
     OTEL_SDK_DISABLED=true                      off, whatever else is set
     OTEL_TRACES_EXPORTER                        otlp | console | none (a comma-separated list of them)
     OTEL_EXPORTER_OTLP_PROTOCOL                 http/protobuf | grpc (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL first)
-    OTEL_EXPORTER_OTLP_ENDPOINT                 read by the exporter itself, as are its _HEADERS, _TIMEOUT, ...
+    OTEL_EXPORTER_OTLP_ENDPOINT                 (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT first); the exporter reads its
+                                                _HEADERS, _TIMEOUT, _CERTIFICATE, ... itself
     OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
     OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG
 
@@ -38,8 +39,8 @@ HTTP_TRACES_PATH = "/v1/traces"
 
 @dataclass(frozen=True)
 class TracingSettings:
-    """What a process traces with. `endpoint` is the traces URL to use, or None for the exporter's own
-    (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else localhost). `origin` says what turned tracing on."""
+    """What a process traces with. `endpoint` is the traces URL, or None for the exporter's default
+    (localhost). `origin` says what turned tracing on."""
 
     exporters: tuple[str, ...]
     protocol: str
@@ -100,14 +101,17 @@ def tracing_settings(spec: Any, environ: Mapping[str, str]) -> TracingSettings |
 
 
 def _endpoint(spec: Any, environ: Mapping[str, str], protocol: str) -> str | None:
-    # The environment's endpoint is the exporter's to read (with the path rules of the specification).
-    if _env(environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _env(environ, "OTEL_EXPORTER_OTLP_ENDPOINT"):
-        return None
-    if spec is None or spec.endpoint is None:
+    """The traces URL, by the specification's rules: a signal-specific endpoint as it is; a base endpoint
+    (OTEL_EXPORTER_OTLP_ENDPOINT, or the block's) with /v1/traces added for http/protobuf. None: the default."""
+    traces = _env(environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if traces:
+        return traces
+    base = _env(environ, "OTEL_EXPORTER_OTLP_ENDPOINT") or (spec.endpoint if spec is not None else None)
+    if not base:
         return None
     if protocol == "grpc":
-        return spec.endpoint
-    return spec.endpoint.rstrip("/") + HTTP_TRACES_PATH
+        return base
+    return base.rstrip("/") + HTTP_TRACES_PATH
 
 
 def _sampler_arg(spec: Any, environ: Mapping[str, str]) -> float | None:

@@ -371,3 +371,20 @@ def test_a_retry_of_a_kept_event_is_kept() -> None:
         with pytest.raises(RuntimeError):
             handler(None, Ctx([]))
     assert [s.attributes["kpipe.attempt"] for s in exporter.get_finished_spans()] == [1, 2]
+
+
+def test_what_kpipe_run_hands_its_workers_resolves_to_the_same_settings() -> None:
+    spec = TracingSpec(endpoint="http://collector:4318", service_name="orders", sampler="parentbased_traceidratio",
+                       sampler_arg=0.05, resource_attributes={"team": "a,b=c"})  # fmt: skip
+    environ = {"OTEL_TRACES_SAMPLER_ARG": "0.2", "PATH": "/bin"}
+    settings = tracing_settings(spec, environ)
+    tracing.for_workers(spec, environ)
+    assert environ["OTEL_TRACES_EXPORTER"] == "otlp" and environ["PATH"] == "/bin"
+    assert tracing_settings(None, environ) == settings  # a worker reads no file: the environment is enough
+    assert settings is not None and (settings.sampler_arg, settings.endpoint) == (
+        0.2,
+        "http://collector:4318/v1/traces",
+    )
+    untouched = {"PATH": "/bin"}
+    tracing.for_workers(None, untouched)
+    assert untouched == {"PATH": "/bin"}

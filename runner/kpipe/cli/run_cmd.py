@@ -118,10 +118,11 @@ def run(
 
         extra_config += (("statistics.interval.ms", str(STATISTICS_INTERVAL_MS)),)
     _check_handlers(project, selected)  # before anything is created for workers that could not start
-    # Tracing asked for without OpenTelemetry installed: one error here, not one per worker.
+    # Tracing asked for without OpenTelemetry installed: one error here, not one per worker; the files' block
+    # reaches the workers as OTEL_* variables.
     from kpipe.runtime import tracing
 
-    tracing.require(tracing.tracing_settings(project.declarations.cluster_spec.tracing, os.environ))
+    tracing.for_workers(project.declarations.cluster_spec.tracing, os.environ)
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
     try:

@@ -8,6 +8,8 @@ runtime pays one call per worker or producer built, and nothing per event.
 
 The runtime's hooks, each one line (they are all there is to re-apply when the consume loop changes):
 
+    for_workers(spec, os.environ)                          `kpipe run`/`dev`: checked once, passed on as OTEL_*
+    traced = start(None, os.environ)                       a worker process: on as its environment says
     handler = current().handler(handler, group)            the worker's handler: one `process` span per call
     factory = current().producer_factory(factory)          every producer client: one `send` span per produce()
     current().shutdown()                                   spans exported before a worker or `produce` exits
@@ -19,19 +21,21 @@ keep the traceparent of the event they carry (a traceparent already in the heade
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Protocol, TypeVar
 
 from kpipe.errors import UsageError
-from kpipe.runtime.tracing.settings import TracingSettings, tracing_settings
+from kpipe.runtime.tracing.settings import TracingSettings, as_environment, tracing_settings
 
 __all__ = [
     "NO_TRACING",
+    "as_environment",
     "Tracing",
     "TracingSettings",
     "TracingUnavailable",
     "current",
     "install",
+    "for_workers",
     "require",
     "start",
     "tracing_settings",
@@ -116,6 +120,15 @@ def require(settings: TracingSettings | None) -> None:
             f"tracing is on ({settings.origin}) but {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not installed; {extra}, or unset it"
         )
+
+
+def for_workers(spec: Any, environ: MutableMapping[str, str]) -> None:
+    """Where worker processes are started (`kpipe run`, `kpipe dev`): check that tracing, if asked for by
+    `environ` or the files' block (`spec`), can start (TracingUnavailable, once, before any worker), and put
+    its settings in `environ` as OTEL_* variables for the workers to inherit (they read no project file)."""
+    settings = tracing_settings(spec, environ)
+    require(settings)
+    environ.update(as_environment(settings))
 
 
 def start(spec: Any, environ: Mapping[str, str]) -> Tracing:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kpipe.errors import UsageError
@@ -48,7 +48,7 @@ class TracingSettings:
     sampler: str
     sampler_arg: float | None
     resource_attributes: tuple[tuple[str, str], ...]
-    origin: str
+    origin: str = field(compare=False)
 
     @property
     def service_name(self) -> str:
@@ -98,6 +98,29 @@ def tracing_settings(spec: Any, environ: Mapping[str, str]) -> TracingSettings |
         resource_attributes=tuple(sorted(_resource(spec, environ).items())),
         origin=origin,
     )
+
+
+def as_environment(settings: TracingSettings | None) -> dict[str, str]:
+    """The OTEL_* variables that resolve to `settings` again, for the worker processes of `kpipe run` and
+    `kpipe dev` to inherit: they read only the environment, so the files' block travels this way (empty when
+    tracing is off: nothing is added)."""
+    if settings is None:
+        return {}
+    environ = {
+        "OTEL_TRACES_EXPORTER": ",".join(settings.exporters),
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": settings.protocol,
+        "OTEL_TRACES_SAMPLER": settings.sampler,
+        "OTEL_RESOURCE_ATTRIBUTES": ",".join(
+            f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}"
+            for k, v in settings.resource_attributes
+        ),
+        "OTEL_SERVICE_NAME": settings.service_name,
+    }
+    if settings.endpoint is not None:
+        environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = settings.endpoint
+    if settings.sampler_arg is not None:
+        environ["OTEL_TRACES_SAMPLER_ARG"] = repr(settings.sampler_arg)
+    return environ
 
 
 def _endpoint(spec: Any, environ: Mapping[str, str], protocol: str) -> str | None:

@@ -85,8 +85,9 @@ def build_worker(spec: WorkerSpec, **options: Any) -> GroupWorker:
             "bootstrap servers are `local`, but the worker was not given the local broker's address"
         )
     settings = project.consumer_group(spec.group)
-    # Tracing hooks: on before the handler module is imported (its own producers are traced too).
-    traced = tracing.start(project.declarations.cluster_spec.tracing, os.environ)
+    # Tracing hooks: on as the environment says (kpipe run put the files' block there), before the handler
+    # module is imported (its own producers are traced too).
+    traced = tracing.start(None, os.environ)
     if traced.on:
         options["producer_factory"] = traced.producer_factory(options.get("producer_factory", KafkaProducer))
     models = {

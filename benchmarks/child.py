@@ -433,9 +433,20 @@ def hotpath(job: dict) -> dict:
         client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
     )  # fmt: skip
 
-    def one(metrics: bool) -> float:
+    def noop(event: Any, ctx: Any) -> None:
+        pass
+
+    traced = None
+    if job.get("tracing"):  # "on" is tracing (with this environment) instead of metrics
+        from kpipe.runtime import tracing
+
+        os.environ.update(job["tracing"])
+        traced = tracing.start(None, os.environ).handler(noop, "g")
+
+    def one(on: bool) -> float:
         holder: list = []
-        worker = GroupWorker(settings, {}, lambda e, c: None, metrics=metrics,
+        handler = traced if on and traced is not None else noop
+        worker = GroupWorker(settings, {}, handler, metrics=on and traced is None,
                              consumer_factory=lambda config: StubConsumer(config, holder))  # fmt: skip
         holder.append(worker)
         gc.collect()

@@ -425,6 +425,18 @@ class Bench:
                 self.rows.append(Row(label, "ev/s", on, off, "the same worker, tracing off", ratio, f"{ratio:.2f}×",
                                      f"≥ {target:.2f}×" if target else "report",
                                      ratio >= target if target else None))  # fmt: skip
+                # kpipe's own work per event (stub consumer, no broker), spans built but not exported.
+                job = {"kind": "hotpath", "strategy": "batch", "events": self.events, "reps": 7,
+                       "max_poll_records": self.max_poll_records,
+                       "tracing": {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                                   "OTEL_BSP_SCHEDULE_DELAY": "600000",
+                                   "OTEL_BSP_MAX_QUEUE_SIZE": str(self.events * 2),
+                                   "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": str(self.events * 2)}}  # fmt: skip
+                stub = run_child(job)
+                share = stub["off_ns"] / stub["on_ns"]
+                self.rows.append(Row(f"  of which kpipe's own work per event (sampling {ratio_arg}, stub consumer)",
+                                     "ns", [stub["on_ns"]], [stub["off_ns"]], "tracing off", share,
+                                     f"{share:.2f}×", "reference"))  # fmt: skip
         finally:
             receiver.close()
         self.notes.append(

@@ -388,3 +388,25 @@ def test_what_kpipe_run_hands_its_workers_resolves_to_the_same_settings() -> Non
     untouched = {"PATH": "/bin"}
     tracing.for_workers(None, untouched)
     assert untouched == {"PATH": "/bin"}
+
+
+def test_the_dead_letter_of_an_event_without_context_joins_the_trace_of_its_attempts(
+    on: tuple[OtelTracing, Any],
+) -> None:
+    traced, exporter = on
+    client = FakeProducerClient()
+    producer = traced.producer_factory(lambda config: client)({})
+
+    def fail(event: Any, ctx: Any) -> None:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        traced.handler(fail, "billing")(None, Ctx([], offset=9))
+    from kpipe.runtime.worker import dead_letter_headers
+
+    headers = dead_letter_headers("orders", 2, 9, "handler", "RuntimeError: no", "billing", [])
+    producer.produce("orders.dlq", b"{}", "o-1", headers=headers)
+    process, dead = exporter.get_finished_spans()
+    assert dead.parent.span_id == process.context.span_id and dead.attributes["kpipe.dead_letter"] is True
+    sent = dict(client.produced[0]["headers"])
+    assert sent["traceparent"].decode().split("-")[1] == f"{process.context.trace_id:032x}"

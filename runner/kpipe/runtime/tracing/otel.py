@@ -3,7 +3,7 @@
     send <topic>     PRODUCER  one per produce() of a kpipe client: kpipe's Producer (`kpipe produce`), ctx.emit
                                and dead letters. It injects `traceparent` (and `tracestate`, baggage) into the
                                record's headers, unless they carry a traceparent already: a dead letter keeps
-                               the one of the event it carries. It ends when the broker acknowledges the record
+                               the one of the event it carries, and is the child of the event's last process span. It ends when the broker acknowledges the record
                                (a per-record delivery callback) or, without one, when produce() returns.
     process <topic>  CONSUMER  one per handler call, the child of the context the event carries (a root span
                                when it carries none), current while the handler runs (contextvars: threads and
@@ -373,8 +373,11 @@ class OtelTracing:
         """The send span of one record (None when it is not kept); injects its context into `headers` unless
         they carry one already."""
         carried = any(k == TRACEPARENT for k, _ in headers)
+        dead_letter = any(k == H_ERROR_TYPE for k, _ in headers)
+        # A dead letter of an event that failed in a kept process span: the child of its last attempt.
+        failed = self._failed.pop(_source_of(headers), None) if dead_letter and self._failed else None
         drawn = False
-        if self._root_ratio is not None and not carried:
+        if self._root_ratio is not None and not carried and failed is None:
             current = trace.get_current_span().get_span_context()
             if not current.is_valid:
                 if self._draw() >= self._root_ratio:
@@ -384,14 +387,11 @@ class OtelTracing:
             elif self._parent_based and not current.trace_flags.sampled:
                 headers.append((TRACEPARENT, _unsampled_traceparent(current.trace_id, current.span_id)))
                 return None
-        dead_letter = carried and any(k == H_ERROR_TYPE for k, _ in headers)
         parent = None
-        if carried and not trace.get_current_span().get_span_context().is_valid:
+        if failed is not None:
+            parent = trace.set_span_in_context(failed[1])
+        elif carried and not trace.get_current_span().get_span_context().is_valid:
             parent = self._propagator.extract(headers, getter=GETTER)
-        if dead_letter:
-            found = self._failed.pop(_source_of(headers), None)
-            if found is not None:  # the event's last attempt
-                parent = trace.set_span_in_context(found[1], parent)
         if drawn:
             token = _DRAWN.set(True)
             try:

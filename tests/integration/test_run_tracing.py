@@ -29,7 +29,6 @@ from helpers import wait_for
 from kpipe.compilation.project import load_project
 from kpipe.runtime import tracing
 from kpipe.runtime.producer import open_producer
-from kpipe.runtime.protocol import WorkerSpec
 from kpipe.runtime.tracing.otel import OtelTracing
 from kpipe.runtime.worker import build_worker
 
@@ -69,9 +68,19 @@ def _project(root: Path, bootstrap: str, topics: dict[str, str], consumers: str)
 
 
 def _worker(path: Path, group: str, fast: dict[str, Any]) -> Running:
+    """The group's worker as a worker process builds it (build_worker: the tracing hooks are there)."""
     extra = tuple((k, str(v)) for k, v in fast.items())
-    spec = WorkerSpec(project_paths=(str(path),), group=group, instance=0, extra_consumer_config=extra)
-    return Running(build_worker(spec))
+    try:  # what a worker is given: WorkerStart, compiled by the caller (the engine branch), or WorkerSpec
+        from broker_helpers import worker_start  # type: ignore[attr-defined]
+    except ImportError:
+        from kpipe.runtime.protocol import WorkerSpec
+
+        start: Any = WorkerSpec(
+            project_paths=(str(path),), group=group, instance=0, extra_consumer_config=extra
+        )
+    else:
+        start = worker_start(str(path), group, extra)
+    return Running(build_worker(start))
 
 
 def test_produce_group_emit_group_and_dead_letter_share_one_trace(

@@ -750,7 +750,7 @@ def _heavy_imports_of_help() -> list[str]:
         "confluent_kafka",
         "pydantic",
         "kpipe.model.pipeline",
-        "kpipe.schemas.compiler",
+        "kpipe.schemas.schema_models",
         "jinja2",
         "yaml",
     }

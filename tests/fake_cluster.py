@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
-from kpipe.errors import ClusterError
-from kpipe.topics.cluster import ResultCallback, TopicResult
+from kpipe.errors import ClusterError, UnsafePlanRefused
+from kpipe.topics.cluster import GroupDescription, GroupMember, ResultCallback, TopicResult, Watermarks
 from kpipe.topics.plan import ClusterState, ConfigDiff, CreateTopic, LiveTopic
 
 
@@ -122,3 +122,63 @@ class FakeCluster:
 
     def request_kinds(self) -> list[str]:
         return [kind for kind, _ in self.requests if kind != "describe"]
+
+
+class FakeGroups:
+    """A fake of the cluster as `kpipe offsets` and `kpipe dlq replay` use it (OffsetsCluster and OffsetsAdmin),
+    for what only Apache Kafka shows: an active group's members, and AlterConsumerGroupOffsets refused while the
+    group has them. The embedded broker lists no members and accepts the alter."""
+
+    def __init__(
+        self,
+        partitions: Mapping[str, int],
+        marks: Mapping[tuple[str, int], tuple[int, int]],
+        committed: Mapping[str, Mapping[tuple[str, int], int]] | None = None,
+    ):
+        self.partitions = dict(partitions)
+        self.marks = dict(marks)
+        self.committed: dict[str, dict[tuple[str, int], int]] = {
+            g: dict(o) for g, o in (committed or {}).items()
+        }
+        # group -> (state, member client ids)
+        self.groups: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self.altered: list[tuple[str, dict[tuple[str, int], int]]] = []
+
+    def describe(self, config_for: Collection[str] = ()) -> ClusterState:
+        return ClusterState({t: LiveTopic(t, n, 1) for t, n in self.partitions.items()})
+
+    def watermarks(
+        self, partitions: Collection[tuple[str, int]], start: Mapping[tuple[str, int], int] | None = None
+    ) -> dict[tuple[str, int], Watermarks]:
+        return {tp: Watermarks(*self.marks[tp]) for tp in partitions}
+
+    def describe_groups(self, groups: Sequence[str]) -> dict[str, GroupDescription]:
+        out = {}
+        for g in groups:
+            state, members = self.groups.get(g, ("dead", ()))
+            out[g] = GroupDescription(g, state, tuple(GroupMember(m, "/10.0.0.1") for m in members))
+        return out
+
+    def committed_offsets(
+        self, partitions_by_group: Mapping[str, Sequence[tuple[str, int]]]
+    ) -> dict[str, dict[tuple[str, int], int | None]]:
+        return {
+            g: {tp: self.committed.get(g, {}).get(tp) for tp in tps} for g, tps in partitions_by_group.items()
+        }
+
+    def group_ids(self, prefix: str) -> list[str]:
+        return sorted(g for g in {*self.committed, *self.groups} if g.startswith(prefix))
+
+    def committed_groups(self, topics: Collection[str]) -> dict[str, tuple[str, ...]]:
+        found = {
+            t: tuple(sorted(g for g, o in self.committed.items() if any(tp[0] == t for tp in o)))
+            for t in topics
+        }
+        return {t: gs for t, gs in found.items() if gs}
+
+    # OffsetsAdmin
+    def alter(self, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        if self.groups.get(group, ("dead", ()))[1]:
+            raise UnsafePlanRefused(f"consumer group '{group}' is active (the broker says UNKNOWN_MEMBER_ID)")
+        self.altered.append((group, dict(offsets)))
+        self.committed.setdefault(group, {}).update(offsets)

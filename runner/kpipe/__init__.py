@@ -7,6 +7,8 @@
 
 The public API is what `__all__` lists. Heavy modules (confluent_kafka, pydantic, the schema compiler) are
 imported only when a name that needs them is first used, so `import kpipe` and `kpipe --help` stay fast.
+
+Imports: kpipe.api, kpipe.errors.
 """
 
 from __future__ import annotations

@@ -1,3 +1,8 @@
+"""`python -m kpipe`: the command line.
+
+Imports: kpipe.cli.
+"""
+
 import os
 import sys
 

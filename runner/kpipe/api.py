@@ -4,27 +4,21 @@
     with project.producer("order-api") as producer:
         producer.send({...})
 
-This is the edge where `bootstrap_servers: local` becomes the running local broker's address; the compiled
-project below it (kpipe.compilation.project) is data and does no I/O. May import every layer but the CLI.
+The API is the service layer (kpipe.service) under public names: `kpipe.load` loads a project exactly as the
+commands do, and `ensure_topics` is what `kpipe run`/`produce` do before their clients start.
+
+Imports: kpipe.service.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
-from kpipe.compilation import project as compiled
-from kpipe.local.state import resolve
-from kpipe.runtime.producer import Producer, open_producer
+from kpipe.service import load as service
+from kpipe.service.load import Project, ensure_topics
 
-
-class Project(compiled.CompiledProject):
-    """A loaded, valid project: compiled settings on demand, and producers to send events with."""
-
-    def producer(self, name: str, **kwargs: Any) -> Producer:
-        """Open declared producer `name` (see kpipe.runtime.producer.Producer for the keyword arguments)."""
-        return open_producer(self, name, **kwargs)
+__all__ = ["Project", "ensure_topics", "load"]
 
 
 def load(
@@ -39,26 +33,10 @@ def load(
     `bootstrap_override` (or the KPIPE_BOOTSTRAP_SERVERS environment variable) replaces the files' bootstrap
     servers; `local` (in the files or here) is resolved to the running local broker, or LocalBrokerError.
     """
-    project = compiled.load_project(
-        list(paths) or ["pipelines"],
+    return service.load(
+        paths,
         variables=variables,
         values_files=values_files,
         bootstrap_override=bootstrap_override,
-        project_type=Project,
         root=root,
     )
-    return resolve(project)
-
-
-def ensure_topics(
-    project: compiled.CompiledProject,
-    *,
-    groups: Iterable[str] = (),
-    producers: Iterable[str] = (),
-    create: bool | None = None,
-) -> list[str]:
-    """Create the missing declared topics these groups and producers use, as `kpipe run`/`produce` do; return
-    the names created (see kpipe.topics.provision.ensure_topics)."""
-    from kpipe.topics.provision import ensure_project_topics
-
-    return ensure_project_topics(project, groups=groups, producers=producers, create=create).created

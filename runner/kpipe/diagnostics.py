@@ -2,6 +2,8 @@
 
 A Diagnostic is plain data. Every layer that inspects user input (loader, spec, check, schema compiler)
 returns a list of them rather than raising on the first, so `kpipe validate` can report everything at once.
+
+Imports: kpipe.redaction.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from kpipe.redaction import redact, redact_optional, safe_text
+from kpipe.redaction import escape_line, redact, redact_optional, safe_text
 
 
 class Severity(StrEnum):
@@ -57,7 +59,8 @@ class Diagnostic:
         return f"{where}{self.severity.value}: {self.message}"
 
     def format_lines(self) -> list[str]:
-        """The lines printed for people: secrets masked, control characters escaped (kpipe.redaction)."""
+        """The lines printed for people (kpipe.redaction.safe_text): env() tokens shown as env('NAME'), every
+        control character escaped (a newline in a quoted name cannot start a line of its own)."""
         lines = [self.format()]
         lines.extend(f"  note: {n}" for n in self.notes)
         if self.hint:
@@ -136,7 +139,10 @@ def render_json(diagnostics: Sequence[Diagnostic], files_checked: int | None = N
 
 
 def _github_escape(text: str, *, prop: bool = False) -> str:
-    text = safe_text(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """The one rule for text inside a GitHub Actions annotation: tokens shown as env('NAME'), every control
+    character escaped as text (so no newline, encoded or not, reaches the runner), then GitHub's own
+    encoding of `%` (and of `:` and `,` in a property)."""
+    text = escape_line(redact(text)).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     if prop:
         text = text.replace(":", "%3A").replace(",", "%2C")
     return text

@@ -18,6 +18,8 @@ Library errors (confluent_kafka.KafkaException, pydantic.ValidationError, yaml e
 this tree where they enter kpipe: the cluster boundary, the loader, the spec layer. Anything else that escapes is
 an internal error and keeps its traceback. Every error type lives here; the one exception is a private signal
 that never leaves its module (templating's `_EnvMissing`, turned into a diagnostic where it is raised).
+
+Imports: nothing of kpipe.
 """
 
 from __future__ import annotations

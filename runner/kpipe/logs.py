@@ -3,6 +3,8 @@
 The supervisor and every worker process call `configure_logging` once at start with the same format, so one
 stream (stderr) carries all of them; each line names its process so interleaved output can be told apart.
 Fields passed with `logger.info(..., extra={"group": "billing"})` become keys in JSON lines.
+
+Imports: kpipe.redaction.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from kpipe.redaction import redact, safe_text
+from kpipe.redaction import safe_block, safe_text
 
 LOG_FORMATS = ("text", "json")
 # The same client error is logged at most once per this many seconds.
@@ -65,15 +67,16 @@ class TextFormatter(logging.Formatter):
 class _KpipeHandler(logging.StreamHandler):
     """Marks the handler kpipe installed, so configuring twice replaces it rather than doubling every line.
 
-    Every line it writes goes through kpipe.redaction: the message is redacted before it is formatted (JSON
-    would escape a secret holding a quote or backslash past a match on the line), then the whole line is, with
-    control characters escaped.
+    Every line it writes goes through kpipe.redaction: the message is one line (env() tokens shown as
+    env('NAME'), every control character escaped, newlines included) before it is formatted; the formatted
+    record is again, except the newlines of a traceback, which stay lines of their own (none can start a
+    workflow command).
     """
 
     def format(self, record: logging.LogRecord) -> str:
         record = logging.makeLogRecord(record.__dict__)
-        record.msg, record.args = redact(record.getMessage()), None
-        return safe_text(super().format(record))
+        record.msg, record.args = safe_text(record.getMessage()), None
+        return safe_block(super().format(record))
 
 
 def configure_logging(

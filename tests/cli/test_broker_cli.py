@@ -45,7 +45,8 @@ def test_port_taken_is_a_clear_error(env: dict[str, str]) -> None:
         result = kpipe("broker", "--port", str(port), env=env, cwd=ROOT, process=True)
     assert result.code == 3
     assert result.err == (
-        f"error: cannot start the local broker: port {port} on 127.0.0.1 is already in use\n"
+        f"error: cannot start the local broker: port {port} on 127.0.0.1 is already in use; "
+        "give another with --port PORT, or --port 0 for any free port\n"
     )
 
 

@@ -92,7 +92,7 @@ def test_graph_labels_escape_hostile_names(tmp_path: Path) -> None:
         "    on_error: {action: skip}\n"
     )
     mermaid = ok("export", "graph", str(project))
-    assert '"]-->x' not in mermaid and "#quot;]--#gt;x" in mermaid
+    assert '"]-->x' not in mermaid and "#quot;#93;--#gt;x" in mermaid
     assert "-- emits --> topic_out" in mermaid
     dot = ok("export", "graph", str(project), "--format", "dot")
     assert '\\"]-->x' in dot and '[label="emits"]' in dot
@@ -258,7 +258,7 @@ def test_export_imports_no_project_code_without_the_flag(tmp_path: Path) -> None
         ("graph",),
         ("graph", "--format", "dot"),
         ("kubernetes", "--image", IMAGE),
-        ("dockerfile",),
+        ("dockerfile", "--kpipe", "kpipe @ https://x.example/kpipe-0.1.0-py3-none-any.whl"),
     ):
         ok("export", *args, str(project))
         assert not marker.exists(), f"kpipe export {args[0]} imported project code"
@@ -283,9 +283,10 @@ def test_kubernetes_manifests_of_the_example_project() -> None:
     k8s_validate(objects)
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
     assert kinds[2][1].startswith("kpipe-apply-")  # a name of its own per image and files (see docs)
+    assert kinds[0][1].startswith("kpipe-files-") and kinds[1][1].startswith("kpipe-env-")  # content hashes
     assert kinds == [
-        ("ConfigMap", "kpipe-files"),
-        ("ConfigMap", "kpipe-env"),
+        ("ConfigMap", kinds[0][1]),
+        ("ConfigMap", kinds[1][1]),
         ("Job", kinds[2][1]),
         ("Deployment", "analytics"), ("PodDisruptionBudget", "analytics"), ("ScaledObject", "analytics"),
         ("Deployment", "order-processors"), ("PodDisruptionBudget", "order-processors"),
@@ -325,9 +326,10 @@ def test_each_deployment_runs_its_group() -> None:
     assert container["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}]
     annotations = pod["metadata"]["annotations"]
     assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == ("true", "9464")
+    [env_map] = [name for name in _by_kind(objects, "ConfigMap") if name.startswith("prod-kpipe-env-")]
     assert container["env"][0] == {
         "name": "KAFKA_BOOTSTRAP_SERVERS",
-        "valueFrom": {"configMapKeyRef": {"name": "prod-kpipe-env", "key": "KAFKA_BOOTSTRAP_SERVERS"}},
+        "valueFrom": {"configMapKeyRef": {"name": env_map, "key": "KAFKA_BOOTSTRAP_SERVERS"}},
     }
     assert pod["metadata"]["labels"]["kpipe.dev/group"] == "order-processors"
     assert processors["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
@@ -349,7 +351,9 @@ def test_files_in_image_leaves_out_the_files() -> None:
            "--files-in-image", "--hook", "helm")
     )  # fmt: skip
     k8s_validate(objects)
-    assert "kpipe-files" not in _by_kind(objects, "ConfigMap")
+    assert [
+        o["metadata"]["labels"]["app.kubernetes.io/component"] for o in objects if o["kind"] == "ConfigMap"
+    ] == ["environment"]
     for deployment in _by_kind(objects, "Deployment").values():
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
@@ -464,7 +468,7 @@ def test_keda_scaled_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (0, 4)  # 4 partitions
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["metadata"] == {
-        "bootstrapServers": "k:9092",
+        "bootstrapServersFromEnv": "BROKERS",  # the pods' own variable, from the env ConfigMap
         "consumerGroup": "g",
         "topic": "t",
         "lagThreshold": "50",
@@ -488,7 +492,8 @@ def keda_validate(obj: dict[str, Any]) -> None:
     assert spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100)
     for trigger in spec["triggers"]:
         assert trigger["type"] == "kafka"
-        assert {"bootstrapServers", "consumerGroup", "topic", "lagThreshold"} <= set(trigger["metadata"])
+        assert {"consumerGroup", "topic", "lagThreshold"} <= set(trigger["metadata"])
+        assert len({"bootstrapServers", "bootstrapServersFromEnv"} & set(trigger["metadata"])) == 1
 
 
 # -- Dockerfile ------------------------------------------------------------------------------------------------
@@ -501,19 +506,23 @@ def test_dockerfile_of_the_example_project() -> None:
         (ROOT / "Dockerfile").write_text(text)
     assert text == (ROOT / "Dockerfile").read_text()
     lines = text.splitlines()
-    assert lines[4].startswith("FROM python:3.12-slim")
+    assert [line for line in lines if line.startswith("FROM ")] == [
+        "FROM python:3.12-slim AS build",
+        "FROM python:3.12-slim",
+    ]
+    assert 'RUN ["pip", "wheel", "--wheel-dir", "/wheels", "."]' in lines  # kpipe's own repository
     assert "USER 10001:10001" in lines
     assert 'ENTRYPOINT ["kpipe"]' in lines
-    assert "COPY --chown=root:root pipelines/ /app/pipelines/" in lines
-    assert "COPY --chown=root:root schemas/ /app/schemas/" in lines
+    assert 'COPY --chown=root:root ["pipelines/", "/app/pipelines/"]' in lines
+    assert 'COPY --chown=root:root ["schemas/", "/app/schemas/"]' in lines
 
 
 def test_dockerfile_never_installs_kpipe_by_its_bare_name(tmp_path: Path) -> None:
-    # PyPI's `kpipe` is an unrelated project: outside kpipe's own repository the image installs a wheel.
+    # PyPI's `kpipe` is an unrelated project: outside kpipe's own repository the project must name a source.
     project, _ = _marker_project(tmp_path)
-    text = ok("export", "dockerfile", str(project))
-    assert "COPY wheels/ /tmp/wheels/" in text
-    assert not any(line.startswith("RUN pip install") and "kpipe==" in line for line in text.splitlines())
+    code, out, err = kpipe("export", "dockerfile", str(project))
+    assert (code, out) == (2, "")
+    assert "the image needs kpipe, and the project names no source for it" in err
     pinned = ok(
         "export",
         "dockerfile",
@@ -521,7 +530,11 @@ def test_dockerfile_never_installs_kpipe_by_its_bare_name(tmp_path: Path) -> Non
         "--kpipe",
         "kpipe @ git+https://git.example/kpipe@v0.1.0",
     )
-    assert 'RUN pip install "kpipe @ git+https://git.example/kpipe@v0.1.0"' in pinned
+    assert (
+        'RUN ["pip", "wheel", "--wheel-dir", "/wheels", "kpipe @ git+https://git.example/kpipe@v0.1.0", "."]'
+        in pinned
+    )
+    assert not any("pip install" in line and "kpipe" in line for line in pinned.splitlines())
 
 
 def test_a_secret_written_into_a_file_is_not_published(tmp_path: Path) -> None:
@@ -535,7 +548,7 @@ def test_a_secret_written_into_a_file_is_not_published(tmp_path: Path) -> None:
     code, out, err = kpipe("export", "kubernetes", str(project), "--image", IMAGE)
     assert (code, out) == (2, "")
     assert f"the secret value of sasl.username of cluster at {project}:6:" in err
-    assert "would be written into ConfigMap kpipe-files" in err
+    assert "would be written into ConfigMap kpipe-files-" in err
     assert "literal-pa55" not in err and "svc-user" not in err
     text = ok("export", "kubernetes", str(project), "--image", IMAGE, "--files-in-image")
     assert "literal-pa55" not in text and "svc-user" not in text
@@ -564,9 +577,10 @@ def test_one_file_per_object_in_apply_order(tmp_path: Path) -> None:
     assert (code, out, err) == (0, "", f"wrote {len(stream)} manifests to {tmp_path / 'deploy'}\n")
     files = sorted((tmp_path / "deploy").iterdir())
     job = next(o for o in stream if o["kind"] == "Job")["metadata"]["name"]
+    maps = [o["metadata"]["name"] for o in stream if o["kind"] == "ConfigMap"]
     assert [f.name for f in files][:4] == [
-        "00-configmap-kpipe-files.yaml",
-        "01-configmap-kpipe-env.yaml",
+        f"00-configmap-{maps[0]}.yaml",
+        f"01-configmap-{maps[1]}.yaml",
         f"02-job-{job}.yaml",
         "03-deployment-analytics.yaml",
     ]

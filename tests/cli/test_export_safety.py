@@ -112,9 +112,14 @@ def test_the_shells_environment_never_reaches_the_manifests(monkeypatch: pytest.
     assert code == 0, err
     assert "laptop" not in out
     scaled = [o for o in objects(out) if o["kind"] == "ScaledObject"]
-    assert {t["metadata"]["bootstrapServers"] for o in scaled for t in o["spec"]["triggers"]} == {
-        "kafka-0.kafka:9092"
+    # KEDA reads the pods' variable, whose value comes from --set-env, never from the shell.
+    assert {t["metadata"]["bootstrapServersFromEnv"] for o in scaled for t in o["spec"]["triggers"]} == {
+        "KAFKA_BOOTSTRAP_SERVERS"
     }
+    [env_map] = [
+        o for o in objects(out) if o["metadata"]["labels"]["app.kubernetes.io/component"] == "environment"
+    ]
+    assert env_map["data"] == {"KAFKA_BOOTSTRAP_SERVERS": "kafka-0.kafka:9092"}
 
 
 def test_a_secret_variable_is_rendered_with_a_placeholder(
@@ -187,12 +192,12 @@ def test_the_dockerfile_copies_handler_and_model_code(tmp_path: Path) -> None:
         "consumers:\n  g: {topics: [t], handler: 'app.handlers:handle'}\n"
         "  h: {topics: [t], handler: 'elsewhere.mod:handle'}\n"
     )
-    code, out, err = kpipe("export", "dockerfile", str(tmp_path / "pipelines"))
+    code, out, err = kpipe("export", "dockerfile", str(tmp_path / "pipelines"), "--kpipe", "vendor/kpipe.whl")
     assert code == 0, err
     lines = out.splitlines()
-    assert "COPY --chown=root:root app/ /app/app/" in lines
-    assert "COPY --chown=root:root models.py /app/models.py" in lines
-    assert "COPY --chown=root:root pipelines/ /app/pipelines/" in lines
+    assert 'COPY --chown=root:root ["app/", "/app/app/"]' in lines
+    assert 'COPY --chown=root:root ["models.py", "/app/models.py"]' in lines
+    assert 'COPY --chown=root:root ["pipelines/", "/app/pipelines/"]' in lines
     assert "warning: no code below the project root for elsewhere.mod:handle" in err and "--copy" in err
 
 

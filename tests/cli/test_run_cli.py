@@ -7,6 +7,7 @@ the rest point the project at a port where nothing listens.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from helpers import kpipe
+from helpers import kpipe, wait_for
 
 NOWHERE = "127.0.0.1:1"  # nothing listens on port 1
 
@@ -260,7 +261,7 @@ def test_produce_flushes_queued_events_when_something_breaks_mid_file(
 ) -> None:
     # Any failure while reading (here a bug on line 51) still flushes the 50 events queued before it and
     # prints the summary; the failure itself is not swallowed.
-    import kpipe.cli.run_cmd as run_cmd
+    from kpipe.service.produce import ProduceSession
 
     topic = unique_name("payments")
     make_topics(topic, partitions=2)
@@ -270,14 +271,14 @@ def test_produce_flushes_queued_events_when_something_breaks_mid_file(
         .replace("linger_ms: 1", "linger_ms: 60000")
     )
     (tmp_path / "p" / "project.yaml").write_text(project)
-    send_line = run_cmd._send_line
+    send_line = ProduceSession._send_line
 
-    def breaking(producer: object, raw: bytes, *args: object) -> str | None:
+    def breaking(session: ProduceSession, raw: bytes) -> object:
         if b'"boom"' in raw:
             raise RuntimeError("boom")
-        return send_line(producer, raw, *args)  # type: ignore[arg-type]
+        return send_line(session, raw)
 
-    monkeypatch.setattr(run_cmd, "_send_line", breaking)
+    monkeypatch.setattr(ProduceSession, "_send_line", breaking)
     stdin = "".join(json.dumps({"id": f"k{i}", "amount": i}) + "\n" for i in range(50)) + '{"id": "boom"}\n'
     from click.testing import CliRunner
 
@@ -414,6 +415,16 @@ def test_run_refuses_a_handler_that_is_certainly_missing_before_touching_the_clu
     assert "running" not in err and "127.0.0.1:1" not in err
 
 
+def test_run_unreachable_cluster_exits_3_before_starting_workers(tmp_path: Path) -> None:
+    # Like produce and plan: a cluster that does not answer within the connect timeout is exit 3, one line,
+    # and no worker is started to wait for it.
+    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+    result = kpipe("run", str(project), "--group", "audit", process=True)
+    assert (result.code, result.out) == (3, ""), result.err
+    assert result.err.splitlines()[-1].startswith(f"error: cannot reach Kafka at {NOWHERE} within 10 s")
+    assert "running" not in result.err
+
+
 def test_run_unknown_group_suggests_the_closest(tmp_path: Path) -> None:
     project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
     code, out, err = kpipe("run", str(project), "--group", "biling")
@@ -438,9 +449,17 @@ def test_run_invalid_project_prints_diagnostics(tmp_path: Path) -> None:
     assert err.endswith("2 errors, 0 warnings\n")
 
 
-def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> None:
+def test_run_halting_workers_are_not_restarted_and_exit_1(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
+) -> None:
     # The handler cannot be imported: each worker halts (exit 78) before touching the cluster.
-    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+    topic = unique_name("payments")
+    make_topics(topic, partitions=2)
+    consumers = CONSUMERS.replace("[payments]", f"[{topic}]")
+    project = write_project(tmp_path / "p", topic, kafka_bootstrap, consumers)
     result = kpipe("run", str(project), "--group", "billing", "--log-format", "json", process=True)
     assert result.code == 1, result.err
     records = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
@@ -465,10 +484,19 @@ def test_run_halting_workers_are_not_restarted_and_exit_1(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
-def test_run_log_format(tmp_path: Path, fmt: str) -> None:
-    project = write_project(tmp_path / "p", "payments", NOWHERE, CONSUMERS)
+def test_run_log_format(
+    tmp_path: Path,
+    fmt: str,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
+) -> None:
+    topic = unique_name("payments")
+    make_topics(topic, partitions=2)
+    consumers = CONSUMERS.replace("[payments]", f"[{topic}]")
+    project = write_project(tmp_path / "p", topic, kafka_bootstrap, consumers)
     result = kpipe("run", str(project), "--group", "audit", "--log-format", fmt, process=True)
-    # The first line about the workers comes after the topics were seen to (here: the broker is unreachable).
+    # The first line about the workers comes after the topics were seen to.
     first = next(line for line in result.err.splitlines() if "running" in line)
     if fmt == "json":
         record = json.loads(first)
@@ -489,3 +517,137 @@ def test_produce_truncated_json_names_the_column_where_the_line_ends(tmp_path: P
         "(the line ends before the JSON does; truncated?)",
         "<stdin>:2:12: error: invalid JSON: Expecting property name enclosed in double quotes",
     ]
+
+
+# -- Ctrl-C, swapped arguments, a terminal, a huge line ------------------------------------------------------
+
+
+def test_run_stopped_by_ctrl_c_exits_130(
+    tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[..., str], make_topics: Callable[..., None]
+) -> None:
+    # As the README's exit codes say for every command: Ctrl-C (SIGINT to the terminal's process group, so to
+    # the workers too) stops the workers cleanly, and `kpipe run` exits 130. SIGTERM stays 0 (test_run.py).
+    topic, group = unique_name("ctrl-c"), unique_name("ctrl-c-group")
+    make_topics(topic, partitions=1)
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "quiet.py").write_text("def handle(event, ctx):\n    pass\n")
+    (project / "project.yaml").write_text(
+        f'cluster:\n  bootstrap_servers: "{kafka_bootstrap}"\n'
+        f"topics:\n  {topic}: {{partitions: 1, replication_factor: 1}}\n"
+        f"consumers:\n  {group}:\n    topics: [{topic}]\n    handler: quiet:handle\n"
+    )
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kpipe", "run", str(project), "--log-format", "json"]
+            + ["-Xsession.timeout.ms=2000", "-Xheartbeat.interval.ms=500", "-Xfetch.wait.max.ms=50"],
+            stderr=log_file,
+            start_new_session=True,  # its own process group, like a job in a terminal
+        )
+    try:
+        # Stopped only once assigned: a member that leaves while its join is held wedges Tansu's group.
+        wait_for(lambda: "assigned " in log_path.read_text(), timeout=60, message=log_path.read_text)
+        os.killpg(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = log_path.read_text()
+    assert code == 130, log
+    assert "all workers stopped" in log
+    assert "Traceback" not in log
+
+
+def test_produce_with_swapped_arguments_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_project(tmp_path / "pipelines", "payments", NOWHERE)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = kpipe("produce", "pipelines/", "payments-api", stdin="")
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: 'pipelines/' is a path, not a producer name, and payments-api is no file or directory: the "
+        "producer comes first; did you mean `kpipe produce payments-api pipelines/`?\n"
+    )
+
+
+def test_produce_on_a_terminal_says_it_reads_stdin(tmp_path: Path) -> None:
+    # Without --file on a terminal it would otherwise wait silently for lines nobody knows to type.
+    import pty
+
+    project = write_project(tmp_path / "p", "payments", NOWHERE)
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kpipe", "produce", "payments-api", str(project), "--timeout", "1"],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(terminal)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        os.write(controller, b"\x04")  # Ctrl-D: the end of the input
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(controller)
+    assert first == (
+        "reading events for producer 'payments-api' from stdin, one JSON object per line "
+        "(end with Ctrl-D; --file FILE reads a file)\n"
+    )
+    assert (process.returncode, out, err) == (0, "delivered 0, failed 0, invalid 0\n", "")
+
+
+def test_produce_streams_a_1gb_line_in_bounded_memory_and_sends_the_lines_after_it(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    unique_name: Callable[..., str],
+    make_topics: Callable[..., None],
+) -> None:
+    # A line of 1 GiB (a sparse file: zeros on no disk) between two valid events. It is reported as FILE:LINE,
+    # counted as failed, never held in memory, and the event after it is still sent.
+    topic = unique_name("payments")
+    make_topics(topic, partitions=2)
+    project = write_project(tmp_path / "p", topic, kafka_bootstrap)
+    events = tmp_path / "events.jsonl"
+    size = 1 << 30
+    with events.open("wb") as f:
+        f.write(b'{"id": "a", "amount": 1}\n')
+        f.seek(size, os.SEEK_CUR)
+        f.write(b'\n{"id": "b", "amount": 2}\n')
+    # The peak RSS of `kpipe produce` as a child of a small wrapper process, which reports its
+    # RUSAGE_CHILDREN: only that one child, whatever else this test session ran.
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'kpipe', *sys.argv[1:]])\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(done.returncode)\n"
+    )
+
+    def produce(path: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", wrapper, "produce", "payments-api", str(project), "--file", path],
+            capture_output=True,
+            text=True,
+            timeout=600,  # generous: reading 1 GiB in 64 KiB chunks takes seconds
+        )
+
+    baseline = produce(os.devnull)
+    done = produce(str(events))
+    peak_kib = int(done.stderr.splitlines()[-1])
+    baseline_kib = int(baseline.stderr.splitlines()[-1])
+    assert (done.returncode, done.stdout) == (3, "delivered 2, failed 1, invalid 0\n"), done.stderr
+    assert done.stderr.splitlines()[:2] == [
+        f"{events}:2: error: not sent: producer 'payments-api': cannot send to {topic}: line too large (over "
+        "the producer's message.max.bytes, 1000000 bytes)",
+        "error: 1 event refused by producer 'payments-api'",
+    ]
+    assert "Traceback" not in done.stderr
+    assert peak_kib - baseline_kib < 100 * 1024, (peak_kib, baseline_kib)
+    assert sorted(e["id"] for e in read_all(kafka_bootstrap, topic, 2, expected=2)) == ["a", "b"]

@@ -47,7 +47,7 @@ def test_render_masks_unless_show_secrets(project: Path) -> None:
     assert result.code == 0
     _no_secret(result.text)
     assert "bootstrap_servers: \"env('KAFKA_HOSTS')\"" in result.out
-    assert 'sasl.password: "*****"' in result.out
+    assert "sasl.password: \"env('KAFKA_PASSWORD')\"" in result.out  # never held the value: a token
     assert "sasl.oauthbearer.client.secret: *****" in result.out
     shown = run_kpipe(project, "render", "pipelines/", "--show-secrets", env=ENV)
     assert PASSWORD in shown.out and "literal-client-secret" in shown.out

@@ -170,7 +170,7 @@ def test_validation_error_summary_is_one_line_and_bounded() -> None:
 def test_key_field_named_as_in_json_is_found_on_an_aliased_attribute(sent: list[dict[str, Any]]) -> None:
     # A JSON Schema property such as "customer-id" compiles to the attribute customer_id with that alias.
     from kpipe.runtime.serde import key_of
-    from kpipe.schemas.compiler import compile_schema
+    from kpipe.schemas.schema_models import compile_schema
 
     model, problems = compile_schema(
         {"type": "object", "required": ["customer-id"], "properties": {"customer-id": {"type": "string"}}},

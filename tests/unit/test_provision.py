@@ -15,7 +15,7 @@ from kpipe.compilation.explain import explain_client
 from kpipe.compilation.project import inspect_project, load_project
 from kpipe.errors import ClusterError
 from kpipe.topics.plan import LiveTopic
-from kpipe.topics.provision import ensure_topics
+from kpipe.topics.provision import provision
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "pipelines"
@@ -66,7 +66,7 @@ def test_creates_only_the_missing_topics_and_warns_about_drift_without_altering(
     warnings: list[str] = []
     infos: list[str] = []
     wanted = Provisioning((topic("orders", 3, **{"retention.ms": "200"}), topic("fine"), topic("new", 4)))
-    report = ensure_topics(cluster, wanted, info=infos.append, warn=warnings.append)
+    report = provision(cluster, wanted, info=infos.append, warn=warnings.append)
     assert report.created == ["new"]
     assert infos == ["created topic new (partitions 4, replication 1)"]
     assert warnings == [
@@ -80,7 +80,7 @@ def test_creates_only_the_missing_topics_and_warns_about_drift_without_altering(
 
 def test_nothing_missing_sends_no_request() -> None:
     cluster = FakeCluster([LiveTopic("a", 3, 1)])
-    assert ensure_topics(cluster, Provisioning((topic("a"),))).created == []
+    assert provision(cluster, Provisioning((topic("a"),))).created == []
     assert cluster.request_kinds() == []
 
 
@@ -92,7 +92,7 @@ def test_creation_off_names_every_missing_topic(create: bool | None, switch: str
     cluster = FakeCluster([LiveTopic("a", 3, 1)])
     wanted = Provisioning((topic("a"), topic("b"), topic("c")), create_missing=False)
     with pytest.raises(ClusterError) as raised:
-        ensure_topics(cluster, wanted, create=create)
+        provision(cluster, wanted, create=create)
     assert str(raised.value) == (
         f"2 topics are missing on fake:9092: b, c (not creating them: {switch}); create them with `kpipe apply`"
     )
@@ -103,7 +103,7 @@ def test_creation_off_names_every_missing_topic(create: bool | None, switch: str
 def test_one_missing_topic_is_named_in_the_singular() -> None:
     wanted = Provisioning((topic("a"),), create_missing=False)
     with pytest.raises(ClusterError) as raised:
-        ensure_topics(FakeCluster(), wanted, create=False)
+        provision(FakeCluster(), wanted, create=False)
     assert str(raised.value) == (
         "topic a is missing on fake:9092 (not creating it: --no-create-topics); create it with `kpipe apply`"
     )
@@ -111,7 +111,7 @@ def test_one_missing_topic_is_named_in_the_singular() -> None:
 
 def test_the_flag_wins_over_the_file() -> None:
     cluster = FakeCluster()
-    ensure_topics(cluster, Provisioning((topic("a"),), create_missing=False), create=True)
+    provision(cluster, Provisioning((topic("a"),), create_missing=False), create=True)
     assert "a" in cluster.topics
 
 
@@ -139,7 +139,7 @@ def test_a_refused_creation_is_one_line_saying_why(code: str, text: str) -> None
     cluster = FakeCluster()
     cluster.fail["b"] = code
     with pytest.raises(ClusterError) as raised:
-        ensure_topics(cluster, Provisioning((topic("a"), topic("b"))))
+        provision(cluster, Provisioning((topic("a"), topic("b"))))
     assert str(raised.value) == text
     assert raised.value.code == code and "\n" not in str(raised.value)
 

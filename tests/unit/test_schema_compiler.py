@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from kpipe.diagnostics import Position, Severity
 from kpipe.errors import SchemaModelImportError
-from kpipe.schemas.compiler import compile_schema, import_model
+from kpipe.schemas.schema_models import compile_schema, import_model
 
 UUID_TEXT = "5f0c6a2e-8b1d-4c1e-9a53-2f7d0b7f4e11"
 

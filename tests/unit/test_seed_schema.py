@@ -14,7 +14,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from kpipe.schemas.compiler import compile_schema
+from kpipe.schemas.schema_models import compile_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "order_event.schema.yaml"
 

@@ -8,6 +8,7 @@ import pytest
 
 from kpipe.diagnostics import Position
 from kpipe.loading.templating import needs_rendering, render
+from kpipe.redaction import env_token, reveal, shown
 
 
 def test_plain_text_is_returned_untouched() -> None:
@@ -37,7 +38,10 @@ def test_env_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "a: {{ env('KPIPE_TEST_BROKER') }}\nb: {{ env('KPIPE_TEST_NOT_SET', 'local') }}\n", "p.yaml", {}
     )
     assert diagnostics == []
-    assert text == "a: b1:9092\nb: local\n"
+    # The template sees an opaque token, never the value; it is substituted where a client consumes it.
+    assert text == f"a: {env_token('KPIPE_TEST_BROKER')}\nb: local\n"
+    assert reveal(text) == "a: b1:9092\nb: local\n"
+    assert shown(text) == "a: env('KPIPE_TEST_BROKER')\nb: local\n"
 
 
 def test_missing_env_without_default(monkeypatch: pytest.MonkeyPatch) -> None:

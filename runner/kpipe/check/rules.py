@@ -208,18 +208,7 @@ def _check_producers(project: Declarations, out: list[Diagnostic]) -> None:
                     )
                 )
             idempotent = bool(declared)
-        # acks as compiled: the producer's config, else its field when written, else cluster.config.
-        acks_keys = [k for k in spec.config if props.canonical_name(k) == "request.required.acks"]
-        cluster_acks = [
-            k
-            for k in (project.cluster.spec.config if project.cluster else {})
-            if props.canonical_name(k) == "request.required.acks"
-        ]
-        acks_owner, acks_where = producer, (("config", acks_keys[0]) if acks_keys else ("acks",))
-        acks = str(spec.config[acks_keys[0]]) if acks_keys else str(spec.acks)
-        if not acks_keys and not producer.written("acks") and cluster_acks and project.cluster:
-            acks_owner, acks_where = project.cluster, ("config", cluster_acks[0])
-            acks = str(project.cluster.spec.config[cluster_acks[0]])
+        acks, acks_owner, acks_where = _compiled_acks(project, producer)
         if idempotent and acks not in ("all", "-1"):
             out.append(
                 error(
@@ -246,23 +235,46 @@ def _check_producers(project: Declarations, out: list[Diagnostic]) -> None:
                     code="contradiction",
                 )
             )
-        for field_name, key in props.PRODUCER_FIELDS.items():
-            if field_name == "idempotent":
-                continue  # a disagreeing enable.idempotence is reported above, as a contradiction
-            canonical = props.canonical_name(key)
-            if canonical in config and producer.written(field_name):
-                out.append(
-                    error(
-                        f"{label}: '{field_name}' is set both as a field and in config",
-                        producer.locate(
-                            "config",
-                            next(k for k in spec.config if props.canonical_name(k) == canonical),
-                            prefer="key",
-                        ),
-                        hint=f"keep only '{field_name}'",
-                        code="contradiction",
-                    )
+        _fields_also_in_config(out, producer, config, label)
+
+
+def _compiled_acks(project: Declarations, producer: Declared) -> tuple[str, Declared, tuple[str, ...]]:
+    """acks as compiled, and where it is written: the producer's config, else its field when written, else
+    cluster.config."""
+    spec: ProducerSpec = producer.spec
+    acks_keys = [k for k in spec.config if props.canonical_name(k) == "request.required.acks"]
+    cluster_acks = [
+        k
+        for k in (project.cluster.spec.config if project.cluster else {})
+        if props.canonical_name(k) == "request.required.acks"
+    ]
+    if not acks_keys and not producer.written("acks") and cluster_acks and project.cluster:
+        return str(project.cluster.spec.config[cluster_acks[0]]), project.cluster, ("config", cluster_acks[0])
+    if acks_keys:
+        return str(spec.config[acks_keys[0]]), producer, ("config", acks_keys[0])
+    return str(spec.acks), producer, ("acks",)
+
+
+def _fields_also_in_config(out: list[Diagnostic], producer: Declared, config: Mapping, label: str) -> None:
+    """A producer setting written both as its field and as its librdkafka key in config."""
+    spec: ProducerSpec = producer.spec
+    for field_name, key in props.PRODUCER_FIELDS.items():
+        if field_name == "idempotent":
+            continue  # a disagreeing enable.idempotence is reported above, as a contradiction
+        canonical = props.canonical_name(key)
+        if canonical in config and producer.written(field_name):
+            out.append(
+                error(
+                    f"{label}: '{field_name}' is set both as a field and in config",
+                    producer.locate(
+                        "config",
+                        next(k for k in spec.config if props.canonical_name(k) == canonical),
+                        prefer="key",
+                    ),
+                    hint=f"keep only '{field_name}'",
+                    code="contradiction",
                 )
+            )
 
 
 def _check_consumers(project: Declarations, out: list[Diagnostic]) -> None:

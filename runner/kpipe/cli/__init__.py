@@ -5,6 +5,10 @@ confluent_kafka or build schema models. A command that reads a project takes `@p
 ProjectOptions object); exceptions become exit codes in one place, `kpipe.cli.common.exit_code_for`.
 
 May import every stage below it; nothing imports kpipe.cli.
+
+Imports: kpipe (for __version__), kpipe.service, kpipe.testing, kpipe.operate, kpipe.export, kpipe.observe, kpipe.local, kpipe.runtime,
+    kpipe.topics, kpipe.compilation, kpipe.check, kpipe.schemas, kpipe.model, kpipe.loading, kpipe.errors,
+    kpipe.diagnostics, kpipe.logs, kpipe.redaction.
 """
 
 from __future__ import annotations
@@ -41,10 +45,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("kpipe.cli.run_cmd:produce", "Send JSON-lines events through a declared producer."),
     "broker": ("kpipe.cli.dev_cmd:broker", "Run the embedded local Kafka-protocol broker in the foreground."),
     "dev": ("kpipe.cli.dev_cmd:dev", "Local loop: broker, apply, run the groups, live table."),
+    "test": ("kpipe.cli.test_cmd:test", "Run YAML test cases against the consumer groups, in memory."),
     "export": (
         "kpipe.cli.export_cmd:export",
         "Describe the project for other tools: AsyncAPI, graph, Kubernetes, Dockerfile.",
     ),
+    "tail": ("kpipe.cli.tail_cmd:tail", "Print a topic's events, decoded and checked against its schema."),
+    "dlq": (
+        "kpipe.cli.dlq_cmd:dlq",
+        "Summarise dead-letter topics; `dlq replay` sends their events back.",
+    ),
+    "offsets": ("kpipe.cli.offsets_cmd:offsets", "Reset a consumer group's committed offsets, as a plan."),
 }
 
 

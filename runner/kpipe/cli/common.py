@@ -20,9 +20,9 @@ import click
 from kpipe.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KpipeError, PipelineInvalid
 
 if TYPE_CHECKING:
-    from kpipe.api import Project
     from kpipe.compilation.project import Inspection
     from kpipe.loading.loader import LoadResult
+    from kpipe.service.load import Project
     from kpipe.topics.cluster import KafkaCluster
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,12 +35,15 @@ DEFAULT_PROJECT_PATH = Path("pipelines")
 
 def run_cli(cli: click.Group, argv: list[str] | None) -> int:
     """Run the command line and return the process exit code; never raises for a kpipe or usage error."""
+    from kpipe.cli.output_guard import guarded_output
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        # Not standalone: click hands back what the command returned instead of exiting with it.
-        code = cli.main(args=argv, standalone_mode=False, prog_name="kpipe")
-    except (Exception, KeyboardInterrupt) as exc:
-        return exit_code_for(exc, debug=debug)
+    with guarded_output():  # no line printed can start a GitHub Actions command unless kpipe wrote it
+        try:
+            # Not standalone: click hands back what the command returned instead of exiting with it.
+            code = cli.main(args=argv, standalone_mode=False, prog_name="kpipe")
+        except (Exception, KeyboardInterrupt) as exc:
+            return exit_code_for(exc, debug=debug)
     return code if isinstance(code, int) else EXIT_OK
 
 
@@ -64,12 +67,12 @@ def exit_code_for(exc: BaseException, *, debug: bool = False) -> int:
         return EXIT_USAGE if exc.exit_code == 1 else exc.exit_code
     if not isinstance(exc, KpipeError):
         raise exc
-    from kpipe.redaction import redact, safe_text
+    from kpipe.redaction import safe_block, safe_text
 
     if debug:
         import traceback
 
-        click.echo(redact("".join(traceback.format_exception(exc))).rstrip(), err=True)
+        click.echo(safe_block("".join(traceback.format_exception(exc))).rstrip(), err=True)
     if isinstance(exc, PipelineInvalid):
         print_diagnostics(exc.diagnostics)
     else:
@@ -153,22 +156,19 @@ class ProjectOptions:
         `-X` settings every consumer group's config gets last. `import_code` imports pydantic-model schemas
         (what running needs); offline commands pass False (and check_code=False when they need no check of
         project code either, as plan)."""
-        from kpipe.api import Project
-        from kpipe.compilation.project import load_project
-        from kpipe.local.state import resolve
+        from kpipe.service.load import load
 
-        project = load_project(
+        return load(
             self.paths,
             variables=self.variables,
             values_files=self.values_files,
             bootstrap_override=self.bootstrap_servers,
-            consumer_overrides=consumer_overrides,
-            project_type=Project,
             root=self.root,
+            resolve_local=resolve_local,
+            consumer_overrides=consumer_overrides,
             import_code=import_code,
             check_code=check_code,
         )
-        return resolve(project) if resolve_local else project
 
     def connect(self, timeout: float) -> tuple[Project, KafkaCluster]:
         """The project as the commands that read the cluster need it (no project code imported or checked),

@@ -98,7 +98,7 @@ def dev(
 
     Starts the embedded broker when the project says `bootstrap_servers: local` and none is running, applies
     the topics, runs every consumer group, and refreshes a table of events handled, rate, dead letters and
-    commits. Ctrl-C stops the consumers (they commit), then the broker.
+    commits. Ctrl-C stops the consumers (they commit), then the broker, and exits 130 (SIGTERM: 0).
 
     \b
     Example:

@@ -50,6 +50,7 @@ def validate(
       kpipe validate pipelines/ --values pipelines/values/prod.yaml
       kpipe validate pipelines/ --format github --against origin/main
     """
+    from kpipe.cli.output_guard import annotation_lines
     from kpipe.diagnostics import render_github, render_json, sort_diagnostics, summary_line
 
     inspection = options.inspect(import_code=import_code)
@@ -74,7 +75,7 @@ def validate(
         click.echo(render_json(diagnostics, files))
     elif output_format == "github":
         if diagnostics:
-            click.echo(render_github(diagnostics))
+            click.echo(annotation_lines(render_github(diagnostics)))
         click.echo(summary_line(diagnostics, files), err=True)
     else:
         print_diagnostics(diagnostics, files)
@@ -93,23 +94,28 @@ def render(options: ProjectOptions, show_secrets: bool) -> None:
     """Print each pipeline file after Jinja2 rendering (what kpipe parses).
 
     Values that came from env() are shown as env('NAME') and secret settings (sasl.password, ...) as *****,
-    unless --show-secrets.
+    unless --show-secrets (a flag: no file can turn it on). What a template did to an env() value is shown
+    as it is: the template only ever saw an opaque token, never the value (see docs/security.md).
 
     \b
     Example:
       kpipe render pipelines/ --values pipelines/values/prod.yaml
     """
-    from kpipe.redaction import escape_controls, safe_text
+    from kpipe.redaction import escape_controls, escape_line, reveal, safe_block, safe_text
 
     loaded = options.documents()
     if any(d.is_error for d in loaded.diagnostics):
         raise PipelineInvalid(loaded.diagnostics)
-    show = escape_controls if show_secrets else safe_text
     for i, document in enumerate(loaded.documents):
         if i:
             click.echo("---")
-        click.echo(show(f"# {document.display}"))
-        click.echo(show(document.rendered_text.rstrip("\n")))
+        text = document.rendered_text.rstrip("\n")
+        if show_secrets:
+            click.echo(escape_line(f"# {document.display}"))
+            click.echo(escape_controls(reveal(text, remember=False)))
+        else:
+            click.echo(safe_text(f"# {document.display}"))
+            click.echo(safe_block(text))
 
 
 @click.command()

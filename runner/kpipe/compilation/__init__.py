@@ -3,4 +3,7 @@ librdkafka config of every client (`compiled`, `compiler`) — gathered in a Pro
 where every setting came from.
 
 May import: kpipe.check and everything below it. No Kafka clients, no network.
+
+Imports: kpipe.check, kpipe.schemas, kpipe.model, kpipe.loading, kpipe.errors, kpipe.diagnostics, kpipe.logs,
+    kpipe.redaction.
 """

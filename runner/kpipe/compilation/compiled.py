@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from kpipe.diagnostics import Position
+from kpipe.redaction import reveal
 
 CommitStrategy = Literal["auto", "per_message", "batch"]
 ErrorAction = Literal["dead_letter", "stop", "skip"]
@@ -34,17 +35,20 @@ class Setting:
 
 @dataclass(frozen=True)
 class ClientConfig:
-    """A librdkafka configuration with the provenance of every key."""
+    """A librdkafka configuration with the provenance of every key.
+
+    A value from env() is held as its token (kpipe.redaction), which is what `explain` shows, through
+    `settings`; `as_dict` and `get` are the config as the client is given it, with the real values."""
 
     settings: tuple[Setting, ...]
 
     def as_dict(self) -> dict[str, str]:
-        return {s.key: s.value for s in self.settings}
+        return {s.key: reveal(s.value) for s in self.settings}
 
     def get(self, key: str, default: str | None = None) -> str | None:
         for s in self.settings:
             if s.key == key:
-                return s.value
+                return reveal(s.value)
         return default
 
 
@@ -128,6 +132,11 @@ class ConsumerGroupSettings:
                 s = replace(s, value=f"{s.value}-{instance}", source="derived", origin=origin)
             settings.append(s)
         return ClientConfig(tuple(settings))
+
+
+# The metrics port the Kubernetes export gives `kpipe run --metrics-port` and declares for scraping. Metrics are
+# off unless a port is given (flag or the files' `metrics.port`).
+DEFAULT_METRICS_PORT = 9464
 
 
 @dataclass(frozen=True)

@@ -217,12 +217,7 @@ def compile_consumer_group(
     for key, value in (overrides or {}).items():
         layers.set(key, value, "override", f"{CONSUMER_OVERRIDE_ORIGIN} {key}")
     commit = spec.commit
-    if commit.strategy == "auto":
-        policy = CommitPolicy("auto", interval_ms=commit.interval_ms)
-    elif commit.strategy == "per_message":
-        policy = CommitPolicy("per_message")
-    else:
-        policy = CommitPolicy("batch", batch_size=commit.batch_size, interval_ms=commit.interval_ms)
+    policy = _commit_policy(commit)
     # What at-least-once depends on comes last: no passthrough or override can change it.
     layers.set("group.id", name, "declared", f"consumers.{name}", declared.position)
     origin = f"consumers.{name}.commit"
@@ -232,15 +227,6 @@ def compile_consumer_group(
             layers.set(key, value, "declared", f"{origin}.interval_ms", position)
         else:
             layers.set(key, value, "derived", origin, position)
-    on_error = spec.on_error
-    error_policy = ErrorPolicy(
-        action=on_error.action,
-        retries=on_error.retries,
-        backoff_ms=on_error.backoff_ms,
-        max_backoff_ms=on_error.max_backoff_ms,
-        dead_letter_topic=dead_letter_topic(name, spec),
-        timeout_ms=on_error.timeout_ms,
-    )
     # The producer for dead letters and emitted events: kpipe's durable defaults, which cluster.config may
     # override (e.g. idempotence off where the cluster grants no IdempotentWrite).
     producer = _base(project, "producer", bootstrap_override, defaults=GROUP_PRODUCER_DEFAULTS)
@@ -251,7 +237,7 @@ def compile_consumer_group(
         handler=spec.handler,
         instances=spec.instances,
         commit=policy,
-        on_error=error_policy,
+        on_error=_error_policy(name, spec),
         client=layers.freeze(),
         topic_schemas={
             t: (project.topics[t].spec.schema_ if t in project.topics else None) for t in spec.topics
@@ -263,6 +249,26 @@ def compile_consumer_group(
         concurrency=spec.concurrency,
         ordering=spec.ordering,
         emits=tuple(spec.emits),
+    )
+
+
+def _commit_policy(commit: Any) -> CommitPolicy:
+    if commit.strategy == "auto":
+        return CommitPolicy("auto", interval_ms=commit.interval_ms)
+    if commit.strategy == "per_message":
+        return CommitPolicy("per_message")
+    return CommitPolicy("batch", batch_size=commit.batch_size, interval_ms=commit.interval_ms)
+
+
+def _error_policy(name: str, spec: ConsumerGroupSpec) -> ErrorPolicy:
+    on_error = spec.on_error
+    return ErrorPolicy(
+        action=on_error.action,
+        retries=on_error.retries,
+        backoff_ms=on_error.backoff_ms,
+        max_backoff_ms=on_error.max_backoff_ms,
+        dead_letter_topic=dead_letter_topic(name, spec),
+        timeout_ms=on_error.timeout_ms,
     )
 
 

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kpipe.check.rules import SchemaFields, check_project
 from kpipe.compilation import compiler
@@ -42,6 +42,7 @@ from kpipe.model.aliases import json_names
 from kpipe.model.assemble import Declarations, assemble
 from kpipe.model.librdkafka import remember_secret_values
 from kpipe.model.pipeline import SchemaFile, SchemaModel
+from kpipe.redaction import reveal
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -79,8 +80,7 @@ def resolve_schemas(
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
     """Read and compile each schema file; import pydantic-model schemas only when `import_code`, else check
     statically that their module and class exist."""
-    from kpipe.check.imports import check_import_target
-    from kpipe.schemas.compiler import compile_schema, import_model
+    from kpipe.schemas.schema_models import compile_schema
 
     files = files or ProjectFiles(spec.root or Path.cwd())
     models: dict[str, type[BaseModel] | None] = {}
@@ -90,23 +90,10 @@ def resolve_schemas(
         schema = declared.spec
         models[name] = None
         if isinstance(schema, SchemaModel):
-            if not import_code:
-                if not check_code:
-                    continue
-                diagnostics += check_import_target(
-                    schema.model,
-                    what="schema model",
-                    position=declared.locate("model"),
-                    import_directories=spec.directories,
-                    code="schema-import",
-                    root=str(spec.root) if spec.root else None,
-                )
-                continue
-            with import_paths(spec.directories):
-                try:
-                    models[name] = import_model(schema.model)
-                except SchemaModelImportError as exc:
-                    diagnostics.append(error(str(exc), declared.locate("model"), code="schema-import"))
+            models[name], problems = _model_schema(
+                spec, declared, import_code=import_code, check_code=check_code
+            )
+            diagnostics += problems
             continue
         assert isinstance(schema, SchemaFile)
         path = declared.directory / schema.file
@@ -138,6 +125,33 @@ def resolve_schemas(
         diagnostics.extend(problems)
         models[name] = model
     return models, sources, diagnostics
+
+
+def _model_schema(
+    spec: Declarations, declared: Any, *, import_code: bool, check_code: bool
+) -> tuple[type[BaseModel] | None, list[Diagnostic]]:
+    """A pydantic-model schema: imported when `import_code`, else its module and class checked statically
+    (or not at all without `check_code`)."""
+    from kpipe.check.imports import check_import_target
+    from kpipe.schemas.schema_models import import_model
+
+    schema = declared.spec
+    if not import_code:
+        if not check_code:
+            return None, []
+        return None, check_import_target(
+            schema.model,
+            what="schema model",
+            position=declared.locate("model"),
+            import_directories=spec.directories,
+            code="schema-import",
+            root=str(spec.root) if spec.root else None,
+        )
+    with import_paths(spec.directories):
+        try:
+            return import_model(schema.model), []
+        except SchemaModelImportError as exc:
+            return None, [error(str(exc), declared.locate("model"), code="schema-import")]
 
 
 def read_documents(
@@ -270,7 +284,7 @@ class CompiledProject:
     @property
     def uses_local_broker(self) -> bool:
         """True while the bootstrap servers are the word `local`, not yet resolved to an address."""
-        return self.bootstrap_servers == "local"
+        return reveal(self.bootstrap_servers, remember=False) == "local"  # KAFKA_BOOTSTRAP_SERVERS=local too
 
     @property
     def embedded_broker(self) -> bool:

@@ -1,8 +1,10 @@
 """`kpipe export asyncapi`: the project as an AsyncAPI 3.0 document.
 
-    servers     from `cluster` (kafka, or kafka-secure under SSL/SASL_SSL; never a credential)
+    servers     from `cluster` (kafka, or kafka-secure under SSL/SASL_SSL; never a credential); `local`, the
+                embedded broker, is described as such, at its default address
     channels    one per topic (dead-letter topics included) with Kafka channel bindings
-    messages    the topic's schema as payload, the key field as the Kafka message key
+    messages    the topic's schema as payload (JSON without one), the key field as the Kafka message key, and
+                the dead-letter headers on a dead-letter topic
     operations  `send` per producer, `receive` per group and topic (groupId binding), `send` for every
                 dead-letter route and declared emit
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import PydanticUserError
@@ -36,15 +38,26 @@ SASL_SCHEMES = {
     "SCRAM-SHA-512": "scramSha512",
     "GSSAPI": "gssapi",
 }
-# The headers the worker adds to a dead letter (runtime.worker.dead_letter_headers); values are UTF-8 text.
+# The headers the worker adds to a dead letter (runtime.worker.failures.dead_letter_headers, and
+# runtime.dead_letters for a dead letter cut to fit); values are UTF-8 text. tests/unit/test_asyncapi_export.py
+# checks the names against the runtime's own constants (this layer may not import the runtime).
 DEAD_LETTER_HEADERS = (
-    ("kpipe.source.topic", "The topic the event was read from."),
-    ("kpipe.source.partition", "Its partition."),
-    ("kpipe.source.offset", "Its offset."),
-    ("kpipe.error.type", "'handler' (the handler raised) or 'schema' (the event did not match its schema)."),
-    ("kpipe.error.message", "The error, on one line, cut at 500 characters."),
-    ("kpipe.group", "The consumer group that failed to handle it."),
-)
+    ("kpipe.source.topic", "The topic the event was read from.", True),
+    ("kpipe.source.partition", "Its partition.", True),
+    ("kpipe.source.offset", "Its offset.", True),
+    ("kpipe.error.type", "'handler' (the handler raised) or 'schema' (the event did not match its schema).", True),
+    ("kpipe.error.message", "The error, on one line, cut at 500 characters.", True),
+    ("kpipe.group", "The consumer group that failed to handle it.", True),
+    ("kpipe.payload", "Only when the dead letter was too large to write whole: 'truncated' (the value is its "
+     "first 16 KiB) or 'omitted' (no value).", False),
+    ("kpipe.payload.size", "Only when cut: the original value's size in bytes.", False),
+    ("kpipe.payload.sha256", "Only when cut: the original value's SHA-256, hex.", False),
+    ("kpipe.headers.dropped", "Only when cut: how many of the source event's own headers were left out.", False),
+    ("kpipe.key.size", "Only when the key was too long to keep (over 1 KiB): its size in bytes.", False),
+    ("kpipe.key.sha256", "Only when the key was too long to keep: its SHA-256, hex.", False),
+)  # fmt: skip
+# kpipe's embedded development broker (`kpipe broker`, `bootstrap_servers: local`) on its default port.
+EMBEDDED_BROKER = "localhost:19092"
 
 
 def _id(name: str) -> str:
@@ -98,7 +111,20 @@ def _servers(cluster: Any, bootstrap_servers: str | None) -> tuple[dict[str, Any
     """One server per bootstrap broker. Only the protocol and SASL mechanism are read from cluster.config."""
     hosts = bootstrap_servers or cluster.bootstrap_servers
     if hosts == "local":
-        return {}, {}  # kpipe's embedded broker is no server anyone else reaches
+        # The files run on kpipe's embedded broker: the document says so, with its address, rather than
+        # leaving the servers out without a word.
+        return {
+            "local": {
+                "host": EMBEDDED_BROKER,
+                "protocol": "kafka",
+                "title": "kpipe's embedded development broker",
+                "description": (
+                    "The files say `bootstrap_servers: local`: kpipe's embedded broker (`kpipe broker`), on its "
+                    "default port, reachable only on the machine that runs it. Export with "
+                    "`-b HOST:PORT,...` to describe the real brokers."
+                ),
+            }
+        }, {}
     config = {k.lower(): str(v) for k, v in cluster.config.items()}
     security = config.get("security.protocol", "PLAINTEXT").upper()
     protocol = "kafka-secure" if security in SECURE_PROTOCOLS else "kafka"
@@ -173,23 +199,30 @@ def _schemas(project: Any) -> dict[str, dict[str, Any] | None]:
     return out
 
 
+def _dead_letter_headers() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "kpipe.* headers say where the event came from and why it failed; the source event's own "
+        "headers are kept beside them (unless the dead letter had to be cut to fit).",
+        "properties": {
+            name: {"type": "string", "description": text} for name, text, _ in DEAD_LETTER_HEADERS
+        },
+        "required": [name for name, _, always in DEAD_LETTER_HEADERS if always],
+    }
+
+
 def _message(
     topic: TopicSettings, schemas: Mapping[str, Any], project: Any, topo: Topology
 ) -> tuple[str, dict[str, Any]]:
-    dead_letters = topic.schema_name is None and bool(topo.dead_letter_sources(topic.name))
-    if dead_letters:
+    dead_letters = bool(topo.dead_letter_sources(topic.name))
+    if dead_letters and topic.schema_name is None:
         return "DeadLetter", {
             "name": "DeadLetter",
             "contentType": "application/octet-stream",
             "description": "The failed event's key and value exactly as they were read, with the reason in headers.",
-            "headers": {
-                "type": "object",
-                "properties": {
-                    name: {"type": "string", "description": text} for name, text in DEAD_LETTER_HEADERS
-                },
-            },
+            "headers": _dead_letter_headers(),
         }
-    name = _id(topic.schema_name) if topic.schema_name else "Raw"
+    name = _id(topic.schema_name) if topic.schema_name else "Event"
     message: dict[str, Any] = {"name": name, "contentType": "application/json"}
     if topic.schema_name is not None:
         message["title"] = topic.schema_name
@@ -203,8 +236,13 @@ def _message(
                     "(run `kpipe export asyncapi --import-code` to include its JSON Schema)."
                 )
     else:
-        message["contentType"] = "application/octet-stream"
-        message["description"] = "No schema is declared: the value is passed on as bytes."
+        # kpipe writes JSON: producers send JSON, and ctx.emit encodes dicts and models as JSON.
+        message["description"] = (
+            "No schema is declared: a JSON value, not validated. kpipe's producers and handlers' ctx.emit write "
+            "JSON (bytes or text a handler passes to ctx.emit are sent as given)."
+        )
+    if dead_letters:
+        message["headers"] = _dead_letter_headers()
     if topic.key_field:
         message["bindings"] = {
             "kafka": {
@@ -316,34 +354,44 @@ def _operations(project: Any, topo: Topology, schemas: Mapping[str, Any]) -> dic
             {"clientId": {"type": "string", "enum": [client_id]}},
         )
     for group in topo.groups:
-        group_binding = {"groupId": {"type": "string", "enum": [group.group_id]}}
-        for topic in group.topics:
-            add(
-                f"{group.group_id}.receive.{topic}",
-                "receive",
-                topic,
-                f"Consumer group {group.group_id}",
-                _group_description(group),
-                group_binding,
-            )
-        if group.on_error.dead_letter_topic:
-            add(
-                f"{group.group_id}.dead-letter",
-                "send",
-                group.on_error.dead_letter_topic,
-                f"Dead letters of {group.group_id}",
-                f"Events consumer group '{group.group_id}' failed to handle after "
-                f"{group.on_error.retries} retries, copied byte for byte with the reason in headers.",
-                group_binding,
-            )
-        for topic in group.emits:
-            add(
-                f"{group.group_id}.emit.{topic}",
-                "send",
-                topic,
-                f"{group.group_id} emits to {topic}",
-                f"The handler of consumer group '{group.group_id}' emits events to '{topic}' "
-                "(validated against the topic's schema before they are sent).",
-                group_binding,
-            )
+        _group_operations(group, topo, add)
     return operations
+
+
+def _group_operations(group: Any, topo: Topology, add: Callable[..., None]) -> None:
+    """A consumer group's operations: what it receives, its dead letters, what its handler emits."""
+    group_binding = {"groupId": {"type": "string", "enum": [group.group_id]}}
+    for topic in group.topics:
+        add(
+            f"{group.group_id}.receive.{topic}",
+            "receive",
+            topic,
+            f"Consumer group {group.group_id}",
+            _group_description(group),
+            group_binding,
+        )
+    if group.on_error.dead_letter_topic:
+        add(
+            f"{group.group_id}.dead-letter",
+            "send",
+            group.on_error.dead_letter_topic,
+            f"Dead letters of {group.group_id}",
+            f"Events consumer group '{group.group_id}' failed to handle after "
+            f"{group.on_error.retries} retries, copied byte for byte with the reason in headers.",
+            group_binding,
+        )
+    for topic in group.emits:
+        target = topo.topic(topic)
+        checked = (
+            f"validated against its schema {target.schema_name} before they are sent"
+            if target is not None and target.schema_name
+            else "as JSON, not validated: the topic declares no schema"
+        )
+        add(
+            f"{group.group_id}.emit.{topic}",
+            "send",
+            topic,
+            f"{group.group_id} emits to {topic}",
+            f"The handler of consumer group '{group.group_id}' emits events to '{topic}' ({checked}).",
+            group_binding,
+        )

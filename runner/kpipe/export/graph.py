@@ -1,8 +1,9 @@
 """`kpipe export graph`: the topology as producers → topics → consumer groups, in Mermaid or Graphviz DOT.
 
 Groups are labelled with their commit strategy and instances, topics with their partitions and key; dead-letter
-routes and declared emits are edges of their own. Names come from the files, so every label is escaped for the
-target language and node ids are derived, never copied.
+routes and declared emits are edges of their own. Names come from the files, so every label goes through the one
+escaper of its language (mermaid_label, dot_label) and node ids are derived, never copied; every other piece of
+the output is constant text.
 """
 
 from __future__ import annotations
@@ -73,12 +74,37 @@ def _edge_ends(edge: Edge) -> tuple[tuple[str, str], tuple[str, str]]:
     return (source_kind, edge.source), ("topic", edge.target)
 
 
-def _mermaid_text(text: str) -> str:
-    # Inside a quoted Mermaid label only '"' ends the string; entity codes stand in for the characters
-    # Mermaid would read as markup.
-    for char, code in (("&", "#amp;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
-        text = text.replace(char, code)
-    return " ".join(text.split())
+# Mermaid reads `#name;` / `#NN;` as a character inside a label: '#' itself first, so a name holding "#quot;"
+# stays text, then the characters that could end or reshape a quoted label (quotes, brackets, markup, Markdown
+# strings, link separators). Parentheses are left as they are: a quoted label holds them as text.
+_MERMAID_CODES = {
+    "#": "#35;",
+    "&": "#amp;",
+    '"': "#quot;",
+    "<": "#lt;",
+    ">": "#gt;",
+    "`": "#96;",
+    "[": "#91;",
+    "]": "#93;",
+    "{": "#123;",
+    "}": "#125;",
+    "|": "#124;",
+}
+
+
+def _one_line(text: str) -> str:
+    """Every control character and line or paragraph separator as a space, runs of space as one: a label is
+    one line of the file, whatever the name held."""
+    return " ".join("".join(" " if _breaks(c) else c for c in text).split())
+
+
+def _breaks(char: str) -> bool:
+    return not char.isprintable()
+
+
+def mermaid_label(text: str) -> str:
+    """The one escaper of text inside a quoted Mermaid label: one line, no character Mermaid reads as syntax."""
+    return "".join(_MERMAID_CODES.get(c, c) for c in _one_line(text))
 
 
 def mermaid(topology: Topology) -> str:
@@ -87,7 +113,7 @@ def mermaid(topology: Topology) -> str:
     lines = ["flowchart LR"]
     for kind, name, label in _nodes(topology):
         open_, close = shapes[kind]
-        text = "<br/>".join(_mermaid_text(part) for part in label)
+        text = "<br/>".join(mermaid_label(part) for part in label)
         lines.append(f"    {ids(kind, name)}{open_}{text}{close}:::{kind}")
     for edge in topology.edges():
         (source_kind, source), (target_kind, target) = _edge_ends(edge)
@@ -101,8 +127,10 @@ def mermaid(topology: Topology) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _dot_text(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ").replace("\r", " ")
+def dot_label(text: str) -> str:
+    """The one escaper of text inside a quoted DOT string: one line, backslash and quote escaped (a backslash
+    would otherwise start one of DOT's own escapes, such as \\N for the node's name)."""
+    return _one_line(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def dot(topology: Topology) -> str:
@@ -114,7 +142,7 @@ def dot(topology: Topology) -> str:
     }
     lines = ["digraph kpipe {", "    rankdir=LR;", '    node [fontname="Helvetica"];']
     for kind, name, label in _nodes(topology):
-        text = "\\n".join(_dot_text(part) for part in label)
+        text = "\\n".join(dot_label(part) for part in label)
         lines.append(f'    {ids(kind, name)} [label="{text}", {shapes[kind]}];')
     for edge in topology.edges():
         (source_kind, source), (target_kind, target) = _edge_ends(edge)

@@ -17,21 +17,28 @@ pod shares are in export.pods. Pure: returns plain data; the caller writes it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kpipe.compilation.compiled import ConsumerGroupSettings
+from kpipe.compilation.compiled import DEFAULT_METRICS_PORT, ConsumerGroupSettings
 from kpipe.errors import UsageError
 from kpipe.export.environment import EnvVar
-from kpipe.export.pods import Options, Pods, config_key, dns_name
+from kpipe.export.pods import Options, Pods, dns_name
 from kpipe.export.sources import project_files
 from kpipe.export.topology import Topology, partitions_read
 from kpipe.loading.files import ProjectFiles, project_root
 from kpipe.model import librdkafka as props
-from kpipe.observe import DEFAULT_METRICS_PORT
 
-__all__ = ["Options", "check_environment", "dns_name", "manifests", "render_environment"]
+__all__ = [
+    "Options",
+    "check_environment",
+    "default_warnings",
+    "dns_name",
+    "manifests",
+    "render_environment",
+]
 
 # The port `kpipe run --metrics-port` serves /metrics, /healthz and /readyz on in the manifests.
 METRICS_PORT = DEFAULT_METRICS_PORT
@@ -51,12 +58,21 @@ HOOK_ANNOTATIONS = {
         "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation",
     },
 }
+# An environment variable name a container and a ConfigMap key both accept.
+ENV_NAME = re.compile(r"[A-Za-z_.-][A-Za-z0-9_.-]{0,252}")
 # What a secret variable is rendered with at export time: the pods get the real value from the Secret.
 SECRET_PLACEHOLDER = "kpipe-export-placeholder-{name}"
 
 
 def check_environment(env: Sequence[EnvVar], set_env: Mapping[str, str], secret_name: str) -> None:
     """Refuse a secret given with --set-env, and a variable the pods would not have (no default, no value)."""
+    for var in env:
+        if not ENV_NAME.fullmatch(var.name):
+            # The name is the files' text: not repeated here, only where it is.
+            raise UsageError(
+                f"{var.positions[0]}: env() reads a variable no pod can have: a name holds only letters, "
+                "digits, '_', '.' and '-', and does not start with a digit"
+            )
     by_name = {v.name: v for v in env}
     for name in set_env:
         var = by_name.get(name)
@@ -72,6 +88,19 @@ def check_environment(env: Sequence[EnvVar], set_env: Mapping[str, str], secret_
                 f"{var.positions[0]}: env('{var.name}') has no default and no value: pass --set-env "
                 f"{var.name}=VALUE (or give it a default in the template)"
             )
+
+
+def default_warnings(env: Sequence[EnvVar], set_env: Mapping[str, str]) -> list[str]:
+    """One warning per variable the pods will read with the template's own default, because the export was
+    given no --set-env value for it: a default such as `localhost:9092` is rarely what a cluster needs, and the
+    export renders with it too (the groups, partitions and KEDA's brokers come from that render). Names the
+    variable and where it is read, never a value."""
+    return [
+        f"{var.positions[0]}: warning: env('{var.name}') has no --set-env value: the manifests and the pods "
+        f"use its default from the files; pass --set-env {var.name}=VALUE if the cluster needs another"
+        for var in env
+        if not var.secret and var.has_default and var.name not in set_env
+    ]
 
 
 def render_environment(env: Sequence[EnvVar], set_env: Mapping[str, str]) -> dict[str, str | None]:
@@ -114,20 +143,19 @@ class Manifests:
         return out
 
     def files_config_map(self) -> dict[str, Any]:
-        data = {config_key(f.relative): f.path.read_text(encoding="utf-8") for f in self.pods.files}
-        return {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": self.pods.hooked(self.pods.metadata(self.pods.files_config_map, "files")),
-            "data": dict(sorted(data.items())),
-        }
+        return self._config_map(self.pods.files_config_map, "files", self.pods.files_data)
 
     def env_config_map(self) -> dict[str, Any]:
+        return self._config_map(self.pods.env_config_map, "environment", self.pods.env_data)
+
+    def _config_map(self, name: str, component: str, data: Mapping[str, str]) -> dict[str, Any]:
+        # Its name is its content's hash, so its content never changes under that name: immutable.
         return {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": self.pods.hooked(self.pods.metadata(self.pods.env_config_map, "environment")),
-            "data": dict(sorted(self.options.set_env.items())),
+            "metadata": self.pods.hooked(self.pods.metadata(name, component)),
+            "immutable": True,
+            "data": dict(sorted(data.items())),
         }
 
     def _resources(self, group: str) -> dict[str, Any]:
@@ -254,6 +282,21 @@ class Manifests:
             self.options.keda or self.declarations.consumers[group.group_id].spec.deploy.autoscale is not None
         )
 
+    def _bootstrap_servers(self, group: ConsumerGroupSettings) -> dict[str, str]:
+        """Where KEDA finds the brokers: the pods' own variable (`bootstrapServersFromEnv`, which KEDA reads from
+        the Deployment's container, here from the env ConfigMap) when the rendered bootstrap.servers is exactly
+        a --set-env value, so KEDA and the workers always agree; else the rendered value, as the files say."""
+        rendered = group.client.get("bootstrap.servers") or ""
+        matching = [
+            var
+            for var in self.pods.env
+            if not var.secret and rendered and self.options.set_env.get(var.name) == rendered
+        ]
+        matching.sort(key=lambda v: not any("bootstrap" in key for key in v.keys))
+        if matching:
+            return {"bootstrapServersFromEnv": matching[0].name}
+        return {"bootstrapServers": rendered}
+
     def scaled_object(self, group: ConsumerGroupSettings, deployment: dict[str, Any]) -> dict[str, Any]:
         """KEDA's ScaledObject for the group. The Deployment then names no replicas: KEDA owns the count, and
         re-applying the manifests must not reset it to `instances`."""
@@ -273,7 +316,7 @@ class Manifests:
         for topic in group.topics:
             # Never scale past the partitions (allowIdleConsumers): members beyond them would sit idle.
             metadata = {
-                "bootstrapServers": group.client.get("bootstrap.servers") or "",
+                **self._bootstrap_servers(group),
                 "consumerGroup": group.group_id,
                 "topic": topic,
                 "lagThreshold": str(lag),

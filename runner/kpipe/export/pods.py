@@ -4,6 +4,7 @@ the container and its security context. Pure: plain data."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,10 +57,20 @@ def dns_name(name: str, limit: int = 63) -> str:
     return f"{label[: limit - 7].rstrip('-')}-{digest}"
 
 
+def content_hash(data: Mapping[str, str]) -> str:
+    """A ConfigMap name suffix that changes whenever its data does (10 hex digits, as kustomize's)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def config_key(relative: str) -> str:
-    """A ConfigMap key for a file below the project root."""
-    key = re.sub(r"[^A-Za-z0-9._-]", "_", relative.replace("/", "__"))
-    return key[-253:]
+    """A ConfigMap key for a file below the project root. A path that had to change (a character a key cannot
+    hold, or too long) gets a short hash of itself, so `a b/x` and `a_b/x` never share a key."""
+    plain = relative.replace("/", "__")
+    key = re.sub(r"[^A-Za-z0-9._-]", "_", plain)
+    if key == plain and len(key) <= 253:
+        return key
+    digest = hashlib.sha256(relative.encode()).hexdigest()[:8]
+    return f"{digest}-{key[-244:]}"
 
 
 class Pods:
@@ -70,8 +81,13 @@ class Pods:
         self.files = sorted(files, key=lambda f: f.relative)
         self.options = options
         self.prefix = dns_name(options.name_prefix, 40) + "-" if options.name_prefix else ""
-        self.files_config_map = f"{self.prefix}kpipe-files"
-        self.env_config_map = f"{self.prefix}kpipe-env"
+        self.files_data = {config_key(f.relative): f.path.read_text(encoding="utf-8") for f in self.files}
+        self.env_data = dict(sorted(options.set_env.items()))
+        # Named by their content, like kustomize's configMapGenerator: a new export makes new ConfigMaps and
+        # leaves the old ones alone, so a pod of the old ReplicaSet that restarts during a rollout still reads
+        # the files and environment it was made with, never the new ones.
+        self.files_config_map = f"{self.prefix}kpipe-files-{content_hash(self.files_data)}"
+        self.env_config_map = f"{self.prefix}kpipe-env-{content_hash(self.env_data)}"
         self.secret_name = options.secret_name or f"{self.prefix}kpipe-secrets"
 
     def metadata(self, name: str, component: str, group: str | None = None) -> dict[str, Any]:

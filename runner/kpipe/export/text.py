@@ -1,9 +1,12 @@
-"""YAML as the exports write it: keys in the order built, multi-line text as literal blocks, and no anchors or
+"""YAML and JSON as the exports write them, each through one function (dump_yaml, dump_json): nothing else in
+the exports serializes either format, so a name from the files is always a quoted or escaped scalar, never
+structure. YAML: keys in the order built, multi-line text as literal blocks, and no anchors or
 aliases (`&id001` / `*id001` where one object is shared): readers such as catalogues and code generators
 do not all resolve them, and a reader of the file should see every value where it applies."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -30,3 +33,7 @@ def dump_yaml(data: Any) -> str:
 
 def dump_yaml_stream(documents: list[Any]) -> str:
     return "".join("---\n" + dump_yaml(d) for d in documents)
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

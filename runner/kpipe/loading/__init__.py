@@ -5,4 +5,6 @@ caps); templating: the bounded sandbox.
 May import: kpipe.errors, kpipe.diagnostics, kpipe.logs, kpipe.redaction. Nothing here imports pydantic
 models of the format or Kafka clients; project code (handlers) is imported only by `code`, and only when a
 caller asks for it.
+
+Imports: kpipe.errors, kpipe.diagnostics, kpipe.logs, kpipe.redaction.
 """

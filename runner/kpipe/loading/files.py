@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,6 +50,28 @@ def project_root(paths: Iterable[Path | str], override: Path | str | None = None
     if resolved == cwd or cwd in resolved.parents:
         return cwd
     return resolved.parent
+
+
+# A control character in a file or directory name (a newline, ESC, DEL, ...): git stores such names without
+# complaint, and a name is written into exports, logs and messages.
+CONTROL_IN_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _control_in_name(path: Path) -> str | None:
+    """The first part of `path` whose name holds a control character, or None."""
+    for part in path.parts:
+        if CONTROL_IN_NAME.search(part):
+            return part
+    return None
+
+
+def named_with_control(name: str, position: Position) -> Diagnostic:
+    return error(
+        f"the name '{name}' holds a control character; project files and directories may not",
+        position,
+        code="path-control-character",
+        hint="rename it with printable characters only",
+    )
 
 
 def _mib(n: int) -> str:
@@ -95,6 +118,9 @@ class ProjectFiles:
                     hint="keep pipeline, values and schema files inside the project, or pass --root",
                 )
             ]
+        named = _control_in_name(resolved.relative_to(self.root)) or _control_in_name(Path(written))
+        if named is not None:
+            return None, [named_with_control(named, position)]
         return resolved, []
 
     def inside(self, path: Path | str) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kpipe.diagnostics import Diagnostic, Position, error
-from kpipe.loading.files import MAX_FILE_BYTES, ProjectFiles, project_root
+from kpipe.loading.files import CONTROL_IN_NAME, MAX_FILE_BYTES, ProjectFiles, project_root
 from kpipe.loading.templating import render
 from kpipe.loading.yaml_source import PositionMap, parse_yaml
 
@@ -97,9 +97,16 @@ def discover(
 def _walk(directory: Path) -> Iterable[Path]:
     for root, dirs, names in os.walk(directory):
         dirs[:] = [d for d in dirs if not d.startswith((".", "_")) and d != "values"]
+        # A name with a control character is refused when read (kpipe.loading.files), so it is said, not
+        # skipped in silence; a directory so named is reported once and not walked.
+        for name in [*names, *dirs]:
+            if CONTROL_IN_NAME.search(name):
+                yield Path(root) / name
+        dirs[:] = [d for d in dirs if not CONTROL_IN_NAME.search(d)]
         for name in names:
             if name.endswith(PIPELINE_SUFFIXES) and not name.startswith((".", "_")):
-                yield Path(root) / name
+                if not CONTROL_IN_NAME.search(name):
+                    yield Path(root) / name
 
 
 def read_text(

@@ -19,7 +19,13 @@ Ansible do with their own sandboxes, but enforced here rather than advised):
 - size of intermediate values: `*`, `+`, `**`, `%`, `~`, and calls/filters that grow strings (`center`,
   `ljust`, `replace`, `join`, `format`, ...) are refused when their result would pass the output limit,
   before it is built, so none of them can raise MemoryError;
-- `range()` is limited by Jinja's sandbox (MAX_RANGE).
+- `range()` is limited by Jinja's sandbox (MAX_RANGE);
+- the size a value would have once written out is its *weight*: the length of its text, or for a list or a
+  mapping the weights of its items, counted again for every reference (`[[s]*5000]*5000` weighs 25 million
+  times `s`). Everything that writes a value out (`{{ }}`, `~`, `string`, `tojson`, `format`, `join`, `%`,
+  a captured block) is refused when the weight passes the output limit, before the text is built;
+- memory: every string and container an operation builds counts against MAX_WORK_BYTES for the whole
+  rendering, so a loop that keeps building large values stops at a bound of its own.
 
 Going past a limit is a positioned error (`template-limit`) at the line that did it.
 """
@@ -41,7 +47,7 @@ from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from kpipe.diagnostics import Diagnostic, Position, did_you_mean, error
-from kpipe.redaction import remember_env
+from kpipe.redaction import env_token
 
 _MISSING = object()
 
@@ -53,15 +59,17 @@ class _EnvMissing(Exception):
 
 
 def _env_function(unset: list[str] | None = None) -> Callable[..., Any]:
-    """The templates' env(NAME[, default]). A variable that is set is remembered for redaction (shown as
-    env('NAME') in every output from then on). One that is unset and has no default stops the rendering
-    (_EnvMissing); with `unset` it is recorded there instead and renders as ""."""
+    """The templates' env(NAME[, default]). A variable that is set renders as its opaque token
+    (kpipe.redaction): the template never sees its value, so nothing it does can put the value in an output.
+    One that is unset and has no default stops the rendering (_EnvMissing); with `unset` it is recorded there
+    instead and renders as ""."""
 
     def env(name: str, default: Any = _MISSING) -> Any:
-        value = os.environ.get(name)
-        if value is not None:
-            remember_env(name, value)
-            return value
+        _tick()
+        if not isinstance(name, str):
+            raise TemplateLimit("env() takes the name of a variable, as a string")
+        if os.environ.get(name) is not None:
+            return env_token(name)
         if default is not _MISSING:
             return default
         if unset is None:
@@ -76,6 +84,10 @@ def _env_function(unset: list[str] | None = None) -> Callable[..., Any]:
 MAX_OUTPUT_CHARS = 5 * 1024 * 1024
 MAX_STEPS = 1_000_000
 MAX_SECONDS = 10.0
+# Bytes of strings and containers built by all the operations of one rendering, together.
+MAX_WORK_BYTES = 256 * 1024 * 1024
+# tojson/pprint indentation past this is no configuration (and multiplies the output by the depth).
+MAX_INDENT = 64
 # Integers past this many bits are not configuration (and squaring them again and again takes minutes).
 MAX_INT_BITS = 4096
 # A format width or precision with more digits than this would build a string past the output limit.
@@ -98,13 +110,23 @@ class _Budget:
         self.steps = 0
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
+        self.work_bytes = 0
 
     def tick(self) -> None:
         self.steps += 1
         if self.steps > self.max_steps:
             raise TemplateLimit(f"the template runs more than {self.max_steps:,} loop iterations and calls")
-        if self.steps % 1024 == 0:
-            self.check_time()
+        self.check_time()
+
+    def built(self, value: Any) -> None:
+        if isinstance(value, str | bytes):
+            self.work_bytes += len(value)
+        elif isinstance(value, list | tuple | dict | set):
+            self.work_bytes += 8 * len(value)
+        if self.work_bytes > MAX_WORK_BYTES:
+            raise TemplateLimit(
+                f"the template builds more than {MAX_WORK_BYTES // 1024 // 1024} MB of values in all"
+            )
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
@@ -126,25 +148,78 @@ def _too_big(what: str) -> TemplateLimit:
     return TemplateLimit(f"{what} would be larger than {MAX_OUTPUT_CHARS // 1024 // 1024} MiB")
 
 
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, str | bytes | list | tuple | dict) else 0
+def _weight(value: Any, limit: int = MAX_OUTPUT_CHARS) -> int:
+    """About how long `value` is once written out (str(), tojson, format), counting every reference again;
+    stops counting once past `limit`. Nested containers are walked without recursion."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if not isinstance(value, list | tuple | dict | set | frozenset):
+        return 0
+    total = 0
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            total += len(item) + 4  # quotes and a separator
+        elif isinstance(item, dict):
+            total += 2 + 2 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2 + len(item)
+            stack.extend(item)
+        else:
+            total += 8
+        if total > limit:
+            return total
+    return total
 
 
-def _check_value(value: Any, what: str = "a value") -> Any:
+# Kept for the estimates below: a value's size is its weight.
+_size = _weight
+
+
+def _check_value(value: Any, what: str = "a value", *, built: bool = True) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise TemplateLimit(f"{what} is a number with more than {MAX_INT_BITS} bits")
-    if _size(value) > MAX_OUTPUT_CHARS:
+    if _weight(value) > MAX_OUTPUT_CHARS:
         raise _too_big(what)
+    budget = _BUDGET.get()
+    if built and budget is not None:
+        budget.built(value)
     return value
+
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ }}` value passes here before it is turned into text."""
+    if _weight(value) > MAX_OUTPUT_CHARS:
+        raise _too_big("the value written out")
+    return value
+
+
+def _bounded_concat(parts: Iterable[str]) -> str:
+    """Joins a captured block (`{% set x %}`, a macro's body, `{% filter %}`) within the output limit."""
+    kept: list[str] = []
+    size = 0
+    for part in parts:
+        size += len(part)
+        if size > MAX_OUTPUT_CHARS:
+            raise _too_big("a captured block")
+        kept.append(part)
+    text = "".join(kept)
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.built(text)
+    return text
 
 
 def _check_arguments(args: Iterable[Any], kwargs: Mapping[str, Any], what: str) -> None:
     for value in (*args, *kwargs.values()):
-        _check_value(value, f"an argument of {what}")
+        _check_value(value, f"an argument of {what}", built=False)
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OUTPUT_CHARS:
             # A width, count or repeat (center(10**9), ljust, indent, ...) that would build a huge string.
             raise TemplateLimit(f"{what}: argument {value} is larger than {MAX_OUTPUT_CHARS:,}")
-        if isinstance(value, str) and _HUGE_WIDTH.search(value) and ("%" in value or "{" in value):
+        if isinstance(value, str) and ("%" in value or "{" in value) and _HUGE_WIDTH.search(value):
             raise TemplateLimit(f"{what}: a format width in the text is larger than {MAX_OUTPUT_CHARS:,}")
 
 
@@ -175,7 +250,13 @@ def _guard_filter(name: str, func: Any) -> Any:
         _tick()
         values = [a for a in args if not isinstance(a, jinja2.runtime.Context | jinja2.nodes.EvalContext)]
         values = [a for a in values if not isinstance(a, jinja2.Environment)]
+        if values:  # the value filtered: as large as it may be written out
+            _check_value(values[0], f"the value given to filter '{name}'", built=False)
         _check_arguments(values[1:], kwargs, f"filter '{name}'")
+        if name in ("tojson", "pprint"):
+            indent = kwargs.get("indent", values[1] if len(values) > 1 else None)
+            if isinstance(indent, int) and indent > MAX_INDENT:
+                raise TemplateLimit(f"filter '{name}': an indent above {MAX_INDENT} is no configuration")
         if name == "replace" and len(values) >= 3:  # value|replace(old, new)
             estimate = _estimate("replace", values[0], tuple(values[1:3]), {})
         elif name == "join" and values:  # value|join(separator)
@@ -193,10 +274,12 @@ def _guard_filter(name: str, func: Any) -> Any:
 
 
 def _concat(*parts: Any) -> str:
+    if sum(_weight(p) for p in parts) > MAX_OUTPUT_CHARS:
+        raise _too_big("the result of '~'")
     texts = [str(p) for p in parts]
     if sum(len(t) for t in texts) > MAX_OUTPUT_CHARS:
         raise _too_big("the result of '~'")
-    return "".join(texts)
+    return _check_value("".join(texts), "the result of '~'")
 
 
 def _loop(iterable: Any) -> Iterator[Any]:
@@ -229,6 +312,7 @@ class BoundedEnvironment(SandboxedEnvironment):
         self.globals["_kpipe_loop"] = _loop
         del self.globals["lipsum"]  # lipsum(10**6) builds hundreds of MB of text, and is no configuration
         self.kpipe_concat = _concat
+        self.concat = _bounded_concat  # type: ignore[assignment]
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -246,8 +330,8 @@ class BoundedEnvironment(SandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _tick()
         what = f"the result of '{operator}'"
-        _check_value(left, what)
-        _check_value(right, what)
+        _check_value(left, what, built=False)
+        _check_value(right, what, built=False)
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > 64 and abs(left) > 1:
                 raise TemplateLimit(f"an exponent above 64 ({right}) is not configuration")
@@ -303,6 +387,7 @@ def _make_environment() -> SandboxedEnvironment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        finalize=_finalize,
     )
     environment.globals["env"] = _env_function()
     return environment

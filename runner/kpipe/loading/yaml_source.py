@@ -30,6 +30,8 @@ PathKey = tuple[Any, ...]
 MAX_EXPANDED_NODES = 200_000
 # Pipeline and schema files nest a handful of levels; past this the document is not one of them.
 MAX_DEPTH = 100
+# Integers past this are no configuration, and past ~14,000 bits Python cannot write them in decimal.
+MAX_INT_BITS = 4096
 MAP_TAG = "tag:yaml.org,2002:map"
 SEQ_TAG = "tag:yaml.org,2002:seq"
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -392,7 +394,9 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode) -> Any:
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
+        except ValueError:  # a decimal integer past Python's 4,300 digits
+            raise PipelineInvalid([self._too_big(node)]) from None
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark or node.start_mark
             raise PipelineInvalid(
@@ -406,6 +410,18 @@ class _Builder:
                     )
                 ]
             ) from None
+        # A hex or octal one converts, but could not be printed in decimal: the same bound for every base.
+        if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            raise PipelineInvalid([self._too_big(node)])
+        return value
+
+    def _too_big(self, node: ScalarNode) -> Diagnostic:
+        return error(
+            f"number too large ({len(str(node.value)):,} characters; integers are at most {MAX_INT_BITS} bits)",
+            Position(self.file, *self._pos(node)),
+            code="yaml-number",
+            hint="write it as a string, in quotes, if it is not a number",
+        )
 
     def _merge_sources(self, node: Node) -> Iterator[MappingNode]:
         if isinstance(node, MappingNode):

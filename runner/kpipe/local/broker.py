@@ -143,7 +143,10 @@ def start_local_broker(
     if port is None:
         port = free_port(host)
     elif port_in_use(host, port):
-        raise LocalBrokerError(f"cannot start the local broker: port {port} on {host} is already in use")
+        raise LocalBrokerError(
+            f"cannot start the local broker: port {port} on {host} is already in use; "
+            "give another with --port PORT, or --port 0 for any free port"
+        )
 
     url = f"tcp://{host}:{port}"
     args = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]

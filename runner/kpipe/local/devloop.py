@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kpipe.compilation.project import CompiledProject
+from kpipe.redaction import reveal
 from kpipe.runtime.meter import STATISTICS_INTERVAL_MS
 from kpipe.runtime.protocol import WorkerSpec
 from kpipe.runtime.protocol import worker_specs as make_worker_specs
@@ -142,7 +143,7 @@ def send_demo_events(project: CompiledProject, demo_dir: Path, echo: Callable[[s
 def _send_raw(project: CompiledProject, topic: str, lines: list[str]) -> int:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": project.bootstrap_servers})
+    producer = Producer({"bootstrap.servers": reveal(project.bootstrap_servers)})  # an env() token: its value
     for line in lines:
         record = json.loads(line)
         value = record["value"]
@@ -196,15 +197,50 @@ class StopFlag:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.supervisor: Supervisor | None = None
+        # The signal that asked for the stop: Ctrl-C (SIGINT) ends `kpipe dev` with 130, as any interrupted command.
+        self.first_signal: int | None = None
 
     def install(self) -> dict[int, Any]:
         # SIGHUP too: closing the terminal must stop the consumers and the broker, not orphan them.
         return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.first_signal is None:
+            self.first_signal = signum
         if self.event.is_set() and self.supervisor is not None:
             self.supervisor.stop(force=True)
         self.event.set()
+
+
+def _show_live(
+    table: Callable[[], Any],
+    thread: threading.Thread,
+    stop: StopFlag,
+    echo: Callable[[str], None],
+    refresh: float,
+) -> None:
+    """Redraw `table()` on the terminal until the supervisor's thread ends or a stop is asked for."""
+    from collections import deque
+
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    # Messages from other threads (the demo feeder) are shown under the table instead of being written to
+    # the terminal, where they would tear the live display.
+    messages: deque[str] = deque(maxlen=6)
+    if hasattr(echo, "redirect"):
+        echo.redirect(messages.append)  # type: ignore[attr-defined]
+
+    def view() -> Group:
+        return Group(table(), Text("\n".join(messages), style="dim"))
+
+    console = Console(stderr=True)
+    with Live(
+        view(), console=console, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False
+    ) as display:
+        while thread.is_alive() and not stop.event.wait(refresh):
+            display.update(view())
 
 
 def supervise(
@@ -238,31 +274,13 @@ def supervise(
         previous, last = dict(rows), now
         return rates
 
+    def table() -> Any:
+        rows = rows_now()
+        return render_table(rows, rates_since_last(rows), bootstrap, time.time(), auto_commit)
+
     try:
         if live:
-            from collections import deque
-
-            from rich.console import Console, Group
-            from rich.live import Live
-            from rich.text import Text
-
-            # Messages from other threads (the demo feeder) are shown under the table instead of being written to
-            # the terminal, where they would tear the live display.
-            messages: deque[str] = deque(maxlen=6)
-            if hasattr(echo, "redirect"):
-                echo.redirect(messages.append)  # type: ignore[attr-defined]
-
-            def view() -> Group:
-                rows = rows_now()
-                table = render_table(rows, rates_since_last(rows), bootstrap, time.time(), auto_commit)
-                return Group(table, Text("\n".join(messages), style="dim"))
-
-            console = Console(stderr=True)
-            with Live(
-                view(), console=console, refresh_per_second=4, redirect_stdout=False, redirect_stderr=False
-            ) as display:
-                while thread.is_alive() and not stop.event.wait(refresh):
-                    display.update(view())
+            _show_live(table, thread, stop, echo, refresh)
         else:
             printed = ""
             while thread.is_alive() and not stop.event.wait(refresh):

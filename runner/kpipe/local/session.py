@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kpipe.compilation.project import CompiledProject
-from kpipe.errors import EXIT_INVALID, EXIT_OK, LocalBrokerError, UsageError
+from kpipe.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, LocalBrokerError, UsageError
 from kpipe.local import devloop
 from kpipe.local import state as local_state
 from kpipe.local.broker import LocalBroker, start_local_broker
@@ -110,7 +110,9 @@ def run_dev(project: CompiledProject, options: DevOptions, echo: devloop.Echo) -
             echo("local broker stopped")
         for s, handler in previous_handlers.items():
             signal.signal(s, handler)
-    return EXIT_OK if code == 0 else EXIT_INVALID
+    if code != 0:
+        return EXIT_INVALID
+    return EXIT_INTERRUPTED if stop.first_signal == signal.SIGINT else EXIT_OK
 
 
 def _local_broker(

@@ -8,4 +8,6 @@ Words: a "spec" is what the files say, validated but not yet compiled: the `*Spe
 `Declared.spec` (one named object with its position) and `Declarations` (every file merged). What compile makes of
 it lives in kpipe.compilation.compiled (`*Settings`, `ClientConfig`, and `TopicSettings`, the topic as apply sees
 it); the runtime's `WorkerSpec` describes one worker process.
+
+Imports: kpipe.loading, kpipe.errors, kpipe.diagnostics, kpipe.logs, kpipe.redaction.
 """

@@ -7,6 +7,7 @@ error that names both places. Pure: takes SourceDocuments, returns data and diag
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -16,7 +17,8 @@ from pydantic import ValidationError
 from kpipe.diagnostics import Diagnostic, Position, error
 from kpipe.loading.loader import SourceDocument
 from kpipe.model import pipeline as spec
-from kpipe.model.messages import translate
+from kpipe.model.messages import data_path, translate
+from kpipe.redaction import has_token, is_token, typed_value
 
 T = TypeVar("T")
 
@@ -104,15 +106,106 @@ def assemble(documents: list[SourceDocument]) -> tuple[Declarations, list[Diagno
                 )
             )
             continue
+        data, from_env = typed_env_values(document.data)
         try:
-            parsed = spec.PipelineFile.model_validate(document.data)
+            parsed = spec.PipelineFile.model_validate(data)
             singles = {s: getattr(parsed, s) for s in SINGLETONS}
             sections = {s: dict(getattr(parsed, s)) for s in SECTIONS}
         except ValidationError as exc:
-            diagnostics.extend(translate(exc, document.data, document.positions))
-            singles, sections = _salvage(document.data)
+            diagnostics.extend(translate(_Named(exc, data, from_env), document.data, document.positions))
+            singles, sections = _salvage(data)
         _merge(project, singles, sections, document, diagnostics)
     return project, diagnostics
+
+
+# Pydantic's error types for a value that is not the number, boolean or choice a field parses.
+_TYPED_ERRORS = frozenset(
+    {
+        "int_parsing",
+        "int_type",
+        "int_from_float",
+        "float_parsing",
+        "float_type",
+        "bool_parsing",
+        "bool_type",
+        "literal_error",
+        "enum",
+        "decimal_parsing",
+        "decimal_type",
+    }
+)
+
+
+def typed_env_values(data: Any) -> tuple[Any, dict[tuple[Any, ...], str]]:
+    """`data` with the real value put where a field parses a whole `env()` token as a number, boolean or
+    choice (kpipe.redaction.typed_value), and the token each such place held. Text fields keep the token.
+
+    Which fields are typed is found by validating: a token where a number is wanted is a type error there.
+    """
+    from_env: dict[tuple[Any, ...], str] = {}
+    if not has_token_anywhere(data):
+        return data, from_env
+    for _ in range(8):  # a union may reveal a deeper typed field once the first is fixed
+        try:
+            spec.PipelineFile.model_validate(data)
+            return data, from_env
+        except ValidationError as exc:
+            found = {}
+            for err in exc.errors(include_url=False):
+                value = err.get("input")
+                if err["type"] in _TYPED_ERRORS and is_token(value):
+                    path = data_path(data, tuple(err["loc"]))
+                    if path and path not in from_env and _value_at(data, path) == value:
+                        found[path] = value
+            if not found:
+                return data, from_env
+            data = copy.deepcopy(data)
+            for path, token in found.items():
+                _set_at(data, path, typed_value(token))
+                from_env[path] = token
+    return data, from_env
+
+
+def has_token_anywhere(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif has_token(node):
+            return True
+    return False
+
+
+def _value_at(data: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _set_at(data: Any, path: tuple[Any, ...], value: Any) -> None:
+    for part in path[:-1]:
+        data = data[part]
+    data[path[-1]] = value
+
+
+class _Named:
+    """A ValidationError whose errors name a value from env() by its token, never by the value."""
+
+    def __init__(self, exc: ValidationError, data: Any, from_env: dict[tuple[Any, ...], str]):
+        self._exc, self._data, self._from_env = exc, data, from_env
+
+    def errors(self, **options: Any) -> list[Any]:
+        errors = self._exc.errors(**options)
+        if not self._from_env:
+            return errors
+        for err in errors:
+            path = data_path(self._data, tuple(err["loc"]))
+            if path in self._from_env:
+                err["input"] = self._from_env[path]
+        return errors
 
 
 def _salvage(data: dict) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

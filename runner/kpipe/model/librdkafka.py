@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from kpipe.diagnostics import did_you_mean
+from kpipe.redaction import has_token, reveal
 
 LIBRDKAFKA_VERSION = "2.16.0"
 
@@ -722,6 +723,22 @@ def _one_of(allowed: tuple[str, ...]) -> str:
     return ", ".join(allowed)
 
 
+Problem = tuple[str | None, str | None] | None
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What a property's value must be, as the table says, and how its value reads."""
+
+    name: str
+    allowed: tuple[str, ...]
+    lo: int | float | None
+    hi: int | float | None
+    case_sensitive: bool
+    c_ints: bool
+    got: str
+
+
 def _check_value(
     name: str,
     type_: str,
@@ -732,69 +749,99 @@ def _check_value(
     *,
     case_sensitive: bool,
     c_ints: bool,
-) -> tuple[str | None, str | None] | None:
+) -> Problem:
     """(error, hint) when `value` will not do for the property, else None."""
     if value is None:
         return f"'{name}' has no value", None
-    got = _show(value)
-    if type_ == "boolean":
-        text = str(value).strip().lower() if not isinstance(value, bool) else ""
-        ok = isinstance(value, bool) or text in ("true", "false") or (c_ints and text in ("t", "f", "1", "0"))
-        return None if ok else (f"'{name}' must be true or false (got {got})", None)
-    if type_ == "integer":
-        extra = allowed or ()
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            spelled = str(value).strip()
-            if any(spelled.lower() == e.lower() for e in extra):
-                return None
-        number = _as_int(value, c_ints=c_ints)
-        named = "".join(f"{e} or " for e in extra)
-        if number is None:
-            if extra:
-                return f"'{name}' must be {named}an integer {_between(lo, hi)} (got {got})", None
-            return f"'{name}' must be an integer (got {got})", None
-        if (lo is not None and number < lo) or (hi is not None and number > hi):
-            return f"'{name}' must be {named}{_between(lo, hi)} (got {got})", None
-        return None
-    if type_ == "float":
-        number = _as_float(value)
-        if number is None:
-            return f"'{name}' must be a number {_between(lo, hi)} (got {got})", None
-        if (lo is not None and number < lo) or (hi is not None and number > hi):
-            return f"'{name}' must be {_between(lo, hi)} (got {got})", None
-        return None
-    if type_ == "enum":
-        allowed = allowed or ()
-        if isinstance(value, str):
-            text = value.strip()
-            if text in allowed or (not case_sensitive and text.lower() in {a.lower() for a in allowed}):
-                return None
-        return (
-            f"'{name}' must be one of {_one_of(allowed)} (got {got})",
-            did_you_mean(str(value), allowed) if isinstance(value, str) else None,
-        )
-    if type_ in ("flags", "list"):
-        allowed = allowed or ()
-        if isinstance(value, list | tuple):
-            items = [v.strip() if isinstance(v, str) else v for v in value]
-        elif isinstance(value, str):
-            # librdkafka flags may carry a +/- prefix (add to / remove from the default set).
-            items = [v.strip().lstrip("+-") if c_ints else v.strip() for v in value.split(",")]
-        else:
-            return f"'{name}' must be a comma-separated list of {_one_of(allowed)} (got {got})", None
-        folded = {a if case_sensitive else a.lower() for a in allowed}
-        for item in items:
-            if item == "":
-                continue
-            key = item if case_sensitive or not isinstance(item, str) else item.lower()
-            if key not in folded:
-                return (
-                    f"'{name}' has unknown value {_show(item)}; allowed: {_one_of(allowed)}",
-                    did_you_mean(str(item), allowed),
-                )
-        return None
+    if isinstance(value, str) and has_token(value):
+        # An env() value: checked as the client will get it, named by its token (kpipe.redaction).
+        real = reveal(value, remember=False)
+        options = {"case_sensitive": case_sensitive, "c_ints": c_ints}
+        if _check_value(name, type_, allowed, lo, hi, real, **options) is None:
+            return None
+        kind = {"integer": "an integer", "float": "a number", "boolean": "true or false"}.get(type_, "")
+        shown_kind = kind or (f"one of {_one_of(allowed)}" if allowed else "a valid value")
+        return f"'{name}' must be {shown_kind} (got {_show(value)})", None
+    expected = _Expected(name, allowed or (), lo, hi, case_sensitive, c_ints, _show(value))
+    return _CHECKS.get(type_, _check_string)(expected, value)
+
+
+def _check_boolean(e: _Expected, value: object) -> Problem:
+    text = str(value).strip().lower() if not isinstance(value, bool) else ""
+    ok = isinstance(value, bool) or text in ("true", "false") or (e.c_ints and text in ("t", "f", "1", "0"))
+    return None if ok else (f"'{e.name}' must be true or false (got {e.got})", None)
+
+
+def _check_integer(e: _Expected, value: object) -> Problem:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        spelled = str(value).strip()
+        if any(spelled.lower() == a.lower() for a in e.allowed):
+            return None
+    number = _as_int(value, c_ints=e.c_ints)
+    named = "".join(f"{a} or " for a in e.allowed)
+    if number is None:
+        if e.allowed:
+            return f"'{e.name}' must be {named}an integer {_between(e.lo, e.hi)} (got {e.got})", None
+        return f"'{e.name}' must be an integer (got {e.got})", None
+    if (e.lo is not None and number < e.lo) or (e.hi is not None and number > e.hi):
+        return f"'{e.name}' must be {named}{_between(e.lo, e.hi)} (got {e.got})", None
+    return None
+
+
+def _check_float(e: _Expected, value: object) -> Problem:
+    number = _as_float(value)
+    if number is None:
+        return f"'{e.name}' must be a number {_between(e.lo, e.hi)} (got {e.got})", None
+    if (e.lo is not None and number < e.lo) or (e.hi is not None and number > e.hi):
+        return f"'{e.name}' must be {_between(e.lo, e.hi)} (got {e.got})", None
+    return None
+
+
+def _check_enum(e: _Expected, value: object) -> Problem:
+    if isinstance(value, str):
+        text = value.strip()
+        if text in e.allowed or (not e.case_sensitive and text.lower() in {a.lower() for a in e.allowed}):
+            return None
+    return (
+        f"'{e.name}' must be one of {_one_of(e.allowed)} (got {e.got})",
+        did_you_mean(str(value), e.allowed) if isinstance(value, str) else None,
+    )
+
+
+def _check_list(e: _Expected, value: object) -> Problem:
+    if isinstance(value, list | tuple):
+        items = [v.strip() if isinstance(v, str) else v for v in value]
+    elif isinstance(value, str):
+        # librdkafka flags may carry a +/- prefix (add to / remove from the default set).
+        items = [v.strip().lstrip("+-") if e.c_ints else v.strip() for v in value.split(",")]
+    else:
+        return f"'{e.name}' must be a comma-separated list of {_one_of(e.allowed)} (got {e.got})", None
+    folded = {a if e.case_sensitive else a.lower() for a in e.allowed}
+    for item in items:
+        if item == "":
+            continue
+        key = item if e.case_sensitive or not isinstance(item, str) else item.lower()
+        if key not in folded:
+            return (
+                f"'{e.name}' has unknown value {_show(item)}; allowed: {_one_of(e.allowed)}",
+                did_you_mean(str(item), e.allowed),
+            )
+    return None
+
+
+def _check_string(e: _Expected, value: object) -> Problem:
     # string and pattern list: any scalar; librdkafka and the broker both take it as text.
     if isinstance(value, list | tuple | dict):
         hint = "write the values as one comma-separated string" if isinstance(value, list | tuple) else None
-        return f"'{name}' must be a string (got {got})", hint
+        return f"'{e.name}' must be a string (got {e.got})", hint
     return None
+
+
+_CHECKS = {
+    "boolean": _check_boolean,
+    "integer": _check_integer,
+    "float": _check_float,
+    "enum": _check_enum,
+    "flags": _check_list,
+    "list": _check_list,
+}

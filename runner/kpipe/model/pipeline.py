@@ -21,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from kpipe.redaction import reveal, shown
+
 # A librdkafka / Kafka config value as YAML gives it; compile turns it into the string librdkafka wants.
 # A list is joined with commas (cleanup.policy: [compact, delete]).
 ConfigValue = str | bool | int | float | list[str]
@@ -111,11 +113,14 @@ class ClusterSpec(Strict):
         value = value.strip()
         if not value:
             raise ValueError("must not be empty")
-        if value != "local":
-            for server in value.split(","):
+        # An env() value is checked as it will be used, but named by its token in the message (kpipe.redaction).
+        checked = reveal(value, remember=False).strip()
+        if checked != "local":
+            for server in checked.split(","):
                 host, sep, port = server.strip().rpartition(":")
                 if not sep or not host or not port.isdigit():
-                    raise ValueError(f"'{server.strip()}' is not host:port")
+                    shown_as = f"'{server.strip()}'" if checked == value else shown(value)
+                    raise ValueError(f"{shown_as} is not host:port")
         return value
 
 

@@ -3,8 +3,7 @@ lag, and whether declared topics match the cluster), `metrics` (the Prometheus c
 worker snapshots) and `health` (the HTTP server for /metrics, /healthz and /readyz).
 
 May import: kpipe.local and everything below it.
-"""
 
-# The metrics port the Kubernetes export gives `kpipe run --metrics-port` and declares for scraping. Metrics are
-# off unless a port is given (flag or the files' `metrics.port`).
-DEFAULT_METRICS_PORT = 9464
+Imports: kpipe.local, kpipe.runtime, kpipe.topics, kpipe.compilation, kpipe.check, kpipe.schemas, kpipe.model,
+    kpipe.loading, kpipe.errors, kpipe.diagnostics, kpipe.logs, kpipe.redaction.
+"""

@@ -6,23 +6,17 @@
                    has more instances than partitions and every partition is held
 
 Health answers carry a short JSON body: {"status": "ok"} or {"status": "unavailable", "reasons": [...]}.
-The server runs on daemon threads and only reads what the supervisor already keeps (`snapshot()`,
+This module holds the rules (what each path answers); the server, bounded under abuse, is
+kpipe.observe.http_server. It only reads what the supervisor already keeps (`snapshot()`,
 `seconds_since_loop()`), so a slow scraper cannot hold up supervision.
 """
 
 from __future__ import annotations
 
-import errno
-import json
-import threading
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from prometheus_client.exposition import choose_encoder
-
-from kpipe.errors import UsageError
-from kpipe.observe.metrics import Views, make_registry
+from kpipe.observe.metrics import Views
 from kpipe.runtime.supervisor import HEARTBEAT_EVERY
 
 # /healthz fails when the supervisor loop has not turned for this long (it turns every HEARTBEAT_EVERY).
@@ -78,68 +72,17 @@ def readiness(views: Views, partitions: Mapping[str, int]) -> tuple[bool, list[s
     return not reasons, reasons
 
 
-class MetricsServer:
-    """The /metrics, /healthz and /readyz server, on its own daemon threads. `close()` stops it."""
-
-    def __init__(self, supervisor: Supervised, host: str, port: int, partitions: Mapping[str, int]):
-        self.registry = make_registry(supervisor.snapshot)
-        handler = _handler_class(self.registry, supervisor, dict(partitions))
-        try:
-            self._server = ThreadingHTTPServer((host, port), handler)
-        except OSError as exc:
-            why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-            raise UsageError(
-                f"cannot serve metrics on {host}:{port}: {why}; choose another --metrics-port or metrics.port"
-            ) from None
-        self._server.daemon_threads = True
-        self.host, self.port = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kpipe-metrics", daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def _handler_class(registry: Any, supervisor: Supervised, partitions: dict[str, int]) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "kpipe"
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                self._send(200, encoder(registry), content_type)
-            elif path == "/healthz":
-                self._verdict(*health(supervisor))
-            elif path == "/readyz":
-                self._verdict(*readiness(supervisor.snapshot(), partitions))
-            else:
-                self._send(404, b'{"status": "not found", "paths": ["/metrics", "/healthz", "/readyz"]}\n')
-
-        def _verdict(self, ok: bool, reasons: list[str]) -> None:
-            body = {"status": "ok"} if ok else {"status": "unavailable", "reasons": reasons}
-            self._send(200 if ok else 503, (json.dumps(body) + "\n").encode())
-
-        def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass  # a scrape every few seconds is not news; kpipe's own log says what matters
-
-    return Handler
-
-
 def partitions_by_group(groups: Any, topics: Any) -> dict[str, int]:
     """group -> the declared partitions of the topics it reads (what /readyz expects to see held)."""
     declared = {t.name: t.partitions for t in topics}
     return {g.group_id: sum(declared.get(t, 0) for t in g.topics) or len(g.topics) for g in groups}
+
+
+def __getattr__(name: str) -> Any:
+    # The server moved to kpipe.observe.http_server (which reads the rules above); existing callers import it
+    # from here.
+    if name == "MetricsServer":
+        from kpipe.observe.http_server import MetricsServer
+
+        return MetricsServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

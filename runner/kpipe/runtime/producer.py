@@ -31,7 +31,15 @@ from kpipe.logs import RATE_LIMIT_INTERVAL, RateLimitedLog
 from kpipe.model.aliases import attribute_of
 from kpipe.runtime import tracing
 from kpipe.runtime.backpressure import produce_when_room
-from kpipe.runtime.serde import EventInvalid, describe_validation_error, key_of, key_text, to_json_bytes
+from kpipe.runtime.serde import (
+    EventInvalid,
+    describe_validation_error,
+    key_of,
+    key_text,
+    require_finite,
+    require_readable_numbers,
+    to_json_bytes,
+)
 
 if TYPE_CHECKING:
     from kpipe.compilation.project import CompiledProject
@@ -128,6 +136,12 @@ class Producer:
         # The key field is named as it appears in JSON; a model may hold it under another attribute name
         # (a property such as "customer-id" becomes the field customer_id with that alias).
         self._key_attr = _attribute_of(model, settings.key_field) if model is not None else settings.key_field
+        # Models compiled from a JSON Schema refuse NaN and Infinity in their fields; a user's pydantic model
+        # may not, and pydantic would then write null on the wire: check its events whole. Extra fields (a
+        # schema's additionalProperties) are not validated: check those.
+        config = model.model_config if model is not None else {}
+        self._check_finite = model is not None and config.get("allow_inf_nan", True) is not False
+        self._check_extra = model is not None and config.get("extra") == "allow"
         self._user_on_delivery = on_delivery
         self.sent = 0
         self.failed = 0
@@ -197,9 +211,16 @@ class Producer:
                 key = getattr(event, self._key_attr)
                 if key is None:
                     raise EventInvalid(self._no_key())
+            if self._check_finite:
+                require_finite(event, f"producer '{self.settings.name}' (topic '{self.topic}')")
+            elif self._check_extra and event.__pydantic_extra__:
+                require_finite(
+                    event.__pydantic_extra__, f"producer '{self.settings.name}' (topic '{self.topic}')"
+                )
             value = event.__pydantic_serializer__.to_json(
                 event, exclude_unset=True
             )  # see serde.to_json_bytes
+            require_readable_numbers(value, f"producer '{self.settings.name}' (topic '{self.topic}')")
         else:
             if key is None and self._key_field is not None:
                 if not isinstance(event, Mapping | BaseModel):

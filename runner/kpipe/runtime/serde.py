@@ -8,7 +8,9 @@ No confluent_kafka here: this is pure data handling and is unit-tested without a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -38,6 +40,106 @@ def to_json_bytes(event: Any) -> bytes:
         raise EventInvalid(f"event cannot be serialised to JSON: {exc}") from None
 
 
+# Integers past this many digits are no event field, and Python refuses to read more than 4,300.
+MAX_INT_DIGITS = 4300
+# What a JSON line holds outside its strings, to find where a refused number is.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
+
+
+class EventNotJson(EventInvalid):
+    """An event line that is not standard JSON; `column` is where (1-based), when known."""
+
+    def __init__(self, message: str, column: int | None = None):
+        super().__init__(message)
+        self.column = column
+
+
+def parse_json_event(text: str) -> Any:
+    """One event written as JSON text, read as every Kafka peer reads JSON: NaN, Infinity and -Infinity
+    (which Python's json accepts and no standard parser does) and integers past MAX_INT_DIGITS digits are
+    refused with their column (EventNotJson). Invalid JSON raises json.JSONDecodeError, as json.loads does."""
+
+    def refuse_constant(name: str) -> Any:
+        raise EventNotJson(
+            f"{name} is not JSON (events are read by every Kafka client: write a number or null)",
+            _column_of(text, lambda token: token == name),
+        )
+
+    def bounded_int(digits: str) -> int:
+        if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+            raise EventNotJson(
+                f"a number with {len(digits.lstrip('-')):,} digits is past what events may hold "
+                f"({MAX_INT_DIGITS:,} digits)",
+                _column_of(text, lambda token: len(token.lstrip("-")) > MAX_INT_DIGITS),
+            )
+        return int(digits)
+
+    def finite_float(digits: str) -> float:
+        value = float(digits)
+        if math.isinf(value):
+            raise EventNotJson(
+                f"the number {digits[:20]}{'...' if len(digits) > 20 else ''} is too large for a "
+                "double-precision float",
+                _column_of(text, lambda token: token == digits),
+            )
+        return value
+
+    return json.loads(text, parse_constant=refuse_constant, parse_int=bounded_int, parse_float=finite_float)
+
+
+def _column_of(text: str, wanted: Callable[[str], bool]) -> int | None:
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group(0)
+        if not token.startswith('"') and wanted(token):
+            return match.start() + 1
+    return None
+
+
+def non_finite_at(value: Any, path: str = "") -> str | None:
+    """Where `value` (an event: mappings, lists, models, numbers) holds NaN or an infinity, else None."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return where or "event"
+        elif isinstance(item, BaseModel):
+            stack.extend((v, f"{where}.{k}" if where else k) for k, v in item.__dict__.items())
+            extra = item.__pydantic_extra__ or {}
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in extra.items())
+        elif isinstance(item, Mapping):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    return None
+
+
+def require_finite(value: Any, what: str) -> None:
+    """EventInvalid when `value` holds NaN or an infinity: JSON cannot carry them (pydantic would write
+    null, which the same schema then refuses on the consumer's side)."""
+    where = non_finite_at(value)
+    if where is not None:
+        raise EventInvalid(
+            f"{what}: field '{where}' is NaN or infinite, which JSON cannot carry; send a number or null"
+        )
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+
+
+def require_readable_numbers(encoded: bytes, what: str) -> None:
+    """EventInvalid when the JSON `encoded` holds an integer past MAX_INT_DIGITS digits, which peers (and
+    kpipe's own consumers) cannot read. Costs nothing for an event too short to hold one."""
+    if len(encoded) <= MAX_INT_DIGITS or _LONG_DIGITS.search(encoded) is None:
+        return
+    try:
+        parse_json_event(encoded.decode("utf-8"))
+    except EventNotJson as exc:
+        raise EventInvalid(f"{what}: {exc}") from None
+    except ValueError:
+        pass
+
+
 def _json_default(value: Any) -> Any:
     # datetimes, dates, UUIDs, Decimals: the same text pydantic would write for them.
     if hasattr(value, "isoformat"):
@@ -61,7 +163,7 @@ def validated(model: type[BaseModel], event: Any, where: str) -> BaseModel:
             # Another model with the same fields is accepted by value; a mismatch names its fields.
             return model.model_validate(event.model_dump(mode="json", by_alias=True, exclude_unset=True))
         if isinstance(event, bytes | bytearray | str):
-            return model.model_validate_json(event)
+            return model.model_validate_json(event)  # generated models refuse NaN (allow_inf_nan=False)
         if isinstance(event, Mapping):
             return model.model_validate(event)
     except ValidationError as exc:

@@ -342,6 +342,11 @@ class Supervisor:
         """Ask run() to shut down gracefully; with force, or asked a second time, SIGKILL every worker."""
         self._stops.request("stop(force=True)" if force else "stop()", force=force)
 
+    @property
+    def stop_requests(self) -> tuple[str, ...]:
+        """Why it was asked to stop, in order: a signal's name ("SIGINT", "SIGTERM") or "stop()"."""
+        return tuple(self._stops.requests)
+
     def run(self, install_signals: bool = True) -> int:
         """Start the workers and supervise them until they have all ended. 0 if every worker stopped cleanly.
 

@@ -1,5 +1,7 @@
-"""Event schemas: JSON Schema → pydantic compilation (`compiler`), Schema Registry compatibility rules
+"""Event schemas: JSON Schema → pydantic models (`schema_models`), Schema Registry compatibility rules
 (`compat`), previous versions from git (`history`) and `validate --against` (`evolution`).
 
 May import: kpipe.model, kpipe.loading and the base modules.
+
+Imports: kpipe.model, kpipe.loading, kpipe.errors, kpipe.diagnostics, kpipe.logs, kpipe.redaction.
 """

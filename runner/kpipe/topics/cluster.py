@@ -2,34 +2,21 @@
 
 `ClusterAPI` is the protocol plan/apply work against; `KafkaCluster` implements it with confluent_kafka's
 AdminClient, and tests use a fake with the same protocol (Tansu lacks CreatePartitions, for one).
-Every KafkaError is translated here, by `KafkaError.code()`, into kpipe.errors.ClusterError or
-BrokerUnreachable; nothing above this module sees a confluent_kafka type.
+Every KafkaError is translated at this boundary (kpipe.topics.kafka_errors), by `KafkaError.code()`, into
+kpipe.errors.ClusterError or BrokerUnreachable; nothing above it sees a confluent_kafka type.
 
-Consumer groups are read here too (`GroupsAPI`, for `kpipe status`): their state and members, their committed
-offsets, and each partition's log-end offset. The log-end offset is the high watermark a *fetch* reports: Tansu
-answers ListOffsets "latest" with the last batch's base offset + 1 (measured: 501 and 1 for partitions holding
-510 and 500 records), while a fetch from any offset reports the true high watermark (510 and 500) on Tansu and
-on Apache Kafka alike. So a short-lived consumer, outside any group, fetches one byte per partition.
+Consumer groups are read by the same client (`GroupsAPI`, for `kpipe status`), in kpipe.topics.group_reads.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    ConsumerGroupState,
-    ConsumerGroupTopicPartitions,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -40,32 +27,40 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from kpipe.errors import BrokerUnreachable, ClusterError
+from kpipe.errors import ClusterError
+from kpipe.redaction import reveal
+from kpipe.topics.group_reads import (
+    WATERMARK_PROBE_GROUP,
+    ConsumerFactory,
+    GroupDescription,
+    GroupMember,
+    GroupReads,
+    GroupsAPI,
+    Partition,
+    Watermarks,
+)
+from kpipe.topics.kafka_errors import ALREADY_EXISTS, error_of, translate
 from kpipe.topics.plan import ClusterState, ConfigDiff, CreateTopic, LiveTopic
+
+# Re-exported: callers import the group types and the error translation from the cluster boundary.
+__all__ = [
+    "WATERMARK_PROBE_GROUP",
+    "ClusterAPI",
+    "GroupDescription",
+    "GroupMember",
+    "GroupsAPI",
+    "KafkaCluster",
+    "Partition",
+    "ResultCallback",
+    "TopicResult",
+    "Watermarks",
+    "connect",
+    "translate",
+]
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 
-_UNREACHABLE = {
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._RESOLVE,
-    KafkaError._DESTROY,
-    KafkaError.REQUEST_TIMED_OUT,
-}
-_ALREADY_EXISTS = {KafkaError.TOPIC_ALREADY_EXISTS}
-_GROUP_STATES = {
-    ConsumerGroupState.UNKNOWN: "unknown",
-    ConsumerGroupState.PREPARING_REBALANCING: "preparing_rebalance",
-    ConsumerGroupState.COMPLETING_REBALANCING: "completing_rebalance",
-    ConsumerGroupState.STABLE: "stable",
-    ConsumerGroupState.DEAD: "dead",
-    ConsumerGroupState.EMPTY: "empty",
-}
-# The group.id of the consumer that reads high watermarks. confluent-kafka insists on one; the consumer only
-# assigns partitions, so it never joins this group nor commits to it.
-WATERMARK_PROBE_GROUP = "kpipe-status-probe"
 
 # librdkafka prints connection failures to stderr unless given a logger; kpipe reports one line of its own.
 _librdkafka_log = logging.getLogger("kpipe.librdkafka")
@@ -84,35 +79,6 @@ class TopicResult:
 
 
 ResultCallback = Callable[[TopicResult], None]
-Partition = tuple[str, int]  # (topic, partition)
-
-
-@dataclass(frozen=True)
-class GroupMember:
-    client_id: str
-    host: str
-    partitions: tuple[Partition, ...] = ()
-
-
-@dataclass(frozen=True)
-class GroupDescription:
-    """A consumer group as the coordinator describes it. Tansu lists no members, even for an active group."""
-
-    group: str
-    # stable | empty | dead | preparing_rebalance | completing_rebalance | unknown
-    state: str
-    members: tuple[GroupMember, ...] = ()
-
-
-@dataclass(frozen=True)
-class Watermarks:
-    """A partition's log-start (low) and log-end (high) offsets, as a fetch reports them."""
-
-    low: int
-    high: int
-
-
-ConsumerFactory = Callable[[dict[str, Any]], Any]
 
 
 @runtime_checkable
@@ -148,47 +114,7 @@ class ClusterAPI(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
-class GroupsAPI(Protocol):
-    """What `kpipe status` needs besides `describe`. Real: KafkaCluster. Tests: a fake with the same methods."""
-
-    def describe_groups(self, groups: Sequence[str]) -> dict[str, GroupDescription]: ...
-
-    def committed_offsets(
-        self, partitions_by_group: Mapping[str, Sequence[Partition]]
-    ) -> dict[str, dict[Partition, int | None]]:
-        """group -> partition -> its committed offset, None when it has none."""
-        ...
-
-    def watermarks(
-        self, partitions: Collection[Partition], start: Mapping[Partition, int] | None = None
-    ) -> dict[Partition, Watermarks]:
-        """The true log-start and log-end offsets of each partition. `start`: where to fetch from (a committed
-        offset is cheapest: it is near the end); the log start otherwise."""
-        ...
-
-
-def translate(
-    error: KafkaError, context: str, bootstrap: str = "", timeout: float | None = None
-) -> ClusterError:
-    """A KafkaError as kpipe's exception, chosen by its code."""
-    code = error.code()
-    name = error.name()
-    if code in _UNREACHABLE:
-        within = f" within {timeout:g} s" if timeout is not None else ""
-        return BrokerUnreachable(
-            f"cannot reach Kafka at {bootstrap}{within} ({context}: {name})", code=name, retriable=True
-        )
-    return ClusterError(f"{context}: {error.str()} ({name})", code=name, retriable=error.retriable())
-
-
-def _error_of(exc: BaseException) -> KafkaError | None:
-    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
-        return exc.args[0]
-    return None
-
-
-class KafkaCluster:
+class KafkaCluster(GroupReads):
     """ClusterAPI over confluent_kafka's AdminClient; creating one checks a broker answers in `timeout`."""
 
     def __init__(
@@ -216,7 +142,7 @@ class KafkaCluster:
         try:
             self._admin = AdminClient(config)
         except KafkaException as exc:
-            error = _error_of(exc)
+            error = error_of(exc)
             if error is None:
                 raise
             raise ClusterError(f"invalid client configuration: {error.str()}", code=error.name()) from None
@@ -227,7 +153,7 @@ class KafkaCluster:
         try:
             metadata = self._admin.list_topics(timeout=self.timeout)
         except KafkaException as exc:
-            error = _error_of(exc)
+            error = error_of(exc)
             if error is None:
                 raise
             raise translate(error, "listing topics", self.bootstrap, self.timeout) from None
@@ -302,135 +228,6 @@ class KafkaCluster:
                     found.setdefault(tp.topic, set()).add(group)
         return {t: tuple(sorted(gs)) for t, gs in sorted(found.items())}
 
-    # --- consumer groups ---
-    def describe_groups(self, groups: Sequence[str]) -> dict[str, GroupDescription]:
-        if not groups:
-            return {}
-        futures = self._call(
-            "describing consumer groups",
-            lambda: self._admin.describe_consumer_groups(list(groups), request_timeout=self.request_timeout),
-        )
-        out: dict[str, GroupDescription] = {}
-        for group, future in futures.items():
-            try:
-                described = self._result(future, f"describing consumer group {group}")
-            except ClusterError as exc:
-                if exc.code != "GROUP_ID_NOT_FOUND":
-                    raise
-                out[group] = GroupDescription(group, "dead")
-                continue
-            members = tuple(
-                GroupMember(
-                    m.client_id,
-                    m.host,
-                    tuple(sorted((tp.topic, tp.partition) for tp in (m.assignment.topic_partitions or ()))),
-                )
-                for m in described.members or ()
-            )
-            out[group] = GroupDescription(group, _GROUP_STATES.get(described.state, "unknown"), members)
-        return out
-
-    def committed_offsets(
-        self, partitions_by_group: Mapping[str, Sequence[Partition]]
-    ) -> dict[str, dict[Partition, int | None]]:
-        # librdkafka takes one group per ListConsumerGroupOffsets request; send them all, then wait.
-        futures = {
-            group: next(
-                iter(
-                    self._call(
-                        "listing committed offsets",
-                        lambda g=group, ps=partitions: self._admin.list_consumer_group_offsets(
-                            [ConsumerGroupTopicPartitions(g, [TopicPartition(t, p) for t, p in ps])],
-                            request_timeout=self.request_timeout,
-                        ),
-                    ).values()
-                )
-            )
-            for group, partitions in partitions_by_group.items()
-            if partitions
-        }
-        out: dict[str, dict[Partition, int | None]] = {
-            group: dict.fromkeys(partitions) for group, partitions in partitions_by_group.items()
-        }
-        for group, future in futures.items():
-            try:
-                result = self._result(future, f"listing the committed offsets of group {group}")
-            except ClusterError as exc:
-                if exc.code == "GROUP_ID_NOT_FOUND":
-                    continue  # no such group: it has committed nothing
-                raise
-            for tp in result.topic_partitions or ():
-                if tp.error is not None:
-                    raise translate(
-                        tp.error,
-                        f"reading the committed offset of group {group} on {tp.topic}[{tp.partition}]",
-                    )
-                out[group][(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
-        return out
-
-    def watermarks(
-        self, partitions: Collection[Partition], start: Mapping[Partition, int] | None = None
-    ) -> dict[Partition, Watermarks]:
-        wanted = sorted(set(partitions))
-        if not wanted:
-            return {}
-        start = start or {}
-        config = {
-            **self._client_config,
-            "group.id": WATERMARK_PROBE_GROUP,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",  # a start beyond the log (a recreated topic): fetch from the start
-            # The log end, not the last stable offset: lag as `kafka-consumer-groups --describe` counts it.
-            "isolation.level": "read_uncommitted",
-            "max.partition.fetch.bytes": 1,  # the answer's header is what counts, not the records
-            "fetch.wait.max.ms": 10,
-        }
-        try:
-            consumer = self._consumer_factory(config)
-        except KafkaException as exc:
-            error = _error_of(exc)
-            if error is None:
-                raise
-            raise ClusterError(f"invalid client configuration: {error.str()}", code=error.name()) from None
-        try:
-            return self._fetch_watermarks(consumer, wanted, start)
-        finally:
-            consumer.close()
-
-    def _fetch_watermarks(
-        self, consumer: Any, wanted: Sequence[Partition], start: Mapping[Partition, int]
-    ) -> dict[Partition, Watermarks]:
-        self._call(
-            "assigning partitions",
-            lambda: consumer.assign(
-                [TopicPartition(t, p, start.get((t, p), OFFSET_BEGINNING)) for t, p in wanted]
-            ),
-        )
-        found: dict[Partition, Watermarks] = {}
-        deadline = time.monotonic() + self.timeout
-        while len(found) < len(wanted):
-            # consume() drives the fetches; the records themselves (one byte's worth) are dropped.
-            for message in consumer.consume(1000, 0.05):
-                error = message.error()
-                if error is not None and error.code() in _UNREACHABLE | {KafkaError.UNKNOWN_TOPIC_OR_PART}:
-                    raise translate(error, "fetching from the log end", self.bootstrap, self.timeout)
-            for topic, partition in wanted:
-                if (topic, partition) in found:
-                    continue
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-                if high >= 0:
-                    found[(topic, partition)] = Watermarks(max(low, 0), high)
-            if len(found) < len(wanted) and time.monotonic() >= deadline:
-                missing = [f"{t}[{p}]" for t, p in wanted if (t, p) not in found]
-                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-                raise ClusterError(
-                    f"no log-end offset for {shown} within {self.timeout:g} s",
-                    code="_TIMED_OUT",
-                    retriable=True,
-                )
-        return found
-
     # --- writing ---
     def create_topics(
         self, topics: Sequence[CreateTopic], on_result: ResultCallback | None = None
@@ -442,7 +239,7 @@ class KafkaCluster:
                 t.topic,
                 num_partitions=t.partitions,
                 replication_factor=t.replication_factor if t.replication_factor > 0 else -1,
-                config={k: str(v) for k, v in t.config.items()},
+                config={k: reveal(str(v)) for k, v in t.config.items()},  # env() tokens: real values
             )
             for t in topics
         ]
@@ -465,7 +262,8 @@ class KafkaCluster:
                 ResourceType.TOPIC,
                 topic,
                 incremental_configs=[
-                    ConfigEntry(d.key, d.new, incremental_operation=AlterConfigOpType.SET) for d in diffs
+                    ConfigEntry(d.key, reveal(d.new), incremental_operation=AlterConfigOpType.SET)
+                    for d in diffs
                 ],
             )
             for topic, diffs in updates.items()
@@ -516,7 +314,7 @@ class KafkaCluster:
         try:
             return request()
         except KafkaException as exc:
-            error = _error_of(exc)
+            error = error_of(exc)
             if error is None:
                 raise
             raise translate(error, context, self.bootstrap) from None
@@ -529,7 +327,7 @@ class KafkaCluster:
                 f"{context}: no answer within {self.request_timeout:g} s", code="_TIMED_OUT", retriable=True
             ) from None
         except KafkaException as exc:
-            error = _error_of(exc)
+            error = error_of(exc)
             if error is None:
                 raise
             raise translate(error, context, self.bootstrap) from None
@@ -568,10 +366,10 @@ class KafkaCluster:
         try:
             future.result()
         except KafkaException as exc:
-            error = _error_of(exc)
+            error = error_of(exc)
             if error is None:
                 raise
-            if error.code() in _ALREADY_EXISTS:
+            if error.code() in ALREADY_EXISTS:
                 return TopicResult(topic, ok=True, already_existed=True)
             return TopicResult(topic, ok=False, error=translate(error, f"{context} {topic}", self.bootstrap))
         return TopicResult(topic, ok=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from kpipe.compilation.compiled import TopicSettings
 from kpipe.errors import UnsafePlanRefused
+from kpipe.redaction import reveal
 
 
 # --- live state (what cluster.py reads; plain data so the plan stays pure) ---------------------------------
@@ -400,7 +401,7 @@ def _topic_changes(spec: TopicSettings, current: LiveTopic) -> Iterable[Change]:
     diffs = tuple(
         ConfigDiff(key, current.config.get(key), str(value))
         for key, value in sorted(spec.config.items())
-        if current.config.get(key) != str(value)
+        if current.config.get(key) != reveal(str(value), remember=False)  # an env() token: its real value
     )
     if diffs:
         yield UpdateConfig(spec.name, diffs=diffs)

@@ -1,6 +1,6 @@
 """Make sure the topics a command uses exist before its clients start: what `kpipe run` and `kpipe produce` do.
 
-    ensure_topics(cluster, provisioning, create=None) -> ProvisionReport
+    provision(cluster, provisioning, create=None) -> ProvisionReport
 
 It reads the same plan `kpipe plan` shows, restricted to the topics in use, and carries out only its
 creations, through `apply_plan` (the code path of `kpipe apply`). It never alters or deletes: an existing topic
@@ -12,11 +12,10 @@ a ClusterError (exit 3) naming every one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kpipe.compilation.compiled import Provisioning
-from kpipe.compilation.project import CompiledProject
 from kpipe.errors import ClusterError
 from kpipe.topics.apply import ChangeResult, apply_plan, read_plan
 from kpipe.topics.cluster import ClusterAPI
@@ -49,7 +48,7 @@ class ProvisionReport:
     drift: list[str] = field(default_factory=list)
 
 
-def ensure_topics(
+def provision(
     cluster: ClusterAPI,
     provisioning: Provisioning,
     *,
@@ -97,29 +96,6 @@ def ensure_topics(
     if failed:
         raise refusal(failed[0], more=len(failed) - 1)
     return report
-
-
-def ensure_project_topics(
-    project: CompiledProject,
-    *,
-    groups: Iterable[str] = (),
-    producers: Iterable[str] = (),
-    create: bool | None = None,
-    timeout: float = 10.0,
-    info: Callable[[str], None] | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> ProvisionReport:
-    """Connect to the project's cluster and `ensure_topics` for these groups and producers."""
-    from kpipe.topics.cluster import connect
-
-    provisioning = project.provisioning(groups, producers)
-    if not provisioning.topics:
-        return ProvisionReport()
-    cluster = connect(project.cluster_client_config().as_dict(), timeout=timeout)
-    try:
-        return ensure_topics(cluster, provisioning, create=create, info=info, warn=warn)
-    finally:
-        cluster.close()
 
 
 def drift_lines(plan: Plan) -> list[str]:

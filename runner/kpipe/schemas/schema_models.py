@@ -463,6 +463,9 @@ class _Compiler:
             serialize_by_alias=True,
             protected_namespaces=(),
             regex_engine="rust-regex",  # linear time; patterns were checked to compile with it
+            # NaN and Infinity are not JSON: a peer in another language cannot read them, and pydantic would
+            # write them as null, which the same schema then refuses. An event holding one is invalid.
+            allow_inf_nan=False,
             title=schema["title"] if isinstance(schema.get("title"), str) else None,
         )
         model_name = _pascal(name)

@@ -1,0 +1,159 @@
+"""kpipe.testing's speed: 1,000 events through two consumer groups in memory, against calling the same handlers
+by hand.
+
+    python benchmarks/testing_speed.py                 # 5 runs; writes benchmarks/RESULTS-testing.md
+    python benchmarks/testing_speed.py --runs 1 --output -    # print only
+
+kpipe side: `run_pipeline` on a generated project (topic `in` with 3 partitions and a schema; group `first`
+validates each event and emits one to `mid`; group `second` reads `mid`), timed from the first `send()` to the
+end of `drain()`: validation, keys and partitions, the workers' consume loops, per-message commits, emits.
+Start-up (loading the project, starting the workers) is reported apart.
+Baseline, run beside it in the same process: the same 1,000 events validated with the same pydantic model, and
+the same two handler functions called by hand, the second on the JSON the first produced (what a unit test
+that calls handlers directly does). Target (issue 21): kpipe side under 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EVENTS = 1000
+TARGET_SECONDS = 2.0
+
+SCHEMA = """\
+type: object
+required: [id, n]
+properties:
+  id: {type: string}
+  n: {type: integer}
+"""
+
+HANDLERS = """\
+def first(event, ctx):
+    ctx.emit("mid", {"id": event.id, "n": event.n * 2})
+
+
+seen = []
+
+
+def second(event, ctx):
+    seen.append(event.n)
+"""
+
+PROJECT = """\
+cluster: {bootstrap_servers: "localhost:9092"}
+schemas: {Event: ../event.schema.yaml}
+topics:
+  in: {partitions: 3, key: id, schema: Event}
+  mid: {partitions: 3, key: id, schema: Event}
+consumers:
+  first: {topics: [in], handler: bench_handlers:first, emits: [mid], commit: {strategy: per_message}}
+  second: {topics: [mid], handler: bench_handlers:second, commit: {strategy: per_message}}
+"""
+
+
+def write_project(root: Path) -> Path:
+    (root / "pipelines").mkdir()
+    (root / "event.schema.yaml").write_text(SCHEMA)
+    (root / "bench_handlers.py").write_text(HANDLERS)
+    (root / "pipelines" / "project.yaml").write_text(PROJECT)
+    return root / "pipelines"
+
+
+def events() -> list[dict]:
+    return [{"id": f"k{i % 97}", "n": i} for i in range(EVENTS)]
+
+
+def run_kpipe(root: Path) -> tuple[float, float]:
+    from kpipe.testing import run_pipeline
+
+    started = time.perf_counter()
+    with run_pipeline(root / "pipelines", root=root) as p:
+        ready = time.perf_counter()
+        for event in events():
+            p.send("in", event)
+        p.drain()
+        done = time.perf_counter()
+        handled = len(p.handled("second"))
+    if handled != EVENTS:
+        raise SystemExit(f"second handled {handled} of {EVENTS} events")
+    return ready - started, done - ready
+
+
+def run_baseline(root: Path) -> float:
+    """The handlers called by hand on validated events: what the in-memory run is compared with."""
+    import importlib
+
+    from kpipe.compilation.project import load_project
+
+    project = load_project([root / "pipelines"], root=root)
+    model = project.topic_model("in")
+    handlers = importlib.import_module("bench_handlers")
+
+    class Ctx:
+        def __init__(self) -> None:
+            self.out: list[bytes] = []
+
+        def emit(self, topic: str, event: dict) -> None:
+            self.out.append(json.dumps(event).encode())
+
+    started = time.perf_counter()
+    ctx = Ctx()
+    for event in events():
+        handlers.first(model.model_validate_json(json.dumps(event)), ctx)
+    for raw in ctx.out:
+        handlers.second(model.model_validate_json(raw), ctx)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--output", default=str(Path(__file__).with_name("RESULTS-testing.md")), help="'-': none"
+    )
+    args = parser.parse_args(argv)
+    starts, kpipe_runs, baseline_runs = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_project(root)
+        sys.path.insert(0, str(root))
+        for _ in range(args.runs):  # alternate, so drift on a shared machine hits both alike
+            start, seconds = run_kpipe(root)
+            starts.append(start)
+            kpipe_runs.append(seconds)
+            baseline_runs.append(run_baseline(root))
+    kpipe_s, base_s, start_s = (statistics.median(v) for v in (kpipe_runs, baseline_runs, starts))
+    ok = kpipe_s < TARGET_SECONDS
+    lines = [
+        "# kpipe.testing: 1,000 events through two groups, in memory",
+        "",
+        f"Python {platform.python_version()} on {platform.machine()}, {args.runs} runs, medians [min–max]; "
+        "produced by `python benchmarks/testing_speed.py`.",
+        "",
+        "| what | seconds | target |",
+        "| --- | --- | --- |",
+        f"| kpipe.testing: send 1,000 + drain through `first` → `mid` → `second` | {kpipe_s:.3f} "
+        f"[{min(kpipe_runs):.3f}–{max(kpipe_runs):.3f}] | < {TARGET_SECONDS:g} s: {'met' if ok else 'MISSED'} |",
+        f"| baseline: the same handlers called by hand (validation + JSON) | {base_s:.3f} "
+        f"[{min(baseline_runs):.3f}–{max(baseline_runs):.3f}] | – |",
+        f"| ratio kpipe / baseline | {kpipe_s / base_s:.1f}× | report |",
+        f"| start-up: load the project, start both workers | {start_s:.3f} | report |",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.output != "-":
+        Path(args.output).write_text(text)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -62,7 +62,8 @@ def test_removed_enum_value_is_reported_with_position_rule_and_fix(repo: Path) -
     assert lines[0] == (
         "schemas/order_event.schema.yaml:27:11: error: schema 'OrderEvent' is not BACKWARD compatible: status: "
         "old events may carry \"delivered\" in 'status', which the new schema does not allow "
-        "[ENUM_ARRAY_NARROWED]; deploy the producers first"
+        "[ENUM_ARRAY_NARROWED]; it would be safe only with the producers deployed first, which BACKWARD does "
+        "not assume"
     )
     assert lines[1] == '  hint: keep "delivered" in the enum'
     assert lines[-1] == "1 error, 0 warnings in 5 files"
@@ -165,7 +166,12 @@ def test_adding_an_optional_property_to_the_example_passes_the_default_mode(repo
 
 
 def test_an_open_schema_s_hint_names_the_change_that_passes(repo: Path) -> None:
-    _edit(repo / "schemas/order_event.schema.yaml", "additionalProperties: false\n", "")
+    # Only a schema that says additionalProperties: true is open: its producers keep undeclared properties.
+    _edit(
+        repo / "schemas/order_event.schema.yaml",
+        "additionalProperties: false\n",
+        "additionalProperties: true\n",
+    )
     _git(repo, "commit", "-qam", "open it")
     with (repo / "schemas/order_event.schema.yaml").open("a") as schema:
         schema.write("  coupon_code:\n    type: string\n")
@@ -174,7 +180,88 @@ def test_an_open_schema_s_hint_names_the_change_that_passes(repo: Path) -> None:
     lines = result.err.splitlines()
     assert "[OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL]" in lines[0]
     assert lines[1] == (
-        "  hint: close the schema first (additionalProperties: false, as a change of its own under "
-        "compatibility: NONE): then adding an optional 'coupon_code' passes BACKWARD; or declare 'coupon_code' "
-        "as {} (any value)"
+        "  hint: the old schema says additionalProperties: true, so its producers kept undeclared properties; if "
+        "none was ever sent, drop additionalProperties: true (kpipe then holds the schema to what it declares) as "
+        "a change of its own under compatibility: NONE; or declare 'coupon_code' as {}"
     )
+
+
+PAYMENT = """\
+type: object
+required: [id, amount]
+properties:
+  id: {type: string}
+  amount: {type: number}
+"""
+
+
+def _payments_repo(tmp_path: Path, writer: str) -> Path:
+    """The newcomer's project: an open schema written from the docs (no additionalProperties), version 1."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "payment.yaml").write_text(PAYMENT)
+    (tmp_path / "pipelines" / "payments.yaml").write_text(
+        "schemas:\n  Payment: {file: ../schemas/payment.yaml}\n"
+        "topics:\n  payments: {partitions: 1, schema: Payment, key: id}\n" + writer
+    )
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "v1")
+    return tmp_path
+
+
+def test_adding_an_optional_property_to_a_schema_from_the_docs_passes(tmp_path: Path) -> None:
+    repo = _payments_repo(tmp_path, "producers:\n  api: {topic: payments}\n")
+    _edit(
+        repo / "schemas/payment.yaml",
+        "  amount: {type: number}\n",
+        "  amount: {type: number}\n  note: {type: string}\n",
+    )
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert (result.code, result.err.strip()) == (0, "0 errors, 0 warnings in 2 files")
+
+
+def test_an_addition_to_a_topic_no_kpipe_producer_writes_is_warned_about(tmp_path: Path) -> None:
+    repo = _payments_repo(tmp_path, "")
+    _edit(
+        repo / "schemas/payment.yaml",
+        "  amount: {type: number}\n",
+        "  amount: {type: number}\n  note: {type: string}\n",
+    )
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert result.code == 0, result.err
+    assert result.err.splitlines()[0] == (
+        "pipelines/payments.yaml:2:3: warning: schema 'Payment' adds 'note', which is BACKWARD compatible because "
+        "kpipe's producers write only declared properties; no producer or consumer group of this project writes "
+        "'payments', so kpipe cannot vouch that earlier events lack it"
+    )
+
+
+def test_removing_a_required_property_or_changing_a_type_fails_and_says_no_order_is_safe(
+    tmp_path: Path,
+) -> None:
+    repo = _payments_repo(tmp_path, "producers:\n  api: {topic: payments}\n")
+    _edit(repo / "schemas/payment.yaml", "required: [id, amount]", "required: [id]")
+    _edit(repo / "schemas/payment.yaml", "  amount: {type: number}\n", "")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert result.code == 1
+    first, hint = result.err.splitlines()[:2]
+    assert first.startswith("schemas/payment.yaml:")
+    assert (
+        "schema 'Payment' is not BACKWARD compatible: amount: 'amount' is missing from the new schema"
+        in first
+    )
+    assert first.endswith(
+        "[PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL]; unsafe whichever side is deployed first"
+    )
+    assert hint == (
+        "  hint: keep 'amount' declared and mark it deprecated: true (a required one made optional first, which "
+        "is BACKWARD compatible: deploy the consumers first)"
+    )
+    _git(repo, "checkout", "-q", "schemas")
+    _edit(repo / "schemas/payment.yaml", "amount: {type: number}", "amount: {type: string}")
+    result = kpipe("validate", "pipelines/", "--against", "HEAD", cwd=repo, process=True)
+    assert result.code == 1
+    assert result.err.splitlines()[0].endswith("[TYPE_CHANGED]; unsafe whichever side is deployed first")

@@ -128,7 +128,8 @@ def _args(command: str, fmt: str | None, out: Path) -> list[str]:
     if command.startswith("export-graph"):
         return ["export", "graph", "pipelines/", "--format", command.rsplit("-", 1)[1], "-o", str(out)]
     if command == "export-dockerfile":
-        return ["export", "dockerfile", "pipelines/", "-o", str(out)]
+        # --kpipe: this project names no source for kpipe, which the image must install.
+        return ["export", "dockerfile", "pipelines/", "--kpipe", "kpipe @ file:///src/kpipe", "-o", str(out)]
     # The pods get what the command line says (the secrets: from a Secret), never what this shell holds.
     given = ["--set-env=KAFKA_HOST=kafka.svc", "--set-env=GITHUB_TOKEN=given-on-the-command-line"]
     return ["export", "kubernetes", "pipelines/", "--image", "registry/app:1", *given, "-o", str(out)]

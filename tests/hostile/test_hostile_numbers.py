@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kpipe.schemas.compiler import compile_schema
 from pydantic import BaseModel
 
 from hostile import run_kpipe
@@ -21,6 +20,7 @@ from kpipe.compilation.compiled import ClientConfig, ProducerSettings, Setting
 from kpipe.errors import EventInvalid
 from kpipe.runtime.producer import Producer
 from kpipe.runtime.serde import EventNotJson, parse_json_event, validated
+from kpipe.schemas.schema_models import compile_schema
 
 HUGE = "9" * 4301
 

@@ -109,6 +109,16 @@ def test_check_import_target(tmp_path: Path, monkeypatch) -> None:  # type: igno
     assert _check(tmp_path, "elsewhere.handlers:process")[0].startswith(
         "p.yaml:3:5: warning: handler 'elsewhere.handlers:process': module 'elsewhere.handlers' not found"
     )
+    # A typo beside a real module is an error that names it, at whichever level the typo is.
+    assert _check(tmp_path, "ap.handlers:process") == [
+        "p.yaml:3:5: error: handler 'ap.handlers:process': module 'ap.handlers' not found",
+        "  hint: did you mean 'app.handlers:process'? (looked for ap/handlers.py in . and the installed "
+        "packages)",
+    ]
+    assert _check(tmp_path, "app.handler:process")[1].startswith(
+        "  hint: did you mean 'app.handlers:process'?"
+    )
+    assert _check(tmp_path, "app.handlers:process") == []
     assert _check(tmp_path, "app.broken:process") == [
         "p.yaml:3:5: error: handler 'app.broken:process': module 'app.broken' has a syntax error at line 1: "
         "invalid syntax"
@@ -131,3 +141,23 @@ def test_key_field_is_checked_against_a_model_without_importing_it(tmp_path: Pat
     assert marker.exists()
     assert [d.format() for d in static.diagnostics] == [d.format() for d in imported.diagnostics]
     assert [d.code for d in static.diagnostics] == ["unknown-key-field", "optional-key-field"]
+
+
+def test_a_misspelt_package_beside_the_real_one_is_an_error_with_a_did_you_mean(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The newcomer's `payment_app.handlers:check_fraud` next to `payments_app/`: not a CI-lacks-packages warning."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "payments_app").mkdir()
+    (tmp_path / "payments_app" / "__init__.py").write_text("")
+    (tmp_path / "payments_app" / "handlers.py").write_text("def check_fraud(event, ctx): ...\n")
+    [line, hint] = _check(tmp_path, "payment_app.handlers:check_fraud")
+    assert line == (
+        "p.yaml:3:5: error: handler 'payment_app.handlers:check_fraud': module 'payment_app.handlers' not found"
+    )
+    assert hint.startswith("  hint: did you mean 'payments_app.handlers:check_fraud'?")
+    assert _check(tmp_path, "payments_app.handlers:check_fruad") == [
+        "p.yaml:3:5: error: handler 'payments_app.handlers:check_fruad': module 'payments_app.handlers' "
+        "(payments_app/handlers.py) defines no top-level 'check_fruad'",
+        "  hint: did you mean 'check_fraud'?",
+    ]

@@ -6,7 +6,8 @@ importing, it finds the module's source file the way Python's import system woul
 - the module is looked up in the import directories (the pipeline files' directories, then the project root)
   and then on sys.path (installed packages), package by package: `a/b.py` or `a/b/__init__.py`, with `a/` a
   regular or namespace package. Nothing is executed, not even a package's `__init__.py`;
-- a module found nowhere is a warning (CI may validate without the application's packages installed);
+- a module found nowhere is a warning (CI may validate without the application's packages installed), unless
+  a module of a close name exists (a typo): then it is an error naming that module;
 - the name must be defined at the module's top level (else an error): a `def`, a `class`, an assignment, or an import (also
   inside a top-level `if`/`try`). A module with `from x import *` or a module-level `__getattr__` may define
   anything, so it passes; so does a compiled extension module, whose names can't be read.
@@ -191,26 +192,8 @@ def check_import_target(
         return []  # the spec layer already reports the form
     path = search_path(import_directories)
     source = find_module_source(module, path)
-    shown = ", ".join(
-        f"the project root ({_show(d)})" if root is not None and d == root else _show(d)
-        for d in import_directories
-    )
     if source is None:
-        relative = module.replace(".", "/") + ".py"
-        package = module.split(".")[0]
-        hint = f"looked for {relative} in {shown} and the installed packages"
-        if "." in module and find_module_source(package, path) is not None:
-            # The package is there, the module in it is not: a mistake, not a package CI lacks.
-            return [error(f"{what} '{target}': module '{module}' not found", position, code=code, hint=hint)]
-        # A warning, not an error: CI may validate without the application's packages installed.
-        return [
-            warning(
-                f"{what} '{target}': module '{module}' not found",
-                position,
-                code=code,
-                hint=f"{hint}; create it there or install the package that holds it",
-            )
-        ]
+        return _module_not_found(target, what, position, import_directories, path, code, root)
     if source == "":
         return []
     try:
@@ -239,6 +222,98 @@ def check_import_target(
             position,
             code=code,
             hint=hint or f"define '{first}' at the top level of {_show(str(source))}",
+        )
+    ]
+
+
+def near_module(module: str, project_directories: Sequence[str], path: Sequence[str]) -> str | None:
+    """The module a misspelt `module` probably meant, read from the directories alone (nothing imported): each
+    dotted part that is not there is replaced by the closest name beside it, the top-level one only from the
+    project's own directories (not from every installed package). None when nothing close exists."""
+    parts = module.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return None
+    fixed: list[str] = []
+    bases = [Path(d or ".") for d in project_directories]
+    for index, part in enumerate(parts):
+        if index == 1:
+            # Below the top level, look inside the package wherever it is (the project or installed).
+            bases = [Path(d or ".") / fixed[0] for d in path if (Path(d or ".") / fixed[0]).is_dir()]
+        elif index > 1:
+            bases = [b / fixed[-1] for b in bases if (b / fixed[-1]).is_dir()]
+        last = index == len(parts) - 1
+        names = _module_names(bases, packages_only=not last)
+        fixed.append(part if part in names else _closest(part, names) or "")
+        if not fixed[-1]:
+            return None
+    near = ".".join(fixed)
+    return near if near != module and find_module_source(near, list(path)) is not None else None
+
+
+def _module_names(directories: Iterable[Path], *, packages_only: bool) -> set[str]:
+    """Importable names directly in `directories`: packages (directories), and modules unless packages_only."""
+    names: set[str] = set()
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries[:10_000]:
+            stem = entry.name[:-3] if entry.name.endswith(".py") else entry.name
+            if not stem.isidentifier():
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                names.add(stem)
+            elif not packages_only and entry.name.endswith(".py"):
+                names.add(stem)
+    return names
+
+
+def _closest(name: str, candidates: set[str]) -> str | None:
+    hint = did_you_mean(name, candidates)
+    return hint.split("'")[1] if hint else None
+
+
+def _module_not_found(
+    target: str,
+    what: str,
+    position: Position,
+    import_directories: Sequence[str],
+    path: Sequence[str],
+    code: str,
+    root: str | None,
+) -> list[Diagnostic]:
+    """A module found nowhere: an error when a module of a close name exists or its package is there, else a
+    warning (CI may validate without the application's packages installed)."""
+    module, _, attr = target.partition(":")
+    shown = ", ".join(
+        f"the project root ({_show(d)})" if root is not None and d == root else _show(d)
+        for d in import_directories
+    )
+    relative = module.replace(".", "/") + ".py"
+    package = module.split(".")[0]
+    hint = f"looked for {relative} in {shown} and the installed packages"
+    near = near_module(module, import_directories, path)
+    if near is not None:
+        # A module that is not there beside one that is, by a letter or two: a typo, whatever CI installs.
+        return [
+            error(
+                f"{what} '{target}': module '{module}' not found",
+                position,
+                code=code,
+                hint=f"did you mean '{near}:{attr}'? ({hint})",
+            )
+        ]
+    if "." in module and find_module_source(package, path) is not None:
+        # The package is there, the module in it is not: a mistake, not a package CI lacks.
+        return [error(f"{what} '{target}': module '{module}' not found", position, code=code, hint=hint)]
+    # A warning, not an error: CI may validate without the application's packages installed.
+    return [
+        warning(
+            f"{what} '{target}': module '{module}' not found",
+            position,
+            code=code,
+            hint=f"{hint}; create it there or install the package that holds it",
         )
     ]
 

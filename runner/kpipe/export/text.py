@@ -27,8 +27,31 @@ def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _text)
 
 
+# A line that starts (after blanks) with one of these is a GitHub Actions workflow command when a CI step prints
+# it; no line of YAML kpipe writes starts with one (kpipe.cli.output_guard would otherwise have to escape it,
+# changing the value).
+_COMMAND_STARTS = ("::", "##[")
+
+
+class _QuotingDumper(_Dumper):
+    """Text that holds a command start is one double-quoted line, so no physical line can start with it."""
+
+
+def _quoted_if_command(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if any(start in value for start in _COMMAND_STARTS):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return _text(dumper, value)
+
+
+_QuotingDumper.add_representer(str, _quoted_if_command)
+
+
 def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+    if not any(line.lstrip().startswith(_COMMAND_STARTS) for line in text.splitlines()):
+        return text
+    # Rare (a name or text from the files holding `::`): unwrapped lines, such values double-quoted.
+    return yaml.dump(data, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=float("inf"))
 
 
 def dump_yaml_stream(documents: list[Any]) -> str:

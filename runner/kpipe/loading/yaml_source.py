@@ -275,6 +275,19 @@ def _under_a_value(
     value = value.strip()
     if not value or value.startswith(("|", ">", "&", "!")):
         return None
+    opener = _dedented_after(before)
+    if opener is not None:
+        # `refunds:` then `partitions: 3` in its column then `retention:` deeper: the key with the value is the
+        # one out of place. Following the sibling hint would turn the fields into keys of the mapping above.
+        return error(
+            f"invalid YAML: '{parent}' on line {above} is in the column of '{opener[1].strip()[:-1]}' on line "
+            f"{opener[0]}, but '{key}' on line {number} is deeper, so YAML reads line {number} as more of "
+            f"the value of '{parent}' ({value})",
+            Position(at.file, above, _indent(text_above) + 1),
+            code="yaml-indentation",
+            hint=f"indent line {above} by {_indent(line)} spaces, like '{key}' on line {number}, to make "
+            f"'{parent}' a key of '{opener[1].strip()[:-1]}' on line {opener[0]}",
+        )
     return error(
         f"invalid YAML: '{key}' on line {number} is indented deeper than '{parent}' on line {above}, "
         f"which already has a value ({value}), so YAML reads line {number} as more of that value",
@@ -283,6 +296,19 @@ def _under_a_value(
         hint=f"indent line {number} by {_key_column(text_above)} spaces, like '{parent}' on line {above}, "
         f"to make it a sibling; or, for a nested key, end line {above} at '{parent}:'",
     )
+
+
+def _dedented_after(before: list[tuple[int, str]]) -> tuple[int, str] | None:
+    """The mapping key (`refunds:`) that the line above probably belongs under: the nearest key line before it
+    in the same column, when that key ends in ':' (it opens a mapping, possibly still empty)."""
+    column = _indent(before[0][1])
+    for n, text in before[1:]:
+        if _indent(text) < column:
+            return None
+        if _indent(text) == column:
+            stripped = text.strip()
+            return (n, text) if stripped.endswith(":") and not stripped.startswith("-") else None
+    return None
 
 
 def _too_deep(position: Position) -> Diagnostic:

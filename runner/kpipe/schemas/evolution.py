@@ -99,11 +99,12 @@ def _schema_locator(inspection: Inspection, name: str) -> Callable[[tuple], Posi
 
 def _violation_diagnostic(name: str, mode: str, v: Violation, where: Position) -> Diagnostic:
     field = v.path or "(root)"
-    order = {
-        "producers": "deploy the producers first",
-        "consumers": "deploy the consumers first",
-        None: "no deployment order is safe",
-    }[v.deploy_first]
+    # Says which rollout would have been safe, and that this mode does not assume it: not a fix to follow.
+    order = (
+        f"it would be safe only with the {v.deploy_first} deployed first, which {mode} does not assume"
+        if v.deploy_first
+        else "unsafe whichever side is deployed first"
+    )
     message = f"schema '{name}' is not {mode} compatible: {field}: {v.message} [{v.rule}]; {order}"
     return error(message, where, hint=v.fix, code="schema-incompatible")
 
@@ -161,33 +162,78 @@ def check_evolution(
                     code="against-invalid",
                 )
             ]
-        for name, declared in sorted(inspection.declarations.schemas.items()):
-            if isinstance(declared.spec, SchemaModel) and not import_code:
-                out.append(
-                    warning(
-                        f"schema '{name}' is a pydantic model; its changes are compared only with "
-                        "--import-code (which imports the old and new model modules)",
-                        declared.locate("model"),
-                        code="against-model-not-imported",
-                    )
-                )
-                continue
-            new_document = _schema_document(inspection, name)
-            old_document = _schema_document(old, name) if name in old.declarations.schemas else None
-            if new_document is None or old_document is None:
-                continue
-            mode = declared.spec.compatibility
-            previous = (
-                _history(inspection, name, against, old_document)
-                if mode.endswith("_TRANSITIVE")
-                else [old_document]
-            )
-            violations = check_compatibility(new_document, previous, mode)
-            if violations:
-                locate = _schema_locator(inspection, name)
-                out += [_violation_diagnostic(name, mode, v, locate(v.schema_path)) for v in violations]
+        for name in sorted(inspection.declarations.schemas):
+            out += _check_schema_versions(inspection, old, name, against, import_code)
         out += _check_topics(inspection, old)
     return out
+
+
+def _check_schema_versions(
+    inspection: Inspection, old: Inspection, name: str, against: str, import_code: bool
+) -> list[Diagnostic]:
+    """Schema `name` against its previous version(s), under its compatibility mode."""
+    declared = inspection.declarations.schemas[name]
+    out: list[Diagnostic] = []
+    if isinstance(declared.spec, SchemaModel) and not import_code:
+        out.append(
+            warning(
+                f"schema '{name}' is a pydantic model; its changes are compared only with "
+                "--import-code (which imports the old and new model modules)",
+                declared.locate("model"),
+                code="against-model-not-imported",
+            )
+        )
+        return out
+    new_document = _schema_document(inspection, name)
+    old_document = _schema_document(old, name) if name in old.declarations.schemas else None
+    if new_document is None or old_document is None:
+        return out
+    mode = declared.spec.compatibility
+    previous = (
+        _history(inspection, name, against, old_document) if mode.endswith("_TRANSITIVE") else [old_document]
+    )
+    violations = check_compatibility(new_document, previous, mode, declared_only=True)
+    if violations:
+        locate = _schema_locator(inspection, name)
+        out += [_violation_diagnostic(name, mode, v, locate(v.schema_path)) for v in violations]
+    else:
+        out += _unvouched_additions(inspection, name, new_document, previous, mode)
+    return out
+
+
+def _unvouched_additions(
+    inspection: Inspection, name: str, new: Mapping[str, Any], previous: list[Mapping[str, Any]], mode: str
+) -> list[Diagnostic]:
+    """A property added to a schema without additionalProperties passes because kpipe's producers write only
+    declared properties. Where no producer or group of the project writes the schema's topics, that guarantee
+    is not kpipe's to give: warn there, and nowhere else."""
+    relied = [
+        v
+        for v in check_compatibility(new, previous, mode)  # the registry's reading: an open schema
+        if v.rule.endswith("_ADDED_TO_OPEN_CONTENT_MODEL") and v.direction == "backward"
+    ]
+    if not relied:
+        return []
+    declarations = inspection.declarations
+    topics = sorted(t for t, d in declarations.topics.items() if d.spec.schema_ == name)
+    written = {d.spec.topic for d in declarations.producers.values()}
+    written |= {t for d in declarations.consumers.values() for t in d.spec.emits}
+    outside = [t for t in topics if t not in written]
+    if not outside:
+        return []
+    added = ", ".join(f"'{v.path}'" for v in relied)
+    shown = ", ".join(f"'{t}'" for t in outside)
+    return [
+        warning(
+            f"schema '{name}' adds {added}, which is {mode} compatible because kpipe's producers write only "
+            f"declared properties; no producer or consumer group of this project writes {shown}, so kpipe "
+            "cannot vouch that earlier events lack it",
+            declarations.schemas[name].position,
+            hint="if clients outside kpipe write the topic and may send undeclared properties, say "
+            "additionalProperties: true in the schema to have them checked",
+            code="schema-addition-unvouched",
+        )
+    ]
 
 
 def _field_type(inspection: Inspection, schema: str | None, field: str | None) -> Any:
@@ -283,7 +329,9 @@ def _check_schema(
             else "BACKWARD"
         )
         problems = (
-            check_compatibility(new_document, [old_document], mode) if old_document and new_document else []
+            check_compatibility(new_document, [old_document], mode, declared_only=True)
+            if old_document and new_document
+            else []
         )
         if problems:
             first = problems[0]

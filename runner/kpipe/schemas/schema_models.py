@@ -109,7 +109,7 @@ FAILED = _Failed()
 
 
 @dataclass
-class _Compiler:
+class _Base:
     document: Mapping[str, Any]
     file: str
     locate: Locate | None
@@ -128,45 +128,13 @@ class _Compiler:
         self.diagnostics.append(error(message, self.position(path), hint=hint, code=code))
         return FAILED
 
-    # -- one schema node -------------------------------------------------------------------------------
-
     def node(self, schema: Any, path: Path, name: str, *, root: bool = False) -> Any:
-        """The annotation for `schema` at `path`, or FAILED. `name` names any model built for it."""
-        if schema is True:
-            return Any
-        if schema is False:
-            return self.error(
-                path, "the schema `false` (nothing is valid) is not supported", code=_UNSUPPORTED
-            )
-        if not isinstance(schema, Mapping):
-            return self.error(path, f"a schema must be a mapping, not {_kind(schema)}")
-        ok = self.check_keywords(schema, path)
-        for defs_key in _DEFS_KEYWORDS:
-            ok &= self.compile_defs(schema, path, defs_key)
-        if "$ref" in schema:
-            result = self.ref(schema, path)
-        elif "anyOf" in schema or "oneOf" in schema:
-            result = self.nullable_union(schema, path, name)
-        else:
-            result = self.typed(schema, path, name, root=root)
-        return result if ok else FAILED
+        """The annotation for `schema` at `path`, or FAILED (the compiler's dispatch)."""
+        raise NotImplementedError
 
-    def check_keywords(self, schema: Mapping[str, Any], path: Path) -> bool:
-        ok = True
-        for key in schema:
-            if key in SUPPORTED_KEYWORDS:
-                continue
-            ok = False
-            if key in _KNOWN_UNSUPPORTED:
-                self.error(path + (key,), f"JSON Schema keyword '{key}' is not supported", code=_UNSUPPORTED)
-            else:
-                self.error(
-                    path + (key,),
-                    f"unknown JSON Schema keyword '{key}'",
-                    code=_UNSUPPORTED,
-                    hint=did_you_mean(str(key), SUPPORTED_KEYWORDS),
-                )
-        return ok
+
+class _References(_Base):
+    """`$ref` within the document and its `$defs`/`definitions`, each compiled once."""
 
     def compile_defs(self, schema: Mapping[str, Any], path: Path, defs_key: str) -> bool:
         """Compile every definition, referenced or not, so a broken one is reported either way."""
@@ -232,6 +200,130 @@ class _Compiler:
             self.by_pointer[target] = self.node(value, target, name)
             self.resolving.discard(target)
         return self.by_pointer[target]
+
+
+class _Scalars(_Base):
+    """const/enum literals, strings and their formats, and constrained scalars."""
+
+    def literal(self, schema: Mapping[str, Any], path: Path, json_type: str | None, nullable: bool) -> Any:
+        if "enum" in schema and "const" in schema:
+            return self.error(path + ("const",), "use either 'enum' or 'const', not both")
+        key = "enum" if "enum" in schema else "const"
+        values = schema["enum"] if key == "enum" else [schema["const"]]
+        if key == "enum" and (not isinstance(values, list) or not values):
+            return self.error(path + (key,), "'enum' must be a non-empty list")
+        typed = sorted(set(schema) & _KEYWORDS_BY_TYPE.get(json_type or "", frozenset()))
+        if typed:
+            return self.error(
+                path + (typed[0],), f"'{typed[0]}' cannot be combined with '{key}'", code=_UNSUPPORTED
+            )
+        for value in values:
+            if not isinstance(value, _SCALARS):
+                return self.error(
+                    path + (key,),
+                    f"'{key}' values must be strings, numbers, booleans or null, not {_kind(value)}",
+                    code=_UNSUPPORTED,
+                )
+            if json_type and not _matches_type(value, json_type) and not (value is None and nullable):
+                return self.error(path + (key,), f"'{key}' value {value!r} is not of type '{json_type}'")
+        return Literal[tuple(values)]
+
+    def string(self, schema: Mapping[str, Any], path: Path) -> Any:
+        fmt = schema.get("format")
+        if fmt is None:
+            return self.constrained(str, schema, path, ("minLength", "maxLength", "pattern"))
+        if fmt not in _FORMATS:
+            return self.error(
+                path + ("format",),
+                f"format {fmt!r} is not supported",
+                code=_UNSUPPORTED,
+                hint=did_you_mean(str(fmt), _FORMATS) or f"supported formats: {', '.join(_FORMATS)}",
+            )
+        if fmt == "email":
+            return self.constrained(EmailStr, schema, path, ("minLength", "maxLength", "pattern"))
+        extra = sorted(set(schema) & {"minLength", "maxLength", "pattern"})
+        if extra:
+            message = f"'{extra[0]}' cannot be combined with format '{fmt}'"
+            return self.error(path + (extra[0],), message, code=_UNSUPPORTED)
+        return _FORMATS[fmt]
+
+    def constrained(self, base: Any, schema: Mapping[str, Any], path: Path, keys: tuple[str, ...]) -> Any:
+        constraints: dict[str, Any] = {}
+        for key in keys:
+            if key not in schema:
+                continue
+            value = schema[key]
+            problem = _constraint_problem(key, value)
+            if problem:
+                self.error(path + (key,), f"'{key}' {problem}")
+                continue
+            if key == "pattern" and not self.pattern_compiles(value, path + (key,)):
+                continue
+            constraints[_CONSTRAINT_ARGS[key]] = value
+        if len(constraints) < len([k for k in keys if k in schema]):
+            return FAILED
+        return Annotated[base, Field(**constraints)] if constraints else base
+
+    def pattern_compiles(self, pattern: str, path: Path) -> bool:
+        """Whether pydantic-core's Rust regex engine (linear time) compiles `pattern`; else one error saying why.
+
+        There is no fallback to Python's `re`: a backtracking engine lets one crafted value pin a worker.
+        """
+        reason = rust_regex_problem(pattern)
+        if reason is None:
+            return True
+        hint = None
+        if "look-around" in reason or "backreference" in reason:
+            hint = (
+                "patterns run on a linear-time engine without look-around or backreferences, so no event can "
+                "make validation slow; rewrite it without them"
+            )
+        self.error(path, f"'pattern' cannot be used: {reason}", code="schema-pattern", hint=hint)
+        return False
+
+
+class _Compiler(_References, _Scalars):
+    """A JSON Schema document compiled into pydantic annotations and models, collecting diagnostics."""
+
+    # -- one schema node -------------------------------------------------------------------------------
+
+    def node(self, schema: Any, path: Path, name: str, *, root: bool = False) -> Any:
+        """The annotation for `schema` at `path`, or FAILED. `name` names any model built for it."""
+        if schema is True:
+            return Any
+        if schema is False:
+            return self.error(
+                path, "the schema `false` (nothing is valid) is not supported", code=_UNSUPPORTED
+            )
+        if not isinstance(schema, Mapping):
+            return self.error(path, f"a schema must be a mapping, not {_kind(schema)}")
+        ok = self.check_keywords(schema, path)
+        for defs_key in _DEFS_KEYWORDS:
+            ok &= self.compile_defs(schema, path, defs_key)
+        if "$ref" in schema:
+            result = self.ref(schema, path)
+        elif "anyOf" in schema or "oneOf" in schema:
+            result = self.nullable_union(schema, path, name)
+        else:
+            result = self.typed(schema, path, name, root=root)
+        return result if ok else FAILED
+
+    def check_keywords(self, schema: Mapping[str, Any], path: Path) -> bool:
+        ok = True
+        for key in schema:
+            if key in SUPPORTED_KEYWORDS:
+                continue
+            ok = False
+            if key in _KNOWN_UNSUPPORTED:
+                self.error(path + (key,), f"JSON Schema keyword '{key}' is not supported", code=_UNSUPPORTED)
+            else:
+                self.error(
+                    path + (key,),
+                    f"unknown JSON Schema keyword '{key}'",
+                    code=_UNSUPPORTED,
+                    hint=did_you_mean(str(key), SUPPORTED_KEYWORDS),
+                )
+        return ok
 
     def nullable_union(self, schema: Mapping[str, Any], path: Path, name: str) -> Any:
         kind = "anyOf" if "anyOf" in schema else "oneOf"
@@ -310,82 +402,6 @@ class _Compiler:
             return result
         return result | None
 
-    def literal(self, schema: Mapping[str, Any], path: Path, json_type: str | None, nullable: bool) -> Any:
-        if "enum" in schema and "const" in schema:
-            return self.error(path + ("const",), "use either 'enum' or 'const', not both")
-        key = "enum" if "enum" in schema else "const"
-        values = schema["enum"] if key == "enum" else [schema["const"]]
-        if key == "enum" and (not isinstance(values, list) or not values):
-            return self.error(path + (key,), "'enum' must be a non-empty list")
-        typed = sorted(set(schema) & _KEYWORDS_BY_TYPE.get(json_type or "", frozenset()))
-        if typed:
-            return self.error(
-                path + (typed[0],), f"'{typed[0]}' cannot be combined with '{key}'", code=_UNSUPPORTED
-            )
-        for value in values:
-            if not isinstance(value, _SCALARS):
-                return self.error(
-                    path + (key,),
-                    f"'{key}' values must be strings, numbers, booleans or null, not {_kind(value)}",
-                    code=_UNSUPPORTED,
-                )
-            if json_type and not _matches_type(value, json_type) and not (value is None and nullable):
-                return self.error(path + (key,), f"'{key}' value {value!r} is not of type '{json_type}'")
-        return Literal[tuple(values)]
-
-    def string(self, schema: Mapping[str, Any], path: Path) -> Any:
-        fmt = schema.get("format")
-        if fmt is None:
-            return self.constrained(str, schema, path, ("minLength", "maxLength", "pattern"))
-        if fmt not in _FORMATS:
-            return self.error(
-                path + ("format",),
-                f"format {fmt!r} is not supported",
-                code=_UNSUPPORTED,
-                hint=did_you_mean(str(fmt), _FORMATS) or f"supported formats: {', '.join(_FORMATS)}",
-            )
-        if fmt == "email":
-            return self.constrained(EmailStr, schema, path, ("minLength", "maxLength", "pattern"))
-        extra = sorted(set(schema) & {"minLength", "maxLength", "pattern"})
-        if extra:
-            message = f"'{extra[0]}' cannot be combined with format '{fmt}'"
-            return self.error(path + (extra[0],), message, code=_UNSUPPORTED)
-        return _FORMATS[fmt]
-
-    def constrained(self, base: Any, schema: Mapping[str, Any], path: Path, keys: tuple[str, ...]) -> Any:
-        constraints: dict[str, Any] = {}
-        for key in keys:
-            if key not in schema:
-                continue
-            value = schema[key]
-            problem = _constraint_problem(key, value)
-            if problem:
-                self.error(path + (key,), f"'{key}' {problem}")
-                continue
-            if key == "pattern" and not self.pattern_compiles(value, path + (key,)):
-                continue
-            constraints[_CONSTRAINT_ARGS[key]] = value
-        if len(constraints) < len([k for k in keys if k in schema]):
-            return FAILED
-        return Annotated[base, Field(**constraints)] if constraints else base
-
-    def pattern_compiles(self, pattern: str, path: Path) -> bool:
-        """Whether pydantic-core's Rust regex engine (linear time) compiles `pattern`; else one error saying why.
-
-        There is no fallback to Python's `re`: a backtracking engine lets one crafted value pin a worker.
-        """
-        reason = rust_regex_problem(pattern)
-        if reason is None:
-            return True
-        hint = None
-        if "look-around" in reason or "backreference" in reason:
-            hint = (
-                "patterns run on a linear-time engine without look-around or backreferences, so no event can "
-                "make validation slow; rewrite it without them"
-            )
-        self.error(path, f"'pattern' cannot be used: {reason}", code="schema-pattern", hint=hint)
-        return False
-
     def array(self, schema: Mapping[str, Any], path: Path, name: str) -> Any:
         if schema.get("uniqueItems", False) is not False:
             return self.error(
@@ -430,6 +446,36 @@ class _Compiler:
             # A free-form map: keep it a dict rather than a model without fields.
             return FAILED if not ok else dict[str, Any if extra_type is None else extra_type]
 
+        fields = self.fields(properties, required, path, name)
+        ok &= fields is not None
+        if not ok:
+            return FAILED
+        assert fields is not None
+        if extra_type is not None:
+            fields["__pydantic_extra__"] = (dict[str, extra_type], None)
+        config = ConfigDict(
+            extra="allow" if extra_type is not None else _EXTRA_BY_ADDITIONAL[additional],
+            strict=self.strict,
+            validate_by_alias=True,
+            validate_by_name=False,
+            serialize_by_alias=True,
+            protected_namespaces=(),
+            regex_engine="rust-regex",  # linear time; patterns were checked to compile with it
+            # NaN and Infinity are not JSON: a peer in another language cannot read them, and pydantic would
+            # write them as null, which the same schema then refuses. An event holding one is invalid.
+            allow_inf_nan=False,
+            title=schema["title"] if isinstance(schema.get("title"), str) else None,
+        )
+        model_name = _pascal(name)
+        model = create_model(model_name, __config__=config, **fields)
+        model.__kpipe_json_schema__ = copy.deepcopy(dict(schema))
+        return model
+
+    def fields(
+        self, properties: Mapping[str, Any], required: list[str], path: Path, name: str
+    ) -> dict[str, Any] | None:
+        """The model fields of an object's properties; None when any of them failed (reported)."""
+        ok = True
         fields: dict[str, Any] = {}
         used: set[str] = set()
         for prop, prop_schema in properties.items():
@@ -451,27 +497,7 @@ class _Compiler:
             if isinstance(prop_schema, Mapping) and isinstance(prop_schema.get("description"), str):
                 field_args["description"] = prop_schema["description"]
             fields[field_name] = (Annotated[annotation, Field(**field_args)], default)
-        if not ok:
-            return FAILED
-        if extra_type is not None:
-            fields["__pydantic_extra__"] = (dict[str, extra_type], None)
-        config = ConfigDict(
-            extra="allow" if extra_type is not None else _EXTRA_BY_ADDITIONAL[additional],
-            strict=self.strict,
-            validate_by_alias=True,
-            validate_by_name=False,
-            serialize_by_alias=True,
-            protected_namespaces=(),
-            regex_engine="rust-regex",  # linear time; patterns were checked to compile with it
-            # NaN and Infinity are not JSON: a peer in another language cannot read them, and pydantic would
-            # write them as null, which the same schema then refuses. An event holding one is invalid.
-            allow_inf_nan=False,
-            title=schema["title"] if isinstance(schema.get("title"), str) else None,
-        )
-        model_name = _pascal(name)
-        model = create_model(model_name, __config__=config, **fields)
-        model.__kpipe_json_schema__ = copy.deepcopy(dict(schema))
-        return model
+        return fields if ok else None
 
     def default(self, schema: Any, path: Path, annotation: Any, *, required: bool) -> Any:
         has_default = isinstance(schema, Mapping) and "default" in schema

@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from helpers import wait_for
+from helpers import kpipe, wait_for
 from kpipe.compilation.project import load_project
 from kpipe.runtime import tracing
 from kpipe.runtime.producer import open_producer
@@ -171,6 +171,60 @@ def test_produce_group_emit_group_and_dead_letter_share_one_trace(
         f"{send_b.context.span_id:016x}",
     ]
     assert dead_headers["traceparent"] == middle_headers["traceparent"]
+
+
+def test_a_replayed_dead_letter_is_processed_in_the_trace_of_the_original_event(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    prefix: str,
+    unique_name: Callable[..., str],
+    fast_group_config: dict[str, Any],
+    make_topics: Callable[..., None],
+    spans: InMemorySpanExporter,
+) -> None:
+    topics = {n: f"{prefix}-{n}" for n in ("source", "dlq")}
+    make_topics(*topics.values())
+    group = unique_name("trace-replay")
+    path = _project(
+        tmp_path, kafka_bootstrap, topics,
+        f"  {group}:\n    topics: [{topics['source']}]\n    handler: tracing_handlers:fail_unless_replayed\n"
+        f"    on_error: {{retries: 0, dead_letter_topic: {topics['dlq']}}}\n",
+    )  # fmt: skip
+    with open_producer(load_project([str(path)]), "source") as producer:
+        producer.send({"order": 1}, key="o-1")
+        assert producer.flush(10).ok
+    worker = _worker(path, group, fast_group_config)
+    try:
+        read_all(kafka_bootstrap, topics["dlq"], 1, timeout=60)
+        # The replay as users run it (in this process, so its spans reach the same exporter).
+        replayed = kpipe("dlq", "replay", topics["dlq"], str(path), "--yes", "--format", "json")
+        assert replayed.code == 0, replayed.err
+        assert json.loads(replayed.out)["sent"] == 1
+
+        def processed_again() -> list[Any]:
+            return [
+                s for s in spans.get_finished_spans()
+                if s.name == f"process {topics['source']}" and s.attributes["messaging.kafka.offset"] == 1
+            ]  # fmt: skip
+
+        wait_for(processed_again, 60)
+    finally:
+        worker.stop()
+    by_name: dict[str, list[Any]] = {}
+    for span in spans.get_finished_spans():
+        by_name.setdefault(span.name, []).append(span)
+    send_original, send_replay = sorted(by_name[f"send {topics['source']}"], key=lambda s: s.start_time)
+    first, again = sorted(by_name[f"process {topics['source']}"], key=lambda s: s.start_time)
+    [send_dlq] = by_name[f"send {topics['dlq']}"]
+    chain = [send_original, first, send_dlq, send_replay, again]
+    assert len({s.context.trace_id for s in chain}) == 1, "the replay goes on in the original event's trace"
+    assert first.status.status_code.name == "ERROR" and again.status.status_code.name == "UNSET"
+    assert send_dlq.parent.span_id == first.context.span_id
+    # The replayed event keeps the original's traceparent: its processing and the replay's write are both
+    # children of the original send.
+    assert again.parent.span_id == send_original.context.span_id
+    assert send_replay.parent.span_id == send_original.context.span_id
+    assert send_replay.kind is SpanKind.PRODUCER and "kpipe.dead_letter" not in send_replay.attributes
 
 
 @pytest.mark.parametrize("handler", ["slow", "slow_async"])

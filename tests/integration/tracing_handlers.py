@@ -32,3 +32,10 @@ def slow(event: Any, ctx: Any) -> None:
 async def slow_async(event: Any, ctx: Any) -> None:
     await asyncio.sleep(0.02)  # tasks interleave on the event loop
     SEEN.append((ctx.group, ctx.offset, trace.get_current_span()))
+
+
+def fail_unless_replayed(event: Any, ctx: Any) -> None:
+    """Fails an event until `kpipe dlq replay` sends it back (the fix deployed, as it were)."""
+    SEEN.append((ctx.group, ctx.offset, trace.get_current_span()))
+    if not any(name == "kpipe-replay" for name, _ in ctx.headers):
+        raise RuntimeError(f"cannot handle offset {ctx.offset} yet")

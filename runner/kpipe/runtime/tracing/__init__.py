@@ -13,6 +13,7 @@ The runtime's hooks, each one line (they are all there is to re-apply when the c
     handler = current().handler(handler, group)            the worker's handler: one `process` span per call
     factory = current().producer_factory(factory)          every producer client: one `send` span per produce()
     current().shutdown()                                   spans exported before a worker or `produce` exits
+    with session(spec, os.environ): ...                    a command that sends (`dlq replay`): on, then exported
 
 Dead letters go through the worker's producer client like emitted events, so they get a `send` span too; they
 keep the traceparent of the event they carry (a traceparent already in the headers is never replaced).
@@ -21,7 +22,8 @@ keep the traceparent of the event they carry (a traceparent already in the heade
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from kpipe.errors import UsageError
@@ -37,6 +39,7 @@ __all__ = [
     "install",
     "for_workers",
     "require",
+    "session",
     "start",
     "tracing_settings",
 ]
@@ -145,6 +148,19 @@ def start(spec: Any, environ: Mapping[str, str]) -> Tracing:
 
     _current = OtelTracing.from_settings(settings)
     return _current
+
+
+@contextmanager
+def session(spec: Any, environ: Mapping[str, str]) -> Iterator[Tracing]:
+    """Tracing on for a command's block, as start() turns it on; its spans exported when the block ends. A
+    tracing that was on already (a test's, a worker's) is used and left running."""
+    was_on = _current.on
+    traced = start(spec, environ)
+    try:
+        yield traced
+    finally:
+        if not was_on:
+            traced.shutdown()
 
 
 def _installed(module: str) -> bool:

@@ -173,11 +173,9 @@ def produce(
 
     _refuse_swapped_arguments(producer_name, options)
     project = options.load()
-    traced = tracing.start(project.declarations.cluster_spec.tracing, os.environ)  # before the producer
-    try:
+    # On before the producer is built; its spans exported before the command ends.
+    with tracing.session(project.declarations.cluster_spec.tracing, os.environ):
         return _produce(project, producer_name, events_file, key_field, timeout, create_topics)
-    finally:
-        traced.shutdown()  # spans exported before the command ends
 
 
 def _produce(

@@ -191,6 +191,26 @@ def test_the_hooks_hand_back_what_they_are_given_while_off() -> None:
     assert tracing.NO_TRACING.producer_factory(dict) is dict
 
 
+def test_a_command_session_leaves_a_tracing_that_was_on_running_and_is_off_when_nothing_asks() -> None:
+    class Running(tracing.NoTracing):
+        on = True
+        shutdowns = 0
+
+        def shutdown(self) -> None:
+            self.shutdowns += 1
+
+    with tracing.session(None, {}) as off:
+        assert off is tracing.NO_TRACING
+    running = Running()
+    previous = tracing.install(running)
+    try:
+        with tracing.session(TracingSpec(), {}) as used:  # a block too: what is on already is used
+            assert used is running
+        assert running.shutdowns == 0 and tracing.current() is running
+    finally:
+        tracing.install(previous)
+
+
 # --- on: spans of the hooks ------------------------------------------------------------------------------------
 
 

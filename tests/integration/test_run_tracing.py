@@ -173,6 +173,55 @@ def test_produce_group_emit_group_and_dead_letter_share_one_trace(
     assert dead_headers["traceparent"] == middle_headers["traceparent"]
 
 
+def test_retries_and_the_dead_letter_of_a_concurrent_group_stay_in_the_events_trace(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    prefix: str,
+    unique_name: Callable[..., str],
+    fast_group_config: dict[str, Any],
+    make_topics: Callable[..., None],
+    spans: InMemorySpanExporter,
+) -> None:
+    topics = {n: f"{prefix}-{n}" for n in ("source", "dlq")}
+    make_topics(*topics.values())
+    group = unique_name("trace-concurrent-dlq")
+    path = _project(
+        tmp_path, kafka_bootstrap, topics,
+        f"  {group}:\n    topics: [{topics['source']}]\n    handler: tracing_handlers:fail\n    concurrency: 4\n"
+        f"    on_error: {{retries: 2, backoff_ms: 10, dead_letter_topic: {topics['dlq']}}}\n",
+    )  # fmt: skip
+    with open_producer(load_project([str(path)]), "source") as producer:
+        for n in range(3):
+            producer.send({"order": n}, key=f"o-{n}")
+        assert producer.flush(10).ok
+    worker = _worker(path, group, fast_group_config)
+    try:
+        read_all(kafka_bootstrap, topics["dlq"], 3, timeout=60)
+
+        def dead_letter_sends() -> list[Any]:
+            return [s for s in spans.get_finished_spans() if s.name == f"send {topics['dlq']}"]
+
+        wait_for(lambda: len(dead_letter_sends()) == 3, 10)
+    finally:
+        worker.stop()
+    finished = spans.get_finished_spans()
+    for send in [s for s in finished if s.name == f"send {topics['source']}"]:
+        trace_id = send.context.trace_id
+        attempts = sorted(
+            (
+                s
+                for s in finished
+                if s.name == f"process {topics['source']}" and s.context.trace_id == trace_id
+            ),
+            key=lambda s: s.attributes["kpipe.attempt"],
+        )
+        assert [s.attributes["kpipe.attempt"] for s in attempts] == [1, 2, 3]
+        assert all(s.parent.span_id == send.context.span_id for s in attempts)
+        assert [link.context.span_id for link in attempts[2].links] == [attempts[1].context.span_id]
+        [dead] = [s for s in dead_letter_sends() if s.context.trace_id == trace_id]
+        assert dead.parent.span_id == attempts[2].context.span_id
+
+
 def test_a_replayed_dead_letter_is_processed_in_the_trace_of_the_original_event(
     tmp_path: Path,
     kafka_bootstrap: str,

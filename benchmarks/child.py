@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import resource
 import sys
 import time
@@ -113,10 +114,20 @@ def consume_kpipe(job: dict) -> dict:
 
     holder: list[Any] = []
     counter = Counter(job["events"], lambda: holder[0].stop())
-    worker = kpipe_worker(job, counter)
+    handler: Any = counter
+    traced = None
+    if job.get("tracing"):
+        # As build_worker does when the OTEL_* environment turns tracing on.
+        from kpipe.runtime import tracing
+
+        traced = tracing.start(None, {**os.environ, **job["tracing"]})
+        handler = traced.handler(counter, job["group"])
+    worker = kpipe_worker(job, handler)
     holder.append(worker)
     settle_heap()  # as worker_main does right before run()
     code = worker.run()
+    if traced is not None:
+        traced.shutdown()  # as worker_main does; after the clock stopped
     conf = dict(worker.consumer_config)
     return {"code": code, "handled": counter.n, "seconds": counter.t1 - counter.t0, "config": conf,
             "cpu_seconds": counter.cpu1 - counter.cpu0,
@@ -414,6 +425,9 @@ def hotpath(job: dict) -> dict:
         def assignment(self) -> list:
             return []
 
+        def list_topics(self, *args: Any, **kwargs: Any) -> None:
+            pass  # the worker's cluster probe, when a run takes long enough for one (tracing at sampling 1.0)
+
         def close(self) -> None:
             pass
 
@@ -424,9 +438,20 @@ def hotpath(job: dict) -> dict:
         client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
     )  # fmt: skip
 
-    def one(metrics: bool) -> float:
+    def noop(event: Any, ctx: Any) -> None:
+        pass
+
+    traced = None
+    if job.get("tracing"):  # "on" is tracing (with this environment) instead of metrics
+        from kpipe.runtime import tracing
+
+        os.environ.update(job["tracing"])
+        traced = tracing.start(None, os.environ).handler(noop, "g")
+
+    def one(on: bool) -> float:
         holder: list = []
-        worker = GroupWorker(settings, {}, lambda e, c: None, metrics=metrics,
+        handler = traced if on and traced is not None else noop
+        worker = GroupWorker(settings, {}, handler, metrics=on and traced is None,
                              outside=Outside(consumer=lambda config: StubConsumer(config, holder)))  # fmt: skip
         holder.append(worker)
         gc.collect()

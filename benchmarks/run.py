@@ -6,7 +6,8 @@
     python benchmarks/run.py --bootstrap host:9092   # an external cluster instead of the embedded broker
 
 Cases: consumer, producer, validate, apply, startup, memory, metrics (the consumer hot path with metrics on vs off), latency (end to end at a fixed rate; memory reads the consumer runs' peak RSS, so it
-needs `consumer`), concurrency (a handler that waits 20 ms, at concurrency 1/10/50/200, sync and async). Every figure is the median of --runs runs with [min-max]; kpipe and its baseline alternate
+needs `consumer`), concurrency (a handler that waits 20 ms, at concurrency 1/10/50/200, sync and async), tracing (the
+consumer with OpenTelemetry tracing on, sampling 1.0 and 0.01, against off; needs `kpipe[otel]`). Every figure is the median of --runs runs with [min-max]; kpipe and its baseline alternate
 (ABAB...) so drift on a shared machine hits both. Consumer and producer runs each start a fresh process
 (benchmarks/child.py) for kpipe and for the baseline alike, with identical librdkafka settings; a consume run
 is timed from the first message handled to the N-th (group-join time excluded on both sides) with a fresh
@@ -50,6 +51,7 @@ ALL_CASES = (
     "metrics",
     "latency",
     "concurrency",
+    "tracing",
 )
 # Keys the harness sets differently on purpose (callbacks are not config); anything else must match.
 IGNORED_CONFIG_KEYS = {"client.id", "group.id", "bootstrap.servers"}
@@ -390,6 +392,60 @@ class Bench:
         )
         self.admin.delete([topic])
 
+    # -- tracing ---------------------------------------------------------------------------------------------
+    def tracing(self) -> None:
+        """The consumer hot path (batch, no schema) with tracing on, exporting over OTLP/HTTP to a local receiver
+        that reads and drops each request, against the same worker with tracing off: every event sampled
+        (report), and parentbased_traceidratio at 0.01 (target >= 0.95x). The events carry no trace context,
+        so each is the root of its own trace and the sampler decides for every one."""
+        receiver = _DroppingReceiver()
+        topic = self.preproduced()
+        project = str(projects.runtime_project(self.workdir / "rt-tracing", self.bootstrap, topic, typed=False,
+                                               max_poll_records=self.max_poll_records))  # fmt: skip
+        runs = max(self.runs, 5)
+        exporting = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                     "OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}  # fmt: skip
+        try:
+            for ratio_arg, target in (("1.0", None), ("0.01", 0.95)):
+                env = {**exporting, "OTEL_TRACES_SAMPLER_ARG": ratio_arg}
+
+                def one(on: bool, env=env) -> float:
+                    job = {"kind": "consume-kpipe", "bootstrap": self.bootstrap, "project": project, "topic": topic,
+                           "strategy": "batch", "typed": False, "events": self.events,
+                           "tracing": env if on else None, "group": f"bench-tracing-{uuid.uuid4().hex[:8]}",
+                           "max_poll_records": self.max_poll_records}  # fmt: skip
+                    return self.events / run_child(job)["seconds"]
+
+                label = (
+                    f"consume batch (no schema) with tracing, sampling {ratio_arg}, {self.events // 1000}k"
+                )
+                log(label)
+                on, off = abab(runs, lambda: one(True), lambda: one(False))
+                ratio = paired_ratio(on, off)
+                self.rows.append(Row(label, "ev/s", on, off, "the same worker, tracing off", ratio, f"{ratio:.2f}×",
+                                     f"≥ {target:.2f}×" if target else "report",
+                                     ratio >= target if target else None))  # fmt: skip
+                # kpipe's own work per event (stub consumer, no broker), spans built but not exported.
+                job = {"kind": "hotpath", "strategy": "batch", "events": self.events, "reps": 7,
+                       "max_poll_records": self.max_poll_records,
+                       "tracing": {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+                                   "OTEL_BSP_SCHEDULE_DELAY": "600000",
+                                   "OTEL_BSP_MAX_QUEUE_SIZE": str(self.events * 2),
+                                   "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": str(self.events * 2)}}  # fmt: skip
+                stub = run_child(job)
+                share = stub["off_ns"] / stub["on_ns"]
+                self.rows.append(Row(f"  of which kpipe's own work per event (sampling {ratio_arg}, stub consumer)",
+                                     "ns", [stub["on_ns"]], [stub["off_ns"]], "tracing off", share,
+                                     f"{share:.2f}×", "reference"))  # fmt: skip
+        finally:
+            receiver.close()
+        self.notes.append(
+            f"tracing: {runs} pairs each; on = a process span per event (plus the OTLP/HTTP export of the sampled "
+            f"ones, {receiver.spans_bytes // 1024} KiB received in all); off = tracing not configured, the "
+            "handler called as it is (no wrapper)."
+        )
+        self.admin.delete([topic])
+
     # -- latency ---------------------------------------------------------------------------------------------
     def latency(self) -> None:
         """End to end: a producer process sends at a fixed rate, the consumer notes "handler start minus send".
@@ -649,6 +705,33 @@ class Bench:
             self.rows.append(row)
 
 
+class _DroppingReceiver:
+    """An OTLP/HTTP endpoint on 127.0.0.1 that reads each request and answers 200, keeping nothing."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+        self.spans_bytes = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                receiver.spans_bytes += len(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
 def _quiet_console():
     import io
 
@@ -789,7 +872,8 @@ def main(argv: list[str] | None = None) -> int:
     broker = None
     bootstrap = args.bootstrap
     needs_broker = any(
-        c in cases for c in ("consumer", "producer", "apply", "memory", "metrics", "latency", "concurrency")
+        c in cases
+        for c in ("consumer", "producer", "apply", "memory", "metrics", "latency", "concurrency", "tracing")
     )
     if not bootstrap and needs_broker:
         from kpipe.local.broker import start_local_broker

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,54 @@ def _kpipe_wheel(target: Path) -> str:
         wheels = [target / "kpipe-0.1.0-py3-none-any.whl"]
         wheels[0].write_bytes(b"")
     return f"{target.name}/{wheels[0].name}"
+
+
+def _wheel_run(dockerfile: str) -> list[str]:
+    """The arguments of the first stage's `pip wheel` run."""
+    [args] = [
+        json.loads(rest) for word, rest in _instructions(dockerfile) if rest.startswith('["pip", "wheel"')
+    ]
+    return args
+
+
+def test_a_tracing_block_puts_the_otel_extra_in_the_image(tmp_path: Path) -> None:
+    project = _payments_project(tmp_path / "p")
+    args = ("export", "dockerfile", "pipelines/", "--kpipe", "kpipe @ https://x.example/k.whl")
+    code, out, err = kpipe(*args, cwd=project)
+    assert code == 0, err
+    [plain] = [
+        json.loads(rest)
+        for word, rest in _instructions(out)
+        if word == "RUN" and rest.startswith('["pip", "wheel"')
+    ]
+    assert not any(r.startswith("opentelemetry") for r in plain)
+    pipelines = project / "pipelines" / "payments.yaml"
+    pipelines.write_text(
+        pipelines.read_text().replace(
+            "cluster: {", "cluster: {tracing: {endpoint: 'http://collector:4318'}, "
+        )
+    )
+    code, out, err = kpipe(*args, cwd=project)
+    assert code == 0, err
+    [traced] = [
+        json.loads(rest)
+        for word, rest in _instructions(out)
+        if word == "RUN" and rest.startswith('["pip", "wheel"')
+    ]
+    # Exactly kpipe's otel extra, in the one resolver run (the wheels agree with kpipe's own dependencies).
+    otel_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "otel"
+    ]
+    assert traced == plain + otel_extra
+    pipelines.write_text(pipelines.read_text().replace("endpoint:", "protocol: grpc, endpoint:"))
+    code, out, err = kpipe(*args, cwd=project)
+    assert code == 0, err
+    [grpc] = [
+        json.loads(rest)
+        for word, rest in _instructions(out)
+        if word == "RUN" and rest.startswith('["pip", "wheel"')
+    ]
+    assert grpc == [*plain, *otel_extra, "opentelemetry-exporter-otlp-proto-grpc>=1.27"]
 
 
 def test_a_users_dockerignore_is_kept_and_kpipes_is_replaced(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ Both are sessions owned by kpipe.local.session; these commands only parse option
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -117,4 +118,8 @@ def dev(
         live=not no_live,
     )
     echo = Echo(lambda text: click.echo(text, err=True))
-    return run_dev(options.load(resolve_local=False), session, echo)
+    project = options.load(resolve_local=False)
+    from kpipe.runtime import tracing
+
+    tracing.for_workers(project.declarations.cluster_spec.tracing, os.environ)  # as `kpipe run` does
+    return run_dev(project, session, echo)

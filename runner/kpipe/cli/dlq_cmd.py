@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -108,6 +109,7 @@ def replay(
     """
     from kpipe.operate.positions import parse_time
     from kpipe.operate.replay import Replay, Selection, Source
+    from kpipe.runtime import tracing
     from kpipe.runtime.records import RecordWriter
 
     selection = Selection(
@@ -120,7 +122,11 @@ def replay(
     models = {
         t.name: project.topic_model(t.name) for t in project.topic_settings() if t.name != dead_letter_topic
     }
-    with clients(project, timeout) as c:
+    # Traced as `produce` is (the replay's writes are send spans in the trace their events carry on).
+    with (
+        tracing.session(project.declarations.cluster_spec.tracing, os.environ),
+        clients(project, timeout) as c,
+    ):
         live = c.cluster.describe().topics
         sources = {
             name: Source(name, model, live[name].partitions) for name, model in models.items() if name in live

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -100,6 +101,11 @@ def run(
 
     project = options.load(consumer_overrides=parse_vars(consumer_config, "--consumer-config"))
     metrics = project.metrics_settings(metrics_port, metrics_host)
+    # Tracing asked for without OpenTelemetry installed: one error here, not one per worker; the files' block
+    # reaches the workers as OTEL_* variables.
+    from kpipe.runtime import tracing
+
+    tracing.for_workers(project.declarations.cluster_spec.tracing, os.environ)
     os.environ[LOG_LEVEL_ENV] = log_level  # the workers inherit it and configure their logging with it
     configure_logging(log_format, log_level)
     # Groups and handlers checked, the cluster reached (exit 3 when it cannot be), the topics there.
@@ -163,10 +169,25 @@ def produce(
     `delivered N, failed M, invalid K` is printed; exits 0 only if every line was delivered (1: invalid lines,
     3: failed deliveries, 130: interrupted).
     """
-    from kpipe.service.produce import ProduceSession
+    from kpipe.runtime import tracing
 
     _refuse_swapped_arguments(producer_name, options)
     project = options.load()
+    # On before the producer is built; its spans exported before the command ends.
+    with tracing.session(project.declarations.cluster_spec.tracing, os.environ):
+        return _produce(project, producer_name, events_file, key_field, timeout, create_topics)
+
+
+def _produce(
+    project: Any,
+    producer_name: str,
+    events_file: str,
+    key_field: str | None,
+    timeout: float | None,
+    create_topics: bool | None,
+) -> int | None:
+    from kpipe.service.produce import ProduceSession
+
     display = "<stdin>" if events_file == "-" else events_file
     try:
         stream = click.open_file(events_file, "rb")

@@ -44,6 +44,53 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
 
+TracesExporter = Literal["otlp", "console", "none"]
+TracesSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+
+
+class TracingSpec(Strict):
+    """OpenTelemetry tracing of every worker and producer (needs kpipe's `otel` extra). Each key has a
+    standard OTEL_* environment variable, which wins over it; the block itself turns tracing on."""
+
+    exporter: TracesExporter = Field(
+        default="otlp", description="Where spans go (OTEL_TRACES_EXPORTER); `none` turns tracing off."
+    )
+    endpoint: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The OTLP collector, e.g. http://otel-collector:4318 (OTEL_EXPORTER_OTLP_ENDPOINT).",
+    )
+    protocol: Literal["http/protobuf", "grpc"] = Field(
+        default="http/protobuf",
+        description="OTLP protocol (OTEL_EXPORTER_OTLP_PROTOCOL); grpc needs opentelemetry-exporter-otlp-proto-grpc.",
+    )
+    service_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="service.name of the spans (OTEL_SERVICE_NAME; default: kpipe).",
+    )
+    sampler: TracesSampler = Field(
+        default="parentbased_always_on", description="Which traces are kept (OTEL_TRACES_SAMPLER)."
+    )
+    sampler_arg: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="The ratio of the traceidratio samplers (OTEL_TRACES_SAMPLER_ARG; default 1.0).",
+    )
+    resource_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="More resource attributes, e.g. deployment.environment (OTEL_RESOURCE_ATTRIBUTES wins per key).",
+    )
+
+
 class ClusterSpec(Strict):
     """How every client reaches the cluster. `bootstrap_servers: local` means kpipe's embedded broker."""
 
@@ -54,6 +101,10 @@ class ClusterSpec(Strict):
     create_missing_topics: bool = Field(
         default=True,
         description="`kpipe run` and `kpipe produce` create the declared topics they use if missing.",
+    )
+    tracing: TracingSpec | None = Field(
+        default=None,
+        description="OpenTelemetry tracing; off unless this block or OTEL_TRACES_EXPORTER is set.",
     )
 
     @field_validator("bootstrap_servers")

@@ -29,6 +29,7 @@ from kpipe.compilation.compiled import ProducerSettings
 from kpipe.errors import BrokerUnreachable, ClusterError
 from kpipe.logs import RATE_LIMIT_INTERVAL, RateLimitedLog
 from kpipe.model.aliases import attribute_of
+from kpipe.runtime import tracing
 from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.serde import (
     EventInvalid,
@@ -159,6 +160,7 @@ class Producer:
         elif isinstance(config.get("delivery.report.only.error"), str):
             # confluent-kafka handles this key in Python and wants a bool; from YAML it arrives as "true".
             config["delivery.report.only.error"] = config["delivery.report.only.error"].lower() == "true"
+        client_factory = tracing.current().producer_factory(client_factory)  # tracing hook: send spans
         try:
             self._producer = client_factory(config)
         except KafkaException as exc:

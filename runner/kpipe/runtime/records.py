@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka import Producer as _KafkaProducer
 
 from kpipe.errors import ClusterError
+from kpipe.runtime import tracing
 from kpipe.topics.cluster import Partition, translate
 
 # The group.id confluent-kafka insists on; the reader only assigns partitions, so it never joins nor commits.
@@ -237,6 +238,7 @@ class RecordWriter:
         }
         config.setdefault("client.id", "kpipe-replay")
         config.setdefault("logger", _librdkafka_log)
+        producer_factory = tracing.current().producer_factory(producer_factory)  # tracing hook: send spans
         self._producer = _client(producer_factory, config)
 
     def send(

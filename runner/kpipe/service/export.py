@@ -213,7 +213,7 @@ def dockerfile_build(
     the project's own packaging; what it copies is the project's files, schema sources, values files and the
     code below the root its handlers and models come from (`warn` names code found nowhere there)."""
     from kpipe.export.dockerfile import dockerfile as build
-    from kpipe.export.dockerfile import read_packaging
+    from kpipe.export.dockerfile import read_packaging, tracing_requirements
     from kpipe.export.sources import code_paths, project_files
     from kpipe.model.pipeline import SchemaModel
 
@@ -242,6 +242,7 @@ def dockerfile_build(
         requirements=requirements,
         default_args=args,
         files=single_files,
+        tracing=tracing_requirements(project.declarations.cluster_spec.tracing),
     )
 
 

@@ -6,6 +6,7 @@ worker_main(spec, status_queue) -> exit code      (the supervisor's spawned-proc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kpipe.runtime import tracing
 from kpipe.runtime.protocol import (
     WORKER_EXIT_CLUSTER,
     WORKER_EXIT_HALT,
@@ -23,7 +25,7 @@ from kpipe.runtime.protocol import (
     WorkerStart,
     WorkerStatus,
 )
-from kpipe.runtime.worker.core import EmitTargets, GroupWorker, Hooks, Limits
+from kpipe.runtime.worker.core import EmitTargets, GroupWorker, Hooks, Limits, Outside
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -60,6 +62,7 @@ def worker_main(start: WorkerStart, status_queue: Any = None) -> int:
     signal.signal(signal.SIGHUP, on_signal)
     settle_heap()
     code = worker.run()
+    tracing.current().shutdown()  # tracing hook: spans exported before the process ends
     if worker.left_without_close:
         # Stopped mid-join: the consumer was deliberately not closed, and destroying it at interpreter exit
         # would close it (sending the LeaveGroup after all). Leave as a killed process would.
@@ -77,7 +80,13 @@ def build_worker(start: WorkerStart, **options: Any) -> GroupWorker:
     built = {source.name: rebuild_model(source, settings.import_paths) for source in start.models}
     models = {topic: (built[name] if name else None) for topic, name in settings.topic_schemas.items()}
     emit_models = {topic: (built[name] if name else None) for topic, name in start.emit_schemas}
-    handler = load_handler(settings.handler, settings.import_paths)
+    # Tracing hooks: on as the environment says (kpipe run put the files' block there), before the handler
+    # module is imported (its own producers are traced too); dead letters and emits get send spans.
+    traced = tracing.start(None, os.environ)
+    if traced.on:
+        outside = options.get("outside", Outside())
+        options["outside"] = dataclasses.replace(outside, producer=traced.producer_factory(outside.producer))
+    handler = traced.handler(load_handler(settings.handler, settings.import_paths), start.group)
     return GroupWorker(
         settings,
         models,
@@ -115,7 +124,9 @@ def exit_stuck(reason: str) -> None:
 
 
 def _exit_now(code: int) -> None:
-    """End the process at once (no interpreter teardown, no client destruction), logs flushed."""
+    """End the process at once (no interpreter teardown, no client destruction), logs and spans flushed."""
+    with contextlib.suppress(Exception):
+        tracing.current().flush()
     for handler in logging.getLogger().handlers:
         with contextlib.suppress(Exception):
             handler.flush()

@@ -43,6 +43,26 @@ def test_cluster_is_a_cluster_api(cluster: KafkaCluster) -> None:
     assert isinstance(cluster, ClusterAPI)
 
 
+def test_the_first_describe_after_connecting_still_sees_what_this_client_wrote(
+    prefix: str, kafka_bootstrap: str
+) -> None:
+    # The connection probe's listing stands in for the first describe() only until a request is made.
+    cluster = connect({"bootstrap.servers": kafka_bootstrap}, timeout=10)
+    try:
+        assert f"{prefix}.t" not in cluster.describe().topics
+        results = cluster.create_topics([CreateTopic(f"{prefix}.t", partitions=2, replication_factor=1)])
+        assert [r.ok for r in results] == [True]
+        assert cluster.describe().topics[f"{prefix}.t"].partitions == 2
+    finally:
+        cluster.close()
+    again = connect({"bootstrap.servers": kafka_bootstrap}, timeout=10)
+    try:
+        again.create_topics([CreateTopic(f"{prefix}.u", partitions=1, replication_factor=1)])
+        assert f"{prefix}.u" in again.describe().topics  # written before the first describe: not the probe's
+    finally:
+        again.close()
+
+
 def test_creates_missing_topics_with_their_configs_and_second_apply_is_a_no_op(
     cluster: KafkaCluster, prefix: str
 ) -> None:

@@ -4,6 +4,8 @@ the same functions, so they cannot drift apart."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import kpipe
@@ -44,3 +46,25 @@ def test_the_commands_keep_no_produce_or_export_logic() -> None:
     export_cmd = (PACKAGE / "cli" / "export_cmd.py").read_text()
     assert "producer.send(" not in run_cmd and "json.loads(" not in run_cmd
     assert "refuse_secrets" not in export_cmd and "env_vars" not in export_cmd
+
+
+def test_loading_a_project_of_plain_yaml_imports_neither_jinja_nor_the_runtime(tmp_path: Path) -> None:
+    # What `kpipe apply` loads before it connects: Jinja only for a file with template syntax, and no producer
+    # or worker code at all (it is imported when a producer is opened).
+    (tmp_path / "topics.yaml").write_text("topics:\n  orders: {partitions: 3}\n")
+    (tmp_path / "templated.yaml").write_text("topics:\n  {{ name }}: {partitions: 1}\n")
+    code = (
+        "import sys\n"
+        "from kpipe.service.load import load\n"
+        f"project = load([{str(tmp_path / 'topics.yaml')!r}], root={str(tmp_path)!r}, resolve_local=False,\n"
+        "               import_code=False, check_code=False)\n"
+        "assert [t.name for t in project.topic_settings()] == ['orders']\n"
+        "loaded = sorted(m for m in sys.modules if m == 'jinja2' or m.startswith('kpipe.runtime'))\n"
+        "assert not loaded, loaded\n"
+        f"project = load([{str(tmp_path / 'templated.yaml')!r}], root={str(tmp_path)!r}, variables={{'name': 'refunds'}},\n"
+        "               resolve_local=False, import_code=False, check_code=False)\n"
+        "assert [t.name for t in project.topic_settings()] == ['refunds']\n"
+        "assert 'jinja2' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from kpipe.diagnostics import Position
 from kpipe.loading.yaml_source import MAX_DEPTH, MAX_EXPANDED_NODES, parse_yaml
@@ -149,3 +150,20 @@ def test_deep_nesting_is_an_error_not_a_recursion_error() -> None:
 def test_non_scalar_keys_are_refused() -> None:
     _, _, diagnostics = parse_yaml("? [a, b]\n: 1\n", "p.yaml")
     assert diagnostics[0].format() == "p.yaml:1:3: error: mapping keys must be plain scalars"
+
+
+def test_every_kind_of_string_is_the_text_written() -> None:
+    # Plain, quoted, block and tagged strings, as keys and as values, are the text PyYAML's safe loader makes.
+    text = "a: plain text\n'b': '0042'\n\"c\": \"yes\"\nd: |\n  two\n  lines\ne: !!str 3\nf: ~\n7: 1.5\n"
+    data, _, diagnostics = parse_yaml(text, "p.yaml")
+    assert diagnostics == []
+    assert data == yaml.safe_load(text)
+    assert data == {
+        "a": "plain text",
+        "b": "0042",
+        "c": "yes",
+        "d": "two\nlines\n",
+        "e": "3",
+        "f": None,
+        7: 1.5,
+    }

@@ -80,8 +80,6 @@ def resolve_schemas(
 ) -> tuple[dict[str, type[BaseModel] | None], dict[str, Path], list[Diagnostic]]:
     """Read and compile each schema file; import pydantic-model schemas only when `import_code`, else check
     statically that their module and class exist."""
-    from kpipe.schemas.schema_models import compile_schema
-
     files = files or ProjectFiles(spec.root or Path.cwd())
     models: dict[str, type[BaseModel] | None] = {}
     sources: dict[str, Path] = {}
@@ -119,6 +117,8 @@ def resolve_schemas(
             if document is not None:
                 diagnostics.append(error(f"schema file for '{name}' is empty", where, code="schema-invalid"))
             continue
+        from kpipe.schemas.schema_models import compile_schema  # only for a project with schema files
+
         model, problems = compile_schema(
             document.data, name=name, file=document.display, locate=document.positions.locate
         )

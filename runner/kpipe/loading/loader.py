@@ -18,7 +18,7 @@ from typing import Any
 
 from kpipe.diagnostics import Diagnostic, Position, error
 from kpipe.loading.files import CONTROL_IN_NAME, MAX_FILE_BYTES, ProjectFiles, project_root
-from kpipe.loading.templating import render
+from kpipe.loading.template_syntax import needs_rendering
 from kpipe.loading.yaml_source import PositionMap, parse_yaml
 
 PIPELINE_SUFFIXES = (".yaml", ".yml")
@@ -165,7 +165,10 @@ def load_yaml_file(
     if text is None:
         return None, diagnostics
     path = Path(os.path.realpath(path))
-    if variables is not None:
+    if variables is not None and needs_rendering(text):
+        # Only here is Jinja imported: text without template syntax renders to itself (templating.render).
+        from kpipe.loading.templating import render
+
         text, diagnostics = render(text, display, variables)
         if text is None:
             return None, diagnostics

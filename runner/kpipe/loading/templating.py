@@ -47,6 +47,7 @@ from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from kpipe.diagnostics import Diagnostic, Position, did_you_mean, error
+from kpipe.loading.template_syntax import needs_rendering
 from kpipe.redaction import env_token
 
 _MISSING = object()
@@ -424,10 +425,6 @@ def _render_bounded(template: jinja2.Template, context: Mapping[str, Any]) -> st
 
 
 _ENVIRONMENT: SandboxedEnvironment | None = None
-
-
-def needs_rendering(text: str) -> bool:
-    return "{{" in text or "{%" in text or "{#" in text
 
 
 def render(text: str, file: str, variables: Mapping[str, Any]) -> tuple[str | None, list[Diagnostic]]:

@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from kpipe.diagnostics import Diagnostic, Position, error
 from kpipe.loading.loader import SourceDocument
 from kpipe.model import pipeline as spec
-from kpipe.model.messages import data_path, translate
 from kpipe.redaction import has_token, is_token, typed_value
 
 T = TypeVar("T")
@@ -112,6 +111,8 @@ def assemble(documents: list[SourceDocument]) -> tuple[Declarations, list[Diagno
             singles = {s: getattr(parsed, s) for s in SINGLETONS}
             sections = {s: dict(getattr(parsed, s)) for s in SECTIONS}
         except ValidationError as exc:
+            from kpipe.model.messages import translate  # only for a file with errors
+
             diagnostics.extend(translate(_Named(exc, data, from_env), document.data, document.positions))
             singles, sections = _salvage(data)
         _merge(project, singles, sections, document, diagnostics)
@@ -145,6 +146,8 @@ def typed_env_values(data: Any) -> tuple[Any, dict[tuple[Any, ...], str]]:
     from_env: dict[tuple[Any, ...], str] = {}
     if not has_token_anywhere(data):
         return data, from_env
+    from kpipe.model.messages import data_path
+
     for _ in range(8):  # a union may reveal a deeper typed field once the first is fixed
         try:
             spec.PipelineFile.model_validate(data)
@@ -201,6 +204,8 @@ class _Named:
         errors = self._exc.errors(**options)
         if not self._from_env:
             return errors
+        from kpipe.model.messages import data_path
+
         for err in errors:
             path = data_path(self._data, tuple(err["loc"]))
             if path in self._from_env:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kpipe.compilation.project import CompiledProject, load_project
 from kpipe.local.state import resolve
-from kpipe.runtime.producer import Producer, open_producer
 from kpipe.topics.cluster import DEFAULT_CONNECT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from kpipe.runtime.producer import Producer
 
 
 class Project(CompiledProject):
@@ -26,6 +28,10 @@ class Project(CompiledProject):
 
     def producer(self, name: str, **kwargs: Any) -> Producer:
         """Open declared producer `name` (see kpipe.runtime.producer.Producer for the keyword arguments)."""
+        # Imported here: commands that load a project without producing (validate, plan, apply) skip the
+        # producer runtime.
+        from kpipe.runtime.producer import open_producer
+
         return open_producer(self, name, **kwargs)
 
 

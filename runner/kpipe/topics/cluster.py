@@ -146,7 +146,10 @@ class KafkaCluster(GroupReads):
             if error is None:
                 raise
             raise ClusterError(f"invalid client configuration: {error.str()}", code=error.name()) from None
-        self._metadata()  # fail fast, within `timeout`, when no broker answers
+        # Fail fast, within `timeout`, when no broker answers. The listing that proved it is kept for the first
+        # describe() (plan and apply read the cluster right after connecting), unless something is written
+        # first: one metadata round trip instead of two, and a fresh one for every later describe().
+        self._probe: dict[str, Any] | None = self._metadata()
 
     # --- reading ---
     def _metadata(self) -> dict[str, Any]:
@@ -160,7 +163,7 @@ class KafkaCluster(GroupReads):
         return dict(metadata.topics)
 
     def describe(self, config_for: Collection[str] = ()) -> ClusterState:
-        topics_md = self._metadata()
+        topics_md, self._probe = (self._probe if self._probe is not None else self._metadata()), None
         topics: dict[str, LiveTopic] = {}
         for name, md in topics_md.items():
             if md.error is not None and md.error.code() != KafkaError.NO_ERROR:
@@ -311,6 +314,7 @@ class KafkaCluster(GroupReads):
 
     # --- plumbing ---
     def _call(self, context: str, request: Callable[[], Any]) -> Any:
+        self._probe = None  # the kept listing stands only until the next request: a write may change it
         try:
             return request()
         except KafkaException as exc:

@@ -44,7 +44,7 @@ class SequentialLoop(ConsumeLoop):
         self._watch = watch if watch is not None else _Unwatched()
         self._failures = InlineFailures(
             self._policy, self._handler, ctx, self._producer, self._membership, self._control, self._counters,
-            watch=watch, clock=self._clock,
+            watch=self._watch, clock=self._clock,
         )  # fmt: skip
         self._hang_counts = hang_counts
         # (topic, partition, offset) -> hangs, for events the handler hung on too often (hang_counts.py): not

@@ -23,10 +23,6 @@ from kpipe.runtime.worker.membership import Membership, Partition
 _RETRY, _DEAD_LETTER = Outcome.RETRY, Outcome.DEAD_LETTER
 
 
-class _Unwatched:
-    current: Any = None
-
-
 class InlineFailures:
     """Carries out the policy's decisions for one failed message at a time; every method returns a final
     Outcome (HANDLED, DEAD_LETTERED, SKIPPED, DROPPED or HALTED)."""
@@ -40,7 +36,7 @@ class InlineFailures:
         membership: Membership,
         control: Control,
         counters: Counters,
-        watch: Any = None,
+        watch: Any,
         clock: Clock = SYSTEM_CLOCK,
     ):
         """watch: marks the message whose handler runs (hangs.HangWatch), retries included."""
@@ -51,7 +47,7 @@ class InlineFailures:
         self._membership = membership
         self._control = control
         self._counters = counters
-        self._watch = watch if watch is not None else _Unwatched()
+        self._watch = watch
         self._clock = clock
 
     def invalid(self, msg: Any, text: str) -> Outcome:

@@ -66,10 +66,14 @@ def smaller_dead_letters(
 
 class DeadLetter:
     """One dead letter as it is to be sent (value, key, headers), made smaller by `shrink()` each time the
-    broker or client refuses it as too large; `fit` says what was cut ("" | "truncated" | "omitted")."""
+    broker or client refuses it as too large; `fit` says what was cut ("" | "truncated" | "omitted"), `about`
+    and `why` what failed and why, for the log lines."""
 
-    def __init__(self, value: bytes | None, key: bytes | None, headers: Headers):
+    def __init__(
+        self, value: bytes | None, key: bytes | None, headers: Headers, about: str = "", why: str = ""
+    ):
         self.value, self.key, self.headers = value, key, headers
+        self.about, self.why = about, why
         self.fit = ""
         self._smaller: Iterator[tuple[bytes | None, bytes | None, Headers]] | None = None
 

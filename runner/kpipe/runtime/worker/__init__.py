@@ -8,14 +8,18 @@ offsets are ever committed, after the events its handler emitted were acknowledg
 
     core.py            GroupWorker: its options grouped (Outside: client factories, executors, clock, rng;
                        Limits; Hooks; EmitTargets); run() builds the clients, then each part whole (_Engine)
-    loop.py            the sequential consume loop and the per-message hot path (concurrency 1, plain function)
-    concurrent.py      the concurrent consume loop (concurrency > 1 or async handlers): per-key order, commits of
-                       the finished prefix (its pure parts: kpipe.runtime.concurrent)
+    loop.py            the consume engine: ConsumeLoop runs the turns (fetch, dispatch, settle, commit hook) for
+                       both of its thin specialisations
+    sequential.py      SequentialLoop: concurrency 1 with a plain function; the per-message hot path
+    concurrent.py      ConcurrentLoop (concurrency > 1 or async handlers): per-key order, commits of the finished
+                       prefix (its pure parts: kpipe.runtime.concurrent)
     commit.py          CommitStrategy: AutoCommit, PerMessageCommit, BatchCommit (a new strategy is a new class)
-    failures.py        the failure policy: retry with backoff (not for NOT_RETRYABLE errors), dead letter
-                       (shrunk to fit), skip, stop; returns an Outcome
-    event_failures.py  the same policy on the concurrent loop's timers: retries without blocking, dead letters
-                       acknowledged as completions, sync calls past their timeout abandoned
+    failures.py        FailurePolicy, the one failure policy: for a failed event and attempt, what follows, as an
+                       Outcome: retry after a backoff (not for NOT_RETRYABLE errors), dead letter (shrunk to
+                       fit), skip, stop; timeouts too
+    sequential_failures.py  the policy's decisions carried out inline (the sequential loop)
+    event_failures.py  the same decisions carried out on the concurrent loop's timers and completions, and sync
+                       calls past their timeout abandoned
     membership.py      assigned partitions, whether a join is in flight; pause and poll during long waits to keep
                        the group membership
     rebalance.py       the rebalance callbacks (assigned, revoked, lost), one path for both loops (each loop's

@@ -1,9 +1,9 @@
 """The concurrent consume loop: up to `concurrency` events in flight, in order per key (kpipe.runtime.concurrent).
 
-GroupWorker (kpipe.runtime.worker) builds this loop instead of the sequential ConsumeLoop when the group's
-`concurrency` is above 1 or its handler is `async def`; everything around it (clients, commit strategies,
-membership, cluster health, the monitor, status, shutdown) is the same. One turn of the loop, on the consumer
-thread:
+GroupWorker (kpipe.runtime.worker) builds this specialisation of the consume engine (loop.ConsumeLoop, whose
+turns it runs) instead of the SequentialLoop when the group's `concurrency` is above 1 or its handler is
+`async def`; everything around it (clients, commit strategies, the failure policy, membership, cluster health,
+the monitor, status, shutdown) is the same. What it says of each step of a turn, on the consumer thread:
 
     fetch     consume() what fits in the buffer (with events queued: once a quarter of it is free); with
               events in flight it does not block, so completions never wait for a fetch
@@ -12,8 +12,9 @@ thread:
     finish    completions come back on one queue (handler returned or raised; an emitted event acknowledged;
               a dead letter acknowledged). An event is finished when its handler returned and each event it
               emitted by topic name was acknowledged, or when the error policy disposed of it
-    retry     a failed event waits for its backoff on a timer, its key blocked and its slot held; retries,
-              dead letters and slow sync calls are EventFailures' (event_failures.py)
+    retry     a failed event's next step is the FailurePolicy's decision (failures.py), carried out without
+              blocking by EventFailures (event_failures.py): a retry waits for its backoff on a timer, its key
+              blocked and its slot held; a dead letter's acknowledgement comes back as a completion
     commit    the messages that became committable (the contiguous finished prefix of each partition, in
               offset order) go to the group's CommitStrategy as processed messages, exactly as the
               sequential loop hands them over; per_message gets the last one per partition per turn
@@ -45,12 +46,11 @@ from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
 from kpipe.runtime.serde import describe_validation_error
 from kpipe.runtime.worker.control import SHUTDOWN_SETTLE_TIMEOUT
 from kpipe.runtime.worker.event_failures import DLQ, EventFailures
-from kpipe.runtime.worker.event_failures import DLQ_WAIT as _DLQ_WAIT
 from kpipe.runtime.worker.event_failures import DONE as _DONE
 from kpipe.runtime.worker.event_failures import HANDLED as _HANDLED
 from kpipe.runtime.worker.event_failures import RUNNING as _RUNNING
 from kpipe.runtime.worker.flow import FlowControl
-from kpipe.runtime.worker.loop import STATUS_INTERVAL, LoopParts
+from kpipe.runtime.worker.loop import ConsumeLoop
 from kpipe.runtime.worker.membership import Partition
 
 log = logging.getLogger("kpipe.runtime.worker")
@@ -75,14 +75,12 @@ def buffer_capacity(concurrency: int, max_poll_records: int) -> int:
     return max(max_poll_records, concurrency * BUFFER_PER_SLOT)
 
 
-class ConcurrentLoop(LoopParts):
+class ConcurrentLoop(ConsumeLoop):
     def __init__(
         self,
         *,
         settings: ConsumerGroupSettings,
-        producer: Any,
         emitter: Emitter | None,
-        rng: Callable[[], float],
         executors: ExecutorFactory = make_executor,
         **parts: Any,
     ):
@@ -91,7 +89,6 @@ class ConcurrentLoop(LoopParts):
         super().__init__(**parts)
         handler = self._handler
         max_records = self._max_records
-        self._producer = producer
         self.concurrency = settings.concurrency
         self.ordering = settings.ordering
         self._completions: queue.SimpleQueue = queue.SimpleQueue()
@@ -99,20 +96,18 @@ class ConcurrentLoop(LoopParts):
         self._scheduler = KeyScheduler(
             settings.concurrency, buffer_capacity(settings.concurrency, max_records), settings.ordering
         )
-        timeout_ms = settings.on_error.timeout_ms
-        timeout = timeout_ms / 1000.0 if timeout_ms else None
+        timeout = self._policy.timeout
         self._executor = executors(
             handler, settings.concurrency, self._completions, group=settings.group_id, emitter=emitter,
             timeout=timeout,
         )  # fmt: skip
         self.is_async = isinstance(self._executor, EventLoop)
         self._errors = EventFailures(
-            group=settings.group_id, policy=settings.on_error, failures=self._failures, producer=producer,
-            completions=self._completions, control=self._control, counters=self._counters, rng=rng,
-            finish=self._finish, give_up=self._give_up, is_current=self._tracker.is_current,
-            submit=self._executor.submit, watch_slow=timeout is not None and not self.is_async, timeout=timeout,
-            abandon=self._executor.abandon, abandon_limit=settings.concurrency,
-            clock=self._clock,
+            policy=self._policy, producer=self._producer, completions=self._completions, control=self._control,
+            counters=self._counters, finish=self._finish, give_up=self._give_up,
+            is_current=self._tracker.is_current, submit=self._executor.submit,
+            watch_slow=timeout is not None and not self.is_async, abandon=self._executor.abandon,
+            abandon_limit=settings.concurrency, clock=self._clock,
         )  # fmt: skip
         # Events started and not finished or given up yet, per partition.
         self._running: dict[Partition, int] = {}
@@ -131,67 +126,59 @@ class ConcurrentLoop(LoopParts):
         )
         return f"concurrency {self.concurrency}, ordering {self.ordering}, {how}"
 
-    # -- the loop -------------------------------------------------------------------------------------------
+    # -- the steps of a turn (loop.ConsumeLoop runs the turns) -----------------------------------------------
 
-    def run(self) -> None:
-        """Consume until stopped, then finish the events in flight (bounded)."""
-        try:
-            self._run()
-            self._finish_in_flight()
-        finally:
-            self._executor.close(1.0)
-
-    def _run(self) -> None:
-        consume = self._consumer.consume
-        max_records = self._max_records
-        timeout = self._poll_timeout
-        monotonic = self._clock.monotonic
-        control = self._control
+    def _fetch(self) -> Any:
+        """What fits in the buffer, not blocking while events are in flight (completions never wait for a
+        fetch); with no room for FULL_POLL_INTERVAL, the partitions are paused and polled for the membership."""
         membership = self._membership
         sched = self._scheduler
-        tracker = self._tracker
-        max_held = sched.capacity * HELD_PER_BUFFER
-        producer = self._producer
+        monotonic = self._clock.monotonic
+        room = sched.fetch_room()
+        if room and self._tracker.uncommittable() >= sched.capacity * HELD_PER_BUFFER:
+            room = 0  # an old event is stuck: what finished after it waits in memory; fetch no more
+        if room:
+            msgs = self._consumer.consume(
+                min(self._max_records, room), 0 if sched.in_flight else self._poll_timeout
+            )
+        elif monotonic() - membership.last_poll >= FULL_POLL_INTERVAL:
+            self._flow.update(stalled=True)
+            msgs = self._consumer.consume(1, 0)  # paused partitions deliver nothing: rebalances, membership
+        else:
+            return ()
+        membership.last_poll = monotonic()
+        return msgs
+
+    def _dispatch(self, msgs: list[Any]) -> None:
+        self._health.down_since = None
+        self._intake(msgs)
+        self._start()
+
+    def _settle(self, fetched: bool) -> None:
+        """Completions (waiting a little for one when nothing came and events are in flight), retries that are
+        due, flow control, the events the completions unblocked, then what became committable."""
+        sched = self._scheduler
+        self._drain(IDLE_WAIT if not fetched and sched.in_flight else 0.0)
         errors = self._errors
-        next_status = 0.0
-        while not control.requested:
-            self._start()  # what the last turn's completions unblocked, before a fetch that may block
-            if membership.carry:
-                msgs = membership.take_carry()
-            else:
-                room = sched.fetch_room()
-                if room and tracker.uncommittable() >= max_held:
-                    room = 0  # an old event is stuck: what finished after it waits in memory; fetch no more
-                if room:
-                    msgs = consume(min(max_records, room), 0 if sched.in_flight else timeout)
-                    membership.last_poll = monotonic()
-                elif monotonic() - membership.last_poll >= FULL_POLL_INTERVAL:
-                    self._flow.update(stalled=True)
-                    msgs = consume(1, 0)  # paused partitions deliver nothing: rebalances, membership
-                    membership.last_poll = monotonic()
-                else:
-                    msgs = ()
-            if msgs:
-                self._health.down_since = None
-                self._intake(msgs)
-                self._start()
-            self._drain(IDLE_WAIT if not msgs and sched.in_flight else 0.0)
-            if errors.timers:
-                errors.retry_due()
-            if sched.paused:
-                self._flow.update()
-            now = monotonic()
-            self._hand_over()
-            self._strategy.tick(now)
-            if producer is not None:
-                producer.poll(0)
-            if now >= next_status:
-                next_status = now + STATUS_INTERVAL
-                self._housekeeping(now)
-                if errors.slow:
-                    errors.check_slow(now)
-            if membership.paused and not sched.paused:
-                membership.resume()  # a long wait (emits settling) paused everything to keep the membership
+        if errors.timers:
+            errors.retry_due()
+        if sched.paused:
+            self._flow.update()
+        self._start()  # what the completions unblocked, before a fetch that may block
+        self._hand_over()
+        if self._producer is not None:
+            self._producer.poll(0)
+
+    def _every_status(self, now: float) -> None:
+        if self._errors.slow:
+            self._errors.check_slow(now)
+
+    def _may_resume(self) -> bool:
+        # A long wait (emits settling) paused everything to keep the membership; flow control's own pause stays.
+        return not self._scheduler.paused
+
+    def _close(self) -> None:
+        self._executor.close(1.0)
 
     def _intake(self, msgs: list[Any]) -> None:
         tracker = self._tracker
@@ -214,25 +201,16 @@ class ConcurrentLoop(LoopParts):
         works = self._scheduler.take()
         if not works:
             return
-        validators = self._validators
-        one_model = validators.single
-        validate = validators.only
-        by_topic = validators.by_topic
+        event_of = self._validators.event_of
         running = self._running
         ready = []
         for work in works:
-            msg = work.payload
             running[work.tp] = running.get(work.tp, 0) + 1
-            if not one_model:
-                validate = by_topic.get(msg.topic())
-            if validate is None:
-                work.event = msg.value()
-            else:
-                try:
-                    work.event = validate(msg.value())
-                except ValidationError as exc:
-                    self._errors.dispose(work, "schema", describe_validation_error(exc))
-                    continue
+            try:
+                work.event = event_of(work.payload)
+            except ValidationError as exc:
+                self._errors.invalid(work, describe_validation_error(exc))
+                continue
             work.state = _RUNNING
             ready.append(work)
         if self._errors.watch_slow:
@@ -293,10 +271,7 @@ class ConcurrentLoop(LoopParts):
             elif work.state is _HANDLED and work.acks >= work.emits:
                 self._finish(work)
         elif kind == DLQ:
-            if work.state is _DLQ_WAIT:
-                self._errors.dead_letter_done(work, error)
-            else:
-                self._errors.forget_dead_letter(work)  # given up meanwhile (revoked, stopping)
+            self._errors.dead_letter_done(work, error)
 
     def _finish(self, work: Work) -> None:
         """The event is processed: what became committable by it goes to the commit strategy."""

@@ -36,12 +36,13 @@ from kpipe.runtime.worker.commit import STRATEGIES
 from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
-from kpipe.runtime.worker.failures import Failures
+from kpipe.runtime.worker.failures import FailurePolicy
 from kpipe.runtime.worker.hangs import HangWatch, StallWatch
 from kpipe.runtime.worker.loop import STATUS_INTERVAL, ConsumeLoop, Validators
 from kpipe.runtime.worker.membership import Membership
 from kpipe.runtime.worker.monitor import Monitor
 from kpipe.runtime.worker.rebalance import Rebalance
+from kpipe.runtime.worker.sequential import SequentialLoop
 from kpipe.runtime.worker.shutdown import Shutdown
 
 log = logging.getLogger("kpipe.runtime.worker")
@@ -104,7 +105,7 @@ class _Engine:
         consumer: ConsumerClient,
         producer: ProducerClient | None,
         membership: Membership,
-        loop: ConsumeLoop | ConcurrentLoop,
+        loop: ConsumeLoop,
         rebalance: Rebalance,
         shutdown: Shutdown,
     ):
@@ -313,24 +314,21 @@ class GroupWorker:
             self._limited,
             outside.clock,
         )
-        failures = Failures(
-            self.group, settings.on_error, self._handler, ctx, producer, membership, control, counters,
-            outside.rng, watch=self._watch, clock=outside.clock,
-        )  # fmt: skip
+        policy = FailurePolicy(self.group, settings.on_error, control, counters, outside.rng)
         parts: dict[str, Any] = dict(
             consumer=consumer, handler=self._handler, validators=Validators(settings.topics, self._models),
-            strategy=strategy, failures=failures, membership=membership, health=self._health, control=control,
-            counters=counters, max_records=settings.max_poll_records, poll_timeout=self._limits.poll,
-            housekeeping=self._housekeeping, meter=self.meter, clock=outside.clock,
+            strategy=strategy, policy=policy, producer=producer, membership=membership, health=self._health,
+            control=control, counters=counters, max_records=settings.max_poll_records,
+            poll_timeout=self._limits.poll, housekeeping=self._housekeeping, meter=self.meter, clock=outside.clock,
         )  # fmt: skip
-        loop: ConsumeLoop | ConcurrentLoop
+        loop: ConsumeLoop
         if is_concurrent(settings, self._handler):
             loop = ConcurrentLoop(
-                **parts, settings=settings, producer=producer, emitter=emitter if producer is not None else None,
-                rng=outside.rng, executors=outside.executors,
+                **parts, settings=settings, emitter=emitter if producer is not None else None,
+                executors=outside.executors,
             )  # fmt: skip
         else:
-            loop = ConsumeLoop(**parts, ctx=ctx, watch=self._watch, hang_counts=self._hangs)
+            loop = SequentialLoop(**parts, ctx=ctx, watch=self._watch, hang_counts=self._hangs)
         rebalance = Rebalance(
             self.group, settings.max_poll_records, self.consumer_config, self._limits.shutdown, membership,
             self._health, counters, strategy, loop, self._report,

@@ -1,7 +1,9 @@
-"""What the concurrent loop (concurrent.py) does with an event that failed: retry it after its backoff, dead-
-letter it without waiting, or hand it to the sequential worker's Failures for skip and stop; and, for sync
-handlers with on_error.timeout_ms, abandon calls running over it (they cannot be cancelled): the event fails
-as a `timeout`, and too many abandoned threads restart the worker.
+"""The concurrent loop's side of the failure policy (concurrent.py): FailurePolicy's decisions (failures.py)
+carried out without blocking. RETRY puts the event on a timer; DEAD_LETTER sends the letter without waiting, and
+its acknowledgement comes back as a completion, which the policy decides on again (written, sent smaller, or
+halt). For sync handlers with on_error.timeout_ms, calls running over it are abandoned (they cannot be
+cancelled) and the policy decides what becomes of the event: a `timeout` failure, or a restart once too many
+threads are abandoned.
 
 A failed event keeps its key blocked and its slot held until it is done. Only the consumer thread calls this.
 """
@@ -9,28 +11,15 @@ A failed event keeps its key blocked and its slot held until it is done. Only th
 from __future__ import annotations
 
 import heapq
-import logging
 import queue
 from collections.abc import Callable
 from typing import Any
 
-from kpipe.compilation.compiled import ErrorPolicy
 from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.concurrent.scheduler import Work
-from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
-from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HUNG
+from kpipe.runtime.dead_letters import DeadLetter
 from kpipe.runtime.worker.control import Control, Counters
-from kpipe.runtime.worker.failures import (
-    WHAT_FAILED,
-    Failures,
-    Outcome,
-    backoff_delays,
-    dead_letter_of,
-    retryable,
-    send_dead_letter,
-)
-
-log = logging.getLogger("kpipe.runtime.worker")
+from kpipe.runtime.worker.failures import FailurePolicy, Outcome, send_dead_letter
 
 DLQ = 2  # completion kind: a dead letter was acknowledged (or not)
 
@@ -42,39 +31,31 @@ class EventFailures:
     def __init__(
         self,
         *,
-        group: str,
-        policy: ErrorPolicy,
-        failures: Failures,
+        policy: FailurePolicy,
         producer: Any,
         completions: queue.SimpleQueue,
         control: Control,
         counters: Counters,
-        rng: Callable[[], float],
         finish: Callable[[Work], None],
         give_up: Callable[[Work], None],
         is_current: Callable[[Any, int], bool],
         submit: Callable[[list[Work]], None],
         watch_slow: bool,
-        timeout: float | None,
         abandon: Callable[[], None] = lambda: None,
         abandon_limit: int = 0,
         clock: Clock = SYSTEM_CLOCK,
     ):
         """abandon(): the executor replaces a thread left running past the timeout; abandon_limit: how many
         may be left running before the worker restarts."""
-        self._group = group
         self._policy = policy
-        self._failures = failures
         self._producer = producer
         self._completions = completions
         self._control = control
         self._counters = counters
-        self._rng = rng
         self._finish = finish
         self._give_up = give_up
         self._is_current = is_current
         self._submit = submit
-        self._timeout = timeout
         self._clock = clock
         self._abandon = abandon
         self._abandon_limit = abandon_limit
@@ -92,15 +73,25 @@ class EventFailures:
         if self._control.requested or not self._is_current(work.tp, work.epoch):
             self._give_up(work)  # revoked or stopping: its next owner (or run) handles it again
             return
-        if work.attempts <= self._policy.retries and retryable(exc):
-            delay = backoff_delays(self._policy, self._rng)[work.attempts - 1]
-            log.debug("handler failed for %s (%s: %s); retry %d/%d in %.2f s",
-                      work, type(exc).__name__, exc, work.attempts, self._policy.retries, delay)  # fmt: skip
+        self.carry_out(work, self._policy.handler_failed(work.payload, exc, work.attempts))
+
+    def invalid(self, work: Work, text: str) -> None:
+        self.carry_out(work, self._policy.invalid(work.payload, text))
+
+    def carry_out(self, work: Work, outcome: Outcome) -> None:
+        """Start what the policy decided for a failed event: a timer, a dead letter, or its end."""
+        if outcome is Outcome.RETRY:
             work.state = RETRY_WAIT
-            heapq.heappush(self.timers, (self._clock.monotonic() + delay, work.seq, work))
-            return
-        attempts = f" after {work.attempts} attempts" if work.attempts > 1 else ""
-        self.dispose(work, "handler", f"{type(exc).__name__}: {exc}", attempts)
+            due = self._clock.monotonic() + self._policy.delay(work.attempts)
+            heapq.heappush(self.timers, (due, work.seq, work))
+        elif outcome is Outcome.DEAD_LETTER:
+            work.state = DLQ_WAIT
+            letter = self._dead_letters[work.seq] = self._policy.letter
+            self._send(work, letter)
+        elif outcome.processed:
+            self._finish(work)
+        else:
+            self._give_up(work)
 
     def retry_due(self) -> None:
         now = self._clock.monotonic()
@@ -127,27 +118,6 @@ class EventFailures:
             if work.state is RETRY_WAIT and (tps is None or work.tp in tps):
                 self._give_up(work)
 
-    def dispose(self, work: Work, error_type: str, text: str, attempts: str = "") -> None:
-        """The on_error action for an event that cannot be processed; its key stays blocked until it is done.
-        Skip and stop are the sequential worker's (Failures); a dead letter is written without waiting here:
-        its acknowledgement comes back as a completion (dead_letter_done)."""
-        msg = work.payload
-        dlq = self._policy.dead_letter_topic
-        action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
-        if action == "dead_letter" and dlq:
-            self._counters.failed += 1  # (skip and stop are counted by Failures)
-            work.state = DLQ_WAIT
-            letter = self._dead_letters[work.seq] = dead_letter_of(msg, error_type, text, self._group)
-            what = WHAT_FAILED.get(error_type, "handler failed")
-            log.warning("%s %s%s: %s; dead-lettering to '%s'", what, where(msg), attempts, text[:300], dlq)
-            self._send(work, letter)
-            return
-        outcome = self._failures.dispose(msg, error_type, text, attempts)
-        if outcome is Outcome.SKIPPED:
-            self._finish(work)
-        else:
-            self._give_up(work)
-
     def _send(self, work: Work, letter: DeadLetter) -> None:
         """Hand (a version of) the dead letter to the producer; its ack comes back as a completion."""
         completions = self._completions
@@ -159,41 +129,24 @@ class EventFailures:
         if error is not None:
             completions.put((DLQ, work, error))
 
-    def forget_dead_letter(self, work: Work) -> None:
-        self._dead_letters.pop(work.seq, None)
-
-    def dead_letter_done(self, work: Work, error: Any) -> bool:
-        """A dead letter's acknowledgement; one refused as too large is sent again smaller (as the sequential
-        loop does, dead_letters.DeadLetter). False when it was not written (the worker halts)."""
+    def dead_letter_done(self, work: Work, error: Any) -> None:
+        """A dead letter's answer (completion DLQ): the policy decides what follows."""
+        if work.state is not DLQ_WAIT:
+            self._dead_letters.pop(work.seq, None)  # given up meanwhile (revoked, stopping)
+            return
         letter = self._dead_letters[work.seq]
-        if error is None:
-            del self._dead_letters[work.seq]
-            self._counters.dead_lettered += 1
-            if letter.fit:
-                log.warning("dead letter for %s written with its payload %s (too large for '%s')",
-                            where(work.payload), letter.fit, self._policy.dead_letter_topic)  # fmt: skip
-            self._finish(work)
-            return True
-        if letter.shrink(error.name()):
-            self._send(work, letter)
-            return True
+        outcome = self._policy.dead_letter_sent(work.payload, letter, error)
+        if outcome is Outcome.DEAD_LETTER:
+            self._send(work, letter)  # smaller
+            return
         del self._dead_letters[work.seq]
-        refused = "refused even without its payload: " if error.name() in TOO_LARGE else ""
-        reason = (
-            f"writing {work} to dead-letter topic '{self._policy.dead_letter_topic}' failed: "
-            f"{refused}{error.name()}: {error.str()}"
-        )
-        log.error("%s; stopping without committing it", reason)
-        self._give_up(work)
-        self._control.halt(WORKER_EXIT_DEAD_LETTER, reason)
-        return False
+        self.carry_out(work, outcome)
 
     def check_slow(self, now: float) -> None:
         """Sync calls running past on_error.timeout_ms: each is abandoned (its thread keeps running, counted;
-        the pool replaces it) and its event goes through on_error as a `timeout` failure, so the later events
-        of its key proceed. Past `abandon_limit` abandoned threads the worker stops for a restart (exit code
-        HUNG), committing what finished."""
-        limit = self._timeout or 0.0
+        the pool replaces it) and the policy decides what becomes of its event, so the later events of its key
+        proceed (or the worker stops for a restart, committing what finished)."""
+        limit = self._policy.timeout or 0.0
         for seq, (started, work) in list(self.slow.items()):
             if now - started <= limit:
                 continue
@@ -202,18 +155,7 @@ class EventFailures:
                 continue
             self._abandon()
             self.abandoned += 1
-            text = (
-                f"the handler ran for over {limit * 1000:g} ms (on_error.timeout_ms); its thread is abandoned "
-                f"({self.abandoned} so far, a restart after {self._abandon_limit})"
-            )
-            if self.abandoned > self._abandon_limit:
-                reason = f"handler hung on {where(work.payload)}: {text}"
-                log.error("%s; stopping for a restart, committing what finished", reason)
-                self._give_up(work)
-                self._control.halt(WORKER_EXIT_HUNG, reason)
+            outcome = self._policy.abandoned(work.payload, self.abandoned, self._abandon_limit)
+            self.carry_out(work, outcome)
+            if outcome is Outcome.HALTED:
                 return
-            self.dispose(work, "timeout", text)
-
-
-def where(msg: Any) -> str:
-    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"

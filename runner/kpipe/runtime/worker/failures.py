@@ -1,4 +1,10 @@
-"""Failure handling: what becomes of a message that could not be processed, as an Outcome.
+"""The failure policy: what becomes of an event that could not be processed, decided once for both loops.
+
+FailurePolicy decides, for one failed event and attempt, what happens next, and says it as an Outcome: RETRY
+(after `delay(attempt)`), DEAD_LETTER (send its `letter`, then report the broker's answer to
+`dead_letter_sent`, which decides again: written, sent smaller, or halt), or a final one (SKIPPED, HALTED,
+DEAD_LETTERED). The loops only carry the decisions out: the sequential one inline (sequential_failures.py), the
+concurrent one on timers and completions (event_failures.py).
 
 An event that fails schema validation cannot succeed on retry, so it goes straight to the dead-letter topic
 (or, with no dead-letter topic, to the on_error action). A handler exception is retried `retries` times with
@@ -12,7 +18,8 @@ exponential backoff (backoff_ms doubling up to max_backoff_ms, ±20 % jitter), u
     skip         log and count it
     stop         halt the worker without committing it (exit code HALT)
 
-Waits are sliced so stop() is prompt, and keep the group membership (see membership.py).
+A sync handler call of the concurrent loop running past on_error.timeout_ms is abandoned and fails as a
+`timeout` the same way; past the group's limit of abandoned calls the worker halts for a restart (HUNG).
 """
 
 from __future__ import annotations
@@ -29,14 +36,10 @@ from kpipe.compilation.compiled import ErrorPolicy
 from kpipe.errors import UndeclaredEmit
 from kpipe.redaction import redact
 from kpipe.runtime.backpressure import produce_when_room
-from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.dead_letters import TOO_LARGE, DeadLetter
-from kpipe.runtime.handler import Handler, HandlerContext
-from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HALT
+from kpipe.runtime.protocol import WORKER_EXIT_DEAD_LETTER, WORKER_EXIT_HALT, WORKER_EXIT_HUNG
 from kpipe.runtime.serde import truncate
 from kpipe.runtime.worker.control import Control, Counters
-from kpipe.runtime.worker.emits import WAIT_SLICE
-from kpipe.runtime.worker.membership import Membership, Partition
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -59,6 +62,8 @@ class Outcome(enum.Enum):
     """What became of a message that failed."""
 
     HANDLED = "handled"  # a retry succeeded
+    RETRY = "retry"  # call the handler again after the policy's delay
+    DEAD_LETTER = "dead-letter"  # send the dead letter; the broker's answer decides what follows
     DEAD_LETTERED = "dead-lettered"
     SKIPPED = "skipped"
     DROPPED = (
@@ -72,14 +77,15 @@ class Outcome(enum.Enum):
         return self in (Outcome.HANDLED, Outcome.DEAD_LETTERED, Outcome.SKIPPED)
 
 
+def backoff_delay(policy: ErrorPolicy, attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before retry `attempt` (1 first): backoff_ms doubling, capped at max_backoff_ms, ±20 %."""
+    base = min(policy.max_backoff_ms, policy.backoff_ms * (2 ** (attempt - 1)))
+    return min(policy.max_backoff_ms, base * (0.8 + 0.4 * rng())) / 1000.0
+
+
 def backoff_delays(policy: ErrorPolicy, rng: Callable[[], float] = random.random) -> list[float]:
-    """Seconds to wait before each retry: backoff_ms doubling, capped at max_backoff_ms, with ±20 % jitter."""
-    delays = []
-    for attempt in range(policy.retries):
-        base = min(policy.max_backoff_ms, policy.backoff_ms * (2**attempt))
-        jittered = min(policy.max_backoff_ms, base * (0.8 + 0.4 * rng()))
-        delays.append(jittered / 1000.0)
-    return delays
+    """Seconds to wait before each retry."""
+    return [backoff_delay(policy, attempt, rng) for attempt in range(1, policy.retries + 1)]
 
 
 def retryable(exc: BaseException) -> bool:
@@ -110,12 +116,8 @@ def dead_letter_headers(
     return headers
 
 
-def dead_letter_of(msg: Any, error_type: str, text: str, group: str) -> DeadLetter:
-    """The dead letter of a message that failed: its value and key as read, with dead_letter_headers."""
-    headers = dead_letter_headers(
-        msg.topic(), msg.partition(), msg.offset(), error_type, text, group, msg.headers()
-    )
-    return DeadLetter(msg.value(), msg.key(), headers)
+def where(msg: Any) -> str:
+    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
 def send_dead_letter(producer: Any, topic: str, letter: DeadLetter, on_delivery: Any) -> KafkaError | None:
@@ -133,185 +135,118 @@ def send_dead_letter(producer: Any, topic: str, letter: DeadLetter, on_delivery:
     return None
 
 
-class _Unwatched:
-    current: Any = None
-
-
-class Failures:
-    """Applies a group's ErrorPolicy to the messages whose validation or handler failed."""
+class FailurePolicy:
+    """A group's ErrorPolicy as decisions, one failed event and attempt at a time; the same object for both
+    loops. Counts the failures and the final outcomes, logs them, and halts the worker where the policy says so;
+    the loop that asked carries the Outcome out (and counts the retries it makes). Consumer thread only."""
 
     def __init__(
         self,
         group: str,
         policy: ErrorPolicy,
-        handler: Handler,
-        ctx: HandlerContext,
-        producer: Any,
-        membership: Membership,
         control: Control,
         counters: Counters,
         rng: Callable[[], float] = random.random,
-        watch: Any = None,
-        clock: Clock = SYSTEM_CLOCK,
     ):
-        """watch: marks the message whose handler runs (hangs.HangWatch), retries included."""
-        self._group = group
+        self.group = group
+        self.dead_letter_topic = policy.dead_letter_topic
+        self.timeout = policy.timeout_ms / 1000.0 if policy.timeout_ms else None
         self._policy = policy
-        self._handler = handler
-        self._ctx = ctx
-        self._producer = producer
-        self._membership = membership
         self._control = control
         self._counters = counters
         self._rng = rng
-        self._dlq_error = ""
-        self._dlq_error_code = ""
-        self._dlq_fit = ""  # "truncated" | "omitted" when the dead letter had to be made smaller
-        self._watch = watch if watch is not None else _Unwatched()
-        self._clock = clock
+        # After a DEAD_LETTER decision: the dead letter to send (the loop takes it at once).
+        self.letter = DeadLetter(None, None, [])
+
+    # -- what failed ----------------------------------------------------------------------------------------
+
+    def handler_failed(self, msg: Any, exc: BaseException, attempt: int) -> Outcome:
+        """The handler raised on its `attempt`-th call (1 first): RETRY while retries are left and another call
+        can succeed, then the on_error action."""
+        retries = self._policy.retries
+        if attempt <= retries and retryable(exc):
+            log.debug("handler failed for %s (%s: %s); retry %d/%d",
+                      where(msg), type(exc).__name__, exc, attempt, retries)  # fmt: skip
+            return Outcome.RETRY
+        attempts = f" after {attempt} attempts" if attempt > 1 else ""
+        return self.give_up(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before the retry that follows the `attempt`-th failed call."""
+        return backoff_delay(self._policy, attempt, self._rng)
+
+    def invalid(self, msg: Any, text: str) -> Outcome:
+        """The event failed schema validation: it cannot succeed on retry."""
+        return self.give_up(msg, "schema", text)
 
     def hung_too_often(self, msg: Any, hangs: int) -> Outcome:
         """The handler hung on this event `hangs` times (hangs.py): fail it without calling the handler again."""
-        timeout = self._policy.timeout_ms
-        return self._apply(
-            msg, "timeout", f"the handler hung {hangs} times on it (on_error.timeout_ms: {timeout})"
+        text = f"the handler hung {hangs} times on it (on_error.timeout_ms: {self._policy.timeout_ms})"
+        return self.give_up(msg, "timeout", text)
+
+    def abandoned(self, msg: Any, count: int, limit: int) -> Outcome:
+        """A sync call on `msg` ran past on_error.timeout_ms and was abandoned, the `count`-th so far: a
+        `timeout` failure, or past `limit` abandoned calls a halt for a restart (committing what finished)."""
+        text = (
+            f"the handler ran for over {self._policy.timeout_ms:g} ms (on_error.timeout_ms); its thread is "
+            f"abandoned ({count} so far, a restart after {limit})"
         )
-
-    def invalid(self, msg: Any, text: str) -> Outcome:
-        """The event failed schema validation: no retry."""
-        return self._apply(msg, "schema", text)
-
-    def handler_failed(self, msg: Any, event: Any, exc: Exception) -> Outcome:
-        """The handler raised: retry with backoff, then apply the on_error action."""
-        delays = backoff_delays(self._policy, self._rng) if retryable(exc) else []
-        tp = (msg.topic(), msg.partition())
-        for attempt, delay in enumerate(delays, start=1):
-            log.debug(
-                "handler failed for %s[%d]@%d (%s: %s); retry %d/%d in %.2f s",
-                tp[0], tp[1], msg.offset(), type(exc).__name__, exc, attempt, len(delays), delay,
-            )  # fmt: skip
-            if not self._wait(delay, tp):
-                return Outcome.DROPPED
-            self._ctx._msg = msg
-            self._watch.current = msg
-            self._counters.retried += 1
-            try:
-                self._handler(event, self._ctx)
-            except Exception as again:
-                exc = again
-            else:
-                self._counters.handled += 1
-                return Outcome.HANDLED
-            finally:
-                self._watch.current = None
-        attempts = f" after {len(delays) + 1} attempts" if delays else ""
-        return self._apply(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
-
-    def dispose(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
-        """The on_error action for a message that failed for good, without retries (the concurrent loop retries
-        on its own timers and writes dead letters without waiting: it calls this for skip and stop)."""
-        return self._apply(msg, error_type, text, attempts)
-
-    def _apply(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
-        self._counters.failed += 1
-        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-        what = WHAT_FAILED.get(error_type, "handler failed")
-        dlq = self._policy.dead_letter_topic
-        action = "dead_letter" if error_type == "schema" and dlq else self._policy.action
-        if action == "dead_letter" and dlq:
-            delivered = self._dead_letter(msg, error_type, text)
-            if delivered is None:
-                return Outcome.DROPPED
-            if delivered:
-                self._counters.dead_lettered += 1
-                fit = f" (payload {self._dlq_fit}: too large for it)" if self._dlq_fit else ""
-                log.warning(
-                    "%s %s%s: %s; dead-lettered to '%s'%s",
-                    what,
-                    where,
-                    attempts,
-                    truncate(text, 300),
-                    dlq,
-                    fit,
-                )
-                return Outcome.DEAD_LETTERED
-            reason = f"{what} {where}; writing it to dead-letter topic '{dlq}' failed"
-            log.error("%s: %s; stopping without committing it", reason, self._dlq_error)
-            self._control.halt(WORKER_EXIT_DEAD_LETTER, f"{reason}: {self._dlq_error}")
-            return Outcome.HALTED
-        if action == "skip":
-            self._counters.skipped += 1
-            log.warning("%s %s%s: %s; skipped (on_error: skip)", what, where, attempts, truncate(text, 300))
-            return Outcome.SKIPPED
-        reason = f"{what} {where}{attempts}: {truncate(text, 300)}"
-        log.error("%s; stopping (on_error: %s), offset %d not committed", reason, action, msg.offset())
-        self._control.halt(WORKER_EXIT_HALT, reason)
+        if count <= limit:
+            return self.give_up(msg, "timeout", text)
+        reason = f"handler hung on {where(msg)}: {text}"
+        log.error("%s; stopping for a restart, committing what finished", reason)
+        self._control.halt(WORKER_EXIT_HUNG, reason)
         return Outcome.HALTED
 
-    def _dead_letter(self, msg: Any, error_type: str, text: str) -> bool | None:
-        """Write the message to the dead-letter topic and wait for the ack: True delivered, False failed,
-        None when the partition was revoked or shutdown gave up waiting (the message stays uncommitted).
+    # -- the on_error action --------------------------------------------------------------------------------
 
-        A dead letter refused as too large is sent again smaller (dead_letters.DeadLetter): payload truncated,
-        then omitted, with the original's size, hash and coordinates in headers. `self._dlq_fit` says which."""
-        topic = self._policy.dead_letter_topic
-        assert topic is not None and self._producer is not None
-        letter = dead_letter_of(msg, error_type, text, self._group)
-        tp = (msg.topic(), msg.partition())
-        self._dlq_fit = ""
-        shrunk = False
-        while True:
-            sent = self._send_dead_letter(topic, letter, tp)
-            if sent is not False:
-                self._dlq_fit = letter.fit
-                return sent
-            if not letter.shrink(self._dlq_error_code):
-                if self._dlq_error_code in TOO_LARGE:
-                    self._dlq_error = f"refused even without its payload: {self._dlq_error}"
-                return False
-            if not shrunk:
-                shrunk = True
-                log.warning(
-                    "dead letter for %s[%d]@%d (%d bytes) refused as too large by '%s' (%s); sending it smaller",
-                    tp[0], tp[1], msg.offset(), len(msg.value() or b""), topic, self._dlq_error,
-                )  # fmt: skip
+    def give_up(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
+        """The on_error action for an event that failed for good: DEAD_LETTER (a schema-invalid event too, when
+        there is a dead-letter topic), SKIPPED, or HALTED (stop)."""
+        self._counters.failed += 1
+        action = self._policy.action
+        if self.dead_letter_topic and (action == "dead_letter" or error_type == "schema"):
+            self.letter = self._letter(msg, error_type, text, attempts)
+            return Outcome.DEAD_LETTER
+        what = (
+            f"{WHAT_FAILED.get(error_type, 'handler failed')} {where(msg)}{attempts}: {truncate(text, 300)}"
+        )
+        if action == "skip":
+            self._counters.skipped += 1
+            log.warning("%s; skipped (on_error: skip)", what)
+            return Outcome.SKIPPED
+        log.error("%s; stopping (on_error: %s), offset %d not committed", what, action, msg.offset())
+        self._control.halt(WORKER_EXIT_HALT, what)
+        return Outcome.HALTED
 
-    def _send_dead_letter(self, topic: str, letter: DeadLetter, tp: Partition) -> bool | None:
-        """One attempt: True acknowledged, False refused (self._dlq_error and _code say why), None dropped."""
-        producer = self._producer
-        result: list[KafkaError | None] = []
+    def _letter(self, msg: Any, error_type: str, text: str, attempts: str) -> DeadLetter:
+        """The dead letter of an event the policy dead-letters: its value and key as read, with
+        dead_letter_headers, and what failed for the log line."""
+        headers = dead_letter_headers(
+            msg.topic(), msg.partition(), msg.offset(), error_type, text, self.group, msg.headers()
+        )
+        about = f"{WHAT_FAILED.get(error_type, 'handler failed')} {where(msg)}"
+        return DeadLetter(msg.value(), msg.key(), headers, about, f"{attempts}: {truncate(text, 300)}")
 
-        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-            result.append(err)
-
-        error = send_dead_letter(producer, topic, letter, on_delivery)
-        if error is not None:
-            self._dlq_error, self._dlq_error_code = f"{error.name()}: {error.str()}", error.name()
-            return False
-        while not result:
-            producer.poll(WAIT_SLICE)
-            self._membership.keep_alive()
-            if tp in self._membership.revoked_in_batch:
-                return None
-            if self._control.gave_up():
-                self._dlq_error = "no acknowledgement before shutdown"
-                return None
-        if result[0] is not None:
-            self._dlq_error, self._dlq_error_code = f"{result[0].name()}: {result[0].str()}", result[0].name()
-            return False
-        return True
-
-    def _wait(self, seconds: float, tp: Partition) -> bool:
-        """Sleep for a retry backoff in short slices; False when stopping or `tp` was revoked meanwhile."""
-        clock = self._clock
-        deadline = clock.monotonic() + seconds
-        event = self._control.event
-        while True:
-            remaining = deadline - clock.monotonic()
-            if remaining <= 0:
-                return True
-            if clock.wait(event, min(WAIT_SLICE, remaining)):
-                return False
-            self._membership.keep_alive()
-            if tp in self._membership.revoked_in_batch:
-                return False
+    def dead_letter_sent(self, msg: Any, letter: DeadLetter, error: KafkaError | None) -> Outcome:
+        """The broker's (or client's) answer to a dead letter: DEAD_LETTERED; DEAD_LETTER again when it was
+        refused as too large and a smaller version is left (send `letter` again, dead_letters.DeadLetter); or
+        HALTED: the worker stops without committing the event (exit code DEAD_LETTER)."""
+        topic = self.dead_letter_topic
+        if error is None:
+            self._counters.dead_lettered += 1
+            fit = f" (payload {letter.fit}: too large for it)" if letter.fit else ""
+            log.warning("%s%s; dead-lettered to '%s'%s", letter.about, letter.why, topic, fit)
+            return Outcome.DEAD_LETTERED
+        code, described = error.name(), f"{error.name()}: {error.str()}"
+        first = not letter.fit
+        if letter.shrink(code):
+            if first:
+                log.warning("dead letter for %s (%d bytes) refused as too large by '%s' (%s); sending it smaller",
+                            where(msg), len(msg.value() or b""), topic, described)  # fmt: skip
+            return Outcome.DEAD_LETTER
+        refused = "refused even without its payload: " if code in TOO_LARGE else ""
+        reason = f"{letter.about}; writing it to dead-letter topic '{topic}' failed"
+        log.error("%s: %s%s; stopping without committing it", reason, refused, described)
+        self._control.halt(WORKER_EXIT_DEAD_LETTER, f"{reason}: {refused}{described}")
+        return Outcome.HALTED

@@ -19,7 +19,7 @@ log = logging.getLogger("kpipe.runtime.worker")
 
 
 class ConsumeLoopLike(Protocol):
-    """A consume loop's part of a rebalance (loop.ConsumeLoop, concurrent.ConcurrentLoop)."""
+    """A consume loop's part of a rebalance (loop.ConsumeLoop: sequential.SequentialLoop, concurrent.ConcurrentLoop)."""
 
     def on_assign(self, keys: Iterable[Partition]) -> None: ...
 

@@ -75,9 +75,12 @@ class GroupRun:
         return self.alive and (self.busy() or any(consumer.uncommitted() for consumer in self.consumers))
 
     def progress(self) -> tuple[int, ...]:
-        """What changes when the worker does anything: its counters."""
-        c = self.worker.counters
-        return (c.handled, c.failed, c.retried, c.dead_lettered, c.skipped, c.commits, c.rebalances)
+        """What changes when the worker does anything: its counters, and its events in flight and queued."""
+        c, status = self.worker.counters, self.worker.status()
+        return (
+            c.handled, c.failed, c.retried, c.dead_lettered, c.skipped, c.commits, c.rebalances,
+            status.in_flight, status.queued,
+        )  # fmt: skip
 
 
 def recording(handler: Callable[..., Any], handled: list[Any]) -> Callable[..., Any]:

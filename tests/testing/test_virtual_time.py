@@ -135,3 +135,20 @@ def test_the_same_run_twice_gives_the_same_topics_in_the_same_order(tmp_path: Pa
     for key in {k for _, _, k, _ in first}:  # and each key's events in the order they were sent
         ns = [v["n"] for _, _, k, v in first if k == key]  # type: ignore[index]
         assert ns == sorted(ns)
+
+
+def test_an_async_handler_over_its_timeout_is_cancelled_and_fails(tmp_path: Path) -> None:
+    handler = (
+        "import asyncio\n"
+        "async def handle(event, ctx):\n"
+        "    if event == b'slow':\n"
+        "        await asyncio.sleep(60)\n"
+    )
+    group = "    concurrency: 4\n    on_error: {action: skip, retries: 0, timeout_ms: 100}\n"
+    root = _project(tmp_path, "virtual_async_timeout", handler, group)
+    with run_pipeline(root / "pipelines", root=root) as p:
+        p.send_raw("in", b"slow", key="k1")
+        p.send_raw("in", b"fast", key="k2")
+        p.drain()
+        assert p.handled("g") == [b"fast"]
+        assert p.skipped("g") == 1

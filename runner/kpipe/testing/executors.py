@@ -33,9 +33,6 @@ from kpipe.runtime.handler import Emitter
 class InlineCalls:
     """Sync handlers, called at submit() on the caller's thread, in the order given."""
 
-    threads = 0
-    abandoned = 0
-
     def __init__(self, call: Callable[[Work], Any], completions: Completions):
         self._call = call
         self._completions = completions
@@ -61,8 +58,6 @@ class InlineLoop:
     """Async handlers: at submit(), each event's coroutine runs to its end on a private event loop on the
     caller's thread, one after another (so what a handler awaits cannot reorder them); one over
     on_error.timeout_ms is cancelled and fails, as under `kpipe run`."""
-
-    threads = 0
 
     def __init__(self, call: Callable[[Work], Any], completions: Completions, timeout: float | None):
         self._call = call

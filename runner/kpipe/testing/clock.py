@@ -6,8 +6,8 @@ monotonic, wait). Its time stands still while handlers run, and moves forward:
     wait(event, s)   a worker waits inside its turn (a retry's backoff in the sequential loop): the clock moves
                      on by `s` and the call returns at once; the other workers are idle meanwhile (turns.py)
     advance(s)       the driver (engine.py) moves it when every worker is idle waiting for a deadline (a retry's
-                     timer under `concurrency`, a batch commit's interval), or while a turn lasts longer than a
-                     real second (a slow or hung handler: on_error.timeout_ms still applies)
+                     timer under `concurrency`, a batch commit's interval), or at the real pace while a turn
+                     lasts longer than turns.OVERRUN_AFTER (a slow or hung handler)
 
 So a 30 s backoff takes no wall time, and what happens when (a retry among other keys' events, a batch commit)
 does not depend on how fast the machine is: a run repeats exactly.

@@ -90,6 +90,7 @@ class MemoryConsumer:
         self._callbacks: dict[str, Callable[..., Any] | None] = {}
         self._assigned: list[Partition] = []
         self._position: dict[Partition, int] = {}
+        self._joined_at: dict[Partition, int] = {}  # where reading started: the committed offset or the reset
         self._stored: dict[Partition, int] = {}
         self._paused: set[Partition] = set()
         self._closed = False
@@ -119,7 +120,7 @@ class MemoryConsumer:
             start = committed.get(tp)
             if start is None:
                 start = cluster.end(*tp) if self._reset_latest else 0
-            self._position[tp] = start
+            self._position[tp] = self._joined_at[tp] = start
         on_assign = self._callbacks.get("assign")
         if on_assign is not None:
             on_assign(self, [TopicPartition(t, p, OFFSET_INVALID) for t, p in self._assigned])
@@ -225,6 +226,14 @@ class MemoryConsumer:
             TopicPartition(tp.topic, tp.partition, have.get((tp.topic, tp.partition), OFFSET_INVALID))
             for tp in partitions
         ]
+
+    def uncommitted(self) -> bool:
+        """Whether records were read past the group's committed offsets (for the driver: once every event is
+        processed, a commit is still to come, e.g. at a batch commit's interval)."""
+        committed = self._cluster.committed(self.group)
+        return not self._closed and any(
+            position > committed.get(tp, self._joined_at[tp]) for tp, position in self._position.items()
+        )
 
     # -- leaving ------------------------------------------------------------------------------------------
 

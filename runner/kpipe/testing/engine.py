@@ -3,7 +3,10 @@ starts, built from the same compiled settings, schema models and handler, with c
 in-memory clients instead of librdkafka ones. Only the broker is replaced.
 
 `kpipe run` spawns one process per instance (the supervisor); here each group is one worker in a thread of this
-process, and the workers take turns (turns.py), so a run opens no socket and starts no process.
+process, and the workers take turns (turns.py), so a run opens no socket and starts no process. Two more parts
+of the outside world are replaced, through the same `Outside`: time (clock.py: a VirtualClock, moved on by
+drain() when every worker waits for it) and, for groups with `concurrency` above 1, where handlers run
+(executors.py: one after another, in the order the loop starts them), so that a run repeats exactly.
 """
 
 from __future__ import annotations
@@ -16,16 +19,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kpipe.compilation.project import CompiledProject
-from kpipe.runtime.concurrent.executor import is_async_handler
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
+from kpipe.runtime.concurrent.executor import ExecutorFactory, is_async_handler, make_executor
 from kpipe.runtime.handler import load_handler
 from kpipe.runtime.protocol import WORKER_EXIT_OK
 from kpipe.runtime.worker.core import EmitTargets, GroupWorker, Outside
 from kpipe.testing.clients import MemoryConsumer, MemoryProducer
+from kpipe.testing.clock import VirtualClock
+from kpipe.testing.executors import inline_executor
 from kpipe.testing.memory_cluster import MemoryCluster
 from kpipe.testing.turns import Turns, TurnTimeout
 
 # A drained run is one where every worker polled this many times in a row and found nothing to do.
 QUIET_ROUNDS = 2
+# When every worker is idle but one waits for the clock (a retry's timer, a batch commit's interval), drain()
+# moves virtual time on by FIRST_JUMP, then by twice as much each round nothing happens, until something does
+# (the first deadline is passed by less than the time waited for it so far).
+FIRST_JUMP = 0.001
+# Virtual seconds waited with nothing happening after which drain() gives up on what its workers wait for.
+LONGEST_WAIT = 7 * 24 * 3600.0
 # How long a worker may take to stop and close once asked.
 STOP_TIMEOUT = 30.0
 
@@ -57,6 +69,19 @@ class GroupRun:
         status = self.worker.status()
         return bool(status.in_flight or status.queued or status.oldest_unfinished)
 
+    def waiting(self) -> bool:
+        """Between turns, whether the worker waits for time to pass: events in flight (with handlers run inline,
+        only those waiting for a retry's timer), or offsets read and not committed yet (a batch commit)."""
+        return self.alive and (self.busy() or any(consumer.uncommitted() for consumer in self.consumers))
+
+    def progress(self) -> tuple[int, ...]:
+        """What changes when the worker does anything: its counters, and its events in flight and queued."""
+        c, status = self.worker.counters, self.worker.status()
+        return (
+            c.handled, c.failed, c.retried, c.dead_lettered, c.skipped, c.commits, c.rebalances,
+            status.in_flight, status.queued,
+        )  # fmt: skip
+
 
 def recording(handler: Callable[..., Any], handled: list[Any]) -> Callable[..., Any]:
     """The handler, unchanged for the runtime (sync stays sync, async stays async), noting each event it returned
@@ -85,14 +110,14 @@ def build_group(
     consumer_factory: ClientFactory,
     producer_factory: ClientFactory,
     seed: int = 0,
+    clock: Clock = SYSTEM_CLOCK,
+    executors: ExecutorFactory = make_executor,
     **options: Any,
 ) -> GroupRun:
     """The group's worker as kpipe.runtime.worker.process.build_worker makes it from a loaded project, with these
-    client factories, its handler recording what it returned from.
+    client factories, clock and executors, its handler recording what it returned from.
 
-    The only call into the worker's constructor in kpipe.testing: when the consume engine takes its outside
-    world as one object (client factories, executors, a Clock), this is where the factories and a
-    kpipe.testing.clock.VirtualClock go."""
+    The only call into the worker's constructor in kpipe.testing: its outside world (Outside) is given here."""
     settings = project.consumer_group(group)
     models = {
         topic: (project.schema_model(name) if name else None)
@@ -105,6 +130,8 @@ def build_group(
     outside = Outside(
         consumer=consumer_factory,
         producer=producer_factory,
+        executors=executors,
+        clock=clock,
         rng=random.Random(seed).random,  # backoff jitter: the same from run to run
     )
     worker = GroupWorker(
@@ -123,7 +150,8 @@ class MemoryEngine:
 
     def __init__(self, project: CompiledProject, groups: Sequence[str], cluster: MemoryCluster):
         self.cluster = cluster
-        self._turns = Turns()
+        self.clock = VirtualClock()
+        self._turns = Turns(overrun=self.clock.advance)
         self.groups: dict[str, GroupRun] = {}
         for name in groups:
             self.groups[name] = self._build(project, name)
@@ -142,7 +170,7 @@ class MemoryEngine:
 
         run = build_group(
             project, name, consumer_factory=consumer_factory, producer_factory=producer_factory,
-            seed=cluster.seed,
+            seed=cluster.seed, clock=self.clock, executors=inline_executor,
         )  # fmt: skip
         run.consumers = consumers
         return run
@@ -162,13 +190,16 @@ class MemoryEngine:
             self._turns.finished(run.name)
 
     def drain(self, timeout: float) -> None:
-        """Give the workers turns until, for QUIET_ROUNDS rounds, none found an event and none produced one."""
+        """Give the workers turns until, for QUIET_ROUNDS rounds, none found an event, produced one or did
+        anything else, and none waits for the clock. While every worker is idle and one waits for the clock
+        (a retry's backoff, a batch commit's interval), virtual time moves on (FIRST_JUMP, doubling)."""
         deadline = time.monotonic() + timeout
         quiet = 0
-        while quiet < QUIET_ROUNDS:
-            before = self.cluster.appended
+        jump = FIRST_JUMP
+        waited = 0.0  # virtual seconds jumped since anything happened
+        while True:
+            before = self._progress()
             fetched = False
-            busy = False
             for run in self.groups.values():
                 if not run.alive:
                     continue
@@ -180,15 +211,29 @@ class MemoryEngine:
                         f"consumer group '{run.name}' was still handling an event after {timeout:g} s"
                     ) from None
                 fetched = fetched or any(consumer.fetched for consumer in run.consumers)
-                busy = busy or (run.alive and run.busy())
-            if fetched or busy or self.cluster.appended != before:
-                quiet = 0
-            else:
-                quiet += 1
-            if quiet < QUIET_ROUNDS and time.monotonic() >= deadline:
-                raise DrainTimeout(f"events were still being handled after {timeout:g} s")
             if not any(run.alive for run in self.groups.values()):
                 return
+            if fetched or self._progress() != before:
+                quiet, jump, waited = 0, FIRST_JUMP, 0.0
+            else:
+                quiet += 1
+            if quiet >= QUIET_ROUNDS:
+                waiting = [run.name for run in self.groups.values() if run.waiting()]
+                if not waiting:
+                    return
+                if waited >= LONGEST_WAIT:
+                    raise DrainTimeout(
+                        f"consumer group '{waiting[0]}' was still waiting after {waited:g} s of virtual time"
+                    )
+                self.clock.advance(jump)
+                waited += jump
+                jump *= 2
+            if time.monotonic() >= deadline:
+                raise DrainTimeout(f"events were still being handled after {timeout:g} s")
+
+    def _progress(self) -> tuple[Any, ...]:
+        """What changes when any worker does anything: records appended, the workers' counters (commits too)."""
+        return (self.cluster.appended, *(run.progress() for run in self.groups.values()))
 
     def stop(self) -> None:
         """Ask every worker to stop, let them run freely to commit and close, and wait for their threads."""

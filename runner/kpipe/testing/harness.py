@@ -34,6 +34,7 @@ from kpipe.runtime.worker.failures import (
     H_SOURCE_TOPIC,
 )
 from kpipe.testing.clients import MemoryProducer
+from kpipe.testing.clock import VirtualClock
 from kpipe.testing.engine import MemoryEngine
 from kpipe.testing.memory_cluster import DEFAULT_SEED, MemoryCluster, Partitioner, Record
 
@@ -83,6 +84,12 @@ class PipelineRun:
     def groups(self) -> list[str]:
         return list(self._engine.groups)
 
+    @property
+    def clock(self) -> VirtualClock:
+        """The run's virtual time: `clock.elapsed` is how long the workers waited (retry backoffs, commit
+        intervals), none of it in wall time; `clock.advance(seconds)` moves it on by hand."""
+        return self._engine.clock
+
     def start(self) -> None:
         self._engine.start(START_TIMEOUT)
         self.drain()  # every group joins, and is assigned its partitions, before the first event
@@ -130,7 +137,9 @@ class PipelineRun:
 
     def drain(self, timeout: float = DEFAULT_DRAIN_TIMEOUT) -> None:
         """Run the groups' handlers until no event is left to handle anywhere (events emitted to topics other
-        selected groups read included). Raises DrainTimeout when handlers are still busy after `timeout` s."""
+        selected groups read included), moving virtual time on while they wait for it (retry backoffs, batch
+        commit intervals): afterwards every processed event is committed. Raises DrainTimeout when handlers
+        are still busy after `timeout` s of wall time."""
         self._engine.drain(timeout)
 
     def close(self) -> None:
@@ -162,8 +171,9 @@ class PipelineRun:
 
     def committed(self, group: str) -> dict[tuple[str, int], int]:
         """{(topic, partition): next offset} as the group has committed so far. Its commit policy decides when:
-        per_message and auto commit as events are processed, batch at batch_size or interval_ms; after close()
-        (or the end of the `with` block) everything processed is committed."""
+        per_message and auto commit as events are processed, batch at batch_size or interval_ms (of virtual
+        time, which drain() moves on: after drain(), or the end of the `with` block, everything processed is
+        committed)."""
         self._group(group)
         return self.cluster.committed(group)
 

@@ -4,7 +4,10 @@ Each worker of an in-memory run is a GroupWorker in its own thread, running its 
 A worker gives the turn back each time it calls consume() (MemoryConsumer), and waits there until the driver
 gives it the turn again; so between two polls a worker handles its batch alone, and the order in which workers
 run, and so every outcome, is the same from one run to the next. (Handlers of a group with `concurrency` above 1
-still run on the executor's threads, as they do under `kpipe run`.)
+run one after another inside the turn too: executors.py.)
+
+Time (clock.py) stands still during a turn, unless the turn lasts longer than OVERRUN_AFTER real seconds (a slow
+or hung handler): from then on it follows the real time, through `overrun(seconds)`, until the turn ends.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from collections.abc import Callable
 
 # How often a driver waiting for a turn to end checks that the worker's thread is still alive.
 CHECK_EVERY = 0.05
+# A turn longer than this (real seconds: far above a batch of quick handlers, even on a loaded machine) lets
+# virtual time follow the real one until it ends.
+OVERRUN_AFTER = 5.0
 
 
 class TurnTimeout(Exception):
@@ -22,7 +28,9 @@ class TurnTimeout(Exception):
 
 
 class Turns:
-    def __init__(self) -> None:
+    def __init__(self, overrun: Callable[[float], None] | None = None) -> None:
+        """overrun(seconds): real time that passed in a turn past OVERRUN_AFTER (VirtualClock.advance)."""
+        self._overrun = overrun
         self._cond = threading.Condition()
         self._current: str | None = None
         self._free = False
@@ -53,10 +61,15 @@ class Turns:
             self._cond.notify_all()
             if start is not None:
                 start()
-            deadline = time.monotonic() + timeout
+            started = time.monotonic()
+            deadline, counted = started + timeout, started + OVERRUN_AFTER
             while self._current == name and alive():
-                if time.monotonic() >= deadline:
+                now = time.monotonic()
+                if now >= deadline:
                     raise TurnTimeout(name)
+                if now > counted and self._overrun is not None:
+                    self._overrun(now - counted)
+                    counted = now
                 self._cond.wait(CHECK_EVERY)
             if self._current == name:
                 self._current = None

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import reduction
 from multiprocessing.connection import wait
 from typing import Any
@@ -66,6 +67,8 @@ log = logging.getLogger("kpipe.runtime.supervisor")
 DEFAULT_TARGET = "kpipe.runtime.worker.process:worker_main"
 WorkerTarget = Callable[[WorkerStart, Any], int | None]
 
+# How many workers run() starts at once.
+_STARTING_AT_ONCE = 8
 # How often shutdown says which workers it is still waiting for.
 _PROGRESS_EVERY = 5.0
 # The loop wakes at least this often, so `seconds_since_loop()` tells a health check it is alive.
@@ -185,8 +188,7 @@ class Supervisor:
             self._summary_last = (started, {})
             if self._summary_every:
                 self._summary_at = started + self._summary_every
-            for slot in self._slots:
-                self._start(slot)
+            self._start_all()
             self._loop()
             if self._summary_every:
                 for line in summary_lines(self.totals(), {}, time.monotonic() - started, final=True):
@@ -316,6 +318,18 @@ class Supervisor:
             slot.status = None
             slot.status_at = None
         log.info("started %s (pid %s)", slot.label, process.pid, extra=_extra(slot))
+
+    def _start_all(self) -> None:
+        """Start every slot, a few at a time: a start waits for the new process's pid (from the fork server, or
+        the spawned process), and on a busy machine each wait is a trip through the scheduler; overlapping them
+        keeps the fork server forking instead of waiting for the next request."""
+        if len(self._slots) <= 1:
+            for slot in self._slots:
+                self._start(slot)
+            return
+        with ThreadPoolExecutor(min(_STARTING_AT_ONCE, len(self._slots)), "kpipe-start") as pool:
+            for _ in pool.map(self._start, self._slots):
+                pass
 
     def _while_stopping(self, now: float, last_progress: float) -> float:
         """Past the shutdown deadline, SIGKILL the workers still running; before it, say every _PROGRESS_EVERY

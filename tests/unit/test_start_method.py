@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_supervisor import ScriptedStart
 
 from kpipe.errors import UsageError
 from kpipe.runtime.start_method import PRELOAD, WORKER_START_ENV, start_method
 from kpipe.runtime.supervisor import Supervisor
-from test_supervisor import ScriptedStart
 
 
 def test_the_start_method_comes_from_the_environment_else_the_fork_server() -> None:

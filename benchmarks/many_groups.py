@@ -38,6 +38,8 @@ SECTION = "## Many groups: start-up and memory (benchmarks/many_groups.py)"
 READY_GOAL_S = 8.0
 PSS_GOAL_MB = 600.0
 STARTED = re.compile(r"started (\S+) \(pid (\d+)\)")
+PREPARED = re.compile(r"kpipe\.run: running \d+ workers?")
+ASSIGNED = re.compile(r"kpipe\.runtime\.worker: assigned ")
 
 
 def log(text: str) -> None:
@@ -102,7 +104,10 @@ def descendants(root: int) -> list[int]:
 class Run:
     method: str
     ready_s: float | None = None
+    prepared_s: float | None = None  # "running N workers": project loaded, cluster reached, topics created
+    first_started_s: float | None = None  # the first "started <worker>" line
     started_s: float | None = None  # the last "started <worker>" line
+    assigned_s: float | None = None  # the last worker's "assigned" line
     total_pss: float = 0.0
     total_rss: float = 0.0
     worker_pss: list[float] = field(default_factory=list)
@@ -130,10 +135,16 @@ def one_run(
         for line in proc.stderr:
             if keep_log is not None:
                 keep_log.write(f"{time.monotonic() - start:8.3f} {line}")
+            at = time.monotonic() - start
             found = STARTED.search(line)
             if found:
                 workers[int(found.group(2))] = found.group(1)
-                run.started_s = time.monotonic() - start
+                run.started_s = at
+                run.first_started_s = run.first_started_s or at
+            elif PREPARED.search(line):
+                run.prepared_s = at
+            elif ASSIGNED.search(line):
+                run.assigned_s = at
             elif " ERROR " in line or "Traceback" in line:
                 log("  kpipe: " + line.rstrip())
 
@@ -204,6 +215,9 @@ def summary(runs: list[Run]) -> dict[str, float]:
         "ready": len(done),
         "ready_s": median([r.ready_s for r in done if r.ready_s is not None]),
         "started_s": median([r.started_s for r in done if r.started_s is not None]),
+        "prepared_s": median([r.prepared_s for r in done if r.prepared_s is not None]),
+        "first_started_s": median([r.first_started_s for r in done if r.first_started_s is not None]),
+        "assigned_s": median([r.assigned_s for r in done if r.assigned_s is not None]),
         "total_pss": median([r.total_pss for r in done]),
         "total_rss": median([r.total_rss for r in done]),
         "worker_pss": median([median(r.worker_pss) for r in done]),
@@ -242,7 +256,10 @@ def section(groups: int, runs: int, fork: list[Run], spawn: list[Run], info: str
         "| per run | fork server (default) | spawn (before) | spawn / fork server |",
         "| --- | --- | --- | --- |",
         row("`kpipe run` → /readyz 200", "ready_s", "s"),
-        row("`kpipe run` → last worker started", "started_s", "s"),
+        row("↳ project loaded, broker reached, topics created", "prepared_s", "s"),
+        row("↳ first worker started", "first_started_s", "s"),
+        row("↳ last worker started", "started_s", "s"),
+        row("↳ last worker assigned", "assigned_s", "s"),
         row("PSS, every process of the run", "total_pss", "MB", "{:.0f}"),
         row("RSS, summed (counts shared pages in each)", "total_rss", "MB", "{:.0f}"),
         row("worker PSS (median)", "worker_pss", "MB"),

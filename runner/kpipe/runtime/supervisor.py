@@ -109,7 +109,7 @@ class Supervisor:
         start_method: str | None = None,
     ):
         """target: called in each worker process as target(start, status_channel) and returning its exit code;
-        a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
+        a function importable by name (pickled by reference) or a "module:function" string, resolved
         in the worker. Default: kpipe.runtime.worker.process:worker_main (so the supervisor never imports confluent_kafka).
         restart_backoff: (initial delay, factor, maximum) in seconds.
         crash_loop: (restarts, window in seconds): a worker that dies again after that many restarts within

@@ -490,6 +490,10 @@ def _worker_entry(
     """A worker process's first code: tie its life to the supervisor's, take the supervisor's environment as it
     is now (its stdout and stderr were taken while unpickling the arguments), run the target, exit with its
     code."""
+    if os.getppid() != parent:
+        # Forked by the fork server, which ignores these (kpipe.runtime.preloaded): a worker stops on them.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
     _exit_with_parent(parent)
     # A forked worker inherits the fork server's environment, which is the supervisor's of when the server
     # started; a spawned one, the supervisor's at its start. Both get the latter ($KPIPE_LOG_LEVEL included).

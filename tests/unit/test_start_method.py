@@ -4,6 +4,7 @@ no thread before it forks, and forked workers that get the supervisor's current 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -81,3 +82,33 @@ def test_a_worker_gets_the_supervisors_environment_and_output_of_when_it_starts(
         assert code == 0
         assert f"out g{mark} {mark}" in out.read_text()
         assert f"err g{mark} {mark}" in err.read_text()
+
+
+def ignored_signals(pid: int | str) -> set[int]:
+    """The signals a process ignores, from the SigIgn mask of /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+    return set()
+
+
+def report_signals(start: ScriptedStart, channel: object) -> int:
+    """A worker that writes which of SIGTERM and SIGHUP it and its parent (the fork server) ignore."""
+    watched = {signal.SIGTERM, signal.SIGHUP}
+    own = sorted(s.name for s in watched if s in ignored_signals("self"))
+    parent = sorted(s.name for s in watched if s in ignored_signals(os.getppid()))
+    os.write(1, f"worker ignores {own}, its parent {parent}\n".encode())
+    return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_the_fork_server_outlives_a_hang_up_and_its_workers_do_not(tmp_path: Path) -> None:
+    # A closed terminal or a stop sent to the process group reaches the fork server too: it must stay until its
+    # workers have exited (it reports their exits), while the workers stop on those signals as before.
+    start = ScriptedStart(group="sig", instance=0, scratch=str(tmp_path))
+    out, err = tmp_path / "out", tmp_path / "err"
+    with output_to(out, err):
+        code = Supervisor([start], report_signals, start_method="forkserver").run(install_signals=False)
+    assert code == 0
+    assert "worker ignores [], its parent ['SIGHUP', 'SIGTERM']" in out.read_text()

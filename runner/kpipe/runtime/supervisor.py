@@ -40,7 +40,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import reduction
 from multiprocessing.connection import wait
 from typing import Any
@@ -67,8 +66,6 @@ log = logging.getLogger("kpipe.runtime.supervisor")
 DEFAULT_TARGET = "kpipe.runtime.worker.process:worker_main"
 WorkerTarget = Callable[[WorkerStart, Any], int | None]
 
-# How many workers run() starts at once.
-_STARTING_AT_ONCE = 8
 # How often shutdown says which workers it is still waiting for.
 _PROGRESS_EVERY = 5.0
 # The loop wakes at least this often, so `seconds_since_loop()` tells a health check it is alive.
@@ -188,7 +185,8 @@ class Supervisor:
             self._summary_last = (started, {})
             if self._summary_every:
                 self._summary_at = started + self._summary_every
-            self._start_all()
+            for slot in self._slots:
+                self._start(slot)
             self._loop()
             if self._summary_every:
                 for line in summary_lines(self.totals(), {}, time.monotonic() - started, final=True):
@@ -318,18 +316,6 @@ class Supervisor:
             slot.status = None
             slot.status_at = None
         log.info("started %s (pid %s)", slot.label, process.pid, extra=_extra(slot))
-
-    def _start_all(self) -> None:
-        """Start every slot, a few at a time: a start waits for the new process's pid (from the fork server, or
-        the spawned process), and on a busy machine each wait is a trip through the scheduler; overlapping them
-        keeps the fork server forking instead of waiting for the next request."""
-        if len(self._slots) <= 1:
-            for slot in self._slots:
-                self._start(slot)
-            return
-        with ThreadPoolExecutor(min(_STARTING_AT_ONCE, len(self._slots)), "kpipe-start") as pool:
-            for _ in pool.map(self._start, self._slots):
-                pass
 
     def _while_stopping(self, now: float, last_progress: float) -> float:
         """Past the shutdown deadline, SIGKILL the workers still running; before it, say every _PROGRESS_EVERY
@@ -536,9 +522,17 @@ def _exit_with_parent(supervisor_pid: int) -> None:
     if parent is None or not parent.is_alive():  # the supervisor died before this worker got here
         sys.exit(WORKER_EXIT_OK)
     if os.getppid() != supervisor_pid:
-        threading.Thread(
+        watch = threading.Thread(
             target=_stop_when_gone, args=(parent.sentinel,), name="kpipe-supervisor-watch", daemon=True
-        ).start()
+        )
+        # The thread starts with these blocked, so the kernel delivers them to the main thread: one delivered to
+        # the watcher would leave a main thread blocked in a wait unaware of it until the wait ends.
+        stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            watch.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop_when_gone(sentinel: int) -> None:

@@ -96,9 +96,11 @@ def run(
     """
     from kpipe.logs import LOG_LEVEL_ENV, configure_logging
     from kpipe.runtime.protocol import worker_starts
+    from kpipe.runtime.start_method import warm_up
     from kpipe.runtime.supervisor import Supervisor
     from kpipe.service.run import prepare, supervise
 
+    warm_up()  # the workers' fork server imports while the project is loaded and the topics created
     project = options.load(consumer_overrides=parse_vars(consumer_config, "--consumer-config"))
     metrics = project.metrics_settings(metrics_port, metrics_host)
     # Tracing asked for without OpenTelemetry installed: one error here, not one per worker; the files' block

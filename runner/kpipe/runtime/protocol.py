@@ -1,6 +1,6 @@
 """What passes between the supervisor and its worker processes: small, picklable, import-light.
 
-The supervisor spawns one process per consumer-group instance with a WorkerStart: the group's compiled settings
+The supervisor starts one process per consumer-group instance with a WorkerStart: the group's compiled settings
 and what rebuilding its models needs (never paths to read again). The worker runs the group, reports
 WorkerStatus snapshots on a pipe, and ends with one of the exit codes below, which tell the supervisor whether
 a restart can help.

@@ -145,7 +145,7 @@ class StatusChannel:
 @dataclass(eq=False)
 class Slot:
     start: WorkerStart
-    process: Any = None  # multiprocessing SpawnProcess while one is running
+    process: Any = None  # the multiprocessing process (forked or spawned) while one is running
     status_conn: Connection | None = None
     started_at: float = 0.0
     restarts: int = 0

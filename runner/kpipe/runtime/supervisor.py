@@ -1,4 +1,7 @@
-"""The supervisor behind `kpipe run`: one spawned process per consumer-group instance, kept alive.
+"""The supervisor behind `kpipe run`: one process per consumer-group instance, kept alive.
+
+Workers are forked from a fork server that has imported the runtime once, or spawned as fresh interpreters
+(kpipe.runtime.start_method; KPIPE_WORKER_START); the rules below are the same for both.
 
 It starts every worker, waits on the process sentinels (no polling), and when a worker dies says why (its exit
 code's meaning, or the signal that killed it) and decides what to do from the code (kpipe.runtime.protocol):
@@ -37,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from multiprocessing import reduction
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -53,6 +57,7 @@ from kpipe.runtime.slots import (
     describe_exit,
     oom_kill_count,
 )
+from kpipe.runtime.start_method import worker_context
 from kpipe.runtime.stop_requests import StopRequests
 from kpipe.runtime.summary import GroupTotals, group_totals, summary_lines
 
@@ -98,9 +103,10 @@ class Supervisor:
         shutdown_timeout: float = 30.0,
         summary_every: float | None = None,
         frozen_after: float = FROZEN_AFTER,
+        start_method: str | None = None,
     ):
         """target: called in each worker process as target(start, status_channel) and returning its exit code;
-        a function importable by name (spawn pickles it by reference) or a "module:function" string, resolved
+        a function importable by name (pickled by reference) or a "module:function" string, resolved
         in the worker. Default: kpipe.runtime.worker.process:worker_main (so the supervisor never imports confluent_kafka).
         restart_backoff: (initial delay, factor, maximum) in seconds.
         crash_loop: (restarts, window in seconds): a worker that dies again after that many restarts within
@@ -108,13 +114,15 @@ class Supervisor:
         summary_every: log one line per group (handled, rate, dead-lettered) this often, and a final one.
         frozen_after: a worker that has sent no status for this long is killed and started again (it is
         reported stale, not ready, after STALE_AFTER already).
+        start_method: "forkserver" or "spawn" (default: $KPIPE_WORKER_START, else forkserver where the
+        platform has it; kpipe.runtime.start_method).
         """
         self._frozen_after = frozen_after
         self._slots = [Slot(start) for start in starts]
         self._target = target if target is not None else DEFAULT_TARGET
         self._restarts = RestartPolicy(restart_backoff, crash_loop)
         self._shutdown_timeout = shutdown_timeout
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx = worker_context(start_method)
         self._lock = threading.Lock()
         self._stops = StopRequests()
         self._shutdown_deadline: float | None = None
@@ -278,7 +286,15 @@ class Supervisor:
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_worker_entry,
-            args=(self._target, self._start_for(slot), StatusChannel(writer), os.getpid()),
+            args=(
+                self._target,
+                self._start_for(slot),
+                StatusChannel(writer),
+                os.getpid(),
+                dict(os.environ),
+                _OutputFd(1),
+                _OutputFd(2),
+            ),
             name=f"kpipe-worker-{slot.label}",
             daemon=False,
         )
@@ -429,11 +445,47 @@ class Supervisor:
         return 0 if all(s.outcome == "stopped" for s in self._slots) else 1
 
 
+class _OutputFd:
+    """The supervisor's stdout or stderr as it is when a worker starts, handed to the worker (a forked worker
+    would otherwise write wherever the fork server's were when it started)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled while the worker process is being started: multiprocessing sends the descriptor along.
+        return (_adopt_output, (reduction.DupFd(self.fd), self.fd))
+
+
+def _adopt_output(received: Any, target: int) -> int:
+    fd = received.detach()
+    if fd != target:
+        os.dup2(fd, target)
+        os.close(fd)
+    return target
+
+
 def _worker_entry(
-    target: WorkerTarget | str, start: WorkerStart, channel: StatusChannel, parent: int
+    target: WorkerTarget | str,
+    start: WorkerStart,
+    channel: StatusChannel,
+    parent: int,
+    environ: dict[str, str],
+    *_outputs: int,
 ) -> None:
-    """A worker process's first code: tie its life to the supervisor's, run the target, exit with its code."""
+    """A worker process's first code: tie its life to the supervisor's, take the supervisor's environment as it
+    is now (its stdout and stderr were taken while unpickling the arguments), run the target, exit with its
+    code."""
+    if os.getppid() != parent:
+        # Forked by the fork server, which ignores these (kpipe.runtime.preloaded): a worker stops on them.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
     _exit_with_parent(parent)
+    # A forked worker inherits the fork server's environment, which is the supervisor's of when the server
+    # started; a spawned one, the supervisor's at its start. Both get the latter ($KPIPE_LOG_LEVEL included).
+    if environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
     if isinstance(target, str):
         module_name, _, attr = target.partition(":")
         target = getattr(importlib.import_module(module_name), attr)
@@ -449,19 +501,43 @@ def _worker_entry(
     sys.exit(code if isinstance(code, int) else WORKER_EXIT_OK)
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """On Linux, have the kernel SIGTERM this worker when the supervisor dies, even by SIGKILL."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+def _exit_with_parent(supervisor_pid: int) -> None:
+    """SIGTERM this worker when the supervisor dies, even by SIGKILL.
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
+    A spawned worker is the supervisor's child: on Linux the kernel sends the signal (PR_SET_PDEATHSIG). A
+    forked one is the fork server's child, and the fork server outlives the supervisor while workers hold its
+    pipe, so a thread waits for the supervisor's end of the pipe multiprocessing keeps open for this (its
+    parent sentinel) to close. The kernel's signal also stops a forked worker whose fork server dies: the
+    supervisor then sees the worker as ended, and must not find it still consuming beside its replacement.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    parent = multiprocessing.parent_process()
+    if parent is None or not parent.is_alive():  # the supervisor died before this worker got here
         sys.exit(WORKER_EXIT_OK)
+    if os.getppid() != supervisor_pid:
+        watch = threading.Thread(
+            target=_stop_when_gone, args=(parent.sentinel,), name="kpipe-supervisor-watch", daemon=True
+        )
+        # The thread starts with these blocked, so the kernel delivers them to the main thread: one delivered to
+        # the watcher would leave a main thread blocked in a wait unaware of it until the wait ends.
+        stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            watch.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop_when_gone(sentinel: int) -> None:
+    wait([sentinel])
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def frozen(slots: Sequence[Slot], now: float, limit: float) -> list[tuple[Slot, float]]:

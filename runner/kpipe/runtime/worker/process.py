@@ -1,6 +1,6 @@
 """The worker process: start-up from a WorkerStart (compiled settings; no project file read), signals, status reports, and leaving when wedged.
 
-worker_main(spec, status_queue) -> exit code      (the supervisor's spawned-process entry)
+worker_main(spec, status_queue) -> exit code      (the entry of a worker process the supervisor started)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ log = logging.getLogger("kpipe.runtime.worker")
 
 
 def worker_main(start: WorkerStart, status_queue: Any = None) -> int:
-    """Run one consumer-group instance in this (spawned) process until SIGTERM/SIGINT; return its exit code."""
+    """Run one consumer-group instance in this worker process until SIGTERM/SIGINT; return its exit code."""
     from kpipe.errors import KpipeError
     from kpipe.logs import configure_logging
 

@@ -1,0 +1,24 @@
+"""Imported last by the worker fork server (kpipe.runtime.start_method.PRELOAD), after everything workers use.
+
+Importing it collects garbage once and freezes what is left: the imported modules' objects move to the
+collector's permanent generation, so no collection in a forked worker writes to them (a collection touches
+every tracked object's header) and their pages stay shared between the server and every worker. A worker's
+own start-up state is frozen again in the worker (kpipe.runtime.worker.process.settle_heap).
+
+It also makes the fork server ignore SIGHUP and SIGTERM: it ends by itself once the supervisor and every
+worker have closed its pipe, and a closed terminal or a stop sent to the whole process group must not end it
+first, while the workers it reports the exits of are still committing. Each worker restores both signals
+(kpipe.runtime.supervisor's worker entry) before anything else.
+
+It is meant for the fork server only: imported anywhere else it would do the same to that process.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+
+gc.collect()
+gc.freeze()
+for _signum in (signal.SIGHUP, signal.SIGTERM):
+    signal.signal(_signum, signal.SIG_IGN)

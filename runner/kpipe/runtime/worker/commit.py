@@ -5,7 +5,10 @@ skipped), and only after the events it emitted were acknowledged:
 
     auto         librdkafka commits the offset store every interval_ms (enable.auto.commit=true); the worker
                  stores each offset itself once processed (enable.auto.offset.store=false + store_offsets).
-    per_message  a synchronous commit after each processed message.
+    per_message  an asynchronous commit of each processed message's offset, at once; the broker's answer comes
+                 back through on_commit (served by the next consume()) and is checked: a failed commit is
+                 counted, logged and covered by the next one, and what was not confirmed is committed
+                 synchronously when partitions are revoked and on shutdown.
     batch        a synchronous commit of the processed offsets (explicit TopicPartition(topic, p, offset + 1)
                  per partition, never "current positions") after batch_size messages or interval_ms.
 
@@ -63,6 +66,47 @@ def commit_list(processed: Mapping[Partition, int], only: Iterable[Partition] | 
     return [TopicPartition(t, p, processed[(t, p)] + 1) for t, p in keys]
 
 
+class CommitConfirmations:
+    """librdkafka's answers to the commits that return before the broker answers (auto commit's background
+    commits, per_message's asynchronous ones): `on_commit` is the consumer's on_commit callback, served inside
+    consume() on the loop's thread. It counts them and keeps the highest offset confirmed per partition."""
+
+    def __init__(self, counters: Counters, limited: RateLimitedLog):
+        self._counters = counters
+        self._limited = limited
+        self.confirmed: dict[Partition, int] = {}  # the next offset to read, as committed and confirmed
+        self.failed = False  # a commit failed since the strategy last looked (PerMessageCommit.tick)
+
+    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            if err.code() != KafkaError._NO_OFFSET:  # nothing was stored since the last commit: not a failure
+                self._failed(err)
+            return
+        confirmed = self.confirmed
+        refused = None
+        for tp in partitions or ():
+            if tp.error is not None:
+                refused = tp.error
+                continue
+            key = (tp.topic, tp.partition)
+            if tp.offset > confirmed.get(key, -1):
+                confirmed[key] = tp.offset
+        if refused is not None:
+            self._failed(refused, partial=describe(tp for tp in partitions if tp.error is not None))
+        else:
+            self._counters.committed()
+
+    def forget(self, keys: Iterable[Partition]) -> None:
+        for key in keys:
+            self.confirmed.pop(key, None)
+
+    def _failed(self, err: KafkaError, partial: str = "") -> None:
+        self.failed = True
+        self._counters.commit_failed(error=err.str())
+        where = f" for {partial}" if partial else ""
+        self._limited(logging.WARNING, ("commit", err.code()), "commit failed%s: %s", where, err.str())
+
+
 class _Strategy:
     """What every strategy is built with."""
 
@@ -80,8 +124,14 @@ class _Strategy:
         counters: Counters,
         limited: RateLimitedLog,
         clock: Clock = SYSTEM_CLOCK,
+        confirmations: CommitConfirmations | None = None,
     ):
+        """confirmations: what the consumer's on_commit reports (core.GroupWorker passes the one it gave the
+        consumer); None: commits are not confirmed by callback (a strategy that needs it builds its own)."""
         self._policy = policy
+        self._confirmations = (
+            confirmations if confirmations is not None else CommitConfirmations(counters, limited)
+        )
         self._clock = clock
         self._consumer = consumer
         self._settler = settler
@@ -211,18 +261,69 @@ class _ExplicitCommit(_Strategy):
 
 
 class PerMessageCommit(_ExplicitCommit):
+    """Each processed message's offset is committed at once, asynchronously, as a hand-written loop with
+    `commit(asynchronous=True)` and an on_commit callback does: the loop goes on to the next message while the
+    broker answers. Commits reach the group coordinator in order, so a later confirmed commit covers an earlier
+    one that failed; what is not confirmed when partitions are revoked or the worker stops is committed
+    synchronously then (commit_all)."""
+
     name = "per_message"
     coalesce = True
+    commits_in_background = True  # confirmed through on_commit (CommitConfirmations)
 
     def begin_batch(self) -> Callable[[Any], None]:
         processed = self.processed
-        commit = self.commit_processed
+        settle = self._settler.settle
+        commit = self._consumer.commit
+        failed = self._commit_failed
 
         def processed_one(msg: Any) -> None:
-            processed[(msg.topic(), msg.partition())] = msg.offset()
-            commit()
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            processed[(topic, partition)] = offset
+            if not settle():  # the events it emitted are acknowledged first; a lost one halts the worker
+                return
+            try:
+                commit(offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=True)
+            except KafkaException as exc:  # refused before it was sent (no coordinator yet, closing)
+                failed(exc.args[0])
 
         return processed_one
+
+    def tick(self, now: float) -> None:
+        """Between batches: after a failed commit, commit again what is processed and not confirmed (a quiet
+        partition has no next message whose commit would cover it)."""
+        confirmations = self._confirmations
+        if confirmations.failed and now >= self.deadline:
+            confirmations.failed = False
+            self.deadline = now + self._interval
+            self._drop_confirmed()
+            offsets = commit_list(self.processed)
+            if offsets:
+                try:
+                    self._consumer.commit(offsets=offsets, asynchronous=True)
+                except KafkaException as exc:
+                    self._commit_failed(exc.args[0])
+
+    def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
+        """Revocation and shutdown: commit synchronously what was processed and not yet confirmed."""
+        self._drop_confirmed()
+        self.commit_processed(only, reason=reason)
+
+    def forget(self, keys: Iterable[Partition]) -> None:
+        keys = list(keys)
+        super().forget(keys)
+        self._confirmations.forget(keys)
+
+    def _drop_confirmed(self) -> None:
+        confirmed = self._confirmations.confirmed
+        for key, offset in list(self.processed.items()):
+            if confirmed.get(key, -1) > offset:
+                del self.processed[key]
+
+    def _commit_failed(self, err: KafkaError) -> None:
+        self._confirmations.failed = True
+        self._counters.commit_failed(error=err.str())
+        self._limited(logging.WARNING, ("commit", err.code()), "commit failed: %s", err.str())
 
 
 class BatchCommit(_ExplicitCommit):

@@ -123,6 +123,15 @@ def consume_kpipe(job: dict) -> dict:
             "commits": worker.commits}  # fmt: skip
 
 
+COMMIT_FAILURES = [0]
+
+
+def _commit_answers(err: Any, partitions: Any) -> None:
+    """The raw loops' on_commit: what a careful loop checks of its asynchronous commits (per_message)."""
+    if err is not None or any(tp.error is not None for tp in partitions or ()):
+        COMMIT_FAILURES[0] += 1
+
+
 def consume_raw(job: dict) -> dict:
     """What a careful hand-written loop does: consume(n), validate, call the handler, commit by policy."""
     from confluent_kafka import Consumer, TopicPartition
@@ -144,7 +153,7 @@ def consume_raw(job: dict) -> dict:
         conf["auto.commit.interval.ms"] = "5000"
     else:
         conf["enable.auto.commit"] = "false"
-    consumer = Consumer(conf)
+    consumer = Consumer({**conf, "on_commit": _commit_answers})
     consumer.subscribe([job["topic"]])
     stop = [False]
     handler = Counter(job["events"], lambda: stop.__setitem__(0, True))
@@ -173,11 +182,12 @@ def consume_raw(job: dict) -> dict:
                         processed.clear()
                         since = 0
                         commits += 1
-                else:
+                else:  # per_message: an asynchronous commit each, answered through on_commit
+                    processed[(msg.topic(), msg.partition())] = msg.offset()
                     commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)],
-                           asynchronous=False)  # fmt: skip
+                           asynchronous=True)  # fmt: skip
                     commits += 1
-        if processed:
+        if processed:  # what is left (batch), or the last offsets again, waited for (per_message)
             commit(
                 offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()], asynchronous=False
             )
@@ -531,7 +541,7 @@ def latency_raw(job: dict) -> dict:
     conf.update(RAW_ONLY_CONSUMER)
     conf.update(job.get("extra_config", {}))
     conf.update({"enable.auto.offset.store": "false", "enable.auto.commit": "false"})
-    consumer = Consumer(conf)
+    consumer = Consumer({**conf, "on_commit": _commit_answers})
     consumer.subscribe([job["topic"]])
     stop = [False]
     recorder = LatencyRecorder(lambda: stop.__setitem__(0, True))
@@ -545,9 +555,9 @@ def latency_raw(job: dict) -> dict:
                 if msg.error() is not None:
                     continue
                 recorder(msg.value(), msg)
-                if strategy == "per_message":
+                if strategy == "per_message":  # as kpipe's per_message: asynchronous, answered via on_commit
                     consumer.commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)],
-                                    asynchronous=False)  # fmt: skip
+                                    asynchronous=True)  # fmt: skip
                     continue
                 processed[(msg.topic(), msg.partition())] = msg.offset()
                 since += 1

@@ -127,7 +127,9 @@ class FakeConsumer:
         return out
 
     def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
-        self.stored.append((message.topic(), message.partition(), message.offset() + 1))
+        if message is not None:
+            self.stored.append((message.topic(), message.partition(), message.offset() + 1))
+        self.stored.extend((tp.topic, tp.partition, tp.offset) for tp in offsets or ())
 
     def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
         if offsets is None:  # auto: commit the offset store

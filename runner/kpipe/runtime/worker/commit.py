@@ -4,7 +4,8 @@ Only a processed message's offset is ever committed (its handler returned, or it
 skipped), and only after the events it emitted were acknowledged:
 
     auto         librdkafka commits the offset store every interval_ms (enable.auto.commit=true); the worker
-                 stores each offset itself once processed (enable.auto.offset.store=false + store_offsets).
+                 stores processed offsets itself (enable.auto.offset.store=false + store_offsets), each
+                 partition's highest once per batch, and before a commit on revocation or shutdown.
     per_message  an asynchronous commit of each processed message's offset, at once; the broker's answer comes
                  back through on_commit (served by the next consume()) and is checked: a failed commit is
                  counted, logged and covered by the next one, and what was not confirmed is committed
@@ -151,7 +152,12 @@ class _Strategy:
 
 
 class AutoCommit(_Strategy):
-    """librdkafka commits the offset store every interval; the worker stores processed offsets."""
+    """librdkafka commits the offset store every interval; the worker stores processed offsets.
+
+    The hot path notes each partition's highest processed offset, and the batch's end stores them, one
+    store_offsets() call for the batch rather than one per message (a C call that builds a partition list and
+    takes librdkafka's locks each time). A background commit in the middle of a batch then commits the previous
+    batch's offsets, never one not processed; revocation and shutdown store what is noted before they commit."""
 
     name = "auto"
     commits_in_background = True
@@ -160,12 +166,19 @@ class AutoCommit(_Strategy):
         super().__init__(*args, **kwargs)
         # Processed messages whose store waits for the events emitted before them to be acknowledged.
         self._deferred: list[Any] = []
+        # (topic, partition) -> highest offset processed in this batch, not yet stored (nothing emitted).
+        self._noted: dict[Partition, int] = {}
 
     def begin_batch(self) -> Callable[[Any], None]:
-        store = self._consumer.store_offsets
         emitter = self._settler.emitter
-        if isinstance(emitter, NoEmitter):
-            return store  # nothing is ever emitted: store each offset straight away
+        if isinstance(emitter, NoEmitter):  # nothing is ever emitted: note each offset, store at the end
+            noted = self._noted
+
+            def note(msg: Any) -> None:
+                noted[(msg.topic(), msg.partition())] = msg.offset()
+
+            return note
+        store = self._consumer.store_offsets
         deferred = self._deferred
 
         def processed(msg: Any) -> None:
@@ -177,11 +190,19 @@ class AutoCommit(_Strategy):
         return processed
 
     def end_batch(self) -> None:
+        if self._noted:
+            self._store_noted()
         if self._deferred:
             self._store_deferred()
 
+    def forget(self, keys: Iterable[Partition]) -> None:
+        for key in keys:
+            self._noted.pop(key, None)
+
     def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
         """Commit the offset store now (revocation, shutdown) rather than at the next interval."""
+        if self._noted:
+            self._store_noted()
         if self._deferred:
             self._store_deferred()
         started = time.perf_counter()
@@ -195,6 +216,16 @@ class AutoCommit(_Strategy):
             return
         self._counters.committed(time.perf_counter() - started)
         log.info("committed %s (%s)", describe(results or ()), reason)
+
+    def _store_noted(self) -> None:
+        assigned = self._membership.assigned
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in self._noted.items() if (t, p) in assigned]
+        self._noted.clear()
+        if offsets:
+            try:
+                self._consumer.store_offsets(offsets=offsets)
+            except KafkaException as exc:  # a partition lost meanwhile: its new owner reads it again
+                log.debug("could not store %s: %s", describe(offsets), exc.args[0].str())
 
     def _store_deferred(self) -> None:
         if self._settler.settle():

@@ -67,6 +67,11 @@ def commit_list(processed: Mapping[Partition, int], only: Iterable[Partition] | 
     return [TopicPartition(t, p, processed[(t, p)] + 1) for t, p in keys]
 
 
+# per_message: asynchronous commits unanswered at once, at most. Commits and heartbeats share the connection to
+# the group coordinator, in order: an unbounded stream of commits delays heartbeats past the session timeout.
+MAX_COMMITS_IN_FLIGHT = 4
+
+
 class CommitConfirmations:
     """librdkafka's answers to the commits that return before the broker answers (auto commit's background
     commits, per_message's asynchronous ones): `on_commit` is the consumer's on_commit callback, served inside
@@ -77,8 +82,11 @@ class CommitConfirmations:
         self._limited = limited
         self.confirmed: dict[Partition, int] = {}  # the next offset to read, as committed and confirmed
         self.failed = False  # a commit failed since the strategy last looked (PerMessageCommit.tick)
+        self.in_flight = 0  # asynchronous commits sent by the strategy and not yet answered
 
     def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if self.in_flight:
+            self.in_flight -= 1
         if err is not None:
             if err.code() != KafkaError._NO_OFFSET:  # nothing was stored since the last commit: not a failure
                 self._failed(err)
@@ -302,28 +310,53 @@ class PerMessageCommit(_ExplicitCommit):
     coalesce = True
     commits_in_background = True  # confirmed through on_commit (CommitConfirmations)
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._sent: dict[Partition, int] = {}  # the last offset sent per partition (next to read)
+
     def begin_batch(self) -> Callable[[Any], None]:
         processed = self.processed
+        sent = self._sent
         settle = self._settler.settle
         commit = self._consumer.commit
         failed = self._commit_failed
+        confirmations = self._confirmations
 
         def processed_one(msg: Any) -> None:
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            processed[(topic, partition)] = offset
+            key = (topic, partition) = (msg.topic(), msg.partition())
+            offset = processed[key] = msg.offset()
+            if confirmations.in_flight >= MAX_COMMITS_IN_FLIGHT:
+                return  # the next commit sent (tick, after the answers) covers it
             if not settle():  # the events it emitted are acknowledged first; a lost one halts the worker
                 return
             try:
                 commit(offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=True)
             except KafkaException as exc:  # refused before it was sent (no coordinator yet, closing)
                 failed(exc.args[0])
+                return
+            sent[key] = offset + 1
+            confirmations.in_flight += 1
 
         return processed_one
 
     def tick(self, now: float) -> None:
-        """Between batches: after a failed commit, commit again what is processed and not confirmed (a quiet
-        partition has no next message whose commit would cover it)."""
+        """Between batches (after consume() served the answers): send what was held back while
+        MAX_COMMITS_IN_FLIGHT commits were unanswered; after a failed commit, commit again what is processed
+        and not confirmed (a quiet partition has no next message whose commit would cover it)."""
         confirmations = self._confirmations
+        if confirmations.in_flight < MAX_COMMITS_IN_FLIGHT and self.processed:
+            sent = self._sent
+            held = [k for k, o in self.processed.items() if sent.get(k, -1) <= o]
+            if held and self._settler.settle():
+                offsets = commit_list(self.processed, held)
+                try:
+                    self._consumer.commit(offsets=offsets, asynchronous=True)
+                except KafkaException as exc:
+                    self._commit_failed(exc.args[0])
+                else:
+                    confirmations.in_flight += 1
+                    for tp in offsets:
+                        sent[(tp.topic, tp.partition)] = tp.offset
         if confirmations.failed and now >= self.deadline:
             confirmations.failed = False
             self.deadline = now + self._interval
@@ -334,6 +367,8 @@ class PerMessageCommit(_ExplicitCommit):
                     self._consumer.commit(offsets=offsets, asynchronous=True)
                 except KafkaException as exc:
                     self._commit_failed(exc.args[0])
+                else:
+                    confirmations.in_flight += 1
 
     def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
         """Revocation and shutdown: commit synchronously what was processed and not yet confirmed."""
@@ -344,6 +379,8 @@ class PerMessageCommit(_ExplicitCommit):
         keys = list(keys)
         super().forget(keys)
         self._confirmations.forget(keys)
+        for key in keys:
+            self._sent.pop(key, None)
 
     def _drop_confirmed(self) -> None:
         confirmed = self._confirmations.confirmed

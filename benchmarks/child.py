@@ -126,7 +126,7 @@ def consume_kpipe(job: dict) -> dict:
 COMMIT_FAILURES = [0]
 # per_message: asynchronous commits unanswered at once, at most, as kpipe (runtime/worker/commit.py): an
 # unbounded stream of commits holds heartbeats back past the session timeout on this broker.
-MAX_COMMITS_IN_FLIGHT = 4
+MAX_COMMITS_IN_FLIGHT = 16
 IN_FLIGHT = [0]
 
 

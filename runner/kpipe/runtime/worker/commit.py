@@ -69,7 +69,7 @@ def commit_list(processed: Mapping[Partition, int], only: Iterable[Partition] | 
 
 # per_message: asynchronous commits unanswered at once, at most. Commits and heartbeats share the connection to
 # the group coordinator, in order: an unbounded stream of commits delays heartbeats past the session timeout.
-MAX_COMMITS_IN_FLIGHT = 4
+MAX_COMMITS_IN_FLIGHT = 16
 
 
 class CommitConfirmations:

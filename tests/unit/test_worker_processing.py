@@ -124,6 +124,15 @@ def test_per_message_commits_asynchronously_and_not_again_what_the_broker_confir
     assert h.worker.commits == 3
 
 
+def test_per_message_holds_commits_back_while_16_are_unanswered_and_sends_them_after_the_next_fetch() -> None:
+    h = Harness(lambda e, ctx: None, "per_message")
+    h.run(messages(20))  # one batch: no answer can come before the next consume()
+    assert h.commits[:16] == [[("t", 0, i + 1)] for i in range(16)]
+    # Offsets 16-19 were held back; the answers came with the next consume(), then one commit covered them
+    # (and, unanswered when the worker stopped, it was made again synchronously).
+    assert h.commits[16:] == [[("t", 0, 20)], [("t", 0, 20)]]
+
+
 def test_per_message_commits_synchronously_on_shutdown_what_the_broker_refused() -> None:
     synchronous: list[bool] = []
 

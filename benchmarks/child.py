@@ -134,6 +134,30 @@ def consume_kpipe(job: dict) -> dict:
             "commits": worker.commits}  # fmt: skip
 
 
+COMMIT_FAILURES = [0]
+# per_message: asynchronous commits unanswered at once, at most, as kpipe (runtime/worker/commit.py): an
+# unbounded stream of commits holds heartbeats back past the session timeout on this broker.
+MAX_COMMITS_IN_FLIGHT = 16
+IN_FLIGHT = [0]
+
+
+def _commit_answers(err: Any, partitions: Any) -> None:
+    """The raw loops' on_commit: what a careful loop checks of its asynchronous commits (per_message)."""
+    IN_FLIGHT[0] = max(0, IN_FLIGHT[0] - 1)
+    if err is not None or any(tp.error is not None for tp in partitions or ()):
+        COMMIT_FAILURES[0] += 1
+
+
+def _commit_per_message(consumer: Any, held: dict[tuple[str, int], int]) -> None:
+    """Send the held offsets (last processed + 1) in one asynchronous commit, unless too many are unanswered."""
+    from confluent_kafka import TopicPartition
+
+    if held and IN_FLIGHT[0] < MAX_COMMITS_IN_FLIGHT:
+        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in held.items()], asynchronous=True)
+        IN_FLIGHT[0] += 1
+        held.clear()
+
+
 def consume_raw(job: dict) -> dict:
     """What a careful hand-written loop does: consume(n), validate, call the handler, commit by policy."""
     from confluent_kafka import Consumer, TopicPartition
@@ -155,17 +179,20 @@ def consume_raw(job: dict) -> dict:
         conf["auto.commit.interval.ms"] = "5000"
     else:
         conf["enable.auto.commit"] = "false"
-    consumer = Consumer(conf)
+    consumer = Consumer({**conf, "on_commit": _commit_answers})
     consumer.subscribe([job["topic"]])
     stop = [False]
     handler = Counter(job["events"], lambda: stop.__setitem__(0, True))
     processed: dict[tuple[str, int], int] = {}
+    held: dict[tuple[str, int], int] = {}  # per_message: offsets to commit once fewer commits are unanswered
     since = commits = 0
     store = consumer.store_offsets
     commit = consumer.commit
     try:
         while not stop[0]:
             msgs = consumer.consume(max_records, POLL_TIMEOUT)
+            if held:
+                _commit_per_message(consumer, held)
             for msg in msgs:
                 if stop[0]:
                     break
@@ -184,11 +211,12 @@ def consume_raw(job: dict) -> dict:
                         processed.clear()
                         since = 0
                         commits += 1
-                else:
-                    commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)],
-                           asynchronous=False)  # fmt: skip
+                else:  # per_message: an asynchronous commit each, answered through on_commit
+                    processed[(msg.topic(), msg.partition())] = msg.offset()
+                    held[(msg.topic(), msg.partition())] = msg.offset() + 1
+                    _commit_per_message(consumer, held)
                     commits += 1
-        if processed:
+        if processed:  # what is left (batch), or the last offsets again, waited for (per_message)
             commit(
                 offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()], asynchronous=False
             )
@@ -556,23 +584,27 @@ def latency_raw(job: dict) -> dict:
     conf.update(RAW_ONLY_CONSUMER)
     conf.update(job.get("extra_config", {}))
     conf.update({"enable.auto.offset.store": "false", "enable.auto.commit": "false"})
-    consumer = Consumer(conf)
+    consumer = Consumer({**conf, "on_commit": _commit_answers})
     consumer.subscribe([job["topic"]])
     stop = [False]
     recorder = LatencyRecorder(lambda: stop.__setitem__(0, True))
     sender = _latency_sender(job)
     processed: dict[tuple[str, int], int] = {}
+    held: dict[tuple[str, int], int] = {}
     since = 0
     last_commit = time.monotonic()
     try:
         while not stop[0]:
-            for msg in consumer.consume(job["max_poll_records"], POLL_TIMEOUT):
+            msgs = consumer.consume(job["max_poll_records"], POLL_TIMEOUT)
+            if held:
+                _commit_per_message(consumer, held)
+            for msg in msgs:
                 if msg.error() is not None:
                     continue
                 recorder(msg.value(), msg)
-                if strategy == "per_message":
-                    consumer.commit(offsets=[TopicPartition(msg.topic(), msg.partition(), msg.offset() + 1)],
-                                    asynchronous=False)  # fmt: skip
+                if strategy == "per_message":  # as kpipe's per_message: asynchronous, answered via on_commit
+                    held[(msg.topic(), msg.partition())] = msg.offset() + 1
+                    _commit_per_message(consumer, held)
                     continue
                 processed[(msg.topic(), msg.partition())] = msg.offset()
                 since += 1

@@ -250,7 +250,8 @@ class Bench:
                         )  # fmt: skip
                         + f"; `consume({self.max_poll_records}, {0.1})`."
                     )
-                target = 0.85 if typed else 0.90
+                # auto: at least the raw loop (issue 25); the others within 10 % (15 % with a schema).
+                target = 1.0 if strategy == "auto" else 0.85 if typed else 0.90
                 ratio = paired_ratio(k, b)
                 baseline = "raw loop + same pydantic model" if typed else "raw confluent-kafka loop"
                 self.rows.append(Row(label, "ev/s", k, b, baseline, ratio, f"{ratio:.2f}×", f"≥ {target:.2f}×",
@@ -535,8 +536,8 @@ class Bench:
             self.notes.append(f"producer: librdkafka settings differ: {'; '.join(diff)}")
         ratio = paired_ratio(k, b)
         self.rows.append(Row(f"producer send+flush, {n // 1000}k (schema, key, JSON)", "ev/s", k, b,
-                             "raw produce + same validation/JSON", ratio, f"{ratio:.2f}×", "≥ 0.90×",
-                             ratio >= 0.90))  # fmt: skip
+                             "raw produce + same validation/JSON", ratio, f"{ratio:.2f}×", "≥ 1.0×",
+                             ratio >= 1.0))  # fmt: skip
         ks, bs = send_only["produce-kpipe"], send_only["produce-raw"]
         r2 = paired_ratio(ks, bs)
         self.rows.append(Row("  of which the send() loop alone", "ev/s", ks, bs, "", r2, f"{r2:.2f}×", "–"))

@@ -28,7 +28,8 @@ class FakeConsumer:
                  deliver nothing (the sequential loop's tests)
 
     Rebalances: revoke()/lose() run the callbacks inside the next consume(), as librdkafka does; revoke_now()
-    runs on_revoke at once. Stores and commits are recorded as (topic, partition, offset)."""
+    runs on_revoke at once. Stores and commits are recorded as (topic, partition, offset); an asynchronous
+    commit is answered through the config's on_commit inside the next consume(), as librdkafka does."""
 
     def __init__(
         self,
@@ -55,6 +56,7 @@ class FakeConsumer:
         self._callbacks: dict[str, Any] = {}
         self._started = False
         self._rebalance: list[Callable[[], None]] = []
+        self._answers: list[list[TopicPartition]] = []  # asynchronous commits whose on_commit is due
 
     def build(self, config: dict[str, Any]) -> FakeConsumer:  # the consumer factory
         self.config = config
@@ -95,6 +97,11 @@ class FakeConsumer:
             self._callbacks["on_assign"](self, list(self.assigned))
         while self._rebalance:
             self._rebalance.pop(0)()
+        on_commit = (self.config or {}).get("on_commit")
+        while self._answers:
+            answered = self._answers.pop(0)
+            if on_commit is not None:
+                on_commit(None, answered)
         if self._queued:
             return self._from_partitions(num_messages, timeout)
         if timeout == 0:
@@ -120,12 +127,17 @@ class FakeConsumer:
         return out
 
     def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
-        self.stored.append((message.topic(), message.partition(), message.offset() + 1))
+        if message is not None:
+            self.stored.append((message.topic(), message.partition(), message.offset() + 1))
+        self.stored.extend((tp.topic, tp.partition, tp.offset) for tp in offsets or ())
 
     def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
         if offsets is None:  # auto: commit the offset store
             return []
         self.commits.append(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
+        if asynchronous:
+            self._answers.append([TopicPartition(tp.topic, tp.partition, tp.offset) for tp in offsets])
+            return None
         return offsets
 
     def committed_offset(self, partition: int) -> int | None:

@@ -116,6 +116,56 @@ def test_per_message_commits_after_each_message() -> None:
     assert h.commits == [[("t", 0, 1)], [("t", 0, 2)], [("t", 0, 3)]]
 
 
+def test_per_message_commits_asynchronously_and_not_again_what_the_broker_confirmed() -> None:
+    h = Harness(lambda e, ctx: None, "per_message")
+    h.run(messages(3))
+    # Each commit returned before its answer, which came through on_commit in a later consume(): no final commit.
+    assert h.commits == [[("t", 0, 1)], [("t", 0, 2)], [("t", 0, 3)]]
+    assert h.worker.commits == 3
+
+
+def test_per_message_holds_commits_back_while_16_are_unanswered_and_sends_them_after_the_next_fetch() -> None:
+    h = Harness(lambda e, ctx: None, "per_message")
+    h.run(messages(20))  # one batch: no answer can come before the next consume()
+    assert h.commits[:16] == [[("t", 0, i + 1)] for i in range(16)]
+    # Offsets 16-19 were held back; the answers came with the next consume(), then one commit covered them
+    # (and, unanswered when the worker stopped, it was made again synchronously).
+    assert h.commits[16:] == [[("t", 0, 20)], [("t", 0, 20)]]
+
+
+def test_per_message_commits_synchronously_on_shutdown_what_the_broker_refused() -> None:
+    synchronous: list[bool] = []
+
+    class RefusingConsumer(FakeConsumer):
+        """Asynchronous commits are answered with an error inside the next consume()."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.refused: list[list[TopicPartition]] = []
+
+        def consume(self, num_messages: int = 1, timeout: float = -1) -> list:
+            while self.refused:
+                assert self.config is not None
+                self.config["on_commit"](KafkaError(KafkaError.REBALANCE_IN_PROGRESS), self.refused.pop(0))
+            return super().consume(num_messages, timeout)
+
+        def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+            synchronous.append(not asynchronous)
+            self.commits.append(sorted((tp.topic, tp.partition, tp.offset) for tp in offsets))
+            if asynchronous:
+                self.refused.append(list(offsets))
+                return None
+            return offsets
+
+    h = Harness(lambda e, ctx: None, "per_message", consumer=RefusingConsumer())
+    h.run(messages(2))
+    assert h.commits == [[("t", 0, 1)], [("t", 0, 2)], [("t", 0, 2)]]
+    # The refused offset 2 is committed again on shutdown, synchronously.
+    assert synchronous == [False, False, True]
+    assert h.worker.counters.commit_failures == 2
+    assert h.worker.commits == 1
+
+
 def test_auto_stores_each_processed_offset_and_none_after_a_stop() -> None:
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == 4:
@@ -303,9 +353,10 @@ def test_a_commit_blocked_past_the_cluster_timeout_is_reported_to_on_stuck() -> 
             release.wait(10)
             return super().commit(message, offsets, asynchronous)
 
+    # batch commits synchronously (per_message commits asynchronously, and only its final commit waits).
     h = Harness(
         lambda e, ctx: None,
-        "per_message",
+        "batch",
         consumer=BlockingConsumer(),
         limits=Limits(cluster=0.3),
         hooks=Hooks(on_stuck=stuck.append),

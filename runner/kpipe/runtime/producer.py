@@ -32,6 +32,7 @@ from kpipe.model.aliases import attribute_of
 from kpipe.runtime import tracing
 from kpipe.runtime.backpressure import produce_when_room
 from kpipe.runtime.serde import (
+    MAX_INT_DIGITS,
     EventInvalid,
     describe_validation_error,
     key_of,
@@ -142,6 +143,12 @@ class Producer:
         config = model.model_config if model is not None else {}
         self._check_finite = model is not None and config.get("allow_inf_nan", True) is not False
         self._check_extra = model is not None and config.get("extra") == "allow"
+        # What send() does per event, looked up once: the model's own validator (what model_validate calls,
+        # without its Python wrapper) and the text that names this producer in a refusal.
+        self._validate = model.__pydantic_validator__.validate_python if model is not None else None
+        self._to_json = model.__pydantic_serializer__.to_json if model is not None else None
+        self._check_values = self._check_finite or self._check_extra
+        self._what = f"producer '{settings.name}' (topic '{settings.topic}')"
         self._user_on_delivery = on_delivery
         self.sent = 0
         self.failed = 0
@@ -202,25 +209,26 @@ class Producer:
             if type(event) is dict:
                 # The common case, kept free of isinstance checks (pydantic's metaclass makes them slow).
                 try:
-                    event = model.model_validate(event)
+                    event = self._validate(event)
                 except ValidationError as exc:
                     raise EventInvalid(self._invalid(exc)) from None
-            elif type(event) is not model:
-                event = self._coerce(model, event)
-            if key is None and self._key_field is not None:
+                to_json = self._to_json
+            else:
+                if type(event) is not model:
+                    event = self._coerce(model, event)  # an instance of the model or of a subclass
+                to_json = event.__pydantic_serializer__.to_json
+            if key is None and self._key_attr is not None:
                 key = getattr(event, self._key_attr)
                 if key is None:
                     raise EventInvalid(self._no_key())
-            if self._check_finite:
-                require_finite(event, f"producer '{self.settings.name}' (topic '{self.topic}')")
-            elif self._check_extra and event.__pydantic_extra__:
-                require_finite(
-                    event.__pydantic_extra__, f"producer '{self.settings.name}' (topic '{self.topic}')"
-                )
-            value = event.__pydantic_serializer__.to_json(
-                event, exclude_unset=True
-            )  # see serde.to_json_bytes
-            require_readable_numbers(value, f"producer '{self.settings.name}' (topic '{self.topic}')")
+            if self._check_values:
+                if self._check_finite:
+                    require_finite(event, self._what)
+                elif event.__pydantic_extra__:
+                    require_finite(event.__pydantic_extra__, self._what)
+            value = to_json(event, exclude_unset=True)  # see serde.to_json_bytes
+            if len(value) > MAX_INT_DIGITS:  # shorter JSON cannot hold a refused integer
+                require_readable_numbers(value, self._what)
         else:
             if key is None and self._key_field is not None:
                 if not isinstance(event, Mapping | BaseModel):

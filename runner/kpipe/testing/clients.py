@@ -86,6 +86,8 @@ class MemoryConsumer:
         self._auto_store = _true(config.get("enable.auto.offset.store", "true"))
         self._reset_latest = str(config.get("auto.offset.reset", "largest")) in ("latest", "largest", "end")
         self._on_commit: Callable[..., Any] | None = config.get("on_commit")
+        # Asynchronous commits whose on_commit is served by the next consume(), as librdkafka does.
+        self._answers: list[list[TopicPartition]] = []
         self._topics: list[str] = []
         self._callbacks: dict[str, Callable[..., Any] | None] = {}
         self._assigned: list[Partition] = []
@@ -152,6 +154,10 @@ class MemoryConsumer:
         if self._auto_commit:
             # Between polls is where librdkafka's auto-commit timer fires; here each poll is an interval.
             self._commit_stored(background=True)
+        while self._answers:
+            answered = self._answers.pop(0)
+            if self._on_commit is not None:
+                self._on_commit(None, answered)
         out = self._fetch(num_messages)
         self.fetched = len(out)
         return out
@@ -205,7 +211,10 @@ class MemoryConsumer:
             return self._commit_stored(background=False)
         self._cluster.commit(self.group, wanted)
         results = [TopicPartition(t, p, o) for (t, p), o in wanted.items()]
-        return None if asynchronous else results
+        if asynchronous:
+            self._answers.append(results)
+            return None
+        return results
 
     def _commit_stored(self, *, background: bool) -> list[TopicPartition] | None:
         committed = self._cluster.committed(self.group)

@@ -4,8 +4,12 @@ Only a processed message's offset is ever committed (its handler returned, or it
 skipped), and only after the events it emitted were acknowledged:
 
     auto         librdkafka commits the offset store every interval_ms (enable.auto.commit=true); the worker
-                 stores each offset itself once processed (enable.auto.offset.store=false + store_offsets).
-    per_message  a synchronous commit after each processed message.
+                 stores processed offsets itself (enable.auto.offset.store=false + store_offsets), each
+                 partition's highest once per batch, and before a commit on revocation or shutdown.
+    per_message  an asynchronous commit of each processed message's offset, at once; the broker's answer comes
+                 back through on_commit (served by the next consume()) and is checked: a failed commit is
+                 counted, logged and covered by the next one, and what was not confirmed is committed
+                 synchronously when partitions are revoked and on shutdown.
     batch        a synchronous commit of the processed offsets (explicit TopicPartition(topic, p, offset + 1)
                  per partition, never "current positions") after batch_size messages or interval_ms.
 
@@ -63,6 +67,55 @@ def commit_list(processed: Mapping[Partition, int], only: Iterable[Partition] | 
     return [TopicPartition(t, p, processed[(t, p)] + 1) for t, p in keys]
 
 
+# per_message: asynchronous commits unanswered at once, at most. Commits and heartbeats share the connection to
+# the group coordinator, in order: an unbounded stream of commits delays heartbeats past the session timeout.
+MAX_COMMITS_IN_FLIGHT = 16
+
+
+class CommitConfirmations:
+    """librdkafka's answers to the commits that return before the broker answers (auto commit's background
+    commits, per_message's asynchronous ones): `on_commit` is the consumer's on_commit callback, served inside
+    consume() on the loop's thread. It counts them and keeps the highest offset confirmed per partition."""
+
+    def __init__(self, counters: Counters, limited: RateLimitedLog):
+        self._counters = counters
+        self._limited = limited
+        self.confirmed: dict[Partition, int] = {}  # the next offset to read, as committed and confirmed
+        self.failed = False  # a commit failed since the strategy last looked (PerMessageCommit.tick)
+        self.in_flight = 0  # asynchronous commits sent by the strategy and not yet answered
+
+    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if self.in_flight:
+            self.in_flight -= 1
+        if err is not None:
+            if err.code() != KafkaError._NO_OFFSET:  # nothing was stored since the last commit: not a failure
+                self._failed(err)
+            return
+        confirmed = self.confirmed
+        refused = None
+        for tp in partitions or ():
+            if tp.error is not None:
+                refused = tp.error
+                continue
+            key = (tp.topic, tp.partition)
+            if tp.offset > confirmed.get(key, -1):
+                confirmed[key] = tp.offset
+        if refused is not None:
+            self._failed(refused, partial=describe(tp for tp in partitions if tp.error is not None))
+        else:
+            self._counters.committed()
+
+    def forget(self, keys: Iterable[Partition]) -> None:
+        for key in keys:
+            self.confirmed.pop(key, None)
+
+    def _failed(self, err: KafkaError, partial: str = "") -> None:
+        self.failed = True
+        self._counters.commit_failed(error=err.str())
+        where = f" for {partial}" if partial else ""
+        self._limited(logging.WARNING, ("commit", err.code()), "commit failed%s: %s", where, err.str())
+
+
 class _Strategy:
     """What every strategy is built with."""
 
@@ -80,8 +133,14 @@ class _Strategy:
         counters: Counters,
         limited: RateLimitedLog,
         clock: Clock = SYSTEM_CLOCK,
+        confirmations: CommitConfirmations | None = None,
     ):
+        """confirmations: what the consumer's on_commit reports (core.GroupWorker passes the one it gave the
+        consumer); None: commits are not confirmed by callback (a strategy that needs it builds its own)."""
         self._policy = policy
+        self._confirmations = (
+            confirmations if confirmations is not None else CommitConfirmations(counters, limited)
+        )
         self._clock = clock
         self._consumer = consumer
         self._settler = settler
@@ -101,7 +160,12 @@ class _Strategy:
 
 
 class AutoCommit(_Strategy):
-    """librdkafka commits the offset store every interval; the worker stores processed offsets."""
+    """librdkafka commits the offset store every interval; the worker stores processed offsets.
+
+    The hot path notes each partition's highest processed offset, and the batch's end stores them, one
+    store_offsets() call for the batch rather than one per message (a C call that builds a partition list and
+    takes librdkafka's locks each time). A background commit in the middle of a batch then commits the previous
+    batch's offsets, never one not processed; revocation and shutdown store what is noted before they commit."""
 
     name = "auto"
     commits_in_background = True
@@ -110,12 +174,19 @@ class AutoCommit(_Strategy):
         super().__init__(*args, **kwargs)
         # Processed messages whose store waits for the events emitted before them to be acknowledged.
         self._deferred: list[Any] = []
+        # (topic, partition) -> highest offset processed in this batch, not yet stored (nothing emitted).
+        self._noted: dict[Partition, int] = {}
 
     def begin_batch(self) -> Callable[[Any], None]:
-        store = self._consumer.store_offsets
         emitter = self._settler.emitter
-        if isinstance(emitter, NoEmitter):
-            return store  # nothing is ever emitted: store each offset straight away
+        if isinstance(emitter, NoEmitter):  # nothing is ever emitted: note each offset, store at the end
+            noted = self._noted
+
+            def note(msg: Any) -> None:
+                noted[(msg.topic(), msg.partition())] = msg.offset()
+
+            return note
+        store = self._consumer.store_offsets
         deferred = self._deferred
 
         def processed(msg: Any) -> None:
@@ -127,11 +198,19 @@ class AutoCommit(_Strategy):
         return processed
 
     def end_batch(self) -> None:
+        if self._noted:
+            self._store_noted()
         if self._deferred:
             self._store_deferred()
 
+    def forget(self, keys: Iterable[Partition]) -> None:
+        for key in keys:
+            self._noted.pop(key, None)
+
     def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
         """Commit the offset store now (revocation, shutdown) rather than at the next interval."""
+        if self._noted:
+            self._store_noted()
         if self._deferred:
             self._store_deferred()
         started = time.perf_counter()
@@ -145,6 +224,16 @@ class AutoCommit(_Strategy):
             return
         self._counters.committed(time.perf_counter() - started)
         log.info("committed %s (%s)", describe(results or ()), reason)
+
+    def _store_noted(self) -> None:
+        assigned = self._membership.assigned
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in self._noted.items() if (t, p) in assigned]
+        self._noted.clear()
+        if offsets:
+            try:
+                self._consumer.store_offsets(offsets=offsets)
+            except KafkaException as exc:  # a partition lost meanwhile: its new owner reads it again
+                log.debug("could not store %s: %s", describe(offsets), exc.args[0].str())
 
     def _store_deferred(self) -> None:
         if self._settler.settle():
@@ -211,18 +300,98 @@ class _ExplicitCommit(_Strategy):
 
 
 class PerMessageCommit(_ExplicitCommit):
+    """Each processed message's offset is committed at once, asynchronously, as a hand-written loop with
+    `commit(asynchronous=True)` and an on_commit callback does: the loop goes on to the next message while the
+    broker answers. Commits reach the group coordinator in order, so a later confirmed commit covers an earlier
+    one that failed; what is not confirmed when partitions are revoked or the worker stops is committed
+    synchronously then (commit_all)."""
+
     name = "per_message"
     coalesce = True
+    commits_in_background = True  # confirmed through on_commit (CommitConfirmations)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._sent: dict[Partition, int] = {}  # the last offset sent per partition (next to read)
 
     def begin_batch(self) -> Callable[[Any], None]:
         processed = self.processed
-        commit = self.commit_processed
+        sent = self._sent
+        settle = self._settler.settle
+        commit = self._consumer.commit
+        failed = self._commit_failed
+        confirmations = self._confirmations
 
         def processed_one(msg: Any) -> None:
-            processed[(msg.topic(), msg.partition())] = msg.offset()
-            commit()
+            key = (topic, partition) = (msg.topic(), msg.partition())
+            offset = processed[key] = msg.offset()
+            if confirmations.in_flight >= MAX_COMMITS_IN_FLIGHT:
+                return  # the next commit sent (tick, after the answers) covers it
+            if not settle():  # the events it emitted are acknowledged first; a lost one halts the worker
+                return
+            try:
+                commit(offsets=[TopicPartition(topic, partition, offset + 1)], asynchronous=True)
+            except KafkaException as exc:  # refused before it was sent (no coordinator yet, closing)
+                failed(exc.args[0])
+                return
+            sent[key] = offset + 1
+            confirmations.in_flight += 1
 
         return processed_one
+
+    def tick(self, now: float) -> None:
+        """Between batches (after consume() served the answers): send what was held back while
+        MAX_COMMITS_IN_FLIGHT commits were unanswered; after a failed commit, commit again what is processed
+        and not confirmed (a quiet partition has no next message whose commit would cover it)."""
+        confirmations = self._confirmations
+        if confirmations.in_flight < MAX_COMMITS_IN_FLIGHT and self.processed:
+            sent = self._sent
+            held = [k for k, o in self.processed.items() if sent.get(k, -1) <= o]
+            if held and self._settler.settle():
+                offsets = commit_list(self.processed, held)
+                try:
+                    self._consumer.commit(offsets=offsets, asynchronous=True)
+                except KafkaException as exc:
+                    self._commit_failed(exc.args[0])
+                else:
+                    confirmations.in_flight += 1
+                    for tp in offsets:
+                        sent[(tp.topic, tp.partition)] = tp.offset
+        if confirmations.failed and now >= self.deadline:
+            confirmations.failed = False
+            self.deadline = now + self._interval
+            self._drop_confirmed()
+            offsets = commit_list(self.processed)
+            if offsets:
+                try:
+                    self._consumer.commit(offsets=offsets, asynchronous=True)
+                except KafkaException as exc:
+                    self._commit_failed(exc.args[0])
+                else:
+                    confirmations.in_flight += 1
+
+    def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
+        """Revocation and shutdown: commit synchronously what was processed and not yet confirmed."""
+        self._drop_confirmed()
+        self.commit_processed(only, reason=reason)
+
+    def forget(self, keys: Iterable[Partition]) -> None:
+        keys = list(keys)
+        super().forget(keys)
+        self._confirmations.forget(keys)
+        for key in keys:
+            self._sent.pop(key, None)
+
+    def _drop_confirmed(self) -> None:
+        confirmed = self._confirmations.confirmed
+        for key, offset in list(self.processed.items()):
+            if confirmed.get(key, -1) > offset:
+                del self.processed[key]
+
+    def _commit_failed(self, err: KafkaError) -> None:
+        self._confirmations.failed = True
+        self._counters.commit_failed(error=err.str())
+        self._limited(logging.WARNING, ("commit", err.code()), "commit failed: %s", err.str())
 
 
 class BatchCommit(_ExplicitCommit):

@@ -32,7 +32,7 @@ from kpipe.runtime.meter import WorkerMeter
 from kpipe.runtime.producer import LibrdkafkaLog
 from kpipe.runtime.protocol import WORKER_EXIT_CRASH, WORKER_EXIT_HALT, WORKER_EXIT_OK, WorkerStatus
 from kpipe.runtime.worker.cluster_health import ClusterHealth
-from kpipe.runtime.worker.commit import STRATEGIES
+from kpipe.runtime.worker.commit import STRATEGIES, CommitConfirmations
 from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
@@ -298,7 +298,10 @@ class GroupWorker:
         """Build the clients through the factories, then each part that uses them, whole; subscribe."""
         settings, control, counters, outside = self.settings, self._control, self.counters, self._outside
         strategy_class = STRATEGIES[settings.commit.strategy]
-        consumer = outside.consumer(self._consumer_conf(strategy_class.commits_in_background))
+        # The consumer's on_commit reports the commits that return before the broker answers (auto, per_message).
+        confirmations = CommitConfirmations(counters, self._limited)
+        on_commit = confirmations.on_commit if strategy_class.commits_in_background else None
+        consumer = outside.consumer(self._consumer_conf(on_commit))
         producer, emitter = self._producer_and_emitter()
         ctx = HandlerContext(self.group, emitter if producer is not None else None)
         max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
@@ -313,6 +316,7 @@ class GroupWorker:
             counters,
             self._limited,
             outside.clock,
+            confirmations,
         )
         policy = FailurePolicy(self.group, settings.on_error, control, counters, outside.rng)
         parts: dict[str, Any] = dict(
@@ -350,11 +354,11 @@ class GroupWorker:
         rebalance.log_joining(outside.clock.monotonic())
         return _Engine(consumer, producer, membership, loop, rebalance, shutdown)
 
-    def _consumer_conf(self, commits_in_background: bool) -> dict[str, Any]:
+    def _consumer_conf(self, on_commit: Callable[[Any, Any], None] | None) -> dict[str, Any]:
         """The compiled consumer config plus the worker's callbacks (nothing else is added)."""
         conf: dict[str, Any] = {**self.consumer_config, "error_cb": self._health.on_client_error}
-        if commits_in_background:
-            conf["on_commit"] = self.counters.on_background_commit
+        if on_commit is not None:
+            conf["on_commit"] = on_commit
         if self.meter is not None:
             conf["stats_cb"] = self.meter.on_statistics  # consumer lag, every statistics.interval.ms
         conf.setdefault("logger", LibrdkafkaLog())

@@ -23,8 +23,8 @@ from kpipe.runtime.concurrent.executor import (
     DONE,
     Completions,
     EventContext,
-    HandlerTimeout,
     is_async_handler,
+    run_coroutine,
 )
 from kpipe.runtime.concurrent.scheduler import Work
 from kpipe.runtime.handler import Emitter
@@ -71,20 +71,7 @@ class InlineLoop:
             run(self._one(work))
 
     async def _one(self, work: Work) -> None:
-        try:
-            if self._timeout is None:
-                await self._call(work)
-            else:
-                try:
-                    await asyncio.wait_for(self._call(work), self._timeout)
-                except TimeoutError:
-                    raise HandlerTimeout(
-                        f"handler ran longer than {self._timeout * 1000:g} ms and was cancelled"
-                    ) from None
-        except Exception as exc:
-            self._completions.put((DONE, work, exc))
-        else:
-            self._completions.put((DONE, work, None))
+        await run_coroutine(self._call, work, self._timeout, self._completions)
 
     def abandon(self) -> None:
         """Coroutines are cancelled at their timeout, never abandoned."""

@@ -138,6 +138,27 @@ class ThreadPool:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+async def run_coroutine(
+    call: Callable[[Work], Any], work: Work, timeout: float | None, completions: Completions
+) -> None:
+    """One async handler call to its end: cancelled past `timeout` (HandlerTimeout), its outcome put on
+    `completions` as DONE. The one way an event's coroutine runs, under `kpipe run` and in kpipe.testing."""
+    try:
+        if timeout is None:
+            await call(work)
+        else:
+            try:
+                await asyncio.wait_for(call(work), timeout)
+            except TimeoutError:
+                raise HandlerTimeout(
+                    f"handler ran longer than {timeout * 1000:g} ms and was cancelled"
+                ) from None
+    except Exception as exc:
+        completions.put((DONE, work, exc))
+    else:
+        completions.put((DONE, work, None))
+
+
 class EventLoop:
     """Async handlers: one asyncio event loop on its own thread; each event is a task on it."""
 
@@ -175,20 +196,7 @@ class EventLoop:
             task.add_done_callback(tasks.discard)
 
     async def _one(self, work: Work) -> None:
-        try:
-            if self._timeout is None:
-                await self._call(work)
-            else:
-                try:
-                    await asyncio.wait_for(self._call(work), self._timeout)
-                except TimeoutError:
-                    raise HandlerTimeout(
-                        f"handler ran longer than {self._timeout * 1000:g} ms and was cancelled"
-                    ) from None
-        except Exception as exc:
-            self._completions.put((DONE, work, exc))
-        else:
-            self._completions.put((DONE, work, None))
+        await run_coroutine(self._call, work, self._timeout, self._completions)
 
     def close(self, timeout: float) -> None:
         """Stop the loop: tasks still running are cancelled (their events stay unfinished, so uncommitted)."""

@@ -425,7 +425,7 @@ def test_the_dead_letter_of_an_event_without_context_joins_the_trace_of_its_atte
         traced.handler(fail, "billing")(None, Ctx([], offset=9))
     from kpipe.runtime.worker import dead_letter_headers
 
-    headers = dead_letter_headers("orders", 2, 9, "handler", "RuntimeError: no", "billing", [])
+    headers = dead_letter_headers("orders", 2, 9, "handler", "RuntimeError: no", "billing", [], attempts=1)
     producer.produce("orders.dlq", b"{}", "o-1", headers=headers)
     process, dead = exporter.get_finished_spans()
     assert dead.parent.span_id == process.context.span_id and dead.attributes["kpipe.dead_letter"] is True

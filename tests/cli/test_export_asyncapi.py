@@ -92,7 +92,7 @@ def test_every_dead_letter_header_is_listed(tmp_path: Path) -> None:
         assert set(headers["properties"]) == written, channel
         assert set(headers["required"]) == {
             "kpipe.source.topic", "kpipe.source.partition", "kpipe.source.offset",
-            "kpipe.error.type", "kpipe.error.message", "kpipe.group",
+            "kpipe.error.type", "kpipe.error.message", "kpipe.group", "kpipe.attempts",
         }  # fmt: skip
     [plain] = document["channels"]["in.dlq"]["messages"].values()
     assert plain["contentType"] == "application/octet-stream"  # the failed event's bytes, as read

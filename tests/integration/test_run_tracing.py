@@ -1,6 +1,6 @@
 """Tracing on a real broker: one trace from a produce through two groups, an emit, retries and a dead letter
 (spans kept by the SDK's in-memory exporter); concurrent and async handlers each see their own process span;
-`kpipe run` exports over OTLP/HTTP to a local receiver, flushed on SIGTERM; and with tracing off a worker
+`kpipe run` exports over OTLP/HTTP and OTLP/gRPC to a local receiver, flushed on SIGTERM; and with tracing off a worker
 imports no OpenTelemetry module at all."""
 
 from __future__ import annotations
@@ -328,22 +328,68 @@ def handle(event, ctx):
 """
 
 
-class _Receiver(BaseHTTPRequestHandler):
+class _HttpHandler(BaseHTTPRequestHandler):
     """An OTLP/HTTP traces endpoint: each request body is decoded as the protobuf the exporter sends."""
 
-    requests: list[ExportTraceServiceRequest] = []
+    requests: list[ExportTraceServiceRequest]
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
-        type(self).requests.append(request)
+        self.requests.append(request)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+class _HttpReceiver:
+    """A local OTLP/HTTP collector keeping the decoded export requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportTraceServiceRequest] = []
+        handler = type("Handler", (_HttpHandler,), {"requests": self.requests})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+class _GrpcReceiver:
+    """A local OTLP/gRPC collector (the TraceService the exporter calls) keeping the decoded export requests;
+    the grpc exporter and grpcio come with the test extra."""
+
+    def __init__(self) -> None:
+        grpc = pytest.importorskip("grpc")
+        services = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc")
+        from concurrent.futures import ThreadPoolExecutor
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+        requests: list[ExportTraceServiceRequest] = []
+
+        class Service(services.TraceServiceServicer):
+            def Export(self, request: ExportTraceServiceRequest, context: Any) -> Any:  # noqa: N802
+                requests.append(request)
+                return ExportTraceServiceResponse()
+
+        self.requests = requests
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        services.add_TraceServiceServicer_to_server(Service(), self._server)
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        self.endpoint = f"http://127.0.0.1:{port}"  # http: the exporter connects without TLS
+
+    def stop(self) -> None:
+        self._server.stop(grace=None)
+
+
+_RECEIVERS: dict[str, Callable[[], Any]] = {"http/protobuf": _HttpReceiver, "grpc": _GrpcReceiver}
 
 
 def _without_otel(env: dict[str, str]) -> dict[str, str]:
@@ -413,21 +459,20 @@ def test_a_worker_without_tracing_imports_no_opentelemetry(
     assert handled == [(0, 0), (1, 0), (2, 0)]  # no opentelemetry module in the worker while it handled
 
 
-def test_kpipe_run_exports_spans_over_otlp_http_and_flushes_them_on_sigterm(
-    tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str],
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_kpipe_run_exports_spans_over_otlp_and_flushes_them_on_sigterm(
+    protocol: str, tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str],
     fast_group_config: dict[str, Any],
 ) -> None:  # fmt: skip
-    _Receiver.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = _RECEIVERS[protocol]()
     topic, group = f"{prefix}-traced", unique_name("traced")
     path = _write_run_project(tmp_path, kafka_bootstrap, topic, group)
     env = _without_otel(dict(os.environ))
     env.update(
         KPIPE_TEST_MODULES=str(tmp_path / "modules.txt"),
         OTEL_TRACES_EXPORTER="otlp",
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
-        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         OTEL_SERVICE_NAME="orders-pipeline",
         OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test",
         # Longer than the test: spans reach the receiver only through the flush at SIGTERM.
@@ -442,10 +487,10 @@ def test_kpipe_run_exports_spans_over_otlp_http_and_flushes_them_on_sigterm(
         finally:
             assert _stop(proc) == 0, (tmp_path / "run.log").read_text()
     finally:
-        server.shutdown()
+        receiver.stop()
     assert all(loaded > 0 for _offset, loaded in handled)
     spans = []
-    for request in _Receiver.requests:
+    for request in receiver.requests:
         for resource_spans in request.resource_spans:
             resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:

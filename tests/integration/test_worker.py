@@ -111,9 +111,11 @@ def test_poison_event_and_failing_handler_are_dead_lettered_with_headers(
     assert schema_headers["kpipe.source.topic"] == topic.encode()
     assert schema_headers["kpipe.group"] == group.encode()
     assert b"'n'" in schema_headers["kpipe.error.message"]
+    assert schema_headers["kpipe.attempts"] == b"0"  # never handed to the handler
     failed_headers = dict(failed.headers())
     assert failed.key() == b"bad"
     assert failed_headers["kpipe.error.message"] == b"ValueError: cannot process bad"
+    assert failed_headers["kpipe.attempts"] == b"3"
     assert failed_headers["kpipe.group"] == group.encode()
     # The source headers point at the original message.
     for letter, headers in ((schema, schema_headers), (failed, failed_headers)):

@@ -150,8 +150,9 @@ def test_grpc_needs_its_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def test_kpipe_run_says_so_once_before_starting_any_worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("command", ["run", "dev"])
+def test_kpipe_run_and_dev_say_so_once_before_starting_any_worker(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tracing, "_installed", lambda module: False)
     (tmp_path / "handlers.py").write_text("def handle(event, ctx):\n    pass\n")
@@ -160,7 +161,7 @@ def test_kpipe_run_says_so_once_before_starting_any_worker(
         "topics:\n  orders: {partitions: 1}\n"
         "consumers:\n  billing: {topics: [orders], handler: 'handlers:handle'}\n"
     )
-    result = kpipe("run", str(tmp_path / "project.yaml"), "--root", str(tmp_path))
+    result = kpipe(command, str(tmp_path / "project.yaml"), "--root", str(tmp_path))
     assert result.code == 2
     assert result.err.strip().splitlines() == [
         "error: tracing is on (the cluster's tracing: block) but opentelemetry-sdk, "
@@ -424,7 +425,7 @@ def test_the_dead_letter_of_an_event_without_context_joins_the_trace_of_its_atte
         traced.handler(fail, "billing")(None, Ctx([], offset=9))
     from kpipe.runtime.worker import dead_letter_headers
 
-    headers = dead_letter_headers("orders", 2, 9, "handler", "RuntimeError: no", "billing", [])
+    headers = dead_letter_headers("orders", 2, 9, "handler", "RuntimeError: no", "billing", [], attempts=1)
     producer.produce("orders.dlq", b"{}", "o-1", headers=headers)
     process, dead = exporter.get_finished_spans()
     assert dead.parent.span_id == process.context.span_id and dead.attributes["kpipe.dead_letter"] is True

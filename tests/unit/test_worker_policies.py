@@ -190,6 +190,7 @@ def test_dead_letter_headers_name_source_and_error() -> None:
         "ValueError: " + "x" * 2000,
         "billing",
         [("trace", b"t1"), ("kpipe.group", b"old")],
+        attempts=4,
     )
     as_dict = dict(headers)
     assert headers[0] == ("trace", b"t1")
@@ -198,6 +199,7 @@ def test_dead_letter_headers_name_source_and_error() -> None:
     assert as_dict["kpipe.source.offset"] == b"41"
     assert as_dict["kpipe.error.type"] == b"handler"
     assert as_dict["kpipe.group"] == b"billing"
+    assert as_dict["kpipe.attempts"] == b"4"
     assert len(as_dict["kpipe.error.message"]) <= 510
     assert as_dict["kpipe.error.message"].startswith(b"ValueError: xxx")
     assert [k for k, _ in headers].count("kpipe.group") == 1

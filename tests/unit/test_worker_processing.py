@@ -227,6 +227,7 @@ def test_handler_failure_is_retried_then_dead_lettered() -> None:
     h.run(messages(3))
     assert attempts == [0, 1, 1, 1, 2]
     assert h.producer.sent[0]["headers"]["kpipe.error.type"] == b"handler"
+    assert h.producer.sent[0]["headers"]["kpipe.attempts"] == b"3"  # the first call and two retries
     assert b"KeyError" in h.producer.sent[0]["headers"]["kpipe.error.message"]
     assert h.commits == [[("t", 0, 3)]]
 
@@ -245,6 +246,7 @@ def test_an_undeclared_emit_is_not_retried_it_goes_straight_to_on_error() -> Non
     [dead_letter] = h.producer.sent
     assert dead_letter["topic"] == "t.dlq" and dead_letter["headers"]["kpipe.error.type"] == b"handler"
     assert b"UndeclaredEmit" in dead_letter["headers"]["kpipe.error.message"]
+    assert dead_letter["headers"]["kpipe.attempts"] == b"1"
     assert h.worker.status().totals().retried == 0
     assert h.commits == [[("t", 0, 3)]]
 
@@ -734,6 +736,7 @@ def test_an_event_the_handler_hung_on_twice_is_not_given_to_it_again(tmp_path: A
     [letter] = h.producer.sent
     assert letter["headers"]["kpipe.error.type"] == b"timeout"
     assert letter["headers"]["kpipe.source.offset"] == b"1"
+    assert letter["headers"]["kpipe.attempts"] == b"2"
     assert (
         letter["headers"]["kpipe.error.message"]
         == b"the handler hung 2 times on it (on_error.timeout_ms: 1000)"

@@ -45,9 +45,12 @@ DEAD_LETTER_HEADERS = (
     ("kpipe.source.topic", "The topic the event was read from.", True),
     ("kpipe.source.partition", "Its partition.", True),
     ("kpipe.source.offset", "Its offset.", True),
-    ("kpipe.error.type", "'handler' (the handler raised) or 'schema' (the event did not match its schema).", True),
+    ("kpipe.error.type", "'handler' (the handler raised), 'schema' (the event did not match its schema) or "
+     "'timeout' (the handler ran past on_error.timeout_ms).", True),
     ("kpipe.error.message", "The error, on one line, cut at 500 characters.", True),
     ("kpipe.group", "The consumer group that failed to handle it.", True),
+    ("kpipe.attempts", "How many times the handler was called on it: 0 for a schema-invalid event, the first "
+     "call plus its retries for a handler error.", True),
     ("kpipe.payload", "Only when the dead letter was too large to write whole: 'truncated' (the value is its "
      "first 16 KiB) or 'omitted' (no value).", False),
     ("kpipe.payload.size", "Only when cut: the original value's size in bytes.", False),

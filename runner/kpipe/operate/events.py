@@ -27,6 +27,7 @@ from kpipe.runtime.dead_letters import H_PAYLOAD
 from kpipe.runtime.records import Record
 from kpipe.runtime.serde import describe_validation_error
 from kpipe.runtime.worker.failures import (
+    H_ATTEMPTS,
     H_ERROR_MESSAGE,
     H_ERROR_TYPE,
     H_GROUP,
@@ -70,6 +71,8 @@ class DeadLetter:
     payload_cut: str | None = None
     # How many times this event was replayed before it failed again (from REPLAY_HEADER); 0: never.
     replays: int = 0
+    # How many handler calls failed on it (kpipe.attempts; 0: it failed its schema); None: not said (older kpipe).
+    attempts: int | None = None
 
     @property
     def source(self) -> str:
@@ -89,13 +92,15 @@ class DeadLetter:
             },
             "payload": self.payload_cut or "complete",
             "replays": self.replays,
+            "attempts": self.attempts,
         }
 
     def describe(self) -> str:
         group = f" in group '{self.group}'" if self.group else ""
         cut = f"; payload {self.payload_cut}" if self.payload_cut else ""
         again = f"; replayed {self.replays} time(s) before" if self.replays else ""
-        return f"{self.error_type} error{group}, from {self.source}: {self.error_message}{cut}{again}"
+        tries = f" after {self.attempts} attempts" if self.attempts and self.attempts > 1 else ""
+        return f"{self.error_type} error{group}, from {self.source}{tries}: {self.error_message}{cut}{again}"
 
 
 def dead_letter_of(headers: Sequence[tuple[str, bytes]]) -> DeadLetter | None:
@@ -112,6 +117,7 @@ def dead_letter_of(headers: Sequence[tuple[str, bytes]]) -> DeadLetter | None:
         source_offset=_int(found.get(H_SOURCE_OFFSET)),
         payload_cut=found.get(H_PAYLOAD),
         replays=replay_count(headers),
+        attempts=_int(found.get(H_ATTEMPTS)),
     )
 
 

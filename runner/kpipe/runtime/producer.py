@@ -128,8 +128,10 @@ class Producer:
         on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
         config_overrides: Mapping[str, Any] | None = None,
         client_factory: Callable[[dict[str, Any]], Any] = _KafkaProducer,
+        traced_by: tracing.Tracing | None = None,
     ):
-        """client_factory builds the librdkafka producer from its final config (tests pass a fake)."""
+        """client_factory builds the librdkafka producer from its final config (tests pass a fake).
+        traced_by: the tracing its sends go through (None: this process's, kpipe.runtime.tracing.current())."""
         self.settings = settings
         self.topic = settings.topic
         self._model = model
@@ -167,7 +169,8 @@ class Producer:
         elif isinstance(config.get("delivery.report.only.error"), str):
             # confluent-kafka handles this key in Python and wants a bool; from YAML it arrives as "true".
             config["delivery.report.only.error"] = config["delivery.report.only.error"].lower() == "true"
-        client_factory = tracing.current().producer_factory(client_factory)  # tracing hook: send spans
+        traced_by = traced_by if traced_by is not None else tracing.current()
+        client_factory = traced_by.producer_factory(client_factory)  # tracing hook: send spans
         try:
             self._producer = client_factory(config)
         except KafkaException as exc:

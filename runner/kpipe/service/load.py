@@ -11,6 +11,7 @@ it (kpipe.compilation.project) is data and does no I/O.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,11 +28,17 @@ class Project(CompiledProject):
     """A loaded, valid project: compiled settings on demand, and producers to send events with."""
 
     def producer(self, name: str, **kwargs: Any) -> Producer:
-        """Open declared producer `name` (see kpipe.runtime.producer.Producer for the keyword arguments)."""
+        """Open declared producer `name` (see kpipe.runtime.producer.Producer for the keyword arguments). Its
+        sends are traced as the environment (OTEL_*) and the files' `tracing:` block say, or into the
+        application's own OpenTelemetry provider when it set one (kpipe.runtime.tracing.for_application)."""
         # Imported here: commands that load a project without producing (validate, plan, apply) skip the
         # producer runtime.
+        from kpipe.runtime import tracing
         from kpipe.runtime.producer import open_producer
 
+        kwargs.setdefault(
+            "traced_by", tracing.for_application(self.declarations.cluster_spec.tracing, os.environ)
+        )
         return open_producer(self, name, **kwargs)
 
 

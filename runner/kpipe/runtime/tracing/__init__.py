@@ -14,6 +14,12 @@ The runtime's hooks, each one line (they are all there is to re-apply when the c
     factory = current().producer_factory(factory)          every producer client: one `send` span per produce()
     current().shutdown()                                   spans exported before a worker or `produce` exits
     with session(spec, os.environ): ...                    a command that sends (`dlq replay`): on, then exported
+    traced = for_application(spec, os.environ)             kpipe's Python API (`project.producer(...)`)
+
+An application that configured OpenTelemetry itself (an SDK TracerProvider made the global one) and sends with
+kpipe's Python API keeps its provider: for_application() hands its producers an adopted tracing on that provider,
+as any instrumented library uses the application's, so their sends join the application's traces. Adopting
+changes nothing of this process's current() and is found in sys.modules (nothing is imported to find out).
 
 Dead letters go through the worker's producer client like emitted events, so they get a `send` span too; they
 keep the traceparent of the event they carry (a traceparent already in the headers is never replaced).
@@ -22,12 +28,13 @@ keep the traceparent of the event they carry (a traceparent already in the heade
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from kpipe.errors import UsageError
-from kpipe.runtime.tracing.settings import TracingSettings, as_environment, tracing_settings
+from kpipe.runtime.tracing.settings import TracingSettings, as_environment, sdk_disabled, tracing_settings
 
 __all__ = [
     "NO_TRACING",
@@ -36,6 +43,7 @@ __all__ = [
     "TracingSettings",
     "TracingUnavailable",
     "current",
+    "for_application",
     "install",
     "for_workers",
     "require",
@@ -150,6 +158,21 @@ def start(spec: Any, environ: Mapping[str, str]) -> Tracing:
     return _current
 
 
+def for_application(spec: Any, environ: Mapping[str, str]) -> Tracing:
+    """The tracing for what an application sends through kpipe's Python API: this process's when it is on;
+    else, when the application made an OpenTelemetry SDK TracerProvider the global one, a tracing on that
+    provider (its sampler decides, its owner exports and shuts it down); else as the environment and the files'
+    block ask (start()). OTEL_SDK_DISABLED=true: off."""
+    if _current.on or sdk_disabled(environ):
+        return _current
+    provider = _application_provider()
+    if provider is None:
+        return start(spec, environ)
+    from kpipe.runtime.tracing.otel import AdoptedTracing
+
+    return AdoptedTracing(provider)
+
+
 @contextmanager
 def session(spec: Any, environ: Mapping[str, str]) -> Iterator[Tracing]:
     """Tracing on for a command's block, as start() turns it on; its spans exported when the block ends. A
@@ -161,6 +184,16 @@ def session(spec: Any, environ: Mapping[str, str]) -> Iterator[Tracing]:
     finally:
         if not was_on:
             traced.shutdown()
+
+
+def _application_provider() -> Any:
+    """The OpenTelemetry SDK TracerProvider the application made global, or None (also when OpenTelemetry was
+    never imported: nothing is imported to find out)."""
+    api, sdk = sys.modules.get("opentelemetry.trace"), sys.modules.get("opentelemetry.sdk.trace")
+    if api is None or sdk is None:
+        return None
+    provider = api.get_tracer_provider()
+    return provider if isinstance(provider, sdk.TracerProvider) else None
 
 
 def _installed(module: str) -> bool:

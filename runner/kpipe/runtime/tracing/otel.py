@@ -520,3 +520,14 @@ class TracedProducer:
             raise
         if callback is None:
             span.end()
+
+
+class AdoptedTracing(OtelTracing):
+    """Tracing on a provider the application owns (kpipe.runtime.tracing.for_application): every span is
+    started and the provider's own sampler decides; kpipe flushes, but never shuts the provider down."""
+
+    def __init__(self, provider: Any):
+        super().__init__(provider, set_global=False)
+
+    def shutdown(self) -> None:
+        self.flush()

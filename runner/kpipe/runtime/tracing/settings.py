@@ -55,10 +55,15 @@ class TracingSettings:
         return dict(self.resource_attributes)["service.name"]
 
 
+def sdk_disabled(environ: Mapping[str, str]) -> bool:
+    """OTEL_SDK_DISABLED=true: no tracing at all, whatever else is set."""
+    return _env(environ, "OTEL_SDK_DISABLED").lower() == "true"
+
+
 def tracing_settings(spec: Any, environ: Mapping[str, str]) -> TracingSettings | None:
     """The settings from `spec` (a TracingSpec from the cluster section, or None) and the environment, or None
     when tracing is off. Raises UsageError for an environment value kpipe cannot honour."""
-    if _env(environ, "OTEL_SDK_DISABLED").lower() == "true":
+    if sdk_disabled(environ):
         return None
     exporter_env = _env(environ, "OTEL_TRACES_EXPORTER")
     if exporter_env:

@@ -50,6 +50,7 @@ H_SOURCE_OFFSET = "kpipe.source.offset"
 H_ERROR_TYPE = "kpipe.error.type"
 H_ERROR_MESSAGE = "kpipe.error.message"
 H_GROUP = "kpipe.group"
+H_ATTEMPTS = "kpipe.attempts"
 
 # How a log line names what failed, by error type (the kpipe.error.type header of a dead letter).
 WHAT_FAILED = {"schema": "schema-invalid event", "timeout": "handler hung"}
@@ -102,8 +103,11 @@ def dead_letter_headers(
     error_message: str,
     group: str,
     original: Iterable[tuple[str, Any]] | None = None,
+    *,
+    attempts: int,
 ) -> list[tuple[str, bytes]]:
-    """The source message's own headers, then where it came from and why it failed."""
+    """The source message's own headers, then where it came from, why it failed and after how many handler
+    calls (`attempts`: 0 for an event that failed its schema)."""
     headers = [(k, v) for k, v in (original or ()) if not k.startswith("kpipe.")]
     headers += [
         (H_SOURCE_TOPIC, topic.encode()),
@@ -112,8 +116,13 @@ def dead_letter_headers(
         (H_ERROR_TYPE, error_type.encode()),
         (H_ERROR_MESSAGE, truncate(redact(error_message)).encode()),  # no secret leaves in a header
         (H_GROUP, group.encode()),
+        (H_ATTEMPTS, str(attempts).encode()),
     ]
     return headers
+
+
+def _after(attempts: int) -> str:
+    return f" after {attempts} attempts" if attempts > 1 else ""
 
 
 def where(msg: Any) -> str:
@@ -168,8 +177,7 @@ class FailurePolicy:
             log.debug("handler failed for %s (%s: %s); retry %d/%d",
                       where(msg), type(exc).__name__, exc, attempt, retries)  # fmt: skip
             return Outcome.RETRY
-        attempts = f" after {attempt} attempts" if attempt > 1 else ""
-        return self.give_up(msg, "handler", f"{type(exc).__name__}: {exc}", attempts)
+        return self.give_up(msg, "handler", f"{type(exc).__name__}: {exc}", attempt)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before the retry that follows the `attempt`-th failed call."""
@@ -177,12 +185,12 @@ class FailurePolicy:
 
     def invalid(self, msg: Any, text: str) -> Outcome:
         """The event failed schema validation: it cannot succeed on retry."""
-        return self.give_up(msg, "schema", text)
+        return self.give_up(msg, "schema", text, attempts=0)
 
     def hung_too_often(self, msg: Any, hangs: int) -> Outcome:
         """The handler hung on this event `hangs` times (hangs.py): fail it without calling the handler again."""
         text = f"the handler hung {hangs} times on it (on_error.timeout_ms: {self._policy.timeout_ms})"
-        return self.give_up(msg, "timeout", text)
+        return self.give_up(msg, "timeout", text, hangs)
 
     def abandoned(self, msg: Any, count: int, limit: int) -> Outcome:
         """A sync call on `msg` ran past on_error.timeout_ms and was abandoned, the `count`-th so far: a
@@ -192,7 +200,7 @@ class FailurePolicy:
             f"abandoned ({count} so far, a restart after {limit})"
         )
         if count <= limit:
-            return self.give_up(msg, "timeout", text)
+            return self.give_up(msg, "timeout", text, 1)
         reason = f"handler hung on {where(msg)}: {text}"
         log.error("%s; stopping for a restart, committing what finished", reason)
         self._control.halt(WORKER_EXIT_HUNG, reason)
@@ -200,16 +208,17 @@ class FailurePolicy:
 
     # -- the on_error action --------------------------------------------------------------------------------
 
-    def give_up(self, msg: Any, error_type: str, text: str, attempts: str = "") -> Outcome:
-        """The on_error action for an event that failed for good: DEAD_LETTER (a schema-invalid event too, when
-        there is a dead-letter topic), SKIPPED, or HALTED (stop)."""
+    def give_up(self, msg: Any, error_type: str, text: str, attempts: int) -> Outcome:
+        """The on_error action for an event that failed for good after `attempts` handler calls: DEAD_LETTER
+        (a schema-invalid event too, when there is a dead-letter topic), SKIPPED, or HALTED (stop)."""
         self._counters.failed += 1
         action = self._policy.action
         if self.dead_letter_topic and (action == "dead_letter" or error_type == "schema"):
             self.letter = self._letter(msg, error_type, text, attempts)
             return Outcome.DEAD_LETTER
         what = (
-            f"{WHAT_FAILED.get(error_type, 'handler failed')} {where(msg)}{attempts}: {truncate(text, 300)}"
+            f"{WHAT_FAILED.get(error_type, 'handler failed')} {where(msg)}{_after(attempts)}: "
+            f"{truncate(text, 300)}"
         )
         if action == "skip":
             self._counters.skipped += 1
@@ -219,14 +228,17 @@ class FailurePolicy:
         self._control.halt(WORKER_EXIT_HALT, what)
         return Outcome.HALTED
 
-    def _letter(self, msg: Any, error_type: str, text: str, attempts: str) -> DeadLetter:
+    def _letter(self, msg: Any, error_type: str, text: str, attempts: int) -> DeadLetter:
         """The dead letter of an event the policy dead-letters: its value and key as read, with
         dead_letter_headers, and what failed for the log line."""
         headers = dead_letter_headers(
-            msg.topic(), msg.partition(), msg.offset(), error_type, text, self.group, msg.headers()
-        )
+            msg.topic(), msg.partition(), msg.offset(), error_type, text, self.group, msg.headers(),
+            attempts=attempts,
+        )  # fmt: skip
         about = f"{WHAT_FAILED.get(error_type, 'handler failed')} {where(msg)}"
-        return DeadLetter(msg.value(), msg.key(), headers, about, f"{attempts}: {truncate(text, 300)}")
+        return DeadLetter(
+            msg.value(), msg.key(), headers, about, f"{_after(attempts)}: {truncate(text, 300)}"
+        )
 
     def dead_letter_sent(self, msg: Any, letter: DeadLetter, error: KafkaError | None) -> Outcome:
         """The broker's (or client's) answer to a dead letter: DEAD_LETTERED; DEAD_LETTER again when it was

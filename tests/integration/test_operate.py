@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from test_run import KpipeRun, kpipe_runs  # noqa: F401  (kpipe_runs is a fixture)
+from run_helpers import KpipeRun
 
 from helpers import kpipe, wait_for
 from kpipe.errors import EXIT_UNSAFE, EXIT_USAGE, UnsafePlanRefused
@@ -227,8 +227,7 @@ def test_offsets_reset_to_a_datetime_then_run_handles_exactly_the_events_from_th
     kafka_bootstrap: str,
     prefix: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:
     topic, group = f"{prefix}.orders", unique_name("billing")
     project = write_project(tmp_path / "p", kafka_bootstrap, topic, group, schema=False)
@@ -258,9 +257,8 @@ def test_offsets_reset_to_a_datetime_then_run_handles_exactly_the_events_from_th
     assert code == 0, err
     assert committed(kafka_bootstrap, group, topic) == [4, 3]
 
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
-    wait_for(lambda: len(run.handled()) >= 5, timeout=60, message=run.log)
+    run = kpipe_run(project)
+    run.wait_handled(5)
     wait_for(lambda: committed(kafka_bootstrap, group, topic) == [6, 6], timeout=30, message=run.log)
     assert run.stop() == 0, run.log()
     assert sorted(h["n"] for h in run.handled()) == [7, 8, 9, 10, 11]
@@ -271,8 +269,7 @@ def test_offsets_refuses_an_active_group(
     kafka_bootstrap: str,
     prefix: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:
     topic, group = f"{prefix}.orders", unique_name("active")
     project = write_project(tmp_path / "p", kafka_bootstrap, topic, group, schema=False)
@@ -282,8 +279,7 @@ def test_offsets_refuses_an_active_group(
         topic,
         [(p, json.dumps({"key": "k", "n": p}).encode(), b"k", [], None) for p in (0, 1)],
     )
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
+    run = kpipe_run(project)
     wait_for(lambda: len(run.handled()) == 2, timeout=60, message=run.log)
     wait_for(lambda: committed(kafka_bootstrap, group, topic) == [1, 1], timeout=30, message=run.log)
 
@@ -325,8 +321,7 @@ def test_fixed_handler_then_replay_handles_every_dead_letter_once_and_a_second_r
     kafka_bootstrap: str,
     prefix: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:
     topic, group = f"{prefix}.orders", unique_name("billing")
     dlq = f"{topic}.dlq"
@@ -334,8 +329,7 @@ def test_fixed_handler_then_replay_handles_every_dead_letter_once_and_a_second_r
     assert kpipe("apply", project, "--yes").code == 0
     broken = tmp_path / "broken"
     broken.touch()
-    run = KpipeRun(tmp_path, Path(project), fast_group_config, env={"KPIPE_TEST_BROKEN": str(broken)})
-    kpipe_runs.append(run)
+    run = kpipe_run(Path(project), env={"KPIPE_TEST_BROKEN": str(broken)})
 
     trace = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
     good = [

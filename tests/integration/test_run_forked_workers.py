@@ -88,7 +88,7 @@ def test_a_forked_worker_killed_by_sigkill_is_reported_and_only_its_group_restar
     wait_for(lambda: len(started(run)) == 4, timeout=30, message=run.log)
     restarted_label, restarted = started(run)[3]
     assert restarted_label == victim_label and restarted != victim
-    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
+    supervisor = run.supervisor_messages()
     assert any(f"(pid {victim}) was killed by SIGKILL from outside kpipe (" in m for m in supervisor), (
         supervisor
     )

@@ -17,7 +17,7 @@ def kpipe_run(tmp_path: Path, fast_group_config: dict[str, str | int]) -> Iterat
     runs: list[KpipeRun] = []
 
     def start(
-        project: Path,
+        project: Path | str,
         *args: str,
         directory: Path | None = None,
         consumer_config: Mapping[str, str | int] | None = None,

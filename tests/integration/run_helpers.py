@@ -162,7 +162,7 @@ class KpipeRun:
     def __init__(
         self,
         directory: Path,
-        project: Path,
+        project: Path | str,
         consumer_config: Mapping[str, str | int],
         *args: str,
         env: Mapping[str, str | None] | None = None,

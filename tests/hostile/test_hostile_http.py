@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from helpers import wait_for
 from kpipe.observe.http_server import MAX_CONNECTIONS, MetricsServer
 
 
@@ -60,19 +61,10 @@ def healthz_seconds(url: str) -> float:
     return time.monotonic() - started
 
 
-def wait_for(condition, timeout: float = 30.0) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def test_healthz_answers_at_once_with_500_idle_connections_and_threads_stay_few() -> None:
     before = threading.active_count()
     with server() as running, idle_connections(running.port, 500):
-        assert wait_for(lambda: running.open_connections >= MAX_CONNECTIONS)
+        wait_for(lambda: running.open_connections >= MAX_CONNECTIONS, timeout=30)
         # The best of three: one scheduling hiccup of a loaded machine is not the server's doing.
         assert min(healthz_seconds(running.url) for _ in range(3)) < 1.0
         # One loop thread and a fixed pool of answer threads, whatever the number of connections.
@@ -93,7 +85,7 @@ def test_an_idle_connection_is_closed_after_the_read_timeout() -> None:
     with server(read_timeout=0.5) as running, idle_connections(running.port, 3) as opened:
         for conn in opened:
             assert closed_by_the_server(conn)
-        assert wait_for(lambda: running.open_connections == 0)
+        wait_for(lambda: running.open_connections == 0, timeout=30)
 
 
 def test_the_cap_closes_the_oldest_waiting_connection() -> None:

@@ -42,12 +42,12 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> li
         consumer.close()
 
 
-def read_at(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
+def read_at(bootstrap: str, topic: str, partition: int, offset: int, timeout: float = 10) -> Any:
     """The one message at topic[partition]@offset."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, partition, offset)])
     try:
-        return wait_for(lambda: next((m for m in consumer.consume(1, 0.2) if not m.error()), None), 10,
+        return wait_for(lambda: next((m for m in consumer.consume(1, 0.2) if not m.error()), None), timeout,
                         message=f"no message at {topic}[{partition}]@{offset}")  # fmt: skip
     finally:
         consumer.close()

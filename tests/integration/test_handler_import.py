@@ -3,14 +3,11 @@ program's own modules, with no PYTHONPATH and from another working directory."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Producer
+from run_helpers import KpipeRun
 
 from helpers import wait_for
 
@@ -27,7 +24,7 @@ def test_run_imports_the_handler_from_the_project_root(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("rootimport"), unique_name("rootimporters")
@@ -46,31 +43,13 @@ def test_run_imports_the_handler_from_the_project_root(
     out = tmp_path / "handled.txt"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["KPIPE_TEST_OUT"] = str(out)
-    options = [f"-X{key}={value}" for key, value in fast_group_config.items()]
-    log = tmp_path / "run.log"
-    with log.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kpipe", "run", str(project / "pipelines"), *options],
-            cwd=elsewhere,
-            env=env,
-            stderr=log_file,
-        )
-    try:
-        producer = Producer({"bootstrap.servers": kafka_bootstrap})
-        for i in range(3):
-            producer.produce(topic, f"event-{i}".encode())
-        assert producer.flush(10) == 0
-        wait_for(
-            lambda: out.exists() and len(out.read_text().splitlines()) == 3, timeout=60, message=log.read_text
-        )
-        assert out.read_text().splitlines() == ["event-0", "event-1", "event-2"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, log.read_text()
+    run = kpipe_run(
+        project / "pipelines", cwd=elsewhere, env={"PYTHONPATH": None, "KPIPE_TEST_OUT": str(out)}
+    )
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(3):
+        producer.produce(topic, f"event-{i}".encode())
+    assert producer.flush(10) == 0
+    wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 3, timeout=60, message=run.log)
+    assert out.read_text().splitlines() == ["event-0", "event-1", "event-2"]
+    assert run.stop() == 0, run.log()

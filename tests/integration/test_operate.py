@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from test_run import KpipeRun, kpipe_runs  # noqa: F401  (kpipe_runs is a fixture)
+from run_helpers import KpipeRun
 
 from helpers import kpipe, wait_for
 from kpipe.errors import EXIT_UNSAFE, EXIT_USAGE, UnsafePlanRefused
@@ -44,8 +44,9 @@ def handle(event, ctx):
 """
 
 
-def write_project(root: Path, bootstrap: str, topic: str, group: str, *, schema: bool = True) -> Path:
-    """A project under `root` (its root: it holds a pyproject.toml); returns its pipelines directory."""
+def applied_project(root: Path, bootstrap: str, topic: str, group: str, *, schema: bool = True) -> str:
+    """A project under `root` (its root: it holds a pyproject.toml), applied (`kpipe apply --yes`: its topics
+    exist); returns its pipelines directory."""
     directory = root / "pipelines"
     directory.mkdir(parents=True)
     (root / "pyproject.toml").write_text("")
@@ -73,7 +74,9 @@ consumers:
     on_error: {{retries: 0, dead_letter_topic: {topic}.dlq}}
 """
     )
-    return directory
+    applied = kpipe("apply", str(directory), "--yes")
+    assert applied.code == 0, applied.err
+    return str(directory)
 
 
 def produce(
@@ -117,8 +120,7 @@ def test_tail_prints_what_was_produced_and_flags_what_fails_the_schema(
     tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str]
 ) -> None:
     topic = f"{prefix}.orders"
-    project = str(write_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g")))
-    assert kpipe("apply", project, "--yes").code == 0
+    project = applied_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g"))
     events = [
         (0, b'{"key":"a","n":1}', b"a", [("traceparent", b"00-abc-def-01")], 1_700_000_000_000),
         (1, b'{"key":"b","n":2}', b"b", [], 1_700_000_001_000),
@@ -170,8 +172,7 @@ def test_tail_follow_keeps_printing_events_written_after_it_started(
     tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str]
 ) -> None:
     topic = f"{prefix}.orders"
-    project = str(write_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g")))
-    assert kpipe("apply", project, "--yes").code == 0
+    project = applied_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g"))
     produce(kafka_bootstrap, topic, [(0, b'{"key":"a","n":0}', b"a", [], None)])
     tail = subprocess.Popen(
         [sys.executable, "-m", "kpipe", "tail", topic, project, "--follow", "-n", "3", "--format", "json"],
@@ -199,8 +200,7 @@ def test_tail_into_a_reader_that_stops_early_ends_quietly(
 ) -> None:
     """`kpipe tail … | head -1`: the closed pipe ends the tail with exit 0, no traceback."""
     topic = f"{prefix}.orders"
-    project = str(write_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g")))
-    assert kpipe("apply", project, "--yes").code == 0
+    project = applied_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g"))
     produce(
         kafka_bootstrap,
         topic,
@@ -227,12 +227,10 @@ def test_offsets_reset_to_a_datetime_then_run_handles_exactly_the_events_from_th
     kafka_bootstrap: str,
     prefix: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:
     topic, group = f"{prefix}.orders", unique_name("billing")
-    project = write_project(tmp_path / "p", kafka_bootstrap, topic, group, schema=False)
-    assert kpipe("apply", str(project), "--yes").code == 0
+    project = applied_project(tmp_path / "p", kafka_bootstrap, topic, group, schema=False)
     base = 1_700_000_000_000
     # 12 events a second apart, in one flush: each partition's events share a record batch, so a broker that
     # answers offsets-for-times per batch would start too early; the reset must still be exact.
@@ -243,7 +241,7 @@ def test_offsets_reset_to_a_datetime_then_run_handles_exactly_the_events_from_th
     produce(kafka_bootstrap, topic, events)
     reset_at = base + 7 * 1000 - 500  # between n=6 and n=7
 
-    code, out, err = kpipe("offsets", group, str(project), "--to", format_time(reset_at), "--format", "json")
+    code, out, err = kpipe("offsets", group, project, "--to", format_time(reset_at), "--format", "json")
     assert code == 0, err
     plan = json.loads(out)
     assert plan["state"] in ("empty", "dead") and plan["active"] is False  # never seen: dead on Apache Kafka
@@ -254,13 +252,12 @@ def test_offsets_reset_to_a_datetime_then_run_handles_exactly_the_events_from_th
     assert "run again with --yes" in err
     assert committed(kafka_bootstrap, group, topic) == [-1001, -1001]  # a plan changes nothing
 
-    code, out, err = kpipe("offsets", group, str(project), "--to", format_time(reset_at), "--yes")
+    code, out, err = kpipe("offsets", group, project, "--to", format_time(reset_at), "--yes")
     assert code == 0, err
     assert committed(kafka_bootstrap, group, topic) == [4, 3]
 
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
-    wait_for(lambda: len(run.handled()) >= 5, timeout=60, message=run.log)
+    run = kpipe_run(project)
+    run.wait_handled(5)
     wait_for(lambda: committed(kafka_bootstrap, group, topic) == [6, 6], timeout=30, message=run.log)
     assert run.stop() == 0, run.log()
     assert sorted(h["n"] for h in run.handled()) == [7, 8, 9, 10, 11]
@@ -271,23 +268,20 @@ def test_offsets_refuses_an_active_group(
     kafka_bootstrap: str,
     prefix: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:
     topic, group = f"{prefix}.orders", unique_name("active")
-    project = write_project(tmp_path / "p", kafka_bootstrap, topic, group, schema=False)
-    assert kpipe("apply", str(project), "--yes").code == 0
+    project = applied_project(tmp_path / "p", kafka_bootstrap, topic, group, schema=False)
     produce(
         kafka_bootstrap,
         topic,
         [(p, json.dumps({"key": "k", "n": p}).encode(), b"k", [], None) for p in (0, 1)],
     )
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
+    run = kpipe_run(project)
     wait_for(lambda: len(run.handled()) == 2, timeout=60, message=run.log)
     wait_for(lambda: committed(kafka_bootstrap, group, topic) == [1, 1], timeout=30, message=run.log)
 
-    code, out, err = kpipe("offsets", group, str(project), "--to", "earliest", "--yes")
+    code, out, err = kpipe("offsets", group, project, "--to", "earliest", "--yes")
     assert code == EXIT_UNSAFE, err
     assert err.startswith(f"error: consumer group '{group}' (id {group}) is active (state "), err
     assert len(err.strip().splitlines()) == 1
@@ -296,7 +290,7 @@ def test_offsets_refuses_an_active_group(
 
     assert run.stop() == 0, run.log()
     # Stopped, the group is empty and the same reset goes through.
-    code, _, err = kpipe("offsets", group, str(project), "--to", "earliest", "--yes")
+    code, _, err = kpipe("offsets", group, project, "--to", "earliest", "--yes")
     assert code == 0, err
     assert committed(kafka_bootstrap, group, topic) == [0, 0]
 
@@ -325,17 +319,14 @@ def test_fixed_handler_then_replay_handles_every_dead_letter_once_and_a_second_r
     kafka_bootstrap: str,
     prefix: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:
     topic, group = f"{prefix}.orders", unique_name("billing")
     dlq = f"{topic}.dlq"
-    project = str(write_project(tmp_path / "p", kafka_bootstrap, topic, group))
-    assert kpipe("apply", project, "--yes").code == 0
+    project = applied_project(tmp_path / "p", kafka_bootstrap, topic, group)
     broken = tmp_path / "broken"
     broken.touch()
-    run = KpipeRun(tmp_path, Path(project), fast_group_config, env={"KPIPE_TEST_BROKEN": str(broken)})
-    kpipe_runs.append(run)
+    run = kpipe_run(project, env={"KPIPE_TEST_BROKEN": str(broken)})
 
     trace = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
     good = [
@@ -403,8 +394,7 @@ def test_narrowed_replays_keep_cursors_of_their_own_and_never_send_a_dead_letter
 ) -> None:
     topic, group = f"{prefix}.orders", unique_name("billing")
     dlq = f"{topic}.dlq"
-    project = str(write_project(tmp_path / "p", kafka_bootstrap, topic, group))
-    assert kpipe("apply", project, "--yes").code == 0
+    project = applied_project(tmp_path / "p", kafka_bootstrap, topic, group)
 
     def dead_letter(n: int, error_type: str) -> tuple[int, bytes, bytes, list, None]:
         headers = [

@@ -7,153 +7,20 @@ has settled.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from broker_helpers import committed, read_at
+from run_helpers import KpipeRun, produce, write_group_project, write_project
 
 from helpers import wait_for
 
 pytestmark = pytest.mark.integration  # `kpipe run` workers on the session broker
-
-RECORDER = """\
-import json, os, time
-
-def record(event, ctx):
-    delay = float(os.environ.get("KPIPE_TEST_DELAY_S") or 0)
-    if delay:
-        time.sleep(delay)  # a slow handler, so a worker can be killed with work left on its partitions
-    if event.decode() == os.environ.get("KPIPE_TEST_HANG_ON"):
-        open(os.path.join(os.environ["KPIPE_TEST_OUT"], f"hanging-{os.getpid()}"), "w").close()
-        time.sleep(3600)  # a handler that hangs on this one event
-    line = {"group": ctx.group, "pid": os.getpid(), "partition": ctx.partition, "offset": ctx.offset,
-            "value": event.decode()}
-    with open(os.path.join(os.environ["KPIPE_TEST_OUT"], f"{os.getpid()}.jsonl"), "a") as f:
-        f.write(json.dumps(line) + "\\n")
-"""
-
-
-def write_project(
-    directory: Path, bootstrap: str, topic: str, partitions: int, groups: dict[str, int]
-) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "recorder.py").write_text(RECORDER)
-    consumers = "".join(
-        f"""\
-  {group}:
-    topics: [{topic}]
-    handler: recorder:record
-    instances: {instances}
-    commit: {{strategy: batch, batch_size: 5, interval_ms: 200}}
-"""
-        for group, instances in groups.items()
-    )
-    (directory / "project.yaml").write_text(
-        f"""\
-cluster:
-  bootstrap_servers: "{bootstrap}"
-topics:
-  {topic}:
-    partitions: {partitions}
-    replication_factor: 1
-consumers:
-{consumers}"""
-    )
-    return directory
-
-
-def produce(bootstrap: str, topic: str, count: int, partitions: int, keys: int = 0) -> list[str]:
-    """Send values "event-<i>" round-robin over the partitions; with `keys`, keyed "k<i % keys>" and placed by
-    the default partitioner instead (so each key's events are on one partition, in order)."""
-    producer = Producer({"bootstrap.servers": bootstrap})
-    values = [f"event-{i}" for i in range(count)]
-    for i, value in enumerate(values):
-        if keys:
-            producer.produce(topic, value.encode(), key=f"k{i % keys}".encode())
-        else:
-            producer.produce(topic, value.encode(), partition=i % partitions)
-    assert producer.flush(10) == 0
-    return values
-
-
-class KpipeRun:
-    """`kpipe run` as a process, with its JSON log and what its handlers recorded."""
-
-    def __init__(
-        self,
-        tmp_path: Path,
-        project: Path,
-        fast_config: dict[str, str | int],
-        *args: str,
-        env: dict[str, str] | None = None,
-    ):
-        self.out = tmp_path / "handled"
-        self.out.mkdir()
-        self.log_path = tmp_path / "kpipe-run.log"
-        options = [f"-X{key}={value}" for key, value in fast_config.items()]
-        with self.log_path.open("w") as log_file:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from kpipe.cli import main; main()", "run", str(project)]
-                + ["--log-format", "json", "--shutdown-timeout", "20", *options, *args],
-                stderr=log_file,
-                env={**os.environ, "KPIPE_TEST_OUT": str(self.out), **(env or {})},
-                start_new_session=True,  # its own process group, like a job in a terminal
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def records(self) -> list[dict]:
-        out = []
-        for line in self.log().splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
-
-    def assignments(self) -> dict[int, set[int]]:
-        """Each worker pid's current partitions, from its latest 'assigned'/'revoked' log lines."""
-        current: dict[int, set[int]] = {}
-        for r in self.records():
-            if r["logger"] == "kpipe.runtime.supervisor":
-                continue
-            partitions = {int(p) for p in re.findall(r"\[(\d+)\]", r["msg"])}
-            if r["msg"].startswith("assigned "):
-                current[r["pid"]] = current.get(r["pid"], set()) | partitions
-            elif r["msg"].startswith("revoked "):
-                current[r["pid"]] = current.get(r["pid"], set()) - partitions
-        return {pid: parts for pid, parts in current.items() if parts}
-
-    def handled(self) -> list[dict]:
-        lines = []
-        for path in self.out.glob("*.jsonl"):
-            lines += [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
-        return lines
-
-    def stop(self, timeout: float = 40, *, ctrl_c: bool = False) -> int:
-        """SIGTERM to `kpipe run`, or with ctrl_c SIGINT to its whole process group, as a terminal does."""
-        if ctrl_c:
-            os.killpg(self.proc.pid, signal.SIGINT)
-        else:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError(f"kpipe run did not stop within {timeout} s:\n{self.log()}") from None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def wait_split(run: KpipeRun, partitions: int) -> dict[int, set[int]]:
@@ -169,31 +36,21 @@ def wait_split(run: KpipeRun, partitions: int) -> dict[int, set[int]]:
     return wait_for(settled, timeout=60, message=run.log)
 
 
-@pytest.fixture
-def kpipe_runs() -> Iterator[list[KpipeRun]]:
-    runs: list[KpipeRun] = []
-    yield runs
-    for run in runs:
-        run.kill()
-
-
 def test_two_instances_split_the_partitions_and_sigterm_stops_cleanly(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("split"), unique_name("splitters")
     make_topics(topic, partitions=4)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 4, {group: 2})
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
+    run = kpipe_run(project)
 
     assignment = wait_split(run, 4)
     values = produce(kafka_bootstrap, topic, 40, 4)
-    wait_for(lambda: len(run.handled()) >= 40, timeout=30, message=run.log)
+    run.wait_handled(40, timeout=30)
 
     handled = run.handled()
     assert sorted(h["value"] for h in handled) == sorted(values)  # each event once
@@ -203,7 +60,7 @@ def test_two_instances_split_the_partitions_and_sigterm_stops_cleanly(
     assert by_pid == assignment  # each worker handled exactly its own partitions
 
     assert run.stop() == 0, run.log()
-    messages = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
+    messages = run.supervisor_messages()
     assert "SIGTERM received: stopping 2 workers (waiting up to 20 s; a second signal kills them)" in messages
     assert messages[-2] == "all workers stopped"
     # Then what the run did, per group.
@@ -215,16 +72,14 @@ def test_killed_instance_partitions_are_taken_over_and_the_topic_finished(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("takeover"), unique_name("takers")
     make_topics(topic, partitions=4)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 4, {group: 2})
     # 20 ms per event: the killed worker still has most of its partitions' events ahead of it.
-    run = KpipeRun(tmp_path, project, fast_group_config, env={"KPIPE_TEST_DELAY_S": "0.02"})
-    kpipe_runs.append(run)
+    run = kpipe_run(project, env={"KPIPE_TEST_DELAY_S": "0.02"})
     assignment = wait_split(run, 4)
     values = produce(kafka_bootstrap, topic, 200, 4)
     victim = min(assignment)
@@ -252,52 +107,40 @@ def test_killed_instance_partitions_are_taken_over_and_the_topic_finished(
     # At least once; repeats only of the killed worker's uncommitted tail, and only once more.
     assert max(counts.values()) <= 2
     assert duplicated <= victim_partitions, (duplicated, assignment)
-    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
+    supervisor = run.supervisor_messages()
     # Not "out of memory?": kpipe says the kill came from outside (and whether the cgroup recorded an OOM kill).
     assert any(f"(pid {victim}) was killed by SIGKILL from outside kpipe (" in m for m in supervisor), (
         supervisor
     )
 
     assert run.stop() == 0, run.log()
-    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
-    try:
-        committed = reader.committed([TopicPartition(topic, p) for p in range(4)], timeout=10)
-    finally:
-        reader.close()
-    assert [tp.offset for tp in committed] == [50, 50, 50, 50]  # the group finished every partition
+    # The group finished every partition.
+    assert committed(kafka_bootstrap, group, topic, 4) == [50, 50, 50, 50]
 
 
 def test_sigterm_commits_what_was_handled(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("commits"), unique_name("committers")
     make_topics(topic, partitions=2)
     produce(kafka_bootstrap, topic, 13, 2)  # 7 on partition 0, 6 on partition 1: not a multiple of batch_size
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {group: 1})
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
-    wait_for(lambda: len(run.handled()) >= 13, timeout=60, message=run.log)
+    run = kpipe_run(project)
+    run.wait_handled(13)
     assert run.stop() == 0, run.log()
 
-    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
-    try:
-        committed = reader.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
-    finally:
-        reader.close()
-    assert [tp.offset for tp in committed] == [7, 6]
+    assert committed(kafka_bootstrap, group, topic, 2) == [7, 6]
 
 
 def test_two_groups_on_one_topic_each_receive_every_event(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     topic, billing, audit = unique_name("shared"), unique_name("billing"), unique_name("audit")
@@ -305,9 +148,8 @@ def test_two_groups_on_one_topic_each_receive_every_event(
     keys = 5
     values = produce(kafka_bootstrap, topic, 40, 2, keys=keys)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {billing: 1, audit: 1})
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
-    wait_for(lambda: len(run.handled()) >= 80, timeout=60, message=run.log)
+    run = kpipe_run(project)
+    run.wait_handled(80)
 
     for group in (billing, audit):
         handled = [h for h in run.handled() if h["group"] == group]  # one worker, never restarted: its order
@@ -331,17 +173,15 @@ def test_group_option_runs_only_the_named_groups(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     topic, chosen, other = unique_name("some"), unique_name("chosen"), unique_name("other")
     make_topics(topic, partitions=1)
     produce(kafka_bootstrap, topic, 3, 1)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 1, {chosen: 1, other: 1})
-    run = KpipeRun(tmp_path, project, fast_group_config, "--group", chosen)
-    kpipe_runs.append(run)
-    wait_for(lambda: len(run.handled()) >= 3, timeout=60, message=run.log)
+    run = kpipe_run(project, "--group", chosen)
+    run.wait_handled(3)
     assert run.stop() == 0, run.log()
     assert {h["group"] for h in run.handled()} == {chosen}
     started = [
@@ -356,8 +196,7 @@ def test_ctrl_c_during_the_group_join_does_not_leave_the_group_stuck(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     # Closing a consumer whose JoinGroup is in flight sends a LeaveGroup that Tansu mishandles: the group keeps
@@ -366,9 +205,7 @@ def test_ctrl_c_during_the_group_join_does_not_leave_the_group_stuck(
     topic, group = unique_name("joins"), unique_name("joiners")
     make_topics(topic, partitions=2)
     project = write_project(tmp_path / "project", kafka_bootstrap, topic, 2, {group: 1})
-    (tmp_path / "first").mkdir()
-    first = KpipeRun(tmp_path / "first", project, fast_group_config)
-    kpipe_runs.append(first)
+    first = kpipe_run(project, directory=tmp_path / "first")
 
     def worker_said(run: KpipeRun, start: str) -> list[str]:
         return [r["msg"] for r in run.records() if r.get("group") == group and r["msg"].startswith(start)]
@@ -379,43 +216,27 @@ def test_ctrl_c_during_the_group_join_does_not_leave_the_group_stuck(
     assert worker_said(first, f"stopping while joining group '{group}'"), first.log()
 
     values = produce(kafka_bootstrap, topic, 10, 2)
-    (tmp_path / "second").mkdir()
     started = time.monotonic()
-    second = KpipeRun(tmp_path / "second", project, fast_group_config)
-    kpipe_runs.append(second)
-    wait_for(lambda: len(second.handled()) >= 10, timeout=30, message=second.log)
+    second = kpipe_run(project, directory=tmp_path / "second")
+    second.wait_handled(10, timeout=30)
     assert time.monotonic() - started < 20  # measured ~5 s: start-up and one ~3 s join (stuck: never)
     assert sorted(h["value"] for h in second.handled()) == sorted(values)
     assert second.stop() == 0, second.log()
 
 
 def write_hanging_project(directory: Path, bootstrap: str, topic: str, group: str, on_error: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "recorder.py").write_text(RECORDER)
-    (directory / "project.yaml").write_text(
-        f"""\
-cluster:
-  bootstrap_servers: "{bootstrap}"
-topics:
-  {topic}: {{partitions: 1, replication_factor: 1}}
-  {topic}.dlq: {{partitions: 1, replication_factor: 1}}
-consumers:
-  {group}:
-    topics: [{topic}]
-    handler: recorder:record
-    commit: {{strategy: batch, batch_size: 5, interval_ms: 200}}
-    on_error: {on_error}
-"""
-    )
-    return directory
+    """One recording group, committing in batches, with `on_error` (and a declared dead-letter topic)."""
+    return write_group_project(
+        directory, bootstrap, topic, group, extra_topics=(f"{topic}.dlq",),
+        commit="{strategy: batch, batch_size: 5, interval_ms: 200}", on_error=on_error,
+    )  # fmt: skip
 
 
 def test_a_hung_handler_restarts_its_worker_and_the_event_is_dead_lettered_after_two_hangs(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("hangs"), unique_name("hangers")
@@ -429,28 +250,22 @@ def test_a_hung_handler_restarts_its_worker_and_the_event_is_dead_lettered_after
         group,
         f"{{timeout_ms: 1500, dead_letter_topic: {topic}.dlq}}",
     )
-    run = KpipeRun(tmp_path, project, fast_group_config, env={"KPIPE_TEST_HANG_ON": "event-3"})
-    kpipe_runs.append(run)
+    run = kpipe_run(project, env={"KPIPE_TEST_HANG_ON": "event-3"})
     rest = set(values) - {"event-3"}
     wait_for(lambda: {h["value"] for h in run.handled()} >= rest, timeout=120, message=run.log)
 
-    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
+    supervisor = run.supervisor_messages()
     hung = [m for m in supervisor if "exited with code 5 (handler hung): handler hung on " in m]
     assert len(hung) == 2, supervisor
     assert f"handler hung on {topic}[0]@3 (consumer group '{group}'): still running after " in hung[0]
     assert "hang 1 of 2 on this event" in hung[0] and "hang 2 of 2 on this event" in hung[1]
     assert len(list(run.out.glob("hanging-*"))) == 2  # the handler got the event twice, not a third time
-    worker = [r["msg"] for r in run.records() if r.get("group") == group]
+    worker = run.group_messages(group)
     assert any(m.startswith(f"handler hung {topic}[0]@3: the handler hung 2 times on it") for m in worker), (
         worker
     )
 
-    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "kpipe-test-reader"})
-    reader.assign([TopicPartition(f"{topic}.dlq", 0, 0)])
-    try:
-        letter = wait_for(lambda: next((m for m in reader.consume(1, 0.2) if not m.error()), None), 20)
-    finally:
-        reader.close()
+    letter = read_at(kafka_bootstrap, f"{topic}.dlq", 0, 0, timeout=20)
     assert letter.value() == b"event-3"
     assert dict(letter.headers())["kpipe.error.type"] == b"timeout"
     assert run.stop() == 0, run.log()
@@ -460,26 +275,24 @@ def test_sigterm_while_a_handler_hangs_stops_within_the_shutdown_timeout_naming_
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
     topic, group = unique_name("stuck"), unique_name("stuckers")
     make_topics(topic, partitions=1)
     produce(kafka_bootstrap, topic, 3, 1)
     project = write_hanging_project(tmp_path / "project", kafka_bootstrap, topic, group, "{action: skip}")
-    run = KpipeRun(tmp_path, project, fast_group_config, env={"KPIPE_TEST_HANG_ON": "event-1"})
-    kpipe_runs.append(run)
+    run = kpipe_run(project, env={"KPIPE_TEST_HANG_ON": "event-1"})
     wait_for(lambda: list(run.out.glob("hanging-*")), timeout=60, message=run.log)
     stopped = time.monotonic()
     run.proc.send_signal(signal.SIGTERM)
     code = run.proc.wait(30)  # --shutdown-timeout is 20 s
     assert time.monotonic() - stopped < 20
     assert code == 1, run.log()  # not a clean stop: a handler did not return
-    worker = [r["msg"] for r in run.records() if r.get("group") == group]
+    worker = run.group_messages(group)
     assert any(m.startswith(f"stopping: waiting for the handler on {topic}[0]@1 (consumer group '{group}'")
                for m in worker), worker  # fmt: skip
-    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
+    supervisor = run.supervisor_messages()
     assert any(
         f"exited with code 5 (handler hung): stopped while the handler on {topic}[0]@1 (consumer group "
         f"'{group}') was still running after " in m

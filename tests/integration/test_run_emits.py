@@ -5,17 +5,13 @@ handler, so the source event is dead-lettered with the reason, and nothing reach
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+from broker_helpers import read_all
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-
-from helpers import wait_for
+from run_helpers import KpipeRun
 
 HANDLER = """\
 import json
@@ -32,30 +28,16 @@ def handle(event, ctx):
 
 
 def _read(bootstrap: str, topic: str, count: int) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    seen: list = []
-
-    def enough() -> bool:
-        for msg in consumer.consume(10, 0.2):
-            if not msg.error():
-                seen.append((msg.key(), msg.value(), dict(msg.headers() or [])))
-        return len(seen) >= count
-
-    try:
-        wait_for(enough, timeout=60, message=lambda: f"{topic}: {seen}")
-        return seen
-    finally:
-        consumer.close()
+    return [
+        (m.key(), m.value(), dict(m.headers() or [])) for m in read_all(bootstrap, topic, count, timeout=60)
+    ]
 
 
 def test_declared_emits_are_validated_and_undeclared_ones_fail(
     tmp_path: Path,
     kafka_bootstrap: str,
     prefix: str,
-    fast_group_config: dict[str, str | int],
+    kpipe_run: Callable[..., KpipeRun],
     unique_name: Callable[..., str],
 ) -> None:
     source, out, other, dlq = (f"{prefix}-{n}" for n in ("in", "out", "other", "in.dlq"))
@@ -82,28 +64,12 @@ def test_declared_emits_are_validated_and_undeclared_ones_fail(
         producer.produce(source, json.dumps({"id": f"o-{i}", "mode": mode}).encode())
     assert producer.flush(10) == 0
 
-    options = [f"-X{key}={value}" for key, value in fast_group_config.items()]
-    log_path = tmp_path / "run.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from kpipe.cli import main; main()",
-                "run",
-                str(tmp_path / "project.yaml"),
-            ]
-            + ["--log-format", "json", "--shutdown-timeout", "20", *options],
-            stderr=log,
-            env=dict(os.environ),
-            start_new_session=True,
-        )
+    run = kpipe_run(tmp_path / "project.yaml")
     try:
         emitted = _read(kafka_bootstrap, out, 2)
         dead = _read(kafka_bootstrap, dlq, 2)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(40)
+        run.stop()
     assert [(k, json.loads(v)) for k, v, _ in emitted] == [
         (b"o-0", {"order_id": "o-0", "amount": 3}),
         (b"o-3", {"order_id": "o-3", "amount": 3}),

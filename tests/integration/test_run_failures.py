@@ -15,15 +15,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from handlers_for_tests import Event, group_settings
-from test_run import KpipeRun, kpipe_runs, write_project  # noqa: F401  (kpipe_runs is a fixture)
 
 from helpers import wait_for
+from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.local.broker import LocalBroker, start_local_broker
 from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
@@ -51,6 +51,36 @@ def stack_of(thread: threading.Thread) -> str:
 # --- a broker lost while a worker runs ---------------------------------------------------------------------
 
 
+def fill(bootstrap: str, topic: str, count: int) -> None:
+    """Create `topic` (one partition) and write `count` events {"key": "k", "n": 0, 1, ...} to it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for n in range(count):
+        producer.produce(topic, json.dumps({"key": "k", "n": n}).encode(), b"k")
+    assert producer.flush(10) == 0
+    # Both clients go with this frame: one left connected would delay the broker's stop.
+
+
+def run_in_thread(
+    settings: ConsumerGroupSettings, handler: Callable[[Event, HandlerContext], None], cluster_timeout: float
+) -> tuple[GroupWorker, threading.Thread, list[int], list[str]]:
+    """The group's worker (events of every topic are Event) in a thread: the worker, the thread, its exit code
+    once run() returns, and what its monitor reported as stuck."""
+    stuck: list[str] = []
+    worker = GroupWorker(
+        settings,
+        {topic: Event for topic in settings.topics},
+        handler,
+        limits=Limits(cluster=cluster_timeout),
+        hooks=Hooks(on_stuck=stuck.append),
+    )
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
+    thread.start()
+    return worker, thread, codes, stuck
+
+
 @pytest.fixture
 def own_broker() -> Iterator[LocalBroker]:
     """A broker for this test alone, so it can be killed (the session's broker serves every other test)."""
@@ -65,14 +95,7 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
     own_broker: LocalBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     bootstrap, topic = own_broker.bootstrap, "orders"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
-    del admin  # a client left connected would delay the broker's stop
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for n in range(30):
-        producer.produce(topic, json.dumps({"key": "k", "n": n}).encode(), b"k")
-    assert producer.flush(10) == 0
-    del producer
+    fill(bootstrap, topic, 30)
 
     in_flight, release = threading.Event(), threading.Event()
     handled: list[int] = []
@@ -88,13 +111,7 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
         bootstrap, "g", (topic,), strategy="batch", batch_size=5, interval_ms=60_000,
         client={"session.timeout.ms": 2000, "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 50},
     )  # fmt: skip
-    stuck: list[str] = []
-    worker = GroupWorker(
-        settings, {topic: Event}, handler, limits=Limits(cluster=4), hooks=Hooks(on_stuck=stuck.append)
-    )
-    codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
-    thread.start()
+    worker, thread, codes, stuck = run_in_thread(settings, handler, cluster_timeout=4)
     try:
         assert in_flight.wait(30), caplog.text
         commits_before = worker.commits
@@ -158,14 +175,7 @@ def test_worker_busy_with_a_prefetched_backlog_notices_the_broker_is_gone(
     # until its session times out. They are no sign of a broker, so the "no broker reachable for
     # cluster_timeout" rule still holds, also in the middle of a batch.
     bootstrap, topic, total = own_broker.bootstrap, "backlog", 3000
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
-    del admin
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for n in range(total):
-        producer.produce(topic, json.dumps({"key": "k", "n": n}).encode(), b"k")
-    assert producer.flush(10) == 0
-    del producer
+    fill(bootstrap, topic, total)
 
     handled: list[int] = []
 
@@ -179,13 +189,7 @@ def test_worker_busy_with_a_prefetched_backlog_notices_the_broker_is_gone(
         # A session that outlasts the cluster timeout, as librdkafka's default 45 s outlasts kpipe's 60 s - 15 s.
         client={"session.timeout.ms": 20000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 50},
     )  # fmt: skip
-    stuck: list[str] = []
-    worker = GroupWorker(
-        settings, {topic: Event}, handler, limits=Limits(cluster=3), hooks=Hooks(on_stuck=stuck.append)
-    )
-    codes: list[int] = []
-    thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
-    thread.start()
+    worker, thread, codes, stuck = run_in_thread(settings, handler, cluster_timeout=3)
     try:
         wait_for(lambda: len(handled) >= 50, timeout=60, message=caplog.text)
         os.kill(own_broker.pid, signal.SIGKILL)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_run import RECORDER, KpipeRun, kpipe_runs, produce  # noqa: F401  (kpipe_runs is a fixture)
+from run_helpers import RECORDER, KpipeRun, produce
 
 from helpers import wait_for
 
@@ -48,7 +48,7 @@ def running(pid: int) -> bool:
 
 def start_three_groups(
     tmp_path: Path, bootstrap: str, unique_name: Callable[..., str], make_topics: Callable[..., None],
-    fast_config: dict[str, str | int], runs: list[KpipeRun],
+    kpipe_run: Callable[..., KpipeRun],
 ) -> tuple[KpipeRun, dict[str, str], dict[str, int]]:  # fmt: skip
     """`kpipe run` of three one-instance groups, each on its own topic, every worker assigned: the run, group ->
     topic, and instance label -> worker pid."""
@@ -64,8 +64,7 @@ def start_three_groups(
         + "consumers:\n"
         + "".join(f"  {g}:\n    topics: [{t}]\n    handler: recorder:record\n" for g, t in topics.items())
     )
-    run = KpipeRun(tmp_path, project, fast_config, env=FORKSERVER)
-    runs.append(run)
+    run = kpipe_run(project, env=FORKSERVER)
     wait_for(lambda: len(assigned_pids(run)) == 3, timeout=60, message=run.log)
     return run, topics, dict(started(run))
 
@@ -74,13 +73,10 @@ def test_a_forked_worker_killed_by_sigkill_is_reported_and_only_its_group_restar
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
-    run, topics, pids = start_three_groups(
-        tmp_path, kafka_bootstrap, unique_name, make_topics, fast_group_config, kpipe_runs
-    )
+    run, topics, pids = start_three_groups(tmp_path, kafka_bootstrap, unique_name, make_topics, kpipe_run)
     # Forked from the fork server, not started by the supervisor itself.
     server = {parent_of(pid) for pid in pids.values()}
     assert len(server) == 1 and server != {run.proc.pid}, (server, run.proc.pid)
@@ -92,7 +88,7 @@ def test_a_forked_worker_killed_by_sigkill_is_reported_and_only_its_group_restar
     wait_for(lambda: len(started(run)) == 4, timeout=30, message=run.log)
     restarted_label, restarted = started(run)[3]
     assert restarted_label == victim_label and restarted != victim
-    supervisor = [r["msg"] for r in run.records() if r["logger"] == "kpipe.runtime.supervisor"]
+    supervisor = run.supervisor_messages()
     assert any(f"(pid {victim}) was killed by SIGKILL from outside kpipe (" in m for m in supervisor), (
         supervisor
     )
@@ -121,13 +117,10 @@ def test_forked_workers_stop_when_the_supervisor_is_killed(
     tmp_path: Path,
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
     make_topics: Callable[..., None],
 ) -> None:
-    run, _, pids = start_three_groups(
-        tmp_path, kafka_bootstrap, unique_name, make_topics, fast_group_config, kpipe_runs
-    )
+    run, _, pids = start_three_groups(tmp_path, kafka_bootstrap, unique_name, make_topics, kpipe_run)
     server = parent_of(next(iter(pids.values())))
     os.kill(run.proc.pid, signal.SIGKILL)
     run.proc.wait()

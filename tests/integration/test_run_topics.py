@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from test_run import RECORDER, KpipeRun, kpipe_runs  # noqa: F401  (kpipe_runs is a fixture)
+from run_helpers import RECORDER, KpipeRun
 
 from helpers import wait_for
 
@@ -77,8 +77,7 @@ def test_run_creates_its_topics_and_a_missing_dead_letter_topic(
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
     prefix: str,
-    fast_group_config: dict[str, str | int],
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:
     source, dlq, other, unrelated = f"{prefix}.in", f"{prefix}.in.dlq", f"{prefix}.other", f"{prefix}.unused"
     # The source topic exists already (with fewer partitions than declared); its dead-letter topic does not.
@@ -106,8 +105,7 @@ consumers:
     on_error: {{action: skip}}
 """,
     )
-    run = KpipeRun(tmp_path, project, fast_group_config)
-    kpipe_runs.append(run)
+    run = kpipe_run(project)
     assignments = wait_for(lambda: len(run.assignments()) == 2, timeout=60, message=run.log)
     assert assignments
 
@@ -195,7 +193,7 @@ def test_first_event_on_the_embedded_broker_is_handled_within_seconds(
     kafka_bootstrap: str,
     unique_name: Callable[..., str],
     prefix: str,
-    kpipe_runs: list[KpipeRun],  # noqa: F811
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:
     # `bootstrap_servers: local` resolved through the state file, as `kpipe broker` records it; no -X settings.
     state_dir = tmp_path / "state"
@@ -215,8 +213,7 @@ consumers:
 """
     project = write(tmp_path / "p", "local", topic, body)
     started = time.monotonic()
-    run = KpipeRun(tmp_path, project, {}, env=env)
-    kpipe_runs.append(run)
+    run = kpipe_run(project, consumer_config={}, env=env)
     wait_for(lambda: topic in topics_on(kafka_bootstrap), timeout=30, message=run.log)
     send(kafka_bootstrap, topic, ["first"])
     wait_for(lambda: run.handled(), timeout=20, message=run.log)

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from run_helpers import KpipeRun
 
 from helpers import kpipe, wait_for
 from kpipe.compilation.project import load_project
@@ -67,6 +65,14 @@ def _project(root: Path, bootstrap: str, topics: dict[str, str], consumers: str)
     return path
 
 
+def _send(path: Path, events: dict[str, dict[str, int]]) -> None:
+    """Send each key's event through the project's producer `source` (a send span each, with tracing on)."""
+    with open_producer(load_project([str(path)]), "source") as producer:
+        for key, event in events.items():
+            producer.send(event, key=key)
+        assert producer.flush(10).ok
+
+
 def _worker(path: Path, group: str, fast: dict[str, Any]) -> Running:
     """The group's worker as a worker process builds it (build_worker: the tracing hooks are there)."""
     extra = tuple((k, str(v)) for k, v in fast.items())
@@ -94,9 +100,7 @@ def test_produce_group_emit_group_and_dead_letter_share_one_trace(
         f"  {group_b}:\n    topics: [{topics['middle']}]\n    handler: tracing_handlers:fail\n"
         f"    on_error: {{retries: 1, backoff_ms: 10, dead_letter_topic: {topics['dlq']}}}\n",
     )  # fmt: skip
-    with open_producer(load_project([str(path)]), "source") as producer:
-        producer.send({"order": 1}, key="o-1")
-        assert producer.flush(10).ok
+    _send(path, {"o-1": {"order": 1}})
     workers = [_worker(path, group_a, fast_group_config), _worker(path, group_b, fast_group_config)]
     try:
         dead = read_all(kafka_bootstrap, topics["dlq"], 1, timeout=60)[0]
@@ -190,10 +194,7 @@ def test_retries_and_the_dead_letter_of_a_concurrent_group_stay_in_the_events_tr
         f"  {group}:\n    topics: [{topics['source']}]\n    handler: tracing_handlers:fail\n    concurrency: 4\n"
         f"    on_error: {{retries: 2, backoff_ms: 10, dead_letter_topic: {topics['dlq']}}}\n",
     )  # fmt: skip
-    with open_producer(load_project([str(path)]), "source") as producer:
-        for n in range(3):
-            producer.send({"order": n}, key=f"o-{n}")
-        assert producer.flush(10).ok
+    _send(path, {f"o-{n}": {"order": n} for n in range(3)})
     worker = _worker(path, group, fast_group_config)
     try:
         read_all(kafka_bootstrap, topics["dlq"], 3, timeout=60)
@@ -239,9 +240,7 @@ def test_a_replayed_dead_letter_is_processed_in_the_trace_of_the_original_event(
         f"  {group}:\n    topics: [{topics['source']}]\n    handler: tracing_handlers:fail_unless_replayed\n"
         f"    on_error: {{retries: 0, dead_letter_topic: {topics['dlq']}}}\n",
     )  # fmt: skip
-    with open_producer(load_project([str(path)]), "source") as producer:
-        producer.send({"order": 1}, key="o-1")
-        assert producer.flush(10).ok
+    _send(path, {"o-1": {"order": 1}})
     worker = _worker(path, group, fast_group_config)
     try:
         read_all(kafka_bootstrap, topics["dlq"], 1, timeout=60)
@@ -296,10 +295,7 @@ def test_concurrent_handlers_each_see_their_own_process_span(
         "    concurrency: 8\n",
     )  # fmt: skip
     count = 40
-    with open_producer(load_project([str(path)]), "source") as producer:
-        for i in range(count):
-            producer.send({"n": i}, key=f"k-{i}")
-        assert producer.flush(10).ok
+    _send(path, {f"k-{i}": {"n": i} for i in range(count)})
     worker = _worker(path, group, fast_group_config)
     try:
         wait_for(
@@ -392,21 +388,9 @@ class _GrpcReceiver:
 _RECEIVERS: dict[str, Callable[[], Any]] = {"http/protobuf": _HttpReceiver, "grpc": _GrpcReceiver}
 
 
-def _without_otel(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if not k.startswith("OTEL_")}
-
-
-def _run_kpipe(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-c", "from kpipe.cli import main; main()", *args],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-
-
-def _stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(60)
+def _otel_off() -> dict[str, str | None]:
+    """Environment overrides that remove every OTEL_ variable of this process."""
+    return {k: None for k in os.environ if k.startswith("OTEL_")}
 
 
 def _write_run_project(tmp_path: Path, bootstrap: str, topic: str, group: str) -> Path:
@@ -421,15 +405,11 @@ def _write_run_project(tmp_path: Path, bootstrap: str, topic: str, group: str) -
     return path
 
 
-def _produce(path: Path, tmp_path: Path, env: dict[str, str], count: int) -> None:
+def _produce(path: Path, tmp_path: Path, env: dict[str, str | None], count: int) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(count)))
-    done = subprocess.run(
-        [sys.executable, "-c", "from kpipe.cli import main; main()", "produce", "source", str(path),
-         "-f", str(events)],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = kpipe("produce", "source", str(path), "-f", str(events), env=env, process=True, timeout=120)
+    assert done.code == 0, done.err
 
 
 def _recorded(path: Path, count: int) -> list[tuple[int, int]]:
@@ -443,31 +423,27 @@ def _recorded(path: Path, count: int) -> list[tuple[int, int]]:
 
 def test_a_worker_without_tracing_imports_no_opentelemetry(
     tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str],
-    fast_group_config: dict[str, Any],
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:  # fmt: skip
     topic, group = f"{prefix}-plain", unique_name("untraced")
     path = _write_run_project(tmp_path, kafka_bootstrap, topic, group)
-    env = _without_otel(dict(os.environ))
-    env["KPIPE_TEST_MODULES"] = str(tmp_path / "modules.txt")
+    env = {**_otel_off(), "KPIPE_TEST_MODULES": str(tmp_path / "modules.txt")}
     _produce(path, tmp_path, env, 3)
-    options = [f"-X{k}={v}" for k, v in fast_group_config.items()]
-    proc = _run_kpipe(["run", str(path), *options], env, tmp_path / "run.log")
-    try:
-        handled = _recorded(tmp_path / "modules.txt", 3)
-    finally:
-        assert _stop(proc) == 0, (tmp_path / "run.log").read_text()
+    run = kpipe_run(path, env=env)
+    handled = _recorded(tmp_path / "modules.txt", 3)
+    assert run.stop(60) == 0, run.log()
     assert handled == [(0, 0), (1, 0), (2, 0)]  # no opentelemetry module in the worker while it handled
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_kpipe_run_exports_spans_over_otlp_and_flushes_them_on_sigterm(
     protocol: str, tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str],
-    fast_group_config: dict[str, Any],
+    kpipe_run: Callable[..., KpipeRun],
 ) -> None:  # fmt: skip
     receiver = _RECEIVERS[protocol]()
     topic, group = f"{prefix}-traced", unique_name("traced")
     path = _write_run_project(tmp_path, kafka_bootstrap, topic, group)
-    env = _without_otel(dict(os.environ))
+    env = _otel_off()
     env.update(
         KPIPE_TEST_MODULES=str(tmp_path / "modules.txt"),
         OTEL_TRACES_EXPORTER="otlp",
@@ -480,12 +456,9 @@ def test_kpipe_run_exports_spans_over_otlp_and_flushes_them_on_sigterm(
     )
     try:
         _produce(path, tmp_path, env, 3)
-        options = [f"-X{k}={v}" for k, v in fast_group_config.items()]
-        proc = _run_kpipe(["run", str(path), *options], env, tmp_path / "run.log")
-        try:
-            handled = _recorded(tmp_path / "modules.txt", 3)
-        finally:
-            assert _stop(proc) == 0, (tmp_path / "run.log").read_text()
+        run = kpipe_run(path, env=env)
+        handled = _recorded(tmp_path / "modules.txt", 3)
+        assert run.stop(60) == 0, run.log()
     finally:
         receiver.stop()
     assert all(loaded > 0 for _offset, loaded in handled)

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from builders import assemble_texts
 from kpipe.check.rules import check_project, quantity_value
-from kpipe.loading.loader import SourceDocument
-from kpipe.loading.yaml_source import parse_yaml
-from kpipe.model.assemble import assemble
 
 BASE = "topics:\n  t: {partitions: 3}\nconsumers:\n  g:\n    topics: [t]\n    handler: m:f\n    deploy:\n"
 
 
 def _diagnostics(deploy: str) -> list[str]:
-    text = BASE + deploy
-    data, positions, problems = parse_yaml(text, "p.yaml")
-    assert problems == []
-    spec, problems = assemble([SourceDocument(Path("/p/p.yaml"), "p.yaml", data, positions, text)])
+    spec, problems = assemble_texts(BASE + deploy)
     return [d.message for d in problems + check_project(spec, {})]
 
 

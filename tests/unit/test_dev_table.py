@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from rich.console import Console
 
+from builders import worker_view
 from kpipe.local.devloop import partition_ranges, render_table
-from kpipe.runtime.protocol import WorkerCounters, WorkerStatus
+from kpipe.runtime.protocol import WorkerCounters
 from kpipe.runtime.summary import GroupTotals, group_totals, rate
-from kpipe.runtime.supervisor import WorkerView
 
 
 def test_partition_ranges() -> None:
@@ -49,28 +48,20 @@ def test_the_table_fits_80_columns_with_every_header_and_value_whole() -> None:
     assert "orders[0-11]" in text and "auto" in text
 
 
-def view(group: str, instance: int, state: str = "running", restarts: int = 0, **status: Any) -> WorkerView:
-    counters = status.pop("counters", WorkerCounters())
-    return WorkerView(
-        group, instance, 100 + instance, state, restarts, None,
-        WorkerStatus(group, instance, 100 + instance, state=state, **status), counters,
-    )  # fmt: skip
-
-
 def test_group_totals_add_up_instances_counting_earlier_processes() -> None:
     totals = group_totals(
         {
-            ("g", 0): view(
+            ("g", 0): worker_view(
                 "g", 0, restarts=2, counters=WorkerCounters(handled=10, dead_lettered=1),
                 assigned=(("t", 0),), lag=(("t", 0, 5), ("t", 9, 99)), last_commit_at=50.0,
             ),
             # Restarting: its counts stay, but it holds nothing and its old lag does not count.
-            ("g", 1): view(
+            ("g", 1): worker_view(
                 "g", 1, state="restarting", counters=WorkerCounters(handled=3, skipped=2),
                 assigned=(("t", 1),), lag=(("t", 1, 7),), last_commit_at=60.0,
             ),
-            ("h", 0): view("h", 0, state="starting"),
-            ("j", 0): view("j", 0, joining=True),
+            ("h", 0): worker_view("h", 0, state="starting"),
+            ("j", 0): worker_view("j", 0, joining=True),
         }
     )  # fmt: skip
     assert list(totals) == ["g", "h", "j"]

@@ -3,19 +3,18 @@ invalid events before anything reaches the producer."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
+from builders import assemble_texts, check_texts
 from fakes import FakeProducer
 from kpipe.check.rules import check_project
 from kpipe.compilation import compiler
+from kpipe.diagnostics import Diagnostic
 from kpipe.errors import UndeclaredEmit
-from kpipe.loading.loader import SourceDocument
-from kpipe.loading.yaml_source import parse_yaml
-from kpipe.model.assemble import assemble
+from kpipe.model.assemble import Declarations
 from kpipe.runtime.handler import Emitter
 from kpipe.runtime.serde import EventInvalid
 
@@ -25,17 +24,12 @@ PROJECT = (
 )
 
 
-def _project(text: str) -> Any:
-    data, positions, problems = parse_yaml(text, "p.yaml")
-    assert problems == []
-    spec, problems = assemble([SourceDocument(Path("/project/p.yaml"), "p.yaml", data, positions, text)])
-    return spec, problems
+def _project(text: str) -> tuple[Declarations, list[Diagnostic]]:
+    return assemble_texts(text, names=["p.yaml"])
 
 
 def _check(text: str) -> list[str]:
-    spec, problems = _project(text)
-    assert problems == []
-    return [d.format() for d in check_project(spec, {})]
+    return check_texts(text, names=["p.yaml"])
 
 
 def test_declared_emits_compile_into_the_group_settings() -> None:

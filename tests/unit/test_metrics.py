@@ -6,11 +6,13 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from builders import worker_view
 from kpipe.compilation.project import load_project
 from kpipe.observe.health import MetricsServer, health, readiness
 from kpipe.observe.metrics import METRICS, make_registry
@@ -20,21 +22,10 @@ from kpipe.runtime.supervisor import WorkerView
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def view(group: str, instance: int, state: str = "running", **status: object) -> WorkerView:
-    counters = status.pop("counters", WorkerCounters())
-    restarts = int(status.pop("restarts", 0))  # type: ignore[call-overload]
-    status_age = status.pop("status_age", 0.5)
-    return WorkerView(
-        group=group,
-        instance=instance,
-        pid=100 + instance,
-        state=state,
-        restarts=restarts,
-        last_exit=None,
-        status=WorkerStatus(group, instance, 100 + instance, state=state, **status),  # type: ignore[arg-type]
-        counters=counters,  # type: ignore[arg-type]
-        status_age=status_age,  # type: ignore[arg-type]
-    )
+def view(group: str, instance: int, state: str = "running", **status: Any) -> WorkerView:
+    """A worker that reported half a second ago, unless `status_age` says otherwise."""
+    status.setdefault("status_age", 0.5)
+    return worker_view(group, instance, state, **status)
 
 
 class FakeSupervisor:

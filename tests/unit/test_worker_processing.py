@@ -684,9 +684,15 @@ def test_a_dead_letter_refused_even_without_payload_stops_the_group_saying_so() 
 # -- hung handlers ------------------------------------------------------------------------------------------
 
 
-def blocking_on(n: int, release: threading.Event, seen: list[int]) -> Callable[[Event, HandlerContext], None]:
+def blocking_on(
+    n: int, release: threading.Event, seen: list[int], entered: threading.Event | None = None
+) -> Callable[[Event, HandlerContext], None]:
+    """A handler that waits for `release` (at most 30 s) on event n, setting `entered` once it is inside it."""
+
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == n:
+            if entered is not None:
+                entered.set()
             release.wait(30)
         seen.append(event.n)
 
@@ -773,16 +779,15 @@ def test_stopped_while_a_handler_hangs_it_leaves_before_the_shutdown_timeout_nam
 ) -> None:
     from kpipe.runtime.protocol import WORKER_EXIT_HUNG
 
-    release, seen, exits = threading.Event(), [], []
-    h = Harness(
-        blocking_on(0, release, seen), limits=Limits(shutdown=3.0),  # leaves 1 s after the stop (2 s margin)
+    release, entered, seen, exits = threading.Event(), threading.Event(), [], []
+    h = Harness(  # with shutdown 3 s, it leaves 1 s after the stop (2 s margin)
+        blocking_on(0, release, seen, entered), limits=Limits(shutdown=3.0),
         hooks=Hooks(exit_process=lambda code: (exits.append(code), release.set())),
     )  # fmt: skip
     h.consumer.when_idle = lambda: None
     thread = threading.Thread(target=lambda: h.run(messages(2)), daemon=True)
     thread.start()
-    wait_for(lambda: h.worker.assigned, timeout=10)
-    time.sleep(0.2)  # the handler is now inside event 0
+    assert entered.wait(10), "the handler never got event 0"
     stopped = time.monotonic()
     h.worker.stop()
     wait_for(lambda: exits, timeout=10, message=caplog.text)

@@ -37,8 +37,11 @@ class FakeConsumer:
         *,
         topic: str = "t",
         assignment: list[TopicPartition] | None = None,
+        clock: Any = None,
     ) -> None:
+        """clock: a kpipe.testing VirtualClock to move by a number in `batches` instead of sleeping."""
         self.topic = topic
+        self._clock = clock
         self.pending = {p: deque(ms) for p, ms in (partitions or {}).items()}
         self._queued = partitions is not None
         default = [TopicPartition(topic, p) for p in self.pending] if self._queued else None
@@ -112,7 +115,10 @@ class FakeConsumer:
             return []
         batch = self.batches.pop(0)
         if isinstance(batch, int | float):
-            time.sleep(batch)
+            if self._clock is not None:
+                self._clock.advance(batch)
+            else:
+                time.sleep(batch)
             return []
         return batch
 

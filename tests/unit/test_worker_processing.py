@@ -26,6 +26,7 @@ from kpipe.runtime.protocol import (
     WORKER_EXIT_OK,
 )
 from kpipe.runtime.worker import EmitTargets, GroupWorker, Hooks, Limits, Outside
+from kpipe.testing.clock import VirtualClock
 
 ASSIGNMENT = [TopicPartition("t", 0), TopicPartition("t", 1)]
 
@@ -52,6 +53,7 @@ class Harness:
         consumer: FakeConsumer | None = None,
         producer: FakeProducer | None = None,
         timeout_ms: int | None = None,
+        clock: Any = None,
         **options: Any,
     ) -> None:
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms)  # type: ignore[arg-type]
@@ -77,7 +79,10 @@ class Harness:
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
         self.worker = GroupWorker(
             settings, {"t": Event}, handler,
-            outside=Outside(consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5),
+            outside=Outside(
+                consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5,
+                **({"clock": clock} if clock is not None else {}),
+            ),
             emit_targets=EmitTargets(key_fields={"out": "key"}), **options,
         )  # fmt: skip
         self.consumer.when_idle = self.worker.stop
@@ -391,17 +396,22 @@ def test_partitions_paused_while_a_commit_waits_between_batches_are_resumed() ->
 
         def flush(self, timeout: float = 0) -> int:
             self.rounds += 1
+            clock.advance(timeout)  # each round waits its whole timeout for acknowledgements
             if self.rounds >= 3:
                 self.poll()
             return len(self.waiting)
 
     # max.poll.interval.ms=0: every wait is "long", so the membership poll pauses the partitions.
+    clock = (
+        VirtualClock()
+    )  # moves only when something waits: the batch takes no time, however loaded the machine
     h = Harness(
         lambda e, ctx: ctx.emit("out", {"key": "k", "n": e.n}), interval_ms=300,
         producer=SlowProducer(), client={"max.poll.interval.ms": "0"},
+        consumer=FakeConsumer(clock=clock), clock=clock,
     )  # fmt: skip
-    # The batch is processed well within the 300 ms interval; the interval passes in the empty poll after it,
-    # so the commit happens between batches.
+    # The batch is processed within the 300 ms interval (no time passes on the clock); the interval passes in
+    # the empty poll after it, so the commit happens between batches.
     h.run(messages(3), 0.4)
     assert h.commits == [[("t", 0, 3)]]
     assert h.producer.rounds >= 3

@@ -305,7 +305,7 @@ class GroupWorker:
         producer, emitter = self._producer_and_emitter()
         ctx = HandlerContext(self.group, emitter if producer is not None else None)
         max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
-        membership = Membership(consumer, settings.max_poll_records, max_poll_interval)
+        membership = Membership(consumer, settings.max_poll_records, max_poll_interval, outside.clock)
         settler = EmitSettler(emitter, producer, membership, control)
         strategy = strategy_class(
             settings.commit,

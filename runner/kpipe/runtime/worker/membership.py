@@ -10,13 +10,12 @@ consume loop calls `resume()` once the wait is over.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaException
 
-from kpipe.runtime.client_protocols import ConsumerClient
+from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock, ConsumerClient
 
 log = logging.getLogger("kpipe.runtime.worker")
 
@@ -24,27 +23,31 @@ Partition = tuple[str, int]
 
 
 class Membership:
-    def __init__(self, consumer: ConsumerClient, max_records: int, max_poll_interval: float):
+    def __init__(
+        self, consumer: ConsumerClient, max_records: int, max_poll_interval: float, clock: Clock = SYSTEM_CLOCK
+    ):
+        """clock: the worker's (Outside.clock), whose monotonic() the loop also stamps last_poll with."""
         self.consumer = consumer
+        self._clock = clock
         self.assigned: set[Partition] = set()
         # Partitions revoked or lost while the current batch was processed: its remaining messages are skipped.
         self.revoked_in_batch: set[Partition] = set()
         self.in_batch = False
         self.carry: list[Any] = []  # messages a keep-alive poll returned, processed as the next batch
         self.paused: list[Any] = []
-        self.last_poll = time.monotonic()
+        self.last_poll = clock.monotonic()
         # The first join is in flight from subscribe() until the first assignment: leaving the group then is
         # what core._close avoids. (Rejoins during a rebalance are not tracked: with cooperative assignment a
         # revocation need not be followed by an assignment, and a stop would wait for one in vain.)
         self.joining = True
-        self.joining_since = time.monotonic()
+        self.joining_since = clock.monotonic()
         self._max_records = max_records
         self._max_poll_interval = max_poll_interval
         self._polling = False
 
     def keep_alive(self) -> None:
         """Poll the consumer (partitions paused) before max.poll.interval.ms runs out, so the group keeps us."""
-        if self._polling or time.monotonic() - self.last_poll < self._max_poll_interval / 3:
+        if self._polling or self._clock.monotonic() - self.last_poll < self._max_poll_interval / 3:
             return
         consumer = self.consumer
         if not self.paused:
@@ -56,7 +59,7 @@ class Membership:
             msgs = consumer.consume(self._max_records, 0)
         finally:
             self._polling = False
-        self.last_poll = time.monotonic()
+        self.last_poll = self._clock.monotonic()
         if msgs:
             self.carry.extend(msgs)
 

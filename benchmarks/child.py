@@ -22,6 +22,8 @@ import dataclasses
 import json
 import os
 import resource
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -80,12 +82,70 @@ class Counter:
             self.on_done()
 
 
-def kpipe_worker(job: dict, handler: Any) -> Any:
+class PerfCounter(Counter):
+    """Counter that records `perf record` of this process between message 1 and N (job["perf"]: its output)."""
+
+    __slots__ = ("perf_path", "perf")
+
+    def __init__(self, target: int, on_done: Any, perf_path: str):
+        super().__init__(target, on_done)
+        self.perf_path, self.perf = perf_path, None
+
+    def __call__(self, event: Any, ctx: Any) -> None:
+        if self.n == 0:
+            self.perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4000", "-g", "-o",
+                                          self.perf_path, "-p", str(os.getpid())], stderr=subprocess.DEVNULL)  # fmt: skip
+            time.sleep(0.3)
+        super().__call__(event, ctx)
+        if self.n == self.target:
+            self.perf.send_signal(signal.SIGINT)
+            self.perf.wait()
+
+
+def counted_consumer() -> Any:
+    """A Consumer that counts its consume() calls and messages and times its commits: given to both sides when
+    a job has "diagnose" (the overridden methods cost both sides the same), reported by `diagnosis()`."""
+    from confluent_kafka import Consumer
+
+    class CountedConsumer(Consumer):
+        calls = empty = messages = commits = 0
+        commit_seconds = consume_seconds = 0.0
+
+        def consume(self, num_messages: int = 1, timeout: float = -1) -> list:
+            started = time.perf_counter()
+            msgs = super().consume(num_messages, timeout)
+            cls = CountedConsumer
+            if cls.messages or msgs:  # from the first messages on: the join is not counted
+                cls.consume_seconds += time.perf_counter() - started
+                cls.calls += 1
+                cls.messages += len(msgs)
+                cls.empty += not msgs
+            return msgs
+
+        def commit(self, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return super().commit(*args, **kwargs)
+            finally:
+                CountedConsumer.commit_seconds += time.perf_counter() - started
+                CountedConsumer.commits += 1
+
+    return CountedConsumer
+
+
+def diagnosis(consumer_class: Any) -> dict:
+    c = consumer_class
+    return {"consume_calls": c.calls, "empty_calls": c.empty, "messages": c.messages,
+            "consume_seconds": c.consume_seconds, "commit_calls": c.commits,
+            "commit_seconds": c.commit_seconds}  # fmt: skip
+
+
+def kpipe_worker(job: dict, handler: Any, consumer_class: Any = None) -> Any:
     """The GroupWorker of group bench-<strategy>, compiled as `kpipe run -X ...` would, on a fresh group.
     With job["metrics"]: measuring, and with statistics every second, as `kpipe run --metrics-port` runs it."""
     from kpipe.compilation.compiled import ClientConfig
     from kpipe.compilation.compiler import STATISTICS_INTERVAL_MS
-    from kpipe.runtime.worker import GroupWorker, Limits
+    from kpipe.runtime.worker import GroupWorker, Limits, Outside
 
     overrides = {**COMMON_CONSUMER, **job.get("extra_config", {})}
     if job.get("metrics"):
@@ -104,16 +164,19 @@ def kpipe_worker(job: dict, handler: Any) -> Any:
     if "concurrency" in job:
         settings = dataclasses.replace(settings, concurrency=job["concurrency"])
     models = {t: (project.schema_model(s) if s else None) for t, s in settings.topic_schemas.items()}
+    outside = Outside(consumer=consumer_class) if consumer_class is not None else Outside()
     return GroupWorker(
-        settings, models, handler, limits=Limits(poll=POLL_TIMEOUT), metrics=bool(job.get("metrics"))
-    )
+        settings, models, handler, limits=Limits(poll=POLL_TIMEOUT), metrics=bool(job.get("metrics")),
+        outside=outside,
+    )  # fmt: skip
 
 
 def consume_kpipe(job: dict) -> dict:
     from kpipe.runtime.worker import settle_heap
 
     holder: list[Any] = []
-    counter = Counter(job["events"], lambda: holder[0].stop())
+    counter = (PerfCounter(job["events"], lambda: holder[0].stop(), job["perf"]) if job.get("perf")
+               else Counter(job["events"], lambda: holder[0].stop()))  # fmt: skip
     handler: Any = counter
     traced = None
     if job.get("tracing"):
@@ -122,7 +185,8 @@ def consume_kpipe(job: dict) -> dict:
 
         traced = tracing.start(None, {**os.environ, **job["tracing"]})
         handler = traced.handler(counter, job["group"])
-    worker = kpipe_worker(job, handler)
+    counted = counted_consumer() if job.get("diagnose") else None
+    worker = kpipe_worker(job, handler, counted)
     holder.append(worker)
     settle_heap()  # as worker_main does right before run()
     code = worker.run()
@@ -131,9 +195,12 @@ def consume_kpipe(job: dict) -> dict:
     conf = dict(worker.consumer_config)
     return {"code": code, "handled": counter.n, "seconds": counter.t1 - counter.t0, "config": conf,
             "cpu_seconds": counter.cpu1 - counter.cpu0,
-            "commits": worker.commits}  # fmt: skip
+            "commits": worker.commits, **(diagnosis(counted) if counted else {})}  # fmt: skip
 
 
+# The bench project's batch policy (projects.runtime_project): the raw loops commit on the same terms.
+BATCH_SIZE = 1000
+BATCH_INTERVAL = 5.0
 COMMIT_FAILURES = [0]
 # per_message: asynchronous commits unanswered at once, at most, as kpipe (runtime/worker/commit.py): an
 # unbounded stream of commits holds heartbeats back past the session timeout on this broker.
@@ -158,9 +225,58 @@ def _commit_per_message(consumer: Any, held: dict[tuple[str, int], int]) -> None
         held.clear()
 
 
+def raw_loop(consumer: Any, strategy: str, validate: Any, handler: Any, stop: list, max_records: int) -> int:
+    """The raw side's consume loop (consume_raw, and the raw half of the hotpath job over a stub consumer):
+    consume(n), validate, call the handler, store or commit by policy, until stop[0]. Returns commits sent."""
+    from confluent_kafka import TopicPartition
+
+    processed: dict[tuple[str, int], int] = {}
+    held: dict[tuple[str, int], int] = {}  # per_message: offsets to commit once fewer commits are unanswered
+    since = commits = 0
+    store = consumer.store_offsets
+    commit = consumer.commit
+    monotonic = time.monotonic
+    deadline = monotonic() + BATCH_INTERVAL
+    while not stop[0]:
+        msgs = consumer.consume(max_records, POLL_TIMEOUT)
+        if held:
+            _commit_per_message(consumer, held)
+        for msg in msgs:
+            if stop[0]:
+                break
+            if msg.error() is not None:
+                continue
+            event = validate(msg.value()) if validate is not None else msg.value()
+            handler(event, msg)
+            if strategy == "auto":
+                store(msg)
+            elif strategy == "batch":
+                processed[(msg.topic(), msg.partition())] = msg.offset()
+                since += 1
+                # kpipe's batch policy: batch_size events or interval_ms, whichever comes first.
+                if since >= BATCH_SIZE or monotonic() >= deadline:
+                    commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()],
+                           asynchronous=False)  # fmt: skip
+                    processed.clear()
+                    since = 0
+                    commits += 1
+                    deadline = monotonic() + BATCH_INTERVAL
+            else:  # per_message: an asynchronous commit each, answered through on_commit
+                processed[(msg.topic(), msg.partition())] = msg.offset()
+                held[(msg.topic(), msg.partition())] = msg.offset() + 1
+                _commit_per_message(consumer, held)
+                commits += 1
+    if processed:  # what is left (batch), or the last offsets again, waited for (per_message)
+        commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()], asynchronous=False)
+    if strategy == "auto":
+        with contextlib.suppress(Exception):
+            commit(asynchronous=False)
+    return commits
+
+
 def consume_raw(job: dict) -> dict:
     """What a careful hand-written loop does: consume(n), validate, call the handler, commit by policy."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer
 
     strategy = job["strategy"]
     model = None
@@ -179,54 +295,21 @@ def consume_raw(job: dict) -> dict:
         conf["auto.commit.interval.ms"] = "5000"
     else:
         conf["enable.auto.commit"] = "false"
-    consumer = Consumer({**conf, "on_commit": _commit_answers})
+    counted = counted_consumer() if job.get("diagnose") else None
+    consumer = (counted or Consumer)({**conf, "on_commit": _commit_answers})
     consumer.subscribe([job["topic"]])
     stop = [False]
-    handler = Counter(job["events"], lambda: stop.__setitem__(0, True))
-    processed: dict[tuple[str, int], int] = {}
-    held: dict[tuple[str, int], int] = {}  # per_message: offsets to commit once fewer commits are unanswered
-    since = commits = 0
-    store = consumer.store_offsets
-    commit = consumer.commit
+    done = lambda: stop.__setitem__(0, True)  # noqa: E731
+    handler = (
+        PerfCounter(job["events"], done, job["perf"]) if job.get("perf") else Counter(job["events"], done)
+    )
     try:
-        while not stop[0]:
-            msgs = consumer.consume(max_records, POLL_TIMEOUT)
-            if held:
-                _commit_per_message(consumer, held)
-            for msg in msgs:
-                if stop[0]:
-                    break
-                if msg.error() is not None:
-                    continue
-                event = validate(msg.value()) if validate is not None else msg.value()
-                handler(event, msg)
-                if strategy == "auto":
-                    store(msg)
-                elif strategy == "batch":
-                    processed[(msg.topic(), msg.partition())] = msg.offset()
-                    since += 1
-                    if since >= 1000:
-                        commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()],
-                               asynchronous=False)  # fmt: skip
-                        processed.clear()
-                        since = 0
-                        commits += 1
-                else:  # per_message: an asynchronous commit each, answered through on_commit
-                    processed[(msg.topic(), msg.partition())] = msg.offset()
-                    held[(msg.topic(), msg.partition())] = msg.offset() + 1
-                    _commit_per_message(consumer, held)
-                    commits += 1
-        if processed:  # what is left (batch), or the last offsets again, waited for (per_message)
-            commit(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()], asynchronous=False
-            )
-        if strategy == "auto":
-            with contextlib.suppress(Exception):
-                commit(asynchronous=False)
+        commits = raw_loop(consumer, strategy, validate, handler, stop, max_records)
     finally:
         consumer.close()
     return {"code": 0, "handled": handler.n, "seconds": handler.t1 - handler.t0, "config": conf,
-            "commits": commits}  # fmt: skip
+            "cpu_seconds": handler.cpu1 - handler.cpu0, "commits": commits,
+            **(diagnosis(counted) if counted else {})}  # fmt: skip
 
 
 def produce_kpipe(job: dict) -> dict:
@@ -408,7 +491,11 @@ def wait_raw(job: dict) -> dict:
 # --- hot path: the worker's own work per event, metrics on and off ------------------------------------------
 def hotpath(job: dict) -> dict:
     """The GroupWorker over a stub consumer (no broker, no librdkafka), so only kpipe's per-event work is timed;
-    CPU time of the whole run (process_time), alternating on/off, the minimum of `reps` runs each."""
+    CPU time of the whole run (process_time), alternating on/off, the minimum of `reps` runs each. "on" is
+    metrics on, or tracing with job["tracing"], or, with job["raw"], the raw loop (raw_loop, the very loop of
+    consume-raw) over the same stub: kpipe's per-event work against a hand-written loop's. job["sides"]:
+    only these of "off" and "on", one run each (for instruction counts: callgrind)."""
+    import functools
     import gc
 
     from confluent_kafka import Message, TopicPartition
@@ -425,24 +512,26 @@ def hotpath(job: dict) -> dict:
 
     n, batch = job["events"], job["max_poll_records"]
     created = int(time.time() * 1000)
-    pool = [Message(topic="t", partition=i % 3, offset=i, key=b"k", value=b"x" * 200, timestamp=(1, created))
-            for i in range(n)]  # fmt: skip
+
+    def messages() -> list:
+        return [Message(topic="t", partition=i % 3, offset=i, key=b"k", value=b"x" * 200, timestamp=(1, created))
+                for i in range(n)]  # fmt: skip
 
     class StubConsumer:
-        def __init__(self, config: dict, worker: list) -> None:
-            self.position, self.worker, self.callbacks = 0, worker, {}
+        def __init__(self, pool: list, on_end: Any) -> None:
+            self.position, self.pool, self.on_end, self.callbacks = 0, pool, on_end, {}
 
         def subscribe(self, topics: list, **callbacks: Any) -> None:
             self.callbacks = callbacks
 
         def consume(self, count: int, timeout: float) -> list:
-            if self.position == 0:
+            if self.position == 0 and "on_assign" in self.callbacks:
                 self.callbacks["on_assign"](self, [TopicPartition("t", p) for p in range(3)])
             if self.position >= n:
-                self.worker[0].stop()
+                self.on_end()
                 return []
             self.position += batch
-            return pool[self.position - batch : self.position]
+            return self.pool[self.position - batch : self.position]
 
         def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
             pass
@@ -459,7 +548,7 @@ def hotpath(job: dict) -> dict:
         def close(self) -> None:
             pass
 
-    commit = CommitPolicy(job["strategy"], batch_size=1000, interval_ms=5000)
+    commit = CommitPolicy(job["strategy"], batch_size=BATCH_SIZE, interval_ms=int(BATCH_INTERVAL * 1000))
     conf = {"bootstrap.servers": "stub:9092", "group.id": "g", **commit_settings(commit)}
     settings = ConsumerGroupSettings(
         group_id="g", topics=("t",), handler="m:f", instances=1, commit=commit, on_error=ErrorPolicy("skip"),
@@ -476,24 +565,59 @@ def hotpath(job: dict) -> dict:
         os.environ.update(job["tracing"])
         traced = tracing.start(None, os.environ).handler(noop, "g")
 
-    def one(on: bool) -> float:
+    def kpipe_run(on: bool, pool: list) -> Any:
         holder: list = []
         handler = traced if on and traced is not None else noop
         worker = GroupWorker(settings, {}, handler, metrics=on and traced is None,
-                             outside=Outside(consumer=lambda config: StubConsumer(config, holder)))  # fmt: skip
+                             outside=Outside(consumer=lambda config: StubConsumer(pool, holder[0].stop)))  # fmt: skip
         holder.append(worker)
+
+        def go() -> int:
+            worker.run()
+            return worker.handled
+
+        return go
+
+    def raw_run(pool: list) -> Any:
+        stop = [False]
+        counted = [0]
+        stub = StubConsumer(pool, lambda: stop.__setitem__(0, True))
+
+        def handler(event: Any, ctx: Any) -> None:  # noop's work, and the count kpipe keeps as `handled`
+            counted[0] += 1
+
+        def go() -> int:
+            raw_loop(stub, job["strategy"], None, handler, stop, batch)
+            return counted[0]
+
+        return go
+
+    def one(on: bool) -> float:
+        pool = messages()
+        run = raw_run(pool) if on and job.get("raw") else kpipe_run(on, pool)
         gc.collect()
         started = time.process_time()
-        worker.run()
+        # Through functools.reduce, a C function called nowhere else: `valgrind --tool=callgrind
+        # --toggle-collect=functools_reduce` counts the instructions of this run alone (README.md).
+        handled = functools.reduce(lambda _acc, _item: run(), (None,), None)
         seconds = time.process_time() - started
-        assert worker.handled == n
+        assert handled == n, handled
         return seconds / n * 1e9
 
     runs: dict[bool, list[float]] = {False: [], True: []}
-    for r in range(job["reps"]):
-        for metrics in (False, True) if r % 2 == 0 else (True, False):
-            runs[metrics].append(one(metrics))
-    return {"code": 0, "handled": n, "off_ns": min(runs[False]), "on_ns": min(runs[True])}
+    if job.get("sides"):
+        for side in job["sides"]:
+            runs[side == "on"].append(one(side == "on"))
+    else:
+        for r in range(job["reps"]):
+            for on in (False, True) if r % 2 == 0 else (True, False):
+                runs[on].append(one(on))
+    return {
+        "code": 0,
+        "handled": n,
+        "off_ns": min(runs[False], default=0),
+        "on_ns": min(runs[True], default=0),
+    }
 
 
 # --- latency: a producer at a fixed rate in its own process, the consumer here ------------------------------
@@ -502,8 +626,6 @@ LATENCY_WARMUP_NS = 500_000_000  # events sent before the first handled one + th
 
 def _latency_sender(job: dict) -> Any:
     """Start the process that produces for this latency run (the same kind of producer as the consumer)."""
-    import subprocess
-
     sender = {**job, "kind": job["kind"].replace("latency-", "latency-send-")}
     return subprocess.Popen([sys.executable, __file__, json.dumps(sender)], stdout=subprocess.DEVNULL)
 
@@ -609,7 +731,7 @@ def latency_raw(job: dict) -> dict:
                 processed[(msg.topic(), msg.partition())] = msg.offset()
                 since += 1
                 # kpipe's batch policy: every batch_size events or interval_ms, whichever comes first.
-                if since >= 1000 or time.monotonic() - last_commit >= 5.0:
+                if since >= BATCH_SIZE or time.monotonic() - last_commit >= BATCH_INTERVAL:
                     consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in processed.items()],
                                     asynchronous=False)  # fmt: skip
                     processed.clear()

@@ -83,6 +83,10 @@ class FakeConsumer:
         """Run on_revoke at once (from inside a handler: as a poll during a long wait would)."""
         self._callbacks["on_revoke"](self, partitions)
 
+    def lose_now(self, partitions: list[TopicPartition]) -> None:
+        """Run on_lost at once (from inside a handler: as a poll during a long wait could)."""
+        self._callbacks["on_lost"](self, partitions)
+
     def assign_now(self, partitions: list[TopicPartition]) -> None:
         """Run on_assign at once, as a rebalance would."""
         self._callbacks["on_assign"](self, partitions)

@@ -54,8 +54,12 @@ class Harness:
         producer: FakeProducer | None = None,
         timeout_ms: int | None = None,
         clock: Any = None,
+        topics: tuple[str, ...] = ("t",),
+        emitting: bool = True,
         **options: Any,
     ) -> None:
+        """topics: the group's topics (each with the Event schema). emitting=False: a group with no producer
+        (no emits, no dead letters), whose hot path has nothing to wait for."""
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms)  # type: ignore[arg-type]
         conf = {
             "bootstrap.servers": "unused:9092",
@@ -64,21 +68,22 @@ class Harness:
             **commit_settings(commit),
         }
         dlq = "t.dlq" if action == "dead_letter" else None
+        producer_client = ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),))
         settings = ConsumerGroupSettings(
             group_id="g",
-            topics=("t",),
+            topics=topics,
             handler="m:f",
             instances=1,
             commit=commit,
             on_error=ErrorPolicy(action, retries, backoff_ms, max(2, backoff_ms), dlq, timeout_ms),  # type: ignore[arg-type]
             client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
-            producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
-            emits=("out",),
+            producer_client=producer_client if emitting else None,
+            emits=("out",) if emitting else (),
         )
         self.consumer = consumer if consumer is not None else FakeConsumer()
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
         self.worker = GroupWorker(
-            settings, {"t": Event}, handler,
+            settings, dict.fromkeys(topics, Event), handler,
             outside=Outside(
                 consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5,
                 **({"clock": clock} if clock is not None else {}),
@@ -113,6 +118,71 @@ def test_batch_commits_every_batch_size_and_the_rest_on_shutdown() -> None:
     assert h.commits == [[("t", 0, 10)], [("t", 0, 20)], [("t", 0, 25)]]  # the last one on shutdown
     assert h.worker.handled == 25
     assert h.consumer.closed
+
+
+def interleaved(topics: tuple[str, ...], count: int) -> list[Message]:
+    """count messages per partition 0 and 1 of each topic, the partitions' runs interleaved as fetches mix them."""
+    out = []
+    for start in range(0, count, 3):
+        for topic in topics:
+            for partition in (0, 1):
+                for i in range(start, min(start + 3, count)):
+                    value = json.dumps({"key": f"k{i}", "n": i}).encode()
+                    out.append(Message(topic=topic, partition=partition, offset=i, key=b"k", value=value))
+    return out
+
+
+# Commits expected from interleaved(topics, 5): every 4 messages per topic, then the rest on shutdown.
+BATCH_COMMITS = {
+    ("t",): [[("t", 0, 3), ("t", 1, 1)], [("t", 0, 5), ("t", 1, 3)], [("t", 1, 5)]],
+    ("t", "u"): [
+        [("t", 0, 3), ("t", 1, 3), ("u", 0, 2)],
+        [("t", 0, 5), ("t", 1, 5), ("u", 0, 3), ("u", 1, 3)],
+        [("u", 0, 5), ("u", 1, 5)],
+    ],
+}
+
+
+@pytest.mark.parametrize("topics", list(BATCH_COMMITS))
+def test_batch_commits_each_partitions_highest_processed_offset_in_a_group_of_one_topic_or_more(
+    topics: tuple[str, ...],
+) -> None:
+    # A group of one topic notes offsets by partition alone (commit.OffsetNotes); the commits are the same.
+    per_topic = [TopicPartition(t, p) for t in topics for p in (0, 1)]
+    h = Harness(lambda e, ctx: None, "batch", batch_size=4 * len(topics), action="stop", topics=topics,
+                emitting=False, consumer=FakeConsumer(assignment=per_topic))  # fmt: skip
+    assert h.run(interleaved(topics, 5)) == WORKER_EXIT_OK
+    assert h.commits == BATCH_COMMITS[topics]
+
+
+@pytest.mark.parametrize("topics", list(BATCH_COMMITS))
+def test_auto_stores_each_partitions_highest_processed_offset_once_per_batch(topics: tuple[str, ...]) -> None:
+    per_topic = [TopicPartition(t, p) for t in topics for p in (0, 1)]
+    msgs = interleaved(topics, 5)
+    h = Harness(lambda e, ctx: None, "auto", action="stop", topics=topics, emitting=False,
+                consumer=FakeConsumer(assignment=per_topic))  # fmt: skip
+    assert h.run(msgs[:7], msgs[7:]) == WORKER_EXIT_OK
+    # One store per batch: each partition's highest offset + 1 processed in that batch, nothing else.
+    expected = [sorted({(m.topic(), m.partition()): m.offset() + 1 for m in batch}.items()) for batch in
+                (msgs[:7], msgs[7:])]  # fmt: skip
+    stored = [((t, p), o) for t, p, o in h.consumer.stored]
+    assert sorted(stored[: len(expected[0])]) == expected[0]
+    assert sorted(stored[len(expected[0]) :]) == expected[1]
+
+
+@pytest.mark.parametrize("strategy", ["auto", "batch"])
+def test_offsets_noted_in_a_batch_for_a_partition_lost_meanwhile_are_not_committed(strategy: str) -> None:
+    # Lost in mid-batch (as a poll during a retry wait could find): what its messages noted before is dropped,
+    # not stored or committed; the other partition's offsets are.
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 1 and ctx.partition == 1:
+            h.consumer.lose_now([TopicPartition("t", 0)])
+
+    h = Harness(handler, strategy, batch_size=100, action="stop", emitting=False)
+    assert h.run(interleaved(("t",), 3)) == WORKER_EXIT_OK
+    done = [*h.consumer.stored, *(c for commit in h.commits for c in commit)]
+    assert [d for d in done if d[:2] == ("t", 0)] == []
+    assert max(o for t, p, o in done if p == 1) == 3
 
 
 def test_per_message_commits_after_each_message() -> None:

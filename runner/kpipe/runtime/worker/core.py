@@ -317,6 +317,7 @@ class GroupWorker:
             self._limited,
             outside.clock,
             confirmations,
+            topics=settings.topics,
         )
         policy = FailurePolicy(self.group, settings.on_error, control, counters, outside.rng)
         parts: dict[str, Any] = dict(

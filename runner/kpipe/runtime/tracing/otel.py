@@ -208,6 +208,8 @@ class OtelTracing:
         # [uses left, context]: the unsampled context that events without one share (see RENEW_AFTER).
         self._shared: list[Any] = [0, None]
         self._renew_unsampled()
+        # (group, topic, partition) -> what its process spans share (_partition_attributes).
+        self._partitions: dict[tuple[str, str, int], tuple[str, dict[str, Any]]] = {}
         # (group, topic, partition, offset) -> (attempts so far, last failed span, first span) of failed events.
         self._failed: dict[tuple[str, str, int, int], tuple[int, Any, Any]] = {}
 
@@ -342,27 +344,39 @@ class OtelTracing:
             links = [Link(last.get_span_context(), {"kpipe.link": "previous attempt"})]
             if not trace.get_current_span(parent).get_span_context().is_valid:
                 parent = trace.set_span_in_context(first, parent)
-        span = self._tracer.start_span(f"process {topic}", parent, SpanKind.CONSUMER, links=links)
+        name, constant = self._partition_attributes(group, topic, partition)
+        span = self._tracer.start_span(name, parent, SpanKind.CONSUMER, links=links)
         if span.is_recording():
-            attributes = {
-                "messaging.system": "kafka",
-                "messaging.operation.name": "process",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": topic,
-                "messaging.destination.partition.id": str(partition),
-                "messaging.kafka.offset": offset,
-                "messaging.consumer.group.name": group,
-                "kpipe.attempt": attempt,
-            }
+            attributes = {**constant, "messaging.kafka.offset": offset, "kpipe.attempt": attempt}
             message_key = ctx.key
             if message_key is not None:
                 attributes["messaging.kafka.message.key"] = message_key
-            value = ctx.value
-            if value is not None:
-                attributes["messaging.message.body.size"] = len(value)
             span.set_attributes(attributes)
         token = otel_context.attach(trace.set_span_in_context(span, None if drawn else parent))
         return span, key, token
+
+    def _partition_attributes(self, group: str, topic: str, partition: int) -> tuple[str, dict[str, Any]]:
+        """The name of a partition's process spans and their attributes that do not change from one event to
+        the next, made once per partition.
+
+        Each attribute costs about as much as the rest of a span again, when it is set and when it is exported
+        (OTLP encodes it per span), so a process span holds the attributes the messaging conventions require or
+        recommend for Kafka, and `kpipe.attempt`; `messaging.message.body.size` (opt-in) is left out."""
+        where = (group, topic, partition)
+        made = self._partitions.get(where)
+        if made is None:
+            made = self._partitions[where] = (
+                f"process {topic}",
+                {
+                    "messaging.system": "kafka",
+                    "messaging.operation.name": "process",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": topic,
+                    "messaging.destination.partition.id": str(partition),
+                    "messaging.consumer.group.name": group,
+                },
+            )
+        return made
 
     def _keep_root(self) -> bool:
         """Whether kpipe keeps this root span (an event, or a send outside a handler, without a context).
@@ -451,8 +465,6 @@ class OtelTracing:
             }
             if key is not None:
                 attributes["messaging.kafka.message.key"] = _text(key)
-            if value is not None:
-                attributes["messaging.message.body.size"] = len(value)
             if dead_letter:
                 attributes["kpipe.dead_letter"] = True
             span.set_attributes(attributes)

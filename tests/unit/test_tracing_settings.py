@@ -526,3 +526,14 @@ def test_through_the_sequential_loop_only_kept_events_are_traced_and_no_context_
     emitted = {dict(r["headers"])["offset"]: dict(r["headers"])["traceparent"] for r in client.produced}
     assert {o for o, tp in emitted.items() if tp.endswith(b"-00")} == {b"1", b"2", b"5", b"11"}
     assert emitted[b"11"].split(b"-")[1] == f"{0xABC:032x}".encode()  # the carried trace goes on, unsampled
+
+
+def test_an_event_whose_headers_carry_no_context_is_a_root_for_the_draw() -> None:
+    traced, exporter, _provider = drawn_tracing([0.5, 0.001, 0.5])  # 68 unkept, then one kept
+    contexts = []
+    handler = traced.handler(lambda e, c: contexts.append(trace.get_current_span().get_span_context()), "g")
+    for offset in range(69):
+        handler(None, Ctx([("source", b"web")], offset=offset))
+    [process] = exporter.get_finished_spans()  # not a span started (and dropped) for each of the others
+    assert process.attributes["messaging.kafka.offset"] == 68 and process.parent is None
+    assert all(c.is_valid and not c.trace_flags.sampled for c in contexts[:68])

@@ -198,6 +198,7 @@ class OtelTracing:
             trace.set_tracer_provider(provider)
         self._tracer = provider.get_tracer(TRACER_NAME)
         self._propagator = propagator or propagate.get_global_textmap()
+        self._fields = frozenset(self._propagator.fields)
         self._root_ratio = root_ratio if root_ratio is not None and root_ratio < 1.0 else None
         # log(1 - ratio): a gap between kept roots is geometric (_gap); 0.0 when nothing is kept.
         self._log_unkept = math.log1p(-self._root_ratio) if self._root_ratio else 0.0
@@ -321,7 +322,7 @@ class OtelTracing:
         if self._root_ratio is not None and (
             not failures or (group, ctx.topic, ctx.partition, ctx.offset) not in failures
         ):  # a retry of a kept event is kept: it goes on as its first attempt went
-            if not headers:
+            if not headers or not self._carries_context(headers):  # a root: kpipe's draw decides
                 if not self._keep_root():
                     return None, None, otel_context.attach(self._shared_unsampled())
                 drawn = True
@@ -377,6 +378,12 @@ class OtelTracing:
                 },
             )
         return made
+
+    def _carries_context(self, headers: Any) -> bool:
+        """Whether the headers hold anything the propagator reads (traceparent, tracestate, baggage): events
+        with other headers only are roots, decided by the draw like events without headers."""
+        fields = self._fields
+        return any(name in fields for name, _ in headers)
 
     def _keep_root(self) -> bool:
         """Whether kpipe keeps this root span (an event, or a send outside a handler, without a context).

@@ -19,6 +19,7 @@ Attributes follow the OpenTelemetry messaging semantic conventions for Kafka.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import random
@@ -235,7 +236,8 @@ class OtelTracing:
         batch instead, so an unkept event without headers costs a counter decrement and a headers check before
         the handler's own call (BatchScope.call); the others take the way above."""
         start, failed, done = self._start_process, self._failed_process, self._done_process
-        detach = otel_context.detach
+        failures, shared, renew = self._failed, self._shared, self._renew_unsampled
+        current, _attach, detach = _context_var()
 
         if is_async_handler(handler):
 
@@ -257,6 +259,19 @@ class OtelTracing:
             return functools.wraps(handler)(traced_async)  # type: ignore[return-value]
 
         def traced(event: Any, ctx: Any) -> Any:
+            # An unkept root outside a BatchScope (the concurrent loop's threads, kpipe.testing): under the
+            # shared unsampled context for this call only, set directly.
+            left = self.unkept_roots
+            if left and not failures and not ctx.headers:
+                self.unkept_roots = left - 1
+                shared[0] -= 1
+                if shared[0] <= 0:
+                    renew()
+                token = current.set(shared[1])
+                try:
+                    return handler(event, ctx)  # type: ignore[operator]
+                finally:
+                    current.reset(token)
             span, key, token = start(ctx, group)
             try:
                 result = handler(event, ctx)  # type: ignore[operator]
@@ -478,6 +493,26 @@ class OtelTracing:
         if not carried:
             self._propagator.inject(headers, context=trace.set_span_in_context(span), setter=SETTER)
         return span
+
+
+def _context_var() -> tuple[Any, Callable[[Any], Any], Callable[[Any], None]]:
+    """OpenTelemetry's current-context variable, set directly on the hot path (its attach/detach functions
+    cost more than the rest of an unsampled event); attach and detach for everything else."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if not isinstance(var, contextvars.ContextVar):
+        var = _FallbackVar()
+    return var, otel_context.attach, otel_context.detach
+
+
+class _FallbackVar:
+    """attach/detach behind the ContextVar interface, for a runtime context that is not the contextvars one."""
+
+    def set(self, value: Any) -> object:
+        return otel_context.attach(value)
+
+    def reset(self, token: Any) -> None:
+        otel_context.detach(token)
 
 
 def _unsampled_traceparent(trace_id: int, span_id: int | None = None) -> bytes:

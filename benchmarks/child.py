@@ -8,6 +8,8 @@ Jobs (the "kind" key):
   produce-kpipe / produce-raw    send `events` events to an empty topic and wait for every acknowledgement
   hotpath                        kpipe's own per-event work with metrics on and off: the worker over a stub
                                  consumer handing out the same pre-built messages, CPU time, alternating
+                                 (with "tracing": tracing on and off instead; with "work": N, a handler that
+                                 adds up N numbers instead of a no-op)
   latency-kpipe / latency-raw    consume while a sender process (latency-send-kpipe / -raw) produces at a fixed
                                  rate; report percentiles of "handler start minus producer send"
 
@@ -555,8 +557,11 @@ def hotpath(job: dict) -> dict:
         client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
     )  # fmt: skip
 
+    work = range(job.get("work", 0))  # job["work"]: a handler that does that many additions, not nothing
+
     def noop(event: Any, ctx: Any) -> None:
-        pass
+        if work:
+            sum(work)
 
     traced = None
     if job.get("tracing"):  # "on" is tracing (with this environment) instead of metrics

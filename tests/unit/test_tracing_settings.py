@@ -5,19 +5,25 @@ when OpenTelemetry is missing, nothing of OpenTelemetry imported while it is off
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import ValidationError
 
+from fakes import FakeConsumer, FakeProducer
 from helpers import kpipe
+from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
+from kpipe.compilation.compiler import commit_settings
 from kpipe.errors import UsageError
 from kpipe.model.pipeline import PipelineFile, TracingSpec
 from kpipe.runtime import tracing
@@ -321,16 +327,22 @@ def test_an_async_handler_stays_async_and_runs_in_its_span(on: tuple[OtelTracing
 # --- on, sampled by kpipe's own draw (parentbased_traceidratio and the like) -----------------------------------
 
 
-def drawn_tracing(draws: list[float], ratio: float = 0.01) -> tuple[OtelTracing, InMemorySpanExporter, Any]:
+def drawn_tracing(
+    draws: list[float] | Callable[[], float], ratio: float = 0.01, roots: Any = None
+) -> tuple[OtelTracing, InMemorySpanExporter, Any]:
+    """kpipe's draw from `draws` (the uniform numbers of which each gap between kept roots is made). `roots`:
+    what the configured sampler does with a root span kpipe has not drawn (a handler's own span started
+    without a context, say); by default it keeps none, so what is kept, kpipe's draw kept."""
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     from kpipe.runtime.tracing.otel import Drawn
 
     exporter = InMemorySpanExporter()
-    # The configured sampler never keeps a root itself here: what is kept, kpipe's draw kept.
-    provider = TracerProvider(sampler=Drawn(ParentBased(TraceIdRatioBased(0.0))))
+    provider = TracerProvider(
+        sampler=Drawn(ParentBased(roots if roots is not None else TraceIdRatioBased(0.0)))
+    )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    draw = iter(draws).__next__
+    draw = draws if callable(draws) else iter(draws).__next__
     return OtelTracing(provider, set_global=False, root_ratio=ratio, draw=draw), exporter, provider
 
 
@@ -360,7 +372,9 @@ def test_an_event_the_draw_does_not_keep_builds_no_span_and_its_emits_say_unsamp
 
 
 def test_an_event_the_draw_keeps_is_traced_whatever_the_configured_sampler_would_draw() -> None:
-    traced, exporter, _provider = drawn_tracing([0.001])
+    traced, exporter, _provider = drawn_tracing(
+        [0.001, 0.5]
+    )  # kept, then 68 left unkept (log 0.5 / log 0.99)
     traced.handler(lambda event, ctx: None, "billing")(None, Ctx([]))
     [process] = exporter.get_finished_spans()
     assert process.name == "process orders" and process.parent is None and process.context.trace_flags.sampled
@@ -431,3 +445,96 @@ def test_the_dead_letter_of_an_event_without_context_joins_the_trace_of_its_atte
     assert dead.parent.span_id == process.context.span_id and dead.attributes["kpipe.dead_letter"] is True
     sent = dict(client.produced[0]["headers"])
     assert sent["traceparent"].decode().split("-")[1] == f"{process.context.trace_id:032x}"
+
+
+def test_the_draw_keeps_roots_at_the_ratio_with_one_draw_per_kept_root() -> None:
+    source = random.Random(7)
+    draws = []
+
+    def draw() -> float:
+        draws.append(source.random())
+        return draws[-1]
+
+    traced, exporter, _provider = drawn_tracing(draw, ratio=0.05)
+    handler = traced.handler(lambda event, ctx: None, "billing")
+    for offset in range(20_000):
+        handler(None, Ctx([], offset=offset))
+    kept = len(exporter.get_finished_spans())
+    assert 850 <= kept <= 1150  # 5 % of 20,000 is 1,000, with a standard deviation of 31
+    assert len(draws) == kept + 1  # a gap drawn at the first root and after each kept one, no draw per event
+
+
+def sequential_worker(handler: Any, batches: list[list[Message]]) -> Any:
+    """A GroupWorker (sequential loop) on topic 't' over the fake consumer, which delivers `batches`."""
+    from kpipe.runtime.worker import GroupWorker, Outside
+
+    commit = CommitPolicy("batch", batch_size=100, interval_ms=60_000)
+    conf = {"bootstrap.servers": "unused:9092", "group.id": "g", **commit_settings(commit)}
+    settings = ConsumerGroupSettings(
+        group_id="g", topics=("t",), handler="m:f", instances=1, commit=commit, on_error=ErrorPolicy("skip"),
+        client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
+    )  # fmt: skip
+    consumer = FakeConsumer()
+    worker = GroupWorker(
+        settings, {}, handler, outside=Outside(consumer=consumer.build, producer=FakeProducer().build)
+    )
+    consumer.when_idle = worker.stop
+    consumer.batches.extend(batches)
+    return worker
+
+
+def test_through_the_sequential_loop_only_kept_events_are_traced_and_no_context_is_left_afterwards() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    # Ratio 0.5: a gap is int(log(1 - u) / log(0.5)); u = 0 keeps the next root, 0.8 leaves 2 unkept, 0.9 3.
+    # The configured sampler keeps every root it is asked about: a handler's span started without a context
+    # would be recorded, an orphan.
+    traced, exporter, provider = drawn_tracing([0.0, 0.8, 0.0, 0.9], ratio=0.5, roots=ALWAYS_ON)
+    client = FakeProducerClient()
+    producer = traced.producer_factory(lambda config: client)({})
+    seen: dict[int, Any] = {}
+
+    def handle(event: Any, ctx: Any) -> None:
+        seen[ctx.offset] = trace.get_current_span().get_span_context()
+        with provider.get_tracer("handler").start_as_current_span("own work"):
+            producer.produce("out", b"{}", None, headers={"offset": str(ctx.offset).encode()})
+
+    sampled = f"00-{0xABC:032x}-{0xDEF:016x}-01".encode()
+    unsampled = f"00-{0xABC:032x}-{0xDEF:016x}-00".encode()
+    plain = [Message(topic="t", partition=0, offset=i, value=b"{}") for i in range(6)]
+    carried = [
+        Message(topic="t", partition=1, offset=10, value=b"{}", headers=[("traceparent", sampled)]),
+        Message(topic="t", partition=1, offset=11, value=b"{}", headers=[("traceparent", unsampled)]),
+    ]
+    worker = sequential_worker(traced.handler(handle, "g"), [plain[:4], [*plain[4:], *carried]])
+    worker.run()
+    assert worker.handled == 8
+    assert trace.get_current_span().get_span_context().is_valid is False  # the batch's context is gone
+
+    spans = exporter.get_finished_spans()
+    process = {s.attributes["messaging.kafka.offset"]: s for s in spans if s.name == "process t"}
+    # Kept: offsets 0, 3 and 4 by the draw (gaps 0, 2, 0, then 3), 10 by its sampled parent; 11 never.
+    assert sorted(process) == [0, 3, 4, 10]
+    assert process[10].parent.span_id == 0xDEF and process[10].context.trace_id == 0xABC
+    own = [s for s in spans if s.name == "own work"]
+    assert sorted(s.parent.span_id for s in own) == sorted(s.context.span_id for s in process.values())
+    sends = [s for s in spans if s.name == "send out"]
+    assert len(sends) == 4 and all(
+        s.parent is not None for s in sends
+    )  # no orphan: each in its event's trace
+    for offset in (1, 2, 5, 11):  # not kept: an unsampled context in the handler, and on what it emitted
+        assert seen[offset].is_valid and not seen[offset].trace_flags.sampled
+    emitted = {dict(r["headers"])["offset"]: dict(r["headers"])["traceparent"] for r in client.produced}
+    assert {o for o, tp in emitted.items() if tp.endswith(b"-00")} == {b"1", b"2", b"5", b"11"}
+    assert emitted[b"11"].split(b"-")[1] == f"{0xABC:032x}".encode()  # the carried trace goes on, unsampled
+
+
+def test_an_event_whose_headers_carry_no_context_is_a_root_for_the_draw() -> None:
+    traced, exporter, _provider = drawn_tracing([0.5, 0.001, 0.5])  # 68 unkept, then one kept
+    contexts = []
+    handler = traced.handler(lambda e, c: contexts.append(trace.get_current_span().get_span_context()), "g")
+    for offset in range(69):
+        handler(None, Ctx([("source", b"web")], offset=offset))
+    [process] = exporter.get_finished_spans()  # not a span started (and dropped) for each of the others
+    assert process.attributes["messaging.kafka.offset"] == 68 and process.parent is None
+    assert all(c.is_valid and not c.trace_flags.sampled for c in contexts[:68])

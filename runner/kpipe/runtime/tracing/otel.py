@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import math
 import random
 import sys
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from kpipe.runtime.concurrent.executor import is_async_handler
+from kpipe.runtime.tracing import BATCH_SCOPE, BatchScope
 from kpipe.runtime.tracing.settings import TracingSettings
 
 T = TypeVar("T")
@@ -68,12 +70,14 @@ ROOT_RATIOS: dict[str, Callable[[float], float]] = {
     "parentbased_always_off": lambda _ratio: 0.0,
     "parentbased_traceidratio": lambda ratio: ratio,
 }
-# Unsampled events without a context share one, renewed when the draw is above this (one in ~70 of them), so
-# that a downstream sampler that ignores the parent's decision still draws over many trace ids.
-RENEW_DRAW = 0.985
+# Unsampled events without a context share one, renewed at each batch of the sequential loop and, one event at
+# a time, after this many uses, so that a downstream sampler that ignores the parent's decision still draws
+# over many trace ids.
+RENEW_AFTER = 100
 
-# Set around the start of a root span kpipe has drawn to keep: the sampler keeps it without drawing again.
-_DRAWN = contextvars.ContextVar("kpipe_tracing_drawn", default=False)
+# The parent context of the root spans kpipe has drawn to keep: the sampler keeps a span started from it (an
+# identity test, nothing to look up) without drawing again. It holds no span: what starts from it is a root.
+DRAWN_ROOT = otel_context.Context()
 
 
 class Drawn(sampling.Sampler):
@@ -82,11 +86,12 @@ class Drawn(sampling.Sampler):
     Starting a span only to drop it costs about ten times a no-op handler call, so for events without a context
     (and for sends outside a handler) kpipe draws first, with the configured sampler's root ratio, and starts a
     span only for those it keeps: the others run under a shared unsampled context (their emits carry a
-    traceparent flagged unsampled, and a handler's own spans are dropped, never orphaned). The kept ones must
-    not be drawn a second time."""
+    traceparent flagged unsampled, and a handler's own spans are dropped, never orphaned). The kept ones are
+    started from DRAWN_ROOT and must not be drawn a second time."""
 
     def __init__(self, inner: sampling.Sampler):
         self._inner = inner
+        self._kept = sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE)
 
     def should_sample(
         self,
@@ -98,8 +103,10 @@ class Drawn(sampling.Sampler):
         links: Any = None,
         trace_state: Any = None,
     ) -> sampling.SamplingResult:
-        if _DRAWN.get():
-            return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+        if parent_context is DRAWN_ROOT:
+            if attributes or trace_state:
+                return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+            return self._kept
         return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
@@ -184,20 +191,27 @@ class OtelTracing:
         """provider: an SDK TracerProvider (tests pass one with an in-memory exporter). With `set_global` it
         becomes OpenTelemetry's global provider, so the spans handlers start themselves are exported too.
         root_ratio: the share of root spans the provider's sampler keeps, when it is a Drawn sampler: kpipe then
-        draws itself (with `draw`) and starts spans only for what it keeps; None: every span is started and the
-        sampler decides. parent_based: the sampler follows the parent's decision (an unsampled parent's events
-        then skip span building too)."""
+        draws itself (`draw`, uniform in [0, 1): one draw per kept root, see _keep_root) and starts spans only
+        for what it keeps; None: every span is started and the sampler decides. parent_based: the sampler
+        follows the parent's decision (an unsampled parent's events then skip span building too)."""
         self.provider = provider
         if set_global:
             trace.set_tracer_provider(provider)
         self._tracer = provider.get_tracer(TRACER_NAME)
         self._propagator = propagator or propagate.get_global_textmap()
+        self._fields = frozenset(self._propagator.fields)
         self._root_ratio = root_ratio if root_ratio is not None and root_ratio < 1.0 else None
+        # log(1 - ratio): a gap between kept roots is geometric (_gap); 0.0 when nothing is kept.
+        self._log_unkept = math.log1p(-self._root_ratio) if self._root_ratio else 0.0
         self._parent_based = parent_based
         self._draw = draw
-        # [_, context]: the unsampled context that events without one share (renewed: RENEW_DRAW).
-        self._shared: list[Any] = [None, None]
+        # Roots still to leave unkept before the next kept one (None: not drawn yet).
+        self.unkept_roots: int | None = None
+        # [uses left, context]: the unsampled context that events without one share (see RENEW_AFTER).
+        self._shared: list[Any] = [0, None]
         self._renew_unsampled()
+        # (group, topic, partition) -> what its process spans share (_partition_attributes).
+        self._partitions: dict[tuple[str, str, int], tuple[str, dict[str, Any]]] = {}
         # (group, topic, partition, offset) -> (attempts so far, last failed span, first span) of failed events.
         self._failed: dict[tuple[str, str, int, int], tuple[int, Any, Any]] = {}
 
@@ -213,14 +227,17 @@ class OtelTracing:
     # -- hooks --------------------------------------------------------------------------------------------
 
     def handler(self, handler: T, group: str) -> T:
-        """The handler, each call in a process span (an async handler stays async).
+        """The handler, each call in a process span (an async handler stays async), with a BatchScope for the
+        sequential loop (kpipe.runtime.tracing.batch_scope).
 
-        With a Drawn sampler (root_ratio), an event without headers that the draw does not keep runs under the
-        shared unsampled context and builds nothing: a few hundred nanoseconds, most of an event's cost when
-        sampling is low. Everything else goes through _start_process."""
+        Every call goes through _start_process, which builds a span only for the events kept (a root kpipe's
+        draw keeps, a sampled parent's child, a retry of a kept event) and otherwise attaches an unsampled
+        context for the call. Through a BatchScope, the shared unsampled context stays attached for the whole
+        batch instead, so an unkept event without headers costs a counter decrement and a headers check before
+        the handler's own call (BatchScope.call); the others take the way above."""
         start, failed, done = self._start_process, self._failed_process, self._done_process
-        ratio, draw, failures, shared = self._root_ratio, self._draw, self._failed, self._shared
-        current, attach, detach = _context_var()
+        failures, shared, renew = self._failed, self._shared, self._renew_unsampled
+        current, _attach, detach = _context_var()
 
         if is_async_handler(handler):
 
@@ -242,21 +259,20 @@ class OtelTracing:
             return functools.wraps(handler)(traced_async)  # type: ignore[return-value]
 
         def traced(event: Any, ctx: Any) -> Any:
-            if ratio is not None and not ctx.headers:
-                drawn = draw()
-                if drawn >= ratio and (
-                    not failures or (group, ctx.topic, ctx.partition, ctx.offset) not in failures
-                ):
-                    if drawn > RENEW_DRAW:
-                        self._renew_unsampled()
-                    token = current.set(shared[1])
-                    try:
-                        return handler(event, ctx)  # type: ignore[operator]
-                    finally:
-                        current.reset(token)
-                span, key, token = start(ctx, group, True)
-            else:
-                span, key, token = start(ctx, group)
+            # An unkept root outside a BatchScope (the concurrent loop's threads, kpipe.testing): under the
+            # shared unsampled context for this call only, set directly.
+            left = self.unkept_roots
+            if left and not failures and not ctx.headers:
+                self.unkept_roots = left - 1
+                shared[0] -= 1
+                if shared[0] <= 0:
+                    renew()
+                token = current.set(shared[1])
+                try:
+                    return handler(event, ctx)  # type: ignore[operator]
+                finally:
+                    current.reset(token)
+            span, key, token = start(ctx, group)
             try:
                 result = handler(event, ctx)  # type: ignore[operator]
             except BaseException as exc:
@@ -270,7 +286,32 @@ class OtelTracing:
             finally:
                 detach(token)
 
-        return functools.wraps(handler)(traced)  # type: ignore[return-value]
+        wrapped = functools.wraps(handler)(traced)
+        if self._root_ratio is not None:
+            setattr(wrapped, BATCH_SCOPE, self._batch_scope(handler, traced))
+        return wrapped  # type: ignore[return-value]
+
+    def _batch_scope(self, handler: Any, traced: Callable[[Any, Any], Any]) -> BatchScope:
+        """The handler's calls for a batch of the sequential loop: the shared unsampled context attached from
+        the batch's start to its end (so nothing of it is left in the thread after the worker stops), and an
+        event counted off the gap to the next kept root without a context change of its own, when it carries
+        no headers (no traceparent to follow) and no failed kept event awaits its retry."""
+        failures, shared = self._failed, self._shared
+
+        def enter() -> object:
+            self._renew_unsampled()
+            return otel_context.attach(shared[1])
+
+        def call(event: Any, ctx: Any) -> Any:
+            # The loop's HandlerContext holds its message as `_msg`: read directly, its `headers` property (a
+            # list made for each call) would cost more than the rest of this check.
+            left = self.unkept_roots
+            if left and not failures and ctx._msg.headers() is None:
+                self.unkept_roots = left - 1
+                return handler(event, ctx)
+            return traced(event, ctx)
+
+        return BatchScope(enter, call, otel_context.detach)
 
     def producer_factory(self, factory: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
         def traced_client(config: dict[str, Any]) -> TracedProducer:
@@ -288,67 +329,111 @@ class OtelTracing:
 
     # -- process spans ------------------------------------------------------------------------------------
 
-    def _start_process(self, ctx: Any, group: str, drawn: bool = False) -> tuple[Any, Any, object]:
-        """The process span of this call (None when it is not kept), its key, and the token of its context.
-        `drawn`: the handler's wrapper has drawn to keep this event (it carries no context)."""
+    def _start_process(self, ctx: Any, group: str) -> tuple[Any, Any, object]:
+        """The process span of this call (None when it is not kept), its key, and the token of its context."""
         headers = ctx.headers
         failures = self._failed
-        if (
-            self._root_ratio is not None
-            and not drawn
-            and (not failures or (group, ctx.topic, ctx.partition, ctx.offset) not in failures)
+        drawn = False
+        if self._root_ratio is not None and (
+            not failures or (group, ctx.topic, ctx.partition, ctx.offset) not in failures
         ):  # a retry of a kept event is kept: it goes on as its first attempt went
-            if not headers:
-                if self._draw() >= self._root_ratio:
-                    return None, None, otel_context.attach(self._shared[1])
+            if not headers or not self._carries_context(headers):  # a root: kpipe's draw decides
+                if not self._keep_root():
+                    return None, None, otel_context.attach(self._shared_unsampled())
                 drawn = True
             elif self._parent_based:
                 carried = _unsampled_parent(headers)
                 if carried is not None:
                     return None, None, otel_context.attach(carried)
         topic, partition, offset = ctx.topic, ctx.partition, ctx.offset
-        parent = self._propagator.extract(headers, getter=GETTER) if headers else otel_context.Context()
+        if drawn:
+            parent = DRAWN_ROOT
+        elif headers:
+            parent = self._propagator.extract(headers, getter=GETTER)
+        else:
+            parent = otel_context.Context()
         key = (group, topic, partition, offset)
-        failed = self._failed.get(key)
+        failed = failures.get(key) if failures else None
         attempt, links = 1, None
         if failed is not None:
             attempt, last, first = failed[0] + 1, failed[1], failed[2]
             links = [Link(last.get_span_context(), {"kpipe.link": "previous attempt"})]
             if not trace.get_current_span(parent).get_span_context().is_valid:
                 parent = trace.set_span_in_context(first, parent)
-        if drawn:
-            token = _DRAWN.set(True)
-            try:
-                span = self._tracer.start_span(f"process {topic}", parent, SpanKind.CONSUMER, links=links)
-            finally:
-                _DRAWN.reset(token)
-        else:
-            span = self._tracer.start_span(f"process {topic}", parent, SpanKind.CONSUMER, links=links)
+        name, constant = self._partition_attributes(group, topic, partition)
+        span = self._tracer.start_span(name, parent, SpanKind.CONSUMER, links=links)
         if span.is_recording():
-            attributes = {
-                "messaging.system": "kafka",
-                "messaging.operation.name": "process",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": topic,
-                "messaging.destination.partition.id": str(partition),
-                "messaging.kafka.offset": offset,
-                "messaging.consumer.group.name": group,
-                "kpipe.attempt": attempt,
-            }
+            attributes = {**constant, "messaging.kafka.offset": offset, "kpipe.attempt": attempt}
             message_key = ctx.key
             if message_key is not None:
                 attributes["messaging.kafka.message.key"] = message_key
-            value = ctx.value
-            if value is not None:
-                attributes["messaging.message.body.size"] = len(value)
             span.set_attributes(attributes)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        token = otel_context.attach(trace.set_span_in_context(span, None if drawn else parent))
         return span, key, token
 
+    def _partition_attributes(self, group: str, topic: str, partition: int) -> tuple[str, dict[str, Any]]:
+        """The name of a partition's process spans and their attributes that do not change from one event to
+        the next, made once per partition.
+
+        Each attribute costs about as much as the rest of a span again, when it is set and when it is exported
+        (OTLP encodes it per span), so a process span holds the attributes the messaging conventions require or
+        recommend for Kafka, and `kpipe.attempt`; `messaging.message.body.size` (opt-in) is left out."""
+        where = (group, topic, partition)
+        made = self._partitions.get(where)
+        if made is None:
+            made = self._partitions[where] = (
+                f"process {topic}",
+                {
+                    "messaging.system": "kafka",
+                    "messaging.operation.name": "process",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": topic,
+                    "messaging.destination.partition.id": str(partition),
+                    "messaging.consumer.group.name": group,
+                },
+            )
+        return made
+
+    def _carries_context(self, headers: Any) -> bool:
+        """Whether the headers hold anything the propagator reads (traceparent, tracestate, baggage): events
+        with other headers only are roots, decided by the draw like events without headers."""
+        fields = self._fields
+        return any(name in fields for name, _ in headers)
+
+    def _keep_root(self) -> bool:
+        """Whether kpipe keeps this root span (an event, or a send outside a handler, without a context).
+
+        Keeping each root with probability `ratio` is the same as leaving a geometric number of roots unkept
+        between two kept ones: that number is drawn once per kept root (_gap), and each root in between only
+        counts it down (no draw per event)."""
+        left = self.unkept_roots
+        if left is None:  # the first root
+            left = self._gap()
+        if left:
+            self.unkept_roots = left - 1
+            return False
+        self.unkept_roots = self._gap()  # now, so that the roots until the next kept one only count down
+        return True
+
+    def _gap(self) -> int:
+        """How many roots to leave unkept before the next kept one: geometric, P(k) = (1 - ratio)^k * ratio,
+        by inversion of one uniform draw."""
+        if self._log_unkept == 0.0:  # a ratio of 0: none is kept
+            return sys.maxsize
+        return int(math.log(1.0 - self._draw()) / self._log_unkept)
+
+    def _shared_unsampled(self) -> Any:
+        """The shared unsampled context, for one event's call (renewed after RENEW_AFTER uses)."""
+        shared = self._shared
+        shared[0] -= 1
+        if shared[0] <= 0:
+            self._renew_unsampled()
+        return shared[1]
+
     def _renew_unsampled(self) -> None:
-        """A new shared unsampled context for events without one (see RENEW_DRAW)."""
+        """A new shared unsampled context for events without one (see RENEW_AFTER)."""
         context = SpanContext(random.getrandbits(128), random.getrandbits(64), False, TraceFlags(0))
-        self._shared[1] = trace.set_span_in_context(NonRecordingSpan(context))
+        self._shared[:] = [RENEW_AFTER, trace.set_span_in_context(NonRecordingSpan(context))]
 
     def _failed_process(self, span: Any, key: tuple[str, str, int, int], exc: BaseException) -> None:
         if span.is_recording():
@@ -380,7 +465,7 @@ class OtelTracing:
         if self._root_ratio is not None and not carried and failed is None:
             current = trace.get_current_span().get_span_context()
             if not current.is_valid:
-                if self._draw() >= self._root_ratio:
+                if not self._keep_root():
                     headers.append((TRACEPARENT, _unsampled_traceparent(random.getrandbits(128))))
                     return None
                 drawn = True
@@ -392,14 +477,7 @@ class OtelTracing:
             parent = trace.set_span_in_context(failed[1])
         elif carried and not trace.get_current_span().get_span_context().is_valid:
             parent = self._propagator.extract(headers, getter=GETTER)
-        if drawn:
-            token = _DRAWN.set(True)
-            try:
-                span = self._tracer.start_span(f"send {topic}", parent, SpanKind.PRODUCER)
-            finally:
-                _DRAWN.reset(token)
-        else:
-            span = self._tracer.start_span(f"send {topic}", parent, SpanKind.PRODUCER)
+        span = self._tracer.start_span(f"send {topic}", DRAWN_ROOT if drawn else parent, SpanKind.PRODUCER)
         if span.is_recording():
             attributes: dict[str, Any] = {
                 "messaging.system": "kafka",
@@ -409,8 +487,6 @@ class OtelTracing:
             }
             if key is not None:
                 attributes["messaging.kafka.message.key"] = _text(key)
-            if value is not None:
-                attributes["messaging.message.body.size"] = len(value)
             if dead_letter:
                 attributes["kpipe.dead_letter"] = True
             span.set_attributes(attributes)

@@ -9,6 +9,10 @@ FailurePolicy's decisions); processed messages go to the commit strategy's per-m
 With metrics on (a WorkerMeter), the loop times each batch, and the handler call of the events the meter
 chooses (the first of a batch, or all of them after a slow batch) goes through the meter's timed wrapper; the
 switch back to the plain handler is one local assignment per event.
+
+With tracing on at a sampling ratio, the handler comes with a BatchScope (kpipe.runtime.tracing): entered
+around each batch, its `call` stands for the handler there, so an event that is not traced costs a counter and a
+headers check rather than a context change of its own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pydantic import ValidationError
 from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.hang_counts import HangCounts
 from kpipe.runtime.serde import describe_validation_error
+from kpipe.runtime.tracing import batch_scope
 from kpipe.runtime.worker.failures import Outcome
 from kpipe.runtime.worker.loop import ConsumeLoop
 from kpipe.runtime.worker.membership import Partition
@@ -47,6 +52,8 @@ class SequentialLoop(ConsumeLoop):
             watch=self._watch, clock=self._clock,
         )  # fmt: skip
         self._hang_counts = hang_counts
+        # Tracing's cheaper calls of the handler through a batch (None: tracing off, or sampling everything).
+        self._scope = batch_scope(self._handler)
         # (topic, partition, offset) -> hangs, for events the handler hung on too often (hang_counts.py): not
         # handed to it again. Refreshed on start and on each assignment; empty nearly always, so one truth test
         # per message.
@@ -70,19 +77,26 @@ class SequentialLoop(ConsumeLoop):
         # Not a sign that a broker answers: these may have been prefetched before it went away.
         membership.in_batch = True
         started = time.perf_counter()
+        scope = self._scope
+        token = scope.enter() if scope is not None else None
         try:
             self.process(msgs)
             if meter is not None:
                 meter.batch_done(len(msgs), time.perf_counter() - started)
         finally:
+            if scope is not None:
+                scope.leave(token)
             membership.in_batch = False
             membership.revoked_in_batch.clear()
 
     def _handlers(self) -> tuple[Any, Any]:
         """(handler, first call) for a batch: with metrics on, the first event's call is timed, and after it
-        the plain handler (every call timed while handlers are slow: WorkerMeter)."""
+        the plain handler (every call timed while handlers are slow: WorkerMeter), or tracing's call for a
+        batch (process() runs inside its scope: _dispatch)."""
         meter = self._meter
-        handler = self._timed if meter is not None and meter.time_every_event else self._handler
+        scope = self._scope
+        plain = scope.call if scope is not None else self._handler
+        handler = self._timed if meter is not None and meter.time_every_event else plain
         return handler, self._timed
 
     def process(self, msgs: list[Any]) -> None:

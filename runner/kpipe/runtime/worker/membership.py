@@ -24,7 +24,11 @@ Partition = tuple[str, int]
 
 class Membership:
     def __init__(
-        self, consumer: ConsumerClient, max_records: int, max_poll_interval: float, clock: Clock = SYSTEM_CLOCK
+        self,
+        consumer: ConsumerClient,
+        max_records: int,
+        max_poll_interval: float,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         """clock: the worker's (Outside.clock), whose monotonic() the loop also stamps last_poll with."""
         self.consumer = consumer

@@ -48,12 +48,13 @@ CONSUMER_DEFAULTS: dict[str, str] = {
     "queued.max.messages.kbytes": "8192",
 }
 PRODUCER_DEFAULTS: dict[str, str] = {}
-# The embedded broker (Tansu) holds a JoinGroup for half the session timeout, so librdkafka's 45 s default makes
-# a first `kpipe run` wait ~23 s for its partitions. On `local` every consumer (run, dev, the Python API) joins
-# in ~3 s with these instead; fetch.wait.max.ms keeps a local event's round trip short. cluster.config and a
-# group's own config still win over them.
+# The embedded broker (Tansu) holds a JoinGroup for half the session timeout (in whole seconds, rounded up), so
+# librdkafka's 45 s default makes a first `kpipe run` wait ~23 s for its partitions. On `local` every consumer
+# (run, dev, the Python API) joins in ~2 s with these instead (6000 took ~3 s: a second more before a 50-group
+# run is ready); 4 s still spans four heartbeats, so a member is dropped only after missing several of them.
+# fetch.wait.max.ms keeps a local event's round trip short. cluster.config and a group's own config still win.
 EMBEDDED_BROKER_DEFAULTS: dict[str, str] = {
-    "session.timeout.ms": "6000",
+    "session.timeout.ms": "4000",
     "heartbeat.interval.ms": "1000",
     "fetch.wait.max.ms": "100",
 }

@@ -31,6 +31,7 @@ from kpipe.compilation.compiled import (
     Provisioning,
     Setting,
     TopicSettings,
+    commit_settings,
 )
 from kpipe.model import librdkafka as props
 from kpipe.model.assemble import Declarations, Declared
@@ -66,19 +67,6 @@ GROUP_PRODUCER_DEFAULTS: dict[str, str] = {"acks": "all", "enable.idempotence": 
 # Where runtime overrides come from, for `kpipe explain`.
 BOOTSTRAP_OVERRIDE_ORIGIN = "--bootstrap-servers"
 CONSUMER_OVERRIDE_ORIGIN = "--consumer-config"
-
-
-def commit_settings(commit: CommitPolicy) -> dict[str, str]:
-    """The consumer settings a commit policy depends on. The worker stores each offset itself, and only once
-    its message is processed (enable.auto.offset.store=false), in every policy; `auto` lets librdkafka commit
-    the stored offsets every interval, the others commit synchronously."""
-    settings = {"enable.auto.offset.store": "false"}
-    if commit.strategy == "auto":
-        settings["enable.auto.commit"] = "true"
-        settings["auto.commit.interval.ms"] = str(commit.interval_ms)
-    else:
-        settings["enable.auto.commit"] = "false"
-    return settings
 
 
 def config_value(value: object) -> str:

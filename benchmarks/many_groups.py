@@ -139,7 +139,7 @@ def one_run(
     project = write_project(workdir / prefix, prefix, groups)
     port = free_port()
     env = dict(os.environ, KPIPE_WORKER_START=method)
-    cmd = [sys.executable, "-m", "kpipe", "run", str(project), "--metrics-port", str(port)]
+    cmd = [*kpipe_command(), "run", str(project), "--metrics-port", str(port)]
     run = Run(method)
     workers: dict[int, str] = {}
     keep_log = None if logs is None else (logs / f"{prefix}.log").open("w")
@@ -209,6 +209,13 @@ def one_run(
         if keep_log is not None:
             keep_log.close()
     return run
+
+
+def kpipe_command() -> list[str]:
+    """The `kpipe` command beside this interpreter, as users run it (multiprocessing runs its script again in
+    every forked worker, which `python -m kpipe` does not show); `python -m kpipe` when there is none."""
+    script = Path(sys.executable).with_name("kpipe")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kpipe"]
 
 
 def process_name(pid: int, supervisor: int) -> str:

@@ -10,7 +10,9 @@ Per run: seconds from starting `kpipe run` to /readyz 200, split into the time u
 the time until every group is assigned; then, a few seconds after ready, PSS (proportional set size: shared
 pages divided among the processes that share them), RSS and private dirty memory from /proc/<pid>/smaps_rollup
 of every process of the run (the supervisor, the fork server, multiprocessing's resource tracker, the
-workers). Medians of the runs; goal: ready within 8 s and at most 600 MB PSS in total.
+workers). Also the CPU seconds every process of the run had used when it was ready: start-up work, which load
+from other processes moves much less than the seconds to ready, with the load average at the start and at
+ready of each run. Medians of the runs; goal: ready within 8 s and at most 600 MB PSS in total.
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ def smaps_rollup(pid: int) -> dict[str, float]:
     return out
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def descendants(root: int) -> list[int]:
     """The pids of every process below `root` (through /proc/*/stat), root first."""
     children: dict[int, list[int]] = {}
@@ -108,6 +122,8 @@ class Run:
     first_started_s: float | None = None  # the first "started <worker>" line
     started_s: float | None = None  # the last "started <worker>" line
     assigned_s: float | None = None  # the last worker's "assigned" line
+    cpu_s: float = 0.0  # CPU seconds of every process of the run when /readyz first said 200
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average when the run started and when it was ready
     total_pss: float = 0.0
     total_rss: float = 0.0
     worker_pss: list[float] = field(default_factory=list)
@@ -123,10 +139,11 @@ def one_run(
     project = write_project(workdir / prefix, prefix, groups)
     port = free_port()
     env = dict(os.environ, KPIPE_WORKER_START=method)
-    cmd = [sys.executable, "-m", "kpipe", "run", str(project), "--metrics-port", str(port)]
+    cmd = [*kpipe_command(), "run", str(project), "--metrics-port", str(port)]
     run = Run(method)
     workers: dict[int, str] = {}
     keep_log = None if logs is None else (logs / f"{prefix}.log").open("w")
+    load_at_start = os.getloadavg()[0]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, cwd=workdir)
 
@@ -156,6 +173,10 @@ def one_run(
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
                     if response.status == 200:
                         run.ready_s = time.monotonic() - start
+                        # Start-up work, which load from other processes does not change much (unlike the
+                        # seconds to ready): the workers still running, the supervisor and the fork server.
+                        run.cpu_s = sum(cpu_seconds(pid) for pid in descendants(proc.pid))
+                        run.load = (load_at_start, os.getloadavg()[0])
                         break
             except (urllib.error.URLError, OSError):
                 pass
@@ -190,6 +211,13 @@ def one_run(
     return run
 
 
+def kpipe_command() -> list[str]:
+    """The `kpipe` command beside this interpreter, as users run it (multiprocessing runs its script again in
+    every forked worker, which `python -m kpipe` does not show); `python -m kpipe` when there is none."""
+    script = Path(sys.executable).with_name("kpipe")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "kpipe"]
+
+
 def process_name(pid: int, supervisor: int) -> str:
     if pid == supervisor:
         return "supervisor"
@@ -218,6 +246,7 @@ def summary(runs: list[Run]) -> dict[str, float]:
         "prepared_s": median([r.prepared_s for r in done if r.prepared_s is not None]),
         "first_started_s": median([r.first_started_s for r in done if r.first_started_s is not None]),
         "assigned_s": median([r.assigned_s for r in done if r.assigned_s is not None]),
+        "cpu_s": median([r.cpu_s for r in done]),
         "total_pss": median([r.total_pss for r in done]),
         "total_rss": median([r.total_rss for r in done]),
         "worker_pss": median([median(r.worker_pss) for r in done]),
@@ -232,11 +261,15 @@ def summary(runs: list[Run]) -> dict[str, float]:
 
 
 def spread(runs: list[Run], attr: str) -> str:
-    values = [getattr(r, attr) for r in runs if getattr(r, attr) is not None]
+    values = [getattr(r, attr) for r in runs if r.ready_s is not None and getattr(r, attr) is not None]
     return f"[{min(values):.1f}–{max(values):.1f}]" if values else ""
 
 
-def section(groups: int, runs: int, fork: list[Run], spawn: list[Run], info: str) -> str:
+def loads(runs: list[Run]) -> str:
+    return ", ".join(f"{a:.1f}→{b:.1f}" for a, b in (r.load for r in runs if r.ready_s is not None)) or "-"
+
+
+def section(groups: int, runs: int, fork: list[Run], spawn: list[Run], info: str, command: str) -> str:
     f, s = summary(fork), summary(spawn)
 
     def row(label: str, key: str, unit: str, fmt: str = "{:.1f}") -> str:
@@ -260,6 +293,7 @@ def section(groups: int, runs: int, fork: list[Run], spawn: list[Run], info: str
         row("↳ first worker started", "first_started_s", "s"),
         row("↳ last worker started", "started_s", "s"),
         row("↳ last worker assigned", "assigned_s", "s"),
+        row("CPU until ready, every process of the run", "cpu_s", "s"),
         row("PSS, every process of the run", "total_pss", "MB", "{:.0f}"),
         row("RSS, summed (counts shared pages in each)", "total_rss", "MB", "{:.0f}"),
         row("worker PSS (median)", "worker_pss", "MB"),
@@ -272,8 +306,12 @@ def section(groups: int, runs: int, fork: list[Run], spawn: list[Run], info: str
         "",
         f"Ready: fork server {spread(fork, 'ready_s')} s, spawn {spread(spawn, 'ready_s')} s; "
         f"PSS: fork server {spread(fork, 'total_pss')} MB, spawn {spread(spawn, 'total_pss')} MB. "
+        f"Load average (1 min) at the start and at ready of each run: fork server {loads(fork)}, spawn "
+        f"{loads(spawn)}. "
         f"Goals: /readyz within {READY_GOAL_S:g} s ({'met' if ready_ok else 'missed'}), at most "
         f"{PSS_GOAL_MB:g} MB PSS ({'met' if pss_ok else 'missed'}).",
+        "",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC.",
         "",
     ]
     return "\n".join(lines)
@@ -349,13 +387,15 @@ def main(argv: list[str] | None = None) -> int:
                     results[method].append(run)
                     log(
                         f"{method:10s} ready {run.ready_s or float('nan'):5.1f} s (started "
-                        f"{run.started_s or float('nan'):5.1f} s), PSS {run.total_pss:6.0f} MB, worker PSS "
+                        f"{run.started_s or float('nan'):5.1f} s, CPU {run.cpu_s:4.1f} s, load "
+                        f"{run.load[0]:.1f}→{run.load[1]:.1f}), PSS {run.total_pss:6.0f} MB, worker PSS "
                         f"{median(run.worker_pss):5.1f} MB, private dirty {median(run.worker_private):5.1f} MB"
                     )
         finally:
             local_state.forget(broker.pid)
             broker.stop()
-    text = section(args.groups, args.runs, results["forkserver"], results["spawn"], info)
+    command = " ".join(["python benchmarks/many_groups.py", *(argv if argv is not None else sys.argv[1:])])
+    text = section(args.groups, args.runs, results["forkserver"], results["spawn"], info, command)
     print(text)
     if args.json:
         print(json.dumps({k: [vars(r) for r in v] for k, v in results.items()}, indent=1))

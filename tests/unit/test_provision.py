@@ -160,7 +160,7 @@ def test_embedded_broker_defaults_are_a_layer_explain_shows(example, tmp_path: P
     line = next(x for x in text.splitlines() if x.strip().startswith("session.timeout.ms"))
     assert line.split() == [
         "session.timeout.ms",
-        "6000",
+        "4000",
         "embedded",
         "broker",
         "default:",
@@ -188,7 +188,7 @@ def test_a_resolved_local_broker_keeps_the_embedded_defaults(tmp_path: Path) -> 
     )
     project = load_project([tmp_path])
     resolved = project.with_bootstrap("127.0.0.1:5555", embedded_broker=True)
-    assert resolved.consumer_group("g").client.get("session.timeout.ms") == "6000"
+    assert resolved.consumer_group("g").client.get("session.timeout.ms") == "4000"
     assert resolved.consumer_group("g").client.get("bootstrap.servers") == "127.0.0.1:5555"
     elsewhere = project.with_bootstrap("kafka.example:9092")
     assert elsewhere.consumer_group("g").client.get("session.timeout.ms") is None

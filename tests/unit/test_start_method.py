@@ -112,3 +112,54 @@ def test_the_fork_server_outlives_a_hang_up_and_its_workers_do_not(tmp_path: Pat
         code = Supervisor([start], report_signals, start_method="forkserver").run(install_signals=False)
     assert code == 0
     assert "worker ignores [], its parent ['SIGHUP', 'SIGTERM']" in out.read_text()
+
+
+WORKER_MODULES = """
+import sys
+from kpipe.cli import main  # what the `kpipe` command's script imports; multiprocessing runs it in every worker
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    from kpipe.compilation.project import load_project
+    from kpipe.runtime.protocol import worker_starts
+    from kpipe.runtime.supervisor import Supervisor
+
+    project, out = Path(sys.argv[1]), sys.argv[2]
+    start = worker_starts(load_project([project]), [("g", 1)], metrics=True)[0]
+    sup = Supervisor([start], "preload_probe:record_modules", start_method="forkserver")
+    sys.exit(sup.run(install_signals=False))
+"""
+
+
+def test_a_forked_worker_imports_nothing_the_fork_server_did_not(tmp_path: Path) -> None:
+    # What a worker imports after the fork costs every worker CPU and memory of its own: the worker's entry, its
+    # start (a real WorkerStart), what runs a group and what the program's script imports (multiprocessing runs
+    # it again in each worker) must all come from the fork server's imports (PRELOAD). Run as the `kpipe`
+    # command runs: a script whose top level imports kpipe.cli.
+    (tmp_path / "p.yaml").write_text(
+        "cluster: {bootstrap_servers: 'b:9092'}\ntopics: {a: {partitions: 1}}\n"
+        "consumers: {g: {topics: [a], handler: 'h:f'}}\n"
+    )
+    script = tmp_path / "kpipe_like.py"
+    script.write_text(WORKER_MODULES)
+    env = dict(
+        os.environ,
+        KPIPE_TEST_MODULES_OUT=str(tmp_path / "modules"),
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), *sys.path]),
+    )
+    subprocess.run([sys.executable, str(script), str(tmp_path), ""], env=env, check=True, timeout=300)
+    in_worker = set((tmp_path / "modules").read_text().split())
+    imports = (
+        "import sys, multiprocessing.forkserver, multiprocessing.popen_forkserver\n"
+        f"for m in {list(PRELOAD[1:])!r}: __import__(m)\n"
+        "print(' '.join(sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", imports], capture_output=True, text=True, check=True)
+    in_server = set(out.stdout.split())
+    assert in_worker - in_server - {"__mp_main__"} == {"preload_probe"}
+    # Nor does the fork server import the models of what users write: a worker is given compiled settings, and
+    # the server's imports are what the first worker start waits for.
+    assert not {
+        m for m in in_server if m.startswith(("kpipe.model.pipeline", "kpipe.check", "kpipe.loading.loader"))
+    }

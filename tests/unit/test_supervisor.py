@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 
 from helpers import process_exists, wait_for
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerStatus
-from kpipe.runtime.supervisor import Supervisor, describe_exit, oom_kill_count
+from kpipe.runtime.supervisor import STARTING_AT_ONCE, Supervisor, describe_exit, oom_kill_count
 
 FAST_BACKOFF = (0.05, 2.0, 0.4)
 
@@ -288,6 +289,39 @@ def test_snapshot_holds_the_latest_status_per_worker(tmp_path: Path) -> None:
     assert all(v.state == "stopped" for v in sup.snapshot().values())
 
 
+def test_workers_started_at_once_each_run_in_their_own_process_with_their_own_status_pipe(
+    tmp_path: Path,
+) -> None:
+    # More workers than run() starts at once, so that starts overlap and queue: every slot must end up with its
+    # own process, and the statuses read from a slot's pipe must come from that slot's worker only.
+    workers = STARTING_AT_ONCE * 2 + 1
+    sup = Supervisor(
+        specs(tmp_path, "a", workers // 2) + specs(tmp_path, "b", workers - workers // 2), scripted_worker
+    )
+    running = Running(sup)
+    wait_for(lambda: all(v.status is not None for v in sup.snapshot().values()), timeout=60)
+    views = sup.snapshot()
+    assert len(views) == workers
+    for (group, instance), view in views.items():
+        assert view.status is not None
+        assert (view.status.group, view.status.instance) == (group, instance)
+        assert view.pid == view.status.pid == starts(tmp_path, group, instance)[0][0]
+    assert len({v.pid for v in views.values()}) == workers
+    sup.stop()
+    assert running.wait(60) == 0
+    assert all(len(starts(tmp_path, g, i)) == 1 for g, i in views)  # nothing started twice
+    assert all(v.state == "stopped" for v in sup.snapshot().values())
+
+
+def test_a_stop_before_the_starts_starts_nothing(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+    sup = Supervisor(specs(tmp_path, "never", 3), scripted_worker)
+    sup.stop()
+    assert Running(sup).wait() == 0
+    assert not any(starts(tmp_path, "never", i) for i in range(3))
+    assert all(v.state == "stopped" and v.pid is None for v in sup.snapshot().values())
+    assert "started " not in messages(logs)
+
+
 def test_a_worker_whose_status_reports_stop_is_killed_and_started_again(
     tmp_path: Path, logs: pytest.LogCaptureFixture
 ) -> None:
@@ -434,6 +468,26 @@ def test_ctrl_c_to_the_process_group_stops_cleanly(tmp_path: Path) -> None:
     assert sup.wait() == 0, sup.log()
     assert (tmp_path / "g-0.SIGINT").exists()
     assert "SIGINT received" in sup.log()
+
+
+def test_ctrl_c_while_workers_are_still_being_started_stops_every_one_cleanly(tmp_path: Path) -> None:
+    # Ctrl-C as soon as the first of many workers runs: the others are being started at that moment, several
+    # at once. Each worker started gets the signal in its main thread (or, not yet running its code, ends by
+    # it), none is left running, none is started after the stop, and nothing had to be killed.
+    count = STARTING_AT_ONCE * 3
+    sup = SupervisorProcess(tmp_path, [("burst", count, {})], timeout=30.0)
+    wait_for(lambda: any(starts(tmp_path, "burst", i) for i in range(count)), timeout=30, message=sup.log)
+    os.killpg(sup.proc.pid, signal.SIGINT)
+    assert sup.wait(60) == 0, sup.log()
+    log = sup.log()
+    assert "SIGINT received" in log
+    assert "killing" not in log, log
+    pids = [pid for i in range(count) for pid, _ in starts(tmp_path, "burst", i)]
+    assert not any(process_exists(pid) for pid in pids)
+    started = re.findall(r"started burst\[\d+\] \(pid (\d+)\)", log)
+    assert len(started) == len(set(started)) <= count  # none started twice, none restarted
+    stop_at = log.index("SIGINT received")
+    assert all(log.index(f"(pid {pid})") < stop_at for pid in started), log
 
 
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:

@@ -83,6 +83,21 @@ class CommitPolicy:
     interval_ms: int = 5000
 
 
+def commit_settings(commit: CommitPolicy) -> dict[str, str]:
+    """The consumer settings a commit policy depends on. The worker stores each offset itself, and only once
+    its message is processed (enable.auto.offset.store=false), in every policy; `auto` lets librdkafka commit
+    the stored offsets every interval, the others commit synchronously. Here rather than in the compiler, which
+    sets them, so that a worker can check its settings without importing the compiler and, with it, the models
+    of what users write (the fork server imports what workers import)."""
+    settings = {"enable.auto.offset.store": "false"}
+    if commit.strategy == "auto":
+        settings["enable.auto.commit"] = "true"
+        settings["auto.commit.interval.ms"] = str(commit.interval_ms)
+    else:
+        settings["enable.auto.commit"] = "false"
+    return settings
+
+
 @dataclass(frozen=True)
 class ErrorPolicy:
     action: ErrorAction

@@ -31,6 +31,7 @@ from kpipe.compilation.compiled import (
     Provisioning,
     Setting,
     TopicSettings,
+    commit_settings,
 )
 from kpipe.model import librdkafka as props
 from kpipe.model.assemble import Declarations, Declared
@@ -48,12 +49,13 @@ CONSUMER_DEFAULTS: dict[str, str] = {
     "queued.max.messages.kbytes": "8192",
 }
 PRODUCER_DEFAULTS: dict[str, str] = {}
-# The embedded broker (Tansu) holds a JoinGroup for half the session timeout, so librdkafka's 45 s default makes
-# a first `kpipe run` wait ~23 s for its partitions. On `local` every consumer (run, dev, the Python API) joins
-# in ~3 s with these instead; fetch.wait.max.ms keeps a local event's round trip short. cluster.config and a
-# group's own config still win over them.
+# The embedded broker (Tansu) holds a JoinGroup for half the session timeout (in whole seconds, rounded up), so
+# librdkafka's 45 s default makes a first `kpipe run` wait ~23 s for its partitions. On `local` every consumer
+# (run, dev, the Python API) joins in ~2 s with these instead (6000 took ~3 s: a second more before a 50-group
+# run is ready); 4 s still spans four heartbeats, so a member is dropped only after missing several of them.
+# fetch.wait.max.ms keeps a local event's round trip short. cluster.config and a group's own config still win.
 EMBEDDED_BROKER_DEFAULTS: dict[str, str] = {
-    "session.timeout.ms": "6000",
+    "session.timeout.ms": "4000",
     "heartbeat.interval.ms": "1000",
     "fetch.wait.max.ms": "100",
 }
@@ -65,19 +67,6 @@ GROUP_PRODUCER_DEFAULTS: dict[str, str] = {"acks": "all", "enable.idempotence": 
 # Where runtime overrides come from, for `kpipe explain`.
 BOOTSTRAP_OVERRIDE_ORIGIN = "--bootstrap-servers"
 CONSUMER_OVERRIDE_ORIGIN = "--consumer-config"
-
-
-def commit_settings(commit: CommitPolicy) -> dict[str, str]:
-    """The consumer settings a commit policy depends on. The worker stores each offset itself, and only once
-    its message is processed (enable.auto.offset.store=false), in every policy; `auto` lets librdkafka commit
-    the stored offsets every interval, the others commit synchronously."""
-    settings = {"enable.auto.offset.store": "false"}
-    if commit.strategy == "auto":
-        settings["enable.auto.commit"] = "true"
-        settings["auto.commit.interval.ms"] = str(commit.interval_ms)
-    else:
-        settings["enable.auto.commit"] = "false"
-    return settings
 
 
 def config_value(value: object) -> str:

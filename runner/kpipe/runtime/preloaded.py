@@ -7,8 +7,13 @@ own start-up state is frozen again in the worker (kpipe.runtime.worker.process.s
 
 It also makes the fork server ignore SIGHUP and SIGTERM: it ends by itself once the supervisor and every
 worker have closed its pipe, and a closed terminal or a stop sent to the whole process group must not end it
-first, while the workers it reports the exits of are still committing. Each worker restores both signals
-(kpipe.runtime.supervisor's worker entry) before anything else.
+first, while the workers it reports the exits of are still committing. And it blocks SIGINT, SIGTERM and
+SIGHUP, so that a forked worker starts with them blocked: one that arrives between the fork and the worker's
+own code (multiprocessing's start-up, unpickling its WorkerStart) stays pending instead of being lost (an
+ignored SIGTERM) or ending the worker as a crash (a KeyboardInterrupt out of multiprocessing's start-up, exit
+code 1). Each worker restores the three signals and unblocks them (kpipe.runtime.supervisor's worker entry),
+and a stop sent meanwhile is delivered then. A blocked signal is kept pending even where it is ignored, so the
+server itself never acts on them.
 
 It is meant for the fork server only: imported anywhere else it would do the same to that process.
 """
@@ -22,3 +27,4 @@ gc.collect()
 gc.freeze()
 for _signum in (signal.SIGHUP, signal.SIGTERM):
     signal.signal(_signum, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})

@@ -29,16 +29,27 @@ WORKER_START_ENV = "KPIPE_WORKER_START"
 START_METHODS = ("forkserver", "spawn")
 
 # Imported once by the fork server, in this order; every worker forked from it has them. "__main__" is the
-# program that started the supervisor (the `kpipe` command), which a spawned worker imports anyway. The last
-# one freezes the heap, so the objects imported before it stay in pages the workers share.
+# program that started the supervisor, which a spawned worker imports anyway; but Python 3.11's fork server
+# never imports a main script (it is not given its path), and multiprocessing runs the script again in every
+# forked worker (with runpy, which imports pkgutil): the `kpipe` command's script imports kpipe.cli (and
+# click), so kpipe.cli and pkgutil are here, and each worker's run of the script finds them imported. The
+# supervisor's module holds the worker's entry, and ctypes is what the entry ties the worker's life to the
+# supervisor's with. Without these every worker imported them itself after the fork: CPU and memory of its
+# own each. The last one freezes the heap, so the objects imported before it stay in pages the workers share.
+# Everything a worker imports is in this list, except the project's own code (its handler): a test holds it
+# to that.
 PRELOAD = (
     "__main__",
+    "kpipe.cli",
+    "pkgutil",
+    "ctypes",
     "confluent_kafka",
     "pydantic",
     "kpipe.runtime.worker.process",
     "kpipe.runtime.handler",
     "kpipe.schemas.schema_models",
     "kpipe.loading.code",
+    "kpipe.runtime.supervisor",
     "kpipe.runtime.preloaded",
 )
 

@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import reduction
 from multiprocessing.connection import wait
 from typing import Any
@@ -66,6 +67,9 @@ log = logging.getLogger("kpipe.runtime.supervisor")
 DEFAULT_TARGET = "kpipe.runtime.worker.process:worker_main"
 WorkerTarget = Callable[[WorkerStart, Any], int | None]
 
+# How many workers run() starts at once: each start waits for its new process's pid, so overlapping a few keeps
+# the fork server forking while the supervisor waits (see _start_all).
+STARTING_AT_ONCE = 8
 # How often shutdown says which workers it is still waiting for.
 _PROGRESS_EVERY = 5.0
 # The loop wakes at least this often, so `seconds_since_loop()` tells a health check it is alive.
@@ -185,8 +189,7 @@ class Supervisor:
             self._summary_last = (started, {})
             if self._summary_every:
                 self._summary_at = started + self._summary_every
-            for slot in self._slots:
-                self._start(slot)
+            self._start_all()
             self._loop()
             if self._summary_every:
                 for line in summary_lines(self.totals(), {}, time.monotonic() - started, final=True):
@@ -279,6 +282,28 @@ class Supervisor:
             self._kill_all(reap=True)
 
     # -- starting and reaping -------------------------------------------------------------------------------
+
+    def _start_all(self) -> None:
+        """Start every slot, up to STARTING_AT_ONCE at a time. A start sends the fork server its request and
+        waits for the new process's pid (a spawn waits for the interpreter's fork and exec); on a busy machine
+        each wait is a trip through the scheduler, and one start after the other left the fork server idle
+        between them (50 one-instance groups: ~6 s of starting on an idle 2-core machine). Each start builds
+        its own pipe and process, and the slot's fields are set under the lock, as snapshot() reads them. A
+        stop asked for meanwhile (signals still reach the main thread, waiting here) leaves the slots not
+        started yet unstarted, and stopped."""
+        if len(self._slots) <= 1:
+            for slot in self._slots:
+                self._start_unless_stopping(slot)
+            return
+        with ThreadPoolExecutor(min(STARTING_AT_ONCE, len(self._slots)), "kpipe-start") as pool:
+            for _ in pool.map(self._start_unless_stopping, self._slots):
+                pass
+
+    def _start_unless_stopping(self, slot: Slot) -> None:
+        if self._stops.requests:
+            self._finish(slot, "stopped")  # never started: nothing to stop
+            return
+        self._start(slot)
 
     def _start(self, slot: Slot) -> None:
         with self._lock:
@@ -465,6 +490,10 @@ def _adopt_output(received: Any, target: int) -> int:
     return target
 
 
+# The signals that stop a worker (SIGHUP: its terminal closed).
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
 def _worker_entry(
     target: WorkerTarget | str,
     start: WorkerStart,
@@ -480,6 +509,7 @@ def _worker_entry(
         # Forked by the fork server, which ignores these (kpipe.runtime.preloaded): a worker stops on them.
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _exit_with_parent(parent)
     # A forked worker inherits the fork server's environment, which is the supervisor's of when the server
     # started; a spawned one, the supervisor's at its start. Both get the latter ($KPIPE_LOG_LEVEL included).
@@ -490,6 +520,10 @@ def _worker_entry(
         module_name, _, attr = target.partition(":")
         target = getattr(importlib.import_module(module_name), attr)
     try:
+        # A forked worker starts with the stop signals blocked (kpipe.runtime.preloaded); one sent since the
+        # fork is delivered here: SIGINT as a KeyboardInterrupt (stopped), SIGTERM by its default action, which
+        # the supervisor counts as a clean stop of a worker that had nothing to commit yet.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         code = target(start, channel)
     except KeyboardInterrupt:
         # Ctrl-C reaches every process in the terminal's group; a worker that let it escape was asked to stop.
@@ -527,8 +561,7 @@ def _exit_with_parent(supervisor_pid: int) -> None:
         )
         # The thread starts with these blocked, so the kernel delivers them to the main thread: one delivered to
         # the watcher would leave a main thread blocked in a wait unaware of it until the wait ends.
-        stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             watch.start()
         finally:

@@ -14,8 +14,7 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import Producer as KafkaProducer
 from pydantic import BaseModel
 
-from kpipe.compilation.compiled import ConsumerGroupSettings
-from kpipe.compilation.compiler import commit_settings
+from kpipe.compilation.compiled import ConsumerGroupSettings, commit_settings
 from kpipe.logs import RateLimitedLog
 from kpipe.runtime.client_protocols import (
     SYSTEM_CLOCK,

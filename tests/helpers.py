@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +35,31 @@ def wait_for(
             text = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:g} s: {text}")
         time.sleep(interval)
+
+
+def returns_within(timeout: float, call: Callable[[], T], what: str) -> T:
+    """`call()`'s result (or its exception), failing the test if it is still running after `timeout` seconds.
+
+    A liveness bound, not a measure of speed: choose `timeout` far above the normal duration on a loaded machine
+    and far below the duration of the failure it guards against (waiting out a much longer timeout, or forever).
+    """
+    outcome: list[tuple[bool, object]] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise AssertionError(f"{what}: still running after {timeout:g} s")
+    [(ok, value)] = outcome
+    if not ok:
+        raise value  # type: ignore[misc]
+    return value  # type: ignore[return-value]
 
 
 def process_exists(pid: int) -> bool:

@@ -63,10 +63,12 @@ def healthz_seconds(url: str) -> float:
 
 def test_healthz_answers_at_once_with_500_idle_connections_and_threads_stay_few() -> None:
     before = threading.active_count()
-    with server() as running, idle_connections(running.port, 500):
+    # Idle connections that would hold the server for 10 minutes: a server that waited for them (one at a time,
+    # or until their read timeout) could not answer within the 30 s bound, however loaded the machine.
+    with server(read_timeout=600) as running, idle_connections(running.port, 500):
         wait_for(lambda: running.open_connections >= MAX_CONNECTIONS, timeout=30)
-        # The best of three: one scheduling hiccup of a loaded machine is not the server's doing.
-        assert min(healthz_seconds(running.url) for _ in range(3)) < 1.0
+        for _ in range(3):
+            assert healthz_seconds(running.url) < 30
         # One loop thread and a fixed pool of answer threads, whatever the number of connections.
         assert threading.active_count() <= before + 4
         # The cap holds: the oldest idle connections were closed to let new ones in.

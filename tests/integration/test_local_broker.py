@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from helpers import process_exists
+from helpers import process_exists, returns_within
 from kpipe.errors import LocalBrokerError
 from kpipe.local.broker import api_versions_ok, start_local_broker
 
@@ -16,15 +15,12 @@ pytestmark = pytest.mark.integration  # starts and stops embedded brokers
 
 
 def test_start_answers_metadata_and_stop_leaves_no_process() -> None:
-    started = time.monotonic()
-    broker = start_local_broker()
-    startup_s = time.monotonic() - started
+    broker = start_local_broker()  # fails by itself when the broker does not answer within its ready_timeout
     try:
         assert broker.bootstrap == f"127.0.0.1:{broker.port}"
         assert api_versions_ok("127.0.0.1", broker.port)
         metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=5)
         assert [b.port for b in metadata.brokers.values()] == [broker.port]
-        assert startup_s < 5, f"startup took {startup_s:.2f} s"
     finally:
         broker.stop()
     assert not process_exists(broker.pid)  # stop() waited: not even a zombie is left
@@ -53,10 +49,9 @@ def test_broker_dying_at_startup_is_reported_quickly() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        started = time.monotonic()
+        # A ready timeout of 10 minutes: reported within the 60 s bound only if the exit is noticed at once.
         with pytest.raises(LocalBrokerError, match="exited with code .* before it was ready"):
-            start_local_broker(port=port, ready_timeout=10)
-        assert time.monotonic() - started < 5
+            returns_within(60, lambda: start_local_broker(port=port, ready_timeout=600), "start_local_broker")
 
 
 def test_explicit_port_is_used() -> None:

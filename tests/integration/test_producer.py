@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -89,12 +88,13 @@ def test_close_raises_a_clear_cluster_error_when_no_broker_answers() -> None:
         producer.send(
             {"order_id": f"o-{seq}", "customer_id": "c-1", "seq": seq, "timestamp": "2024-01-15T10:30:00Z"}
         )
-    started = time.monotonic()
     with pytest.raises(ClusterError) as info:
         producer.close(timeout=10)
-    assert time.monotonic() - started < 8
     message = str(info.value)
+    # Each event failed by its own message.timeout.ms (1.5 s) with a delivery report, before close's 10 s ran
+    # out (that would say "still undelivered after 10 s", as in the test below).
     assert "producer 'order-api': 3 of 3 events to 'orders' were not delivered" in message
+    assert "still undelivered" not in message
     assert "c-1" in message
     assert isinstance(info.value, BrokerUnreachable) and info.value.exit_code == 3
     assert producer.failed == 3 and producer.delivered == 0
@@ -104,7 +104,6 @@ def test_context_manager_reports_undelivered_events_after_a_short_timeout() -> N
     settings = producer_settings("127.0.0.1:1", "orders", **{"message.timeout.ms": "60000"})
     producer = Producer(settings, None)
     producer.send({"customer_id": "c-1"})
-    started = time.monotonic()
+    # close gave up after its own 1 s, not after message.timeout.ms (60 s): no delivery report had come.
     with pytest.raises(ClusterError, match="1 events still undelivered after 1 s"):
         producer.close(timeout=1)
-    assert time.monotonic() - started < 5

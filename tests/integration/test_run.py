@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -216,10 +215,9 @@ def test_ctrl_c_during_the_group_join_does_not_leave_the_group_stuck(
     assert worker_said(first, f"stopping while joining group '{group}'"), first.log()
 
     values = produce(kafka_bootstrap, topic, 10, 2)
-    started = time.monotonic()
     second = kpipe_run(project, directory=tmp_path / "second")
-    second.wait_handled(10, timeout=30)
-    assert time.monotonic() - started < 20  # measured ~5 s: start-up and one ~3 s join (stuck: never)
+    # Measured ~5 s idle: start-up and one ~3 s join. A stuck group never assigns (none within 360 s).
+    second.wait_handled(10, timeout=60)
     assert sorted(h["value"] for h in second.handled()) == sorted(values)
     assert second.stop() == 0, second.log()
 
@@ -261,9 +259,10 @@ def test_a_hung_handler_restarts_its_worker_and_the_event_is_dead_lettered_after
     assert "hang 1 of 2 on this event" in hung[0] and "hang 2 of 2 on this event" in hung[1]
     assert len(list(run.out.glob("hanging-*"))) == 2  # the handler got the event twice, not a third time
     worker = run.group_messages(group)
-    assert any(m.startswith(f"handler hung {topic}[0]@3: the handler hung 2 times on it") for m in worker), (
-        worker
-    )
+    assert any(
+        m.startswith(f"handler hung {topic}[0]@3 after 2 attempts: the handler hung 2 times on it")
+        for m in worker
+    ), worker
 
     letter = read_at(kafka_bootstrap, f"{topic}.dlq", 0, 0, timeout=20)
     assert letter.value() == b"event-3"
@@ -284,10 +283,9 @@ def test_sigterm_while_a_handler_hangs_stops_within_the_shutdown_timeout_naming_
     project = write_hanging_project(tmp_path / "project", kafka_bootstrap, topic, group, "{action: skip}")
     run = kpipe_run(project, env={"KPIPE_TEST_HANG_ON": "event-1"})
     wait_for(lambda: list(run.out.glob("hanging-*")), timeout=60, message=run.log)
-    stopped = time.monotonic()
     run.proc.send_signal(signal.SIGTERM)
-    code = run.proc.wait(30)  # --shutdown-timeout is 20 s
-    assert time.monotonic() - stopped < 20
+    # --shutdown-timeout is 20 s; without it the stop would wait for the hung handler forever.
+    code = run.proc.wait(60)
     assert code == 1, run.log()  # not a clean stop: a handler did not return
     worker = run.group_messages(group)
     assert any(m.startswith(f"stopping: waiting for the handler on {topic}[0]@1 (consumer group '{group}'")
@@ -298,3 +296,5 @@ def test_sigterm_while_a_handler_hangs_stops_within_the_shutdown_timeout_naming_
         f"'{group}') was still running after " in m
         for m in supervisor
     ), supervisor
+    # The worker left by itself, within the shutdown timeout: the supervisor did not have to kill it.
+    assert not any("did not stop within" in m for m in supervisor), supervisor

@@ -133,13 +133,14 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
         # monitor thread reports it after cluster_timeout; worker_main's on_stuck then exits the process for a restart
         # (tested with a blocking fake in tests/unit/test_worker_processing.py). Nothing was committed.
         assert stuck[0].startswith("a commit has been blocked for over 4 s: the cluster is unreachable")
-        assert 4 <= down_for < 30
+        assert down_for >= 4  # reported only after cluster_timeout (the wait_for above bounds it from above)
         assert worker.commits == commits_before
         return
 
     assert codes == [WORKER_EXIT_CLUSTER]
     assert worker.error == f"no broker reachable at {bootstrap} for 4 s"
-    assert 4 <= down_for < 30  # bounded: cluster_timeout after librdkafka noticed, plus a commit attempt
+    # It kept trying for cluster_timeout; bounded from above by the wait_for (40 s, ten times the timeout).
+    assert down_for >= 4
     # This process's CPU time while the worker waited (every thread, librdkafka's included): no busy loop.
     assert cpu / down_for < MAX_IDLE_CPU_SHARE, f"{cpu:.2f} s of CPU in {down_for:.1f} s"
     assert handled == list(range(30))  # the fetched messages were still processed, each once
@@ -199,8 +200,8 @@ def test_worker_busy_with_a_prefetched_backlog_notices_the_broker_is_gone(
                  message=lambda: f"{len(handled)} handled; still running:\n{stack_of(thread)}")  # fmt: skip
     finally:
         worker.stop()
-    took = time.monotonic() - lost_at
-    assert 3 <= took < 12, took
+    assert time.monotonic() - lost_at >= 3  # it kept trying for cluster_timeout
+    # It stopped mid-backlog (what was prefetched is 20 s of work), counted in events, which load only lowers.
     assert len(handled) - handled_then < 600, (
         f"it worked through its backlog: {handled_then} -> {len(handled)}"
     )

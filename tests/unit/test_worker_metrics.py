@@ -54,7 +54,9 @@ def test_a_fast_group_times_the_first_event_of_each_batch() -> None:
     assert counters.handler_seconds.count == 2
     ages = counters.event_age_seconds
     assert ages.count == 2
-    assert 2.0 <= ages.sum < 3.0  # one event just created, one two seconds old
+    # One event just created, one two seconds old: at least 2 s, and in seconds (a slip to milliseconds would
+    # give 2,000); the slack above is for a loaded machine, where handling comes later.
+    assert 2.0 <= ages.sum < 30
 
 
 def test_after_a_slow_batch_every_event_is_timed() -> None:

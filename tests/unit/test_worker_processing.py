@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from pydantic import BaseModel
 
 from fakes import FakeConsumer, FakeProducer
-from helpers import wait_for
+from helpers import returns_within, wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
 from kpipe.runtime.handler import HandlerContext
@@ -611,8 +611,9 @@ def test_stopped_mid_join_that_never_finishes_it_leaves_without_closing(
     h = Harness(lambda e, ctx: None, consumer=consumer, limits=Limits(shutdown=3.5))  # 0.5 s for the join
     h.worker.stop()
     started = time.monotonic()
-    assert h.run() == WORKER_EXIT_OK
-    assert 0.4 < time.monotonic() - started < 5
+    # The join never finishes: only the 0.5 s budget ends the wait (librdkafka's session would allow 27 s).
+    assert returns_within(20, h.run, "the worker stopped mid-join") == WORKER_EXIT_OK
+    assert time.monotonic() - started > 0.4  # it gave the join its budget before leaving
     assert not consumer.closed and h.worker.left_without_close
     assert "still joining the group; leaving without closing the consumer" in caplog.text
 
@@ -661,10 +662,10 @@ def test_commits_failing_for_the_cluster_timeout_halt_the_worker_while_it_is_bus
 
     consumer = RefusingCommits()
     h = Harness(slow, batch_size=5, consumer=consumer, limits=Limits(cluster=0.5))
-    started = time.monotonic()
     assert h.run(messages(1000)) == WORKER_EXIT_CLUSTER
-    assert time.monotonic() - started < 5
-    assert 20 < len(handled) < 1000  # it stopped within the batch, long before the backlog's end
+    # It kept handling past the first failed commit (after 5 events), and stopped long before the backlog's end
+    # (10 s of work): counted in events, which load only lowers.
+    assert 5 < len(handled) < 1000
     assert (h.worker.error or "").startswith("every commit has failed for ")
     assert "(last: Waiting for coordinator)" in (h.worker.error or "")
 
@@ -795,7 +796,7 @@ def test_a_handler_running_past_its_timeout_is_reported_and_the_worker_leaves_fo
     started = time.monotonic()
     thread.start()
     wait_for(lambda: exits, timeout=10, message=caplog.text)
-    assert 0.3 <= time.monotonic() - started < 3
+    assert time.monotonic() - started >= 0.3  # not before the handler had run for timeout_ms
     assert exits == [WORKER_EXIT_HUNG]
     assert h.worker.exit_code == WORKER_EXIT_HUNG
     assert re.fullmatch(
@@ -871,9 +872,13 @@ def test_stopped_while_a_handler_hangs_it_leaves_before_the_shutdown_timeout_nam
     stopped = time.monotonic()
     h.worker.stop()
     wait_for(lambda: exits, timeout=10, message=caplog.text)
-    assert 0.8 < time.monotonic() - stopped < 3
+    assert time.monotonic() - stopped > 0.8  # it waited for the handler first
     assert exits == [WORKER_EXIT_HUNG]
     assert "stopping: waiting for the handler on t[0]@0 (consumer group 'g', running for " in caplog.text
+    # Its deadline is the shutdown timeout less the margin (1 s here, less under load), not the timeout itself.
+    assert re.search(r"\(consumer group 'g', running for \d+ s\), up to [01] s more", caplog.text), (
+        caplog.text
+    )
     assert (h.worker.error or "").startswith(
         "stopped while the handler on t[0]@0 (consumer group 'g') was still running after "
     )

@@ -255,3 +255,25 @@ def test_prune_lists_and_deletes_with_guards(
         assert sorted(topics_on(broker.bootstrap, "")) == sorted(
             [f"{prefix}.orders", f"{prefix}-billing.dlq"]
         )
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_the_collector_is_paused_while_the_command_works_and_restored_after(
+    tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from kpipe.cli.common import ProjectOptions
+    from kpipe.errors import ClusterError
+
+    seen: list[bool] = []
+
+    def connect(self: ProjectOptions, timeout: float) -> None:
+        seen.append(gc.isenabled())
+        raise ClusterError("stop here")
+
+    monkeypatch.setattr(ProjectOptions, "connect", connect)
+    assert gc.isenabled()
+    result = kpipe(command, str(write_project(tmp_path, "gc")), "--yes" if command == "apply" else "--prune")
+    assert (result.code, seen) == (3, [False])
+    assert gc.isenabled()  # restored, after a command that failed too

@@ -167,3 +167,16 @@ def test_every_kind_of_string_is_the_text_written() -> None:
         "f": None,
         7: 1.5,
     }
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_positions_count_characters_as_an_editor_does(newline: str) -> None:
+    # Multi-byte characters are one column each; a CRLF file has the same lines as an LF one; and a line break
+    # only YAML knows (U+2028 inside a value) shifts nothing.
+    lines = ["a: 'é😀'", "b: {'é😀': 1, 'ü': 2}", 'd: "x\u2028y"', "e: [1, 日本]"]
+    data, positions, diagnostics = parse_yaml(newline.join(lines) + newline, "p.yaml")
+    assert diagnostics == []
+    assert data["b"] == {"é😀": 1, "ü": 2}
+    assert positions.locate(("b", "ü"), prefer="key") == Position("p.yaml", 2, 14)
+    assert positions.locate(("b", "ü")) == Position("p.yaml", 2, 19)
+    assert positions.locate(("e", 1)) == Position("p.yaml", 4, 8)

@@ -9,8 +9,10 @@ anything that went wrong; `exit_code_for` decides what the user sees and which c
 from __future__ import annotations
 
 import functools
+import gc
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,6 +80,25 @@ def exit_code_for(exc: BaseException, *, debug: bool = False) -> int:
     else:
         click.echo(safe_text(f"error: {exc}"), err=True)
     return exc.exit_code
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the work of a command that loads the project, does one
+    bounded thing with it and ends (plan, apply); the collector is as it was afterwards.
+
+    That work makes tens of thousands of objects that all live until the command ends (the parsed files, the
+    models, the plan), and almost no cyclic garbage: each collection would walk them all to find nothing,
+    about a tenth of `kpipe apply`'s own time on 1,000 topics. Never around a command that keeps running
+    (run, dev, tail), whose garbage must be collected.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def print_diagnostics(diagnostics: list, files_checked: int | None = None) -> None:

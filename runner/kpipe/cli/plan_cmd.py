@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from kpipe.cli.common import ProjectOptions, cluster_timeout_option, project_options
+from kpipe.cli.common import ProjectOptions, cluster_timeout_option, collector_paused, project_options
 from kpipe.errors import EXIT_CHANGES_PENDING, EXIT_INVALID, EXIT_OK, UsageError
 
 
@@ -37,6 +37,7 @@ def cluster_options(func):  # type: ignore[no-untyped-def]
     is_flag=True,
     help="Exit 0 when there is nothing to change, 2 when changes are pending (1 invalid files, 3 cluster error).",
 )
+@collector_paused()
 def plan(
     options: ProjectOptions,
     prune: bool,
@@ -73,6 +74,7 @@ def plan(
 @project_options(bootstrap=True)
 @cluster_options
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking (needed when not on a terminal).")
+@collector_paused()
 def apply(options: ProjectOptions, prune: bool, force: bool, timeout: float, yes: bool) -> int:
     """Create and update topics so the cluster matches the files.
 

@@ -35,6 +35,7 @@ MAX_INT_BITS = 4096
 MAP_TAG = "tag:yaml.org,2002:map"
 STR_TAG = "tag:yaml.org,2002:str"
 SEQ_TAG = "tag:yaml.org,2002:seq"
+INT_TAG = "tag:yaml.org,2002:int"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 STANDARD_TAG_PREFIX = "tag:yaml.org,2002:"
 
@@ -80,10 +81,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]
         )
     # libyaml composes the node tree (with the same marks) several times faster than pure Python; the pure
     # parser runs only when the text is invalid, for its more precise error messages.
-    fast = getattr(yaml, "CSafeLoader", None)
     loader = None
-    if fast is not None:
-        loader = fast(text)
+    if _CLoader is not None:
+        loader = _CLoader(text)
         try:
             node = loader.get_single_node()
         except (yaml.YAMLError, RecursionError):
@@ -106,6 +106,40 @@ def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]
     finally:
         loader.dispose()
     return data, positions, builder.diagnostics
+
+
+def _lean_loader() -> type[yaml.SafeLoader] | None:
+    """libyaml's safe loader with the tag resolution it calls back into Python for on every node made lean:
+    the same implicit resolvers in the same order (PyYAML's table, built once), without the path-resolver
+    machinery that the safe loader never uses. None when PyYAML was built without libyaml."""
+    base = getattr(yaml, "CSafeLoader", None)
+    if base is None:
+        return None
+    table = base.yaml_implicit_resolvers
+    anywhere = tuple(table.get(None, ()))
+    by_first = {first: (*resolvers, *anywhere) for first, resolvers in table.items() if first is not None}
+    assert not base.yaml_path_resolvers  # what makes skipping them the same
+
+    class LeanLoader(base):  # type: ignore[misc, valid-type]
+        def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+            if kind is ScalarNode:
+                if implicit[0]:
+                    for tag, pattern in by_first.get(value[:1], anywhere):
+                        if pattern.match(value):
+                            return tag
+                return STR_TAG
+            return SEQ_TAG if kind is SequenceNode else MAP_TAG
+
+        def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+            pass
+
+        def ascend_resolver(self) -> None:
+            pass
+
+    return LeanLoader
+
+
+_CLoader = _lean_loader()
 
 
 def _compose_pure(text: str, file: str) -> tuple[Any, Node | None, Diagnostic | None]:
@@ -329,19 +363,32 @@ def _show_tag(tag: str) -> str:
     return "!!" + tag[len(STANDARD_TAG_PREFIX) :] if tag.startswith(STANDARD_TAG_PREFIX) else tag
 
 
+# After these a YAML reader counts lines or columns otherwise than an editor (YAML 1.1 breaks lines at U+0085,
+# U+2028 and U+2029 too, and at a lone carriage return; the pure reader gives U+FEFF no column).
+_UNEVEN = ("\r", "\x85", "\u2028", "\u2029", "\ufeff")
+
+
 class _Lines:
-    """Positions as editors count them: YAML 1.1 (PyYAML, libyaml) also breaks lines at U+0085, U+2028 and
-    U+2029, which would shift every later line number; marks carry the character index, so count only the
-    newlines before it."""
+    """Positions as editors count them. Where the text holds a character that YAML counts otherwise (_UNEVEN),
+    they are found from the marks' character index by counting only the newlines before it, so no later line
+    number shifts; elsewhere a mark's own line and column are already the editor's."""
 
     def __init__(self, text: str):
         self.text = text
         self.starts = [0]
+        if not any(char in text for char in _UNEVEN):
+            # No search per node: a 1,000-topic file has some 6,000 of them.
+            self.at = self._as_marked  # type: ignore[method-assign]
+            return
         # Found by str.find, not a Python loop over every character: a 1,000-topic file has ~50,000 of them.
         at = text.find("\n")
         while at >= 0:
             self.starts.append(at + 1)
             at = text.find("\n", at + 1)
+
+    @staticmethod
+    def _as_marked(mark: Any) -> tuple[int, int]:
+        return mark.line + 1, mark.column + 1
 
     def at(self, mark: Any) -> tuple[int, int]:
         index = getattr(mark, "index", None)
@@ -352,9 +399,13 @@ class _Lines:
 
 
 class _Builder:
+    """Plain data from the node tree, with every position. It runs for each of the thousands of nodes of a
+    large file, so the common cases (a string, a plain decimal integer) take the shortest way."""
+
     def __init__(self, file: str, positions: PositionMap, loader: yaml.SafeLoader, lines: _Lines):
         self.file = file
         self.lines = lines
+        self.at = lines.at
         self.positions = positions
         self.loader = loader
         self.expanded = 0
@@ -364,30 +415,32 @@ class _Builder:
         self.diagnostics: list[Diagnostic] = []
 
     def _pos(self, node: Node) -> tuple[int, int]:
-        return self.lines.at(node.start_mark)
+        return self.at(node.start_mark)
 
     def build(self, node: Node, path: PathKey) -> Any:
         # Count only the nodes built a second time (reached through an alias): a long file without aliases
         # is bounded by the loader's size limit, not by this one.
         if id(node) in self.visited:
             self.expanded += 1
+            if self.expanded > MAX_EXPANDED_NODES:
+                line, col = self._pos(node)
+                raise PipelineInvalid(
+                    [
+                        error(
+                            f"aliases expand the document by more than {MAX_EXPANDED_NODES:,} nodes "
+                            "(a 'billion laughs' alias bomb?)",
+                            Position(self.file, line, col),
+                            code="yaml-alias-bomb",
+                        )
+                    ]
+                )
         else:
             self.visited.add(id(node))
-        if self.expanded > MAX_EXPANDED_NODES:
-            line, col = self._pos(node)
-            raise PipelineInvalid(
-                [
-                    error(
-                        f"aliases expand the document by more than {MAX_EXPANDED_NODES:,} nodes "
-                        "(a 'billion laughs' alias bomb?)",
-                        Position(self.file, line, col),
-                        code="yaml-alias-bomb",
-                    )
-                ]
-            )
-        self.positions.values.setdefault(path, self._pos(node))
+        values = self.positions.values
+        if path not in values:
+            values[path] = self.at(node.start_mark)
         if isinstance(node, ScalarNode):
-            return self._scalar(node)
+            return node.value if node.tag == STR_TAG else self._scalar(node)
         if len(path) >= MAX_DEPTH:
             raise PipelineInvalid([_too_deep(Position(self.file, *self._pos(node)))])
         if id(node) in self.building:
@@ -429,8 +482,12 @@ class _Builder:
             # What the safe constructor makes of a string (construct_yaml_str returns the node's value), without
             # its per-node bookkeeping: most scalars of a pipeline file are names and keys.
             return node.value
+        text = node.value
         try:
-            value = self.loader.construct_object(node, deep=True)
+            if node.tag == INT_TAG and text.isascii() and text.isdigit() and (text[0] != "0" or text == "0"):
+                value = int(text)  # a plain decimal integer, as the safe constructor reads it
+            else:
+                value = self.loader.construct_object(node, deep=True)
         except ValueError:  # a decimal integer past Python's 4,300 digits
             raise PipelineInvalid([self._too_big(node)]) from None
         except yaml.constructor.ConstructorError as exc:
@@ -479,8 +536,10 @@ class _Builder:
         result: dict[Any, Any] = {}
         seen: dict[Any, tuple[int, int]] = {}
         merged: dict[Any, Any] = {}
+        keys, at = self.positions.keys, self.at
         for key_node, value_node in node.value:
-            if key_node.tag == MERGE_TAG:
+            tag = key_node.tag
+            if tag == MERGE_TAG:
                 for source in self._merge_sources(value_node):
                     for k, v in self._mapping(source, path).items():
                         merged.setdefault(k, v)
@@ -495,12 +554,15 @@ class _Builder:
                         )
                     ]
                 )
-            key = self._scalar(key_node)
-            here = self._pos(key_node)
-            try:
-                hash(key)
-            except TypeError:
-                raise PipelineInvalid([error("unhashable mapping key", Position(self.file, *here))]) from None
+            key = key_node.value if tag == STR_TAG else self._scalar(key_node)
+            here = at(key_node.start_mark)
+            if type(key) is not str:
+                try:
+                    hash(key)
+                except TypeError:
+                    raise PipelineInvalid(
+                        [error("unhashable mapping key", Position(self.file, *here))]
+                    ) from None
             if key in seen:
                 first = seen[key]
                 self.diagnostics.append(
@@ -512,8 +574,9 @@ class _Builder:
                 )
                 continue
             seen[key] = here
-            self.positions.keys[path + (key,)] = here
-            result[key] = self.build(value_node, path + (key,))
+            child = path + (key,)
+            keys[child] = here
+            result[key] = self.build(value_node, child)
         for k, v in merged.items():
             result.setdefault(k, v)
         return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -343,40 +344,38 @@ class KafkaCluster(GroupReads):
         on_result: ResultCallback | None,
         topic_of: Callable[[Any], str],
     ) -> list[TopicResult]:
-        topic_by_future = {future: topic_of(key) for key, future in futures.items()}
+        """Each topic's result of one batched request, in the order of `futures`, each handed to `on_result`
+        as it is read. One request gets one response, so its futures complete together: waiting on each in
+        turn costs little, where watching them all for the next to complete (as_completed) put a waiter on
+        every one of them. A topic without an answer by the deadline is reported as unknown."""
+        deadline = time.monotonic() + self.request_timeout + 5
         results: list[TopicResult] = []
-        done = concurrent.futures.as_completed(topic_by_future, timeout=self.request_timeout + 5)
-        try:
-            for future in done:
-                results.append(self._topic_result(topic_by_future[future], future, context))
-                if on_result is not None:
-                    on_result(results[-1])
-        except concurrent.futures.TimeoutError:
-            seen = {r.topic for r in results}
-            for topic in topic_by_future.values():
-                if topic in seen:
-                    continue
+        for key, future in futures.items():
+            topic = topic_of(key)
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+                result = TopicResult(topic, ok=True)
+            except concurrent.futures.TimeoutError:
                 error = ClusterError(
                     f"{context} {topic}: no answer within {self.request_timeout:g} s; its state is unknown",
                     code="_TIMED_OUT",
                     retriable=True,
                 )
-                results.append(TopicResult(topic, ok=False, error=error))
-                if on_result is not None:
-                    on_result(results[-1])
+                result = TopicResult(topic, ok=False, error=error)
+            except KafkaException as exc:
+                result = self._topic_failure(topic, exc, context)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
         return results
 
-    def _topic_result(self, topic: str, future: concurrent.futures.Future, context: str) -> TopicResult:
-        try:
-            future.result()
-        except KafkaException as exc:
-            error = error_of(exc)
-            if error is None:
-                raise
-            if error.code() in ALREADY_EXISTS:
-                return TopicResult(topic, ok=True, already_existed=True)
-            return TopicResult(topic, ok=False, error=translate(error, f"{context} {topic}", self.bootstrap))
-        return TopicResult(topic, ok=True)
+    def _topic_failure(self, topic: str, exc: KafkaException, context: str) -> TopicResult:
+        error = error_of(exc)
+        if error is None:
+            raise exc
+        if error.code() in ALREADY_EXISTS:
+            return TopicResult(topic, ok=True, already_existed=True)
+        return TopicResult(topic, ok=False, error=translate(error, f"{context} {topic}", self.bootstrap))
 
 
 # librdkafka says "requires broker version >= 1.0.0" when a broker does not offer CreatePartitions at all, which

@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import projects  # noqa: E402
 from run import KPIPE, PY, REPO, abab, fmt_stats, log, machine_info, paired_ratio  # noqa: E402
+from sections import write_section  # noqa: E402
 
 TARGET = 1.3
 SECTION = "## kpipe apply --yes as a process"
@@ -191,16 +192,6 @@ def section(kpipe: list[float], raw: list[float], sides: Sides, runs: int, info:
     )
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or add it at the end), leaving the rest as run.py wrote it."""
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    start = current.find(SECTION)
-    if start >= 0:
-        end = current.find("\n## ", start + len(SECTION))
-        current = current[:start] + (current[end + 1 :] if end >= 0 else "")
-    path.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 topics, 1 pair, writes nothing")
@@ -248,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(text)
     if output:
-        write_section(Path(output), text)
+        write_section(Path(output), SECTION, text)
         log(f"wrote the section to {output}")
     return 0 if paired_ratio(kpipe, raw) <= TARGET else 1
 

@@ -34,6 +34,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sections import write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Many groups: start-up and memory (benchmarks/many_groups.py)"
@@ -317,17 +320,6 @@ def section(groups: int, runs: int, fork: list[Run], spawn: list[Run], info: str
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[end + 1 :] if end >= 0 else "")
-    path.write_text(new)
-
-
 def machine() -> str:
     from importlib.metadata import version
 
@@ -400,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({k: [vars(r) for r in v] for k, v in results.items()}, indent=1))
     if args.output != "-":
-        write_section(Path(args.output), text)
+        write_section(Path(args.output), SECTION, text)
     f = summary(results["forkserver"])
     return 0 if f["ready_s"] <= READY_GOAL_S and f["total_pss"] <= PSS_GOAL_MB else 1
 

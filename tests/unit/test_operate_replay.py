@@ -64,6 +64,19 @@ def test_dead_letter_headers_are_read() -> None:
     )  # fmt: skip
     assert found.describe() == "handler error in group 'billing', from orders[1]@45: RuntimeError: boom"
     assert dead_letter_of([("traceparent", b"x")]) is None
+    assert found.attempts is None and found.to_json()["attempts"] is None  # written before kpipe.attempts
+
+
+def test_a_dead_letter_says_after_how_many_handler_calls_it_failed() -> None:
+    found = dead_letter_of(dead_letter(5, extra=[("kpipe.attempts", b"3")]).headers)
+    assert found is not None and found.attempts == 3 and found.to_json()["attempts"] == 3
+    assert found.describe() == (
+        "handler error in group 'billing', from orders[1]@45 after 3 attempts: RuntimeError: boom"
+    )
+    schema = dead_letter_of(dead_letter(6, error_type="schema", extra=[("kpipe.attempts", b"0")]).headers)
+    assert schema is not None and schema.attempts == 0
+    hostile = dead_letter_of(dead_letter(7, extra=[("kpipe.attempts", b"many")]).headers)
+    assert hostile is not None and hostile.attempts is None  # a header that is not a number says nothing
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,13 @@ than raising or returning) holds the whole group, and drain() ends with DrainTim
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
 from kpipe.runtime.concurrent.executor import (
     DONE,
     Completions,
-    EventContext,
+    handler_call,
     is_async_handler,
     run_coroutine,
 )
@@ -90,29 +89,9 @@ def inline_executor(
     emitter: Emitter | None,
     timeout: float | None = None,
 ) -> InlineCalls | InlineLoop:
-    """make_executor's signature: InlineLoop for an `async def` handler, InlineCalls for a `def` one."""
+    """make_executor's signature: InlineLoop for an `async def` handler, InlineCalls for a `def` one; each
+    calls the handler as the runtime's executors do (handler_call)."""
+    call = handler_call(handler, group=group, emitter=emitter, completions=completions)
     if is_async_handler(handler):
-
-        async def call_async(work: Work) -> Any:
-            ctx = work.ctx = EventContext(group, emitter, work, completions)
-            if work.seconds is None:
-                return await handler(work.event, ctx)
-            started = time.perf_counter()
-            try:
-                return await handler(work.event, ctx)
-            finally:
-                work.seconds = time.perf_counter() - started
-
-        return InlineLoop(call_async, completions, timeout)
-
-    def call(work: Work) -> Any:
-        ctx = work.ctx = EventContext(group, emitter, work, completions)
-        if work.seconds is None:
-            return handler(work.event, ctx)
-        started = time.perf_counter()
-        try:
-            return handler(work.event, ctx)
-        finally:
-            work.seconds = time.perf_counter() - started
-
+        return InlineLoop(call, completions, timeout)
     return InlineCalls(call, completions)

@@ -231,6 +231,17 @@ def make_executor(
 
     Each event gets its own EventContext; the event itself is `work.event`.
     """
+    call = handler_call(handler, group=group, emitter=emitter, completions=completions)
+    if is_async_handler(handler):
+        return EventLoop(call, completions, timeout, name=group)
+    return ThreadPool(call, concurrency, completions, name=group)
+
+
+def handler_call(
+    handler: Any, *, group: str, emitter: Emitter | None, completions: Completions
+) -> Callable[[Work], Any]:
+    """How an executor calls the handler for one Work: with the event's own EventContext, timed when
+    `work.seconds` asks for it. For an `async def` handler it returns the awaitable the executor awaits."""
     if is_async_handler(handler):
 
         def call_async(work: Work) -> Any:
@@ -238,7 +249,7 @@ def make_executor(
             awaitable = handler(work.event, ctx)
             return awaitable if work.seconds is None else _timed_await(awaitable, work)
 
-        return EventLoop(call_async, completions, timeout, name=group)
+        return call_async
 
     def call(work: Work) -> Any:
         ctx = work.ctx = EventContext(group, emitter, work, completions)
@@ -250,7 +261,7 @@ def make_executor(
         finally:
             work.seconds = time.perf_counter() - started
 
-    return ThreadPool(call, concurrency, completions, name=group)
+    return call
 
 
 async def _timed_await(awaitable: Any, work: Work) -> Any:

@@ -321,23 +321,13 @@ def section(groups: int, runs: int, fork: list[Run], spawn: list[Run], info: str
 
 
 def machine() -> str:
-    from importlib.metadata import version
+    from run import machine_info  # the one description of the machine the benchmarks write
 
-    import confluent_kafka
-
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0]
+    info = machine_info("", external=False)
+    cpus, model = info["CPUs"].split(" × ", 1)
     return (
-        f"Machine: {os.cpu_count()} CPUs ({model}), load average {load:.1f} at the start, Python "
-        f"{sys.version.split()[0]}, confluent-kafka {version('confluent-kafka')}, librdkafka "
-        f"{confluent_kafka.libversion()[0]}."
+        f"Machine: {cpus} CPUs ({model}), load average {os.getloadavg()[0]:.1f} at the start, Python "
+        f"{info['Python']}, confluent-kafka {info['confluent-kafka']}, librdkafka {info['librdkafka']}."
     )
 
 

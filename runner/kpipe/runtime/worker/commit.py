@@ -99,6 +99,13 @@ class OffsetNotes:
 
         return note
 
+    def forget(self, keys: Iterable[Partition]) -> None:
+        """Drop what was noted for these partitions (revoked or lost: not theirs to store any more)."""
+        for topic, partition in keys:
+            self.by_key.pop((topic, partition), None)
+            if topic == self.topic:
+                self.by_partition.pop(partition, None)
+
     def take(self) -> dict[Partition, int]:
         """What was noted since the last take, keyed (topic, partition); the notes are empty afterwards. The
         dicts are cleared in place: a hook made earlier keeps noting into them."""
@@ -247,11 +254,7 @@ class AutoCommit(_Strategy):
             self._store_deferred()
 
     def forget(self, keys: Iterable[Partition]) -> None:
-        if self._noted:
-            kept = self._noted.take()
-            for key in keys:
-                kept.pop(key, None)
-            self._noted.by_key.update(kept)
+        self._noted.forget(keys)
 
     def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
         """Commit the offset store now (revocation, shutdown) rather than at the next interval."""

@@ -236,7 +236,7 @@ class OtelTracing:
         batch instead, so an unkept event without headers costs a counter decrement and a headers check before
         the handler's own call (BatchScope.call); the others take the way above."""
         start, failed, done = self._start_process, self._failed_process, self._done_process
-        failures, shared, renew = self._failed, self._shared, self._renew_unsampled
+        failures, shared_unsampled = self._failed, self._shared_unsampled
         current, _attach, detach = _context_var()
 
         if is_async_handler(handler):
@@ -264,10 +264,7 @@ class OtelTracing:
             left = self.unkept_roots
             if left and not failures and not ctx.headers:
                 self.unkept_roots = left - 1
-                shared[0] -= 1
-                if shared[0] <= 0:
-                    renew()
-                token = current.set(shared[1])
+                token = current.set(shared_unsampled())
                 try:
                     return handler(event, ctx)  # type: ignore[operator]
                 finally:

@@ -299,11 +299,13 @@ class AutoCommit(_Strategy):
         log.info("committed %s (%s)", describe(results or ()), reason)
 
     def _store_noted(self) -> None:
-        noted = self._noted.take()
         # The events emitted before these offsets were processed are acknowledged first; a lost one halts the
-        # worker (settle() says why) and none of these offsets is stored.
+        # worker (settle() says why) and none of these offsets is stored. The notes are taken only after:
+        # settling polls to keep the membership, and a commit on revocation from that poll stores them itself.
         if not self._settler.settle():
+            self._noted.take()
             return
+        noted = self._noted.take()
         assigned = self._membership.assigned
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in noted.items() if (t, p) in assigned]
         if offsets:

@@ -26,6 +26,7 @@ from kpipe.runtime.protocol import (
 )
 from kpipe.runtime.worker import GroupWorker, Outside
 from kpipe.runtime.worker import concurrent as concurrent_loop
+from kpipe.testing.clock import VirtualClock
 
 
 class Event(BaseModel):
@@ -45,8 +46,9 @@ class Harness:
                  strategy: str = "batch", action: str = "dead_letter", retries: int = 0, backoff_ms: int = 1,
                  batch_size: int = 1000, producer: FakeProducer | None = None, ordering: str = "key",
                  client: dict[str, str] | None = None, metrics: bool = False,
-                 timeout_ms: int | None = None):  # fmt: skip
-        commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=60_000)  # type: ignore[arg-type]
+                 timeout_ms: int | None = None, interval_ms: int = 60_000, clock: Any = None):  # fmt: skip
+        """clock: a kpipe.testing VirtualClock for the worker (its time moves only when the test advances it)."""
+        commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms)  # type: ignore[arg-type]
         conf = {
             "bootstrap.servers": "unused:9092",
             "group.id": "g",
@@ -63,7 +65,8 @@ class Harness:
         )  # fmt: skip
         self.consumer = FakeConsumer(messages)
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
-        outside = Outside(consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5)
+        outside = Outside(consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5,
+                          **({"clock": clock} if clock is not None else {}))  # fmt: skip
         self.worker = GroupWorker(settings, {"t": Event}, handler, outside=outside, metrics=metrics)
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -157,6 +160,32 @@ def test_per_message_commits_the_prefix_once_per_turn_not_once_per_event() -> No
     offsets = [o for commit in h.consumer.commits for _t, _p, o in commit]
     assert offsets == sorted(offsets)  # never backwards
     assert len(offsets) < 500
+
+
+def test_batch_commit_by_interval_restarts_the_deadline_of_the_hook_the_loop_keeps() -> None:
+    # The concurrent loop asks for the strategy's hook once and keeps it. A commit by interval between turns
+    # restarts that hook's deadline too, or the next event would find it passed and commit on its own.
+    clock = VirtualClock()
+    h = Harness(lambda e, ctx: None, {0: [msg(0, 0, "k0")]}, concurrency=4, interval_ms=1000, clock=clock)
+    polls: list[int] = []
+    consume = h.consumer.consume
+
+    def counted(num_messages: int = 1, timeout: float = -1) -> list:
+        polls.append(1)
+        return consume(num_messages, timeout)
+
+    h.consumer.consume = counted  # type: ignore[method-assign]
+    try:
+        wait_for(lambda: h.worker.handled == 1, 5)
+        seen = len(polls)
+        wait_for(lambda: len(polls) >= seen + 2, 5)  # a whole turn since: offset 0 went to the hook
+        clock.advance(2.0)  # the interval passes: the next turn commits offset 0 by time
+        wait_for(lambda: h.consumer.commits == [[("t", 0, 1)]], 5)
+        h.consumer.pending[0].extend(msg(0, i, f"k{i % 4}") for i in range(1, 21))
+        wait_for(lambda: h.worker.handled == 21, 5)
+    finally:
+        assert h.stop() == WORKER_EXIT_OK
+    assert h.consumer.commits == [[("t", 0, 1)], [("t", 0, 21)]]  # the 20 after it, on shutdown
 
 
 def test_a_failing_key_retries_on_its_own_while_other_keys_run() -> None:

@@ -431,6 +431,48 @@ def test_auto_stores_nothing_of_a_quick_batch_whose_emitted_event_was_lost() -> 
     assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2)]
 
 
+def test_auto_commits_a_quick_batch_on_a_revocation_that_comes_while_its_emits_settle() -> None:
+    # The batch's end waits for its emitted events; a keep-alive poll meanwhile revokes partition 0. The
+    # commit on revocation must take in the batch's processed offsets (once the emits are acknowledged), or
+    # the partition's next owner reads the whole batch again.
+    clock = VirtualClock()
+    log: list[Any] = []
+
+    class SlowProducer(FakeProducer):
+        """Acknowledges on the second flush; each flush takes 2 s (past a third of max.poll.interval.ms)."""
+
+        flushes = 0
+
+        def flush(self, timeout: float = 0) -> int:
+            clock.advance(2.0)
+            self.flushes += 1
+            return super().flush(timeout) if self.flushes >= 2 else len(self)
+
+    class RecordingConsumer(FakeConsumer):
+        def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
+            before = len(self.stored)
+            super().store_offsets(message, offsets)
+            log.extend(("stored", *s) for s in self.stored[before:])
+
+        def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+            log.append("commit")
+            return super().commit(message, offsets, asynchronous)
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 3:
+            ctx.emit("out", {"key": "x", "n": event.n})
+            h.consumer.revoke([0])  # in the next poll: the keep-alive while the emit settles
+
+    h = Harness(handler, "auto", clock=clock, consumer=RecordingConsumer(clock=clock), producer=SlowProducer(),
+                client={"max.poll.interval.ms": "3000"})  # fmt: skip
+    msgs = messages(4)
+    # The first batch stores each offset; the second is quick.
+    assert h.run(msgs[:1], msgs[1:]) == WORKER_EXIT_OK
+    assert ("t", 0, 4) in h.consumer.stored
+    # Stored before the commit on revocation (the first commit), not after the partition went.
+    assert log.index(("stored", "t", 0, 4)) < log.index("commit")
+
+
 def test_auto_goes_back_to_storing_each_offset_after_a_slow_batch() -> None:
     clock = VirtualClock()
 

@@ -246,6 +246,8 @@ class AutoCommit(_Strategy):
         # Quick batches: each partition's highest offset processed and not yet stored.
         self._noted = OffsetNotes(self._topics)
         self._note = self._noted.hook()  # its dicts are cleared in place: one hook serves every batch
+        # Taken from the notes, waiting for the emits to settle before they are stored (_store_noted).
+        self._waiting: dict[Partition, int] = {}
         # Slow batches: processed messages whose store waits for the events emitted before them.
         self._deferred: list[Any] = []
         self._store_each = self._each_hook()
@@ -282,7 +284,7 @@ class AutoCommit(_Strategy):
 
     def commit_all(self, reason: str, only: Iterable[Partition] | None = None) -> None:
         """Commit the offset store now (revocation, shutdown) rather than at the next interval."""
-        if self._noted:
+        if self._noted or self._waiting:
             self._store_noted()
         if self._deferred:
             self._store_deferred()
@@ -299,11 +301,21 @@ class AutoCommit(_Strategy):
         log.info("committed %s (%s)", describe(results or ()), reason)
 
     def _store_noted(self) -> None:
-        noted = self._noted.take()
         # The events emitted before these offsets were processed are acknowledged first; a lost one halts the
-        # worker (settle() says why) and none of these offsets is stored.
-        if not self._settler.settle():
-            return
+        # worker (settle() says why) and none of these offsets is stored. The notes are taken before the wait,
+        # so it covers every event their handlers emitted (the monitor thread stores while a hung handler may
+        # still return and be noted: Shutdown.leave). The wait polls to keep the membership: a commit on
+        # revocation from that poll stores the offsets waiting here too (_waiting), or they would be lost.
+        waiting = self._waiting
+        noted = self._noted.take()
+        if waiting:  # called from that poll: store them with these
+            noted = {**waiting, **noted}
+        self._waiting = noted
+        try:
+            if not self._settler.settle():
+                return
+        finally:
+            self._waiting = waiting
         assigned = self._membership.assigned
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in noted.items() if (t, p) in assigned]
         if offsets:

@@ -120,6 +120,25 @@ def test_batch_commits_every_batch_size_and_the_rest_on_shutdown() -> None:
     assert h.consumer.closed
 
 
+def test_batch_counts_batch_size_across_batches_smaller_than_it() -> None:
+    # batch_size 5 over batches of 3: a commit every 5 processed messages, not only when the interval passes.
+    h = Harness(lambda e, ctx: None, batch_size=5)
+    msgs = messages(12)
+    assert h.run(msgs[0:3], msgs[3:6], msgs[6:9], msgs[9:12]) == WORKER_EXIT_OK
+    assert h.commits == [[("t", 0, 5)], [("t", 0, 10)], [("t", 0, 12)]]  # the last one on shutdown
+
+
+def test_batch_restarts_its_count_after_a_commit_by_interval() -> None:
+    clock = VirtualClock()
+    h = Harness(lambda e, ctx: None, batch_size=5, interval_ms=1000, clock=clock,
+                consumer=FakeConsumer(clock=clock))  # fmt: skip
+    msgs = messages(9)
+    # 3 messages, then the interval passes between batches (a commit by time), then 6 more: the count starts
+    # again after that commit, so the next commit by count comes at 3 + 5 = 8, not at 5.
+    assert h.run(msgs[0:3], 2.0, msgs[3:6], msgs[6:9]) == WORKER_EXIT_OK
+    assert h.commits == [[("t", 0, 3)], [("t", 0, 8)], [("t", 0, 9)]]
+
+
 def interleaved(topics: tuple[str, ...], count: int) -> list[Message]:
     """count messages per partition 0 and 1 of each topic, the partitions' runs interleaved as fetches mix them."""
     out = []
@@ -241,14 +260,14 @@ def test_per_message_commits_synchronously_on_shutdown_what_the_broker_refused()
     assert h.worker.commits == 1
 
 
-def test_auto_stores_each_processed_offset_and_none_after_a_stop() -> None:
+def test_auto_stores_the_highest_processed_offset_and_none_after_a_stop() -> None:
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == 4:
             raise RuntimeError("boom")
 
     h = Harness(handler, "auto", action="stop", retries=1)
     assert h.run(messages(8)) == WORKER_EXIT_HALT
-    assert h.consumer.stored == [("t", 0, i + 1) for i in range(4)]
+    assert h.consumer.stored == [("t", 0, 4)]  # offsets 0-3, once for the batch; 4 and after never
     assert h.worker.exit_code == WORKER_EXIT_HALT
     assert "t[0]@4" in (h.worker.error or "") and "after 2 attempts" in (h.worker.error or "")
 
@@ -361,19 +380,39 @@ def test_stop_finishes_the_message_in_hand_and_processes_no_more() -> None:
     assert h.commits == [[("t", 0, 4)]]
 
 
-def test_auto_stores_offsets_of_emitting_messages_only_after_the_emits_are_acked() -> None:
-    h = Harness(lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x", "n": e.n}), "auto")
+def test_auto_stores_a_batch_of_emitting_messages_once_its_emits_are_acked() -> None:
+    unacked_at_store: list[int] = []
+
+    class RecordingConsumer(FakeConsumer):
+        def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
+            unacked_at_store.append(len(h.producer))
+            super().store_offsets(message, offsets)
+
+    h = Harness(lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x", "n": e.n}), "auto",
+                consumer=RecordingConsumer())  # fmt: skip
     assert h.run(messages(3)) == WORKER_EXIT_OK
     assert h.producer.sent[0]["key"] == "x" and h.producer.sent[0]["topic"] == "out"
-    assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2), ("t", 0, 3)]
+    # One store for the batch (each partition's highest processed offset), after the emit was acknowledged.
+    assert h.consumer.stored == [("t", 0, 3)]
+    assert unacked_at_store == [0]
 
 
-def test_failed_emit_stops_the_worker_before_storing_its_offset() -> None:
+def test_auto_stores_nothing_of_a_batch_whose_emitted_event_was_lost() -> None:
     h = Harness(
         lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x"}), "auto", producer=FakeProducer(fail=True)
     )
     assert h.run(messages(3)) == WORKER_EXIT_CLUSTER
-    assert h.consumer.stored == [("t", 0, 1)]
+    # Which message's emit was lost is unknown: none of the batch is stored, all of it is delivered again.
+    assert h.consumer.stored == []
+
+
+def test_auto_stores_what_earlier_batches_processed_before_an_emitted_event_is_lost() -> None:
+    h = Harness(
+        lambda e, ctx: e.n == 3 and ctx.emit("out", {"key": "x"}), "auto", producer=FakeProducer(fail=True)
+    )
+    msgs = messages(5)
+    assert h.run(msgs[:2], msgs[2:]) == WORKER_EXIT_CLUSTER
+    assert h.consumer.stored == [("t", 0, 2)]
 
 
 def test_long_retry_wait_keeps_group_membership_by_pausing_and_polling() -> None:
@@ -542,10 +581,8 @@ def test_events_emitted_through_a_kpipe_producer_are_delivered_before_the_offset
             h.worker.error or ""
         )
     else:
-        assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2)]
-        assert all(
-            n >= 1 for n in stored_when_delivered
-        )  # each store came after the flush delivered the emit
+        assert h.consumer.stored == [("t", 0, 2)]  # the batch's highest offset, once
+        assert stored_when_delivered == [2]  # stored after the flush delivered both emits
 
 
 @pytest.mark.parametrize("strategy", ["auto", "batch", "per_message"])

@@ -5,7 +5,8 @@ skipped), and only after the events it emitted were acknowledged:
 
     auto         librdkafka commits the offset store every interval_ms (enable.auto.commit=true); the worker
                  stores processed offsets itself (enable.auto.offset.store=false + store_offsets), each
-                 partition's highest once per batch, and before a commit on revocation or shutdown.
+                 partition's highest once per batch, once the batch's emitted events are acknowledged, and
+                 before a commit on revocation or shutdown.
     per_message  an asynchronous commit of each processed message's offset, at once; the broker's answer comes
                  back through on_commit (served by the next consume()) and is checked: a failed commit is
                  counted, logged and covered by the next one, and what was not confirmed is committed
@@ -30,7 +31,7 @@ from kpipe.compilation.compiled import CommitPolicy
 from kpipe.logs import RateLimitedLog
 from kpipe.runtime.client_protocols import SYSTEM_CLOCK, Clock
 from kpipe.runtime.worker.control import Counters
-from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
+from kpipe.runtime.worker.emits import EmitSettler
 from kpipe.runtime.worker.membership import Membership, Partition, describe
 from kpipe.runtime.worker.monitor import Monitor
 
@@ -217,41 +218,30 @@ class _Strategy:
 class AutoCommit(_Strategy):
     """librdkafka commits the offset store every interval; the worker stores processed offsets.
 
-    The hot path notes each partition's highest processed offset, and the batch's end stores them, one
-    store_offsets() call for the batch rather than one per message (a C call that builds a partition list and
-    takes librdkafka's locks each time). A background commit in the middle of a batch then commits the previous
-    batch's offsets, never one not processed; revocation and shutdown store what is noted before they commit."""
+    The hot path notes each partition's highest processed offset (OffsetNotes), and the batch's end stores them:
+    one store_offsets() call for the batch rather than one per message (a C call that builds a partition list
+    and takes librdkafka's locks each time), whether or not the group can emit. Before a store, the events the
+    batch's handlers emitted are acknowledged (EmitSettler.settle, nothing to wait for when none were): an
+    emitted event that was lost halts the worker and nothing of the batch is stored, so the offsets of its
+    messages stay uncommitted and are delivered again. A background commit in the middle of a batch commits the
+    previous batch's offsets, never one not processed; revocation and shutdown store what is noted (after the
+    same settling) before they commit."""
 
     name = "auto"
     commits_in_background = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        # Processed messages whose store waits for the events emitted before them to be acknowledged.
-        self._deferred: list[Any] = []
-        # Each partition's highest offset processed in this batch, not yet stored (nothing emitted).
+        # Each partition's highest offset processed and not yet stored.
         self._noted = OffsetNotes(self._topics)
+        self._note = self._noted.hook()  # its dicts are cleared in place: one hook serves every batch
 
     def begin_batch(self) -> Callable[[Any], None]:
-        emitter = self._settler.emitter
-        if isinstance(emitter, NoEmitter):  # nothing is ever emitted: note each offset, store at the end
-            return self._noted.hook()
-        store = self._consumer.store_offsets
-        deferred = self._deferred
-
-        def processed(msg: Any) -> None:
-            if deferred or emitter.unsettled:
-                deferred.append(msg)
-            else:
-                store(msg)
-
-        return processed
+        return self._note
 
     def end_batch(self) -> None:
         if self._noted:
             self._store_noted()
-        if self._deferred:
-            self._store_deferred()
 
     def forget(self, keys: Iterable[Partition]) -> None:
         self._noted.forget(keys)
@@ -260,8 +250,6 @@ class AutoCommit(_Strategy):
         """Commit the offset store now (revocation, shutdown) rather than at the next interval."""
         if self._noted:
             self._store_noted()
-        if self._deferred:
-            self._store_deferred()
         started = time.perf_counter()
         try:
             with self._monitor.blocking("commit"):
@@ -275,24 +263,18 @@ class AutoCommit(_Strategy):
         log.info("committed %s (%s)", describe(results or ()), reason)
 
     def _store_noted(self) -> None:
+        noted = self._noted.take()
+        # The events emitted before these offsets were processed are acknowledged first; a lost one halts the
+        # worker (settle() says why) and none of these offsets is stored.
+        if not self._settler.settle():
+            return
         assigned = self._membership.assigned
-        offsets = [
-            TopicPartition(t, p, o + 1) for (t, p), o in self._noted.take().items() if (t, p) in assigned
-        ]
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in noted.items() if (t, p) in assigned]
         if offsets:
             try:
                 self._consumer.store_offsets(offsets=offsets)
             except KafkaException as exc:  # a partition lost meanwhile: its new owner reads it again
                 log.debug("could not store %s: %s", describe(offsets), exc.args[0].str())
-
-    def _store_deferred(self) -> None:
-        if self._settler.settle():
-            store = self._consumer.store_offsets
-            assigned = self._membership.assigned
-            for msg in self._deferred:
-                if (msg.topic(), msg.partition()) in assigned:
-                    store(msg)
-        self._deferred.clear()
 
 
 class _ExplicitCommit(_Strategy):
@@ -459,44 +441,64 @@ class BatchCommit(_ExplicitCommit):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._notes = OffsetNotes(self._topics)
+        # Messages processed since the last commit, counted across batches: a batch_size larger than a batch
+        # still commits every batch_size messages. The hook counts in a closure cell (the hot path); the batch's
+        # end reads the count back, and every commit, wherever it comes from, restarts it.
+        self._since = 0
+        self._count: Callable[[], int] = lambda: 0
+        self._restart: Callable[[], None] = lambda: None
 
     def begin_batch(self) -> Callable[[Any], None]:
         notes = self._notes
         commit = self.commit_processed
         batch_size = self._policy.batch_size
         monotonic = self._clock.monotonic
-        since_commit = 0
+        since_commit = self._since
         deadline = self.deadline
+
+        def count() -> int:
+            return since_commit
+
+        def restart() -> None:
+            nonlocal since_commit, deadline
+            since_commit = 0
+            deadline = self.deadline
+
+        self._count, self._restart = count, restart
 
         if notes.topic is not None:
             by_partition = notes.by_partition
 
             def processed_in_topic(msg: Any) -> None:
-                nonlocal since_commit, deadline
+                nonlocal since_commit
                 by_partition[msg.partition()] = msg.offset()
                 since_commit += 1
                 if since_commit >= batch_size or monotonic() >= deadline:
-                    commit()
-                    since_commit = 0
-                    deadline = self.deadline
+                    commit()  # restarts the count and the deadline
 
             return processed_in_topic
         by_key = notes.by_key
 
         def processed_one(msg: Any) -> None:
-            nonlocal since_commit, deadline
+            nonlocal since_commit
             by_key[(msg.topic(), msg.partition())] = msg.offset()
             since_commit += 1
             if since_commit >= batch_size or monotonic() >= deadline:
-                commit()
-                since_commit = 0
-                deadline = self.deadline
+                commit()  # restarts the count and the deadline
 
         return processed_one
 
     def end_batch(self) -> None:
+        self._since = self._count()
         if self._notes:
             self._take_notes()
+
+    def commit_processed(self, only: Iterable[Partition] | None = None, *, reason: str = "") -> bool:
+        try:
+            return super().commit_processed(only, reason=reason)
+        finally:
+            self._since = 0
+            self._restart()
 
     def tick(self, now: float) -> None:
         """Between batches: commit what was processed once the interval has passed."""

@@ -17,14 +17,6 @@ EMIT_SETTLE_TIMEOUT = 30.0
 WAIT_SLICE = 0.1
 
 
-class NoEmitter:
-    """An emitter that never emits (`unsettled` stays False). The worker builds an Emitter for every group,
-    since a handler can emit through a kpipe Producer whether or not its group has a producer of its own."""
-
-    unsettled = False
-    failures: tuple[str, ...] = ()
-
-
 class EmitSettler:
     """Waits for the emitter's events (kpipe.runtime.handler.Emitter) before an offset is committed or stored:
     those sent through kpipe Producers, then those the group's own producer holds (None: it has none).

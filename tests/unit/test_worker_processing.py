@@ -180,11 +180,14 @@ def test_auto_stores_each_partitions_highest_processed_offset_once_per_batch(top
     msgs = interleaved(topics, 5)
     h = Harness(lambda e, ctx: None, "auto", action="stop", topics=topics, emitting=False,
                 consumer=FakeConsumer(assignment=per_topic))  # fmt: skip
-    assert h.run(msgs[:7], msgs[7:]) == WORKER_EXIT_OK
-    # One store per batch: each partition's highest offset + 1 processed in that batch, nothing else.
+    assert h.run(msgs[:2], msgs[2:7], msgs[7:]) == WORKER_EXIT_OK
+    # The first batch stores each offset; after it, quick batches store once per batch: each partition's
+    # highest offset + 1 processed in that batch, nothing else.
+    first = [(m.topic(), m.partition(), m.offset() + 1) for m in msgs[:2]]
+    assert h.consumer.stored[:2] == first
     expected = [sorted({(m.topic(), m.partition()): m.offset() + 1 for m in batch}.items()) for batch in
-                (msgs[:7], msgs[7:])]  # fmt: skip
-    stored = [((t, p), o) for t, p, o in h.consumer.stored]
+                (msgs[2:7], msgs[7:])]  # fmt: skip
+    stored = [((t, p), o) for t, p, o in h.consumer.stored[2:]]
     assert sorted(stored[: len(expected[0])]) == expected[0]
     assert sorted(stored[len(expected[0]) :]) == expected[1]
 
@@ -198,7 +201,11 @@ def test_offsets_noted_in_a_batch_for_a_partition_lost_meanwhile_are_not_committ
             h.consumer.lose_now([TopicPartition("t", 0)])
 
     h = Harness(handler, strategy, batch_size=100, action="stop", emitting=False)
-    assert h.run(interleaved(("t",), 3)) == WORKER_EXIT_OK
+    msgs = interleaved(("t",), 3)
+    warm_up = [
+        m for m in msgs if (m.partition(), m.offset()) == (1, 0)
+    ]  # auto: the batches after it are quick
+    assert h.run(warm_up, [m for m in msgs if m not in warm_up]) == WORKER_EXIT_OK
     done = [*h.consumer.stored, *(c for commit in h.commits for c in commit)]
     assert [d for d in done if d[:2] == ("t", 0)] == []
     assert max(o for t, p, o in done if p == 1) == 3
@@ -260,14 +267,14 @@ def test_per_message_commits_synchronously_on_shutdown_what_the_broker_refused()
     assert h.worker.commits == 1
 
 
-def test_auto_stores_the_highest_processed_offset_and_none_after_a_stop() -> None:
+def test_auto_stores_each_processed_offset_and_none_after_a_stop() -> None:
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == 4:
             raise RuntimeError("boom")
 
     h = Harness(handler, "auto", action="stop", retries=1)
     assert h.run(messages(8)) == WORKER_EXIT_HALT
-    assert h.consumer.stored == [("t", 0, 4)]  # offsets 0-3, once for the batch; 4 and after never
+    assert h.consumer.stored == [("t", 0, i + 1) for i in range(4)]
     assert h.worker.exit_code == WORKER_EXIT_HALT
     assert "t[0]@4" in (h.worker.error or "") and "after 2 attempts" in (h.worker.error or "")
 
@@ -380,7 +387,23 @@ def test_stop_finishes_the_message_in_hand_and_processes_no_more() -> None:
     assert h.commits == [[("t", 0, 4)]]
 
 
-def test_auto_stores_a_batch_of_emitting_messages_once_its_emits_are_acked() -> None:
+def test_auto_in_a_slow_batch_stores_offsets_of_emitting_messages_only_after_the_emits_are_acked() -> None:
+    # The first batch, like a slow one, stores each processed offset at once, or after the emits before it.
+    h = Harness(lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x", "n": e.n}), "auto")
+    assert h.run(messages(3)) == WORKER_EXIT_OK
+    assert h.producer.sent[0]["key"] == "x" and h.producer.sent[0]["topic"] == "out"
+    assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2), ("t", 0, 3)]
+
+
+def test_failed_emit_in_a_slow_batch_stops_the_worker_before_storing_its_offset() -> None:
+    h = Harness(
+        lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x"}), "auto", producer=FakeProducer(fail=True)
+    )
+    assert h.run(messages(3)) == WORKER_EXIT_CLUSTER
+    assert h.consumer.stored == [("t", 0, 1)]
+
+
+def test_auto_stores_a_quick_batch_of_emitting_messages_once_its_emits_are_acked() -> None:
     unacked_at_store: list[int] = []
 
     class RecordingConsumer(FakeConsumer):
@@ -388,31 +411,42 @@ def test_auto_stores_a_batch_of_emitting_messages_once_its_emits_are_acked() -> 
             unacked_at_store.append(len(h.producer))
             super().store_offsets(message, offsets)
 
-    h = Harness(lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x", "n": e.n}), "auto",
+    h = Harness(lambda e, ctx: e.n == 3 and ctx.emit("out", {"key": "x", "n": e.n}), "auto",
                 consumer=RecordingConsumer())  # fmt: skip
-    assert h.run(messages(3)) == WORKER_EXIT_OK
-    assert h.producer.sent[0]["key"] == "x" and h.producer.sent[0]["topic"] == "out"
-    # One store for the batch (each partition's highest processed offset), after the emit was acknowledged.
-    assert h.consumer.stored == [("t", 0, 3)]
-    assert unacked_at_store == [0]
+    msgs = messages(5)
+    assert h.run(msgs[:2], msgs[2:]) == WORKER_EXIT_OK
+    assert [m["topic"] for m in h.producer.sent] == ["out"]
+    # The first batch offset by offset; the second, quick, once (its highest offset), after the emit's ack.
+    assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2), ("t", 0, 5)]
+    assert unacked_at_store == [0, 0, 0]
 
 
-def test_auto_stores_nothing_of_a_batch_whose_emitted_event_was_lost() -> None:
-    h = Harness(
-        lambda e, ctx: e.n == 1 and ctx.emit("out", {"key": "x"}), "auto", producer=FakeProducer(fail=True)
-    )
-    assert h.run(messages(3)) == WORKER_EXIT_CLUSTER
-    # Which message's emit was lost is unknown: none of the batch is stored, all of it is delivered again.
-    assert h.consumer.stored == []
-
-
-def test_auto_stores_what_earlier_batches_processed_before_an_emitted_event_is_lost() -> None:
+def test_auto_stores_nothing_of_a_quick_batch_whose_emitted_event_was_lost() -> None:
     h = Harness(
         lambda e, ctx: e.n == 3 and ctx.emit("out", {"key": "x"}), "auto", producer=FakeProducer(fail=True)
     )
     msgs = messages(5)
     assert h.run(msgs[:2], msgs[2:]) == WORKER_EXIT_CLUSTER
-    assert h.consumer.stored == [("t", 0, 2)]
+    # Which message's emit was lost is unknown: none of that batch is stored, all of it is delivered again.
+    assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2)]
+
+
+def test_auto_goes_back_to_storing_each_offset_after_a_slow_batch() -> None:
+    clock = VirtualClock()
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 3:
+            clock.advance(1.0)  # a tenth of interval_ms (10 s) or more: this batch is slow
+
+    h = Harness(handler, "auto", interval_ms=10_000, clock=clock, consumer=FakeConsumer(clock=clock))
+    msgs = messages(9)
+    assert h.run(msgs[:2], msgs[2:5], msgs[5:7], msgs[7:]) == WORKER_EXIT_OK
+    assert h.consumer.stored == [
+        ("t", 0, 1), ("t", 0, 2),  # the first batch: each offset
+        ("t", 0, 5),  # after a quick batch: once for the batch
+        ("t", 0, 6), ("t", 0, 7),  # after the slow one: each offset again
+        ("t", 0, 9),  # and once per batch after a quick one
+    ]  # fmt: skip
 
 
 def test_long_retry_wait_keeps_group_membership_by_pausing_and_polling() -> None:
@@ -581,8 +615,10 @@ def test_events_emitted_through_a_kpipe_producer_are_delivered_before_the_offset
             h.worker.error or ""
         )
     else:
-        assert h.consumer.stored == [("t", 0, 2)]  # the batch's highest offset, once
-        assert stored_when_delivered == [2]  # stored after the flush delivered both emits
+        assert h.consumer.stored == [("t", 0, 1), ("t", 0, 2)]
+        assert all(
+            n >= 1 for n in stored_when_delivered
+        )  # each store came after the flush delivered the emit
 
 
 @pytest.mark.parametrize("strategy", ["auto", "batch", "per_message"])

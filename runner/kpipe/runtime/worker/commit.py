@@ -4,9 +4,10 @@ Only a processed message's offset is ever committed (its handler returned, or it
 skipped), and only after the events it emitted were acknowledged:
 
     auto         librdkafka commits the offset store every interval_ms (enable.auto.commit=true); the worker
-                 stores processed offsets itself (enable.auto.offset.store=false + store_offsets), each
-                 partition's highest once per batch, once the batch's emitted events are acknowledged, and
-                 before a commit on revocation or shutdown.
+                 stores processed offsets itself (enable.auto.offset.store=false + store_offsets): each
+                 partition's highest once per batch while batches are quick, each message's while they are
+                 slow; always once the events emitted before them are acknowledged, and before a commit on
+                 revocation or shutdown.
     per_message  an asynchronous commit of each processed message's offset, at once; the broker's answer comes
                  back through on_commit (served by the next consume()) and is checked: a failed commit is
                  counted, logged and covered by the next one, and what was not confirmed is committed
@@ -215,33 +216,66 @@ class _Strategy:
         pass
 
 
-class AutoCommit(_Strategy):
-    """librdkafka commits the offset store every interval; the worker stores processed offsets.
+# auto: a batch that takes this share of interval_ms or longer is slow, and the next one stores each offset as it
+# is processed, so the background commit takes in the progress of slow handlers within an interval.
+SLOW_BATCH_SHARE = 0.1
 
-    The hot path notes each partition's highest processed offset (OffsetNotes), and the batch's end stores them:
-    one store_offsets() call for the batch rather than one per message (a C call that builds a partition list
-    and takes librdkafka's locks each time), whether or not the group can emit. Before a store, the events the
-    batch's handlers emitted are acknowledged (EmitSettler.settle, nothing to wait for when none were): an
-    emitted event that was lost halts the worker and nothing of the batch is stored, so the offsets of its
-    messages stay uncommitted and are delivered again. A background commit in the middle of a batch commits the
-    previous batch's offsets, never one not processed; revocation and shutdown store what is noted (after the
-    same settling) before they commit."""
+
+class AutoCommit(_Strategy):
+    """librdkafka commits the offset store every interval; the worker stores processed offsets, in one of two
+    ways chosen per batch by how long the last one took:
+
+    quick batches  the hot path notes each partition's highest processed offset (OffsetNotes) and the batch's
+                   end stores them: one store_offsets() call for the batch rather than one per message (a C call
+                   that builds a partition list and takes librdkafka's locks each time: most of a raw loop's own
+                   cost per event against a broker, benchmarks/README.md). The events the batch's handlers
+                   emitted are acknowledged first (EmitSettler.settle; nothing to wait for when none were); a
+                   lost one halts the worker and nothing of the batch is stored, so it is delivered again.
+    slow batches   (and the first one, and the concurrent loop, which asks for its hook once) each processed
+                   message's offset is stored at once, or after the events emitted before it are acknowledged,
+                   so progress is committed within an interval while a batch of slow handlers goes on.
+
+    A background commit in the middle of a batch commits only offsets stored, never one not processed;
+    revocation and shutdown store what is noted or deferred (after the same settling) before they commit."""
 
     name = "auto"
     commits_in_background = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        # Each partition's highest offset processed and not yet stored.
+        # Quick batches: each partition's highest offset processed and not yet stored.
         self._noted = OffsetNotes(self._topics)
         self._note = self._noted.hook()  # its dicts are cleared in place: one hook serves every batch
+        # Slow batches: processed messages whose store waits for the events emitted before them.
+        self._deferred: list[Any] = []
+        self._store_each = self._each_hook()
+        self._slow = self._policy.interval_ms / 1000.0 * SLOW_BATCH_SHARE
+        self._quick = False  # how the last batch went; the first one stores each offset
+        self._began = 0.0
+
+    def _each_hook(self) -> Callable[[Any], None]:
+        emitter = self._settler.emitter
+        store = self._consumer.store_offsets
+        deferred = self._deferred
+
+        def store_each(msg: Any) -> None:
+            if deferred or emitter.unsettled:
+                deferred.append(msg)
+            else:
+                store(msg)
+
+        return store_each
 
     def begin_batch(self) -> Callable[[Any], None]:
-        return self._note
+        self._began = self._clock.monotonic()
+        return self._note if self._quick else self._store_each
 
     def end_batch(self) -> None:
+        self._quick = self._clock.monotonic() - self._began < self._slow
         if self._noted:
             self._store_noted()
+        if self._deferred:
+            self._store_deferred()
 
     def forget(self, keys: Iterable[Partition]) -> None:
         self._noted.forget(keys)
@@ -250,6 +284,8 @@ class AutoCommit(_Strategy):
         """Commit the offset store now (revocation, shutdown) rather than at the next interval."""
         if self._noted:
             self._store_noted()
+        if self._deferred:
+            self._store_deferred()
         started = time.perf_counter()
         try:
             with self._monitor.blocking("commit"):
@@ -275,6 +311,15 @@ class AutoCommit(_Strategy):
                 self._consumer.store_offsets(offsets=offsets)
             except KafkaException as exc:  # a partition lost meanwhile: its new owner reads it again
                 log.debug("could not store %s: %s", describe(offsets), exc.args[0].str())
+
+    def _store_deferred(self) -> None:
+        if self._settler.settle():
+            store = self._consumer.store_offsets
+            assigned = self._membership.assigned
+            for msg in self._deferred:
+                if (msg.topic(), msg.partition()) in assigned:
+                    store(msg)
+        self._deferred.clear()
 
 
 class _ExplicitCommit(_Strategy):

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from broker_helpers import committed, read_all
 from confluent_kafka.admin import AdminClient, NewTopic
 from run_helpers import KpipeRun, produce, write_group_project
@@ -65,13 +66,16 @@ def test_a_group_that_cannot_send_runs_and_commits_without_a_producer(
         assert run.stop() == 0, run.log()
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 def test_a_group_without_a_producer_emits_through_a_kpipe_producer_before_it_commits(
     tmp_path: Path,
     kafka_bootstrap: str,
     prefix: str,
     kpipe_run: Callable[..., KpipeRun],
     unique_name: Callable[..., str],
+    concurrency: int,
 ) -> None:
+    # concurrency 1: the sequential loop; 4: the concurrent one, whose handler threads emit.
     source, audit, group = f"{prefix}-in", f"{prefix}-audit", unique_name("auditors")
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     for future in admin.create_topics([NewTopic(t, 1, 1) for t in (source, audit)]).values():
@@ -85,12 +89,15 @@ def test_a_group_without_a_producer_emits_through_a_kpipe_producer_before_it_com
         f"producers:\n  audit:\n    topic: {audit}\n"
         f"consumers:\n  {group}:\n    topics: [{source}]\n    handler: auditing:handle\n"
         "    commit: {strategy: auto, interval_ms: 200}\n    on_error: {action: stop}\n"
+        f"    concurrency: {concurrency}\n"
     )
     run = kpipe_run(directory / "project.yaml")
     try:
         values = produce(kafka_bootstrap, source, 5, 1)
         [pid] = {r["pid"] for r in run.wait_handled(5)}
         sent = [json.loads(m.value()) for m in read_all(kafka_bootstrap, audit, 5, timeout=60)]
+        # In offset order: the concurrent loop may run events without a key at once.
+        sent.sort(key=lambda event: event["offset"])
         assert sent == [{"seen": value, "offset": offset} for offset, value in enumerate(values)]
         wait_for(lambda: committed(kafka_bootstrap, group, source) == [5], 30,
                  message=lambda: f"committed {committed(kafka_bootstrap, group, source)}\n{run.log()}")  # fmt: skip

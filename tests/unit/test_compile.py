@@ -103,11 +103,13 @@ def test_consumer_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     assert analytics.commit == CommitPolicy("auto", interval_ms=5000)
     assert analytics.on_error == ErrorPolicy("skip", 1, 200, 30_000, None)
+    assert analytics.producer_client is None  # it skips failed events and emits nothing: it never sends
 
     mailer = compiler.compile_consumer_group(spec, "welcome-mailer")
     assert mailer.commit == CommitPolicy("per_message")
     assert mailer.on_error.dead_letter_topic == "welcome-mailer.dlq"
     assert mailer.client.get("enable.auto.commit") == "false"
+    assert mailer.producer_client is not None
 
 
 def test_provenance(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,3 +256,37 @@ def test_cluster_config_overrides_the_group_producer_defaults(tmp_path: Path) ->
     producer = group.producer_client.as_dict()
     assert producer["enable.idempotence"] == "false" and producer["acks"] == "1"
     assert producer["linger.ms"] == "5"  # kpipe's default where the cluster says nothing
+
+
+@pytest.mark.parametrize(
+    ("on_error", "emits", "sends"),
+    [
+        ("", "", True),  # on_error's default action is dead_letter
+        ("on_error: {action: dead_letter}", "", True),
+        ("on_error: {action: skip}", "", False),
+        ("on_error: {action: stop}", "", False),
+        ("on_error: {action: skip}", "emits: [payments]", True),
+        ("on_error: {action: stop}", "emits: [payments]", True),
+    ],
+)
+def test_a_group_has_a_producer_only_when_it_can_send_through_it(
+    tmp_path: Path, on_error: str, emits: str, sends: bool
+) -> None:
+    # The group's own producer writes its dead letters and its declared emits; a group that can do neither gets
+    # none, so its workers start no producer (threads, buffers). Sending through a kpipe Producer needs none.
+    group = "\n".join(
+        f"      {line}" for line in ("topics: [orders]", "handler: 'app:bill'", on_error, emits) if line
+    )
+    (tmp_path / "p.yaml").write_text(
+        "cluster: {bootstrap_servers: 'k:9092'}\n"
+        "topics: {orders: {partitions: 1}, payments: {partitions: 1}}\n"
+        f"consumers:\n  billing:\n{group}\n"
+    )
+    from kpipe.compilation.project import load_project
+
+    compiled = load_project([tmp_path]).consumer_group("billing")
+    if sends:
+        assert compiled.producer_client is not None
+        assert compiled.producer_client.get("client.id") == "kpipe-billing-dlq"
+    else:
+        assert compiled.producer_client is None

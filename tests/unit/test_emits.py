@@ -12,10 +12,12 @@ from builders import assemble_texts, check_texts
 from fakes import FakeProducer
 from kpipe.check.rules import check_project
 from kpipe.compilation import compiler
+from kpipe.compilation.compiled import ClientConfig, ProducerSettings, Setting
 from kpipe.diagnostics import Diagnostic
 from kpipe.errors import UndeclaredEmit
 from kpipe.model.assemble import Declarations
 from kpipe.runtime.handler import Emitter
+from kpipe.runtime.producer import Producer
 from kpipe.runtime.serde import EventInvalid
 
 PROJECT = (
@@ -126,3 +128,37 @@ def test_an_emitter_without_declared_emits_is_unrestricted() -> None:
     producer = FakeProducer()
     Emitter(producer, {}).emit("anywhere", {"a": 1}, None, None)
     assert sent(producer) == [("anywhere", b'{"a":1}', None)]
+
+
+def _kpipe_producer(client: FakeProducer) -> Producer:
+    settings = ProducerSettings(
+        name="audit", topic="audit", key_field=None, schema_name=None,
+        client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
+    )  # fmt: skip
+    return Producer(settings, None, client_factory=client.build)
+
+
+def test_an_emitter_without_a_producer_sends_through_kpipe_producers_and_settles_them() -> None:
+    # A group with no dead letters and no emits has no producer of its own; its handler can still send through
+    # an application's kpipe Producer, whose deliveries the worker waits for before committing.
+    client = FakeProducer()
+    emitter = Emitter(None, {}, emits=(), group="billing")
+    emitter.emit(_kpipe_producer(client), {"order_id": "o-1"}, None, None)
+    assert emitter.unsettled and emitter.emitted == 1
+    assert [s["topic"] for s in client.sent] == ["audit"] and client.waiting
+    emitter.settle_external(1.0)
+    assert client.waiting == [] and emitter.failures == []
+
+
+def test_an_emitter_without_a_producer_refuses_emits_by_topic_name_as_undeclared() -> None:
+    with pytest.raises(UndeclaredEmit) as raised:
+        Emitter(None, group="billing").emit("payments", {"order_id": "o-1"}, None, None)
+    assert str(raised.value) == (
+        "consumer group 'billing' emits to 'payments', which it does not declare (emits: none); "
+        "add 'payments' to the group's emits"
+    )
+
+
+def test_declared_emits_without_a_producer_to_send_them_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"emits \['payments'\] need a producer"):
+        Emitter(None, emits=("payments",))

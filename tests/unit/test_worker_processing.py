@@ -663,6 +663,65 @@ def test_events_emitted_through_a_kpipe_producer_are_delivered_before_the_offset
         )  # each store came after the flush delivered the emit
 
 
+@pytest.mark.parametrize("strategy", ["auto", "batch", "per_message"])
+def test_a_group_without_a_producer_emits_through_a_kpipe_producer_settled_before_its_offsets(
+    strategy: str,
+) -> None:
+    # No dead letters (on_error: stop), no emits: the worker builds no producer of its own, yet a handler may
+    # still send through an application's kpipe Producer, and each offset waits for those deliveries.
+    audit = FakeKpipeProducer()
+    delivered_at: list[tuple[int, int]] = []  # (offset stored or committed, events delivered by then)
+
+    class RecordingConsumer(FakeConsumer):
+        def store_offsets(self, message: Any = None, offsets: Any = None) -> None:
+            super().store_offsets(message, offsets)
+            delivered_at.append((self.stored[-1][2], len(audit.delivered)))
+
+        def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+            if offsets is not None:
+                delivered_at.extend((tp.offset, len(audit.delivered)) for tp in offsets)
+            return super().commit(message, offsets, asynchronous)
+
+    h = Harness(lambda e, ctx: ctx.emit(audit, {"n": e.n}), strategy, action="stop", emitting=False,
+                consumer=RecordingConsumer(), batch_size=1)  # fmt: skip
+    assert h.run(messages(3)) == WORKER_EXIT_OK
+    assert h.producer.config is None  # no producer was built
+    assert audit.delivered == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert delivered_at and max(offset for offset, _ in delivered_at) == 3
+    # Every offset up to o covers the events of messages 0..o-1: they were delivered before it was written.
+    assert all(delivered >= offset for offset, delivered in delivered_at), delivered_at
+
+
+def test_a_group_without_a_producer_refuses_an_emit_by_topic_name_as_undeclared() -> None:
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        ctx.emit("out", {"key": "x", "n": event.n})
+
+    h = Harness(handler, action="stop", emitting=False)
+    assert h.run(messages(1)) == WORKER_EXIT_HALT
+    assert h.producer.config is None and h.producer.sent == []
+    assert "UndeclaredEmit: consumer group 'g' emits to 'out', which it does not declare (emits: none)" in (
+        h.worker.error or ""
+    )
+    assert h.commits == []
+
+
+@pytest.mark.parametrize(
+    ("on_error", "emits"),
+    [(ErrorPolicy("dead_letter", dead_letter_topic="g.dlq"), ()), (ErrorPolicy("skip"), ("out",))],
+)
+def test_settings_that_can_send_without_a_producer_config_are_refused(
+    on_error: ErrorPolicy, emits: tuple[str, ...]
+) -> None:
+    commit = CommitPolicy("batch")
+    conf = {"bootstrap.servers": "b:9092", "group.id": "g", **commit_settings(commit)}
+    settings = ConsumerGroupSettings(
+        group_id="g", topics=("t",), handler="m:f", instances=1, commit=commit, on_error=on_error,
+        client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())), emits=emits,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="a dead-letter topic or declared emits need producer_client"):
+        GroupWorker(settings, {}, lambda e, ctx: None)
+
+
 def test_the_worker_passes_the_compiled_configs_to_its_clients_adding_only_callbacks() -> None:
     h = Harness(lambda e, ctx: None, client={"session.timeout.ms": "7000"})
     h.run()

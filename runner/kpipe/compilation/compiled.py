@@ -122,7 +122,8 @@ class ConsumerGroupSettings:
     client: ClientConfig
     # Schema name per subscribed topic (None: the handler gets raw bytes).
     topic_schemas: Mapping[str, str | None] = field(default_factory=dict)
-    # librdkafka config for the producer that writes dead letters and handler-emitted events.
+    # librdkafka config for the producer that writes dead letters and events emitted by topic name; None when
+    # the group can send neither (no dead-letter topic, no `emits`): its workers then build no producer.
     producer_client: ClientConfig | None = None
     # Directories added to sys.path before importing the handler: the pipeline files' directories, then the
     # project root (docs/pipeline-format.md, "Handlers and model schemas: how they are found").

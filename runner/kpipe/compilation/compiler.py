@@ -225,10 +225,6 @@ def compile_consumer_group(
             layers.set(key, value, "declared", f"{origin}.interval_ms", position)
         else:
             layers.set(key, value, "derived", origin, position)
-    # The producer for dead letters and emitted events: kpipe's durable defaults, which cluster.config may
-    # override (e.g. idempotence off where the cluster grants no IdempotentWrite).
-    producer = _base(project, "producer", bootstrap_override, defaults=GROUP_PRODUCER_DEFAULTS)
-    producer.set("client.id", f"kpipe-{name}-dlq", "kpipe default")
     return ConsumerGroupSettings(
         group_id=name,
         topics=tuple(spec.topics),
@@ -240,7 +236,7 @@ def compile_consumer_group(
         topic_schemas={
             t: (project.topics[t].spec.schema_ if t in project.topics else None) for t in spec.topics
         },
-        producer_client=producer.freeze(),
+        producer_client=_group_producer(project, name, spec, bootstrap_override),
         import_paths=tuple(project.directories),
         max_poll_records=spec.max_poll_records,
         position=declared.position,
@@ -248,6 +244,21 @@ def compile_consumer_group(
         ordering=spec.ordering,
         emits=tuple(spec.emits),
     )
+
+
+def _group_producer(
+    project: Declarations, name: str, spec: ConsumerGroupSpec, bootstrap_override: str | None
+) -> ClientConfig | None:
+    """The config of the group's own producer, which writes its dead letters and its declared emits, or None
+    when the group can do neither (an on_error action other than dead_letter, no `emits`): its workers then
+    build no producer, saving its threads and buffers. Events a handler sends through a kpipe Producer
+    (`ctx.emit(producer, event)`) go through that producer's client, not this one. kpipe's durable defaults,
+    which cluster.config may override (e.g. idempotence off where the cluster grants no IdempotentWrite)."""
+    if dead_letter_topic(name, spec) is None and not spec.emits:
+        return None
+    producer = _base(project, "producer", bootstrap_override, defaults=GROUP_PRODUCER_DEFAULTS)
+    producer.set("client.id", f"kpipe-{name}-dlq", "kpipe default")
+    return producer.freeze()
 
 
 def _commit_policy(commit: Any) -> CommitPolicy:

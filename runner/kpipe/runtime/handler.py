@@ -104,26 +104,33 @@ class ContextSnapshot:
 
 
 class Emitter:
-    """Handler emits through one shared librdkafka producer. Keys come from the target topic's key field.
+    """Handler emits: by topic name through the group's librdkafka producer, or through a kpipe Producer (its
+    own client). Keys come from the target topic's key field.
 
     `kafka_producer` is a confluent_kafka.Producer built by the worker (this module does not import the
-    client). `emits` are the topics the group declared (`emits:`): an emit by name to any other topic raises
+    client), or None for a group that has none (no dead letters, no `emits`): it emits only through kpipe
+    Producers. `emits` are the topics the group declared (`emits:`): an emit by name to any other topic raises
     UndeclaredEmit, so the handler fails like on any other error (None: unrestricted, for tests that build an
-    Emitter by hand). `models` holds each topic's schema model: an event emitted to a topic with a schema is
-    validated against it before it is sent, as the producer API does. Deliveries are tracked: `unsettled` says events were emitted since the worker last flushed the
-    producer, and `failures` lists deliveries that failed; the worker flushes before committing the offsets of
-    messages whose handlers emitted, and stops without committing if an emitted event was not delivered.
+    Emitter by hand; without a producer, nothing is declared). `models` holds each topic's schema model: an
+    event emitted to a topic with a schema is validated against it before it is sent, as the producer API does.
+    Deliveries are tracked: `unsettled` says events were emitted since the worker last flushed the producers,
+    and `failures` lists deliveries that failed; the worker flushes before committing the offsets of messages
+    whose handlers emitted, and stops without committing if an emitted event was not delivered.
     """
 
     def __init__(
         self,
-        kafka_producer: Any,
+        kafka_producer: Any | None,
         key_fields: Mapping[str, str | None] | None = None,
         *,
         emits: Collection[str] | None = None,
         models: Mapping[str, Any] | None = None,
         group: str = "",
     ):
+        if kafka_producer is None:
+            if emits:
+                raise ValueError(f"emits {sorted(emits)} need a producer to send them with")
+            emits = ()
         self._producer = kafka_producer
         self._key_fields = dict(key_fields or {})
         self._emits = None if emits is None else frozenset(emits)

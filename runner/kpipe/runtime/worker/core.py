@@ -34,7 +34,7 @@ from kpipe.runtime.worker.cluster_health import ClusterHealth
 from kpipe.runtime.worker.commit import STRATEGIES, CommitConfirmations
 from kpipe.runtime.worker.concurrent import ConcurrentLoop
 from kpipe.runtime.worker.control import Control, Counters
-from kpipe.runtime.worker.emits import EmitSettler, NoEmitter
+from kpipe.runtime.worker.emits import EmitSettler
 from kpipe.runtime.worker.failures import FailurePolicy
 from kpipe.runtime.worker.hangs import HangWatch, StallWatch
 from kpipe.runtime.worker.loop import STATUS_INTERVAL, ConsumeLoop, Validators
@@ -121,7 +121,7 @@ class GroupWorker:
 
     settings: compiled (kpipe.compilation): `settings.client_for(instance)` is the consumer's final config,
     which the worker passes to `outside.consumer` as it is, adding only callbacks; `settings.producer_client`
-    likewise to `outside.producer` (dead letters, emitted events).
+    likewise to `outside.producer` (dead letters, events emitted by topic name), when the group has one.
     """
 
     def __init__(
@@ -302,7 +302,7 @@ class GroupWorker:
         on_commit = confirmations.on_commit if strategy_class.commits_in_background else None
         consumer = outside.consumer(self._consumer_conf(on_commit))
         producer, emitter = self._producer_and_emitter()
-        ctx = HandlerContext(self.group, emitter if producer is not None else None)
+        ctx = HandlerContext(self.group, emitter)
         max_poll_interval = int(self.consumer_config.get("max.poll.interval.ms", 300_000)) / 1000.0
         membership = Membership(consumer, settings.max_poll_records, max_poll_interval, outside.clock)
         settler = EmitSettler(emitter, producer, membership, control)
@@ -328,8 +328,7 @@ class GroupWorker:
         loop: ConsumeLoop
         if is_concurrent(settings, self._handler):
             loop = ConcurrentLoop(
-                **parts, settings=settings, emitter=emitter if producer is not None else None,
-                executors=outside.executors,
+                **parts, settings=settings, emitter=emitter, executors=outside.executors,
             )  # fmt: skip
         else:
             loop = SequentialLoop(**parts, ctx=ctx, watch=self._watch, hang_counts=self._hangs)
@@ -364,14 +363,15 @@ class GroupWorker:
         conf.setdefault("logger", LibrdkafkaLog())
         return conf
 
-    def _producer_and_emitter(self) -> tuple[ProducerClient | None, Any]:
-        """The producer (dead letters, emitted events) when the group has one, and what ctx.emit writes with:
-        only the declared emits, each validated against its topic's schema model."""
-        if self.producer_config is None:
-            return None, NoEmitter()
-        pconf: dict[str, Any] = {**self.producer_config, "error_cb": self._health.on_producer_error}
-        pconf.setdefault("logger", LibrdkafkaLog())
-        producer = self._outside.producer(pconf)
+    def _producer_and_emitter(self) -> tuple[ProducerClient | None, Emitter]:
+        """The group's producer (dead letters, declared emits) when it can send through one, and what ctx.emit
+        writes with: only the declared emits, each validated against its topic's schema model, and events sent
+        through kpipe Producers, which every group may do (with no producer of its own, only those)."""
+        producer: ProducerClient | None = None
+        if self.producer_config is not None:
+            pconf: dict[str, Any] = {**self.producer_config, "error_cb": self._health.on_producer_error}
+            pconf.setdefault("logger", LibrdkafkaLog())
+            producer = self._outside.producer(pconf)
         targets = self._emit_targets
         emitter = Emitter(
             producer, targets.key_fields, emits=self.settings.emits, models=targets.models, group=self.group
@@ -427,5 +427,7 @@ def _require_compiled(settings: ConsumerGroupSettings, config: Mapping[str, str]
             f"consumer group '{settings.group_id}': the client config is not compiled for its commit policy "
             f"(needs {wrong}); build ConsumerGroupSettings with kpipe.compilation.compiler"
         )
-    if settings.on_error.dead_letter_topic and settings.producer_client is None:
-        raise ValueError(f"consumer group '{settings.group_id}': a dead-letter topic needs producer_client")
+    if (settings.on_error.dead_letter_topic or settings.emits) and settings.producer_client is None:
+        raise ValueError(
+            f"consumer group '{settings.group_id}': a dead-letter topic or declared emits need producer_client"
+        )

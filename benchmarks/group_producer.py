@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_groups import STARTED, free_port, kpipe_command, log, machine, smaps_rollup  # noqa: E402
+from many_groups import STARTED, free_port, kpipe_command, log, machine, smaps_rollup, stop_run  # noqa: E402
 from sections import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,13 +111,7 @@ def one_run(variant: str, workdir: Path, index: int, settle: float, timeout: flo
             private=memory["Private_Dirty"], rss=memory["Rss"], load=os.getloadavg()[0],
         )  # fmt: skip
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=5)
+        stop_run(proc, reader)
 
 
 def section(samples: dict[str, list[Sample]], runs: int, info: str, command: str) -> str:

@@ -202,16 +202,21 @@ def one_run(
                 name = process_name(pid, proc.pid)
                 run.others[name] = run.others.get(name, 0.0) + memory["Pss"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=5)
+        stop_run(proc, reader)
         if keep_log is not None:
             keep_log.close()
     return run
+
+
+def stop_run(proc: subprocess.Popen, reader: threading.Thread) -> None:
+    """Stop a `kpipe run` as Ctrl-C's sibling SIGTERM would (killed after 60 s), and its log reader."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    reader.join(timeout=5)
 
 
 def kpipe_command() -> list[str]:

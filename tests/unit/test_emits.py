@@ -3,6 +3,7 @@ invalid events before anything reaches the producer."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from kpipe.model.assemble import Declarations
 from kpipe.runtime.handler import Emitter
 from kpipe.runtime.producer import Producer
 from kpipe.runtime.serde import EventInvalid
+from kpipe.runtime.worker.control import Control
+from kpipe.runtime.worker.emits import EmitSettler
 
 PROJECT = (
     "topics:\n  orders:\n    partitions: 3\n  payments:\n    partitions: 3\n    key: order_id\n"
@@ -146,8 +149,59 @@ def test_an_emitter_without_a_producer_sends_through_kpipe_producers_and_settles
     emitter.emit(_kpipe_producer(client), {"order_id": "o-1"}, None, None)
     assert emitter.unsettled and emitter.emitted == 1
     assert [s["topic"] for s in client.sent] == ["audit"] and client.waiting
-    emitter.settle_external(1.0)
+    taken = emitter.take_unsettled()
+    assert taken is not None and not emitter.unsettled
+    emitter.settle_external(taken, 1.0)
     assert client.waiting == [] and emitter.failures == []
+    assert emitter.take_unsettled() is None  # nothing emitted since
+
+
+def test_an_emit_made_while_a_settle_flushes_is_left_to_the_next_settle() -> None:
+    # A handler thread of the concurrent loop emits through a kpipe Producer while the worker settles the
+    # emits before a commit. That event belongs to a message not yet finished, so this settle need not wait
+    # for it, but the next one must: the worker may not commit that message's offset before it is delivered.
+    client = FakeProducer()
+    emitter = Emitter(None, {}, emits=(), group="billing")
+    audit = _kpipe_producer(client)
+    emitter.emit(audit, {"order_id": "o-1"}, None, None)
+    flush = audit.flush
+
+    def flush_while_a_handler_emits(timeout: float) -> Any:
+        summary = flush(timeout)
+        audit.flush = flush  # once
+        emitter.emit(audit, {"order_id": "o-2"}, None, None)  # the other thread, between flush and commit
+        return summary
+
+    audit.flush = flush_while_a_handler_emits
+    settler = EmitSettler(emitter, None, _Membership(), Control())
+    assert settler.settle() and client.waiting == [(None, "audit")]  # o-1 settled, o-2 still in flight
+    assert emitter.unsettled and emitter.emitted == 2
+    assert settler.settle() and client.waiting == []  # the next settle waits for o-2
+
+
+def test_a_settle_that_leaves_an_emit_undelivered_halts_and_every_later_settle_refuses() -> None:
+    client = FakeProducer()
+    emitter = Emitter(client, {}, group="billing")
+    emitter.emit("payments", {"order_id": "o-1"}, None, None)
+    client.poll = client.flush = lambda timeout=0: len(client.waiting)  # the broker never acknowledges
+    control = Control()
+    control.stop()
+    control.requested_at = time.monotonic() - 3600  # stopping, and waited long enough for acknowledgements
+    settler = EmitSettler(emitter, client, _Membership(), control)
+    assert not settler.settle() and control.error == (
+        "events emitted by the handler were not delivered: 1 still in flight"
+    )
+    assert not settler.settle()  # nothing emitted since, but the lost event still forbids a commit
+
+
+class _Membership:
+    """Stands in for the group membership a long settle keeps alive."""
+
+    def __init__(self) -> None:
+        self.kept = 0
+
+    def keep_alive(self) -> None:
+        self.kept += 1
 
 
 def test_an_emitter_without_a_producer_refuses_emits_by_topic_name_as_undeclared() -> None:

@@ -12,6 +12,7 @@ you need from it during the call and do not keep the object (call `ctx.snapshot(
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,13 @@ class ContextSnapshot:
     group: str
 
 
+@dataclass(frozen=True)
+class Unsettled:
+    """Emits taken to settle: each kpipe Producer emitted through, with its failure count before the first."""
+
+    producers: tuple[tuple[Any, int], ...]
+
+
 class Emitter:
     """Handler emits: by topic name through the group's librdkafka producer, or through a kpipe Producer (its
     own client). Keys come from the target topic's key field.
@@ -113,9 +121,12 @@ class Emitter:
     UndeclaredEmit, so the handler fails like on any other error (None: unrestricted, for tests that build an
     Emitter by hand; without a producer, nothing is declared). `models` holds each topic's schema model: an
     event emitted to a topic with a schema is validated against it before it is sent, as the producer API does.
-    Deliveries are tracked: `unsettled` says events were emitted since the worker last flushed the producers,
-    and `failures` lists deliveries that failed; the worker flushes before committing the offsets of messages
-    whose handlers emitted, and stops without committing if an emitted event was not delivered.
+    Deliveries are tracked: `unsettled` says events were emitted since the worker last took them to settle
+    (take_unsettled), and `failures` lists deliveries that failed; the worker flushes before committing the
+    offsets of messages whose handlers emitted, and stops without committing if an emitted event was not
+    delivered. Handler threads of the concurrent loop emit while the worker settles: the flag, the kpipe
+    Producers to wait for and the count change under one lock, so an emit is either in what a settle took or
+    left marked for the next one.
     """
 
     def __init__(
@@ -141,17 +152,21 @@ class Emitter:
         self.failures: list[str] = []
         # kpipe Producers handlers emitted through, with their failure count before: settled before commits.
         self._external: dict[int, tuple[Any, int]] = {}
+        self._lock = threading.Lock()
 
     def emit(self, target: Any, event: Any, key: Any, headers: Any, on_delivery: Any = None) -> None:
         """Send an event. With `on_delivery(err, msg)` the caller tracks this delivery itself (concurrent
         workers track each event's emits); otherwise it counts towards `unsettled`/`failures`."""
         if not isinstance(target, str):
             # A kpipe Producer: it validates against its own schema and counts its own deliveries; the worker
-            # waits for them (settle_external) before committing, as for events emitted by topic name.
-            self._external.setdefault(id(target), (target, target.failed))
+            # waits for them (settle_external) before committing, as for events emitted by topic name. Noted
+            # after the send, so a settle that takes the notes in between leaves this event to the next one.
+            failed_before = target.failed
             target.send(event, key=key, headers=headers)
-            self.unsettled = True
-            self.emitted += 1
+            with self._lock:
+                self._external.setdefault(id(target), (target, failed_before))
+                self.unsettled = True
+                self.emitted += 1
             return
         if self._emits is not None and target not in self._emits:
             raise UndeclaredEmit(self._undeclared(target))
@@ -170,9 +185,10 @@ class Emitter:
             self._producer.produce(target, value, key, headers=headers, on_delivery=callback)
         except BufferError:
             produce_when_room(self._producer, target, value, key, headers=headers, on_delivery=callback)
-        if on_delivery is None:
-            self.unsettled = True
-        self.emitted += 1
+        with self._lock:
+            if on_delivery is None:
+                self.unsettled = True
+            self.emitted += 1
 
     def _undeclared(self, target: str) -> str:
         group = f"consumer group '{self._group}'" if self._group else "this consumer group"
@@ -180,10 +196,20 @@ class Emitter:
         hint = did_you_mean(target, self._emits or ()) or f"add '{target}' to the group's emits"
         return f"{group} emits to '{target}', which it does not declare (emits: {declared}); {hint}"
 
-    def settle_external(self, timeout: float) -> None:
-        """Wait for the events sent through kpipe Producers; record a failure for each one not delivered."""
-        external, self._external = self._external, {}
-        for producer, failed_before in external.values():
+    def take_unsettled(self) -> Unsettled | None:
+        """What a settle waits for: the kpipe Producers emitted through since the last take (None: nothing was
+        emitted that is not tracked per event). Clears `unsettled`; an emit from now on marks it again."""
+        with self._lock:
+            if not self.unsettled:
+                return None
+            self.unsettled = False
+            external, self._external = self._external, {}
+        return Unsettled(tuple(external.values()))
+
+    def settle_external(self, taken: Unsettled, timeout: float) -> None:
+        """Wait for the events sent through the kpipe Producers taken; record a failure for each one not
+        delivered."""
+        for producer, failed_before in taken.producers:
             summary = producer.flush(timeout)
             if summary.failed > failed_before or summary.pending:
                 lost = summary.failed - failed_before + summary.pending

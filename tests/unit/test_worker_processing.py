@@ -473,6 +473,39 @@ def test_auto_commits_a_quick_batch_on_a_revocation_that_comes_while_its_emits_s
     assert log.index(("stored", "t", 0, 4)) < log.index("commit")
 
 
+@pytest.mark.parametrize("strategy", ["auto", "batch", "per_message"])
+def test_a_revocation_during_an_emit_settle_commits_nothing_whose_emit_is_unacknowledged(
+    strategy: str,
+) -> None:
+    # A commit waits for the events emitted before it; its wait polls to keep the membership, and a revocation
+    # served by that poll commits at once. That commit must wait for the same events: here the event is never
+    # delivered, so offset 0 may be neither stored nor committed, and its message is read again.
+    clock = VirtualClock()
+
+    class LosingProducer(FakeProducer):
+        """The first flush acknowledges nothing and takes past a third of max.poll.interval.ms (a keep-alive
+        poll follows); the next one reports the event lost."""
+
+        flushes = 0
+
+        def flush(self, timeout: float = 0) -> int:
+            clock.advance(2.0)
+            self.flushes += 1
+            if self.flushes == 1:
+                return len(self)
+            self.deliver_all(KafkaError(KafkaError._MSG_TIMED_OUT))
+            return 0
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        ctx.emit("out", {"key": "x", "n": event.n})
+        h.consumer.revoke([0])  # in the next poll: the keep-alive while the emit settles
+
+    h = Harness(handler, strategy, batch_size=1, clock=clock, consumer=FakeConsumer(clock=clock),
+                producer=LosingProducer(), client={"max.poll.interval.ms": "3000"})  # fmt: skip
+    assert h.run(messages(1)) == WORKER_EXIT_CLUSTER
+    assert h.consumer.stored == [] and h.commits == []
+
+
 def test_auto_goes_back_to_storing_each_offset_after_a_slow_batch() -> None:
     clock = VirtualClock()
 

@@ -560,6 +560,41 @@ def test_messages_of_partitions_revoked_during_a_wait_are_dropped() -> None:
     assert h.worker.assigned == {("t", 1)}
 
 
+def test_messages_a_keep_alive_poll_fetched_of_a_partition_revoked_later_in_the_wait_are_not_handled() -> (
+    None
+):
+    # A retry's wait polls to keep the membership; a poll returns messages of a partition assigned meanwhile,
+    # carried over to the next batch, and a later poll of the same wait revokes that partition. Its messages
+    # are no longer this member's: its new owner reads them from the committed offset.
+    clock = VirtualClock()
+    moved = Message(topic="t", partition=1, offset=5, key=b"k", value=b'{"key": "k", "n": 5}')
+
+    class RebalancingConsumer(FakeConsumer):
+        keep_alives = 0
+
+        def consume(self, num_messages: int = 1, timeout: float = -1) -> list:
+            if timeout == 0:
+                self.keep_alives += 1
+                if self.keep_alives == 2:
+                    self.revoke([1])  # served by this poll
+            msgs = super().consume(num_messages, timeout)
+            return [moved] if timeout == 0 and self.keep_alives == 1 else msgs
+
+    seen: list[tuple[int, int]] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        seen.append((ctx.partition, ctx.offset))
+        if len(seen) == 1:
+            raise RuntimeError("transient")
+
+    h = Harness(handler, action="stop", retries=1, backoff_ms=300, clock=clock,
+                consumer=RebalancingConsumer(clock=clock), client={"max.poll.interval.ms": "30"})  # fmt: skip
+    assert h.run(messages(1)) == WORKER_EXIT_OK
+    assert h.consumer.keep_alives >= 2
+    assert seen == [(0, 0), (0, 0)]
+    assert h.commits == [[("t", 0, 1)]]
+
+
 @pytest.mark.parametrize("strategy", ["auto", "batch", "per_message"])
 def test_tombstone_on_schema_topic_is_a_schema_error(strategy: str) -> None:
     h = Harness(lambda e, ctx: None, strategy, action="skip")

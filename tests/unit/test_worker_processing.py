@@ -267,6 +267,36 @@ def test_per_message_commits_synchronously_on_shutdown_what_the_broker_refused()
     assert h.worker.commits == 1
 
 
+def test_per_message_commits_again_after_a_failure_only_once_the_emits_before_are_acknowledged() -> None:
+    # After a failed commit, per_message commits again what is processed and not confirmed, once interval_ms
+    # has passed. That commit also covers messages whose own commit was held back (16 unanswered) before their
+    # emitted events were waited for: it must wait for them too, as every commit does.
+    clock = VirtualClock()
+    unacked_at_commit: list[tuple[int, int]] = []
+
+    class FailingOnceConsumer(FakeConsumer):
+        commits_tried = 0
+
+        def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+            self.commits_tried += 1
+            if self.commits_tried == 1:
+                raise KafkaException(KafkaError(KafkaError._WAIT_COORD))
+            unacked_at_commit.extend((tp.offset, len(h.producer)) for tp in offsets)
+            return super().commit(message, offsets, asynchronous)
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 17:  # its commit is held back: 16 commits are unanswered within this batch
+            ctx.emit("out", {"key": "x", "n": event.n})
+            clock.advance(2.0)  # past interval_ms: the commit after the failure is due at the batch's end
+
+    h = Harness(
+        handler, "per_message", interval_ms=1000, clock=clock, consumer=FailingOnceConsumer(clock=clock)
+    )
+    assert h.run(messages(18)) == WORKER_EXIT_OK
+    assert (18, 0) in unacked_at_commit
+    assert [unacked for _offset, unacked in unacked_at_commit] == [0] * len(unacked_at_commit)
+
+
 def test_auto_stores_each_processed_offset_and_none_after_a_stop() -> None:
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == 4:

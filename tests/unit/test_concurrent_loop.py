@@ -16,8 +16,16 @@ from pydantic import BaseModel
 
 from fakes import FakeConsumer, FakeProducer
 from helpers import wait_for
-from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
+from kpipe.compilation.compiled import (
+    ClientConfig,
+    CommitPolicy,
+    ConsumerGroupSettings,
+    ErrorPolicy,
+    ProducerSettings,
+    Setting,
+)
 from kpipe.compilation.compiler import commit_settings
+from kpipe.runtime.producer import Producer
 from kpipe.runtime.protocol import (
     WORKER_EXIT_DEAD_LETTER,
     WORKER_EXIT_HALT,
@@ -27,6 +35,7 @@ from kpipe.runtime.protocol import (
 from kpipe.runtime.worker import GroupWorker, Outside
 from kpipe.runtime.worker import concurrent as concurrent_loop
 from kpipe.testing.clock import VirtualClock
+from kpipe.testing.executors import inline_executor
 
 
 class Event(BaseModel):
@@ -46,8 +55,11 @@ class Harness:
                  strategy: str = "batch", action: str = "dead_letter", retries: int = 0, backoff_ms: int = 1,
                  batch_size: int = 1000, producer: FakeProducer | None = None, ordering: str = "key",
                  client: dict[str, str] | None = None, metrics: bool = False,
-                 timeout_ms: int | None = None, interval_ms: int = 60_000, clock: Any = None):  # fmt: skip
-        """clock: a kpipe.testing VirtualClock for the worker (its time moves only when the test advances it)."""
+                 timeout_ms: int | None = None, interval_ms: int = 60_000, clock: Any = None,
+                 executors: Any = None, emits: tuple[str, ...] = (), started: Any = None):  # fmt: skip
+        """clock: a kpipe.testing VirtualClock for the worker (its time moves only when the test advances it).
+        executors: kpipe.testing's inline_executor runs the handlers on the consumer's thread, in order.
+        started(harness): called before the worker's thread starts (a handler may then reach the harness)."""
         commit = CommitPolicy(strategy, batch_size=batch_size, interval_ms=interval_ms)  # type: ignore[arg-type]
         conf = {
             "bootstrap.servers": "unused:9092",
@@ -61,15 +73,18 @@ class Harness:
                                  "t.dlq" if action == "dead_letter" else None, timeout_ms),
             client=ClientConfig(tuple(Setting(k, v, "declared") for k, v in conf.items())),
             producer_client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),)),
-            concurrency=concurrency, ordering=ordering,  # type: ignore[arg-type]
+            concurrency=concurrency, ordering=ordering, emits=emits,  # type: ignore[arg-type]
         )  # fmt: skip
         self.consumer = FakeConsumer(messages)
         self.producer = producer if producer is not None else FakeProducer()  # falsy when empty
         outside = Outside(consumer=self.consumer.build, producer=self.producer.build, rng=lambda: 0.5,
-                          **({"clock": clock} if clock is not None else {}))  # fmt: skip
+                          **({"clock": clock} if clock is not None else {}),
+                          **({"executors": executors} if executors is not None else {}))  # fmt: skip
         self.worker = GroupWorker(settings, {"t": Event}, handler, outside=outside, metrics=metrics)
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
+        if started is not None:
+            started(self)
         self.thread.start()
 
     def _run(self) -> None:
@@ -148,6 +163,49 @@ def test_lost_partitions_commit_nothing() -> None:
         release.set()
         assert h.stop() == WORKER_EXIT_OK
     assert h.consumer.commits == []
+
+
+def test_a_partition_revoked_while_its_finished_events_are_handed_over_gets_no_commit_after_it() -> None:
+    # The events that finished in a turn go to the commit strategy one by one; a commit among them waits for
+    # emitted events and polls to keep the membership, and that poll revokes partition 0: its commit on
+    # revocation covers offset 2. The events of partition 0 still to be handed over after that commit are no
+    # longer this member's to commit: committing offset 1 would move the committed offset back.
+    clock = VirtualClock()
+    audit = Producer(
+        ProducerSettings(name="audit", topic="audit", key_field=None, schema_name=None,
+                         client=ClientConfig((Setting("bootstrap.servers", "unused:9092", "declared"),))),
+        None, client_factory=FakeProducer().build,
+    )  # fmt: skip
+    harness: list[Harness] = []
+
+    class SlowProducer(FakeProducer):
+        """The first flush acknowledges nothing and takes past a third of max.poll.interval.ms."""
+
+        flushes = 0
+
+        def flush(self, timeout: float = 0) -> int:
+            self.flushes += 1
+            if self.flushes > 1:
+                return super().flush(timeout)
+            clock.advance(2.0)
+            return len(self)
+
+    def handle(event: Event, ctx: Any) -> None:
+        if (ctx.partition, ctx.offset) == (0, 0):
+            ctx.emit(audit, {"n": 0})  # settled before the commit that covers it
+        elif (ctx.partition, ctx.offset) == (0, 2):
+            ctx.emit("out", {"key": "x", "n": 2})  # finishes once acknowledged: in the revocation's wait
+        elif ctx.partition == 1:
+            harness[0].consumer.revoke([0])  # in the next poll: the keep-alive of that settle
+            harness[0].worker.stop()
+
+    h = Harness(handle, {0: [msg(0, 0, "a"), msg(0, 1, "b"), msg(0, 2, "c")], 1: [msg(1, 0, "d")]},
+                batch_size=1, producer=SlowProducer(), client={"max.poll.interval.ms": "3000"}, clock=clock,
+                executors=inline_executor, emits=("out",), started=harness.append)  # fmt: skip
+    h.thread.join(20)  # the handler of partition 1 stops the worker
+    assert not h.thread.is_alive() and h.code == WORKER_EXIT_OK
+    partition_0 = [o for commit in h.consumer.commits for _t, p, o in commit if p == 0]
+    assert partition_0 == [3]
 
 
 def test_per_message_commits_the_prefix_once_per_turn_not_once_per_event() -> None:

@@ -267,6 +267,36 @@ def test_per_message_commits_synchronously_on_shutdown_what_the_broker_refused()
     assert h.worker.commits == 1
 
 
+def test_per_message_commits_again_after_a_failure_only_once_the_emits_before_are_acknowledged() -> None:
+    # After a failed commit, per_message commits again what is processed and not confirmed, once interval_ms
+    # has passed. That commit also covers messages whose own commit was held back (16 unanswered) before their
+    # emitted events were waited for: it must wait for them too, as every commit does.
+    clock = VirtualClock()
+    unacked_at_commit: list[tuple[int, int]] = []
+
+    class FailingOnceConsumer(FakeConsumer):
+        commits_tried = 0
+
+        def commit(self, message: Any = None, offsets: Any = None, asynchronous: bool = True) -> Any:
+            self.commits_tried += 1
+            if self.commits_tried == 1:
+                raise KafkaException(KafkaError(KafkaError._WAIT_COORD))
+            unacked_at_commit.extend((tp.offset, len(h.producer)) for tp in offsets)
+            return super().commit(message, offsets, asynchronous)
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if event.n == 17:  # its commit is held back: 16 commits are unanswered within this batch
+            ctx.emit("out", {"key": "x", "n": event.n})
+            clock.advance(2.0)  # past interval_ms: the commit after the failure is due at the batch's end
+
+    h = Harness(
+        handler, "per_message", interval_ms=1000, clock=clock, consumer=FailingOnceConsumer(clock=clock)
+    )
+    assert h.run(messages(18)) == WORKER_EXIT_OK
+    assert (18, 0) in unacked_at_commit
+    assert [unacked for _offset, unacked in unacked_at_commit] == [0] * len(unacked_at_commit)
+
+
 def test_auto_stores_each_processed_offset_and_none_after_a_stop() -> None:
     def handler(event: Event, ctx: HandlerContext) -> None:
         if event.n == 4:
@@ -473,6 +503,39 @@ def test_auto_commits_a_quick_batch_on_a_revocation_that_comes_while_its_emits_s
     assert log.index(("stored", "t", 0, 4)) < log.index("commit")
 
 
+@pytest.mark.parametrize("strategy", ["auto", "batch", "per_message"])
+def test_a_revocation_during_an_emit_settle_commits_nothing_whose_emit_is_unacknowledged(
+    strategy: str,
+) -> None:
+    # A commit waits for the events emitted before it; its wait polls to keep the membership, and a revocation
+    # served by that poll commits at once. That commit must wait for the same events: here the event is never
+    # delivered, so offset 0 may be neither stored nor committed, and its message is read again.
+    clock = VirtualClock()
+
+    class LosingProducer(FakeProducer):
+        """The first flush acknowledges nothing and takes past a third of max.poll.interval.ms (a keep-alive
+        poll follows); the next one reports the event lost."""
+
+        flushes = 0
+
+        def flush(self, timeout: float = 0) -> int:
+            clock.advance(2.0)
+            self.flushes += 1
+            if self.flushes == 1:
+                return len(self)
+            self.deliver_all(KafkaError(KafkaError._MSG_TIMED_OUT))
+            return 0
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        ctx.emit("out", {"key": "x", "n": event.n})
+        h.consumer.revoke([0])  # in the next poll: the keep-alive while the emit settles
+
+    h = Harness(handler, strategy, batch_size=1, clock=clock, consumer=FakeConsumer(clock=clock),
+                producer=LosingProducer(), client={"max.poll.interval.ms": "3000"})  # fmt: skip
+    assert h.run(messages(1)) == WORKER_EXIT_CLUSTER
+    assert h.consumer.stored == [] and h.commits == []
+
+
 def test_auto_goes_back_to_storing_each_offset_after_a_slow_batch() -> None:
     clock = VirtualClock()
 
@@ -525,6 +588,41 @@ def test_messages_of_partitions_revoked_during_a_wait_are_dropped() -> None:
     assert seen == [0]
     assert h.commits == [[("t", 0, 1)]]  # committed on revocation: only offset 0 was processed
     assert h.worker.assigned == {("t", 1)}
+
+
+def test_messages_a_keep_alive_poll_fetched_of_a_partition_revoked_later_in_the_wait_are_not_handled() -> (
+    None
+):
+    # A retry's wait polls to keep the membership; a poll returns messages of a partition assigned meanwhile,
+    # carried over to the next batch, and a later poll of the same wait revokes that partition. Its messages
+    # are no longer this member's: its new owner reads them from the committed offset.
+    clock = VirtualClock()
+    moved = Message(topic="t", partition=1, offset=5, key=b"k", value=b'{"key": "k", "n": 5}')
+
+    class RebalancingConsumer(FakeConsumer):
+        keep_alives = 0
+
+        def consume(self, num_messages: int = 1, timeout: float = -1) -> list:
+            if timeout == 0:
+                self.keep_alives += 1
+                if self.keep_alives == 2:
+                    self.revoke([1])  # served by this poll
+            msgs = super().consume(num_messages, timeout)
+            return [moved] if timeout == 0 and self.keep_alives == 1 else msgs
+
+    seen: list[tuple[int, int]] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        seen.append((ctx.partition, ctx.offset))
+        if len(seen) == 1:
+            raise RuntimeError("transient")
+
+    h = Harness(handler, action="stop", retries=1, backoff_ms=300, clock=clock,
+                consumer=RebalancingConsumer(clock=clock), client={"max.poll.interval.ms": "30"})  # fmt: skip
+    assert h.run(messages(1)) == WORKER_EXIT_OK
+    assert h.consumer.keep_alives >= 2
+    assert seen == [(0, 0), (0, 0)]
+    assert h.commits == [[("t", 0, 1)]]
 
 
 @pytest.mark.parametrize("strategy", ["auto", "batch", "per_message"])

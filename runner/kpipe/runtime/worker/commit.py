@@ -455,7 +455,8 @@ class PerMessageCommit(_ExplicitCommit):
             confirmations.failed = False
             self.deadline = now + self._interval
             self._drop_confirmed()
-            offsets = commit_list(self.processed)
+            # It covers messages held back before their emits were waited for: those are acknowledged first.
+            offsets = commit_list(self.processed) if self.processed and self._settler.settle() else []
             if offsets:
                 try:
                     self._consumer.commit(offsets=offsets, asynchronous=True)

@@ -114,6 +114,11 @@ class ConcurrentLoop(ConsumeLoop):
         # Messages that became committable, not yet handed to the commit strategy.
         self._committable: list[Any] = []
         self._hook: Callable[[Any], None] | None = None
+        # Handing over: a hook's commit waits for emitted events and polls, and a revocation or loss from that
+        # poll is committed (or dropped) at once; the partitions it took are noted here, and the messages of
+        # theirs still to be handed over are skipped (they are not this member's to commit any more).
+        self._handing_over = 0
+        self._gone: set[Partition] = set()
         self._coalesce = self._strategy.coalesce
         self._flow = FlowControl(self._consumer, self._membership, self._scheduler)
         self._stopping = False
@@ -307,9 +312,18 @@ class ConcurrentLoop(ConsumeLoop):
         hook = self._hook
         if self._coalesce:  # per_message: one commit per partition per turn, of its highest offset
             msgs = list({(m.topic(), m.partition()): m for m in msgs}.values())
-        for msg in msgs:
-            hook(msg)
-        self._strategy.end_batch()
+        gone = self._gone
+        self._handing_over += 1
+        try:
+            for msg in msgs:
+                if gone and (msg.topic(), msg.partition()) in gone:
+                    continue
+                hook(msg)
+            self._strategy.end_batch()
+        finally:
+            self._handing_over -= 1
+            if not self._handing_over:
+                gone.clear()
 
     # -- revocation and stopping ------------------------------------------------------------------------------
 
@@ -370,6 +384,8 @@ class ConcurrentLoop(ConsumeLoop):
     def _forget(self, keys: set[Partition]) -> None:
         # Events of these partitions still running keep their slot (and key) until they return; their
         # completion no longer counts (the tracker's epoch moved on).
+        if self._handing_over:
+            self._gone.update(keys)
         self._tracker.revoke(keys)
         self._flow.release(keys)
 

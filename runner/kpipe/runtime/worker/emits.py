@@ -30,6 +30,9 @@ class EmitSettler:
         self._producer = producer
         self._membership = membership
         self._control = control
+        # True while a settle waits for the group's producer: its keep-alive polls may serve a revocation, whose
+        # commit settles inside this wait and must wait for the same events (taken already, so not marked).
+        self._flushing = False
 
     def settle(self) -> bool:
         emitter = self.emitter
@@ -37,8 +40,9 @@ class EmitSettler:
         # A handler thread of the concurrent loop may emit meanwhile, for an event not yet finished whose offset
         # this commit does not cover: that emit stays marked for the next settle.
         taken = emitter.take_unsettled()
-        if taken is not None:
-            emitter.settle_external(taken, EMIT_SETTLE_TIMEOUT)
+        if taken is not None or self._flushing:
+            if taken is not None:
+                emitter.settle_external(taken, EMIT_SETTLE_TIMEOUT)
             in_flight = self._flush()
             if in_flight:
                 emitter.unsettled = True  # still not delivered: no later settle may pass over them
@@ -56,10 +60,14 @@ class EmitSettler:
         producer = self._producer
         if producer is None:
             return 0
-        while len(producer) and not self.emitter.failures:
-            producer.flush(WAIT_SLICE)
-            self._membership.keep_alive()
-            if self._control.gave_up():
-                break
+        flushing, self._flushing = self._flushing, True
+        try:
+            while len(producer) and not self.emitter.failures:
+                producer.flush(WAIT_SLICE)
+                self._membership.keep_alive()
+                if self._control.gave_up():
+                    break
+        finally:
+            self._flushing = flushing
         producer.poll(0)
         return len(producer)

@@ -92,6 +92,9 @@ class Membership:
             self.assigned.discard(key)
         if self.in_batch:
             self.revoked_in_batch.update(keys)
+        if self.carry:  # fetched by a keep-alive poll and no longer ours: a new owner reads them again
+            gone_keys = set(keys)
+            self.carry = [m for m in self.carry if (m.topic(), m.partition()) not in gone_keys]
         gone = [tp for tp in self.paused if (tp.topic, tp.partition) in keys]
         if gone:
             # librdkafka keeps a partition paused through a rebalance: resume it now, or it would stay paused

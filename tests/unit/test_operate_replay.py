@@ -253,3 +253,14 @@ def test_json_output_stays_valid_json_with_no_raw_control_character_and_no_secre
     assert json.loads(line)["value"] == {"note": f"a\x7fb\u2028c {REDACTED}"}
     assert "\x7f" not in line and "\u2028" not in line and "hunter2" not in line
     assert "hunter2" not in decode(record, None).render_text()
+
+
+def test_an_event_with_a_lone_surrogate_escape_prints_as_text_and_as_json() -> None:
+    # `"\ud800"` is valid JSON that decodes to a string no UTF-8 terminal or pipe can be given.
+    record = Record("orders", 0, 3, 1000, b"k", b'{"key":"\\ud800","n":"\\udfff"}', ())
+    for model in (None, Event):
+        shown = decode(record, model)
+        text, line = shown.render_text(), shown.render_json()
+        text.encode("utf-8")
+        line.encode("utf-8")
+        assert "\\ud800" in text and json.loads(line)["value"] == {"key": "\ud800", "n": "\udfff"}

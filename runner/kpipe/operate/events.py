@@ -41,8 +41,9 @@ from kpipe.runtime.worker.failures import (
 REPLAY_HEADER = "kpipe-replay"
 
 
-# Characters json.dumps leaves raw (ensure_ascii=False) that a terminal acts on: written as \uXXXX escapes.
-_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+# Characters json.dumps leaves raw (ensure_ascii=False) that a terminal acts on, and lone surrogates (which no
+# UTF-8 output can be given): written as \uXXXX escapes.
+_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def json_text(data: Any, *, indent: int | None = None) -> str:

@@ -280,3 +280,14 @@ def test_an_event_with_a_lone_surrogate_escape_prints_as_text_and_as_json() -> N
         text.encode("utf-8")
         line.encode("utf-8")
         assert "\\ud800" in text and json.loads(line)["value"] == {"key": "\ud800", "n": "\udfff"}
+
+
+def test_an_event_nested_too_deeply_for_the_json_parser_is_shown_as_text() -> None:
+    # A few kilobytes of `[` make json.loads raise RecursionError: one hostile event must not stop a tail.
+    deep = b"[" * 100_000
+    shown = decode(Record("orders", 0, 9, 1000, b"k", deep, ((REPLAY_HEADER, deep),)), None)
+    assert shown.value == deep.decode() and shown.valid is None
+    assert json.loads(shown.render_json())["value"] == deep.decode()
+    assert shown.render_text().splitlines()[-1] == "  " + deep.decode()
+    # The same in a replay header: not a count, so never replayed before (0).
+    assert dead_letter_of([("kpipe.error.type", b"handler"), (REPLAY_HEADER, deep)]).replays == 0  # type: ignore[union-attr]

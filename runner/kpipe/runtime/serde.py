@@ -40,7 +40,7 @@ def to_json_bytes(event: Any) -> bytes:
         return json.dumps(
             event, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
         ).encode()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise EventInvalid(unserialisable(exc)) from None
 
 
@@ -61,7 +61,8 @@ class EventNotJson(EventInvalid):
 def parse_json_event(text: str) -> Any:
     """One event written as JSON text, read as every Kafka peer reads JSON: NaN, Infinity and -Infinity
     (which Python's json accepts and no standard parser does) and integers past MAX_INT_DIGITS digits are
-    refused with their column (EventNotJson). Invalid JSON raises json.JSONDecodeError, as json.loads does."""
+    refused with their column (EventNotJson), and so is JSON nested past what the parser can read. Invalid JSON
+    raises json.JSONDecodeError, as json.loads does."""
 
     def refuse_constant(name: str) -> Any:
         raise EventNotJson(
@@ -88,7 +89,14 @@ def parse_json_event(text: str) -> Any:
             )
         return value
 
-    return json.loads(text, parse_constant=refuse_constant, parse_int=bounded_int, parse_float=finite_float)
+    try:
+        return json.loads(
+            text, parse_constant=refuse_constant, parse_int=bounded_int, parse_float=finite_float
+        )
+    except RecursionError:
+        raise EventNotJson(
+            "arrays or objects nested too deeply to be read (past the JSON parser's depth)"
+        ) from None
 
 
 def _column_of(text: str, wanted: Callable[[str], bool]) -> int | None:

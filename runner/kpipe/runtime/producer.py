@@ -227,10 +227,7 @@ class Producer:
                 if key is None:
                     raise EventInvalid(self._no_key())
             if self._check_values:
-                if self._check_finite:
-                    require_finite(event, self._what)
-                elif event.__pydantic_extra__:
-                    require_finite(event.__pydantic_extra__, self._what)
+                self._check_numbers(event)
             try:
                 value = to_json(event, exclude_unset=True)  # see serde.to_json_bytes
             except PydanticSerializationError as exc:  # e.g. a str holding a lone surrogate
@@ -272,6 +269,13 @@ class Producer:
             raise
         if not sent % POLL_EVERY:
             self._poll(0)
+
+    def _check_numbers(self, event: BaseModel) -> None:
+        """NaN and Infinity refused in the whole event, or only in its extra fields (see __init__)."""
+        if self._check_finite:
+            require_finite(event, self._what)
+        elif event.__pydantic_extra__:
+            require_finite(event.__pydantic_extra__, self._what)
 
     def _coerce(self, model: type[BaseModel], event: Any) -> BaseModel:
         if isinstance(event, model):

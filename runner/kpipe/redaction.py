@@ -211,9 +211,10 @@ def redact_optional(text: str | None) -> str | None:
 
 # -- control characters and workflow commands ----------------------------------------------------------------
 
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
-_BLOCK_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and lone surrogates (an event's JSON may
+# hold "\ud800": no UTF-8 output can be given it, so writing it would fail).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
+_BLOCK_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 # GitHub Actions runs a line as a command when, once trimmed, it starts with `::` (or `##[`, the old syntax).
 _COMMAND_START = re.compile(r"^([ \t]*)(::|##\[)", re.MULTILINE)
 

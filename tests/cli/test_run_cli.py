@@ -242,6 +242,23 @@ def test_produce_reports_a_line_that_is_not_utf8_and_sends_the_rest(
     assert len(read_all(kafka_bootstrap, topic, 2, expected=200)) == 200
 
 
+def test_produce_reports_a_line_with_a_lone_surrogate_escape_and_sends_the_rest(
+    tmp_path: Path, kafka_bootstrap: str, on_broker: ProjectOnBroker
+) -> None:
+    # Valid JSON whose string no UTF-8 encoder takes: an invalid line like any other, not the end of the input.
+    topic, project = on_broker()
+    events = tmp_path / "events.jsonl"
+    valid = [json.dumps({"id": f"k{i}", "amount": i}) + "\n" for i in range(4)]
+    events.write_text("".join(valid[:2]) + '{"id": "\\ud800", "amount": 1}\n' + "".join(valid[2:]))
+    code, out, err = kpipe("produce", "payments-api", str(project), "--file", str(events))
+    assert (code, out) == (1, "delivered 4, failed 0, invalid 1\n")
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{events}:3: error: ") and "cannot be serialised to JSON" in lines[0]
+    assert lines[1:] == ["error: 1 invalid line not sent"]
+    received = read_all(kafka_bootstrap, topic, 2, expected=4)
+    assert sorted(e["id"] for e in received) == ["k0", "k1", "k2", "k3"]
+
+
 def test_produce_not_utf8_on_stdin_needs_no_broker(tmp_path: Path) -> None:
     project = write_project(tmp_path / "p", "payments", NOWHERE)
     code, out, err = kpipe("produce", "payments-api", str(project), "--timeout", "1", stdin=b"\x80{}\n")  # type: ignore[arg-type]

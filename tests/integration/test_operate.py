@@ -168,6 +168,31 @@ def test_tail_prints_what_was_produced_and_flags_what_fails_the_schema(
     assert code == EXIT_USAGE and "has partitions 0 to 1" in err
 
 
+def test_tail_prints_hostile_events_escaped_and_finds_a_key_that_is_not_utf8(
+    tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str]
+) -> None:
+    # Valid JSON holding a lone surrogate, JSON nested past the parser's depth, and a key that is not UTF-8 (the
+    # shell hands `--key $'\xff'` to Python as the surrogate-escaped "\udcff"), as a user's terminal sees them.
+    topic = f"{prefix}.orders"
+    project = applied_project(tmp_path / "p", kafka_bootstrap, topic, unique_name("g"), schema=False)
+    deep = b"[" * 5000
+    events = [
+        (0, b'{"key":"\\ud800\\u001b[2J"}', b"a", [("kpipe-replay", deep)], None),
+        (0, deep, b"\xff", [], None),
+    ]
+    placed = produce(kafka_bootstrap, topic, events)
+    for output in ("text", "json"):
+        done = kpipe("tail", topic, project, "--format", output, process=True)
+        assert done.code == 0 and "Traceback" not in done.err, done.err
+        assert done.err.strip() == f"2 event(s) from {topic}"
+        assert "\x1b" not in done.out and "\\ud800" in done.out
+    shown = json_lines(kpipe("tail", topic, project, "--format", "json", process=True).out)
+    assert [e["value"] for e in shown] == [{"key": "\ud800\x1b[2J"}, deep.decode()]
+    done = kpipe("tail", topic, project, "--key", "\udcff", "--format", "json", process=True)
+    assert done.code == 0, done.err
+    assert [(e["partition"], e["offset"]) for e in json_lines(done.out)] == [placed[1]]
+
+
 def test_tail_follow_keeps_printing_events_written_after_it_started(
     tmp_path: Path, kafka_bootstrap: str, prefix: str, unique_name: Callable[..., str]
 ) -> None:

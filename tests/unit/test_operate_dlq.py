@@ -75,3 +75,25 @@ def test_dead_letter_topics_are_the_groups_own() -> None:
         group("c", "skip", None),
     ]
     assert dead_letter_topics(groups) == {"orders.dlq": ["a", "b"]}
+
+
+def test_samples_keep_what_they_show_not_the_whole_payload() -> None:
+    # Every distinct error type keeps a sample; hostile headers can make every dead letter a type of its own, so a
+    # sample must not hold its (up to megabytes) payload, only what it shows.
+    import tracemalloc
+
+    tally = DlqTally("orders.dlq", ["billing"])
+    tracemalloc.start()
+    try:
+        for i in range(50):
+            big = record(i, f"type-{i}")
+            tally.add(
+                Record(
+                    big.topic, 0, i, big.timestamp_ms, big.key, b'{"n":"' + b"\xc3\xa9" * 500_000, big.headers
+                )
+            )
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(tally.samples) == 50 and held < 10_000_000  # 50 MB of payloads were read
+    assert tally.to_json()["samples"]["type-7"]["value"] == '{"n":"' + "é" * 294 + "…"

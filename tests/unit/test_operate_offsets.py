@@ -203,3 +203,21 @@ def test_groups_are_found_by_the_start_of_their_id_without_reading_their_offsets
         {"bootstrap.servers": "fake:9092"}, admin_factory=lambda config: ListingAdminClient()
     )
     assert admin.group_ids("kpipe-replay.a.dlq") == ["kpipe-replay.a.dlq", "kpipe-replay.a.dlq:handler"]
+
+
+@pytest.mark.parametrize(
+    ("reset", "current", "reread", "skipped"),
+    [
+        ("earliest", 5, 0, 0),  # retention deleted 5..99: the group starts at the log start, 100, already
+        ("latest", 5, 100, 0),  # ... or at the log end, 200: earliest puts all 100 back in front of it
+        ("earliest", 500, 0, 0),  # a commit past the log end (the log was truncated): out of range too
+    ],
+)
+def test_a_committed_offset_outside_the_log_counts_from_where_the_group_would_really_start(
+    reset: str, current: int, reread: int, skipped: int
+) -> None:
+    bounds = {("orders", 0): Bounds(100, 200)}
+    plan = plan_reset("billing", group(reset), Earliest(), bounds, {("orders", 0): current}, IDLE)
+    (change,) = plan.changes
+    assert (change.current, change.new, change.reread, change.skipped) == (current, 100, reread, skipped)
+    assert plan.offsets == {("orders", 0): 100}  # the reset itself still commits the new offset

@@ -253,3 +253,41 @@ def test_json_output_stays_valid_json_with_no_raw_control_character_and_no_secre
     assert json.loads(line)["value"] == {"note": f"a\x7fb\u2028c {REDACTED}"}
     assert "\x7f" not in line and "\u2028" not in line and "hunter2" not in line
     assert "hunter2" not in decode(record, None).render_text()
+
+
+def test_a_dead_letter_after_one_past_until_is_not_sent_so_the_next_replay_cannot_send_it_again() -> None:
+    # Dead letters written by several workers can land out of time order: @1 is after --until, @2 before it.
+    records = [
+        dead_letter(0, n=0, stamp=1000),
+        dead_letter(1, n=1, stamp=1005),
+        dead_letter(2, n=2, stamp=1001),
+    ]
+    fake = groups()
+    first, second = FakeWriter(), FakeWriter()
+    replay_of(records, Selection(until_ms=1003), fake).execute(first)  # type: ignore[arg-type]
+    assert fake.altered[-1] == ("kpipe-replay.orders.dlq", {(DLQ, 0): 1})  # never past one after --until
+    replay_of(records, Selection(), fake).execute(second)  # type: ignore[arg-type]
+    sent = [json.loads(s[1])["n"] for s in first.sent + second.sent]
+    assert sorted(sent) == [0, 1, 2]  # each once: none lost, none sent twice
+
+
+def test_an_event_with_a_lone_surrogate_escape_prints_as_text_and_as_json() -> None:
+    # `"\ud800"` is valid JSON that decodes to a string no UTF-8 terminal or pipe can be given.
+    record = Record("orders", 0, 3, 1000, b"k", b'{"key":"\\ud800","n":"\\udfff"}', ())
+    for model in (None, Event):
+        shown = decode(record, model)
+        text, line = shown.render_text(), shown.render_json()
+        text.encode("utf-8")
+        line.encode("utf-8")
+        assert "\\ud800" in text and json.loads(line)["value"] == {"key": "\ud800", "n": "\udfff"}
+
+
+def test_an_event_nested_too_deeply_for_the_json_parser_is_shown_as_text() -> None:
+    # A few kilobytes of `[` make json.loads raise RecursionError: one hostile event must not stop a tail.
+    deep = b"[" * 100_000
+    shown = decode(Record("orders", 0, 9, 1000, b"k", deep, ((REPLAY_HEADER, deep),)), None)
+    assert shown.value == deep.decode() and shown.valid is None
+    assert json.loads(shown.render_json())["value"] == deep.decode()
+    assert shown.render_text().splitlines()[-1] == "  " + deep.decode()
+    # The same in a replay header: not a count, so never replayed before (0).
+    assert dead_letter_of([("kpipe.error.type", b"handler"), (REPLAY_HEADER, deep)]).replays == 0  # type: ignore[union-attr]

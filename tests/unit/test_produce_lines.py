@@ -46,3 +46,8 @@ def test_parse_line_says_what_is_wrong_and_where() -> None:
     assert parse_line(b"[1]\n").text == "expected a JSON object, got an array"  # type: ignore[union-attr]
     problem = parse_line(b'{"a": "\xff"}\n')
     assert problem == ("not valid UTF-8: byte 0xff", 8)
+
+
+def test_a_line_nested_too_deeply_is_an_invalid_line_not_a_crash() -> None:
+    problem = parse_line(b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
+    assert isinstance(problem, tuple) and "nested" in problem.text  # type: ignore[union-attr]

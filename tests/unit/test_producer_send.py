@@ -214,3 +214,18 @@ def test_a_full_local_queue_is_waited_out_not_an_error(sent: list[dict[str, Any]
     producer = Producer(settings(), Order, client_factory=lambda config: FullOnce(sent))
     producer.send(ORDER)
     assert len(sent) == 1 and sent[0]["key"] == "c-7" and producer.sent == 1
+
+
+def test_an_event_with_a_lone_surrogate_is_invalid_not_a_crash(sent: list[dict[str, Any]]) -> None:
+    # json.loads('"\\ud800"') is a str that no UTF-8 encoder takes: the event is refused like any invalid one.
+    producer = recording(settings(), Order, sent)
+    with pytest.raises(EventInvalid, match="cannot be serialised to JSON") as refused:
+        producer.send({**ORDER, "order_id": "\ud800"})
+    str(refused.value).encode("utf-8")  # the message itself can be printed
+    schemaless = recording(settings(key_field=None), None, sent)
+    for event in ("\udc80", Order.model_validate({**ORDER, "order_id": "\ud800"})):
+        with pytest.raises(EventInvalid, match="cannot be serialised to JSON"):
+            schemaless.send(event)
+    assert sent == [] and producer.sent == schemaless.sent == 0
+    producer.send(ORDER)
+    assert len(sent) == 1

@@ -18,7 +18,7 @@ The JSON shape (fields are only ever added):
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kpipe.compilation.compiled import ConsumerGroupSettings
@@ -31,6 +31,8 @@ from kpipe.runtime.records import Record, RecordReader
 
 # A sample shows this much of the payload.
 SAMPLE_CHARS = 300
+# ... and keeps this much of it (a character is at most 4 bytes, plus one more byte for the "…" test).
+SAMPLE_BYTES = 4 * SAMPLE_CHARS + 4
 
 
 def dead_letter_topics(groups: Iterable[ConsumerGroupSettings]) -> dict[str, list[str]]:
@@ -97,8 +99,10 @@ class DlqTally:
         if self.cursors.done(record, kind):
             self.replayed += 1
         if kind not in self.samples:
+            # Only what the sample shows is kept: one per error type, and a payload can be megabytes.
+            shown = replace(record, value=None if record.value is None else record.value[:SAMPLE_BYTES])
             self.samples[kind] = Sample(
-                record, dead_letter.source, dead_letter.group, dead_letter.error_message
+                shown, dead_letter.source, dead_letter.group, dead_letter.error_message
             )
 
     @property

@@ -41,8 +41,9 @@ from kpipe.runtime.worker.failures import (
 REPLAY_HEADER = "kpipe-replay"
 
 
-# Characters json.dumps leaves raw (ensure_ascii=False) that a terminal acts on: written as \uXXXX escapes.
-_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+# Characters json.dumps leaves raw (ensure_ascii=False) that a terminal acts on, and lone surrogates (which no
+# UTF-8 output can be given): written as \uXXXX escapes.
+_RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def json_text(data: Any, *, indent: int | None = None) -> str:
@@ -126,7 +127,7 @@ def replay_count(headers: Sequence[tuple[str, bytes]]) -> int:
         if name == REPLAY_HEADER:
             try:
                 count = json.loads(header_text(value)).get("count")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):  # hostile: nested past the parser's depth
                 return 0
             return count if isinstance(count, int) and count >= 0 else 0
     return 0
@@ -208,7 +209,7 @@ def decode(record: Record, model: type[BaseModel] | None) -> ShownEvent:
         return ShownEvent(record, None, valid, error, dead_letter)
     try:
         value: Any = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth: shown as text
         value = raw.decode("utf-8", "backslashreplace")
     if model is None:
         return ShownEvent(record, value, None, None, dead_letter)

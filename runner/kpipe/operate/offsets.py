@@ -10,8 +10,9 @@ A group is active while it has members or its state is neither `empty` nor `dead
 is `dead`). The embedded broker lists no members of an active group but reports its state (`stable`), so the
 state is what decides; Apache Kafka also refuses to alter the offsets of a group with members.
 
-Where a partition has no committed offset, the group would start where its auto_offset_reset says (the log start
-for earliest, kpipe's default; the log end for latest): that is what the counts are measured from.
+Where a partition has no committed offset, or one outside the log (below its start once retention deleted it, or
+past its end), the group would start where its auto_offset_reset says (the log start for earliest, kpipe's
+default; the log end for latest): that is what the counts are measured from.
 
 The JSON shape (fields are only ever added):
 
@@ -88,7 +89,12 @@ class OffsetChange:
         }
 
     def render_text(self) -> str:
-        current = str(self.current) if self.current is not None else f"none (starts at {self.starts_at})"
+        if self.current is None:
+            current = f"none (starts at {self.starts_at})"
+        elif self.current != self.starts_at:
+            current = f"{self.current} (outside the log: starts at {self.starts_at})"
+        else:
+            current = str(self.current)
         if not self.changed:
             effect = "unchanged"
         elif self.reread:
@@ -183,7 +189,10 @@ def plan_reset(
     for tp in sorted(bounds):
         b = bounds[tp]
         current = committed.get(tp)
-        starts_at = current if current is not None else (b.high if starts_at_end else b.low)
+        # Nothing committed, or a commit outside the log (retention deleted it, or the log was truncated): the
+        # group starts where its auto_offset_reset says.
+        in_log = current is not None and b.low <= current <= b.high
+        starts_at = current if in_log else (b.high if starts_at_end else b.low)
         placed = Bounds(b.low, b.high, current=starts_at, at_time=b.at_time)
         changes.append(OffsetChange(tp[0], tp[1], current, target.offset(placed), b.low, b.high, starts_at))
     return ResetPlan(

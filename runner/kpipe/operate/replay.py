@@ -15,8 +15,10 @@ truncated | omitted) or that names no source cannot be replayed, and says why.
 Progress is a cursor: the committed offsets of the consumer group `kpipe-replay.<dlq>` on the dead-letter topic
 (`kpipe-replay.<dlq>:<error type>` for a replay narrowed with --error-type). A dead letter below the cursor that
 covers it is done and is never sent again; a replay moves its own cursor past the dead letters it examined
-(sent, invalid, not replayable, or before --since), but never past one after --until or past --limit. The cursor is
-moved only after every event was acknowledged, so an interrupted replay sends again (at least once), never loses.
+(sent, invalid, not replayable, or before --since), but never past one after --until or past --limit; nothing
+after such a one in its partition is sent (dead letters may be out of time order), as the cursor could not show it
+was. The cursor is moved only after every event was acknowledged, so an interrupted replay sends again (at least
+once), never loses.
 The walk reads partition after partition, so a preview and the replay that follows it see the same dead letters.
 """
 
@@ -302,6 +304,9 @@ class Replay:
             frozen = False  # past a dead letter after --until: the cursor stays before it
             for record in self._reader.read({tp: start}, {tp: end}):
                 decision = decide(record, self.selection, self._cursors, self._sources)
+                if frozen and decision.verdict is Verdict.SEND:
+                    # The cursor stays before it, so the next replay could not tell it was sent: it waits.
+                    decision = Decision(record, Verdict.LATER, decision.dead_letter)
                 if decision.verdict is Verdict.SEND:
                     if self.selection.limit is not None and sent >= self.selection.limit:
                         return

@@ -85,7 +85,9 @@ def tail(
     # A DATETIME start may land a few events early (batch granularity): skip those until the first at or after it.
     not_there_yet = set(partitions) if isinstance(request.start, AtTime) else set()
     since = request.start.timestamp_ms if isinstance(request.start, AtTime) else 0
-    wanted_key = None if request.key is None else request.key.encode()
+    # A key given as bytes that are not UTF-8 arrives surrogate-escaped (as the command line decodes them): the same
+    # bytes are wanted.
+    wanted_key = None if request.key is None else request.key.encode("utf-8", "surrogateescape")
     shown = 0
     if request.count == 0:
         return

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _KafkaProducer
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from kpipe.compilation.compiled import ProducerSettings
 from kpipe.errors import BrokerUnreachable, ClusterError
@@ -40,6 +41,7 @@ from kpipe.runtime.serde import (
     require_finite,
     require_readable_numbers,
     to_json_bytes,
+    unserialisable,
 )
 
 if TYPE_CHECKING:
@@ -225,11 +227,11 @@ class Producer:
                 if key is None:
                     raise EventInvalid(self._no_key())
             if self._check_values:
-                if self._check_finite:
-                    require_finite(event, self._what)
-                elif event.__pydantic_extra__:
-                    require_finite(event.__pydantic_extra__, self._what)
-            value = to_json(event, exclude_unset=True)  # see serde.to_json_bytes
+                self._check_numbers(event)
+            try:
+                value = to_json(event, exclude_unset=True)  # see serde.to_json_bytes
+            except PydanticSerializationError as exc:  # e.g. a str holding a lone surrogate
+                raise EventInvalid(unserialisable(exc)) from None
             if len(value) > MAX_INT_DIGITS:  # shorter JSON cannot hold a refused integer
                 require_readable_numbers(value, self._what)
         else:
@@ -267,6 +269,13 @@ class Producer:
             raise
         if not sent % POLL_EVERY:
             self._poll(0)
+
+    def _check_numbers(self, event: BaseModel) -> None:
+        """NaN and Infinity refused in the whole event, or only in its extra fields (see __init__)."""
+        if self._check_finite:
+            require_finite(event, self._what)
+        elif event.__pydantic_extra__:
+            require_finite(event.__pydantic_extra__, self._what)
 
     def _coerce(self, model: type[BaseModel], event: Any) -> BaseModel:
         if isinstance(event, model):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from kpipe.errors import EventInvalid
 from kpipe.model.aliases import attribute_of
@@ -27,17 +28,20 @@ def to_json_bytes(event: Any) -> bytes:
     if isinstance(event, BaseModel):
         # Only what was set: an optional field the producer left out must stay absent, because a JSON Schema
         # property that is not nullable rejects an explicit null (the consumer fills in the same defaults).
-        return event.__pydantic_serializer__.to_json(event, exclude_unset=True)
+        return model_json(event, event.__pydantic_serializer__.to_json)
     if isinstance(event, bytes | bytearray):
         return bytes(event)
     if isinstance(event, str):
-        return event.encode()
+        try:
+            return event.encode()
+        except UnicodeEncodeError as exc:
+            raise EventInvalid(unserialisable(exc)) from None
     try:
         return json.dumps(
             event, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
         ).encode()
-    except (TypeError, ValueError) as exc:
-        raise EventInvalid(f"event cannot be serialised to JSON: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EventInvalid(unserialisable(exc)) from None
 
 
 # Integers past this many digits are no event field, and Python refuses to read more than 4,300.
@@ -57,7 +61,8 @@ class EventNotJson(EventInvalid):
 def parse_json_event(text: str) -> Any:
     """One event written as JSON text, read as every Kafka peer reads JSON: NaN, Infinity and -Infinity
     (which Python's json accepts and no standard parser does) and integers past MAX_INT_DIGITS digits are
-    refused with their column (EventNotJson). Invalid JSON raises json.JSONDecodeError, as json.loads does."""
+    refused with their column (EventNotJson), and so is JSON nested past what the parser can read. Invalid JSON
+    raises json.JSONDecodeError, as json.loads does."""
 
     def refuse_constant(name: str) -> Any:
         raise EventNotJson(
@@ -84,7 +89,14 @@ def parse_json_event(text: str) -> Any:
             )
         return value
 
-    return json.loads(text, parse_constant=refuse_constant, parse_int=bounded_int, parse_float=finite_float)
+    try:
+        return json.loads(
+            text, parse_constant=refuse_constant, parse_int=bounded_int, parse_float=finite_float
+        )
+    except RecursionError:
+        raise EventNotJson(
+            "arrays or objects nested too deeply to be read (past the JSON parser's depth)"
+        ) from None
 
 
 def _column_of(text: str, wanted: Callable[[str], bool]) -> int | None:
@@ -171,6 +183,21 @@ def validated(model: type[BaseModel], event: Any, where: str) -> BaseModel:
     raise EventInvalid(
         f"{where}: an event must be a dict or a '{model.__name__}', got {type(event).__name__}"
     )
+
+
+def model_json(event: BaseModel, to_json: Callable[..., bytes]) -> bytes:
+    """A model's JSON bytes (only the fields that were set); EventInvalid when a value cannot be written, e.g. a
+    string holding a lone surrogate (what json.loads makes of "\\ud800")."""
+    try:
+        return to_json(event, exclude_unset=True)
+    except PydanticSerializationError as exc:
+        raise EventInvalid(unserialisable(exc)) from None
+
+
+def unserialisable(exc: BaseException) -> str:
+    """Why an event cannot be written, with any character UTF-8 cannot write escaped."""
+    text = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"event cannot be serialised to JSON: {text}"
 
 
 def key_of(event: Any, key_field: str) -> str:

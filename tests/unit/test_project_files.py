@@ -63,3 +63,30 @@ def test_one_cap_covers_pipeline_and_schema_files(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(project, "ProjectFiles", functools.partial(ProjectFiles, max_project_bytes=cap))
     inspection = project.inspect_project([tmp_path / "pipeline.yaml"], check_code=False)
     assert [d.code for d in inspection.diagnostics if d.is_error] == ["project-too-large"]
+
+
+def _outside_with_marker(tmp_path: Path, marker: str | None) -> Path:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if marker is not None:
+        (outside / marker).write_text("[project]\n")
+    (outside / "secret.yaml").write_text("topics: {}\n")
+    return outside
+
+
+@pytest.mark.parametrize("marker", ["pyproject.toml", ".git", None])
+def test_a_symlink_in_the_project_cannot_move_the_root_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, marker: str | None
+) -> None:
+    # `kpipe validate pipelines/` where the checkout made `pipelines` a link to a directory elsewhere: the
+    # root stays the checkout's (which then refuses the files behind the link), never the link's target.
+    outside = _outside_with_marker(tmp_path, marker)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "pipelines").symlink_to(outside)
+    (checkout / "deploy").symlink_to(tmp_path)
+    monkeypatch.chdir(checkout)
+    for written in ("pipelines", "pipelines/secret.yaml", "deploy/outside", str(checkout / "pipelines")):
+        root = project_root([Path(written)])
+        assert root == checkout.resolve(), written
+        assert not ProjectFiles(root).inside(outside / "secret.yaml")

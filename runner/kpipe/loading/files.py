@@ -41,15 +41,30 @@ def project_root(paths: Iterable[Path | str], override: Path | str | None = None
     cwd = Path.cwd().resolve()
     if first is None:
         return cwd
-    start = Path(first).absolute()
+    start = Path(os.path.normpath(Path(first).absolute()))
     base = start if start.is_dir() else start.parent
     for directory in (base, *base.parents):
+        if _linked_below(directory, cwd):
+            continue
         if any((directory / marker).exists() for marker in ROOT_MARKERS):
             return directory.resolve()
-    resolved = base.resolve()
-    if resolved == cwd or cwd in resolved.parents:
+    if base == cwd or cwd in base.parents:
         return cwd
-    return resolved.parent
+    return base.resolve().parent
+
+
+def _linked_below(directory: Path, cwd: Path) -> bool:
+    """Whether `directory` is reached through a symbolic link below the working directory. The command line
+    chose the working directory; what is below it is the project's, so such a link (`pipelines` -> a
+    directory elsewhere holding a pyproject.toml) must not make the root."""
+    if directory != cwd and cwd not in directory.parents:
+        return False
+    path = cwd
+    for part in directory.relative_to(cwd).parts:
+        path = path / part
+        if path.is_symlink():
+            return True
+    return False
 
 
 # A control character in a file or directory name (a newline, ESC, DEL, ...): git stores such names without

@@ -90,3 +90,37 @@ def test_a_symlink_in_the_project_cannot_move_the_root_outside(
         root = project_root([Path(written)])
         assert root == checkout.resolve(), written
         assert not ProjectFiles(root).inside(outside / "secret.yaml")
+
+
+def test_a_path_outside_the_root_is_refused_alike_whether_it_exists_or_not(tmp_path: Path) -> None:
+    # Otherwise a file can probe the machine: `schema: ../../../home/runner/.aws/credentials` would say
+    # "outside the project root" when it exists and "no such file" when it does not.
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "exists.yaml").write_text("x: 1\n")
+    files = ProjectFiles(root)
+    at = Position("p.yaml", 1, 1)
+    answers = []
+    for written in ("../exists.yaml", "../missing.yaml"):
+        resolved, problems = files.check(root / written, "../x.yaml", at)
+        assert resolved is None
+        answers.append([(d.code, d.message) for d in problems])
+    assert answers[0] == answers[1]
+    assert answers[0][0][0] == "path-outside-root"
+
+
+def test_a_missing_schema_outside_the_root_does_not_show_where_it_was_looked_for(tmp_path: Path) -> None:
+    from helpers import kpipe
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (tmp_path / "pipelines").mkdir()
+    for name in ("exists", "missing"):
+        (tmp_path / "pipelines" / "p.yaml").write_text(
+            f"schemas:\n  S: ../../probe/{name}/x.yaml\ntopics:\n  orders: {{partitions: 1, schema: S}}\n"
+        )
+        (tmp_path.parent / "probe" / "exists").mkdir(parents=True, exist_ok=True)
+        (tmp_path.parent / "probe" / "exists" / "x.yaml").write_text("type: object\n")
+        code, out, err = kpipe("validate", str(tmp_path / "pipelines"))
+        assert code == 1
+        assert str(tmp_path.parent / "probe") not in out + err
+        assert "outside the project root" in out + err, out + err

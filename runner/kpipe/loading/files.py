@@ -112,6 +112,9 @@ class ProjectFiles:
 
         `written` is the path as the user wrote it: the only form a message shows.
         """
+        # Outside the root first, whether the path exists or not: a file must not learn what is out there.
+        if not self.inside(path) and not self._loops(path):
+            return None, [self._outside(written, position)]
         try:
             resolved = Path(path).resolve(strict=True)
         except RuntimeError:  # Python < 3.13 raises this for a loop
@@ -125,14 +128,7 @@ class ProjectFiles:
                 error(f"'{written}': cannot be read: {exc.strerror or exc}", position, code="file-unreadable")
             ]
         if resolved != self.root and self.root not in resolved.parents:
-            return None, [
-                error(
-                    f"'{written}' is outside the project root {self.root}",
-                    position,
-                    code="path-outside-root",
-                    hint="keep pipeline, values and schema files inside the project, or pass --root",
-                )
-            ]
+            return None, [self._outside(written, position)]
         named = _control_in_name(resolved.relative_to(self.root)) or _control_in_name(Path(written))
         if named is not None:
             return None, [named_with_control(named, position)]
@@ -144,6 +140,24 @@ class ProjectFiles:
         except (OSError, RuntimeError):
             return False
         return resolved == self.root or self.root in resolved.parents
+
+    def _outside(self, written: str, position: Position) -> Diagnostic:
+        return error(
+            f"'{written}' is outside the project root {self.root}",
+            position,
+            code="path-outside-root",
+            hint="keep pipeline, values and schema files inside the project, or pass --root",
+        )
+
+    @staticmethod
+    def _loops(path: Path | str) -> bool:
+        try:
+            Path(path).resolve(strict=False)
+        except RuntimeError:
+            return True
+        except OSError as exc:
+            return exc.errno == errno.ELOOP
+        return False
 
     @staticmethod
     def _loop(written: str, position: Position) -> Diagnostic:

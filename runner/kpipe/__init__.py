@@ -11,11 +11,29 @@ imported only when a name that needs them is first used, so `import kpipe` and `
 Imports: kpipe.api, kpipe.errors.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the first thing this package does is below, and `__future__`
+# is a module read from sys.path like any other.
+import os
+import sys
 
-from typing import TYPE_CHECKING
+# `python -m kpipe` puts the working directory first on sys.path and then imports this package (while
+# sys.argv[0] is "-m"), before kpipe/__main__.py runs: a project file named like a module imported from here
+# on (typing.py, enum.py, __future__.py in kpipe.errors) would run, unasked. So the entry goes first thing,
+# as `python -P` would do; `os` and `sys` are loaded with the interpreter itself.
+_ran_as = [b for a, b in zip(sys.orig_argv, sys.orig_argv[1:], strict=False) if a == "-m"] + [
+    a[2:] for a in sys.orig_argv if a.startswith("-m") and len(a) > 2
+]
+if (
+    sys.argv[:1] == ["-m"]
+    and any(m == "kpipe" or m.startswith("kpipe.") for m in _ran_as)
+    and sys.path[:1] in ([""], [os.getcwd()])
+):
+    del sys.path[0]
+del _ran_as
 
-from kpipe.errors import (
+from typing import TYPE_CHECKING  # noqa: E402
+
+from kpipe.errors import (  # noqa: E402
     BrokerUnreachable,
     ClusterError,
     EventInvalid,
@@ -78,12 +96,12 @@ __all__ = [
 
 
 def load(
-    *paths: str | PathLike[str],
+    *paths: "str | PathLike[str]",
     variables: dict[str, str] | None = None,
-    values_files: list[str | PathLike[str]] | None = None,
+    values_files: "list[str | PathLike[str]] | None" = None,
     bootstrap_override: str | None = None,
-    root: str | PathLike[str] | None = None,
-) -> Project:
+    root: "str | PathLike[str] | None" = None,
+) -> "Project":
     """Load, validate and compile a pipeline project; raise PipelineInvalid with every diagnostic if it is wrong.
 
     `paths` are pipeline files or directories (default: pipelines/). `bootstrap_override` (or the

@@ -3,15 +3,9 @@
 Imports: kpipe.cli.
 """
 
-import os
-import sys
-
 # `python -m kpipe` puts the working directory first on sys.path, so a file in the project named like a
-# library kpipe imports lazily (email_validator.py, yaml.py) would run: project code, unasked. kpipe itself
-# is already imported, so the entry can go (as `python -P` would do).
-if sys.path and sys.path[0] in ("", os.getcwd()):
-    del sys.path[0]
-
-from kpipe.cli import main  # noqa: E402
+# library kpipe imports (typing.py, yaml.py, email_validator.py) would run: project code, unasked. The package
+# kpipe is imported before this module, so it is kpipe/__init__.py that takes the entry away, first thing.
+from kpipe.cli import main
 
 main()

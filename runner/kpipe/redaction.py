@@ -215,8 +215,11 @@ def redact_optional(text: str | None) -> str | None:
 # hold "\ud800": no UTF-8 output can be given it, so writing it would fail).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 _BLOCK_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
-# GitHub Actions runs a line as a command when, once trimmed, it starts with `::` (or `##[`, the old syntax).
-_COMMAND_START = re.compile(r"^([ \t]*)(::|##\[)", re.MULTILINE)
+# GitHub Actions runs a line as a command when, once trimmed, it starts with `::`; its trim (.NET's TrimStart)
+# removes every Unicode blank (U+00A0, U+2003, U+3000, ...), not only spaces and tabs. Its legacy parser runs
+# `##[command]` found anywhere in a line (actions/runner, ActionCommand.TryParse: IndexOf("##[")).
+_COMMAND_START = re.compile(r"^([^\S\n]*)::", re.MULTILINE)
+_LEGACY_COMMAND = "##["
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -225,9 +228,10 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def no_command(text: str) -> str:
-    """No line of `text` can start a GitHub Actions workflow command: a leading `::` is written `\\x3a:`,
-    a leading `##[` is written `\\x23#[`."""
-    return _COMMAND_START.sub(lambda m: f"{m.group(1)}\\x{ord(m.group(2)[0]):02x}{m.group(2)[1:]}", text)
+    """No line of `text` is a GitHub Actions workflow command: a leading `::` (after any blanks) is written
+    `\\x3a:`, and `##[` anywhere is written `\\x23#[`."""
+    text = text.replace(_LEGACY_COMMAND, "\\x23#[")
+    return _COMMAND_START.sub(lambda m: f"{m.group(1)}\\x3a:", text)
 
 
 def escape_line(text: str) -> str:

@@ -34,6 +34,7 @@ HOSTILE = [
     'f\\"; evil [label="x"]; //',
     "g #quot; %%{init: {}}%% \u2028 \u0085 \t end",
     "h }\n}\ndigraph x {",
+    "i ##[error file=README.md]FORGED \\##[stop-commands]t",  # GitHub's legacy command runs anywhere in a line
 ]
 DESCRIPTION = 'line one\n::warning::FORGED\n"quoted" ]] --> x\n---\nkind: Secret\r\n'
 

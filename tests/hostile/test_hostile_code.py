@@ -138,3 +138,17 @@ def test_handlers_import_from_the_project_root_without_pythonpath(project: Path)
         [__import__("sys").executable, "-c", script], cwd=project, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "app.handlers", done.stderr
+
+
+@pytest.mark.parametrize("module", ["__future__", "typing", "enum"])
+def test_python_m_kpipe_runs_no_project_file_named_like_a_module_kpipe_itself_imports(
+    project: Path, module: str
+) -> None:
+    # `python -m kpipe` puts the working directory first on sys.path before it imports the package kpipe:
+    # kpipe/__init__.py and what it imports run before kpipe/__main__.py could take the entry away.
+    marker = project.parent / "MARKER"
+    marker_module(project / f"{module}.py", marker)
+    (project / "pipelines" / "p.yaml").write_text("topics:\n  orders: {partitions: 1}\n")
+    result = run_kpipe(project, "validate", "pipelines/", traceback_ok=True)
+    assert not marker.exists(), f"the project's {module}.py ran"
+    assert result.code == 0, result.text

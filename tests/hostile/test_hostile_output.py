@@ -107,3 +107,34 @@ def test_a_directory_name_with_a_newline_is_refused_before_an_export_can_write_i
         assert result.code == 1, result.text
         assert "holds a control character" in result.text
         assert not any(line.startswith("RUN wget") for line in result.text.splitlines())
+
+
+def _runner_commands(text: str) -> list[str]:
+    """Lines GitHub's runner would run: `::` after any Unicode blank (its TrimStart), or a legacy `##[command]`
+    anywhere in the line (its old parser looks for `##[` with IndexOf)."""
+    return [line for line in text.splitlines() if line.lstrip().startswith("::") or "##[" in line]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_legacy_command_inside_a_quoted_name_is_not_run(project: Path, fmt: str) -> None:
+    (project / "pipelines" / "p.yaml").write_text(
+        "topics:\n  orders: {partitions: 1}\n"
+        'consumers:\n  g:\n    topics: ["x ##[error file=README.md]FORGED ##[stop-commands]t"]\n'
+        "    handler: a.b:c\n"
+    )
+    result = run_kpipe(project, "validate", "pipelines/", "--format", fmt)
+    assert result.code == 1, result.text
+    assert _runner_commands(result.text) == []
+    if fmt == "json":
+        assert "x ##[error file=README.md]FORGED" in json.loads(result.out)["diagnostics"][0]["message"]
+
+
+def test_render_starts_no_command_after_a_unicode_blank(project: Path) -> None:
+    (project / "pipelines" / "p.yaml").write_text(
+        "topics:\n  orders:\n    partitions: 1\n    description: |\n      first\n"
+        "      \u00a0::error file=README.md::FORGED\n      \u3000::stop-commands::t\n",
+        encoding="utf-8",
+    )
+    result = run_kpipe(project, "render", "pipelines/")
+    assert result.code == 0, result.text
+    assert _runner_commands(result.text) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 
 import pytest
@@ -37,6 +38,31 @@ def printed(*writes: str) -> str:
 )
 def test_a_command_at_a_line_start_is_escaped(writes: tuple[str, ...], expected: str) -> None:
     assert printed(*writes) == expected
+
+
+@pytest.mark.parametrize(
+    ("writes", "expected"),
+    [
+        # GitHub's runner trims every Unicode blank (.NET TrimStart) before it looks for `::`.
+        (("\u00a0::error::x\n",), "\u00a0\\x3a:error::x\n"),
+        (("  \u3000\u2003::warning::x\n",), "  \u3000\u2003\\x3a:warning::x\n"),
+        (("\u00a0", ":", ":error::x\n"), "\u00a0\\x3a:error::x\n"),  # split across writes
+        # Its legacy parser runs `##[command]` found anywhere in a line.
+        (("topic 'x ##[error]y'\n",), "topic 'x \\u0023#[error]y'\n"),
+        (("a #", "#", "[set-output name=v]w\n"), "a \\u0023#[set-output name=v]w\n"),
+        (("###[x]\n",), "#\\u0023#[x]\n"),
+        (("a # b #\n",), "a # b #\n"),
+    ],
+)
+def test_what_github_runs_as_a_command_is_escaped(writes: tuple[str, ...], expected: str) -> None:
+    assert printed(*writes) == expected
+
+
+def test_json_stays_the_same_json_when_a_legacy_command_is_escaped() -> None:
+    data = {"message": "unknown topic 'a ##[stop-commands]t' \\##[x]"}
+    out = printed(json.dumps(data, indent=2) + "\n")
+    assert "##[" not in out
+    assert json.loads(out) == data
 
 
 def test_kpipe_s_own_annotations_pass() -> None:

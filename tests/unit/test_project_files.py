@@ -63,3 +63,64 @@ def test_one_cap_covers_pipeline_and_schema_files(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(project, "ProjectFiles", functools.partial(ProjectFiles, max_project_bytes=cap))
     inspection = project.inspect_project([tmp_path / "pipeline.yaml"], check_code=False)
     assert [d.code for d in inspection.diagnostics if d.is_error] == ["project-too-large"]
+
+
+def _outside_with_marker(tmp_path: Path, marker: str | None) -> Path:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if marker is not None:
+        (outside / marker).write_text("[project]\n")
+    (outside / "secret.yaml").write_text("topics: {}\n")
+    return outside
+
+
+@pytest.mark.parametrize("marker", ["pyproject.toml", ".git", None])
+def test_a_symlink_in_the_project_cannot_move_the_root_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, marker: str | None
+) -> None:
+    # `kpipe validate pipelines/` where the checkout made `pipelines` a link to a directory elsewhere: the
+    # root stays the checkout's (which then refuses the files behind the link), never the link's target.
+    outside = _outside_with_marker(tmp_path, marker)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "pipelines").symlink_to(outside)
+    (checkout / "deploy").symlink_to(tmp_path)
+    monkeypatch.chdir(checkout)
+    for written in ("pipelines", "pipelines/secret.yaml", "deploy/outside", str(checkout / "pipelines")):
+        root = project_root([Path(written)])
+        assert root == checkout.resolve(), written
+        assert not ProjectFiles(root).inside(outside / "secret.yaml")
+
+
+def test_a_path_outside_the_root_is_refused_alike_whether_it_exists_or_not(tmp_path: Path) -> None:
+    # Otherwise a file can probe the machine: `schema: ../../../home/runner/.aws/credentials` would say
+    # "outside the project root" when it exists and "no such file" when it does not.
+    root = tmp_path / "root"
+    root.mkdir()
+    (tmp_path / "exists.yaml").write_text("x: 1\n")
+    files = ProjectFiles(root)
+    at = Position("p.yaml", 1, 1)
+    answers = []
+    for written in ("../exists.yaml", "../missing.yaml"):
+        resolved, problems = files.check(root / written, "../x.yaml", at)
+        assert resolved is None
+        answers.append([(d.code, d.message) for d in problems])
+    assert answers[0] == answers[1]
+    assert answers[0][0][0] == "path-outside-root"
+
+
+def test_a_missing_schema_outside_the_root_does_not_show_where_it_was_looked_for(tmp_path: Path) -> None:
+    from helpers import kpipe
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (tmp_path / "pipelines").mkdir()
+    for name in ("exists", "missing"):
+        (tmp_path / "pipelines" / "p.yaml").write_text(
+            f"schemas:\n  S: ../../probe/{name}/x.yaml\ntopics:\n  orders: {{partitions: 1, schema: S}}\n"
+        )
+        (tmp_path.parent / "probe" / "exists").mkdir(parents=True, exist_ok=True)
+        (tmp_path.parent / "probe" / "exists" / "x.yaml").write_text("type: object\n")
+        code, out, err = kpipe("validate", str(tmp_path / "pipelines"))
+        assert code == 1
+        assert str(tmp_path.parent / "probe") not in out + err
+        assert "outside the project root" in out + err, out + err

@@ -104,6 +104,16 @@ def test_escape_line_escapes_every_control_and_workflow_commands() -> None:
     assert escape_line("  ##[error]x") == "  \\x23#[error]x"
 
 
+def test_escape_line_escapes_what_github_runs_as_a_command_not_only_at_a_line_start() -> None:
+    # The runner trims every Unicode blank before `::`, and runs a legacy `##[command]` anywhere in a line.
+    assert escape_line("\u00a0::error::x") == "\u00a0\\x3a:error::x"
+    assert escape_line("\u2003\u3000::error::x") == "\u2003\u3000\\x3a:error::x"
+    assert escape_line("unknown topic 'a ##[error]forged'") == "unknown topic 'a \\x23#[error]forged'"
+    assert escape_controls("ok\n\u00a0::error::x\nb ##[add-mask]y\n") == (
+        "ok\n\u00a0\\x3a:error::x\nb \\x23#[add-mask]y\n"
+    )
+
+
 def test_escape_controls_keeps_newlines_and_tabs_but_no_command_line() -> None:
     assert escape_controls("a\tb\nc\rd\x85e\u2029") == "a\tb\nc\\rd\\x85e\\u2029"
     assert escape_controls("ok\n::stop-commands::x\n") == "ok\n\\x3a:stop-commands::x\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,37 @@ def test_every_unset_environment_variable_is_reported_at_once_without_a_cascade(
         "cluster.yaml:4:80: error: environment variable 'KPIPE_T_PASS' is not set",
     ]
     assert diagnostics[2].hint == "set KPIPE_T_PASS, or give a default: env('KPIPE_T_PASS', '...')"
+
+
+def _peak_bytes_of_rendering(source: str) -> tuple[int, list[str]]:
+    tracemalloc.start()
+    try:
+        text, diagnostics = render(source, "p.yaml", {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert text is None
+    return peak, [d.code for d in diagnostics]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # A range, a string and a mapping are joined item by item, like a list: 100,000 x 600 characters.
+        '{{ range(100000)|join("a" * 600) }}',
+        '{{ ("a" * 600).join("b" * 100000) }}',
+        '{{ ("a" * 600).join(range(100000)|map("string")) }}',  # a generator: counted as it is made a list
+        '{{ range(100000)|map("string")|join("a" * 600) }}',
+    ],
+)
+def test_a_join_too_large_is_refused_before_it_is_built(source: str) -> None:
+    peak, codes = _peak_bytes_of_rendering(source)
+    assert codes == ["template-limit"]
+    assert peak < 20_000_000, f"{peak:,} bytes built before the refusal"
+
+
+def test_a_big_integer_weighs_as_many_characters_as_it_has_digits() -> None:
+    # 4,032 bits are 1,214 digits: 40,000 of them written out are 50 MB of text (and seconds of conversion).
+    peak, codes = _peak_bytes_of_rendering("{{ [(2 ** 64) ** 63] * 40000 }}")
+    assert codes == ["template-limit"]
+    assert peak < 20_000_000, f"{peak:,} bytes built before the refusal"

@@ -5,7 +5,9 @@ workflow command: an annotation on any file, a masked value, `stop-commands`. Te
 writers (diagnostics, plan, status, export, logs); each escapes what it quotes (kpipe.redaction), and
 `guarded_output` makes it true for every line whatever wrote it: while it is in place, a line that would start
 a command is written with its first character escaped (`\\x3a:error`), unless kpipe itself marked the line as
-an annotation (`annotation_lines`, with a marker made for this process that the guard removes).
+an annotation (`annotation_lines`, with a marker made for this process that the guard removes). The blanks
+before a command are any Unicode blanks (the runner's trim removes U+00A0, U+3000, ...), and the legacy
+`##[command]`, which the runner runs wherever it is in a line, is written `\\u0023#[` anywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 _STARTS = ("::", "##[")
+_LEGACY = "##["
 _permit: str | None = None
 
 
@@ -46,23 +49,29 @@ class _LineGuard:
     def _guard(self, text: str) -> str:
         out: list[str] = []
         for piece in text.splitlines(keepends=True):
-            if self._line_start or self._held:
-                piece = self._held + piece
-                self._held = ""
-                if piece.startswith(self._permit):
-                    piece = piece[len(self._permit) :]
-                else:
-                    stripped = piece.lstrip(" \t")
+            piece, self._held = self._held + piece, ""
+            ends_line = piece[-1].splitlines() == [""]
+            if self._line_start and piece.startswith(self._permit):
+                piece = piece[len(self._permit) :]
+            else:
+                if self._line_start:
+                    # GitHub trims every Unicode blank (U+00A0, U+3000, ...) before it looks for `::`.
+                    stripped = piece.lstrip()
                     blank = piece[: len(piece) - len(stripped)]
                     if stripped.startswith(_STARTS):
                         piece = f"{blank}\\x{ord(stripped[0]):02x}{stripped[1:]}"
-                    elif not piece.endswith("\n") and any(
-                        s.startswith(stripped) for s in (*_STARTS, self._permit)
-                    ):
+                    elif not ends_line and any(s.startswith(stripped) for s in (*_STARTS, self._permit)):
                         self._held = piece  # could still become a command: wait for what follows
                         continue
+                # The legacy `##[command]` runs wherever it is in a line. `\\u0023` is `#` in a JSON string and
+                # in a double-quoted YAML scalar too, so JSON and YAML printed keep their values.
+                piece = piece.replace(_LEGACY, "\\u0023#[")
+                if not ends_line:  # a '#' at the end of a write could start `##[` with the next one
+                    tail = min(2, len(piece) - len(piece.rstrip("#")))
+                    if tail:
+                        piece, self._held = piece[:-tail], piece[-tail:]
             out.append(piece)
-            self._line_start = bool(piece) and piece[-1].splitlines() == [""]  # ends with a line break
+            self._line_start = ends_line
         return "".join(out)
 
     def flush(self) -> None:

@@ -97,7 +97,7 @@ def resolve_schemas(
         path = declared.directory / schema.file
         # The `file:` value, or the shorthand string itself (locate falls back to the nearest parent).
         where = declared.locate("file")
-        if not path.exists() and not path.is_symlink():
+        if not path.exists() and not path.is_symlink() and files.inside(path):
             diagnostics.append(
                 error(
                     f"schema '{name}': file '{schema.file}' not found (looked in {path.parent.resolve()})",

@@ -46,12 +46,21 @@ def _quoted_if_command(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _QuotingDumper.add_representer(str, _quoted_if_command)
 
 
+# GitHub's legacy parser runs `##[command]` wherever it is in a line; `\x23` is `#` in a double-quoted YAML
+# scalar and `\u0023` in a JSON string, so the value written is the value read.
+_LEGACY_COMMAND = "##["
+
+
 def dump_yaml(data: Any) -> str:
     text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
-    if not any(line.lstrip().startswith(_COMMAND_STARTS) for line in text.splitlines()):
+    if _LEGACY_COMMAND not in text and not any(
+        line.lstrip().startswith(_COMMAND_STARTS) for line in text.splitlines()
+    ):
         return text
-    # Rare (a name or text from the files holding `::`): unwrapped lines, such values double-quoted.
-    return yaml.dump(data, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=float("inf"))
+    # Rare (a name or text from the files holding `::` or `##[`): unwrapped lines, such values double-quoted,
+    # so every `##[` is inside a double-quoted scalar, where it can be written with an escape.
+    text = yaml.dump(data, Dumper=_QuotingDumper, sort_keys=False, allow_unicode=True, width=float("inf"))
+    return text.replace(_LEGACY_COMMAND, "\\x23#[")
 
 
 def dump_yaml_stream(documents: list[Any]) -> str:
@@ -59,4 +68,5 @@ def dump_yaml_stream(documents: list[Any]) -> str:
 
 
 def dump_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    # Outside a string JSON has no `#`: every `##[` is in a string.
+    return json.dumps(data, indent=2, ensure_ascii=False).replace(_LEGACY_COMMAND, "\\u0023#[") + "\n"

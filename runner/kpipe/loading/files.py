@@ -41,15 +41,30 @@ def project_root(paths: Iterable[Path | str], override: Path | str | None = None
     cwd = Path.cwd().resolve()
     if first is None:
         return cwd
-    start = Path(first).absolute()
+    start = Path(os.path.normpath(Path(first).absolute()))
     base = start if start.is_dir() else start.parent
     for directory in (base, *base.parents):
+        if _linked_below(directory, cwd):
+            continue
         if any((directory / marker).exists() for marker in ROOT_MARKERS):
             return directory.resolve()
-    resolved = base.resolve()
-    if resolved == cwd or cwd in resolved.parents:
+    if base == cwd or cwd in base.parents:
         return cwd
-    return resolved.parent
+    return base.resolve().parent
+
+
+def _linked_below(directory: Path, cwd: Path) -> bool:
+    """Whether `directory` is reached through a symbolic link below the working directory. The command line
+    chose the working directory; what is below it is the project's, so such a link (`pipelines` -> a
+    directory elsewhere holding a pyproject.toml) must not make the root."""
+    if directory != cwd and cwd not in directory.parents:
+        return False
+    path = cwd
+    for part in directory.relative_to(cwd).parts:
+        path = path / part
+        if path.is_symlink():
+            return True
+    return False
 
 
 # A control character in a file or directory name (a newline, ESC, DEL, ...): git stores such names without
@@ -97,6 +112,9 @@ class ProjectFiles:
 
         `written` is the path as the user wrote it: the only form a message shows.
         """
+        # Outside the root first, whether the path exists or not: a file must not learn what is out there.
+        if not self.inside(path) and not self._loops(path):
+            return None, [self._outside(written, position)]
         try:
             resolved = Path(path).resolve(strict=True)
         except RuntimeError:  # Python < 3.13 raises this for a loop
@@ -110,14 +128,7 @@ class ProjectFiles:
                 error(f"'{written}': cannot be read: {exc.strerror or exc}", position, code="file-unreadable")
             ]
         if resolved != self.root and self.root not in resolved.parents:
-            return None, [
-                error(
-                    f"'{written}' is outside the project root {self.root}",
-                    position,
-                    code="path-outside-root",
-                    hint="keep pipeline, values and schema files inside the project, or pass --root",
-                )
-            ]
+            return None, [self._outside(written, position)]
         named = _control_in_name(resolved.relative_to(self.root)) or _control_in_name(Path(written))
         if named is not None:
             return None, [named_with_control(named, position)]
@@ -129,6 +140,24 @@ class ProjectFiles:
         except (OSError, RuntimeError):
             return False
         return resolved == self.root or self.root in resolved.parents
+
+    def _outside(self, written: str, position: Position) -> Diagnostic:
+        return error(
+            f"'{written}' is outside the project root {self.root}",
+            position,
+            code="path-outside-root",
+            hint="keep pipeline, values and schema files inside the project, or pass --root",
+        )
+
+    @staticmethod
+    def _loops(path: Path | str) -> bool:
+        try:
+            Path(path).resolve(strict=False)
+        except RuntimeError:
+            return True
+        except OSError as exc:
+            return exc.errno == errno.ELOOP
+        return False
 
     @staticmethod
     def _loop(written: str, position: Position) -> Diagnostic:

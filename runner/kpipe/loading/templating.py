@@ -38,7 +38,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import Any
 
 import jinja2
@@ -169,11 +169,18 @@ def _weight(value: Any, limit: int = MAX_OUTPUT_CHARS) -> int:
         elif isinstance(item, list | tuple | set | frozenset):
             total += 2 + len(item)
             stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            total += _digits(item)  # a 4,096-bit number is 1,234 characters once written out
         else:
             total += 8
         if total > limit:
             return total
     return total
+
+
+def _digits(number: int) -> int:
+    """At least the number of characters str(number) has (log10(2) < 0.302), without converting it."""
+    return number.bit_length() * 302 // 1000 + 2
 
 
 # Kept for the estimates below: a value's size is its weight.
@@ -232,8 +239,11 @@ def _estimate(name: str, subject: Any, args: tuple[Any, ...], kwargs: Mapping[st
         return len(subject) + count * len(new)
     if name == "join" and isinstance(subject, str) and args:
         items = args[0]
-        if isinstance(items, list | tuple):
-            return sum(len(str(i)) if isinstance(i, str) else 32 for i in items) + len(subject) * len(items)
+        if isinstance(items, str):  # joined character by character
+            return len(items) * (1 + len(subject))
+        if isinstance(items, Sized) and isinstance(items, Iterable):  # a list, a range, a mapping's keys, ...
+            written = sum(len(i) if isinstance(i, str) else max(32, _weight([i])) for i in items)
+            return written + len(subject) * len(items)
     if name in ("format", "format_map", "%") and isinstance(subject, str):
         # Every number in the text may be a width or a precision: "%4000000s%4000000s" builds 8 MB.
         widths = sum(int(n) for n in _NUMBER.findall(subject))
@@ -251,6 +261,11 @@ def _guard_filter(name: str, func: Any) -> Any:
         _tick()
         values = [a for a in args if not isinstance(a, jinja2.runtime.Context | jinja2.nodes.EvalContext)]
         values = [a for a in values if not isinstance(a, jinja2.Environment)]
+        if name == "join" and values and not isinstance(values[0], Sized):
+            # A generator (map, select, ...) has no length to estimate: made a list first, item by item.
+            where = next(i for i, a in enumerate(args) if a is values[0])
+            values[0] = _listed(values[0])
+            args = (*args[:where], values[0], *args[where + 1 :])
         if values:  # the value filtered: as large as it may be written out
             _check_value(values[0], f"the value given to filter '{name}'", built=False)
         _check_arguments(values[1:], kwargs, f"filter '{name}'")
@@ -281,6 +296,10 @@ def _concat(*parts: Any) -> str:
     if sum(len(t) for t in texts) > MAX_OUTPUT_CHARS:
         raise _too_big("the result of '~'")
     return _check_value("".join(texts), "the result of '~'")
+
+
+def _listed(iterable: Any) -> list[Any]:
+    return _check_value(list(_loop(iterable)), "the items joined")
 
 
 def _loop(iterable: Any) -> Iterator[Any]:
@@ -378,6 +397,8 @@ class BoundedEnvironment(SandboxedEnvironment):
         name = "range" if name == "safe_range" else name
         _check_arguments(args, kwargs, f"'{name}'")
         subject = getattr(__obj, "__self__", None)
+        if name == "join" and isinstance(subject, str) and args and not isinstance(args[0], Sized):
+            args = (_listed(args[0]), *args[1:])  # as the join filter does
         if _estimate(name, subject, args, kwargs) > MAX_OUTPUT_CHARS:
             raise _too_big(f"the result of '{name}'")
         return _check_value(super().call(__context, __obj, *args, **kwargs), f"the result of '{name}'")

@@ -57,7 +57,9 @@ def scripted_worker(spec: ScriptedStart, status_queue: object) -> int:
     else:
 
         def on_stop(signum: int, frame: object) -> None:
-            (scratch / f"{spec.group}-{spec.instance}.{signal.Signals(signum).name}").touch()
+            # One line per signal received, so a test can tell a stray stop from the one it asked for.
+            with (scratch / f"{spec.group}-{spec.instance}.{signal.Signals(signum).name}").open("a") as f:
+                f.write(f"{os.getpid()}\n")
             stop.set()
 
         signal.signal(signal.SIGTERM, on_stop)
@@ -313,6 +315,51 @@ def test_workers_started_at_once_each_run_in_their_own_process_with_their_own_st
     assert all(v.state == "stopped" for v in sup.snapshot().values())
 
 
+@dataclasses.dataclass(frozen=True)
+class LastStartedLast(ScriptedStart):
+    """A ScriptedStart whose last instance is handed to its process (pickled, in the supervisor) only once every
+    other instance runs its code: the other workers' starting threads are still alive when they get there."""
+
+    instances: int = 1
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.instance == self.instances - 1:
+            others = range(self.instances - 1)
+            wait_for(lambda: all(starts(Path(self.scratch), self.group, i) for i in others), timeout=60)
+        return (LastStartedLast, tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_outlive_the_threads_that_started_them(
+    tmp_path: Path, logs: pytest.LogCaptureFixture, method: str
+) -> None:
+    # run() starts workers from a pool of threads that ends once they are all started. Linux's parent-death
+    # signal is tied to the thread that created a process, not to the process: a worker tied to it that way
+    # got SIGTERM when its starting thread ended, and stopped as if asked to, with nobody asking.
+    count = 3
+    workers = [
+        LastStartedLast(group="pool", instance=i, scratch=str(tmp_path), instances=count)
+        for i in range(count)
+    ]
+    sup = Supervisor(workers, scripted_worker, start_method=method)
+    running = Running(sup)
+    wait_for(
+        lambda: all(starts(tmp_path, "pool", i) for i in range(count)),
+        timeout=60,
+        message=lambda: messages(logs),
+    )
+    wait_for(
+        lambda: all(v.state == "running" for v in sup.snapshot().values()), timeout=30,
+        message=lambda: messages(logs),
+    )  # fmt: skip
+    sup.stop()
+    assert running.wait(60) == 0
+    assert "asked to stop" not in messages(logs)
+    for i in range(count):
+        [(pid, _)] = starts(tmp_path, "pool", i)
+        assert (tmp_path / f"pool-{i}.SIGTERM").read_text().split() == [str(pid)]  # the stop asked for, once
+
+
 def test_a_stop_before_the_starts_starts_nothing(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
     sup = Supervisor(specs(tmp_path, "never", 3), scripted_worker)
     sup.stop()
@@ -372,7 +419,13 @@ sys.exit(Supervisor(workers, scripted_worker, shutdown_timeout=config["timeout"]
 
 
 class SupervisorProcess:
-    def __init__(self, scratch: Path, groups: list[tuple[str, int, dict[str, str]]], timeout: float = 10.0):
+    def __init__(
+        self,
+        scratch: Path,
+        groups: list[tuple[str, int, dict[str, str]]],
+        timeout: float = 10.0,
+        environ: dict[str, str] | None = None,
+    ):
         self.scratch = scratch
         self.log_path = scratch / "supervisor.log"
         config = {
@@ -385,6 +438,7 @@ class SupervisorProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", DRIVER, json.dumps(config)],
                 stderr=log_file,
+                env={**os.environ, **(environ or {})},
                 start_new_session=True,  # its own process group, like a terminal job
             )
         self.workers = [(g, i) for g, n, _ in groups for i in range(n)]
@@ -490,8 +544,9 @@ def test_ctrl_c_while_workers_are_still_being_started_stops_every_one_cleanly(tm
     assert all(log.index(f"(pid {pid})") < stop_at for pid in started), log
 
 
-def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
-    sup = SupervisorProcess(tmp_path, [("orphan", 2, {})])
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, method: str) -> None:
+    sup = SupervisorProcess(tmp_path, [("orphan", 2, {})], environ={"KPIPE_WORKER_START": method})
     pids = sup.wait_ready()
     sup.proc.kill()
     sup.wait()

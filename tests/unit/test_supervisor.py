@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from helpers import process_exists, wait_for
+from kpipe.observe.health import readiness
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerStatus
 from kpipe.runtime.supervisor import STARTING_AT_ONCE, Supervisor, describe_exit, oom_kill_count
 
@@ -213,6 +214,76 @@ def test_crashed_worker_is_restarted_with_exponential_backoff(
     assert "restarting g[0] in 0.2 s (restart 1)" in text
     assert "restarting g[0] in 0.4 s (restart 2)" in text
     assert f"g[0] (pid {starts(tmp_path, 'g')[0][0]}) exited with code {code} ({meaning})" in text
+
+
+class SnapshotWhenLogged(logging.Handler):
+    """Takes the supervisor's snapshot while it logs a line containing `text`: what /readyz or /metrics
+    would see at that moment, from their own thread, were the log output slow."""
+
+    def __init__(self, supervisor: Supervisor, text: str):
+        super().__init__()
+        self.supervisor, self.text = supervisor, text
+        self.views: list[Any] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.views.append(self.supervisor.snapshot())
+
+
+def test_a_dead_worker_is_never_shown_running_while_its_restart_is_decided(tmp_path: Path) -> None:
+    # The supervisor clears a dead worker's process, logs why it died, then schedules its restart: a snapshot
+    # taken in between showed the dead process's last status ("running", assigned), so /readyz said ready and
+    # the up-gauge counted it.
+    workers = specs(tmp_path, "dies", 1, behaviour="fail_first", failures="1", code="1")
+    sup = Supervisor(workers, scripted_worker, restart_backoff=FAST_BACKOFF)
+    seen = SnapshotWhenLogged(sup, "exited with code 1")
+    logger = logging.getLogger("kpipe.runtime.supervisor")
+    logger.addHandler(seen)
+    try:
+        running = Running(sup)
+        wait_for(lambda: len(starts(tmp_path, "dies")) == 2, timeout=30)
+        sup.stop()
+        assert running.wait(30) == 0
+    finally:
+        logger.removeHandler(seen)
+    [views] = seen.views
+    view = views[("dies", 0)]
+    assert view.status is not None and view.status.state == "running"  # its last report, kept
+    assert view.state != "running"
+    assert not readiness(views, {"dies": 0})[0]  # no partitions expected: only running and progress count
+
+
+# While set, called by SnapshotWhenStarted's pickling: in the supervisor, in the middle of starting a worker.
+WHILE_STARTING: list[Any] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotWhenStarted(ScriptedStart):
+    def __reduce__(self) -> tuple[Any, ...]:
+        for call in WHILE_STARTING:
+            call()
+        return (SnapshotWhenStarted, tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+
+def test_a_restarting_worker_is_not_shown_with_its_previous_process_status(tmp_path: Path) -> None:
+    # While the new process is being started, the slot showed the dead one's last status ("running").
+    vars_ = (("behaviour", "fail_first"), ("failures", "1"), ("code", "1"))
+    sup = Supervisor(
+        [SnapshotWhenStarted(group="again", instance=0, scratch=str(tmp_path), variables=vars_)],
+        scripted_worker, restart_backoff=FAST_BACKOFF,
+    )  # fmt: skip
+    views: list[Any] = []
+    WHILE_STARTING.append(lambda: views.append(sup.snapshot()[("again", 0)]))
+    try:
+        running = Running(sup)
+        wait_for(lambda: len(starts(tmp_path, "again")) == 2, timeout=30)
+        sup.stop()
+        assert running.wait(30) == 0
+    finally:
+        WHILE_STARTING.clear()
+    first, restart = views
+    assert first.state == restart.state == "starting"
+    assert restart.status is None and restart.last_exit == "exited with code 1 (crashed)"
 
 
 def test_halted_workers_are_not_restarted_and_the_group_fails(

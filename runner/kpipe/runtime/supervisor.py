@@ -308,6 +308,9 @@ class Supervisor:
     def _start(self, slot: Slot) -> None:
         with self._lock:
             slot.restart_at = None
+            # The previous process's last status (its counts are retired) must not describe this start.
+            slot.status = None
+            slot.status_at = None
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_worker_entry,
@@ -338,8 +341,6 @@ class Supervisor:
             slot.started_at = time.monotonic()
             slot.killed_by_us = False
             slot.oom_kills_at_start = oom_kill_count()
-            slot.status = None
-            slot.status_at = None
         log.info("started %s (pid %s)", slot.label, process.pid, extra=_extra(slot))
 
     def _while_stopping(self, now: float, last_progress: float) -> float:

@@ -18,13 +18,16 @@ from fakes import FakeConsumer, FakeProducer
 from helpers import returns_within, wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
+from kpipe.observe.health import readiness
 from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.protocol import (
     WORKER_EXIT_CLUSTER,
     WORKER_EXIT_DEAD_LETTER,
     WORKER_EXIT_HALT,
     WORKER_EXIT_OK,
+    WorkerStatus,
 )
+from kpipe.runtime.slots import WorkerView
 from kpipe.runtime.worker import EmitTargets, GroupWorker, Hooks, Limits, Outside
 from kpipe.testing.clock import VirtualClock
 
@@ -1155,3 +1158,26 @@ def test_stopped_while_a_handler_hangs_it_leaves_before_the_shutdown_timeout_nam
         "stopped while the handler on t[0]@0 (consumer group 'g') was still running after "
     )
     thread.join(10)
+
+
+def test_a_worker_that_lost_every_broker_says_so_in_its_status_and_is_not_ready() -> None:
+    # librdkafka calls error_cb with _ALL_BROKERS_DOWN inside consume(), on the loop's thread; the worker keeps
+    # trying for cluster_timeout. Meanwhile its status said nothing of it: /readyz answered 200 for a worker that
+    # could neither fetch nor commit, until it exited a minute later.
+    seen: list[WorkerStatus] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if not seen:
+            h.consumer.config["error_cb"](KafkaError(KafkaError._ALL_BROKERS_DOWN))
+            seen.append(h.worker.status())
+
+    h = Harness(handler)
+    h.run(messages(1))
+    [status] = seen
+    assert status.state == "running" and status.assigned
+    assert status.unreachable == "no broker reachable at unused:9092"
+    view = WorkerView("g", 0, status.pid, "running", 0, None, status, status_age=0.5)
+    assert readiness({("g", 0): view}, {"g": 2}) == (
+        False,
+        ["g[0] is cut off: no broker reachable at unused:9092"],
+    )

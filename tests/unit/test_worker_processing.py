@@ -1181,3 +1181,32 @@ def test_a_worker_that_lost_every_broker_says_so_in_its_status_and_is_not_ready(
         False,
         ["g[0] is cut off: no broker reachable at unused:9092"],
     )
+
+
+def test_each_retry_of_an_event_is_a_call_of_its_own_for_the_hang_timeout(tmp_path: Any) -> None:
+    # on_error.timeout_ms bounds one handler call. A retry calls the handler again with the same message, and
+    # the hang watch, which tells calls apart by the message it is given, timed every attempt as one call: three
+    # 3 s attempts were "still running after 6 s" and the worker left for a restart, counting a hang.
+    from kpipe.runtime.hang_counts import HangCounts
+
+    clock = VirtualClock()
+    statuses: list[WorkerStatus] = []
+    calls: list[float] = []
+
+    def slow_and_failing(event: Event, ctx: HandlerContext) -> None:
+        calls.append(clock.monotonic())
+        reported = len(statuses)
+        clock.advance(3.0)  # this call takes 3 s of the 5 s it is allowed
+        wait_for(lambda: len(statuses) > reported, timeout=30)  # the monitor has looked at it meanwhile
+        raise RuntimeError("refused")
+
+    h = Harness(
+        slow_and_failing, retries=2, backoff_ms=1, timeout_ms=5000, clock=clock,
+        hooks=Hooks(status=statuses.append), state_dir=str(tmp_path),
+    )  # fmt: skip
+    assert h.run(messages(1)) == WORKER_EXIT_OK, h.worker.error
+    assert len(calls) == 3
+    assert HangCounts(str(tmp_path), "g").counts() == {}
+    [letter] = h.producer.sent
+    assert letter["headers"]["kpipe.error.message"] == b"RuntimeError: refused"
+    assert letter["headers"]["kpipe.attempts"] == b"3"

@@ -25,8 +25,10 @@ from handlers_for_tests import Event, group_settings
 from helpers import wait_for
 from kpipe.compilation.compiled import ConsumerGroupSettings
 from kpipe.local.broker import LocalBroker, start_local_broker
+from kpipe.observe.health import readiness
 from kpipe.runtime.handler import HandlerContext
-from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER
+from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WorkerStatus
+from kpipe.runtime.slots import WorkerView
 from kpipe.runtime.worker import GroupWorker, Hooks, Limits
 
 pytestmark = pytest.mark.integration  # starts a broker of its own and kills it (broker loss)
@@ -167,6 +169,42 @@ def test_worker_that_loses_the_broker_mid_run_commits_nothing_unprocessed_and_ex
         for offset in re.findall(rf"{topic}\[0\]@(\d+)", r.getMessage())
     ]
     assert committed == [5, 10, 15, 20]
+
+
+def test_an_idle_worker_that_lost_the_broker_reports_it_and_is_not_ready(own_broker: LocalBroker) -> None:
+    # Nothing to handle, so nothing is stuck: only the status can tell /readyz that it reaches no broker.
+    bootstrap, topic = own_broker.bootstrap, "quiet"
+    fill(bootstrap, topic, 1)
+    statuses: list[WorkerStatus] = []
+    settings = group_settings(
+        bootstrap, "g", (topic,), strategy="auto", interval_ms=1000,
+        # A session that outlasts the check below: the worker still holds its partition when cut off.
+        client={"session.timeout.ms": 10000, "heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 50},
+    )  # fmt: skip
+    worker = GroupWorker(
+        settings, {topic: Event}, lambda event, ctx: None, limits=Limits(cluster=120),
+        hooks=Hooks(status=statuses.append),
+    )  # fmt: skip
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: worker.handled == 1 and worker.assigned, timeout=60)
+        before = statuses[-1]
+        assert before.unreachable is None
+        os.kill(own_broker.pid, signal.SIGKILL)
+        own_broker.wait(10)
+        cut_off = wait_for(
+            lambda: next((s for s in reversed(statuses) if s.unreachable), None), timeout=60,
+            message=lambda: f"last status: {statuses[-1]}",
+        )  # fmt: skip
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert cut_off.state == "running" and cut_off.assigned and not cut_off.stalled
+    assert cut_off.unreachable == f"no broker reachable at {bootstrap}"
+    view = WorkerView("g", 0, cut_off.pid, "running", 0, None, cut_off, status_age=0.5)
+    ok, reasons = readiness({("g", 0): view}, {"g": 1})
+    assert not ok and reasons == [f"g[0] is cut off: no broker reachable at {bootstrap}"]
 
 
 def test_worker_busy_with_a_prefetched_backlog_notices_the_broker_is_gone(

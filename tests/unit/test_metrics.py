@@ -169,6 +169,15 @@ def test_readiness_names_a_stale_instance_and_a_stuck_one() -> None:
     )
 
 
+def test_readiness_names_an_instance_cut_off_from_the_cluster() -> None:
+    one = (("t", 0),)
+    cut_off = FakeSupervisor([view("g", 0, assigned=one, unreachable="no broker reachable at b:9092")])
+    assert readiness(cut_off.snapshot(), {"g": 1}) == (
+        False,
+        ["g[0] is cut off: no broker reachable at b:9092"],
+    )
+
+
 def test_the_server_answers_each_path() -> None:
     supervisor = FakeSupervisor([view("g", 0, state="gave_up")])
     server = MetricsServer(supervisor, "127.0.0.1", 0, {"g": 1})

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from helpers import process_exists, wait_for
+from kpipe.observe.health import readiness
 from kpipe.runtime.protocol import WORKER_EXIT_CLUSTER, WORKER_EXIT_HALT, WorkerStatus
 from kpipe.runtime.supervisor import STARTING_AT_ONCE, Supervisor, describe_exit, oom_kill_count
 
@@ -57,7 +58,9 @@ def scripted_worker(spec: ScriptedStart, status_queue: object) -> int:
     else:
 
         def on_stop(signum: int, frame: object) -> None:
-            (scratch / f"{spec.group}-{spec.instance}.{signal.Signals(signum).name}").touch()
+            # One line per signal received, so a test can tell a stray stop from the one it asked for.
+            with (scratch / f"{spec.group}-{spec.instance}.{signal.Signals(signum).name}").open("a") as f:
+                f.write(f"{os.getpid()}\n")
             stop.set()
 
         signal.signal(signal.SIGTERM, on_stop)
@@ -213,6 +216,76 @@ def test_crashed_worker_is_restarted_with_exponential_backoff(
     assert f"g[0] (pid {starts(tmp_path, 'g')[0][0]}) exited with code {code} ({meaning})" in text
 
 
+class SnapshotWhenLogged(logging.Handler):
+    """Takes the supervisor's snapshot while it logs a line containing `text`: what /readyz or /metrics
+    would see at that moment, from their own thread, were the log output slow."""
+
+    def __init__(self, supervisor: Supervisor, text: str):
+        super().__init__()
+        self.supervisor, self.text = supervisor, text
+        self.views: list[Any] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.views.append(self.supervisor.snapshot())
+
+
+def test_a_dead_worker_is_never_shown_running_while_its_restart_is_decided(tmp_path: Path) -> None:
+    # The supervisor clears a dead worker's process, logs why it died, then schedules its restart: a snapshot
+    # taken in between showed the dead process's last status ("running", assigned), so /readyz said ready and
+    # the up-gauge counted it.
+    workers = specs(tmp_path, "dies", 1, behaviour="fail_first", failures="1", code="1")
+    sup = Supervisor(workers, scripted_worker, restart_backoff=FAST_BACKOFF)
+    seen = SnapshotWhenLogged(sup, "exited with code 1")
+    logger = logging.getLogger("kpipe.runtime.supervisor")
+    logger.addHandler(seen)
+    try:
+        running = Running(sup)
+        wait_for(lambda: len(starts(tmp_path, "dies")) == 2, timeout=30)
+        sup.stop()
+        assert running.wait(30) == 0
+    finally:
+        logger.removeHandler(seen)
+    [views] = seen.views
+    view = views[("dies", 0)]
+    assert view.status is not None and view.status.state == "running"  # its last report, kept
+    assert view.state != "running"
+    assert not readiness(views, {"dies": 0})[0]  # no partitions expected: only running and progress count
+
+
+# While set, called by SnapshotWhenStarted's pickling: in the supervisor, in the middle of starting a worker.
+WHILE_STARTING: list[Any] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotWhenStarted(ScriptedStart):
+    def __reduce__(self) -> tuple[Any, ...]:
+        for call in WHILE_STARTING:
+            call()
+        return (SnapshotWhenStarted, tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+
+def test_a_restarting_worker_is_not_shown_with_its_previous_process_status(tmp_path: Path) -> None:
+    # While the new process is being started, the slot showed the dead one's last status ("running").
+    vars_ = (("behaviour", "fail_first"), ("failures", "1"), ("code", "1"))
+    sup = Supervisor(
+        [SnapshotWhenStarted(group="again", instance=0, scratch=str(tmp_path), variables=vars_)],
+        scripted_worker, restart_backoff=FAST_BACKOFF,
+    )  # fmt: skip
+    views: list[Any] = []
+    WHILE_STARTING.append(lambda: views.append(sup.snapshot()[("again", 0)]))
+    try:
+        running = Running(sup)
+        wait_for(lambda: len(starts(tmp_path, "again")) == 2, timeout=30)
+        sup.stop()
+        assert running.wait(30) == 0
+    finally:
+        WHILE_STARTING.clear()
+    first, restart = views
+    assert first.state == restart.state == "starting"
+    assert restart.status is None and restart.last_exit == "exited with code 1 (crashed)"
+
+
 def test_halted_workers_are_not_restarted_and_the_group_fails(
     tmp_path: Path, logs: pytest.LogCaptureFixture
 ) -> None:
@@ -313,6 +386,51 @@ def test_workers_started_at_once_each_run_in_their_own_process_with_their_own_st
     assert all(v.state == "stopped" for v in sup.snapshot().values())
 
 
+@dataclasses.dataclass(frozen=True)
+class LastStartedLast(ScriptedStart):
+    """A ScriptedStart whose last instance is handed to its process (pickled, in the supervisor) only once every
+    other instance runs its code: the other workers' starting threads are still alive when they get there."""
+
+    instances: int = 1
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.instance == self.instances - 1:
+            others = range(self.instances - 1)
+            wait_for(lambda: all(starts(Path(self.scratch), self.group, i) for i in others), timeout=60)
+        return (LastStartedLast, tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_outlive_the_threads_that_started_them(
+    tmp_path: Path, logs: pytest.LogCaptureFixture, method: str
+) -> None:
+    # run() starts workers from a pool of threads that ends once they are all started. Linux's parent-death
+    # signal is tied to the thread that created a process, not to the process: a worker tied to it that way
+    # got SIGTERM when its starting thread ended, and stopped as if asked to, with nobody asking.
+    count = 3
+    workers = [
+        LastStartedLast(group="pool", instance=i, scratch=str(tmp_path), instances=count)
+        for i in range(count)
+    ]
+    sup = Supervisor(workers, scripted_worker, start_method=method)
+    running = Running(sup)
+    wait_for(
+        lambda: all(starts(tmp_path, "pool", i) for i in range(count)),
+        timeout=60,
+        message=lambda: messages(logs),
+    )
+    wait_for(
+        lambda: all(v.state == "running" for v in sup.snapshot().values()), timeout=30,
+        message=lambda: messages(logs),
+    )  # fmt: skip
+    sup.stop()
+    assert running.wait(60) == 0
+    assert "asked to stop" not in messages(logs)
+    for i in range(count):
+        [(pid, _)] = starts(tmp_path, "pool", i)
+        assert (tmp_path / f"pool-{i}.SIGTERM").read_text().split() == [str(pid)]  # the stop asked for, once
+
+
 def test_a_stop_before_the_starts_starts_nothing(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
     sup = Supervisor(specs(tmp_path, "never", 3), scripted_worker)
     sup.stop()
@@ -372,7 +490,13 @@ sys.exit(Supervisor(workers, scripted_worker, shutdown_timeout=config["timeout"]
 
 
 class SupervisorProcess:
-    def __init__(self, scratch: Path, groups: list[tuple[str, int, dict[str, str]]], timeout: float = 10.0):
+    def __init__(
+        self,
+        scratch: Path,
+        groups: list[tuple[str, int, dict[str, str]]],
+        timeout: float = 10.0,
+        environ: dict[str, str] | None = None,
+    ):
         self.scratch = scratch
         self.log_path = scratch / "supervisor.log"
         config = {
@@ -385,6 +509,7 @@ class SupervisorProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", DRIVER, json.dumps(config)],
                 stderr=log_file,
+                env={**os.environ, **(environ or {})},
                 start_new_session=True,  # its own process group, like a terminal job
             )
         self.workers = [(g, i) for g, n, _ in groups for i in range(n)]
@@ -490,8 +615,9 @@ def test_ctrl_c_while_workers_are_still_being_started_stops_every_one_cleanly(tm
     assert all(log.index(f"(pid {pid})") < stop_at for pid in started), log
 
 
-def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
-    sup = SupervisorProcess(tmp_path, [("orphan", 2, {})])
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path, method: str) -> None:
+    sup = SupervisorProcess(tmp_path, [("orphan", 2, {})], environ={"KPIPE_WORKER_START": method})
     pids = sup.wait_ready()
     sup.proc.kill()
     sup.wait()

@@ -18,13 +18,16 @@ from fakes import FakeConsumer, FakeProducer
 from helpers import returns_within, wait_for
 from kpipe.compilation.compiled import ClientConfig, CommitPolicy, ConsumerGroupSettings, ErrorPolicy, Setting
 from kpipe.compilation.compiler import commit_settings
+from kpipe.observe.health import readiness
 from kpipe.runtime.handler import HandlerContext
 from kpipe.runtime.protocol import (
     WORKER_EXIT_CLUSTER,
     WORKER_EXIT_DEAD_LETTER,
     WORKER_EXIT_HALT,
     WORKER_EXIT_OK,
+    WorkerStatus,
 )
+from kpipe.runtime.slots import WorkerView
 from kpipe.runtime.worker import EmitTargets, GroupWorker, Hooks, Limits, Outside
 from kpipe.testing.clock import VirtualClock
 
@@ -1155,3 +1158,55 @@ def test_stopped_while_a_handler_hangs_it_leaves_before_the_shutdown_timeout_nam
         "stopped while the handler on t[0]@0 (consumer group 'g') was still running after "
     )
     thread.join(10)
+
+
+def test_a_worker_that_lost_every_broker_says_so_in_its_status_and_is_not_ready() -> None:
+    # librdkafka calls error_cb with _ALL_BROKERS_DOWN inside consume(), on the loop's thread; the worker keeps
+    # trying for cluster_timeout. Meanwhile its status said nothing of it: /readyz answered 200 for a worker that
+    # could neither fetch nor commit, until it exited a minute later.
+    seen: list[WorkerStatus] = []
+
+    def handler(event: Event, ctx: HandlerContext) -> None:
+        if not seen:
+            h.consumer.config["error_cb"](KafkaError(KafkaError._ALL_BROKERS_DOWN))
+            seen.append(h.worker.status())
+
+    h = Harness(handler)
+    h.run(messages(1))
+    [status] = seen
+    assert status.state == "running" and status.assigned
+    assert status.unreachable == "no broker reachable at unused:9092"
+    view = WorkerView("g", 0, status.pid, "running", 0, None, status, status_age=0.5)
+    assert readiness({("g", 0): view}, {"g": 2}) == (
+        False,
+        ["g[0] is cut off: no broker reachable at unused:9092"],
+    )
+
+
+def test_each_retry_of_an_event_is_a_call_of_its_own_for_the_hang_timeout(tmp_path: Any) -> None:
+    # on_error.timeout_ms bounds one handler call. A retry calls the handler again with the same message, and
+    # the hang watch, which tells calls apart by the message it is given, timed every attempt as one call: three
+    # 3 s attempts were "still running after 6 s" and the worker left for a restart, counting a hang.
+    from kpipe.runtime.hang_counts import HangCounts
+
+    clock = VirtualClock()
+    statuses: list[WorkerStatus] = []
+    calls: list[float] = []
+
+    def slow_and_failing(event: Event, ctx: HandlerContext) -> None:
+        calls.append(clock.monotonic())
+        reported = len(statuses)
+        clock.advance(3.0)  # this call takes 3 s of the 5 s it is allowed
+        wait_for(lambda: len(statuses) > reported, timeout=30)  # the monitor has looked at it meanwhile
+        raise RuntimeError("refused")
+
+    h = Harness(
+        slow_and_failing, retries=2, backoff_ms=1, timeout_ms=5000, clock=clock,
+        hooks=Hooks(status=statuses.append), state_dir=str(tmp_path),
+    )  # fmt: skip
+    assert h.run(messages(1)) == WORKER_EXIT_OK, h.worker.error
+    assert len(calls) == 3
+    assert HangCounts(str(tmp_path), "g").counts() == {}
+    [letter] = h.producer.sent
+    assert letter["headers"]["kpipe.error.message"] == b"RuntimeError: refused"
+    assert letter["headers"]["kpipe.attempts"] == b"3"

@@ -5,8 +5,8 @@
     GET /readyz    200 when every group is running, assigned and making progress: each instance runs, is not
                    stale (it reported its status within STALE_AFTER, 15 s), is not stalled (it holds no
                    unfinished events of which it finished none for its hang limit: on_error.timeout_ms, or
-                   30 s), and holds partitions, or the group has more instances than partitions and every
-                   partition is held
+                   30 s), reaches a broker, and holds partitions, or the group has more instances than
+                   partitions and every partition is held
 
 Health answers carry a short JSON body: {"status": "ok"} or {"status": "unavailable", "reasons": [...]}.
 This module holds the rules (what each path answers); the server, bounded under abuse, is
@@ -73,6 +73,8 @@ def readiness(views: Views, partitions: Mapping[str, int]) -> tuple[bool, list[s
                 continue
             if view.status.stalled:
                 reasons.append(f"{group}[{instance}] is stuck: {view.status.stalled}")
+            if view.status.unreachable:
+                reasons.append(f"{group}[{instance}] is cut off: {view.status.unreachable}")
             if view.status.assigned:
                 holding += 1
             else:

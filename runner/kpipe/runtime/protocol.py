@@ -160,6 +160,9 @@ class WorkerStatus:
     # Holding unfinished events, none finished for the group's hang limit: "2 events unfinished, none finished
     # for 31 s" (on_error.timeout_ms, or 30 s without one). The instance is not ready while this is set.
     stalled: str | None = None
+    # Every broker unreachable (librdkafka's all-brokers-down, or the monitor's own check): "no broker reachable
+    # at HOST:PORT". The instance is not ready while this is set; it exits for a restart after cluster_timeout.
+    unreachable: str | None = None
     # Everything a worker counts for metrics; None from a worker that does not count them.
     counters: WorkerCounters | None = None
     # Consumer lag per assigned partition, (topic, partition, lag), from librdkafka's statistics.

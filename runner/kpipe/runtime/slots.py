@@ -115,7 +115,8 @@ class WorkerView:
     group: str
     instance: int
     pid: int | None
-    # starting | running | stopping (as the worker reports) | restarting | stopped | halted | gave_up | killed
+    # starting | running | stopping (as the worker reports) | exited (reaped, what follows being decided) |
+    # restarting | stopped | halted | gave_up | killed
     state: str
     restarts: int
     last_exit: str | None  # describe_exit() of the previous process, if one ended
@@ -200,6 +201,9 @@ class Slot:
             state = self.outcome
         elif self.restart_at is not None:
             state = "restarting"
+        elif self.process is None and self.status is not None:
+            # Reaped, its restart or end not decided yet: its last status no longer describes a process.
+            state = "exited"
         elif self.status is not None:
             state = self.status.state
         else:

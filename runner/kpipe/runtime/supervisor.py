@@ -308,6 +308,9 @@ class Supervisor:
     def _start(self, slot: Slot) -> None:
         with self._lock:
             slot.restart_at = None
+            # The previous process's last status (its counts are retired) must not describe this start.
+            slot.status = None
+            slot.status_at = None
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_worker_entry,
@@ -338,8 +341,6 @@ class Supervisor:
             slot.started_at = time.monotonic()
             slot.killed_by_us = False
             slot.oom_kills_at_start = oom_kill_count()
-            slot.status = None
-            slot.status_at = None
         log.info("started %s (pid %s)", slot.label, process.pid, extra=_extra(slot))
 
     def _while_stopping(self, now: float, last_progress: float) -> float:
@@ -538,13 +539,16 @@ def _worker_entry(
 def _exit_with_parent(supervisor_pid: int) -> None:
     """SIGTERM this worker when the supervisor dies, even by SIGKILL.
 
-    A spawned worker is the supervisor's child: on Linux the kernel sends the signal (PR_SET_PDEATHSIG). A
-    forked one is the fork server's child, and the fork server outlives the supervisor while workers hold its
-    pipe, so a thread waits for the supervisor's end of the pipe multiprocessing keeps open for this (its
-    parent sentinel) to close. The kernel's signal also stops a forked worker whose fork server dies: the
-    supervisor then sees the worker as ended, and must not find it still consuming beside its replacement.
+    A thread waits for the supervisor's end of the pipe multiprocessing keeps open for this (the parent
+    sentinel) to close: a forked worker is the fork server's child, and the fork server outlives the supervisor
+    while workers hold its pipe. A forked worker also asks the kernel for the signal when its parent dies
+    (Linux's PR_SET_PDEATHSIG), so that one whose fork server dies stops: the supervisor then sees the worker as
+    ended, and must not find it still consuming beside its replacement. A spawned worker must not: that signal
+    comes when the *thread* that created the process ends, and the supervisor starts workers from a pool of
+    threads that ends once they are started (the fork server has one thread, which lives as long as it does).
     """
-    if sys.platform.startswith("linux"):
+    forked = os.getppid() != supervisor_pid
+    if forked and sys.platform.startswith("linux"):
         try:
             import ctypes
 
@@ -555,17 +559,16 @@ def _exit_with_parent(supervisor_pid: int) -> None:
     parent = multiprocessing.parent_process()
     if parent is None or not parent.is_alive():  # the supervisor died before this worker got here
         sys.exit(WORKER_EXIT_OK)
-    if os.getppid() != supervisor_pid:
-        watch = threading.Thread(
-            target=_stop_when_gone, args=(parent.sentinel,), name="kpipe-supervisor-watch", daemon=True
-        )
-        # The thread starts with these blocked, so the kernel delivers them to the main thread: one delivered to
-        # the watcher would leave a main thread blocked in a wait unaware of it until the wait ends.
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-        try:
-            watch.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    watch = threading.Thread(
+        target=_stop_when_gone, args=(parent.sentinel,), name="kpipe-supervisor-watch", daemon=True
+    )
+    # The thread starts with these blocked, so the kernel delivers them to the main thread: one delivered to
+    # the watcher would leave a main thread blocked in a wait unaware of it until the wait ends.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        watch.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop_when_gone(sentinel: int) -> None:

@@ -49,6 +49,11 @@ class ClusterHealth:
         self._next_probe = 0.0
         self._next_busy_probe = 0.0
 
+    @property
+    def unreachable(self) -> str | None:
+        """What the worker's status says while no broker answers (WorkerStatus.unreachable), else None."""
+        return None if self.down_since is None else f"no broker reachable at {self._bootstrap}"
+
     # -- callbacks (librdkafka's error_cb, failed messages) --------------------------------------------------
 
     def on_client_error(self, err: KafkaError) -> None:

@@ -238,6 +238,7 @@ class GroupWorker:
             joining=self.state == "running" and engine is not None and engine.membership.joining,
             busy=self._watch.busy if self._watch.current is not None else None,
             stalled=stalled,
+            unreachable=self._health.unreachable,
             **counters.status_fields(self.meter),
             **loop_fields,
         )

@@ -39,6 +39,25 @@ def where(msg: Any) -> str:
     return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
 
 
+class Retry:
+    """What a retry marks as running: the same event as the call before, as a new object, so that the watch
+    (which tells calls apart by what it is given) times each call from its own start, as timeout_ms means."""
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Any):
+        self.msg = msg
+
+    def topic(self) -> str:
+        return self.msg.topic()
+
+    def partition(self) -> int:
+        return self.msg.partition()
+
+    def offset(self) -> int:
+        return self.msg.offset()
+
+
 class HangWatch:
     def __init__(
         self,

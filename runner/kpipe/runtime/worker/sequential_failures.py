@@ -18,6 +18,7 @@ from kpipe.runtime.handler import Handler, HandlerContext
 from kpipe.runtime.worker.control import Control, Counters
 from kpipe.runtime.worker.emits import WAIT_SLICE
 from kpipe.runtime.worker.failures import FailurePolicy, Outcome, send_dead_letter
+from kpipe.runtime.worker.hangs import Retry
 from kpipe.runtime.worker.membership import Membership, Partition
 
 _RETRY, _DEAD_LETTER = Outcome.RETRY, Outcome.DEAD_LETTER
@@ -66,7 +67,7 @@ class InlineFailures:
             if not self._wait(policy.delay(attempt), tp):
                 return Outcome.DROPPED
             self._ctx._msg = msg
-            self._watch.current = msg
+            self._watch.current = Retry(msg)  # a new call: its time starts now
             self._counters.retried += 1
             try:
                 self._handler(event, self._ctx)

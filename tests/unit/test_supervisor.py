@@ -230,6 +230,14 @@ class SnapshotWhenLogged(logging.Handler):
             self.views.append(self.supervisor.snapshot())
 
 
+def run_until_restarted(sup: Supervisor, tmp_path: Path, group: str) -> None:
+    """Run `sup` until its one worker of `group` has started a second time, then stop it cleanly."""
+    running = Running(sup)
+    wait_for(lambda: len(starts(tmp_path, group)) == 2, timeout=30)
+    sup.stop()
+    assert running.wait(30) == 0
+
+
 def test_a_dead_worker_is_never_shown_running_while_its_restart_is_decided(tmp_path: Path) -> None:
     # The supervisor clears a dead worker's process, logs why it died, then schedules its restart: a snapshot
     # taken in between showed the dead process's last status ("running", assigned), so /readyz said ready and
@@ -240,10 +248,7 @@ def test_a_dead_worker_is_never_shown_running_while_its_restart_is_decided(tmp_p
     logger = logging.getLogger("kpipe.runtime.supervisor")
     logger.addHandler(seen)
     try:
-        running = Running(sup)
-        wait_for(lambda: len(starts(tmp_path, "dies")) == 2, timeout=30)
-        sup.stop()
-        assert running.wait(30) == 0
+        run_until_restarted(sup, tmp_path, "dies")
     finally:
         logger.removeHandler(seen)
     [views] = seen.views
@@ -275,10 +280,7 @@ def test_a_restarting_worker_is_not_shown_with_its_previous_process_status(tmp_p
     views: list[Any] = []
     WHILE_STARTING.append(lambda: views.append(sup.snapshot()[("again", 0)]))
     try:
-        running = Running(sup)
-        wait_for(lambda: len(starts(tmp_path, "again")) == 2, timeout=30)
-        sup.stop()
-        assert running.wait(30) == 0
+        run_until_restarted(sup, tmp_path, "again")
     finally:
         WHILE_STARTING.clear()
     first, restart = views

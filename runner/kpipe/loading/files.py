@@ -112,8 +112,17 @@ class ProjectFiles:
 
         `written` is the path as the user wrote it: the only form a message shows.
         """
-        # Outside the root first, whether the path exists or not: a file must not learn what is out there.
-        if not self.inside(path) and not self._loops(path):
+        # Outside the root first, whether the path exists or not: a file must not learn what is out there. A loop
+        # cannot be resolved that far: the strict resolve below names it.
+        try:
+            loose: Path | None = Path(path).resolve(strict=False)
+        except RuntimeError:  # Python < 3.13 raises this for a loop
+            loose = None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                return None, [self._outside(written, position)]
+            loose = None
+        if loose is not None and not self._holds(loose):
             return None, [self._outside(written, position)]
         try:
             resolved = Path(path).resolve(strict=True)
@@ -127,7 +136,7 @@ class ProjectFiles:
             return None, [
                 error(f"'{written}': cannot be read: {exc.strerror or exc}", position, code="file-unreadable")
             ]
-        if resolved != self.root and self.root not in resolved.parents:
+        if not self._holds(resolved):
             return None, [self._outside(written, position)]
         named = _control_in_name(resolved.relative_to(self.root)) or _control_in_name(Path(written))
         if named is not None:
@@ -139,6 +148,9 @@ class ProjectFiles:
             resolved = Path(path).resolve(strict=False)
         except (OSError, RuntimeError):
             return False
+        return self._holds(resolved)
+
+    def _holds(self, resolved: Path) -> bool:
         return resolved == self.root or self.root in resolved.parents
 
     def _outside(self, written: str, position: Position) -> Diagnostic:
@@ -148,16 +160,6 @@ class ProjectFiles:
             code="path-outside-root",
             hint="keep pipeline, values and schema files inside the project, or pass --root",
         )
-
-    @staticmethod
-    def _loops(path: Path | str) -> bool:
-        try:
-            Path(path).resolve(strict=False)
-        except RuntimeError:
-            return True
-        except OSError as exc:
-            return exc.errno == errno.ELOOP
-        return False
 
     @staticmethod
     def _loop(written: str, position: Position) -> Diagnostic:

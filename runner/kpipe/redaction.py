@@ -219,7 +219,9 @@ _BLOCK_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud8
 # removes every Unicode blank (U+00A0, U+2003, U+3000, ...), not only spaces and tabs. Its legacy parser runs
 # `##[command]` found anywhere in a line (actions/runner, ActionCommand.TryParse: IndexOf("##[")).
 _COMMAND_START = re.compile(r"^([^\S\n]*)::", re.MULTILINE)
-_LEGACY_COMMAND = "##["
+LEGACY_COMMAND = "##["
+# What a line starts with, once trimmed, to be run as a command: every writer that escapes commands checks these.
+COMMAND_STARTS = ("::", LEGACY_COMMAND)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -230,7 +232,7 @@ def _escape(match: re.Match[str]) -> str:
 def no_command(text: str) -> str:
     """No line of `text` is a GitHub Actions workflow command: a leading `::` (after any blanks) is written
     `\\x3a:`, and `##[` anywhere is written `\\x23#[`."""
-    text = text.replace(_LEGACY_COMMAND, "\\x23#[")
+    text = text.replace(LEGACY_COMMAND, "\\x23#[")
     return _COMMAND_START.sub(lambda m: f"{m.group(1)}\\x3a:", text)
 
 

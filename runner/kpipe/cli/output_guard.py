@@ -18,8 +18,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-_STARTS = ("::", "##[")
-_LEGACY = "##["
+from kpipe.redaction import COMMAND_STARTS as _STARTS
+from kpipe.redaction import LEGACY_COMMAND as _LEGACY
+
 _permit: str | None = None
 
 

@@ -11,6 +11,9 @@ from typing import Any
 
 import yaml
 
+from kpipe.redaction import COMMAND_STARTS as _COMMAND_STARTS
+from kpipe.redaction import LEGACY_COMMAND as _LEGACY_COMMAND
+
 
 class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data: object) -> bool:
@@ -27,12 +30,9 @@ def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _text)
 
 
-# A line that starts (after blanks) with one of these is a GitHub Actions workflow command when a CI step prints
-# it; no line of YAML kpipe writes starts with one (kpipe.cli.output_guard would otherwise have to escape it,
-# changing the value).
-_COMMAND_STARTS = ("::", "##[")
-
-
+# A line that starts (after blanks) with one of COMMAND_STARTS is a GitHub Actions workflow command when a CI
+# step prints it; no line of YAML kpipe writes starts with one (kpipe.cli.output_guard would otherwise have to
+# escape it, changing the value).
 class _QuotingDumper(_Dumper):
     """Text that holds a command start is one double-quoted line, so no physical line can start with it."""
 
@@ -48,7 +48,6 @@ _QuotingDumper.add_representer(str, _quoted_if_command)
 
 # GitHub's legacy parser runs `##[command]` wherever it is in a line; `\x23` is `#` in a double-quoted YAML
 # scalar and `\u0023` in a JSON string, so the value written is the value read.
-_LEGACY_COMMAND = "##["
 
 
 def dump_yaml(data: Any) -> str:

@@ -229,7 +229,7 @@ class Producer:
             if self._check_values:
                 self._check_numbers(event)
             try:
-                value = to_json(event, exclude_unset=True)  # see serde.to_json_bytes
+                value = to_json(event, exclude_unset=True)  # serde.model_json, inlined on the hot path
             except PydanticSerializationError as exc:  # e.g. a str holding a lone surrogate
                 raise EventInvalid(unserialisable(exc)) from None
             if len(value) > MAX_INT_DIGITS:  # shorter JSON cannot hold a refused integer
